@@ -1,0 +1,703 @@
+//! The engine's public face: [`Engine`] and its operations. Reads take a shard read
+//! lock, copy a slot, and do one positional read; writes append under the writer lock
+//! and update the index before releasing it, so index order always matches log order.
+
+use crate::error::{Error, Result};
+use crate::format::hint::HintEntry;
+use crate::format::record::{
+    self, ALL_NAMESPACES, HEADER_LEN, Header, Kind, MAX_KEY_LEN, MAX_META_LEN, NAMESPACES,
+};
+use crate::io::LockGuard;
+use crate::keydir::{Keydir, Liveness, Slot, coarse_expiry};
+use crate::maintenance::{self, Stopper};
+use crate::options::Options;
+use crate::segment::{Found, Segment};
+use crate::stats::{Counters, Stats};
+use crate::writer::{SyncState, Writer};
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+
+/// A value as stored, with what was stored beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// The value.
+    pub value: Bytes,
+    /// Per-record metadata (an ETag for read-through entries; empty otherwise).
+    pub meta: Bytes,
+    /// Expiry in Unix milliseconds, if the key has one.
+    pub expire_at_ms: Option<u64>,
+}
+
+/// One page of a [`Engine::scan`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Keys on this page.
+    pub keys: Vec<Bytes>,
+    /// The cursor for the next call; 0 when the walk is complete.
+    pub cursor: u64,
+}
+
+pub(crate) struct Inner {
+    pub opts: Options,
+    pub seed: u64,
+    pub keydirs: [OnceLock<Keydir>; NAMESPACES as usize],
+    pub segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
+    pub writer: Mutex<Writer>,
+    pub sync: Mutex<SyncState>,
+    pub sync_cv: Condvar,
+    pub poison: Mutex<Option<String>>,
+    pub poisoned: AtomicBool,
+    pub closed: AtomicBool,
+    pub counters: Counters,
+    pub pending_hints: Mutex<Vec<u32>>,
+    pub dir_lock: Mutex<Option<LockGuard>>,
+}
+
+/// A caskade store: thread-safe, synchronous, one per data directory.
+///
+/// Share it between threads with an `Arc`; every operation takes `&self`.
+pub struct Engine {
+    inner: Arc<Inner>,
+    stopper: Stopper,
+    maintenance: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn check_ns(ns: u8) -> Result<()> {
+    if ns < NAMESPACES {
+        Ok(())
+    } else {
+        Err(Error::BadNamespace(ns))
+    }
+}
+
+fn check_key(key: &[u8]) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(Error::KeyTooLong {
+            len: key.len(),
+            max: MAX_KEY_LEN,
+        });
+    }
+    Ok(())
+}
+
+fn exact_expired(expire_at_ms: u64, now_ms: u64) -> bool {
+    expire_at_ms != 0 && expire_at_ms <= now_ms
+}
+
+impl Inner {
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        // 0 marks an empty index slot; the one key in 2^64 that hashes there moves to 1.
+        xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed).max(1)
+    }
+
+    /// What a record found by a segment walk means for the index. A corrupt record
+    /// counts as a tombstone of its key, so a restart cannot fall back to an older
+    /// version of that key.
+    pub fn describe(&self, off: u64, found: &Found<'_>) -> HintEntry {
+        match found {
+            Found::Record(r) => HintEntry {
+                kind: r.header.kind,
+                ns: r.header.ns,
+                hash: if r.key.is_empty() {
+                    0
+                } else {
+                    self.hash(r.key)
+                },
+                offset: off as u32,
+                len: r.header.total_len() as u32,
+                expire_at_ms: r.header.expire_at_ms,
+            },
+            Found::Corrupt { ns, key, len } => HintEntry {
+                kind: Kind::Tombstone,
+                ns: *ns,
+                hash: self.hash(key),
+                offset: off as u32,
+                len: *len as u32,
+                expire_at_ms: 0,
+            },
+        }
+    }
+
+    pub fn keydir(&self, ns: u8) -> &Keydir {
+        self.keydirs[ns as usize].get_or_init(Keydir::new)
+    }
+
+    fn keydir_if_any(&self, ns: u8) -> Option<&Keydir> {
+        self.keydirs[ns as usize].get()
+    }
+
+    pub fn segment(&self, id: u32) -> Option<Arc<Segment>> {
+        self.segments.read().get(&id).cloned()
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.opts.clock.now_ms()
+    }
+
+    pub fn mark_dead(&self, slot: &Slot) {
+        if let Some(seg) = self.segment(slot.seg) {
+            seg.add_dead(slot.len as u64);
+        }
+    }
+
+    /// Marks many slots dead with one pass over the segment map.
+    pub fn mark_dead_all(&self, slots: impl IntoIterator<Item = Slot>) {
+        let mut per_seg: HashMap<u32, u64> = HashMap::new();
+        for s in slots {
+            *per_seg.entry(s.seg).or_default() += s.len as u64;
+        }
+        let segs = self.segments.read();
+        for (id, bytes) in per_seg {
+            if let Some(seg) = segs.get(&id) {
+                seg.add_dead(bytes);
+            }
+        }
+    }
+
+    /// The whole record a slot points at; `None` if it cannot be read in full (the
+    /// segment was cut short underneath us), which callers treat as corruption.
+    fn read_record(&self, slot: &Slot) -> Result<Option<Vec<u8>>> {
+        let Some(seg) = self.segment(slot.seg) else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; slot.len as usize];
+        match seg.file.read_exact_at(&mut buf, slot.off as u64) {
+            Ok(()) => Ok(Some(buf)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(Error::io("read", &seg.path, e)),
+        }
+    }
+
+    /// The header of the record at `slot` if it is a live put of exactly `key` in `ns`:
+    /// a short read of header and key, for operations that need no value.
+    fn read_head(&self, ns: u8, key: &[u8], slot: &Slot) -> Result<Option<Header>> {
+        let want = HEADER_LEN + key.len();
+        if (slot.len as usize) < want {
+            return Ok(None);
+        }
+        let Some(seg) = self.segment(slot.seg) else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; want];
+        match seg.file.read_exact_at(&mut buf, slot.off as u64) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(Error::io("read", &seg.path, e)),
+        }
+        Ok(Header::parse(&buf).filter(|h| {
+            h.kind == Kind::Put
+                && h.ns == ns
+                && h.key_len as usize == key.len()
+                && h.total_len() == slot.len as usize
+                && &buf[HEADER_LEN..] == key
+        }))
+    }
+
+    /// Drops an expired slot from the index (the record on disk says it expired, so no
+    /// tombstone is needed for restarts).
+    fn drop_expired(&self, kd: &Keydir, slot: &Slot) {
+        if kd.remove_exact(slot) {
+            Counters::bump(&self.counters.expired);
+            self.mark_dead(slot);
+        }
+    }
+
+    /// A record failed its CRC: forget the key, and log a tombstone so that an older
+    /// version of it in an earlier segment cannot come back after a restart.
+    fn drop_corrupt(&self, ns: u8, key: &[u8], kd: &Keydir, slot: &Slot) {
+        Counters::bump(&self.counters.corrupt);
+        tracing::warn!(
+            segment = slot.seg,
+            offset = slot.off,
+            "corrupt record read; key dropped"
+        );
+        let Ok(mut w) = self.lock_writer() else {
+            kd.remove_exact(slot);
+            return;
+        };
+        if kd.get(slot.hash).as_ref() != Some(slot) {
+            return;
+        }
+        let mut buf = Vec::new();
+        record::encode_into(&mut buf, Kind::Tombstone, ns, key, b"", b"", 0);
+        match self.append_locked(&mut w, &buf) {
+            Ok((seg, _)) => seg.add_dead(buf.len() as u64),
+            Err(e) => tracing::warn!(error = %e, "could not log a tombstone for a corrupt record"),
+        }
+        if kd.remove_exact(slot) {
+            self.mark_dead(slot);
+        }
+    }
+
+    /// Appends `rec` for `key` if its slot is still `expected`, then points the index
+    /// at the new record (or removes the key, for a tombstone). Returns the LSN to wait
+    /// for, or `None` if the slot changed meanwhile (the caller retries).
+    fn replace_if_unchanged(
+        &self,
+        kd: &Keydir,
+        expected: Option<&Slot>,
+        hash: u64,
+        rec: &[u8],
+        expire_at_ms: u64,
+        tombstone: bool,
+    ) -> Result<Option<u64>> {
+        let mut w = self.lock_writer()?;
+        if kd.get(hash).as_ref() != expected {
+            return Ok(None);
+        }
+        let (seg, off) = self.append_locked(&mut w, rec)?;
+        let old = if tombstone {
+            seg.add_dead(rec.len() as u64);
+            expected.filter(|s| kd.remove_exact(s)).copied()
+        } else {
+            kd.insert(Slot {
+                hash,
+                seg: seg.id,
+                off,
+                len: rec.len() as u32,
+                exp_s: coarse_expiry(expire_at_ms),
+            })
+        };
+        if let Some(old) = old {
+            self.mark_dead(&old);
+        }
+        Ok(Some(w.lsn))
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the store in `opts.dir`: takes the directory lock, loads hint
+    /// files, scans what they do not cover, cuts a torn tail, and starts the background
+    /// thread.
+    pub fn open(opts: Options) -> Result<Engine> {
+        opts.validate()?;
+        let inner = Arc::new(crate::recovery::open(opts)?);
+        let stopper = Stopper::default();
+        let handle = maintenance::spawn(&inner, stopper.clone())?;
+        Ok(Engine {
+            inner,
+            stopper,
+            maintenance: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// The value of `key`, or `None` if it is absent, expired or unreadable.
+    pub fn get(&self, ns: u8, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self.get_item(ns, key)?.map(|i| i.value))
+    }
+
+    /// The value of `key` with its metadata and expiry.
+    pub fn get_item(&self, ns: u8, key: &[u8]) -> Result<Option<Item>> {
+        check_ns(ns)?;
+        let inner = &*self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let found = self.lookup(ns, key)?;
+        Counters::bump(if found.is_some() {
+            &inner.counters.hits
+        } else {
+            &inner.counters.misses
+        });
+        Ok(found)
+    }
+
+    fn lookup(&self, ns: u8, key: &[u8]) -> Result<Option<Item>> {
+        let inner = &*self.inner;
+        let Some(kd) = inner.keydir_if_any(ns) else {
+            return Ok(None);
+        };
+        let Some(slot) = kd.get(inner.hash(key)) else {
+            return Ok(None);
+        };
+        let now = inner.now_ms();
+        if slot.liveness(now) == Liveness::Expired {
+            inner.drop_expired(kd, &slot);
+            return Ok(None);
+        }
+        let Some(buf) = inner.read_record(&slot)? else {
+            inner.drop_corrupt(ns, key, kd, &slot);
+            return Ok(None);
+        };
+        let Some(rec) = record::decode(&buf) else {
+            inner.drop_corrupt(ns, key, kd, &slot);
+            return Ok(None);
+        };
+        if rec.key != key || rec.header.ns != ns || rec.header.kind != Kind::Put {
+            // Another key with the same 64-bit hash replaced this one: a miss.
+            return Ok(None);
+        }
+        let h = rec.header;
+        if exact_expired(h.expire_at_ms, now) {
+            inner.drop_expired(kd, &slot);
+            return Ok(None);
+        }
+        let value_at = record::value_range(&h);
+        let meta_at = value_at.start - h.meta_len as usize..value_at.start;
+        let buf = Bytes::from(buf);
+        Ok(Some(Item {
+            value: buf.slice(value_at),
+            meta: buf.slice(meta_at),
+            expire_at_ms: (h.expire_at_ms != 0).then_some(h.expire_at_ms),
+        }))
+    }
+
+    /// Stores `value` under `key`, replacing any previous value, with an optional
+    /// expiry in Unix ms (one in the past deletes the key, as Redis does).
+    pub fn put(&self, ns: u8, key: &[u8], value: &[u8], expire_at_ms: Option<u64>) -> Result<()> {
+        self.put_item(ns, key, value, expire_at_ms, b"")
+    }
+
+    /// [`Engine::put`] with per-record metadata (up to 255 bytes, e.g. an ETag).
+    pub fn put_item(
+        &self,
+        ns: u8,
+        key: &[u8],
+        value: &[u8],
+        expire_at_ms: Option<u64>,
+        meta: &[u8],
+    ) -> Result<()> {
+        check_ns(ns)?;
+        check_key(key)?;
+        let inner = &*self.inner;
+        if value.len() > inner.opts.max_value_bytes {
+            return Err(Error::ValueTooLong {
+                len: value.len(),
+                max: inner.opts.max_value_bytes,
+            });
+        }
+        if meta.len() > MAX_META_LEN {
+            return Err(Error::MetaTooLong {
+                len: meta.len(),
+                max: MAX_META_LEN,
+            });
+        }
+        if let Some(at) = expire_at_ms
+            && (at == 0 || at <= inner.now_ms())
+        {
+            self.delete(ns, key)?;
+            return Ok(());
+        }
+        let exp = expire_at_ms.unwrap_or(0);
+        let mut buf = Vec::new();
+        record::encode_into(&mut buf, Kind::Put, ns, key, meta, value, exp);
+        let hash = inner.hash(key);
+        let kd = inner.keydir(ns);
+        let lsn = {
+            let mut w = inner.lock_writer()?;
+            let (seg, off) = inner.append_locked(&mut w, &buf)?;
+            let old = kd.insert(Slot {
+                hash,
+                seg: seg.id,
+                off,
+                len: buf.len() as u32,
+                exp_s: coarse_expiry(exp),
+            });
+            if let Some(old) = old {
+                inner.mark_dead(&old);
+            }
+            w.lsn
+        };
+        Counters::bump(&inner.counters.puts);
+        inner.after_write(lsn)
+    }
+
+    /// Removes `key`; returns whether it was there (an expired key was not).
+    pub fn delete(&self, ns: u8, key: &[u8]) -> Result<bool> {
+        check_ns(ns)?;
+        check_key(key)?;
+        let inner = &*self.inner;
+        let Some(kd) = inner.keydir_if_any(ns) else {
+            return Ok(false);
+        };
+        let hash = inner.hash(key);
+        loop {
+            let Some(slot) = kd.get(hash) else {
+                return Ok(false);
+            };
+            let Some(head) = inner.read_head(ns, key, &slot)? else {
+                return Ok(false);
+            };
+            if exact_expired(head.expire_at_ms, inner.now_ms()) {
+                inner.drop_expired(kd, &slot);
+                return Ok(false);
+            }
+            let mut buf = Vec::new();
+            record::encode_into(&mut buf, Kind::Tombstone, ns, key, b"", b"", 0);
+            if let Some(lsn) = inner.replace_if_unchanged(kd, Some(&slot), hash, &buf, 0, true)? {
+                Counters::bump(&inner.counters.deletes);
+                inner.after_write(lsn)?;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Whether `key` holds a live value.
+    pub fn exists(&self, ns: u8, key: &[u8]) -> Result<bool> {
+        Ok(self.ttl(ns, key)?.is_some())
+    }
+
+    /// `None` if `key` is absent; `Some(None)` if it never expires; `Some(Some(ms))`
+    /// with its expiry in Unix ms otherwise.
+    pub fn ttl(&self, ns: u8, key: &[u8]) -> Result<Option<Option<u64>>> {
+        check_ns(ns)?;
+        check_key(key)?;
+        let inner = &*self.inner;
+        let Some(kd) = inner.keydir_if_any(ns) else {
+            return Ok(None);
+        };
+        let Some(slot) = kd.get(inner.hash(key)) else {
+            return Ok(None);
+        };
+        let now = inner.now_ms();
+        if slot.liveness(now) == Liveness::Expired {
+            inner.drop_expired(kd, &slot);
+            return Ok(None);
+        }
+        let Some(head) = inner.read_head(ns, key, &slot)? else {
+            return Ok(None);
+        };
+        if exact_expired(head.expire_at_ms, now) {
+            inner.drop_expired(kd, &slot);
+            return Ok(None);
+        }
+        Ok(Some((head.expire_at_ms != 0).then_some(head.expire_at_ms)))
+    }
+
+    /// Sets (`Some(ms)`) or removes (`None`) the expiry of `key` if `cond` accepts its
+    /// current expiry; returns whether the key existed and `cond` held. This is the
+    /// building block for Redis' EXPIRE NX/XX/GT/LT and PERSIST. An expiry in the past
+    /// deletes the key.
+    pub fn expire_if(
+        &self,
+        ns: u8,
+        key: &[u8],
+        expire_at_ms: Option<u64>,
+        cond: impl Fn(Option<u64>) -> bool,
+    ) -> Result<bool> {
+        check_ns(ns)?;
+        check_key(key)?;
+        let inner = &*self.inner;
+        let Some(kd) = inner.keydir_if_any(ns) else {
+            return Ok(false);
+        };
+        let hash = inner.hash(key);
+        loop {
+            let Some(slot) = kd.get(hash) else {
+                return Ok(false);
+            };
+            let now = inner.now_ms();
+            let Some(buf) = inner.read_record(&slot)? else {
+                inner.drop_corrupt(ns, key, kd, &slot);
+                return Ok(false);
+            };
+            let Some(rec) = record::decode(&buf) else {
+                inner.drop_corrupt(ns, key, kd, &slot);
+                return Ok(false);
+            };
+            if rec.key != key || rec.header.ns != ns || rec.header.kind != Kind::Put {
+                return Ok(false);
+            }
+            let current = rec.header.expire_at_ms;
+            if exact_expired(current, now) {
+                inner.drop_expired(kd, &slot);
+                return Ok(false);
+            }
+            if !cond((current != 0).then_some(current)) {
+                return Ok(false);
+            }
+            if let Some(at) = expire_at_ms
+                && (at == 0 || at <= now)
+            {
+                return self.delete(ns, key);
+            }
+            let exp = expire_at_ms.unwrap_or(0);
+            let mut out = Vec::new();
+            record::encode_into(&mut out, Kind::Put, ns, key, rec.meta, rec.value, exp);
+            if let Some(lsn) =
+                inner.replace_if_unchanged(kd, Some(&slot), hash, &out, exp, false)?
+            {
+                Counters::bump(&inner.counters.puts);
+                inner.after_write(lsn)?;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Sets the expiry of `key` (Unix ms); returns whether the key exists.
+    pub fn expire(&self, ns: u8, key: &[u8], expire_at_ms: u64) -> Result<bool> {
+        self.expire_if(ns, key, Some(expire_at_ms), |_| true)
+    }
+
+    /// Removes the expiry of `key`; returns whether it had one.
+    pub fn persist(&self, ns: u8, key: &[u8]) -> Result<bool> {
+        self.expire_if(ns, key, None, |cur| cur.is_some())
+    }
+
+    /// Up to about `count` live keys of namespace `ns` from `cursor` (0 to start), and
+    /// the cursor to continue from (0 when done). Keys present for the whole walk are
+    /// returned exactly once; keys added or removed meanwhile may or may not be.
+    pub fn scan(&self, ns: u8, cursor: u64, count: usize) -> Result<ScanPage> {
+        check_ns(ns)?;
+        let inner = &*self.inner;
+        let Some(kd) = inner.keydir_if_any(ns) else {
+            return Ok(ScanPage::default());
+        };
+        let now = inner.now_ms();
+        let (slots, next) = kd.scan(cursor, count, |s| s.liveness(now) != Liveness::Expired);
+        let mut keys = Vec::with_capacity(slots.len());
+        for slot in &slots {
+            if let Some(key) = self.read_key(ns, slot, now)? {
+                keys.push(key);
+            }
+        }
+        Ok(ScanPage { keys, cursor: next })
+    }
+
+    /// The key of the live record at `slot`, read from disk.
+    fn read_key(&self, ns: u8, slot: &Slot, now: u64) -> Result<Option<Bytes>> {
+        let inner = &*self.inner;
+        let Some(seg) = inner.segment(slot.seg) else {
+            return Ok(None);
+        };
+        // Most keys are short: one read of header plus 64 bytes usually covers the key.
+        let mut buf = vec![0u8; (slot.len as usize).min(HEADER_LEN + 64)];
+        let read = |buf: &mut [u8]| match seg.file.read_exact_at(buf, slot.off as u64) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(Error::io("read", &seg.path, e)),
+        };
+        if !read(&mut buf)? {
+            return Ok(None);
+        }
+        let Some(h) = Header::parse(&buf) else {
+            return Ok(None);
+        };
+        let key_end = HEADER_LEN + h.key_len as usize;
+        if key_end > buf.len() {
+            if key_end > slot.len as usize {
+                return Ok(None);
+            }
+            buf.resize(key_end, 0);
+            if !read(&mut buf)? {
+                return Ok(None);
+            }
+        }
+        if h.kind != Kind::Put || h.ns != ns || exact_expired(h.expire_at_ms, now) {
+            return Ok(None);
+        }
+        buf.truncate(key_end);
+        Ok(Some(Bytes::from(buf).slice(HEADER_LEN..)))
+    }
+
+    /// Keys in namespace `ns` (expired ones not yet swept included, like Redis DBSIZE).
+    pub fn len(&self, ns: u8) -> usize {
+        self.inner.keydir_if_any(ns).map_or(0, Keydir::len)
+    }
+
+    /// Whether namespace `ns` holds no keys.
+    pub fn is_empty(&self, ns: u8) -> bool {
+        self.len(ns) == 0
+    }
+
+    /// Keys in all namespaces.
+    pub fn total_len(&self) -> usize {
+        (0..NAMESPACES).map(|ns| self.len(ns)).sum()
+    }
+
+    /// Removes every key of namespace `ns` (Redis FLUSHDB).
+    pub fn flush_namespace(&self, ns: u8) -> Result<()> {
+        check_ns(ns)?;
+        self.flush_where(ns)
+    }
+
+    /// Removes every key of every namespace (Redis FLUSHALL).
+    pub fn flush_all(&self) -> Result<()> {
+        self.flush_where(ALL_NAMESPACES)
+    }
+
+    fn flush_where(&self, ns: u8) -> Result<()> {
+        let inner = &*self.inner;
+        let mut buf = Vec::new();
+        record::encode_into(&mut buf, Kind::Flush, ns, b"", b"", b"", 0);
+        let lsn = {
+            let mut w = inner.lock_writer()?;
+            let (seg, _) = inner.append_locked(&mut w, &buf)?;
+            seg.add_dead(buf.len() as u64);
+            let mut removed = Vec::new();
+            for (i, kd) in inner.keydirs.iter().enumerate() {
+                if ns == ALL_NAMESPACES || i == ns as usize {
+                    if let Some(kd) = kd.get() {
+                        kd.clear(|s| removed.push(*s));
+                    }
+                }
+            }
+            inner.mark_dead_all(removed);
+            w.lsn
+        };
+        inner.after_write(lsn)
+    }
+
+    /// Makes every write so far durable, whatever the fsync policy.
+    pub fn sync(&self) -> Result<()> {
+        self.inner.check_writable()?;
+        self.inner.sync_now()
+    }
+
+    /// A snapshot of the engine's figures.
+    pub fn stats(&self) -> Stats {
+        let inner = &*self.inner;
+        let c = &inner.counters;
+        let (mut segments, mut disk_bytes, mut garbage_bytes) = (0, 0, 0);
+        for seg in inner.segments.read().values() {
+            segments += 1;
+            disk_bytes += seg.len();
+            garbage_bytes += seg.dead.load(Ordering::Relaxed);
+        }
+        let index_bytes = inner
+            .keydirs
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(Keydir::heap_bytes)
+            .sum::<usize>();
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            keys: self.total_len() as u64,
+            segments,
+            disk_bytes,
+            garbage_bytes,
+            index_bytes: index_bytes as u64,
+            puts: get(&c.puts),
+            deletes: get(&c.deletes),
+            hits: get(&c.hits),
+            misses: get(&c.misses),
+            expired_keys: get(&c.expired),
+            corrupt_records: get(&c.corrupt),
+            syncs: get(&c.syncs),
+            bytes_written: get(&c.bytes_written),
+        }
+    }
+
+    /// Syncs, writes the hint file of the active segment (so the next open reads no
+    /// data), stops the background thread and releases the directory lock. Later calls
+    /// fail with [`Error::Closed`]. Dropping the engine does the same, logging errors.
+    pub fn close(&self) -> Result<()> {
+        self.stopper.stop();
+        if let Some(h) = self.maintenance.lock().take() {
+            let _ = h.join();
+        }
+        maintenance::shutdown(&self.inner)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Err(e) = self.close() {
+            tracing::warn!(error = %e, "closing the engine failed");
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The record: the unit appended to segment files.
+//!
+//! | offset        | size      | field                                                |
+//! |--------------:|----------:|------------------------------------------------------|
+//! | 0             | 4         | CRC32 (`crc32fast`) of bytes 4..end of the record    |
+//! | 4             | 1         | kind: 1 put, 2 tombstone, 3 flush namespace          |
+//! | 5             | 1         | namespace 0..16 (255 = every namespace, flush only)  |
+//! | 6             | 1         | metadata length `m` (0..=255)                        |
+//! | 7             | 1         | reserved, 0                                          |
+//! | 8             | 2         | key length `k` (1..=65535; 0 for flush)              |
+//! | 10            | 4         | value length `v`                                     |
+//! | 14            | 8         | expiry, Unix milliseconds (0 = never)                |
+//! | 22            | `k`       | key                                                  |
+//! | 22+k          | `m`       | metadata (e.g. an ETag)                              |
+//! | 22+k+m        | `v`       | value                                                |
+//!
+//! The CRC covers the header after itself, so a flipped length or expiry is caught as
+//! surely as a flipped value byte.
+
+use super::{le_u16, le_u32, le_u64};
+
+pub(crate) const HEADER_LEN: usize = 22;
+/// The longest key the format can hold.
+pub const MAX_KEY_LEN: usize = u16::MAX as usize;
+/// The longest metadata (ETag) the format can hold.
+pub const MAX_META_LEN: usize = u8::MAX as usize;
+/// The longest value the format accepts (Redis' own `proto-max-bulk-len` default).
+pub const MAX_VALUE_LEN: usize = 512 << 20;
+/// The namespace byte of a flush record that empties every namespace.
+pub(crate) const ALL_NAMESPACES: u8 = 255;
+/// How many namespaces there are (Redis `SELECT 0..15`).
+pub const NAMESPACES: u8 = 16;
+
+/// What a record does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Put = 1,
+    Tombstone = 2,
+    Flush = 3,
+}
+
+/// A decoded record header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub kind: Kind,
+    pub ns: u8,
+    pub meta_len: u8,
+    pub key_len: u16,
+    pub value_len: u32,
+    pub expire_at_ms: u64,
+}
+
+impl Header {
+    /// The length of the whole record this header starts.
+    pub fn total_len(&self) -> usize {
+        HEADER_LEN + self.key_len as usize + self.meta_len as usize + self.value_len as usize
+    }
+
+    /// Parses a header, refusing anything the encoder could not have written. This is
+    /// what lets recovery tell a torn or corrupt region from a record before the CRC.
+    pub fn parse(b: &[u8]) -> Option<Header> {
+        if b.len() < HEADER_LEN || b[7] != 0 {
+            return None;
+        }
+        let kind = match b[4] {
+            1 => Kind::Put,
+            2 => Kind::Tombstone,
+            3 => Kind::Flush,
+            _ => return None,
+        };
+        let h = Header {
+            kind,
+            ns: b[5],
+            meta_len: b[6],
+            key_len: le_u16(b, 8),
+            value_len: le_u32(b, 10),
+            expire_at_ms: le_u64(b, 14),
+        };
+        let plausible = match kind {
+            Kind::Put => h.ns < NAMESPACES && h.key_len > 0,
+            Kind::Tombstone => {
+                h.ns < NAMESPACES && h.key_len > 0 && h.value_len == 0 && h.meta_len == 0
+            }
+            Kind::Flush => {
+                (h.ns < NAMESPACES || h.ns == ALL_NAMESPACES)
+                    && h.key_len == 0
+                    && h.value_len == 0
+                    && h.meta_len == 0
+            }
+        };
+        (plausible && h.value_len as usize <= MAX_VALUE_LEN).then_some(h)
+    }
+}
+
+/// A record's parts, borrowed from a buffer that held the whole record.
+#[derive(Debug)]
+pub(crate) struct RecordRef<'a> {
+    pub header: Header,
+    pub key: &'a [u8],
+    pub meta: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// The byte range of the value inside an encoded record.
+pub(crate) fn value_range(h: &Header) -> std::ops::Range<usize> {
+    let start = HEADER_LEN + h.key_len as usize + h.meta_len as usize;
+    start..start + h.value_len as usize
+}
+
+/// Appends one encoded record to `buf`. Lengths must already be within the limits.
+pub(crate) fn encode_into(
+    buf: &mut Vec<u8>,
+    kind: Kind,
+    ns: u8,
+    key: &[u8],
+    meta: &[u8],
+    value: &[u8],
+    expire_at_ms: u64,
+) {
+    debug_assert!(key.len() <= MAX_KEY_LEN && meta.len() <= MAX_META_LEN);
+    let start = buf.len();
+    buf.reserve(HEADER_LEN + key.len() + meta.len() + value.len());
+    buf.extend_from_slice(&[0; 4]);
+    buf.push(kind as u8);
+    buf.push(ns);
+    buf.push(meta.len() as u8);
+    buf.push(0);
+    buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&expire_at_ms.to_le_bytes());
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(meta);
+    buf.extend_from_slice(value);
+    let crc = crc32fast::hash(&buf[start + 4..]);
+    buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Decodes a whole record, checking its header, its length and its CRC. `None` means
+/// the bytes are not exactly one intact record.
+pub(crate) fn decode(b: &[u8]) -> Option<RecordRef<'_>> {
+    let header = Header::parse(b)?;
+    if header.total_len() != b.len() || !crc_ok(b) {
+        return None;
+    }
+    let k = HEADER_LEN + header.key_len as usize;
+    let m = k + header.meta_len as usize;
+    Some(RecordRef {
+        header,
+        key: &b[HEADER_LEN..k],
+        meta: &b[k..m],
+        value: &b[m..],
+    })
+}
+
+/// Whether the CRC at the start of `b` matches the rest of `b`.
+pub(crate) fn crc_ok(b: &[u8]) -> bool {
+    b.len() >= 4 && le_u32(b, 0) == crc32fast::hash(&b[4..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &[u8], meta: &[u8], value: &[u8], exp: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        encode_into(&mut b, Kind::Put, 3, key, meta, value, exp);
+        b
+    }
+
+    #[test]
+    fn round_trip_keeps_every_field() {
+        let b = put(b"key", b"etag-1", b"value", 1234);
+        let r = decode(&b).expect("intact record decodes");
+        assert_eq!(r.header.kind, Kind::Put);
+        assert_eq!(r.header.ns, 3);
+        assert_eq!(r.header.expire_at_ms, 1234);
+        assert_eq!(
+            (r.key, r.meta, r.value),
+            (&b"key"[..], &b"etag-1"[..], &b"value"[..])
+        );
+        assert_eq!(&b[value_range(&r.header)], b"value");
+    }
+
+    #[test]
+    fn any_flipped_bit_is_detected() {
+        let b = put(b"k", b"m", b"some value bytes", 99);
+        for i in 0..b.len() {
+            for bit in 0..8 {
+                let mut c = b.clone();
+                c[i] ^= 1 << bit;
+                assert!(
+                    decode(&c).is_none(),
+                    "flip of bit {bit} in byte {i} went unseen"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn implausible_headers_are_refused_before_the_crc() {
+        let mut flush = Vec::new();
+        encode_into(&mut flush, Kind::Flush, ALL_NAMESPACES, b"", b"", b"", 0);
+        assert!(decode(&flush).is_some());
+        let mut bad_ns = put(b"k", b"", b"v", 0);
+        bad_ns[5] = 16;
+        assert!(Header::parse(&bad_ns).is_none());
+        let mut empty_key = put(b"k", b"", b"v", 0);
+        empty_key[8] = 0;
+        assert!(Header::parse(&empty_key).is_none());
+        assert!(
+            Header::parse(&[0u8; HEADER_LEN]).is_none(),
+            "zeros are not a record"
+        );
+    }
+
+    #[test]
+    fn truncated_record_is_refused() {
+        let b = put(b"key", b"", b"value", 0);
+        assert!(decode(&b[..b.len() - 1]).is_none());
+    }
+}

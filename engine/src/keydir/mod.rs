@@ -1,0 +1,294 @@
+//! The index (keydir) of one namespace: key hash → record location and coarse expiry,
+//! split into 1024 independently locked shards so readers never queue on one lock.
+//! SCAN walks it in hash order, which stays stable while shards grow and shrink.
+
+mod table;
+
+pub(crate) use table::Slot;
+use table::{SHARD_BITS, Table};
+
+use parking_lot::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const SHARDS: usize = 1 << SHARD_BITS;
+
+/// Padded to a cache line so two shards' locks never share one.
+#[repr(align(64))]
+struct Shard(RwLock<Table>);
+
+pub(crate) struct Keydir {
+    shards: Box<[Shard]>,
+    len: AtomicUsize,
+}
+
+/// Whether a slot's coarse (whole-second, rounded up) expiry settles the question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    Alive,
+    Expired,
+    /// Within the last second before the coarse expiry: the exact time is on disk.
+    Unsure,
+}
+
+/// The coarse expiry kept in a slot for an exact expiry in ms (0 = never).
+pub(crate) fn coarse_expiry(expire_at_ms: u64) -> u32 {
+    if expire_at_ms == 0 {
+        0
+    } else {
+        expire_at_ms.div_ceil(1000).clamp(1, u32::MAX as u64) as u32
+    }
+}
+
+impl Slot {
+    pub fn liveness(&self, now_ms: u64) -> Liveness {
+        if self.exp_s == 0 {
+            return Liveness::Alive;
+        }
+        let coarse_ms = self.exp_s as u64 * 1000;
+        if self.exp_s == u32::MAX {
+            // Clamped: the exact expiry lies somewhere beyond; only the disk knows.
+            return if now_ms < coarse_ms {
+                Liveness::Alive
+            } else {
+                Liveness::Unsure
+            };
+        }
+        // exact ∈ (coarse_ms - 1000, coarse_ms]
+        if now_ms >= coarse_ms {
+            Liveness::Expired
+        } else if now_ms + 1000 <= coarse_ms {
+            Liveness::Alive
+        } else {
+            Liveness::Unsure
+        }
+    }
+}
+
+fn shard_of(hash: u64) -> usize {
+    (hash >> (64 - SHARD_BITS)) as usize
+}
+
+fn shard_start(shard: usize) -> u64 {
+    (shard as u64) << (64 - SHARD_BITS)
+}
+
+impl Keydir {
+    pub fn new() -> Self {
+        Keydir {
+            shards: (0..SHARDS)
+                .map(|_| Shard(RwLock::new(Table::new())))
+                .collect(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, hash: u64) -> &RwLock<Table> {
+        &self.shards[shard_of(hash)].0
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    pub fn get(&self, hash: u64) -> Option<Slot> {
+        self.shard(hash).read().get(hash).copied()
+    }
+
+    pub fn insert(&self, slot: Slot) -> Option<Slot> {
+        let old = self.shard(slot.hash).write().insert(slot);
+        if old.is_none() {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+        old
+    }
+
+    /// Removes `hash` only if its slot is still exactly `expected` (so a concurrent
+    /// writer's newer slot is never removed by a stale decision).
+    pub fn remove_exact(&self, expected: &Slot) -> bool {
+        self.remove_if(expected.hash, |s| s == expected).is_some()
+    }
+
+    pub fn remove_if(&self, hash: u64, pred: impl FnOnce(&Slot) -> bool) -> Option<Slot> {
+        let old = self.shard(hash).write().remove_if(hash, pred);
+        if old.is_some() {
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+        old
+    }
+
+    /// Empties the namespace, handing each removed slot to `f`.
+    pub fn clear(&self, mut f: impl FnMut(&Slot)) {
+        for shard in self.shards.iter() {
+            let taken = shard.0.write().take_all();
+            self.len.fetch_sub(taken.len(), Ordering::Relaxed);
+            taken.iter().for_each(&mut f);
+        }
+    }
+
+    /// Removes, from shard `shard`, the slots that `pred` picks, handing each to `f`.
+    pub fn sweep_shard(
+        &self,
+        shard: usize,
+        mut pred: impl FnMut(&Slot) -> bool,
+        mut f: impl FnMut(&Slot),
+    ) {
+        let mut t = self.shards[shard % SHARDS].0.write();
+        let doomed: Vec<u64> = t.iter().filter(|s| pred(s)).map(|s| s.hash).collect();
+        for h in doomed {
+            if let Some(s) = t.remove_if(h, |_| true) {
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                f(&s);
+            }
+        }
+    }
+
+    pub const SHARDS: usize = SHARDS;
+
+    /// Up to `count` slots with hash ≥ `cursor` that `keep` accepts, in hash order, and
+    /// the cursor to continue from (0 when the walk is complete). A key present for the
+    /// whole walk is returned exactly once, whatever happens to other keys.
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        mut keep: impl FnMut(&Slot) -> bool,
+    ) -> (Vec<Slot>, u64) {
+        let count = count.max(1);
+        let mut out: Vec<Slot> = Vec::new();
+        let mut shard = shard_of(cursor);
+        let mut from = cursor;
+        loop {
+            let mut found: Vec<Slot> = self.shards[shard]
+                .0
+                .read()
+                .iter()
+                .filter(|s| s.hash >= from && keep(s))
+                .copied()
+                .collect();
+            let need = count - out.len();
+            if found.len() > need {
+                found.select_nth_unstable_by_key(need - 1, |s| s.hash);
+                found.truncate(need);
+                found.sort_unstable_by_key(|s| s.hash);
+                let last = found[need - 1].hash;
+                out.extend(found);
+                // Hash u64::MAX is the last possible one, so wrapping to 0 means "done".
+                return (out, last.wrapping_add(1));
+            }
+            found.sort_unstable_by_key(|s| s.hash);
+            out.extend(found);
+            shard += 1;
+            if shard == SHARDS {
+                return (out, 0);
+            }
+            from = shard_start(shard);
+            if out.len() >= count {
+                return (out, from);
+            }
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.0.read().heap_bytes()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn slot(hash: u64) -> Slot {
+        Slot {
+            hash,
+            seg: 1,
+            off: 0,
+            len: 1,
+            exp_s: 0,
+        }
+    }
+
+    #[test]
+    fn coarse_expiry_brackets_the_exact_one() {
+        for exact in [1u64, 999, 1000, 1001, 123_456_789] {
+            let s = Slot {
+                exp_s: coarse_expiry(exact),
+                ..slot(1)
+            };
+            for now in exact.saturating_sub(2500)..exact + 2500 {
+                match s.liveness(now) {
+                    Liveness::Alive => assert!(now < exact, "{now} {exact}"),
+                    Liveness::Expired => assert!(now >= exact, "{now} {exact}"),
+                    Liveness::Unsure => {}
+                }
+            }
+        }
+        assert_eq!(slot(1).liveness(u64::MAX), Liveness::Alive);
+        let far = Slot {
+            exp_s: coarse_expiry(u64::MAX),
+            ..slot(1)
+        };
+        assert_eq!(far.liveness(1), Liveness::Alive);
+    }
+
+    #[test]
+    fn scan_returns_every_stable_key_once_while_others_churn() {
+        let kd = Keydir::new();
+        let mut r = 7u64;
+        let mut next = || {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            r
+        };
+        let stable: BTreeSet<u64> = (0..5000).map(|_| next() | 1).collect();
+        for h in &stable {
+            kd.insert(slot(*h));
+        }
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        let mut churn = Vec::new();
+        loop {
+            let (page, c) = kd.scan(cursor, 37, |_| true);
+            assert!(page.len() <= 37);
+            seen.extend(page.iter().map(|s| s.hash).filter(|h| stable.contains(h)));
+            // Other keys come and go between calls, growing and shrinking shards.
+            for _ in 0..50 {
+                let h = next() | 1;
+                if !stable.contains(&h) {
+                    kd.insert(slot(h));
+                    churn.push(h);
+                }
+            }
+            for h in churn.drain(..churn.len() / 2) {
+                kd.remove_if(h, |_| true);
+            }
+            if c == 0 {
+                break;
+            }
+            cursor = c;
+        }
+        let unique: BTreeSet<u64> = seen.iter().copied().collect();
+        assert_eq!(unique.len(), seen.len(), "a key came back twice");
+        assert_eq!(unique, stable);
+    }
+
+    #[test]
+    fn len_tracks_inserts_removes_and_clear() {
+        let kd = Keydir::new();
+        for h in 1..=100u64 {
+            kd.insert(slot(h << 40));
+        }
+        kd.insert(slot(1 << 40));
+        assert_eq!(kd.len(), 100);
+        assert!(kd.remove_exact(&slot(2 << 40)));
+        assert!(!kd.remove_exact(&Slot {
+            off: 9,
+            ..slot(3 << 40)
+        }));
+        assert_eq!(kd.len(), 99);
+        let mut n = 0;
+        kd.clear(|_| n += 1);
+        assert_eq!((n, kd.len()), (99, 0));
+    }
+}

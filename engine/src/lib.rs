@@ -1,0 +1,27 @@
+//! caskade's storage engine: a bitcask-style log of CRC-checked records in segment
+//! files, an in-memory index of 24-byte slots (key hashes, not keys), hint files for
+//! fast restarts, and fsync policies with group commit. Synchronous and thread-safe;
+//! no async runtime inside. All file I/O goes through [`io::Storage`].
+
+mod clock;
+mod engine;
+mod error;
+mod format;
+pub mod io;
+mod keydir;
+mod maintenance;
+mod options;
+mod recovery;
+mod segment;
+mod stats;
+mod writer;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use engine::{Engine, Item, ScanPage};
+pub use error::{Error, Result};
+pub use format::record::{MAX_KEY_LEN, MAX_META_LEN, MAX_VALUE_LEN, NAMESPACES};
+pub use options::{Fsync, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options};
+pub use stats::Stats;
+
+/// Bytes of index memory per key slot (the figure the DRAM budget is made of).
+pub const INDEX_SLOT_BYTES: usize = std::mem::size_of::<keydir::Slot>();

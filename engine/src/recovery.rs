@@ -1,0 +1,349 @@
+//! Opening a directory: lock it, read or create the meta file, load each segment's hint
+//! file and scan what it does not cover (CRC-checking every record), cut a torn tail,
+//! and rebuild the index in log order so the newest record of each key wins.
+
+use crate::engine::Inner;
+use crate::error::{Error, Result};
+use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
+use crate::format::hint::{self, HintEntry};
+use crate::format::meta;
+use crate::format::record::{ALL_NAMESPACES, Kind, NAMESPACES};
+use crate::io::{OpenMode, join, write_atomic};
+use crate::keydir::{Keydir, Liveness, Slot, coarse_expiry};
+use crate::options::Options;
+use crate::segment::{Found, HINT_EXT, SEGMENT_EXT, Segment, hint_name, parse_name, walk};
+use crate::stats::Counters;
+use crate::writer::{SyncState, Writer};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+const LOCK_FILE: &str = "LOCK";
+
+pub(crate) fn open(opts: Options) -> Result<Inner> {
+    let started = Instant::now();
+    let storage = opts.storage.clone();
+    let dir = opts.dir.clone();
+    storage
+        .create_dir_all(&dir)
+        .map_err(|e| Error::io("create directory", &dir, e))?;
+    let lock = match storage.lock(&join(&dir, LOCK_FILE)) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            return Err(Error::Locked(dir));
+        }
+        Err(e) => return Err(Error::io("lock", join(&dir, LOCK_FILE), e)),
+    };
+    let names = storage.list(&dir).map_err(|e| Error::io("list", &dir, e))?;
+    let mut seg_ids: Vec<u32> = names
+        .iter()
+        .filter_map(|n| parse_name(n, SEGMENT_EXT))
+        .collect();
+    seg_ids.sort_unstable();
+    for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+        // Leftovers of an atomic write that never reached its rename.
+        let _ = storage.remove(&join(&dir, n));
+    }
+    for n in &names {
+        if let Some(id) = parse_name(n, HINT_EXT)
+            && seg_ids.binary_search(&id).is_err()
+        {
+            let _ = storage.remove(&join(&dir, n));
+        }
+    }
+
+    let seed = read_or_create_meta(&opts, !seg_ids.is_empty())?;
+    let inner = Inner {
+        seed,
+        keydirs: std::array::from_fn(|_| OnceLock::new()),
+        segments: RwLock::new(BTreeMap::new()),
+        // Replaced below once the active segment is known.
+        writer: Mutex::new(Writer {
+            active: Segment::placeholder(),
+            lsn: 0,
+            next_id: 1,
+        }),
+        sync: Mutex::new(SyncState {
+            synced_lsn: 0,
+            in_progress: false,
+            last_sync: Instant::now(),
+        }),
+        sync_cv: Condvar::new(),
+        poison: Mutex::new(None),
+        poisoned: AtomicBool::new(false),
+        closed: AtomicBool::new(false),
+        counters: Counters::default(),
+        pending_hints: Mutex::new(Vec::new()),
+        dir_lock: Mutex::new(Some(lock)),
+        opts,
+    };
+
+    let total = seg_ids.len();
+    let mut last: Option<Arc<Segment>> = None;
+    for (i, &id) in seg_ids.iter().enumerate() {
+        let is_last = i + 1 == total;
+        if let Some(seg) = load_segment(&inner, id, is_last)? {
+            last = Some(seg);
+        }
+        if total >= 16 && (i + 1) % (total / 8).max(1) == 0 {
+            tracing::info!(
+                done = i + 1,
+                total,
+                keys = total_keys(&inner),
+                "recovering segments"
+            );
+        }
+    }
+
+    let segment_bytes = inner.opts.segment_bytes;
+    let next_id = seg_ids.last().map_or(1, |id| id + 1);
+    let active = match last {
+        Some(seg) if seg.len() < segment_bytes => seg,
+        Some(seg) => {
+            inner.pending_hints.lock().retain(|&id| id != seg.id);
+            if !has_hint_for(&inner, seg.id) {
+                inner.pending_hints.lock().push(seg.id);
+            }
+            inner.create_segment(next_id)?
+        }
+        None => inner.create_segment(next_id)?,
+    };
+    {
+        let mut w = inner.writer.lock();
+        w.next_id = active.id.max(next_id.saturating_sub(1)) + 1;
+        w.active = active;
+    }
+    tracing::info!(
+        dir = %inner.opts.dir.display(),
+        segments = total,
+        keys = total_keys(&inner),
+        ms = started.elapsed().as_millis() as u64,
+        "engine opened"
+    );
+    Ok(inner)
+}
+
+fn total_keys(inner: &Inner) -> usize {
+    inner
+        .keydirs
+        .iter()
+        .filter_map(OnceLock::get)
+        .map(Keydir::len)
+        .sum()
+}
+
+fn has_hint_for(inner: &Inner, id: u32) -> bool {
+    inner
+        .opts
+        .storage
+        .open(&join(&inner.opts.dir, &hint_name(id)), OpenMode::Read)
+        .is_ok()
+}
+
+fn read_or_create_meta(opts: &Options, has_segments: bool) -> Result<u64> {
+    let path = join(&opts.dir, meta::FILE_NAME);
+    match opts.storage.open(&path, OpenMode::Read) {
+        Ok(f) => {
+            let len = f.len().map_err(|e| Error::io("stat", &path, e))?;
+            let mut b = vec![0u8; len.min(4096) as usize];
+            f.read_exact_at(&mut b, 0)
+                .map_err(|e| Error::io("read", &path, e))?;
+            meta::decode(&b).map_err(|reason| Error::BadFile { path, reason })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if has_segments {
+                return Err(Error::BadFile {
+                    path,
+                    reason: "missing, but the directory holds segment files; refusing to guess the hash seed".into(),
+                });
+            }
+            let mut seed = [0u8; 8];
+            getrandom::fill(&mut seed).map_err(|e| Error::BadOption {
+                field: "dir",
+                reason: format!("no randomness for the hash seed: {e}"),
+            })?;
+            let seed = u64::from_le_bytes(seed);
+            write_atomic(
+                opts.storage.as_ref(),
+                &opts.dir,
+                meta::FILE_NAME,
+                &meta::encode(seed),
+            )
+            .map_err(|e| Error::io("create", &path, e))?;
+            Ok(seed)
+        }
+        Err(e) => Err(Error::io("open", &path, e)),
+    }
+}
+
+/// Applies one record, in log order, to the index being rebuilt.
+fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
+    let HintEntry {
+        kind,
+        ns,
+        hash,
+        offset: off,
+        len,
+        expire_at_ms,
+    } = *e;
+    match kind {
+        Kind::Put | Kind::Tombstone => {
+            if ns >= NAMESPACES || hash == 0 {
+                seg.add_dead(len as u64);
+                return;
+            }
+            let kd = inner.keydir(ns);
+            if let Some(old) = kd.remove_if(hash, |_| true) {
+                inner.mark_dead(&old);
+            }
+            let slot = Slot {
+                hash,
+                seg: seg.id,
+                off,
+                len,
+                exp_s: coarse_expiry(expire_at_ms),
+            };
+            let expired = expire_at_ms != 0 && expire_at_ms <= now;
+            if kind == Kind::Tombstone || expired || slot.liveness(now) == Liveness::Expired {
+                seg.add_dead(len as u64);
+            } else {
+                kd.insert(slot);
+            }
+        }
+        Kind::Flush => {
+            seg.add_dead(len as u64);
+            let mut removed = Vec::new();
+            for (i, kd) in inner.keydirs.iter().enumerate() {
+                if (ns == ALL_NAMESPACES || i == ns as usize)
+                    && let Some(kd) = kd.get()
+                {
+                    kd.clear(|s| removed.push(*s));
+                }
+            }
+            inner.mark_dead_all(removed);
+        }
+    }
+}
+
+/// Opens segment `id` and applies its records. Returns `None` for the remains of a
+/// segment whose creation was cut short (no complete header), which it deletes.
+fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segment>>> {
+    let storage = inner.opts.storage.as_ref();
+    let dir = &inner.opts.dir;
+    let path = join(dir, &crate::segment::segment_name(id));
+    let file = storage
+        .open(&path, OpenMode::ReadWrite)
+        .map_err(|e| Error::io("open", &path, e))?;
+    let file_len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+    let mut header = [0u8; FILE_HEADER_LEN];
+    if file_len < FILE_HEADER_LEN as u64 {
+        if is_last {
+            tracing::warn!(path = %path.display(), "removing a segment whose creation was interrupted");
+            drop(file);
+            storage
+                .remove(&path)
+                .map_err(|e| Error::io("remove", &path, e))?;
+            return Ok(None);
+        }
+        return Err(Error::BadFile {
+            path,
+            reason: format!("only {file_len} bytes, shorter than a file header"),
+        });
+    }
+    file.read_exact_at(&mut header, 0)
+        .map_err(|e| Error::io("read", &path, e))?;
+    match file_header::decode(&header, FileKind::Segment) {
+        Ok(found) if found == id => {}
+        Ok(found) => {
+            return Err(Error::BadFile {
+                path,
+                reason: format!("header names segment {found}"),
+            });
+        }
+        Err(reason) => return Err(Error::BadFile { path, reason }),
+    }
+    let seg = Arc::new(Segment::new(id, path.clone(), file.clone(), file_len));
+    inner.segments.write().insert(id, seg.clone());
+    let now = inner.now_ms();
+
+    let mut scan_from = FILE_HEADER_LEN as u64;
+    let mut hinted = false;
+    let hint_path = join(dir, &hint_name(id));
+    if let Ok(hf) = storage.open(&hint_path, OpenMode::Read) {
+        match load_hint(inner, &seg, hf.as_ref(), file_len, now) {
+            Ok(covered) => {
+                scan_from = covered;
+                hinted = covered == file_len;
+            }
+            Err(reason) => {
+                tracing::warn!(path = %hint_path.display(), %reason, "ignoring hint file; scanning the segment");
+            }
+        }
+    }
+    if scan_from < file_len {
+        let end = walk(file.as_ref(), scan_from, file_len, |off, found| {
+            if let Found::Corrupt { .. } = found {
+                Counters::bump(&inner.counters.corrupt);
+                tracing::warn!(
+                    segment = id,
+                    offset = off,
+                    "corrupt record skipped; its key is dropped"
+                );
+            }
+            apply(inner, &seg, &inner.describe(off, &found), now);
+        })
+        .map_err(|e| Error::io("read", &path, e))?;
+        if end.corrupt_bytes > 0 {
+            seg.add_dead(end.corrupt_bytes);
+        }
+        if end.valid_end < file_len {
+            tracing::warn!(
+                path = %path.display(),
+                cut = file_len - end.valid_end,
+                "truncating a torn tail"
+            );
+            file.truncate(end.valid_end)
+                .and_then(|()| file.sync())
+                .map_err(|e| Error::io("truncate", &path, e))?;
+            seg.len.store(end.valid_end, Ordering::Release);
+        }
+    }
+    if !hinted && !is_last {
+        inner.pending_hints.lock().push(id);
+    }
+    Ok(Some(seg))
+}
+
+/// Applies a hint file; returns the segment length it covers.
+fn load_hint(
+    inner: &Inner,
+    seg: &Segment,
+    hf: &dyn crate::io::FileHandle,
+    file_len: u64,
+    now: u64,
+) -> Result<u64, String> {
+    let len = hf.len().map_err(|e| e.to_string())?;
+    let mut bytes = vec![0u8; len as usize];
+    hf.read_exact_at(&mut bytes, 0).map_err(|e| e.to_string())?;
+    let h = hint::decode(&bytes, seg.id)?;
+    if h.covered_len > file_len || h.covered_len < FILE_HEADER_LEN as u64 {
+        return Err(format!(
+            "covers {} bytes but the segment holds {file_len}",
+            h.covered_len
+        ));
+    }
+    // Validate every entry before applying any, so a bad hint changes nothing.
+    let entries = h.entries().collect::<Result<Vec<_>, _>>()?;
+    for e in &entries {
+        let end = e.offset as u64 + e.len as u64;
+        if (e.offset as u64) < FILE_HEADER_LEN as u64 || end > h.covered_len {
+            return Err(format!("entry at {} runs outside the segment", e.offset));
+        }
+    }
+    for e in &entries {
+        apply(inner, seg, e, now);
+    }
+    Ok(h.covered_len)
+}

@@ -1,0 +1,56 @@
+//! Engine figures: counters bumped on the hot paths (relaxed atomics) and the snapshot
+//! [`Stats`] that `Engine::stats` assembles for INFO and metrics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub puts: AtomicU64,
+    pub deletes: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub expired: AtomicU64,
+    pub corrupt: AtomicU64,
+    pub syncs: AtomicU64,
+    pub bytes_written: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of the engine's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Keys in the index, all namespaces (expired keys not yet swept included).
+    pub keys: u64,
+    /// Segment files on disk.
+    pub segments: u64,
+    /// Bytes in segment files.
+    pub disk_bytes: u64,
+    /// Bytes of records the index no longer points at (reclaimable by compaction).
+    pub garbage_bytes: u64,
+    /// Heap bytes held by the index (slot arrays; shard headers excluded).
+    pub index_bytes: u64,
+    /// Successful writes (puts, expiry changes).
+    pub puts: u64,
+    /// Deletes that removed a key.
+    pub deletes: u64,
+    /// Reads that found a value.
+    pub hits: u64,
+    /// Reads that found nothing (absent, expired or corrupt).
+    pub misses: u64,
+    /// Keys removed because they expired.
+    pub expired_keys: u64,
+    /// Records found corrupt (CRC mismatch) on read or recovery.
+    pub corrupt_records: u64,
+    /// fsync calls on segment data.
+    pub syncs: u64,
+    /// Bytes appended to segments since open.
+    pub bytes_written: u64,
+}
