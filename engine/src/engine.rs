@@ -630,10 +630,10 @@ impl Engine {
             seg.add_dead(buf.len() as u64);
             let mut removed = Vec::new();
             for (i, kd) in inner.keydirs.iter().enumerate() {
-                if ns == ALL_NAMESPACES || i == ns as usize {
-                    if let Some(kd) = kd.get() {
-                        kd.clear(|s| removed.push(*s));
-                    }
+                if (ns == ALL_NAMESPACES || i == ns as usize)
+                    && let Some(kd) = kd.get()
+                {
+                    kd.clear(|s| removed.push(*s));
                 }
             }
             inner.mark_dead_all(removed);

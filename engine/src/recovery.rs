@@ -146,7 +146,7 @@ fn read_or_create_meta(opts: &Options, has_segments: bool) -> Result<u64> {
     let path = join(&opts.dir, meta::FILE_NAME);
     match opts.storage.open(&path, OpenMode::Read) {
         Ok(f) => {
-            let len = f.len().map_err(|e| Error::io("stat", &path, e))?;
+            let len = f.size().map_err(|e| Error::io("stat", &path, e))?;
             let mut b = vec![0u8; len.min(4096) as usize];
             f.read_exact_at(&mut b, 0)
                 .map_err(|e| Error::io("read", &path, e))?;
@@ -236,7 +236,7 @@ fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segm
     let file = storage
         .open(&path, OpenMode::ReadWrite)
         .map_err(|e| Error::io("open", &path, e))?;
-    let file_len = file.len().map_err(|e| Error::io("stat", &path, e))?;
+    let file_len = file.size().map_err(|e| Error::io("stat", &path, e))?;
     let mut header = [0u8; FILE_HEADER_LEN];
     if file_len < FILE_HEADER_LEN as u64 {
         if is_last {
@@ -324,7 +324,7 @@ fn load_hint(
     file_len: u64,
     now: u64,
 ) -> Result<u64, String> {
-    let len = hf.len().map_err(|e| e.to_string())?;
+    let len = hf.size().map_err(|e| e.to_string())?;
     let mut bytes = vec![0u8; len as usize];
     hf.read_exact_at(&mut bytes, 0).map_err(|e| e.to_string())?;
     let h = hint::decode(&bytes, seg.id)?;

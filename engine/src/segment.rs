@@ -78,7 +78,7 @@ impl FileHandle for NoFile {
     fn sync(&self) -> io::Result<()> {
         Err(io::ErrorKind::NotFound.into())
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(0)
     }
     fn truncate(&self, _: u64) -> io::Result<()> {

@@ -64,7 +64,7 @@ mod tests {
         newer[10] = 9;
         assert!(
             decode(&newer, FileKind::Hint)
-                .unwrap_err()
+                .expect_err("newer version refused")
                 .contains("version 9")
         );
         assert!(decode(b"short", FileKind::Hint).is_err());

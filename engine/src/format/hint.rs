@@ -93,7 +93,7 @@ pub(crate) fn decode(b: &[u8], segment_id: u32) -> Result<Hint<'_>, String> {
     let count = le_u64(b, b.len() - TRAILER_LEN);
     let covered_len = le_u64(b, b.len() - 12);
     let body = &b[file_header::HEADER_LEN..b.len() - TRAILER_LEN];
-    if body.len() % ENTRY_LEN != 0 || (body.len() / ENTRY_LEN) as u64 != count {
+    if !body.len().is_multiple_of(ENTRY_LEN) || (body.len() / ENTRY_LEN) as u64 != count {
         return Err("hint entry count does not match its length".into());
     }
     Ok(Hint { body, covered_len })

@@ -47,6 +47,7 @@ struct Faults {
     syncs: AtomicU64,
     fail_write_at: AtomicU64,
     fail_sync_at: AtomicU64,
+    sync_delay_us: AtomicU64,
 }
 
 /// The in-memory, fault-injecting [`Storage`]. Cloning shares the same files.
@@ -77,6 +78,7 @@ impl FaultStorage {
                     syncs: AtomicU64::new(0),
                     fail_write_at: AtomicU64::new(u64::MAX),
                     fail_sync_at: AtomicU64::new(u64::MAX),
+                    sync_delay_us: AtomicU64::new(0),
                 }),
             }),
         }
@@ -100,6 +102,14 @@ impl FaultStorage {
             .faults
             .fail_sync_at
             .store(now + n.max(1), Ordering::SeqCst);
+    }
+
+    /// Makes every sync take `d`, like a real device, so tests can watch syncs overlap.
+    pub fn set_sync_delay(&self, d: std::time::Duration) {
+        self.shared
+            .faults
+            .sync_delay_us
+            .store(d.as_micros() as u64, Ordering::SeqCst);
     }
 
     /// Disarms every pending fault.
@@ -223,6 +233,10 @@ impl FileHandle for MemFile {
     }
 
     fn sync(&self) -> io::Result<()> {
+        let delay = self.faults.sync_delay_us.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(delay));
+        }
         let n = self.faults.syncs.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.faults.fail_sync_at.load(Ordering::SeqCst) {
             return Err(injected("sync"));
@@ -232,7 +246,7 @@ impl FileHandle for MemFile {
         Ok(())
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.state.lock().data.len() as u64)
     }
 

@@ -23,7 +23,7 @@ pub trait FileHandle: Send + Sync {
     /// Makes everything written so far durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
     /// The file's current length.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     /// Cuts (or extends with zeros) the file to `len` bytes.
     fn truncate(&self, len: u64) -> io::Result<()>;
 }

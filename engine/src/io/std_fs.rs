@@ -24,7 +24,7 @@ impl FileHandle for StdFile {
     fn sync(&self) -> io::Result<()> {
         self.0.sync_data()
     }
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
     }
     fn truncate(&self, len: u64) -> io::Result<()> {

@@ -211,7 +211,7 @@ mod tests {
             // A small key space forces replacements and removals of present keys; the
             // top bits are fixed as in one shard, to exercise the rotation.
             let hash = (r % 3000 + 1) | (5 << (64 - SHARD_BITS));
-            if r % 3 == 0 {
+            if r.is_multiple_of(3) {
                 assert_eq!(
                     t.remove_if(hash, |_| true),
                     model.remove(&hash),
