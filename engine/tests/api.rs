@@ -188,7 +188,7 @@ fn limits_are_errors_not_panics() {
 fn data_survives_reopen_across_many_segments_using_hints() {
     let (dir, o, _c, e) = tmp_engine();
     for i in 0..3000u32 {
-        e.put(0, format!("k{i}").as_bytes(), &vec![i as u8; 100], None)
+        e.put(0, format!("k{i}").as_bytes(), &[i as u8; 100], None)
             .expect("put");
     }
     for i in (0..3000u32).step_by(3) {

@@ -144,10 +144,8 @@ fn run(ops: Vec<Op>, fsync: Fsync) {
                     .get(&(ns, key))
                     .is_some_and(|(_, e)| e.is_some());
                 assert_eq!(done, had_ttl, "persist's answer, step {step}");
-                if let Some(entry) = model.get_mut(&(ns, key)) {
-                    if had_ttl {
-                        entry.1 = None;
-                    }
+                if had_ttl && let Some(entry) = model.get_mut(&(ns, key)) {
+                    entry.1 = None;
                 }
             }
             Op::Advance(ms) => clock.advance(ms),
