@@ -217,7 +217,24 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     let n = |base: u64| ((base as f64 * scale) as u64).max(1000);
+    // CASKADE_BENCH_PARTS=throughput,dram picks parts (both by default).
+    let parts = std::env::var("CASKADE_BENCH_PARTS").unwrap_or_else(|_| "throughput,dram".into());
     println!("\n## caskade engine benchmark (scale {scale})\n");
+    if parts.contains("throughput") {
+        throughput_tables(n);
+    }
+    if parts.contains("dram") {
+        println!("\nDRAM per key, 16-byte keys. The index holds 24-byte slots (hash, location,");
+        println!("expiry), not the keys, so this is the whole DRAM cost of a key:\n");
+        println!("| keys       | index B/key   | RSS Δ B/key | load time |");
+        println!("|------------|--------------:|------------:|----------:|");
+        for keys in [n(1_000_000), n(10_000_000)] {
+            dram_and_reopen(keys);
+        }
+    }
+}
+
+fn throughput_tables(n: impl Fn(u64) -> u64) {
     println!("Single-key operations, 16-byte keys, no fsync per operation in any store");
     println!("(caskade fsync=everysec, fjall's buffered journal, redb Durability::None).\n");
     println!("| store   | value | threads | put µs/op | get µs/op | put ops/s | get ops/s |");
@@ -271,12 +288,5 @@ fn main() {
             "\n4 KiB single thread: put {:.2} µs/op, get {:.2} µs/op (bitcaskDB publishes put 13–25, get 6–8 µs/op)",
             c.put_us, c.get_us
         );
-    }
-    println!("\nDRAM per key, 16-byte keys. The index holds 24-byte slots (hash, location,");
-    println!("expiry), not the keys, so this is the whole DRAM cost of a key:\n");
-    println!("| keys       | index B/key   | RSS Δ B/key | load time |");
-    println!("|------------|--------------:|------------:|----------:|");
-    for keys in [n(1_000_000), n(10_000_000)] {
-        dram_and_reopen(keys);
     }
 }

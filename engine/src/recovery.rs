@@ -9,7 +9,7 @@ use crate::format::hint::{self, HintEntry};
 use crate::format::meta;
 use crate::format::record::{ALL_NAMESPACES, Kind, NAMESPACES};
 use crate::io::{OpenMode, join, write_atomic};
-use crate::keydir::{Keydir, Liveness, Slot, coarse_expiry};
+use crate::keydir::{Keydir, Slot, coarse_expiry};
 use crate::options::Options;
 use crate::segment::{Found, HINT_EXT, SEGMENT_EXT, Segment, hint_name, parse_name, walk};
 use crate::stats::Counters;
@@ -195,9 +195,6 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
                 return;
             }
             let kd = inner.keydir(ns);
-            if let Some(old) = kd.remove_if(hash, |_| true) {
-                inner.mark_dead(&old);
-            }
             let slot = Slot {
                 hash,
                 seg: seg.id,
@@ -206,10 +203,15 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
                 exp_s: coarse_expiry(expire_at_ms),
             };
             let expired = expire_at_ms != 0 && expire_at_ms <= now;
-            if kind == Kind::Tombstone || expired || slot.liveness(now) == Liveness::Expired {
-                seg.add_dead(len as u64);
+            // One index operation per record: most records are live puts, which replace.
+            let old = if kind == Kind::Put && !expired {
+                kd.insert(slot)
             } else {
-                kd.insert(slot);
+                seg.add_dead(len as u64);
+                kd.remove_if(hash, |_| true)
+            };
+            if let Some(old) = old {
+                inner.mark_dead(&old);
             }
         }
         Kind::Flush => {
