@@ -1,0 +1,396 @@
+//! Server commands: INFO (Redis' sections and fields that tools read, plus a
+//! `# Caskade` section), CONFIG GET/SET, COMMAND, TIME, LASTSAVE, MEMORY USAGE,
+//! OBJECT, SLOWLOG and FUNCTION FLUSH.
+
+use super::connection::REDIS_VERSION;
+use super::{COMMANDS, Session, Spec, syntax_error, tri};
+use crate::glob;
+use crate::protocol::reply::Reply;
+use crate::state::Shared;
+use bytes::Bytes;
+use caskade_engine::NAMESPACES;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+fn eq(a: &[u8], b: &str) -> bool {
+    a.eq_ignore_ascii_case(b.as_bytes())
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn info_text(s: &Shared, sections: &[String]) -> String {
+    let want = |name: &str| {
+        sections.is_empty()
+            || sections
+                .iter()
+                .any(|s| s == name || s == "all" || s == "everything" || s == "default")
+    };
+    let cfg = s.config.lock().clone();
+    let st = s.engine.stats();
+    let mut out = String::new();
+    let uptime = s.started.elapsed().as_secs();
+    if want("server") {
+        let _ = write!(
+            out,
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nexecutable:caskade\r\ncaskade_version:{}\r\n\r\n",
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            usize::BITS,
+            std::process::id(),
+            cfg.port,
+            uptime / 86400,
+            env!("CARGO_PKG_VERSION"),
+        );
+    }
+    if want("clients") {
+        let _ = write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
+            s.client_count(),
+            cfg.limits.max_clients
+        );
+    }
+    if want("memory") {
+        let rss = rss_bytes();
+        let _ = write!(
+            out,
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{:.2}M\r\nused_memory_rss:{rss}\r\nused_memory_peak:{rss}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:1.00\r\n\r\n",
+            rss as f64 / (1 << 20) as f64
+        );
+    }
+    if want("persistence") {
+        let _ = write!(
+            out,
+            "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\nrdb_last_save_time:{}\r\naof_enabled:0\r\n\r\n",
+            s.last_save.load(Ordering::Relaxed)
+        );
+    }
+    if want("stats") {
+        let _ = write!(
+            out,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
+            s.stats.connections.load(Ordering::Relaxed),
+            s.stats.commands.load(Ordering::Relaxed),
+            s.stats.rejected.load(Ordering::Relaxed),
+            st.expired_keys,
+            st.hits,
+            st.misses
+        );
+    }
+    if want("replication") {
+        out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
+    }
+    if want("cluster") {
+        out.push_str("# Cluster\r\ncluster_enabled:0\r\n\r\n");
+    }
+    if want("keyspace") {
+        out.push_str("# Keyspace\r\n");
+        for db in 0..NAMESPACES {
+            let n = s.engine.len(db);
+            if n > 0 {
+                let _ = write!(out, "db{db}:keys={n},expires=0,avg_ttl=0\r\n");
+            }
+        }
+        out.push_str("\r\n");
+    }
+    if want("caskade") {
+        let _ = write!(
+            out,
+            "# Caskade\r\nengine_keys:{}\r\nengine_segments:{}\r\nengine_disk_bytes:{}\r\nengine_garbage_bytes:{}\r\nengine_index_bytes:{}\r\nengine_bytes_written:{}\r\nengine_syncs:{}\r\nengine_corrupt_records:{}\r\nfsync:{:?}\r\ndata_dir:{}\r\n\r\n",
+            st.keys,
+            st.segments,
+            st.disk_bytes,
+            st.garbage_bytes,
+            st.index_bytes,
+            st.bytes_written,
+            st.syncs,
+            st.corrupt_records,
+            cfg.storage.fsync,
+            cfg.storage.dir.display()
+        );
+    }
+    while out.ends_with("\r\n\r\n") {
+        out.truncate(out.len() - 2);
+    }
+    out
+}
+
+pub fn info(s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
+    let sections: Vec<String> = a
+        .iter()
+        .map(|x| String::from_utf8_lossy(x).to_ascii_lowercase())
+        .collect();
+    Reply::Verbatim(info_text(s, &sections))
+}
+
+/// The CONFIG GET parameters and their current values.
+fn config_params(s: &Shared) -> Vec<(&'static str, String)> {
+    let cfg = s.config.lock();
+    let fsync = match cfg.storage.fsync {
+        caskade_engine::Fsync::Always => "always",
+        caskade_engine::Fsync::EverySec => "everysec",
+        caskade_engine::Fsync::Never => "no",
+    };
+    vec![
+        ("bind", cfg.bind.clone()),
+        ("port", cfg.port.to_string()),
+        ("unixsocket", cfg.unixsocket.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+        ("dir", cfg.storage.dir.display().to_string()),
+        ("appendonly", "yes".into()),
+        ("appendfsync", fsync.into()),
+        ("save", String::new()),
+        ("databases", NAMESPACES.to_string()),
+        ("maxclients", cfg.limits.max_clients.to_string()),
+        ("proto-max-bulk-len", cfg.limits.max_bulk_bytes.to_string()),
+        ("client-query-buffer-limit", cfg.limits.max_query_buffer_bytes.to_string()),
+        ("timeout", cfg.limits.idle_timeout_secs.to_string()),
+        ("requirepass", cfg.requirepass.clone().unwrap_or_default()),
+        ("maxmemory", "0".into()),
+        ("maxmemory-policy", "noeviction".into()),
+    ]
+}
+
+pub fn config(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
+    let sub = &a[0];
+    if eq(sub, "get") && a.len() >= 2 {
+        let params = config_params(s);
+        let mut pairs = Vec::new();
+        for pat in &a[1..] {
+            let pat = pat.to_ascii_lowercase();
+            for (k, v) in &params {
+                if glob::matches(&pat, k.as_bytes()) && !pairs.iter().any(|(n, _): &(Reply, Reply)| n == &Reply::text(k)) {
+                    pairs.push((Reply::text(k), Reply::text(v)));
+                }
+            }
+        }
+        if sess.resp3 {
+            Reply::Map(pairs)
+        } else {
+            Reply::Array(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
+        }
+    } else if eq(sub, "set") && a.len() >= 3 && a.len() % 2 == 1 {
+        config_set(s, &a[1..])
+    } else if eq(sub, "resetstat") && a.len() == 1 {
+        s.stats.commands.store(0, Ordering::Relaxed);
+        Reply::OK
+    } else if eq(sub, "rewrite") && a.len() == 1 {
+        Reply::err("ERR CONFIG REWRITE is not supported; edit the YAML file")
+    } else {
+        Reply::err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.",
+            String::from_utf8_lossy(sub)
+        ))
+    }
+}
+
+fn config_set(s: &Shared, pairs: &[Bytes]) -> Reply {
+    // Validate everything first so a bad pair changes nothing.
+    let mut next = s.config.lock().clone();
+    for p in pairs.chunks_exact(2) {
+        let name = String::from_utf8_lossy(&p[0]).to_ascii_lowercase();
+        let value = String::from_utf8_lossy(&p[1]).into_owned();
+        let bad = |why: &str| {
+            Reply::err(format!(
+                "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
+            ))
+        };
+        match name.as_str() {
+            "maxclients" => match value.parse::<usize>() {
+                Ok(n) if n > 0 => next.limits.max_clients = n,
+                _ => return bad("argument must be a positive integer"),
+            },
+            "timeout" => match value.parse::<u64>() {
+                Ok(n) => next.limits.idle_timeout_secs = n,
+                Err(_) => return bad("argument couldn't be parsed into an integer"),
+            },
+            "requirepass" => next.requirepass = (!value.is_empty()).then_some(value),
+            "save" | "appendonly" | "maxmemory-policy" | "maxmemory" => {}
+            _ => return bad("Unknown option or number of arguments"),
+        }
+    }
+    *s.config.lock() = next;
+    Reply::OK
+}
+
+fn command_info(spec: &Spec) -> Reply {
+    Reply::Array(vec![
+        Reply::text(spec.name),
+        Reply::Int(spec.arity as i64),
+        Reply::Set(spec.flags.iter().map(|f| Reply::Status(f)).collect()),
+        Reply::Int(spec.keys.0 as i64),
+        Reply::Int(spec.keys.1 as i64),
+        Reply::Int(spec.keys.2 as i64),
+        Reply::Set(vec![]),
+        Reply::Set(vec![]),
+        Reply::Set(vec![]),
+        Reply::Array(vec![]),
+    ])
+}
+
+pub fn command(_s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
+    let Some(sub) = a.first() else {
+        return Reply::Array(COMMANDS.iter().map(command_info).collect());
+    };
+    if eq(sub, "count") && a.len() == 1 {
+        Reply::Int(COMMANDS.len() as i64)
+    } else if eq(sub, "info") {
+        let specs: Vec<&Spec> = if a.len() == 1 {
+            COMMANDS.iter().collect()
+        } else {
+            Vec::new()
+        };
+        if a.len() == 1 {
+            return Reply::Array(specs.into_iter().map(command_info).collect());
+        }
+        Reply::Array(
+            a[1..]
+                .iter()
+                .map(|n| super::lookup(n).map_or(Reply::NilArray, command_info))
+                .collect(),
+        )
+    } else if eq(sub, "docs") {
+        let names: Vec<&Spec> = if a.len() == 1 {
+            COMMANDS.iter().collect()
+        } else {
+            a[1..].iter().filter_map(|n| super::lookup(n)).collect()
+        };
+        Reply::Map(
+            names
+                .into_iter()
+                .map(|spec| {
+                    (
+                        Reply::text(spec.name),
+                        Reply::Map(vec![
+                            (Reply::text("summary"), Reply::text(spec.name)),
+                            (Reply::text("since"), Reply::text("1.0.0")),
+                            (Reply::text("group"), Reply::text("generic")),
+                        ]),
+                    )
+                })
+                .collect(),
+        )
+    } else if eq(sub, "list") && a.len() == 1 {
+        Reply::Array(COMMANDS.iter().map(|c| Reply::text(c.name)).collect())
+    } else {
+        Reply::err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
+            String::from_utf8_lossy(sub)
+        ))
+    }
+}
+
+pub fn time(_s: &Shared, _sess: &mut Session, _a: &[Bytes]) -> Reply {
+    let us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    Reply::Array(vec![
+        Reply::text(&(us / 1_000_000).to_string()),
+        Reply::text(&(us % 1_000_000).to_string()),
+    ])
+}
+
+pub fn lastsave(s: &Shared, _sess: &mut Session, _a: &[Bytes]) -> Reply {
+    Reply::Int(s.last_save.load(Ordering::Relaxed) as i64)
+}
+
+pub fn memory(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
+    if eq(&a[0], "usage") && (a.len() == 2 || a.len() == 4) {
+        let Some(item) = tri!(s.engine.get_item(sess.db, &a[1])) else {
+            return Reply::Nil;
+        };
+        // On disk: record header, key, metadata and value; in DRAM: one index slot.
+        let bytes = 22 + a[1].len() + item.meta.len() + item.value.len() + caskade_engine::INDEX_SLOT_BYTES;
+        Reply::Int(bytes as i64)
+    } else if eq(&a[0], "doctor") && a.len() == 1 {
+        Reply::Verbatim("Sam, I detected no memory issues in this instance.".into())
+    } else {
+        Reply::err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try MEMORY HELP.",
+            String::from_utf8_lossy(&a[0])
+        ))
+    }
+}
+
+pub fn object(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
+    if a.len() != 2 {
+        return Reply::err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try OBJECT HELP.",
+            String::from_utf8_lossy(&a[0])
+        ));
+    }
+    let Some(item) = tri!(s.engine.get_item(sess.db, &a[1])) else {
+        return Reply::Nil;
+    };
+    if eq(&a[0], "encoding") {
+        let v = &item.value;
+        let int = v.len() <= 20 && super::parse_i64(v).is_some();
+        Reply::text(if int {
+            "int"
+        } else if v.len() <= 44 {
+            "embstr"
+        } else {
+            "raw"
+        })
+    } else if eq(&a[0], "freq") || eq(&a[0], "idletime") {
+        Reply::Int(0)
+    } else if eq(&a[0], "refcount") {
+        Reply::Int(1)
+    } else {
+        syntax_error()
+    }
+}
+
+pub fn slowlog(s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
+    let entries = &s.slowlog.entries;
+    if eq(&a[0], "get") && a.len() <= 2 {
+        let count = match a.get(1).map(|c| super::parse_i64(c)) {
+            None => 10,
+            Some(Some(n)) if n < 0 => usize::MAX,
+            Some(Some(n)) => n as usize,
+            Some(None) => return super::not_integer(),
+        };
+        let list = entries.lock();
+        Reply::Array(
+            list.iter()
+                .take(count)
+                .map(|e| {
+                    Reply::Array(vec![
+                        Reply::Int(e.id as i64),
+                        Reply::Int(e.at as i64),
+                        Reply::Int(e.micros as i64),
+                        Reply::Array(e.args.iter().cloned().map(Reply::Bulk).collect()),
+                        Reply::text(&e.client.0),
+                        Reply::text(&e.client.1),
+                    ])
+                })
+                .collect(),
+        )
+    } else if eq(&a[0], "len") && a.len() == 1 {
+        Reply::Int(entries.lock().len() as i64)
+    } else if eq(&a[0], "reset") && a.len() == 1 {
+        entries.lock().clear();
+        Reply::OK
+    } else {
+        Reply::err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try SLOWLOG HELP.",
+            String::from_utf8_lossy(&a[0])
+        ))
+    }
+}
+
+pub fn function(_s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
+    if eq(&a[0], "flush") && a.len() <= 2 {
+        Reply::OK
+    } else {
+        Reply::err(format!(
+            "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
+            String::from_utf8_lossy(&a[0])
+        ))
+    }
+}
+

@@ -1,0 +1,312 @@
+//! The configuration: one YAML file, every field defaulted so caskade runs without one.
+//! Unknown fields and bad values are errors that name the file, line and field. CLI
+//! flags and `CASKADE_*` environment variables override the file (see `cli.rs`).
+
+use caskade_engine::Fsync;
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+
+/// Everything caskade can be told.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the RESP listener binds.
+    pub bind: String,
+    /// TCP port for RESP; 0 disables the TCP listener.
+    pub port: u16,
+    /// Path of a Unix socket to listen on as well.
+    pub unixsocket: Option<PathBuf>,
+    /// Password clients must give with AUTH (or HELLO ... AUTH).
+    pub requirepass: Option<String>,
+    /// Storage settings.
+    pub storage: StorageConfig,
+    /// Client limits.
+    pub limits: Limits,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Where and how data is stored.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// Segment size at which a segment is sealed (e.g. `64mb`).
+    #[serde(deserialize_with = "de_size")]
+    pub segment_bytes: u64,
+    /// `always`, `everysec` or `never`.
+    #[serde(deserialize_with = "de_fsync")]
+    pub fsync: Fsync,
+}
+
+/// Limits on what one client may do.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Connections accepted at once; more get `-ERR max number of clients reached`.
+    pub max_clients: usize,
+    /// Largest bulk string in a request (Redis `proto-max-bulk-len`).
+    #[serde(deserialize_with = "de_size")]
+    pub max_bulk_bytes: u64,
+    /// Most bytes one client may have buffered (Redis `client-query-buffer-limit`).
+    #[serde(deserialize_with = "de_size")]
+    pub max_query_buffer_bytes: u64,
+    /// Most arguments in one command.
+    pub max_args: usize,
+    /// Seconds a client may stay idle before it is closed; 0 = never.
+    pub idle_timeout_secs: u64,
+}
+
+/// Logging output.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `caskade=debug`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: "127.0.0.1".into(),
+            port: 6379,
+            unixsocket: None,
+            requirepass: None,
+            storage: StorageConfig::default(),
+            limits: Limits::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            dir: PathBuf::from("caskade-data"),
+            segment_bytes: 64 << 20,
+            fsync: Fsync::EverySec,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_clients: 10_000,
+            max_bulk_bytes: 512 << 20,
+            max_query_buffer_bytes: 1 << 30,
+            max_args: 1 << 20,
+            idle_timeout_secs: 0,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The YAML did not parse or did not fit the schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line, column and field.
+        message: String,
+    },
+    /// A value parsed but is not acceptable.
+    #[error("{source_name}: field `{field}`: {reason}")]
+    Invalid {
+        /// The file, or "command line / environment".
+        source_name: String,
+        /// The dotted field name.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates a YAML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        cfg.validate(&path.display().to_string())?;
+        Ok(cfg)
+    }
+
+    /// Parses YAML text (an empty document is the defaults).
+    pub fn parse(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_norway::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
+        let bad = |field, reason: String| ConfigError::Invalid {
+            source_name: source_name.to_string(),
+            field,
+            reason,
+        };
+        let seg = self.storage.segment_bytes;
+        if !(caskade_engine::MIN_SEGMENT_BYTES..=caskade_engine::MAX_SEGMENT_BYTES).contains(&seg)
+        {
+            return Err(bad(
+                "storage.segment_bytes",
+                format!(
+                    "{seg} is outside {}..={}",
+                    caskade_engine::MIN_SEGMENT_BYTES,
+                    caskade_engine::MAX_SEGMENT_BYTES
+                ),
+            ));
+        }
+        let bulk = self.limits.max_bulk_bytes;
+        if bulk == 0 || bulk > caskade_engine::MAX_VALUE_LEN as u64 {
+            return Err(bad(
+                "limits.max_bulk_bytes",
+                format!("{bulk} is outside 1..={}", caskade_engine::MAX_VALUE_LEN),
+            ));
+        }
+        if self.limits.max_query_buffer_bytes < bulk {
+            return Err(bad(
+                "limits.max_query_buffer_bytes",
+                "must be at least limits.max_bulk_bytes".into(),
+            ));
+        }
+        if self.limits.max_clients == 0 {
+            return Err(bad("limits.max_clients", "must be at least 1".into()));
+        }
+        if self.limits.max_args == 0 {
+            return Err(bad("limits.max_args", "must be at least 1".into()));
+        }
+        if self.port == 0 && self.unixsocket.is_none() {
+            return Err(bad(
+                "port",
+                "0 disables TCP, so a unixsocket is required".into(),
+            ));
+        }
+        if self.requirepass.as_deref() == Some("") {
+            return Err(bad(
+                "requirepass",
+                "an empty password; leave the field out to disable AUTH".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a size: a plain number of bytes, or a number with a unit (`k`, `kb`, `kib`,
+/// `m`, `mb`, `mib`, `g`, `gb`, `gib`; as in Redis, `kb` is 1024 and `k` is 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 1048576, 64mb, 1gb)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" | "kib" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" | "mib" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit '{other}' in '{s}'")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        N(u64),
+        S(String),
+    }
+    match Size::deserialize(d)? {
+        Size::N(n) => Ok(n),
+        Size::S(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_fsync<'de, D: Deserializer<'de>>(d: D) -> Result<Fsync, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        assert_eq!(Config::parse("").expect("ok"), Config::default());
+        assert_eq!(Config::parse("# nothing\n").expect("ok"), Config::default());
+    }
+
+    #[test]
+    fn fields_parse_with_units() {
+        let c = Config::parse(
+            "port: 7000\nstorage:\n  segment_bytes: 8mb\n  fsync: always\nlimits:\n  max_bulk_bytes: 1048576\n",
+        )
+        .expect("ok");
+        assert_eq!(c.port, 7000);
+        assert_eq!(c.storage.segment_bytes, 8 << 20);
+        assert_eq!(c.storage.fsync, Fsync::Always);
+        assert_eq!(c.limits.max_bulk_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_name_line_and_field() {
+        let e = Config::parse("port: 1\nstorage:\n  segmnt_bytes: 5\n").expect_err("unknown");
+        assert!(e.contains("segmnt_bytes") && e.contains("line 3"), "{e}");
+        let e = Config::parse("port: many\n").expect_err("bad port");
+        assert!(e.contains("port") && e.contains("line 1"), "{e}");
+        let e = Config::parse("storage:\n  fsync: sometimes\n").expect_err("bad fsync");
+        assert!(e.contains("sometimes") && e.contains("line 2"), "{e}");
+        let e = Config::parse("storage:\n  segment_bytes: 12parsecs\n").expect_err("bad size");
+        assert!(e.contains("parsecs"), "{e}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut c = Config::default();
+        c.storage.segment_bytes = 10;
+        let e = c.validate("x.yaml").expect_err("too small").to_string();
+        assert!(e.starts_with("x.yaml: field `storage.segment_bytes`"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64mb"), Ok(64 << 20));
+        assert_eq!(parse_size("1k"), Ok(1000));
+        assert_eq!(parse_size(" 2 GiB "), Ok(2 << 30));
+        assert!(parse_size("mb").is_err());
+        assert!(parse_size("99999999999999gb").is_err());
+    }
+}

@@ -1,0 +1,112 @@
+//! One client connection: read what has arrived, run every complete command in it,
+//! and write all their replies with one write (pipelining). Enforces the query-buffer
+//! limit and the idle timeout; closes after a protocol error, QUIT or CLIENT KILL.
+
+use crate::cmd::{self, Session};
+use crate::protocol::reply::Reply;
+use crate::protocol::request::RequestParser;
+use crate::state::Shared;
+use bytes::BytesMut;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Serves one client until it leaves, is killed, or breaks the protocol.
+pub async fn serve<S>(shared: Arc<Shared>, mut stream: S, addr: String)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let client = shared.register(addr);
+    let id = client.id;
+    let mut session = Session::new(&shared, client.clone());
+    let (max_bulk, max_args, max_query, idle, waits_for_fsync) = {
+        let c = shared.config.lock();
+        (
+            c.limits.max_bulk_bytes as usize,
+            c.limits.max_args,
+            c.limits.max_query_buffer_bytes as usize,
+            c.limits.idle_timeout_secs,
+            c.storage.fsync == caskade_engine::Fsync::Always,
+        )
+    };
+    let mut parser = RequestParser::new(max_bulk, max_args);
+    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    'conn: loop {
+        if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+            inbuf.reserve(READ_CHUNK);
+        }
+        let read = async {
+            tokio::select! {
+                r = stream.read_buf(&mut inbuf) => Some(r),
+                () = client.wake.notified() => None,
+            }
+        };
+        let got = if idle > 0 {
+            match tokio::time::timeout(Duration::from_secs(idle), read).await {
+                Ok(r) => r,
+                Err(_) => break 'conn,
+            }
+        } else {
+            read.await
+        };
+        if client.killed.load(Ordering::Acquire) {
+            break;
+        }
+        match got {
+            Some(Ok(0)) | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+            None => continue,
+        }
+        loop {
+            match parser.next(&mut inbuf) {
+                Ok(Some(args)) => {
+                    if let Some(name) = args.first() {
+                        let mut info = client.info.lock();
+                        info.last_cmd = String::from_utf8_lossy(name).to_ascii_lowercase();
+                    }
+                    // Under fsync always a write waits for the disk: tell the runtime, so
+                    // other connections keep their worker threads meanwhile.
+                    let reply = if waits_for_fsync {
+                        tokio::task::block_in_place(|| cmd::dispatch(&shared, &mut session, &args))
+                    } else {
+                        cmd::dispatch(&shared, &mut session, &args)
+                    };
+                    reply.encode(&mut out, session.resp3);
+                    if session.quit {
+                        let _ = stream.write_all(&out).await;
+                        break 'conn;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    Reply::err(format!("ERR {}", e.0)).encode(&mut out, session.resp3);
+                    let _ = stream.write_all(&out).await;
+                    tracing::debug!(client = id, error = %e, "protocol error; closing");
+                    break 'conn;
+                }
+            }
+        }
+        if inbuf.len() + parser.pending_bytes() > max_query {
+            Reply::err("ERR query buffer limit exceeded; closing the connection")
+                .encode(&mut out, session.resp3);
+            let _ = stream.write_all(&out).await;
+            tracing::warn!(client = id, "query buffer limit exceeded; closing");
+            break;
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+            if out.capacity() > 4 << 20 {
+                out = BytesMut::with_capacity(READ_CHUNK);
+            }
+        }
+    }
+    let _ = stream.shutdown().await;
+    shared.unregister(id);
+}

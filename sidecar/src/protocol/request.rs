@@ -1,0 +1,343 @@
+//! Incremental request parsing, as Redis' `processMultibulkBuffer` and
+//! `processInlineBuffer` do it: lengths are checked against limits before anything is
+//! allocated, a partly received command keeps its progress (no re-parsing from the
+//! start on every read), and bulk arguments are split out of the read buffer without
+//! copying. Errors carry Redis' own texts; after one, the connection is closed.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Longest inline command or length line (Redis' `PROTO_INLINE_MAX_SIZE`).
+pub const INLINE_MAX: usize = 64 * 1024;
+
+/// A request the parser refused; the text is what Redis replies.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProtocolError(pub String);
+
+fn err(msg: &str) -> ProtocolError {
+    ProtocolError(format!("Protocol error: {msg}"))
+}
+
+/// Parser state for one connection.
+#[derive(Debug)]
+pub struct RequestParser {
+    max_bulk: usize,
+    max_args: usize,
+    /// Arguments still expected by the multibulk command in progress (0 = none).
+    remaining: usize,
+    args: Vec<Bytes>,
+    /// Length of the bulk argument whose header has been read.
+    bulk_len: Option<usize>,
+}
+
+impl RequestParser {
+    /// A parser refusing bulk strings over `max_bulk` bytes and commands with more than
+    /// `max_args` arguments.
+    pub fn new(max_bulk: usize, max_args: usize) -> Self {
+        RequestParser {
+            max_bulk,
+            max_args,
+            remaining: 0,
+            args: Vec::new(),
+            bulk_len: None,
+        }
+    }
+
+    /// Bytes the command in progress holds outside the read buffer.
+    pub fn pending_bytes(&self) -> usize {
+        self.args.iter().map(Bytes::len).sum()
+    }
+
+    /// Takes the next complete command out of `buf`. `Ok(None)` means more bytes are
+    /// needed; an empty command (blank inline line, `*0`) is skipped.
+    pub fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        loop {
+            if self.remaining == 0 {
+                let Some(&first) = buf.first() else {
+                    return Ok(None);
+                };
+                if first != b'*' {
+                    match parse_inline(buf)? {
+                        None => return Ok(None),
+                        Some(args) if args.is_empty() => continue,
+                        Some(args) => return Ok(Some(args)),
+                    }
+                }
+                let Some(n) = read_len_line(buf, "mbulk count")? else {
+                    return Ok(None);
+                };
+                let n = match n {
+                    Some(n) if n <= i32::MAX as i64 => n,
+                    _ => return Err(err("invalid multibulk length")),
+                };
+                if n <= 0 {
+                    continue;
+                }
+                if n as usize > self.max_args {
+                    return Err(err("invalid multibulk length"));
+                }
+                self.remaining = n as usize;
+                // Never trust the count for allocation.
+                self.args = Vec::with_capacity(self.remaining.min(1024));
+            }
+            while self.remaining > 0 {
+                let len = match self.bulk_len {
+                    Some(len) => len,
+                    None => {
+                        let Some(&first) = buf.first() else {
+                            return Ok(None);
+                        };
+                        if first != b'$' {
+                            return Err(err(&format!("expected '$', got '{}'", first as char)));
+                        }
+                        let Some(len) = read_len_line(buf, "bulk count")? else {
+                            return Ok(None);
+                        };
+                        let len = match len {
+                            Some(l) if l >= 0 && (l as u64) <= self.max_bulk as u64 => l as usize,
+                            _ => return Err(err("invalid bulk length")),
+                        };
+                        self.bulk_len = Some(len);
+                        len
+                    }
+                };
+                if buf.len() < len + 2 {
+                    buf.reserve(len + 2 - buf.len());
+                    return Ok(None);
+                }
+                let arg = buf.split_to(len).freeze();
+                // Redis does not check the terminator; neither does it matter which two
+                // bytes close a bulk string.
+                buf.advance(2);
+                self.args.push(arg);
+                self.bulk_len = None;
+                self.remaining -= 1;
+            }
+            return Ok(Some(std::mem::take(&mut self.args)));
+        }
+    }
+}
+
+/// Reads `*N\r\n` or `$N\r\n` (the prefix byte is at `buf[0]`); `Ok(None)` when the
+/// line is incomplete, `Ok(Some(None))` when it is not a number.
+fn read_len_line(buf: &mut BytesMut, what: &str) -> Result<Option<Option<i64>>, ProtocolError> {
+    let Some(cr) = buf.iter().position(|&b| b == b'\r') else {
+        if buf.len() > INLINE_MAX {
+            return Err(err(&format!("too big {what} string")));
+        }
+        return Ok(None);
+    };
+    if cr + 1 >= buf.len() {
+        return Ok(None);
+    }
+    let n = std::str::from_utf8(&buf[1..cr])
+        .ok()
+        .filter(|s| !s.starts_with('+') && !s.is_empty())
+        .and_then(|s| s.parse::<i64>().ok());
+    buf.advance(cr + 2);
+    Ok(Some(n))
+}
+
+/// Parses one inline command line (`SET k "a b"\r\n`), with Redis' quoting rules.
+fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.len() > INLINE_MAX {
+            return Err(err("too big inline request"));
+        }
+        return Ok(None);
+    };
+    let line = buf.split_to(nl + 1);
+    let mut line = &line[..nl];
+    if line.last() == Some(&b'\r') {
+        line = &line[..line.len() - 1];
+    }
+    split_args(line)
+        .map(Some)
+        .ok_or_else(|| err("unbalanced quotes in request"))
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Redis' `sdssplitargs`: spaces separate words; "double quotes" take \n \r \t \b \a
+/// \\ \" and \xHH escapes; 'single quotes' take only \'. A closing quote must be
+/// followed by a space or the end. `None` for unbalanced quotes.
+pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let n = line.len();
+    loop {
+        while i < n && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= n {
+            return Some(out);
+        }
+        let mut cur = Vec::new();
+        let (mut inq, mut insq) = (false, false);
+        loop {
+            if inq {
+                if i >= n {
+                    return None;
+                }
+                if line[i] == b'\\' && i + 3 < n && line[i + 1] == b'x' {
+                    if let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3])) {
+                        cur.push(h * 16 + l);
+                        i += 4;
+                        continue;
+                    }
+                }
+                if line[i] == b'\\' && i + 1 < n {
+                    let c = match line[i + 1] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 8,
+                        b'a' => 7,
+                        other => other,
+                    };
+                    cur.push(c);
+                    i += 2;
+                    continue;
+                }
+                if line[i] == b'"' {
+                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                }
+                cur.push(line[i]);
+                i += 1;
+            } else if insq {
+                if i >= n {
+                    return None;
+                }
+                if line[i] == b'\\' && i + 1 < n && line[i + 1] == b'\'' {
+                    cur.push(b'\'');
+                    i += 2;
+                    continue;
+                }
+                if line[i] == b'\'' {
+                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                }
+                cur.push(line[i]);
+                i += 1;
+            } else {
+                if i >= n || line[i].is_ascii_whitespace() {
+                    break;
+                }
+                match line[i] {
+                    b'"' => inq = true,
+                    b'\'' => insq = true,
+                    c => cur.push(c),
+                }
+                i += 1;
+            }
+        }
+        out.push(Bytes::from(cur));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parser() -> RequestParser {
+        RequestParser::new(512 << 20, 1 << 20)
+    }
+
+    fn all(p: &mut RequestParser, input: &[u8]) -> Result<Vec<Vec<Bytes>>, ProtocolError> {
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(cmd) = p.next(&mut buf)? {
+            out.push(cmd);
+        }
+        Ok(out)
+    }
+
+    fn strs(cmds: Vec<Vec<Bytes>>) -> Vec<Vec<String>> {
+        cmds.into_iter()
+            .map(|c| c.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn pipelined_multibulk_and_inline() {
+        let mut p = parser();
+        let got = all(&mut p, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\n*1\r\n$4\r\nPING\r\n").expect("ok");
+        assert_eq!(strs(got), vec![vec!["GET", "k"], vec!["PING"], vec!["PING"]]);
+    }
+
+    #[test]
+    fn byte_at_a_time_gives_the_same_commands() {
+        let input = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva\r\nl\r\nECHO \"a b\"\n";
+        let mut p = parser();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for &b in input.iter() {
+            buf.extend_from_slice(&[b]);
+            while let Some(cmd) = p.next(&mut buf).expect("ok") {
+                got.push(cmd);
+            }
+        }
+        assert_eq!(strs(got), vec![vec!["SET", "key", "va\r\nl"], vec!["ECHO", "a b"]]);
+    }
+
+    #[test]
+    fn bad_lengths_get_redis_errors() {
+        let cases: [(&[u8], &str); 7] = [
+            (b"*x\r\n", "Protocol error: invalid multibulk length"),
+            (b"*99999999999\r\n", "Protocol error: invalid multibulk length"),
+            (b"*1\r\n$-1\r\n", "Protocol error: invalid bulk length"),
+            (b"*1\r\n$abc\r\n", "Protocol error: invalid bulk length"),
+            (b"*1\r\n$999999999999\r\n", "Protocol error: invalid bulk length"),
+            (b"*2\r\n$1\r\na\r\n:5\r\n", "Protocol error: expected '$', got ':'"),
+            (b"SET k \"unterminated\r\n", "Protocol error: unbalanced quotes in request"),
+        ];
+        for (input, want) in cases {
+            let e = all(&mut parser(), input).expect_err("refused");
+            assert_eq!(e.0, want, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    #[test]
+    fn huge_lines_without_terminator_are_refused() {
+        let mut big = vec![b'a'; INLINE_MAX + 10];
+        assert!(all(&mut parser(), &big).is_err());
+        big[0] = b'*';
+        assert!(all(&mut parser(), &big).is_err());
+    }
+
+    #[test]
+    fn empty_commands_are_skipped() {
+        let got = all(&mut parser(), b"*0\r\n*-1\r\n\r\n   \r\n*1\r\n$4\r\nPING\r\n").expect("ok");
+        assert_eq!(strs(got), vec![vec!["PING"]]);
+    }
+
+    #[test]
+    fn inline_quoting_follows_redis() {
+        let args = split_args(br#"set "a\x41\n" 'it\'s' plain"#).expect("balanced");
+        assert_eq!(args, vec![Bytes::from("set"), Bytes::from("aA\n"), Bytes::from("it's"), Bytes::from("plain")]);
+        assert!(split_args(br#""closed"glued"#).is_none());
+        assert!(split_args(b"'open").is_none());
+        assert_eq!(split_args(b"  ").expect("ok"), Vec::<Bytes>::new());
+    }
+
+    #[test]
+    fn partial_bulk_keeps_progress_and_reserves_room() {
+        let mut p = parser();
+        let mut buf = BytesMut::from(&b"*2\r\n$3\r\nGET\r\n$10\r\n01234"[..]);
+        assert_eq!(p.next(&mut buf).expect("ok"), None);
+        assert!(buf.capacity() >= 12);
+        assert_eq!(p.pending_bytes(), 3);
+        buf.extend_from_slice(b"56789\r\n");
+        let cmd = p.next(&mut buf).expect("ok").expect("complete");
+        assert_eq!(cmd[1], Bytes::from("0123456789"));
+    }
+}

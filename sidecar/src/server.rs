@@ -1,0 +1,141 @@
+//! Listeners and lifecycle: accept on TCP and an optional Unix socket, refuse clients
+//! beyond `max_clients`, and on SIGTERM/SIGINT stop accepting, let connections finish
+//! what they are doing, then close the engine (sync and hint files).
+
+use crate::conn;
+use crate::state::Shared;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinSet;
+
+/// How long shutdown waits for connections to finish their current batch.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// Runs until a shutdown signal, then drains and closes.
+pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let cfg = shared.config.lock().clone();
+    let tcp = if cfg.port != 0 {
+        let addr = format!("{}:{}", cfg.bind, cfg.port);
+        let l = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(addr = %l.local_addr()?, "listening for RESP over TCP");
+        Some(l)
+    } else {
+        None
+    };
+    let unix = match &cfg.unixsocket {
+        Some(path) => {
+            // A stale socket file from a previous run would make bind fail.
+            if path.exists() {
+                std::fs::remove_file(path)
+                    .map_err(|e| anyhow::anyhow!("cannot remove stale socket {}: {e}", path.display()))?;
+            }
+            let l = UnixListener::bind(path)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
+            tracing::info!(path = %path.display(), "listening for RESP on a Unix socket");
+            Some(l)
+        }
+        None => None,
+    };
+    // Announce readiness on stdout for scripts and tests that wait for it.
+    println!("caskade ready");
+
+    let mut conns = JoinSet::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = accept_tcp(tcp.as_ref()) => {
+                if let Some((stream, addr)) = accepted {
+                    let _ = stream.set_nodelay(true);
+                    spawn(&shared, &mut conns, stream, addr);
+                }
+            }
+            accepted = accept_unix(unix.as_ref()) => {
+                if let Some(stream) = accepted {
+                    spawn(&shared, &mut conns, stream, "unix".into());
+                }
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    tracing::info!(clients = conns.len(), "shutting down: draining connections");
+    drop(tcp);
+    drop(unix);
+    for c in shared.clients.lock().values() {
+        c.killed.store(true, Ordering::Release);
+        c.wake.notify_one();
+    }
+    let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
+    conns.abort_all();
+    if let Some(path) = &cfg.unixsocket {
+        let _ = std::fs::remove_file(path);
+    }
+    shared.engine.close()?;
+    tracing::info!("caskade stopped");
+    Ok(())
+}
+
+fn spawn<S>(shared: &Arc<Shared>, conns: &mut JoinSet<()>, mut stream: S, addr: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let max = shared.config.lock().limits.max_clients;
+    if shared.client_count() >= max {
+        shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+        conns.spawn(async move {
+            let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+            let _ = stream.shutdown().await;
+        });
+        return;
+    }
+    let shared = shared.clone();
+    conns.spawn(conn::serve(shared, stream, addr));
+}
+
+async fn accept_tcp(l: Option<&TcpListener>) -> Option<(tokio::net::TcpStream, String)> {
+    match l {
+        Some(l) => match l.accept().await {
+            Ok((s, a)) => Some((s, a.to_string())),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                // Back off briefly: errors such as EMFILE repeat immediately.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_unix(l: Option<&UnixListener>) -> Option<tokio::net::UnixStream> {
+    match l {
+        Some(l) => match l.accept().await {
+            Ok((s, _)) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}

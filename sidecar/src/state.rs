@@ -1,0 +1,193 @@
+//! State shared by every connection: the engine, the configuration, per-key write
+//! locks, server counters, and the registry of connected clients (CLIENT LIST/KILL).
+
+use crate::config::Config;
+use caskade_engine::Engine;
+use parking_lot::{Mutex, MutexGuard};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Striped locks that make read-modify-write commands (INCR, APPEND, SET NX, RENAME,
+/// ...) atomic against every other write to the same key, as Redis' single thread does.
+pub struct KeyLocks {
+    stripes: Box<[Mutex<()>]>,
+}
+
+const STRIPES: usize = 4096;
+
+impl KeyLocks {
+    fn new() -> Self {
+        KeyLocks {
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    fn stripe(db: u8, key: &[u8]) -> usize {
+        (xxhash_rust::xxh3::xxh3_64_with_seed(key, db as u64) as usize) % STRIPES
+    }
+
+    /// Locks the stripes of all `keys` in one order, so two multi-key commands cannot
+    /// deadlock.
+    pub fn lock<'a>(&'a self, db: u8, keys: &[&[u8]]) -> Vec<MutexGuard<'a, ()>> {
+        let mut idx: Vec<usize> = keys.iter().map(|k| Self::stripe(db, k)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter().map(|i| self.stripes[i].lock()).collect()
+    }
+
+    /// Locks stripes of keys that live in different databases (COPY ... DB n).
+    pub fn lock_across<'a>(&'a self, keys: &[(u8, &[u8])]) -> Vec<MutexGuard<'a, ()>> {
+        let mut idx: Vec<usize> = keys.iter().map(|(db, k)| Self::stripe(*db, k)).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx.into_iter().map(|i| self.stripes[i].lock()).collect()
+    }
+}
+
+/// Server-wide counters for INFO.
+#[derive(Default)]
+pub struct ServerStats {
+    /// Commands processed.
+    pub commands: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections refused at max_clients.
+    pub rejected: AtomicU64,
+}
+
+/// What CLIENT LIST shows of one connection.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    /// Peer address.
+    pub addr: String,
+    /// CLIENT SETNAME.
+    pub name: String,
+    /// SELECTed database.
+    pub db: u8,
+    /// 2 or 3.
+    pub resp: u8,
+    /// CLIENT SETINFO LIB-NAME / LIB-VER.
+    pub lib_name: String,
+    /// See `lib_name`.
+    pub lib_ver: String,
+    /// Last command's name.
+    pub last_cmd: String,
+}
+
+/// One connected client, as the registry holds it.
+pub struct ClientHandle {
+    /// CLIENT ID.
+    pub id: u64,
+    /// When it connected.
+    pub since: Instant,
+    /// What CLIENT LIST shows.
+    pub info: Mutex<ClientInfo>,
+    /// Set by CLIENT KILL; the connection closes before its next command.
+    pub killed: AtomicBool,
+    /// Wakes the connection so a kill takes effect while it waits for input.
+    pub wake: tokio::sync::Notify,
+}
+
+/// One SLOWLOG entry.
+#[derive(Debug, Clone)]
+pub struct SlowEntry {
+    /// Increasing id.
+    pub id: u64,
+    /// Unix seconds when the command ran.
+    pub at: u64,
+    /// How long it took, in microseconds.
+    pub micros: u64,
+    /// The command and up to 31 arguments, each cut to 128 bytes.
+    pub args: Vec<bytes::Bytes>,
+    /// Client address and name.
+    pub client: (String, String),
+}
+
+/// Commands slower than the threshold, newest first, at most `SLOWLOG_MAX` of them.
+#[derive(Default)]
+pub struct SlowLog {
+    /// The entries.
+    pub entries: Mutex<std::collections::VecDeque<SlowEntry>>,
+    /// The next id.
+    pub next_id: AtomicU64,
+}
+
+/// Redis' `slowlog-max-len` default.
+pub const SLOWLOG_MAX: usize = 128;
+/// Redis' `slowlog-log-slower-than` default, in microseconds.
+pub const SLOWLOG_SLOWER_THAN_US: u64 = 10_000;
+
+/// Everything connections share.
+pub struct Shared {
+    /// The storage engine.
+    pub engine: Engine,
+    /// The configuration in force.
+    pub config: Mutex<Config>,
+    /// Per-key write locks.
+    pub locks: KeyLocks,
+    /// Counters.
+    pub stats: ServerStats,
+    /// Connected clients by id.
+    pub clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
+    next_client_id: AtomicU64,
+    /// When the server started.
+    pub started: Instant,
+    /// Unix seconds of the last durable point (start, or the last sync).
+    pub last_save: AtomicU64,
+    /// SLOWLOG.
+    pub slowlog: SlowLog,
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Shared {
+    /// Wraps an open engine.
+    pub fn new(engine: Engine, config: Config) -> Self {
+        Shared {
+            engine,
+            config: Mutex::new(config),
+            locks: KeyLocks::new(),
+            stats: ServerStats::default(),
+            clients: Mutex::new(BTreeMap::new()),
+            next_client_id: AtomicU64::new(1),
+            started: Instant::now(),
+            last_save: AtomicU64::new(now_ms() / 1000),
+            slowlog: SlowLog::default(),
+        }
+    }
+
+    /// Registers a new client and returns its handle.
+    pub fn register(&self, addr: String) -> Arc<ClientHandle> {
+        let id = self.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let h = Arc::new(ClientHandle {
+            id,
+            since: Instant::now(),
+            info: Mutex::new(ClientInfo {
+                addr,
+                resp: 2,
+                ..ClientInfo::default()
+            }),
+            killed: AtomicBool::new(false),
+            wake: tokio::sync::Notify::new(),
+        });
+        self.clients.lock().insert(id, h.clone());
+        h
+    }
+
+    /// Forgets a client that disconnected.
+    pub fn unregister(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    /// Connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.lock().len()
+    }
+}
