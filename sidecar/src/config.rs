@@ -172,8 +172,7 @@ impl Config {
             reason,
         };
         let seg = self.storage.segment_bytes;
-        if !(caskade_engine::MIN_SEGMENT_BYTES..=caskade_engine::MAX_SEGMENT_BYTES).contains(&seg)
-        {
+        if !(caskade_engine::MIN_SEGMENT_BYTES..=caskade_engine::MAX_SEGMENT_BYTES).contains(&seg) {
             return Err(bad(
                 "storage.segment_bytes",
                 format!(
@@ -298,7 +297,10 @@ mod tests {
         let mut c = Config::default();
         c.storage.segment_bytes = 10;
         let e = c.validate("x.yaml").expect_err("too small").to_string();
-        assert!(e.starts_with("x.yaml: field `storage.segment_bytes`"), "{e}");
+        assert!(
+            e.starts_with("x.yaml: field `storage.segment_bytes`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -31,8 +31,9 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         Some(path) => {
             // A stale socket file from a previous run would make bind fail.
             if path.exists() {
-                std::fs::remove_file(path)
-                    .map_err(|e| anyhow::anyhow!("cannot remove stale socket {}: {e}", path.display()))?;
+                std::fs::remove_file(path).map_err(|e| {
+                    anyhow::anyhow!("cannot remove stale socket {}: {e}", path.display())
+                })?;
             }
             let l = UnixListener::bind(path)
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
@@ -90,7 +91,9 @@ where
     if shared.client_count() >= max {
         shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
         conns.spawn(async move {
-            let _ = stream.write_all(b"-ERR max number of clients reached\r\n").await;
+            let _ = stream
+                .write_all(b"-ERR max number of clients reached\r\n")
+                .await;
             let _ = stream.shutdown().await;
         });
         return;
@@ -130,7 +133,10 @@ async fn accept_unix(l: Option<&UnixListener>) -> Option<tokio::net::UnixStream>
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return std::future::pending().await;
     };

@@ -83,14 +83,18 @@ fn check_password(s: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Re
         return if user.is_some_and(|u| u == b"default") {
             Ok(())
         } else {
-            Err(Reply::err("WRONGPASS invalid username-password pair or user is disabled."))
+            Err(Reply::err(
+                "WRONGPASS invalid username-password pair or user is disabled.",
+            ))
         };
     };
     let user_ok = user.is_none_or(|u| u == b"default");
     if user_ok && pass == want.as_bytes() {
         Ok(())
     } else {
-        Err(Reply::err("WRONGPASS invalid username-password pair or user is disabled."))
+        Err(Reply::err(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ))
     }
 }
 
@@ -149,7 +153,9 @@ pub fn hello(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
         }
     }
     if !sess.authenticated {
-        return Reply::err("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time");
+        return Reply::err(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+        );
     }
     sess.resp3 = resp3;
     {
@@ -192,7 +198,11 @@ fn client_line(c: &ClientHandle) -> String {
         info.name,
         c.since.elapsed().as_secs(),
         info.db,
-        if info.last_cmd.is_empty() { "NULL" } else { &info.last_cmd },
+        if info.last_cmd.is_empty() {
+            "NULL"
+        } else {
+            &info.last_cmd
+        },
         info.resp,
         info.lib_name,
         info.lib_ver
@@ -204,19 +214,27 @@ pub fn client(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
     let rest = &a[1..];
     if eq(sub, "setname") && rest.len() == 1 {
         if !valid_client_name(&rest[0]) {
-            return Reply::err("ERR Client names cannot contain spaces, newlines or special characters.");
+            return Reply::err(
+                "ERR Client names cannot contain spaces, newlines or special characters.",
+            );
         }
         sess.client.info.lock().name = String::from_utf8_lossy(&rest[0]).into_owned();
         Reply::OK
     } else if eq(sub, "getname") && rest.is_empty() {
         let name = sess.client.info.lock().name.clone();
-        if name.is_empty() { Reply::Nil } else { Reply::text(&name) }
+        if name.is_empty() {
+            Reply::Nil
+        } else {
+            Reply::text(&name)
+        }
     } else if eq(sub, "id") && rest.is_empty() {
         Reply::Int(sess.client.id as i64)
     } else if eq(sub, "setinfo") && rest.len() == 2 {
         let value = String::from_utf8_lossy(&rest[1]).into_owned();
         if value.contains(' ') || value.contains('\n') {
-            return Reply::err("ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.");
+            return Reply::err(
+                "ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.",
+            );
         }
         let mut info = sess.client.info.lock();
         if eq(&rest[0], "lib-name") {
@@ -269,7 +287,7 @@ fn client_kill(s: &Shared, rest: &[Bytes]) -> Reply {
             None => Reply::err("ERR No such client"),
         };
     }
-    if rest.len() % 2 != 0 {
+    if !rest.len().is_multiple_of(2) {
         return syntax_error();
     }
     let mut killed = 0;

@@ -42,7 +42,14 @@ pub fn type_(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
     }
 }
 
-fn expire_generic(s: &Shared, sess: &Session, a: &[Bytes], cmd: &str, unit: i64, absolute: bool) -> Reply {
+fn expire_generic(
+    s: &Shared,
+    sess: &Session,
+    a: &[Bytes],
+    cmd: &str,
+    unit: i64,
+    absolute: bool,
+) -> Reply {
     let Some(n) = parse_i64(&a[1]) else {
         return not_integer();
     };
@@ -57,7 +64,10 @@ fn expire_generic(s: &Shared, sess: &Session, a: &[Bytes], cmd: &str, unit: i64,
         } else if eq(opt, "lt") {
             lt = true;
         } else {
-            return Reply::err(format!("ERR Unsupported option {}", String::from_utf8_lossy(opt)));
+            return Reply::err(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(opt)
+            ));
         }
     }
     if nx && (xx || gt || lt) {
@@ -70,7 +80,11 @@ fn expire_generic(s: &Shared, sess: &Session, a: &[Bytes], cmd: &str, unit: i64,
     let Some(ms) = n.checked_mul(unit) else {
         return invalid();
     };
-    let at = if absolute { Some(ms) } else { ms.checked_add(now_ms() as i64) };
+    let at = if absolute {
+        Some(ms)
+    } else {
+        ms.checked_add(now_ms() as i64)
+    };
     let Some(at) = at else {
         return invalid();
     };
@@ -112,7 +126,9 @@ fn ttl_generic(s: &Shared, sess: &Session, key: &[u8], f: impl Fn(u64) -> i64) -
 }
 
 pub fn ttl(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    ttl_generic(s, sess, &a[0], |at| (at.saturating_sub(now_ms()) as i64 + 500) / 1000)
+    ttl_generic(s, sess, &a[0], |at| {
+        (at.saturating_sub(now_ms()) as i64 + 500) / 1000
+    })
 }
 
 pub fn pttl(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
@@ -145,7 +161,10 @@ fn rename_generic(s: &Shared, sess: &Session, src: &[u8], dst: &[u8], nx: bool) 
     if nx && tri!(s.engine.exists(db, dst)) {
         return Reply::Int(0);
     }
-    tri!(s.engine.put_item(db, dst, &item.value, item.expire_at_ms, &item.meta));
+    tri!(
+        s.engine
+            .put_item(db, dst, &item.value, item.expire_at_ms, &item.meta)
+    );
     tri!(s.engine.delete(db, src));
     if nx { Reply::Int(1) } else { Reply::OK }
 }
@@ -188,12 +207,18 @@ pub fn copy(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
     if !replace && tri!(s.engine.exists(dst_db, dst)) {
         return Reply::Int(0);
     }
-    tri!(s.engine.put_item(dst_db, dst, &item.value, item.expire_at_ms, &item.meta));
+    tri!(
+        s.engine
+            .put_item(dst_db, dst, &item.value, item.expire_at_ms, &item.meta)
+    );
     Reply::Int(1)
 }
 
 pub fn scan(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    let cursor = match std::str::from_utf8(&a[0]).ok().and_then(|c| c.parse::<u64>().ok()) {
+    let cursor = match std::str::from_utf8(&a[0])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    {
         Some(c) => c,
         None => return Reply::err("ERR invalid cursor"),
     };
@@ -227,7 +252,10 @@ pub fn scan(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
         .filter(|k| only_strings && pattern.is_none_or(|p| glob::matches(p, k)))
         .map(Reply::Bulk)
         .collect();
-    Reply::Array(vec![Reply::text(&page.cursor.to_string()), Reply::Array(keys)])
+    Reply::Array(vec![
+        Reply::text(&page.cursor.to_string()),
+        Reply::Array(keys),
+    ])
 }
 
 pub fn keys(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {

@@ -82,8 +82,20 @@ pub static COMMANDS: &[Spec] = &[
     spec!("type", 2, R, (1, 1, 1), keys::type_),
     spec!("expire", -3, &["write", "fast"], (1, 1, 1), keys::expire),
     spec!("pexpire", -3, &["write", "fast"], (1, 1, 1), keys::pexpire),
-    spec!("expireat", -3, &["write", "fast"], (1, 1, 1), keys::expireat),
-    spec!("pexpireat", -3, &["write", "fast"], (1, 1, 1), keys::pexpireat),
+    spec!(
+        "expireat",
+        -3,
+        &["write", "fast"],
+        (1, 1, 1),
+        keys::expireat
+    ),
+    spec!(
+        "pexpireat",
+        -3,
+        &["write", "fast"],
+        (1, 1, 1),
+        keys::pexpireat
+    ),
     spec!("ttl", 2, R, (1, 1, 1), keys::ttl),
     spec!("pttl", 2, R, (1, 1, 1), keys::pttl),
     spec!("expiretime", 2, R, (1, 1, 1), keys::expiretime),
@@ -110,7 +122,13 @@ pub static COMMANDS: &[Spec] = &[
     // server
     spec!("info", -1, &["loading", "stale"], (0, 0, 0), server::info),
     spec!("config", -2, ADMIN, (0, 0, 0), server::config),
-    spec!("command", -1, &["loading", "stale"], (0, 0, 0), server::command),
+    spec!(
+        "command",
+        -1,
+        &["loading", "stale"],
+        (0, 0, 0),
+        server::command
+    ),
     spec!("time", 1, F, (0, 0, 0), server::time),
     spec!("lastsave", 1, F, (0, 0, 0), server::lastsave),
     spec!("memory", -2, &["readonly"], (0, 0, 0), server::memory),
@@ -125,7 +143,9 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
         return None;
     }
     let lower = name.to_ascii_lowercase();
-    COMMANDS.iter().find(|s| s.name.as_bytes() == lower.as_slice())
+    COMMANDS
+        .iter()
+        .find(|s| s.name.as_bytes() == lower.as_slice())
 }
 
 /// Runs one command for a session.
@@ -143,7 +163,10 @@ pub fn dispatch(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
         return wrong_arity(spec.name);
     }
-    shared.stats.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    shared
+        .stats
+        .commands
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = std::time::Instant::now();
     let reply = (spec.run)(shared, session, &args[1..]);
     let micros = started.elapsed().as_micros() as u64;
@@ -157,10 +180,16 @@ fn record_slow(shared: &Shared, session: &Session, args: &[Bytes], micros: u64) 
     let log = &shared.slowlog;
     let info = session.client.info.lock();
     let entry = crate::state::SlowEntry {
-        id: log.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        id: log
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         at: crate::state::now_ms() / 1000,
         micros,
-        args: args.iter().take(32).map(|a| a.slice(..a.len().min(128))).collect(),
+        args: args
+            .iter()
+            .take(32)
+            .map(|a| a.slice(..a.len().min(128)))
+            .collect(),
         client: (info.addr.clone(), info.name.clone()),
     };
     let mut entries = log.entries.lock();
@@ -174,14 +203,19 @@ fn unknown_command(name: &[u8], rest: &[Bytes]) -> Reply {
         String::from_utf8_lossy(&name[..name.len().min(128)])
     );
     for a in rest.iter().take(16) {
-        msg.push_str(&format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)])));
+        msg.push_str(&format!(
+            "'{}' ",
+            String::from_utf8_lossy(&a[..a.len().min(128)])
+        ));
     }
     Reply::err(msg)
 }
 
 /// `ERR wrong number of arguments for 'x' command`
 pub fn wrong_arity(name: &str) -> Reply {
-    Reply::err(format!("ERR wrong number of arguments for '{name}' command"))
+    Reply::err(format!(
+        "ERR wrong number of arguments for '{name}' command"
+    ))
 }
 
 /// `ERR syntax error`

@@ -139,7 +139,13 @@ fn config_params(s: &Shared) -> Vec<(&'static str, String)> {
     vec![
         ("bind", cfg.bind.clone()),
         ("port", cfg.port.to_string()),
-        ("unixsocket", cfg.unixsocket.as_ref().map(|p| p.display().to_string()).unwrap_or_default()),
+        (
+            "unixsocket",
+            cfg.unixsocket
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        ),
         ("dir", cfg.storage.dir.display().to_string()),
         ("appendonly", "yes".into()),
         ("appendfsync", fsync.into()),
@@ -147,7 +153,10 @@ fn config_params(s: &Shared) -> Vec<(&'static str, String)> {
         ("databases", NAMESPACES.to_string()),
         ("maxclients", cfg.limits.max_clients.to_string()),
         ("proto-max-bulk-len", cfg.limits.max_bulk_bytes.to_string()),
-        ("client-query-buffer-limit", cfg.limits.max_query_buffer_bytes.to_string()),
+        (
+            "client-query-buffer-limit",
+            cfg.limits.max_query_buffer_bytes.to_string(),
+        ),
         ("timeout", cfg.limits.idle_timeout_secs.to_string()),
         ("requirepass", cfg.requirepass.clone().unwrap_or_default()),
         ("maxmemory", "0".into()),
@@ -163,7 +172,11 @@ pub fn config(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
         for pat in &a[1..] {
             let pat = pat.to_ascii_lowercase();
             for (k, v) in &params {
-                if glob::matches(&pat, k.as_bytes()) && !pairs.iter().any(|(n, _): &(Reply, Reply)| n == &Reply::text(k)) {
+                if glob::matches(&pat, k.as_bytes())
+                    && !pairs
+                        .iter()
+                        .any(|(n, _): &(Reply, Reply)| n == &Reply::text(k))
+                {
                     pairs.push((Reply::text(k), Reply::text(v)));
                 }
             }
@@ -304,7 +317,8 @@ pub fn memory(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
             return Reply::Nil;
         };
         // On disk: record header, key, metadata and value; in DRAM: one index slot.
-        let bytes = 22 + a[1].len() + item.meta.len() + item.value.len() + caskade_engine::INDEX_SLOT_BYTES;
+        let bytes =
+            22 + a[1].len() + item.meta.len() + item.value.len() + caskade_engine::INDEX_SLOT_BYTES;
         Reply::Int(bytes as i64)
     } else if eq(&a[0], "doctor") && a.len() == 1 {
         Reply::Verbatim("Sam, I detected no memory issues in this instance.".into())
@@ -393,4 +407,3 @@ pub fn function(_s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
         ))
     }
 }
-

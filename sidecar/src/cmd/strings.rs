@@ -2,7 +2,9 @@
 //! ranges, counters. Read-modify-write commands hold the key's stripe lock across the
 //! read and the write, and keep the key's TTL as Redis does.
 
-use super::{Session, engine_error, not_integer, parse_f64, parse_i64, syntax_error, tri, wrong_arity};
+use super::{
+    Session, engine_error, not_integer, parse_f64, parse_i64, syntax_error, tri, wrong_arity,
+};
 use crate::protocol::reply::{Reply, format_double};
 use crate::state::{Shared, now_ms};
 use bytes::Bytes;
@@ -200,7 +202,7 @@ pub fn mget(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
 }
 
 fn pairs<'a>(cmd: &str, a: &'a [Bytes]) -> Result<Vec<(&'a Bytes, &'a Bytes)>, Reply> {
-    if a.len() % 2 != 0 {
+    if !a.len().is_multiple_of(2) {
         return Err(wrong_arity(cmd));
     }
     Ok(a.chunks_exact(2).map(|c| (&c[0], &c[1])).collect())

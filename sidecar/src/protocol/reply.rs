@@ -160,7 +160,10 @@ mod tests {
         assert_eq!(enc(&m, false), "*2\r\n$1\r\na\r\n:1\r\n");
         assert_eq!(enc(&m, true), "%1\r\n$1\r\na\r\n:1\r\n");
         assert_eq!(enc(&Reply::Verbatim("hi".into()), true), "=6\r\ntxt:hi\r\n");
-        assert_eq!(enc(&Reply::err("ERR bad\r\nthing"), false), "-ERR bad  thing\r\n");
+        assert_eq!(
+            enc(&Reply::err("ERR bad\r\nthing"), false),
+            "-ERR bad  thing\r\n"
+        );
     }
 
     #[test]

@@ -102,7 +102,10 @@ impl RequestParser {
                     }
                 };
                 if buf.len() < len + 2 {
-                    buf.reserve(len + 2 - buf.len());
+                    // Room for what is announced, up to 1 MiB: a client that declares
+                    // 512 MB and sends nothing must not cost 512 MB. The buffer grows
+                    // as the bytes actually arrive.
+                    buf.reserve((len + 2 - buf.len()).min(1 << 20));
                     return Ok(None);
                 }
                 let arg = buf.split_to(len).freeze();
@@ -181,12 +184,14 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
                 if i >= n {
                     return None;
                 }
-                if line[i] == b'\\' && i + 3 < n && line[i + 1] == b'x' {
-                    if let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3])) {
-                        cur.push(h * 16 + l);
-                        i += 4;
-                        continue;
-                    }
+                if line[i] == b'\\'
+                    && i + 3 < n
+                    && line[i + 1] == b'x'
+                    && let (Some(h), Some(l)) = (hex(line[i + 2]), hex(line[i + 3]))
+                {
+                    cur.push(h * 16 + l);
+                    i += 4;
+                    continue;
                 }
                 if line[i] == b'\\' && i + 1 < n {
                     let c = match line[i + 1] {
@@ -263,15 +268,26 @@ mod tests {
 
     fn strs(cmds: Vec<Vec<Bytes>>) -> Vec<Vec<String>> {
         cmds.into_iter()
-            .map(|c| c.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+            .map(|c| {
+                c.iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect()
+            })
             .collect()
     }
 
     #[test]
     fn pipelined_multibulk_and_inline() {
         let mut p = parser();
-        let got = all(&mut p, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\n*1\r\n$4\r\nPING\r\n").expect("ok");
-        assert_eq!(strs(got), vec![vec!["GET", "k"], vec!["PING"], vec!["PING"]]);
+        let got = all(
+            &mut p,
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\nPING\r\n\r\n*1\r\n$4\r\nPING\r\n",
+        )
+        .expect("ok");
+        assert_eq!(
+            strs(got),
+            vec![vec!["GET", "k"], vec!["PING"], vec!["PING"]]
+        );
     }
 
     #[test]
@@ -286,19 +302,34 @@ mod tests {
                 got.push(cmd);
             }
         }
-        assert_eq!(strs(got), vec![vec!["SET", "key", "va\r\nl"], vec!["ECHO", "a b"]]);
+        assert_eq!(
+            strs(got),
+            vec![vec!["SET", "key", "va\r\nl"], vec!["ECHO", "a b"]]
+        );
     }
 
     #[test]
     fn bad_lengths_get_redis_errors() {
         let cases: [(&[u8], &str); 7] = [
             (b"*x\r\n", "Protocol error: invalid multibulk length"),
-            (b"*99999999999\r\n", "Protocol error: invalid multibulk length"),
+            (
+                b"*99999999999\r\n",
+                "Protocol error: invalid multibulk length",
+            ),
             (b"*1\r\n$-1\r\n", "Protocol error: invalid bulk length"),
             (b"*1\r\n$abc\r\n", "Protocol error: invalid bulk length"),
-            (b"*1\r\n$999999999999\r\n", "Protocol error: invalid bulk length"),
-            (b"*2\r\n$1\r\na\r\n:5\r\n", "Protocol error: expected '$', got ':'"),
-            (b"SET k \"unterminated\r\n", "Protocol error: unbalanced quotes in request"),
+            (
+                b"*1\r\n$999999999999\r\n",
+                "Protocol error: invalid bulk length",
+            ),
+            (
+                b"*2\r\n$1\r\na\r\n:5\r\n",
+                "Protocol error: expected '$', got ':'",
+            ),
+            (
+                b"SET k \"unterminated\r\n",
+                "Protocol error: unbalanced quotes in request",
+            ),
         ];
         for (input, want) in cases {
             let e = all(&mut parser(), input).expect_err("refused");
@@ -316,14 +347,26 @@ mod tests {
 
     #[test]
     fn empty_commands_are_skipped() {
-        let got = all(&mut parser(), b"*0\r\n*-1\r\n\r\n   \r\n*1\r\n$4\r\nPING\r\n").expect("ok");
+        let got = all(
+            &mut parser(),
+            b"*0\r\n*-1\r\n\r\n   \r\n*1\r\n$4\r\nPING\r\n",
+        )
+        .expect("ok");
         assert_eq!(strs(got), vec![vec!["PING"]]);
     }
 
     #[test]
     fn inline_quoting_follows_redis() {
         let args = split_args(br#"set "a\x41\n" 'it\'s' plain"#).expect("balanced");
-        assert_eq!(args, vec![Bytes::from("set"), Bytes::from("aA\n"), Bytes::from("it's"), Bytes::from("plain")]);
+        assert_eq!(
+            args,
+            vec![
+                Bytes::from("set"),
+                Bytes::from("aA\n"),
+                Bytes::from("it's"),
+                Bytes::from("plain")
+            ]
+        );
         assert!(split_args(br#""closed"glued"#).is_none());
         assert!(split_args(b"'open").is_none());
         assert_eq!(split_args(b"  ").expect("ok"), Vec::<Bytes>::new());
