@@ -37,6 +37,12 @@ pub struct Cli {
     /// Password for AUTH.
     #[arg(long, env = "CASKADE_REQUIREPASS")]
     pub requirepass: Option<String>,
+    /// Admin HTTP port for /metrics, /healthz and /readyz (0 disables it).
+    #[arg(long, env = "CASKADE_ADMIN_PORT")]
+    pub admin_port: Option<u16>,
+    /// Address the admin port binds.
+    #[arg(long, env = "CASKADE_ADMIN_BIND")]
+    pub admin_bind: Option<String>,
     /// Most connections at once.
     #[arg(long, env = "CASKADE_MAX_CLIENTS")]
     pub max_clients: Option<usize>,
@@ -72,6 +78,12 @@ impl Cli {
         }
         if let Some(v) = &self.requirepass {
             cfg.requirepass = Some(v.clone());
+        }
+        if let Some(v) = self.admin_port {
+            cfg.admin.port = v;
+        }
+        if let Some(v) = &self.admin_bind {
+            cfg.admin.bind = v.clone();
         }
         if let Some(v) = self.max_clients {
             cfg.limits.max_clients = v;

@@ -18,12 +18,33 @@ pub struct Config {
     pub unixsocket: Option<PathBuf>,
     /// Password clients must give with AUTH (or HELLO ... AUTH).
     pub requirepass: Option<String>,
+    /// The admin HTTP port (metrics, health, readiness).
+    pub admin: AdminConfig,
     /// Storage settings.
     pub storage: StorageConfig,
     /// Client limits.
     pub limits: Limits,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// The admin HTTP listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to bind (`0.0.0.0` in a pod, so the kubelet's probes reach it).
+    pub bind: String,
+    /// Port; 0 disables the admin listener.
+    pub port: u16,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            bind: "127.0.0.1".into(),
+            port: 9736,
+        }
+    }
 }
 
 /// Where and how data is stored.
@@ -73,6 +94,7 @@ impl Default for Config {
             port: 6379,
             unixsocket: None,
             requirepass: None,
+            admin: AdminConfig::default(),
             storage: StorageConfig::default(),
             limits: Limits::default(),
             log: LogConfig::default(),
@@ -205,6 +227,12 @@ impl Config {
             return Err(bad(
                 "port",
                 "0 disables TCP, so a unixsocket is required".into(),
+            ));
+        }
+        if self.admin.port != 0 && self.admin.port == self.port && self.admin.bind == self.bind {
+            return Err(bad(
+                "admin.port",
+                format!("{} is also the RESP port", self.port),
             ));
         }
         if self.requirepass.as_deref() == Some("") {

@@ -1,11 +1,13 @@
 //! The `caskade` binary: resolve the configuration, open the engine, serve RESP until
 //! SIGTERM, then close cleanly.
 
+mod admin;
 mod cli;
 mod cmd;
 mod config;
 mod conn;
 mod glob;
+mod metrics;
 mod protocol;
 mod server;
 mod state;
@@ -45,17 +47,35 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let mut opts = caskade_engine::Options::new(&cfg.storage.dir);
-    opts.segment_bytes = cfg.storage.segment_bytes;
-    opts.fsync = cfg.storage.fsync;
-    opts.max_value_bytes = cfg.limits.max_bulk_bytes as usize;
-    let engine = caskade_engine::Engine::open(opts)
-        .with_context(|| format!("opening data directory {}", cfg.storage.dir.display()))?;
-    let shared = Arc::new(state::Shared::new(engine, cfg));
+    let metrics = Arc::new(metrics::Metrics::install()?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("caskade-worker")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(server::run(shared))
+    rt.block_on(async move {
+        // The admin port comes up first, so probes see "alive, not ready" during recovery.
+        let admin = Arc::new(admin::AdminState::default());
+        if cfg.admin.port != 0 {
+            let addr = format!("{}:{}", cfg.admin.bind, cfg.admin.port);
+            admin::start(&addr, admin.clone(), metrics.clone()).await?;
+        }
+        let mut opts = caskade_engine::Options::new(&cfg.storage.dir);
+        opts.segment_bytes = cfg.storage.segment_bytes;
+        opts.fsync = cfg.storage.fsync;
+        opts.max_value_bytes = cfg.limits.max_bulk_bytes as usize;
+        let dir = cfg.storage.dir.clone();
+        let engine = tokio::task::spawn_blocking(move || caskade_engine::Engine::open(opts))
+            .await
+            .context("engine recovery task")?
+            .with_context(|| format!("opening data directory {}", dir.display()))?;
+        let shared = Arc::new(state::Shared::new(engine, cfg, metrics));
+        let _ = admin.shared.set(shared.clone());
+        server::run(shared, || {
+            admin
+                .ready
+                .store(true, std::sync::atomic::Ordering::Release)
+        })
+        .await
+    })
 }

@@ -14,8 +14,9 @@ use tokio::task::JoinSet;
 /// How long shutdown waits for connections to finish their current batch.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// Runs until a shutdown signal, then drains and closes.
-pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
+/// Runs until a shutdown signal, then drains and closes. `on_ready` runs once the
+/// listeners are bound.
+pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result<()> {
     let cfg = shared.config.lock().clone();
     let tcp = if cfg.port != 0 {
         let addr = format!("{}:{}", cfg.bind, cfg.port);
@@ -42,6 +43,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         }
         None => None,
     };
+    on_ready();
     // Announce readiness on stdout for scripts and tests that wait for it.
     println!("caskade ready");
 

@@ -138,6 +138,8 @@ pub struct Shared {
     pub last_save: AtomicU64,
     /// SLOWLOG.
     pub slowlog: SlowLog,
+    /// Prometheus handles.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Unix time in milliseconds.
@@ -149,7 +151,7 @@ pub fn now_ms() -> u64 {
 
 impl Shared {
     /// Wraps an open engine.
-    pub fn new(engine: Engine, config: Config) -> Self {
+    pub fn new(engine: Engine, config: Config, metrics: Arc<crate::metrics::Metrics>) -> Self {
         Shared {
             engine,
             config: Mutex::new(config),
@@ -160,6 +162,7 @@ impl Shared {
             started: Instant::now(),
             last_save: AtomicU64::new(now_ms() / 1000),
             slowlog: SlowLog::default(),
+            metrics,
         }
     }
 

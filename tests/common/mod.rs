@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub struct Server {
     child: Option<Child>,
     pub port: u16,
+    pub admin_port: u16,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     args: Vec<String>,
@@ -30,6 +31,7 @@ impl Server {
         let mut s = Server {
             child: None,
             port: free_port(),
+            admin_port: free_port(),
             dir,
             _tmp: Some(tmp),
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -44,6 +46,8 @@ impl Server {
             .arg(self.port.to_string())
             .arg("--dir")
             .arg(&self.dir)
+            .arg("--admin-port")
+            .arg(self.admin_port.to_string())
             .args(&self.args)
             .env("CASKADE_LOG", "warn")
             .stdout(Stdio::piped())
@@ -117,6 +121,26 @@ impl Server {
 
     pub fn data_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// GET `path` on the admin port: (status code, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut t =
+            std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).expect("admin connect");
+        write!(t, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("write");
+        let mut resp = String::new();
+        t.read_to_string(&mut resp).expect("read");
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status code");
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
     }
 }
 

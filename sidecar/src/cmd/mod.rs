@@ -139,13 +139,19 @@ pub static COMMANDS: &[Spec] = &[
 
 /// Looks a command up by name, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    lookup_indexed(name).map(|(_, s)| s)
+}
+
+/// [`lookup`] with the command's position in [`COMMANDS`].
+fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static Spec)> {
     if name.len() > 16 {
         return None;
     }
     let lower = name.to_ascii_lowercase();
     COMMANDS
         .iter()
-        .find(|s| s.name.as_bytes() == lower.as_slice())
+        .enumerate()
+        .find(|(_, s)| s.name.as_bytes() == lower.as_slice())
 }
 
 /// Runs one command for a session.
@@ -153,7 +159,7 @@ pub fn dispatch(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply
     let Some(name) = args.first() else {
         return Reply::OK;
     };
-    let Some(spec) = lookup(name) else {
+    let Some((index, spec)) = lookup_indexed(name) else {
         return unknown_command(name, &args[1..]);
     };
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
@@ -169,7 +175,9 @@ pub fn dispatch(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = std::time::Instant::now();
     let reply = (spec.run)(shared, session, &args[1..]);
-    let micros = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    shared.metrics.command(index, elapsed.as_secs_f64());
+    let micros = elapsed.as_micros() as u64;
     if micros >= crate::state::SLOWLOG_SLOWER_THAN_US {
         record_slow(shared, session, args, micros);
     }

@@ -1,0 +1,83 @@
+//! Prometheus metrics: per-command counters and latency histograms (handles registered
+//! once at start, so the hot path does no label lookups), and server and engine figures
+//! read from their counters when `/metrics` is scraped.
+
+use crate::cmd::COMMANDS;
+use crate::state::Shared;
+use metrics::{Counter, Histogram, counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::atomic::Ordering;
+
+/// Latency buckets in seconds: 10 µs to 1 s.
+const BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0,
+];
+
+/// The installed recorder and the per-command handles.
+pub struct Metrics {
+    handle: PrometheusHandle,
+    per_command: Vec<(Counter, Histogram)>,
+}
+
+impl Metrics {
+    /// Installs the global Prometheus recorder and registers per-command handles.
+    pub fn install() -> anyhow::Result<Metrics> {
+        let handle = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)?
+            .install_recorder()?;
+        Ok(Metrics {
+            handle,
+            per_command: Self::handles(),
+        })
+    }
+
+    fn handles() -> Vec<(Counter, Histogram)> {
+        COMMANDS
+            .iter()
+            .map(|c| {
+                (
+                    counter!("caskade_commands_total", "cmd" => c.name),
+                    histogram!("caskade_command_duration_seconds", "cmd" => c.name),
+                )
+            })
+            .collect()
+    }
+
+    /// Counts one command (by its index in `COMMANDS`) and its duration.
+    pub fn command(&self, index: usize, seconds: f64) {
+        if let Some((c, h)) = self.per_command.get(index) {
+            c.increment(1);
+            h.record(seconds);
+        }
+    }
+
+    /// Drains histogram samples into buckets; call every few seconds.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
+    /// The Prometheus text exposition, with server and engine figures brought up to date.
+    pub fn render(&self, shared: Option<&Shared>) -> String {
+        if let Some(s) = shared {
+            let st = s.engine.stats();
+            gauge!("caskade_connected_clients").set(s.client_count() as f64);
+            counter!("caskade_connections_total")
+                .absolute(s.stats.connections.load(Ordering::Relaxed));
+            counter!("caskade_rejected_connections_total")
+                .absolute(s.stats.rejected.load(Ordering::Relaxed));
+            counter!("caskade_keyspace_hits_total").absolute(st.hits);
+            counter!("caskade_keyspace_misses_total").absolute(st.misses);
+            counter!("caskade_expired_keys_total").absolute(st.expired_keys);
+            counter!("caskade_engine_bytes_written_total").absolute(st.bytes_written);
+            counter!("caskade_engine_syncs_total").absolute(st.syncs);
+            counter!("caskade_engine_corrupt_records_total").absolute(st.corrupt_records);
+            gauge!("caskade_engine_keys").set(st.keys as f64);
+            gauge!("caskade_engine_segments").set(st.segments as f64);
+            gauge!("caskade_engine_disk_bytes").set(st.disk_bytes as f64);
+            gauge!("caskade_engine_garbage_bytes").set(st.garbage_bytes as f64);
+            gauge!("caskade_engine_index_bytes").set(st.index_bytes as f64);
+        }
+        self.handle.render()
+    }
+}

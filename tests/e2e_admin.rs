@@ -1,0 +1,61 @@
+//! End-to-end: the admin port (metrics, health, readiness) and the Unix socket.
+
+mod common;
+
+use common::Server;
+
+#[test]
+fn metrics_health_and_readiness() {
+    let s = Server::start(&[]);
+    assert_eq!(s.admin_get("/healthz"), (200, "ok\n".into()));
+    assert_eq!(s.admin_get("/readyz"), (200, "ready\n".into()));
+    assert_eq!(s.admin_get("/nope").0, 404);
+    let mut c = s.client();
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query::<()>(&mut c)
+        .expect("set");
+    redis::cmd("GET")
+        .arg("k")
+        .query::<String>(&mut c)
+        .expect("get");
+    redis::cmd("GET")
+        .arg("missing")
+        .query::<Option<String>>(&mut c)
+        .expect("get");
+    let (status, body) = s.admin_get("/metrics");
+    assert_eq!(status, 200);
+    for needle in [
+        "caskade_commands_total{cmd=\"set\"} 1",
+        "caskade_commands_total{cmd=\"get\"} 2",
+        "caskade_command_duration_seconds_bucket{cmd=\"get\",le=",
+        "caskade_keyspace_hits_total 1",
+        "caskade_keyspace_misses_total 1",
+        "caskade_connected_clients 1",
+        "caskade_engine_keys 1",
+        "caskade_engine_disk_bytes",
+    ] {
+        assert!(body.contains(needle), "metrics lack {needle}:\n{body}");
+    }
+}
+
+#[test]
+fn unix_socket_serves_resp() {
+    let sock_dir = tempfile::tempdir().expect("tempdir");
+    let sock = sock_dir.path().join("caskade.sock");
+    let s = Server::start(&["--unixsocket", sock.to_str().expect("utf-8 path")]);
+    let url = format!("redis+unix://{}", sock.display());
+    let mut c = redis::Client::open(url)
+        .expect("client")
+        .get_connection()
+        .expect("connect");
+    redis::cmd("SET")
+        .arg("via")
+        .arg("socket")
+        .query::<()>(&mut c)
+        .expect("set");
+    let mut tcp = s.client();
+    let v: String = redis::cmd("GET").arg("via").query(&mut tcp).expect("get");
+    assert_eq!(v, "socket");
+}
