@@ -1,0 +1,90 @@
+//! End-to-end with the clients people actually use: `redis-cli` (plain, `-3` for
+//! RESP3, `--pipe` mass insert, `--scan`) and Python's `redis` package over RESP2 and
+//! RESP3. `tests/run.sh` installs both; a missing one fails the test with the reason.
+
+mod common;
+
+use common::Server;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn redis_cli(s: &Server, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(s.port.to_string())
+        .args(args)
+        .output()
+        .expect("redis-cli is missing: run tests/run.sh, which installs redis-tools");
+    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn redis_cli_basics_and_resp3() {
+    let s = Server::start(&[]);
+    assert_eq!(redis_cli(&s, &["PING"]), "PONG\n");
+    assert_eq!(redis_cli(&s, &["SET", "greeting", "hello world"]), "OK\n");
+    assert_eq!(redis_cli(&s, &["GET", "greeting"]), "hello world\n");
+    assert_eq!(redis_cli(&s, &["GET", "missing"]), "\n");
+    assert_eq!(redis_cli(&s, &["INCR", "n"]), "1\n");
+    let hello = redis_cli(&s, &["-3", "HELLO", "3"]);
+    assert!(hello.contains("proto") && hello.contains('3'), "{hello}");
+    // RESP3 nulls and maps as redis-cli -3 prints them on a terminal-less stdout.
+    assert_eq!(redis_cli(&s, &["-3", "GET", "missing"]), "\n");
+    let cfg = redis_cli(&s, &["-3", "CONFIG", "GET", "port"]);
+    assert!(cfg.contains(&s.port.to_string()), "{cfg}");
+    assert!(redis_cli(&s, &["INFO", "server"]).contains("redis_version:7."));
+    let err = redis_cli(&s, &["NOSUCH"]);
+    assert!(err.contains("unknown command"), "{err}");
+}
+
+#[test]
+fn redis_cli_pipe_mass_insert_and_scan() {
+    let s = Server::start(&[]);
+    let mut input = Vec::new();
+    for i in 0..20_000 {
+        let k = format!("mass:{i}");
+        let v = format!("value-{i}");
+        write!(input, "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n", k.len(), v.len()).expect("write");
+    }
+    let mut child = Command::new("redis-cli")
+        .arg("-p")
+        .arg(s.port.to_string())
+        .arg("--pipe")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("redis-cli is missing: run tests/run.sh, which installs redis-tools");
+    child.stdin.take().expect("stdin").write_all(&input).expect("pipe");
+    let out = child.wait_with_output().expect("redis-cli --pipe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("errors: 0, replies: 20000"), "{text}");
+    assert_eq!(redis_cli(&s, &["DBSIZE"]), "20000\n");
+    assert_eq!(redis_cli(&s, &["GET", "mass:19999"]), "value-19999\n");
+    let scanned = redis_cli(&s, &["--scan", "--pattern", "mass:1999*"]);
+    let mut keys: Vec<&str> = scanned.lines().collect();
+    keys.sort();
+    let mut want: Vec<String> = std::iter::once("mass:1999".to_string())
+        .chain((0..10).map(|i| format!("mass:1999{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(keys, want);
+}
+
+#[test]
+fn python_redis_over_resp2_and_resp3() {
+    let s = Server::start(&[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e_python.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(s.port.to_string())
+        .output()
+        .expect("python3 is missing");
+    assert!(
+        out.status.success(),
+        "python redis checks failed (run tests/run.sh to install the redis package):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,95 @@
+"""End-to-end checks with redis-py against a running caskade, over RESP2 and RESP3.
+
+Run by tests/e2e_python.rs as: python3 tests/e2e_python.py PORT
+"""
+import sys
+import threading
+
+import redis
+
+
+def check(client: redis.Redis) -> None:
+    client.flushdb()
+    assert client.ping() is True
+    assert client.set("k", "v") is True
+    assert client.get("k") == b"v"
+    assert client.get("missing") is None
+    assert client.set("k", "w", nx=True) is None
+    assert client.set("k", "w", xx=True, get=True) == b"v"
+    assert client.set("t", "v", ex=100) is True
+    assert 99 <= client.ttl("t") <= 100
+    assert client.pttl("missing") == -2
+    assert client.expire("t", 200, gt=True) is True
+    assert client.persist("t") is True
+    assert client.incr("n") == 1
+    assert client.incrby("n", 9) == 10
+    assert client.incrbyfloat("f", 1.5) == 1.5
+    assert client.mset({"a": "1", "b": "2"}) is True
+    assert client.mget(["a", "b", "nope"]) == [b"1", b"2", None]
+    assert client.delete("a", "b", "nope") == 2
+    assert client.exists("k", "k") == 2
+    assert client.type("k") in (b"string", "string")
+    assert client.getrange("k", 0, 0) == b"w"
+    assert client.append("k", "xyz") == 4
+    assert client.strlen("k") == 4
+    assert client.rename("k", "k2") is True
+    assert client.copy("k2", "k3") is True
+    for i in range(120):
+        client.set(f"scan:{i}", i)
+    assert len(set(client.scan_iter(match="scan:*", count=17))) == 120
+    assert sorted(client.keys("scan:1?")) == sorted(f"scan:1{i}".encode() for i in range(10))
+    assert client.dbsize() == 125  # t, n, f, k2, k3 and 120 scan keys
+    info = client.info()
+    assert info["redis_version"].startswith("7.")
+    assert info["cluster_enabled"] == 0
+    assert "db0" in client.info("keyspace")
+    assert client.client_setname("py") is True
+    assert client.client_getname() in (b"py", "py")
+    port = client.connection_pool.connection_kwargs["port"]
+    assert client.config_get("port")["port"] in (str(port), str(port).encode())
+    # Pipelining without MULTI.
+    pipe = client.pipeline(transaction=False)
+    for i in range(500):
+        pipe.set(f"p:{i}", i)
+        pipe.get(f"p:{i}")
+    out = pipe.execute()
+    assert out[1] == b"0" and out[-1] == b"499" and out.count(True) == 500
+    try:
+        client.execute_command("NOSUCHCOMMAND")
+        raise AssertionError("unknown command accepted")
+    except redis.ResponseError as e:
+        assert "unknown command" in str(e)
+    try:
+        client.incr("k2")
+        raise AssertionError("INCR of a non-integer accepted")
+    except redis.ResponseError as e:
+        assert "not an integer" in str(e)
+    # Binary-safe keys and values.
+    blob = bytes(range(256))
+    client.set(blob, blob)
+    assert client.get(blob) == blob
+
+
+def hammer(port: int, n: int) -> None:
+    c = redis.Redis(port=port, protocol=3)
+    for _ in range(n):
+        c.incr("shared-counter")
+
+
+def main() -> None:
+    port = int(sys.argv[1])
+    check(redis.Redis(port=port))
+    check(redis.Redis(port=port, protocol=3))
+    c = redis.Redis(port=port)
+    c.delete("shared-counter")
+    threads = [threading.Thread(target=hammer, args=(port, 200)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert int(c.get("shared-counter")) == 800
+    print("python redis: all checks passed")
+
+
+if __name__ == "__main__":
+    main()

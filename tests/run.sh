@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite. Installs what the end-to-end tests drive caskade with
+# (redis-cli from Debian's redis-tools, Python's redis package) when missing, then runs
+# every crate's tests. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_if_needed() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if ! command -v redis-cli >/dev/null 2>&1; then
+  echo "== installing redis-tools (redis-cli)"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-tools
+fi
+if ! python3 -c 'import redis' >/dev/null 2>&1; then
+  echo "== installing the Python redis package"
+  python3 -m pip install --quiet --disable-pip-version-check 'redis>=5,<9'
+fi
+
+cargo test --workspace --locked "$@"
