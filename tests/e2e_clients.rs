@@ -15,7 +15,11 @@ fn redis_cli(s: &Server, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("redis-cli is missing: run tests/run.sh, which installs redis-tools");
-    assert!(out.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "redis-cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -45,7 +49,13 @@ fn redis_cli_pipe_mass_insert_and_scan() {
     for i in 0..20_000 {
         let k = format!("mass:{i}");
         let v = format!("value-{i}");
-        write!(input, "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n", k.len(), v.len()).expect("write");
+        write!(
+            input,
+            "*3\r\n$3\r\nSET\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n",
+            k.len(),
+            v.len()
+        )
+        .expect("write");
     }
     let mut child = Command::new("redis-cli")
         .arg("-p")
@@ -55,7 +65,12 @@ fn redis_cli_pipe_mass_insert_and_scan() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("redis-cli is missing: run tests/run.sh, which installs redis-tools");
-    child.stdin.take().expect("stdin").write_all(&input).expect("pipe");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&input)
+        .expect("pipe");
     let out = child.wait_with_output().expect("redis-cli --pipe");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");

@@ -13,7 +13,7 @@ use crate::maintenance::{self, Stopper};
 use crate::options::Options;
 use crate::segment::{Found, Segment};
 use crate::stats::{Counters, Stats};
-use crate::writer::{SyncState, Writer};
+use crate::writer::{SyncState, Tail, Writer};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +47,7 @@ pub(crate) struct Inner {
     pub keydirs: [OnceLock<Keydir>; NAMESPACES as usize],
     pub segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
     pub writer: Mutex<Writer>,
+    pub tail: RwLock<Tail>,
     pub sync: Mutex<SyncState>,
     pub sync_cv: Condvar,
     pub poison: Mutex<Option<String>>,
@@ -165,7 +166,7 @@ impl Inner {
             return Ok(None);
         };
         let mut buf = vec![0u8; slot.len as usize];
-        match seg.file.read_exact_at(&mut buf, slot.off as u64) {
+        match self.read_exact(&seg, slot.off as u64, &mut buf) {
             Ok(()) => Ok(Some(buf)),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(Error::io("read", &seg.path, e)),
@@ -183,7 +184,7 @@ impl Inner {
             return Ok(None);
         };
         let mut buf = vec![0u8; want];
-        match seg.file.read_exact_at(&mut buf, slot.off as u64) {
+        match self.read_exact(&seg, slot.off as u64, &mut buf) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(Error::io("read", &seg.path, e)),
@@ -566,7 +567,7 @@ impl Engine {
         };
         // Most keys are short: one read of header plus 64 bytes usually covers the key.
         let mut buf = vec![0u8; (slot.len as usize).min(HEADER_LEN + 64)];
-        let read = |buf: &mut [u8]| match seg.file.read_exact_at(buf, slot.off as u64) {
+        let read = |buf: &mut [u8]| match inner.read_exact(&seg, slot.off as u64, buf) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
             Err(e) => Err(Error::io("read", &seg.path, e)),
@@ -640,6 +641,14 @@ impl Engine {
             w.lsn
         };
         inner.after_write(lsn)
+    }
+
+    /// Hands buffered writes to the OS without syncing. Writes are buffered in memory
+    /// (up to 64 KiB) between flushes; a server should call this before it acknowledges
+    /// a batch of writes, so that a crash of the process loses nothing acknowledged.
+    /// Syncs (any fsync policy) and the background thread (every tick) flush too.
+    pub fn flush_writes(&self) -> Result<()> {
+        self.inner.flush_writes()
     }
 
     /// Makes every write so far durable, whatever the fsync policy.

@@ -56,6 +56,11 @@ pub(crate) fn spawn(inner: &Arc<Inner>, stopper: Stopper) -> Result<JoinHandle<(
 }
 
 fn tick(inner: &Inner, sweep_at: &mut usize) {
+    if !inner.poisoned.load(Ordering::Acquire)
+        && let Err(e) = inner.flush_writes()
+    {
+        tracing::error!(error = %e, "handing buffered writes to the file failed");
+    }
     if inner.opts.fsync == Fsync::EverySec && !inner.poisoned.load(Ordering::Acquire) {
         let due = inner.sync.lock().last_sync.elapsed() >= Duration::from_secs(1);
         if due && let Err(e) = inner.sync_now() {

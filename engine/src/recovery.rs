@@ -13,7 +13,7 @@ use crate::keydir::{Keydir, Slot, coarse_expiry};
 use crate::options::Options;
 use crate::segment::{Found, HINT_EXT, SEGMENT_EXT, Segment, hint_name, parse_name, walk};
 use crate::stats::Counters;
-use crate::writer::{SyncState, Writer};
+use crate::writer::{SyncState, Tail, Writer};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,6 +60,11 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         keydirs: std::array::from_fn(|_| OnceLock::new()),
         segments: RwLock::new(BTreeMap::new()),
         // Replaced below once the active segment is known.
+        tail: RwLock::new(Tail {
+            seg: 0,
+            start: 0,
+            data: Vec::new(),
+        }),
         writer: Mutex::new(Writer {
             active: Segment::placeholder(),
             lsn: 0,
@@ -113,6 +118,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
     {
         let mut w = inner.writer.lock();
         w.next_id = active.id.max(next_id.saturating_sub(1)) + 1;
+        inner.start_tail(&active);
         w.active = active;
     }
     tracing::info!(

@@ -35,8 +35,11 @@ pub(crate) struct Segment {
     pub id: u32,
     pub path: PathBuf,
     pub file: Arc<dyn FileHandle>,
-    /// Bytes of the file that hold the header and records (the append position).
+    /// Bytes of the header and records, including any still in the write buffer (the
+    /// append position).
     pub len: AtomicU64,
+    /// Bytes handed to the file; records past this are still in the write buffer.
+    pub written: AtomicU64,
     /// Bytes of records the index no longer points at.
     pub dead: AtomicU64,
 }
@@ -48,6 +51,7 @@ impl Segment {
             path,
             file,
             len: AtomicU64::new(len),
+            written: AtomicU64::new(len),
             dead: AtomicU64::new(0),
         }
     }

@@ -1,7 +1,9 @@
-//! The append path: one writer at a time appends records to the active segment, seals
-//! it when full, and makes writes durable by the configured policy. Under
-//! `fsync always`, writers that arrive while a sync runs share the next one (group
-//! commit). A failed write or sync poisons the engine for writes until it is reopened.
+//! The append path: one writer at a time appends records to the active segment's write
+//! buffer (handed to the file when it reaches 64 KiB, on `flush_writes`, before a sync,
+//! and every maintenance tick), seals the segment when full, and makes writes durable by
+//! the configured policy. Under `fsync always`, writers that arrive while a sync runs
+//! share the next one (group commit). A failed write or sync poisons the engine for
+//! writes until it is reopened.
 
 use crate::engine::Inner;
 use crate::error::{Error, Result};
@@ -22,6 +24,18 @@ pub(crate) struct Writer {
     pub lsn: u64,
     pub next_id: u32,
 }
+
+/// Records appended to the active segment but not yet handed to its file. Readers
+/// find a record here when it lies past the segment's `written` mark.
+pub(crate) struct Tail {
+    pub seg: u32,
+    /// File offset of `data[0]`.
+    pub start: u64,
+    pub data: Vec<u8>,
+}
+
+/// The write buffer is handed to the file once it holds this much.
+const TAIL_FLUSH_BYTES: usize = 64 << 10;
 
 pub(crate) struct SyncState {
     pub synced_lsn: u64,
@@ -66,13 +80,20 @@ impl Inner {
         }
         let seg = w.active.clone();
         let off = seg.len();
-        if let Err(e) = seg.file.write_all_at(rec, off) {
-            // Cut back what may have reached the file, so the next append starts on a
-            // record boundary; if even that fails, the file's state is unknown.
-            if let Err(e2) = seg.file.truncate(off) {
-                self.poison(format!("write failed ({e}), then truncate failed ({e2})"));
+        let buffered = self.tail.read().data.len();
+        if buffered > 0 && buffered + rec.len() > TAIL_FLUSH_BYTES {
+            self.flush_tail(w)?;
+        }
+        if rec.len() >= TAIL_FLUSH_BYTES {
+            // Large records skip the buffer (which the flush above left empty).
+            if let Err(e) = seg.file.write_all_at(rec, off) {
+                self.poison(format!("write to {} failed: {e}", seg.path.display()));
+                return Err(Error::io("write", &seg.path, e));
             }
-            return Err(Error::io("write", &seg.path, e));
+            seg.written.store(off + rec.len() as u64, Ordering::Release);
+            self.tail.write().start = off + rec.len() as u64;
+        } else {
+            self.tail.write().data.extend_from_slice(rec);
         }
         seg.len.store(off + rec.len() as u64, Ordering::Release);
         w.lsn += rec.len() as u64;
@@ -80,8 +101,47 @@ impl Inner {
         Ok((seg, off as u32))
     }
 
+    /// Hands the write buffer to the active segment's file. A failure poisons the
+    /// engine: buffered records were already acknowledged and cannot be retried safely.
+    pub fn flush_tail(&self, w: &Writer) -> Result<()> {
+        let mut t = self.tail.write();
+        if t.data.is_empty() {
+            return Ok(());
+        }
+        let seg = &w.active;
+        debug_assert_eq!(t.seg, seg.id);
+        if let Err(e) = seg.file.write_all_at(&t.data, t.start) {
+            self.poison(format!("write to {} failed: {e}", seg.path.display()));
+            return Err(Error::io("write", &seg.path, e));
+        }
+        let end = t.start + t.data.len() as u64;
+        seg.written.store(end, Ordering::Release);
+        t.start = end;
+        t.data.clear();
+        if t.data.capacity() > 4 * TAIL_FLUSH_BYTES {
+            t.data.shrink_to(TAIL_FLUSH_BYTES);
+        }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes of `seg` at `off`, from the write buffer if they are
+    /// still there. A record is never split between buffer and file.
+    pub fn read_exact(&self, seg: &Segment, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        let end = off + buf.len() as u64;
+        if end > seg.written.load(Ordering::Acquire) {
+            let t = self.tail.read();
+            if t.seg == seg.id && off >= t.start && end <= t.start + t.data.len() as u64 {
+                let s = (off - t.start) as usize;
+                buf.copy_from_slice(&t.data[s..s + buf.len()]);
+                return Ok(());
+            }
+        }
+        seg.file.read_exact_at(buf, off)
+    }
+
     /// Seals the active segment (synced, hint queued) and starts a new one.
     fn roll(&self, w: &mut Writer) -> Result<()> {
+        self.flush_tail(w)?;
         let old = w.active.clone();
         if let Err(e) = old.file.sync() {
             self.poison(format!("sync of {} failed: {e}", old.path.display()));
@@ -94,6 +154,7 @@ impl Inner {
         }
         let seg = self.create_segment(w.next_id)?;
         w.next_id += 1;
+        self.start_tail(&seg);
         w.active = seg;
         self.pending_hints.lock().push(old.id);
         Ok(())
@@ -114,6 +175,21 @@ impl Inner {
         let seg = Arc::new(Segment::new(id, path, file, FILE_HEADER_LEN as u64));
         self.segments.write().insert(id, seg.clone());
         Ok(seg)
+    }
+
+    /// Points the (empty) write buffer at the end of `seg`, the new active segment.
+    pub fn start_tail(&self, seg: &Segment) {
+        let mut t = self.tail.write();
+        debug_assert!(t.data.is_empty());
+        t.seg = seg.id;
+        t.start = seg.len();
+    }
+
+    /// Hands buffered writes to the OS (not a sync): after this, a crash of the process
+    /// (not of the machine) loses nothing written so far.
+    pub fn flush_writes(&self) -> Result<()> {
+        let w = self.lock_writer()?;
+        self.flush_tail(&w)
     }
 
     /// Called after a write released the writer: waits for durability if the policy
@@ -149,11 +225,23 @@ impl Inner {
             }
             st.in_progress = true;
             drop(st);
-            let (seg, target) = {
+            let flushed = {
                 let w = self.writer.lock();
-                (w.active.clone(), w.lsn)
+                self.flush_tail(&w).map(|()| (w.active.clone(), w.lsn))
             };
-            let result = seg.file.sync();
+            let result = match &flushed {
+                Ok((seg, _)) => seg.file.sync(),
+                Err(_) => Ok(()),
+            };
+            let (seg, target) = match flushed {
+                Ok(v) => v,
+                Err(e) => {
+                    st = self.sync.lock();
+                    st.in_progress = false;
+                    self.sync_cv.notify_all();
+                    return Err(e);
+                }
+            };
             st = self.sync.lock();
             st.in_progress = false;
             st.last_sync = Instant::now();

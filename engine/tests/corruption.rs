@@ -162,6 +162,7 @@ fn torn_tail_is_truncated_and_appends_continue() {
         e.put(0, b"a", b"complete", None).expect("put");
         e.sync().expect("sync");
         e.put(0, b"b", &[9u8; 200], None).expect("put");
+        e.flush_writes().expect("hand the buffer to the file");
         let torn = fs.read_file(&seg_path(Path::new("/db"), 1)).expect("seg");
         drop(e);
         // Keep all of "a" and half of "b": a write cut off by a crash.

@@ -77,6 +77,7 @@ where
                     };
                     reply.encode(&mut out, session.resp3);
                     if session.quit {
+                        flush_writes(&shared, &mut session);
                         let _ = stream.write_all(&out).await;
                         break 'conn;
                     }
@@ -84,6 +85,7 @@ where
                 Ok(None) => break,
                 Err(e) => {
                     Reply::err(format!("ERR {}", e.0)).encode(&mut out, session.resp3);
+                    flush_writes(&shared, &mut session);
                     let _ = stream.write_all(&out).await;
                     tracing::debug!(client = id, error = %e, "protocol error; closing");
                     break 'conn;
@@ -93,10 +95,12 @@ where
         if inbuf.len() + parser.pending_bytes() > max_query {
             Reply::err("ERR query buffer limit exceeded; closing the connection")
                 .encode(&mut out, session.resp3);
+            flush_writes(&shared, &mut session);
             let _ = stream.write_all(&out).await;
             tracing::warn!(client = id, "query buffer limit exceeded; closing");
             break;
         }
+        flush_writes(&shared, &mut session);
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
@@ -109,4 +113,14 @@ where
     }
     let _ = stream.shutdown().await;
     shared.unregister(id);
+}
+
+/// Hands this connection's writes to the OS before their replies leave, so a crash of
+/// the process never loses an acknowledged write (as with Redis' AOF).
+fn flush_writes(shared: &Shared, session: &mut Session) {
+    if std::mem::take(&mut session.wrote)
+        && let Err(e) = shared.engine.flush_writes()
+    {
+        tracing::error!(error = %e, "handing writes to the data file failed");
+    }
 }

@@ -22,6 +22,8 @@ pub struct Session {
     pub authenticated: bool,
     /// Set by QUIT: reply, then close.
     pub quit: bool,
+    /// A write command ran since the engine's write buffer was last flushed.
+    pub wrote: bool,
     /// This client's entry in the registry.
     pub client: Arc<ClientHandle>,
 }
@@ -34,6 +36,7 @@ impl Session {
             resp3: false,
             authenticated: shared.config.lock().requirepass.is_none(),
             quit: false,
+            wrote: false,
             client,
         }
     }

@@ -174,6 +174,7 @@ pub fn dispatch(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply
         .commands
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let started = std::time::Instant::now();
+    session.wrote |= spec.flags.contains(&"write");
     let reply = (spec.run)(shared, session, &args[1..]);
     let elapsed = started.elapsed();
     shared.metrics.command(index, elapsed.as_secs_f64());
