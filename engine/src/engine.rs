@@ -600,6 +600,11 @@ impl Engine {
         self.inner.keydir_if_any(ns).map_or(0, Keydir::len)
     }
 
+    /// Keys in namespace `ns` that have an expiry (Redis INFO keyspace `expires`).
+    pub fn expiring_len(&self, ns: u8) -> usize {
+        self.inner.keydir_if_any(ns).map_or(0, Keydir::expiring)
+    }
+
     /// Whether namespace `ns` holds no keys.
     pub fn is_empty(&self, ns: u8) -> bool {
         self.len(ns) == 0
@@ -688,6 +693,7 @@ impl Engine {
             corrupt_records: get(&c.corrupt),
             syncs: get(&c.syncs),
             bytes_written: get(&c.bytes_written),
+            last_sync_ms: get(&c.last_sync_ms),
         }
     }
 

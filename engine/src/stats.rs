@@ -13,6 +13,7 @@ pub(crate) struct Counters {
     pub corrupt: AtomicU64,
     pub syncs: AtomicU64,
     pub bytes_written: AtomicU64,
+    pub last_sync_ms: AtomicU64,
 }
 
 impl Counters {
@@ -53,4 +54,6 @@ pub struct Stats {
     pub syncs: u64,
     /// Bytes appended to segments since open.
     pub bytes_written: u64,
+    /// Unix ms of the last successful sync of segment data (0 if none since open).
+    pub last_sync_ms: u64,
 }

@@ -148,6 +148,9 @@ impl Inner {
             return Err(Error::io("sync", &old.path, e));
         }
         Counters::bump(&self.counters.syncs);
+        self.counters
+            .last_sync_ms
+            .store(self.now_ms(), Ordering::Relaxed);
         {
             let mut s = self.sync.lock();
             s.synced_lsn = s.synced_lsn.max(w.lsn);
@@ -248,6 +251,9 @@ impl Inner {
             match result {
                 Ok(()) => {
                     Counters::bump(&self.counters.syncs);
+                    self.counters
+                        .last_sync_ms
+                        .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
                     st.synced_lsn = st.synced_lsn.max(target);
                 }
                 Err(e) => {

@@ -134,7 +134,7 @@ pub struct Shared {
     next_client_id: AtomicU64,
     /// When the server started.
     pub started: Instant,
-    /// Unix seconds of the last durable point (start, or the last sync).
+    /// Unix seconds of the start (LASTSAVE before the first sync).
     pub last_save: AtomicU64,
     /// SLOWLOG.
     pub slowlog: SlowLog,

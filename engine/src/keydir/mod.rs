@@ -18,7 +18,10 @@ struct Shard(RwLock<Table>);
 
 pub(crate) struct Keydir {
     shards: Box<[Shard]>,
+    /// Keys, and keys with an expiry. Updated while the shard lock is held, so for any
+    /// one key the increment always precedes the decrement and the sums never wrap.
     len: AtomicUsize,
+    expiring: AtomicUsize,
 }
 
 /// Whether a slot's coarse (whole-second, rounded up) expiry settles the question.
@@ -79,6 +82,7 @@ impl Keydir {
                 .map(|_| Shard(RwLock::new(Table::new())))
                 .collect(),
             len: AtomicUsize::new(0),
+            expiring: AtomicUsize::new(0),
         }
     }
 
@@ -94,11 +98,32 @@ impl Keydir {
         self.shard(hash).read().get(hash).copied()
     }
 
-    pub fn insert(&self, slot: Slot) -> Option<Slot> {
-        let old = self.shard(slot.hash).write().insert(slot);
-        if old.is_none() {
-            self.len.fetch_add(1, Ordering::Relaxed);
+    /// Keys with an expiry (expired keys not yet swept included).
+    pub fn expiring(&self) -> usize {
+        self.expiring.load(Ordering::Relaxed)
+    }
+
+    fn counted_in(&self, slot: &Slot) {
+        self.len.fetch_add(1, Ordering::Relaxed);
+        if slot.exp_s != 0 {
+            self.expiring.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    fn counted_out(&self, slot: &Slot) {
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        if slot.exp_s != 0 {
+            self.expiring.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn insert(&self, slot: Slot) -> Option<Slot> {
+        let mut t = self.shard(slot.hash).write();
+        let old = t.insert(slot);
+        if let Some(o) = &old {
+            self.counted_out(o);
+        }
+        self.counted_in(&slot);
         old
     }
 
@@ -109,9 +134,10 @@ impl Keydir {
     }
 
     pub fn remove_if(&self, hash: u64, pred: impl FnOnce(&Slot) -> bool) -> Option<Slot> {
-        let old = self.shard(hash).write().remove_if(hash, pred);
-        if old.is_some() {
-            self.len.fetch_sub(1, Ordering::Relaxed);
+        let mut t = self.shard(hash).write();
+        let old = t.remove_if(hash, pred);
+        if let Some(o) = &old {
+            self.counted_out(o);
         }
         old
     }
@@ -119,8 +145,10 @@ impl Keydir {
     /// Empties the namespace, handing each removed slot to `f`.
     pub fn clear(&self, mut f: impl FnMut(&Slot)) {
         for shard in self.shards.iter() {
-            let taken = shard.0.write().take_all();
-            self.len.fetch_sub(taken.len(), Ordering::Relaxed);
+            let mut t = shard.0.write();
+            let taken = t.take_all();
+            taken.iter().for_each(|s| self.counted_out(s));
+            drop(t);
             taken.iter().for_each(&mut f);
         }
     }
@@ -136,7 +164,7 @@ impl Keydir {
         let doomed: Vec<u64> = t.iter().filter(|s| pred(s)).map(|s| s.hash).collect();
         for h in doomed {
             if let Some(s) = t.remove_if(h, |_| true) {
-                self.len.fetch_sub(1, Ordering::Relaxed);
+                self.counted_out(&s);
                 f(&s);
             }
         }
@@ -280,7 +308,13 @@ mod tests {
             kd.insert(slot(h << 40));
         }
         kd.insert(slot(1 << 40));
-        assert_eq!(kd.len(), 100);
+        kd.insert(Slot {
+            exp_s: 5,
+            ..slot(7 << 40)
+        });
+        assert_eq!((kd.len(), kd.expiring()), (100, 1));
+        kd.insert(slot(7 << 40));
+        assert_eq!((kd.len(), kd.expiring()), (100, 0));
         assert!(kd.remove_exact(&slot(2 << 40)));
         assert!(!kd.remove_exact(&Slot {
             off: 9,

@@ -66,8 +66,8 @@ fn info_text(s: &Shared, sections: &[String]) -> String {
     if want("persistence") {
         let _ = write!(
             out,
-            "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\nrdb_last_save_time:{}\r\naof_enabled:0\r\n\r\n",
-            s.last_save.load(Ordering::Relaxed)
+            "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\nrdb_last_save_time:{}\r\naof_enabled:1\r\n\r\n",
+            last_save(s)
         );
     }
     if want("stats") {
@@ -93,7 +93,8 @@ fn info_text(s: &Shared, sections: &[String]) -> String {
         for db in 0..NAMESPACES {
             let n = s.engine.len(db);
             if n > 0 {
-                let _ = write!(out, "db{db}:keys={n},expires=0,avg_ttl=0\r\n");
+                let e = s.engine.expiring_len(db);
+                let _ = write!(out, "db{db}:keys={n},expires={e},avg_ttl=0\r\n");
             }
         }
         out.push_str("\r\n");
@@ -307,8 +308,14 @@ pub fn time(_s: &Shared, _sess: &mut Session, _a: &[Bytes]) -> Reply {
     ])
 }
 
+/// Unix seconds of the last time data was made durable (a sync), or the start time.
+fn last_save(s: &Shared) -> u64 {
+    let synced = s.engine.stats().last_sync_ms / 1000;
+    synced.max(s.last_save.load(Ordering::Relaxed))
+}
+
 pub fn lastsave(s: &Shared, _sess: &mut Session, _a: &[Bytes]) -> Reply {
-    Reply::Int(s.last_save.load(Ordering::Relaxed) as i64)
+    Reply::Int(last_save(s) as i64)
 }
 
 pub fn memory(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
