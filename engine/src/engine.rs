@@ -11,13 +11,14 @@ use crate::io::LockGuard;
 use crate::keydir::{Keydir, Liveness, Slot, coarse_expiry};
 use crate::maintenance::{self, Stopper};
 use crate::options::Options;
+use crate::policy::EvictionPolicy;
 use crate::segment::{Found, Segment};
 use crate::stats::{Counters, Stats};
 use crate::writer::{SyncState, Tail, Writer};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
@@ -56,6 +57,21 @@ pub(crate) struct Inner {
     pub counters: Counters,
     pub pending_hints: Mutex<Vec<u32>>,
     pub dir_lock: Mutex<Option<LockGuard>>,
+    /// The eviction policy, told of inserts, accesses and removals.
+    pub policy: Mutex<Box<dyn EvictionPolicy>>,
+    /// Accesses waiting to be handed to the policy in one batch, striped to keep
+    /// readers from queueing on one lock.
+    pub access_bufs: Box<[Mutex<Vec<u64>>]>,
+    /// Bytes of segment and hint files.
+    pub disk_bytes: AtomicU64,
+    /// Wakes the compactor (set to true to ask for a pass).
+    pub compact_wanted: Mutex<bool>,
+    pub compact_cv: Condvar,
+    /// Writers waiting for the compactor to free disk space.
+    pub space_mx: Mutex<()>,
+    pub space_cv: Condvar,
+    /// The compactor's last failure, reported to writers that wait for space.
+    pub compact_error: Mutex<Option<String>>,
 }
 
 /// A caskade store: thread-safe, synchronous, one per data directory.
@@ -64,7 +80,7 @@ pub(crate) struct Inner {
 pub struct Engine {
     inner: Arc<Inner>,
     stopper: Stopper,
-    maintenance: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn check_ns(ns: u8) -> Result<()> {
@@ -90,9 +106,12 @@ fn exact_expired(expire_at_ms: u64, now_ms: u64) -> bool {
 }
 
 impl Inner {
-    pub fn hash(&self, key: &[u8]) -> u64 {
-        // 0 marks an empty index slot; the one key in 2^64 that hashes there moves to 1.
-        xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed).max(1)
+    /// The key's id: its seeded 64-bit hash with the namespace in the low 4 bits, so an
+    /// id alone names the namespace (eviction policies see only ids). 0 marks an empty
+    /// index slot, so the one id in 2^60 that would be 0 becomes 16 (still namespace 0).
+    pub fn key_id(&self, ns: u8, key: &[u8]) -> u64 {
+        let id = (xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed) & !0xF) | ns as u64;
+        if id == 0 { 16 } else { id }
     }
 
     /// What a record found by a segment walk means for the index. A corrupt record
@@ -103,10 +122,10 @@ impl Inner {
             Found::Record(r) => HintEntry {
                 kind: r.header.kind,
                 ns: r.header.ns,
-                hash: if r.key.is_empty() {
-                    0
-                } else {
-                    self.hash(r.key)
+                hash: match r.header.kind {
+                    Kind::Flush => 0,
+                    Kind::Evict => record::evicted_id(r.key),
+                    Kind::Put | Kind::Tombstone => self.key_id(r.header.ns, r.key),
                 },
                 offset: off as u32,
                 len: r.header.total_len() as u32,
@@ -115,7 +134,7 @@ impl Inner {
             Found::Corrupt { ns, key, len } => HintEntry {
                 kind: Kind::Tombstone,
                 ns: *ns,
-                hash: self.hash(key),
+                hash: self.key_id(*ns, key),
                 offset: off as u32,
                 len: *len as u32,
                 expire_at_ms: 0,
@@ -159,14 +178,29 @@ impl Inner {
         }
     }
 
+    /// The slot for `hash` and its segment. Compaction points slots at new segments
+    /// before it drops the old one, so a slot whose segment is gone has moved: look
+    /// again. `None` if the key is absent.
+    pub fn stable_slot(&self, kd: &Keydir, hash: u64) -> Option<(Slot, Arc<Segment>)> {
+        for _ in 0..16 {
+            let slot = kd.get(hash)?;
+            if let Some(seg) = self.segment(slot.seg) {
+                return Some((slot, seg));
+            }
+            if kd.get(hash) == Some(slot) {
+                // Only a bug could leave a slot pointing at a dropped segment.
+                tracing::error!(segment = slot.seg, "index points at a dropped segment");
+                return None;
+            }
+        }
+        None
+    }
+
     /// The whole record a slot points at; `None` if it cannot be read in full (the
     /// segment was cut short underneath us), which callers treat as corruption.
-    fn read_record(&self, slot: &Slot) -> Result<Option<Vec<u8>>> {
-        let Some(seg) = self.segment(slot.seg) else {
-            return Ok(None);
-        };
+    fn read_record(&self, seg: &Segment, slot: &Slot) -> Result<Option<Vec<u8>>> {
         let mut buf = vec![0u8; slot.len as usize];
-        match self.read_exact(&seg, slot.off as u64, &mut buf) {
+        match self.read_exact(seg, slot.off as u64, &mut buf) {
             Ok(()) => Ok(Some(buf)),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(Error::io("read", &seg.path, e)),
@@ -175,16 +209,13 @@ impl Inner {
 
     /// The header of the record at `slot` if it is a live put of exactly `key` in `ns`:
     /// a short read of header and key, for operations that need no value.
-    fn read_head(&self, ns: u8, key: &[u8], slot: &Slot) -> Result<Option<Header>> {
+    fn read_head(&self, seg: &Segment, ns: u8, key: &[u8], slot: &Slot) -> Result<Option<Header>> {
         let want = HEADER_LEN + key.len();
         if (slot.len as usize) < want {
             return Ok(None);
         }
-        let Some(seg) = self.segment(slot.seg) else {
-            return Ok(None);
-        };
         let mut buf = vec![0u8; want];
-        match self.read_exact(&seg, slot.off as u64, &mut buf) {
+        match self.read_exact(seg, slot.off as u64, &mut buf) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(Error::io("read", &seg.path, e)),
@@ -204,6 +235,7 @@ impl Inner {
         if kd.remove_exact(slot) {
             Counters::bump(&self.counters.expired);
             self.mark_dead(slot);
+            self.note_removed(&[slot.hash]);
         }
     }
 
@@ -217,7 +249,9 @@ impl Inner {
             "corrupt record read; key dropped"
         );
         let Ok(mut w) = self.lock_writer() else {
-            kd.remove_exact(slot);
+            if kd.remove_exact(slot) {
+                self.note_removed(&[slot.hash]);
+            }
             return;
         };
         if kd.get(slot.hash).as_ref() != Some(slot) {
@@ -231,6 +265,8 @@ impl Inner {
         }
         if kd.remove_exact(slot) {
             self.mark_dead(slot);
+            drop(w);
+            self.note_removed(&[slot.hash]);
         }
     }
 
@@ -278,12 +314,22 @@ impl Engine {
         opts.validate()?;
         let inner = Arc::new(crate::recovery::open(opts)?);
         let stopper = Stopper::default();
-        let handle = maintenance::spawn(&inner, stopper.clone())?;
-        Ok(Engine {
-            inner,
-            stopper,
-            maintenance: Mutex::new(Some(handle)),
-        })
+        let engine = Engine {
+            inner: inner.clone(),
+            stopper: stopper.clone(),
+            threads: Mutex::new(Vec::new()),
+        };
+        // Pushed one by one, so a failed spawn still stops the threads already running.
+        engine
+            .threads
+            .lock()
+            .push(maintenance::spawn(&inner, stopper.clone())?);
+        engine
+            .threads
+            .lock()
+            .push(crate::compaction::spawn(&inner, stopper)?);
+        inner.wake_compactor();
+        Ok(engine)
     }
 
     /// The value of `key`, or `None` if it is absent, expired or unreadable.
@@ -312,7 +358,7 @@ impl Engine {
         let Some(kd) = inner.keydir_if_any(ns) else {
             return Ok(None);
         };
-        let Some(slot) = kd.get(inner.hash(key)) else {
+        let Some((slot, seg)) = inner.stable_slot(kd, inner.key_id(ns, key)) else {
             return Ok(None);
         };
         let now = inner.now_ms();
@@ -320,7 +366,7 @@ impl Engine {
             inner.drop_expired(kd, &slot);
             return Ok(None);
         }
-        let Some(buf) = inner.read_record(&slot)? else {
+        let Some(buf) = inner.read_record(&seg, &slot)? else {
             inner.drop_corrupt(ns, key, kd, &slot);
             return Ok(None);
         };
@@ -337,6 +383,7 @@ impl Engine {
             inner.drop_expired(kd, &slot);
             return Ok(None);
         }
+        inner.note_access(slot.hash);
         let value_at = record::value_range(&h);
         let meta_at = value_at.start - h.meta_len as usize..value_at.start;
         let buf = Bytes::from(buf);
@@ -386,8 +433,9 @@ impl Engine {
         let exp = expire_at_ms.unwrap_or(0);
         let mut buf = Vec::new();
         record::encode_into(&mut buf, Kind::Put, ns, key, meta, value, exp);
-        let hash = inner.hash(key);
+        let hash = inner.key_id(ns, key);
         let kd = inner.keydir(ns);
+        inner.wait_for_space(buf.len())?;
         let lsn = {
             let mut w = inner.lock_writer()?;
             let (seg, off) = inner.append_locked(&mut w, &buf)?;
@@ -398,8 +446,15 @@ impl Engine {
                 len: buf.len() as u32,
                 exp_s: coarse_expiry(exp),
             });
-            if let Some(old) = old {
-                inner.mark_dead(&old);
+            match old {
+                Some(old) => {
+                    inner.mark_dead(&old);
+                    inner.note_access(hash);
+                }
+                None => {
+                    inner.note_insert(hash);
+                    inner.enforce_max_keys(&mut w)?;
+                }
             }
             w.lsn
         };
@@ -415,12 +470,12 @@ impl Engine {
         let Some(kd) = inner.keydir_if_any(ns) else {
             return Ok(false);
         };
-        let hash = inner.hash(key);
+        let hash = inner.key_id(ns, key);
         loop {
-            let Some(slot) = kd.get(hash) else {
+            let Some((slot, seg)) = inner.stable_slot(kd, hash) else {
                 return Ok(false);
             };
-            let Some(head) = inner.read_head(ns, key, &slot)? else {
+            let Some(head) = inner.read_head(&seg, ns, key, &slot)? else {
                 return Ok(false);
             };
             if exact_expired(head.expire_at_ms, inner.now_ms()) {
@@ -431,6 +486,7 @@ impl Engine {
             record::encode_into(&mut buf, Kind::Tombstone, ns, key, b"", b"", 0);
             if let Some(lsn) = inner.replace_if_unchanged(kd, Some(&slot), hash, &buf, 0, true)? {
                 Counters::bump(&inner.counters.deletes);
+                inner.note_removed(&[hash]);
                 inner.after_write(lsn)?;
                 return Ok(true);
             }
@@ -451,7 +507,7 @@ impl Engine {
         let Some(kd) = inner.keydir_if_any(ns) else {
             return Ok(None);
         };
-        let Some(slot) = kd.get(inner.hash(key)) else {
+        let Some((slot, seg)) = inner.stable_slot(kd, inner.key_id(ns, key)) else {
             return Ok(None);
         };
         let now = inner.now_ms();
@@ -459,7 +515,7 @@ impl Engine {
             inner.drop_expired(kd, &slot);
             return Ok(None);
         }
-        let Some(head) = inner.read_head(ns, key, &slot)? else {
+        let Some(head) = inner.read_head(&seg, ns, key, &slot)? else {
             return Ok(None);
         };
         if exact_expired(head.expire_at_ms, now) {
@@ -486,13 +542,13 @@ impl Engine {
         let Some(kd) = inner.keydir_if_any(ns) else {
             return Ok(false);
         };
-        let hash = inner.hash(key);
+        let hash = inner.key_id(ns, key);
         loop {
-            let Some(slot) = kd.get(hash) else {
+            let Some((slot, seg)) = inner.stable_slot(kd, hash) else {
                 return Ok(false);
             };
             let now = inner.now_ms();
-            let Some(buf) = inner.read_record(&slot)? else {
+            let Some(buf) = inner.read_record(&seg, &slot)? else {
                 inner.drop_corrupt(ns, key, kd, &slot);
                 return Ok(false);
             };
@@ -552,7 +608,14 @@ impl Engine {
         let (slots, next) = kd.scan(cursor, count, |s| s.liveness(now) != Liveness::Expired);
         let mut keys = Vec::with_capacity(slots.len());
         for slot in &slots {
-            if let Some(key) = self.read_key(ns, slot, now)? {
+            // A slot whose segment was compacted away meanwhile has moved: follow it.
+            let found = match inner.segment(slot.seg) {
+                Some(seg) => Some((*slot, seg)),
+                None => inner.stable_slot(kd, slot.hash),
+            };
+            if let Some((slot, seg)) = found
+                && let Some(key) = self.read_key(&seg, ns, &slot, now)?
+            {
                 keys.push(key);
             }
         }
@@ -560,14 +623,11 @@ impl Engine {
     }
 
     /// The key of the live record at `slot`, read from disk.
-    fn read_key(&self, ns: u8, slot: &Slot, now: u64) -> Result<Option<Bytes>> {
+    fn read_key(&self, seg: &Segment, ns: u8, slot: &Slot, now: u64) -> Result<Option<Bytes>> {
         let inner = &*self.inner;
-        let Some(seg) = inner.segment(slot.seg) else {
-            return Ok(None);
-        };
         // Most keys are short: one read of header plus 64 bytes usually covers the key.
         let mut buf = vec![0u8; (slot.len as usize).min(HEADER_LEN + 64)];
-        let read = |buf: &mut [u8]| match inner.read_exact(&seg, slot.off as u64, buf) {
+        let read = |buf: &mut [u8]| match inner.read_exact(seg, slot.off as u64, buf) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
             Err(e) => Err(Error::io("read", &seg.path, e)),
@@ -642,7 +702,9 @@ impl Engine {
                     kd.clear(|s| removed.push(*s));
                 }
             }
+            let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
             inner.mark_dead_all(removed);
+            inner.note_removed(&ids);
             w.lsn
         };
         inner.after_write(lsn)
@@ -666,12 +728,12 @@ impl Engine {
     pub fn stats(&self) -> Stats {
         let inner = &*self.inner;
         let c = &inner.counters;
-        let (mut segments, mut disk_bytes, mut garbage_bytes) = (0, 0, 0);
+        let (mut segments, mut garbage_bytes) = (0, 0);
         for seg in inner.segments.read().values() {
             segments += 1;
-            disk_bytes += seg.len();
             garbage_bytes += seg.dead.load(Ordering::Relaxed);
         }
+        let disk_bytes = inner.disk_bytes.load(Ordering::Relaxed);
         let index_bytes = inner
             .keydirs
             .iter()
@@ -679,6 +741,18 @@ impl Engine {
             .map(Keydir::heap_bytes)
             .sum::<usize>();
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let (policy, policy_bytes) = {
+            let p = inner.policy.lock();
+            (p.name().to_string(), p.memory_bytes() as u64)
+        };
+        let written = get(&c.bytes_written);
+        let rewritten = get(&c.bytes_rewritten);
+        let live_bytes = inner
+            .keydirs
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(Keydir::live_bytes)
+            .sum();
         Stats {
             keys: self.total_len() as u64,
             segments,
@@ -694,6 +768,20 @@ impl Engine {
             syncs: get(&c.syncs),
             bytes_written: get(&c.bytes_written),
             last_sync_ms: get(&c.last_sync_ms),
+            live_bytes,
+            evictions_max_keys: get(&c.evicted_max_keys),
+            evictions_disk: get(&c.evicted_disk),
+            filter_removals: get(&c.filter_removed),
+            compactions: get(&c.compactions),
+            reclaims: get(&c.reclaims),
+            bytes_rewritten: rewritten,
+            write_amplification: if written > rewritten {
+                written as f64 / (written - rewritten) as f64
+            } else {
+                1.0
+            },
+            policy_bytes,
+            policy,
         }
     }
 
@@ -702,7 +790,8 @@ impl Engine {
     /// fail with [`Error::Closed`]. Dropping the engine does the same, logging errors.
     pub fn close(&self) -> Result<()> {
         self.stopper.stop();
-        if let Some(h) = self.maintenance.lock().take() {
+        self.inner.wake_compactor();
+        for h in self.threads.lock().drain(..) {
             let _ = h.join();
         }
         maintenance::shutdown(&self.inner)

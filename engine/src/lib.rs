@@ -4,13 +4,17 @@
 //! no async runtime inside. All file I/O goes through [`io::Storage`].
 
 mod clock;
+mod compaction;
 mod engine;
 mod error;
+mod eviction;
+mod filter;
 mod format;
 pub mod io;
 mod keydir;
 mod maintenance;
 mod options;
+pub mod policy;
 mod recovery;
 mod segment;
 mod stats;
@@ -19,8 +23,10 @@ mod writer;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Engine, Item, ScanPage};
 pub use error::{Error, Result};
+pub use filter::{CompactionFilter, FilterRecord, Verdict};
 pub use format::record::{MAX_KEY_LEN, MAX_META_LEN, MAX_VALUE_LEN, NAMESPACES};
-pub use options::{Fsync, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options};
+pub use options::{Fsync, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, PolicyFactory};
+pub use policy::{EvictionPolicy, PolicyKind};
 pub use stats::Stats;
 
 /// Bytes of index memory per key slot (the figure the DRAM budget is made of).

@@ -25,6 +25,10 @@ const SWEEP_SHARDS_PER_TICK: usize = 32;
 pub(crate) struct Stopper(Arc<(Mutex<bool>, Condvar)>);
 
 impl Stopper {
+    pub fn stopped(&self) -> bool {
+        *self.0.0.lock()
+    }
+
     pub fn stop(&self) {
         *self.0.0.lock() = true;
         self.0.1.notify_all();
@@ -86,7 +90,9 @@ fn sweep(inner: &Inner, kd: &Keydir, shard: usize, now: u64) {
     );
     if !removed.is_empty() {
         Counters::add(&inner.counters.expired, removed.len() as u64);
+        let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
         inner.mark_dead_all(removed);
+        inner.note_removed(&ids);
     }
 }
 
@@ -112,13 +118,20 @@ pub(crate) fn write_hint(inner: &Inner, seg: &Segment) -> Result<()> {
     })
     .map_err(|e| Error::io("read", &seg.path, e))?;
     let bytes = hint::encode(seg.id, &entries, end.valid_end);
-    write_atomic(
-        inner.opts.storage.as_ref(),
-        &inner.opts.dir,
-        &hint_name(seg.id),
-        &bytes,
-    )
-    .map_err(|e| Error::io("write hint", inner.opts.dir.join(hint_name(seg.id)), e))
+    let name = hint_name(seg.id);
+    write_atomic(inner.opts.storage.as_ref(), &inner.opts.dir, &name, &bytes)
+        .map_err(|e| Error::io("write hint", inner.opts.dir.join(&name), e))?;
+    if inner.segment(seg.id).is_none() {
+        // Compacted away while we wrote: the hint would be an orphan.
+        let _ = inner.opts.storage.remove(&inner.opts.dir.join(&name));
+        return Ok(());
+    }
+    let old = seg.hint_bytes.swap(bytes.len() as u64, Ordering::Relaxed);
+    inner
+        .disk_bytes
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    inner.disk_bytes.fetch_sub(old, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Final sync and hints; releases the directory lock. Safe to call twice.

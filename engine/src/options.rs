@@ -2,8 +2,10 @@
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
+use crate::filter::CompactionFilter;
 use crate::format::record::MAX_VALUE_LEN;
 use crate::io::{StdStorage, Storage};
+use crate::policy::{EvictionPolicy, PolicyKind};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,6 +37,9 @@ impl FromStr for Fsync {
     }
 }
 
+/// Builds an eviction policy.
+pub type PolicyFactory = Arc<dyn Fn() -> Box<dyn EvictionPolicy> + Send + Sync>;
+
 /// Options for [`crate::Engine::open`].
 #[derive(Clone)]
 pub struct Options {
@@ -49,6 +54,22 @@ pub struct Options {
     /// How often the background thread wakes to sync (for `EverySec`), write hint files
     /// and sweep expired keys.
     pub maintenance_interval: Duration,
+    /// Most keys held (all namespaces); inserting past it evicts. `None` = unbounded.
+    pub max_keys: Option<u64>,
+    /// Most bytes of segment and hint files; past it the engine reclaims space first
+    /// from garbage, then by evicting the oldest segment. Writes never fail for it; they
+    /// wait while the background thread frees room. `None` = unbounded. At least three
+    /// segments.
+    pub max_disk_bytes: Option<u64>,
+    /// The eviction policy, unless `policy_factory` supplies one.
+    pub eviction: PolicyKind,
+    /// Builds a custom (e.g. WebAssembly) eviction policy instead of a built-in one.
+    pub policy_factory: Option<PolicyFactory>,
+    /// Asked about every live record that compaction copies.
+    pub compaction_filter: Option<Arc<dyn CompactionFilter>>,
+    /// A sealed segment whose garbage reaches this fraction is compacted even when
+    /// there is room (0.0 ..= 1.0; 1.0 only when space is needed).
+    pub compaction_garbage_ratio: f64,
     /// Where files live; [`StdStorage`] unless a test injects faults.
     pub storage: Arc<dyn Storage>,
     /// Where time comes from.
@@ -63,6 +84,10 @@ impl std::fmt::Debug for Options {
             .field("fsync", &self.fsync)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("maintenance_interval", &self.maintenance_interval)
+            .field("max_keys", &self.max_keys)
+            .field("max_disk_bytes", &self.max_disk_bytes)
+            .field("eviction", &self.eviction)
+            .field("compaction_garbage_ratio", &self.compaction_garbage_ratio)
             .finish_non_exhaustive()
     }
 }
@@ -82,6 +107,12 @@ impl Options {
             fsync: Fsync::EverySec,
             max_value_bytes: MAX_VALUE_LEN,
             maintenance_interval: Duration::from_millis(100),
+            max_keys: None,
+            max_disk_bytes: None,
+            eviction: PolicyKind::default(),
+            policy_factory: None,
+            compaction_filter: None,
+            compaction_garbage_ratio: 0.5,
             storage: Arc::new(StdStorage),
             clock: Arc::new(SystemClock),
         }
@@ -101,6 +132,29 @@ impl Options {
             return Err(Error::BadOption {
                 field: "max_value_bytes",
                 reason: format!("{} is outside 1..={MAX_VALUE_LEN}", self.max_value_bytes),
+            });
+        }
+        if let Some(d) = self.max_disk_bytes
+            && d < 3 * self.segment_bytes
+        {
+            return Err(Error::BadOption {
+                field: "max_disk_bytes",
+                reason: format!(
+                    "{d} is less than three segments ({} bytes each)",
+                    self.segment_bytes
+                ),
+            });
+        }
+        if self.max_keys == Some(0) {
+            return Err(Error::BadOption {
+                field: "max_keys",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.compaction_garbage_ratio) {
+            return Err(Error::BadOption {
+                field: "compaction_garbage_ratio",
+                reason: format!("{} is outside 0.0..=1.0", self.compaction_garbage_ratio),
             });
         }
         if self.maintenance_interval.is_zero() {

@@ -16,11 +16,12 @@ use crate::stats::Counters;
 use crate::writer::{SyncState, Tail, Writer};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 const LOCK_FILE: &str = "LOCK";
+const ACCESS_STRIPES: usize = 8;
 
 pub(crate) fn open(opts: Options) -> Result<Inner> {
     let started = Instant::now();
@@ -82,6 +83,19 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         counters: Counters::default(),
         pending_hints: Mutex::new(Vec::new()),
         dir_lock: Mutex::new(Some(lock)),
+        policy: Mutex::new(match &opts.policy_factory {
+            Some(f) => f(),
+            None => opts.eviction.build(),
+        }),
+        access_bufs: (0..ACCESS_STRIPES)
+            .map(|_| Mutex::new(Vec::new()))
+            .collect(),
+        disk_bytes: AtomicU64::new(0),
+        compact_wanted: Mutex::new(false),
+        compact_cv: Condvar::new(),
+        space_mx: Mutex::new(()),
+        space_cv: Condvar::new(),
+        compact_error: Mutex::new(None),
         opts,
     };
 
@@ -120,6 +134,18 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         w.next_id = active.id.max(next_id.saturating_sub(1)) + 1;
         inner.start_tail(&active);
         w.active = active;
+    }
+    let disk: u64 = inner
+        .segments
+        .read()
+        .values()
+        .map(|s| s.len() + s.hint_bytes.load(Ordering::Relaxed))
+        .sum();
+    inner.disk_bytes.store(disk, Ordering::Relaxed);
+    inner.seed_policy();
+    {
+        let mut w = inner.writer.lock();
+        inner.enforce_max_keys(&mut w)?;
     }
     tracing::info!(
         dir = %inner.opts.dir.display(),
@@ -195,7 +221,7 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
         expire_at_ms,
     } = *e;
     match kind {
-        Kind::Put | Kind::Tombstone => {
+        Kind::Put | Kind::Tombstone | Kind::Evict => {
             if ns >= NAMESPACES || hash == 0 {
                 seg.add_dead(len as u64);
                 return;
@@ -221,6 +247,7 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
             }
         }
         Kind::Flush => {
+            seg.pinned.store(true, Ordering::Relaxed);
             seg.add_dead(len as u64);
             let mut removed = Vec::new();
             for (i, kd) in inner.keydirs.iter().enumerate() {
@@ -282,6 +309,8 @@ fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segm
     if let Ok(hf) = storage.open(&hint_path, OpenMode::Read) {
         match load_hint(inner, &seg, hf.as_ref(), file_len, now) {
             Ok(covered) => {
+                seg.hint_bytes
+                    .store(hf.size().unwrap_or(0), Ordering::Relaxed);
                 scan_from = covered;
                 hinted = covered == file_len;
             }

@@ -42,6 +42,11 @@ pub(crate) struct Segment {
     pub written: AtomicU64,
     /// Bytes of records the index no longer points at.
     pub dead: AtomicU64,
+    /// Size of this segment's hint file (0 while it has none).
+    pub hint_bytes: AtomicU64,
+    /// Holds a flush record, which cannot move forward in the log: compact it only
+    /// when it is the oldest segment (then reclaim it whole).
+    pub pinned: std::sync::atomic::AtomicBool,
 }
 
 impl Segment {
@@ -53,6 +58,8 @@ impl Segment {
             len: AtomicU64::new(len),
             written: AtomicU64::new(len),
             dead: AtomicU64::new(0),
+            hint_bytes: AtomicU64::new(0),
+            pinned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -14,6 +14,12 @@ pub(crate) struct Counters {
     pub syncs: AtomicU64,
     pub bytes_written: AtomicU64,
     pub last_sync_ms: AtomicU64,
+    pub evicted_max_keys: AtomicU64,
+    pub evicted_disk: AtomicU64,
+    pub filter_removed: AtomicU64,
+    pub compactions: AtomicU64,
+    pub reclaims: AtomicU64,
+    pub bytes_rewritten: AtomicU64,
 }
 
 impl Counters {
@@ -26,7 +32,7 @@ impl Counters {
 }
 
 /// A snapshot of the engine's figures.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     /// Keys in the index, all namespaces (expired keys not yet swept included).
     pub keys: u64,
@@ -56,4 +62,24 @@ pub struct Stats {
     pub bytes_written: u64,
     /// Unix ms of the last successful sync of segment data (0 if none since open).
     pub last_sync_ms: u64,
+    /// Bytes of records the index points at (disk bytes less garbage, headers, hints).
+    pub live_bytes: u64,
+    /// Keys evicted because `max_keys` was reached.
+    pub evictions_max_keys: u64,
+    /// Keys dropped with a segment reclaimed for `max_disk_bytes`.
+    pub evictions_disk: u64,
+    /// Keys a compaction filter removed.
+    pub filter_removals: u64,
+    /// Segments compacted (live records copied forward, garbage dropped).
+    pub compactions: u64,
+    /// Segments reclaimed whole for space (live records kept only if the policy wished).
+    pub reclaims: u64,
+    /// Bytes copied forward by compaction and reclaim.
+    pub bytes_rewritten: u64,
+    /// Bytes written ÷ bytes written for clients (1.0 = no rewriting).
+    pub write_amplification: f64,
+    /// Heap bytes held by the eviction policy.
+    pub policy_bytes: u64,
+    /// The eviction policy's name.
+    pub policy: String,
 }

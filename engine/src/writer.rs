@@ -97,6 +97,8 @@ impl Inner {
         }
         seg.len.store(off + rec.len() as u64, Ordering::Release);
         w.lsn += rec.len() as u64;
+        self.disk_bytes
+            .fetch_add(rec.len() as u64, Ordering::Relaxed);
         Counters::add(&self.counters.bytes_written, rec.len() as u64);
         Ok((seg, off as u32))
     }
@@ -140,7 +142,7 @@ impl Inner {
     }
 
     /// Seals the active segment (synced, hint queued) and starts a new one.
-    fn roll(&self, w: &mut Writer) -> Result<()> {
+    pub fn roll(&self, w: &mut Writer) -> Result<()> {
         self.flush_tail(w)?;
         let old = w.active.clone();
         if let Err(e) = old.file.sync() {
@@ -177,6 +179,8 @@ impl Inner {
             .map_err(|e| Error::io("create", &path, e))?;
         let seg = Arc::new(Segment::new(id, path, file, FILE_HEADER_LEN as u64));
         self.segments.write().insert(id, seg.clone());
+        self.disk_bytes
+            .fetch_add(FILE_HEADER_LEN as u64, Ordering::Relaxed);
         Ok(seg)
     }
 

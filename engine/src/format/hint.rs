@@ -63,6 +63,7 @@ impl Hint<'_> {
                 1 => Kind::Put,
                 2 => Kind::Tombstone,
                 3 => Kind::Flush,
+                4 => Kind::Evict,
                 k => return Err(format!("unknown record kind {k}")),
             };
             Ok(HintEntry {

@@ -3,16 +3,19 @@
 //! | offset        | size      | field                                                |
 //! |--------------:|----------:|------------------------------------------------------|
 //! | 0             | 4         | CRC32 (`crc32fast`) of bytes 4..end of the record    |
-//! | 4             | 1         | kind: 1 put, 2 tombstone, 3 flush namespace          |
+//! | 4             | 1         | kind: 1 put, 2 tombstone, 3 flush namespace, 4 evict |
 //! | 5             | 1         | namespace 0..16 (255 = every namespace, flush only)  |
 //! | 6             | 1         | metadata length `m` (0..=255)                        |
 //! | 7             | 1         | reserved, 0                                          |
-//! | 8             | 2         | key length `k` (1..=65535; 0 for flush)              |
+//! | 8             | 2         | key length `k` (1..=65535; 0 flush; 8 evict)         |
 //! | 10            | 4         | value length `v`                                     |
 //! | 14            | 8         | expiry, Unix milliseconds (0 = never)                |
 //! | 22            | `k`       | key                                                  |
 //! | 22+k          | `m`       | metadata (e.g. an ETag)                              |
 //! | 22+k+m        | `v`       | value                                                |
+//!
+//! An evict record's "key" is the evicted key's 8-byte id (little-endian): eviction
+//! knows keys only by id, and recovery needs no more to forget them.
 //!
 //! The CRC covers the header after itself, so a flipped length or expiry is caught as
 //! surely as a flipped value byte.
@@ -37,6 +40,16 @@ pub(crate) enum Kind {
     Put = 1,
     Tombstone = 2,
     Flush = 3,
+    Evict = 4,
+}
+
+/// The key id an evict record carries in its key field.
+pub(crate) fn evicted_id(key: &[u8]) -> u64 {
+    if key.len() == 8 {
+        super::le_u64(key, 0)
+    } else {
+        0
+    }
 }
 
 /// A decoded record header.
@@ -66,6 +79,7 @@ impl Header {
             1 => Kind::Put,
             2 => Kind::Tombstone,
             3 => Kind::Flush,
+            4 => Kind::Evict,
             _ => return None,
         };
         let h = Header {
@@ -80,6 +94,9 @@ impl Header {
             Kind::Put => h.ns < NAMESPACES && h.key_len > 0,
             Kind::Tombstone => {
                 h.ns < NAMESPACES && h.key_len > 0 && h.value_len == 0 && h.meta_len == 0
+            }
+            Kind::Evict => {
+                h.ns < NAMESPACES && h.key_len == 8 && h.value_len == 0 && h.meta_len == 0
             }
             Kind::Flush => {
                 (h.ns < NAMESPACES || h.ns == ALL_NAMESPACES)

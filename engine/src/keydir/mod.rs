@@ -22,6 +22,7 @@ pub(crate) struct Keydir {
     /// one key the increment always precedes the decrement and the sums never wrap.
     len: AtomicUsize,
     expiring: AtomicUsize,
+    live: std::sync::atomic::AtomicU64,
 }
 
 /// Whether a slot's coarse (whole-second, rounded up) expiry settles the question.
@@ -83,6 +84,7 @@ impl Keydir {
                 .collect(),
             len: AtomicUsize::new(0),
             expiring: AtomicUsize::new(0),
+            live: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -105,6 +107,7 @@ impl Keydir {
 
     fn counted_in(&self, slot: &Slot) {
         self.len.fetch_add(1, Ordering::Relaxed);
+        self.live.fetch_add(slot.len as u64, Ordering::Relaxed);
         if slot.exp_s != 0 {
             self.expiring.fetch_add(1, Ordering::Relaxed);
         }
@@ -112,6 +115,7 @@ impl Keydir {
 
     fn counted_out(&self, slot: &Slot) {
         self.len.fetch_sub(1, Ordering::Relaxed);
+        self.live.fetch_sub(slot.len as u64, Ordering::Relaxed);
         if slot.exp_s != 0 {
             self.expiring.fetch_sub(1, Ordering::Relaxed);
         }
@@ -172,6 +176,14 @@ impl Keydir {
 
     pub const SHARDS: usize = SHARDS;
 
+    /// Calls `f` with every key id, one shard (read-locked, then released) at a time.
+    pub fn for_each_id(&self, mut f: impl FnMut(u64)) {
+        for shard in self.shards.iter() {
+            let hashes: Vec<u64> = shard.0.read().iter().map(|s| s.hash).collect();
+            hashes.into_iter().for_each(&mut f);
+        }
+    }
+
     /// Up to `count` slots with hash ≥ `cursor` that `keep` accepts, in hash order, and
     /// the cursor to continue from (0 when the walk is complete). A key present for the
     /// whole walk is returned exactly once, whatever happens to other keys.
@@ -214,6 +226,11 @@ impl Keydir {
                 return (out, from);
             }
         }
+    }
+
+    /// Bytes of the records the index points at.
+    pub fn live_bytes(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
     }
 
     pub fn heap_bytes(&self) -> usize {

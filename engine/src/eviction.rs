@@ -1,0 +1,134 @@
+//! Glue between the engine and its eviction policy: accesses are collected in striped
+//! buffers and handed over in batches; inserts and removals are reported as they
+//! happen; `max_keys` is enforced right after an insert by evicting the policy's
+//! victims, each logged as an evict record so a restart does not bring it back.
+
+use crate::engine::Inner;
+use crate::error::Result;
+use crate::format::record::{self, Kind, NAMESPACES};
+use crate::policy::EvictionPolicy;
+use crate::stats::Counters;
+use crate::writer::Writer;
+use std::sync::OnceLock;
+use std::sync::atomic::AtomicU64;
+
+/// Accesses buffered per stripe before they are handed to the policy.
+const ACCESS_BATCH: usize = 256;
+
+impl Inner {
+    /// A read hit or an overwrite. Under contention the access is dropped rather than
+    /// waited for: policies are statistical, the read path must not queue.
+    pub fn note_access(&self, id: u64) {
+        let stripe = &self.access_bufs[(id >> 61) as usize % self.access_bufs.len()];
+        let Some(mut buf) = stripe.try_lock() else {
+            return;
+        };
+        buf.push(id);
+        if buf.len() >= ACCESS_BATCH {
+            let batch = std::mem::take(&mut *buf);
+            drop(buf);
+            if let Some(mut p) = self.policy.try_lock() {
+                p.on_access(&batch);
+            }
+        }
+    }
+
+    /// Hands every buffered access to the policy (before it picks victims).
+    pub fn drain_accesses(&self, p: &mut dyn EvictionPolicy) {
+        for stripe in self.access_bufs.iter() {
+            let batch = std::mem::take(&mut *stripe.lock());
+            if !batch.is_empty() {
+                p.on_access(&batch);
+            }
+        }
+    }
+
+    pub fn note_insert(&self, id: u64) {
+        self.policy.lock().on_insert(&[id]);
+    }
+
+    pub fn note_removed(&self, ids: &[u64]) {
+        if !ids.is_empty() {
+            self.policy.lock().on_remove(ids);
+        }
+    }
+
+    /// Tells a fresh policy about every key recovery found.
+    pub fn seed_policy(&self) {
+        let mut p = self.policy.lock();
+        let mut batch = Vec::with_capacity(4096);
+        for kd in self.keydirs.iter().filter_map(OnceLock::get) {
+            kd.for_each_id(|id| {
+                batch.push(id);
+                if batch.len() == 4096 {
+                    p.on_insert(&batch);
+                    batch.clear();
+                }
+            });
+        }
+        p.on_insert(&batch);
+    }
+
+    pub fn total_keys(&self) -> u64 {
+        self.keydirs
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(|k| k.len() as u64)
+            .sum()
+    }
+
+    /// Evicts until the key count is within `max_keys`. Called with the writer held.
+    pub fn enforce_max_keys(&self, w: &mut Writer) -> Result<()> {
+        let Some(max) = self.opts.max_keys else {
+            return Ok(());
+        };
+        let mut victims = Vec::new();
+        loop {
+            let total = self.total_keys();
+            if total <= max {
+                return Ok(());
+            }
+            victims.clear();
+            {
+                let mut p = self.policy.lock();
+                self.drain_accesses(p.as_mut());
+                p.victims((total - max) as usize, &mut victims);
+            }
+            if victims.is_empty() {
+                tracing::warn!(total, max, "eviction policy offered no victims");
+                return Ok(());
+            }
+            for &id in &victims {
+                self.evict_id(w, id, &self.counters.evicted_max_keys)?;
+            }
+        }
+    }
+
+    /// Removes key `id` from the index and logs an evict record for it; returns whether
+    /// the key was there.
+    pub fn evict_id(&self, w: &mut Writer, id: u64, counter: &AtomicU64) -> Result<bool> {
+        let ns = (id & 0xF) as u8;
+        if ns >= NAMESPACES {
+            return Ok(false);
+        }
+        let Some(kd) = self.keydirs[ns as usize].get() else {
+            return Ok(false);
+        };
+        let Some(slot) = kd.remove_if(id, |_| true) else {
+            return Ok(false);
+        };
+        self.mark_dead(&slot);
+        let rec = evict_record(ns, id);
+        let (seg, _) = self.append_locked(w, &rec)?;
+        seg.add_dead(rec.len() as u64);
+        Counters::bump(counter);
+        Ok(true)
+    }
+}
+
+/// An evict record for key `id` of namespace `ns`.
+pub(crate) fn evict_record(ns: u8, id: u64) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(30);
+    record::encode_into(&mut rec, Kind::Evict, ns, &id.to_le_bytes(), b"", b"", 0);
+    rec
+}
