@@ -62,7 +62,7 @@ fn disk_stays_within_one_segment_of_the_budget_while_ten_times_it_is_written() {
         e.put(0, format!("key:{i}").as_bytes(), &v, None)
             .expect("put never fails");
         written += v.len() as u64;
-        if i % 50 == 0 {
+        if i.is_multiple_of(50) {
             worst = worst.max(dir_bytes(dir.path()));
             assert!(
                 worst <= (1 << 20) + (64 << 10) + 4096,
