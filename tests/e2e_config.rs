@@ -148,3 +148,34 @@ fn idle_clients_are_closed_after_the_timeout() {
     );
     assert!(started.elapsed() >= std::time::Duration::from_millis(900));
 }
+
+#[test]
+fn key_budget_from_the_command_line_evicts() {
+    let s = Server::start(&["--max-keys", "500", "--eviction-policy", "sieve"]);
+    let mut c = s.client();
+    for i in 0..2000 {
+        redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg("v")
+            .query::<()>(&mut c)
+            .expect("set");
+    }
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).expect("dbsize");
+    assert_eq!(n, 500);
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut c).expect("info");
+    assert!(info.contains("evicted_keys:1500"), "{info}");
+    let caskade: String = redis::cmd("INFO")
+        .arg("caskade")
+        .query(&mut c)
+        .expect("info");
+    assert!(
+        caskade.contains("eviction_policy:sieve") && caskade.contains("max_keys:500"),
+        "{caskade}"
+    );
+    let policy: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query(&mut c)
+        .expect("config");
+    assert_eq!(policy, vec!["maxmemory-policy", "sieve"]);
+}

@@ -2,7 +2,7 @@
 //! a flag beats the variable, which beats the YAML file, which beats the defaults.
 
 use crate::config::{Config, ConfigError, parse_size};
-use caskade_engine::Fsync;
+use caskade_engine::{Fsync, PolicyKind};
 use clap::Parser;
 use std::path::PathBuf;
 
@@ -34,6 +34,15 @@ pub struct Cli {
     /// always, everysec or never.
     #[arg(long, env = "CASKADE_FSYNC")]
     pub fsync: Option<Fsync>,
+    /// Disk budget for data files, e.g. 10gb; reaching it evicts.
+    #[arg(long, env = "CASKADE_MAX_DISK_BYTES", value_parser = parse_size)]
+    pub max_disk_bytes: Option<u64>,
+    /// Key budget; reaching it evicts.
+    #[arg(long, env = "CASKADE_MAX_KEYS")]
+    pub max_keys: Option<u64>,
+    /// fifo, lru, sieve or s3-fifo.
+    #[arg(long, env = "CASKADE_EVICTION_POLICY")]
+    pub eviction_policy: Option<PolicyKind>,
     /// Password for AUTH.
     #[arg(long, env = "CASKADE_REQUIREPASS")]
     pub requirepass: Option<String>,
@@ -75,6 +84,15 @@ impl Cli {
         }
         if let Some(v) = self.fsync {
             cfg.storage.fsync = v;
+        }
+        if let Some(v) = self.max_disk_bytes {
+            cfg.storage.max_disk_bytes = Some(v);
+        }
+        if let Some(v) = self.max_keys {
+            cfg.storage.max_keys = Some(v);
+        }
+        if let Some(v) = self.eviction_policy {
+            cfg.storage.eviction_policy = v;
         }
         if let Some(v) = &self.requirepass {
             cfg.requirepass = Some(v.clone());

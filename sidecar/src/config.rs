@@ -2,7 +2,7 @@
 //! Unknown fields and bad values are errors that name the file, line and field. CLI
 //! flags and `CASKADE_*` environment variables override the file (see `cli.rs`).
 
-use caskade_engine::Fsync;
+use caskade_engine::{Fsync, PolicyKind};
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 
@@ -57,8 +57,18 @@ pub struct StorageConfig {
     #[serde(deserialize_with = "de_size")]
     pub segment_bytes: u64,
     /// `always`, `everysec` or `never`.
-    #[serde(deserialize_with = "de_fsync")]
+    #[serde(deserialize_with = "de_parse")]
     pub fsync: Fsync,
+    /// Most bytes of data files (e.g. `10gb`); reaching it evicts. Unbounded if unset.
+    #[serde(deserialize_with = "de_opt_size")]
+    pub max_disk_bytes: Option<u64>,
+    /// Most keys (all databases); reaching it evicts. Unbounded if unset.
+    pub max_keys: Option<u64>,
+    /// `fifo`, `lru`, `sieve` or `s3-fifo`.
+    #[serde(deserialize_with = "de_parse")]
+    pub eviction_policy: PolicyKind,
+    /// A segment this much garbage (0.0–1.0) is compacted even when there is room.
+    pub compaction_garbage_ratio: f64,
 }
 
 /// Limits on what one client may do.
@@ -108,6 +118,10 @@ impl Default for StorageConfig {
             dir: PathBuf::from("caskade-data"),
             segment_bytes: 64 << 20,
             fsync: Fsync::EverySec,
+            max_disk_bytes: None,
+            max_keys: None,
+            eviction_policy: PolicyKind::S3Fifo,
+            compaction_garbage_ratio: 0.5,
         }
     }
 }
@@ -204,6 +218,24 @@ impl Config {
                 ),
             ));
         }
+        if let Some(d) = self.storage.max_disk_bytes
+            && d < 3 * seg
+        {
+            return Err(bad(
+                "storage.max_disk_bytes",
+                format!("{d} is less than three segments of {seg} bytes"),
+            ));
+        }
+        if self.storage.max_keys == Some(0) {
+            return Err(bad("storage.max_keys", "must be at least 1".into()));
+        }
+        let ratio = self.storage.compaction_garbage_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(bad(
+                "storage.compaction_garbage_ratio",
+                format!("{ratio} is outside 0.0..=1.0"),
+            ));
+        }
         let bulk = self.limits.max_bulk_bytes;
         if bulk == 0 || bulk > caskade_engine::MAX_VALUE_LEN as u64 {
             return Err(bad(
@@ -281,9 +313,27 @@ fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
-fn de_fsync<'de, D: Deserializer<'de>>(d: D) -> Result<Fsync, D::Error> {
+fn de_parse<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr<Err = String>,
+{
     let s = String::deserialize(d)?;
     s.parse().map_err(serde::de::Error::custom)
+}
+
+fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        N(u64),
+        S(String),
+    }
+    match Option::<Size>::deserialize(d)? {
+        None => Ok(None),
+        Some(Size::N(n)) => Ok(Some(n)),
+        Some(Size::S(s)) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +356,15 @@ mod tests {
         assert_eq!(c.storage.segment_bytes, 8 << 20);
         assert_eq!(c.storage.fsync, Fsync::Always);
         assert_eq!(c.limits.max_bulk_bytes, 1 << 20);
+        let c = Config::parse(
+            "storage:\n  max_disk_bytes: 1gb\n  max_keys: 1000\n  eviction_policy: sieve\n",
+        )
+        .expect("ok");
+        assert_eq!(c.storage.max_disk_bytes, Some(1 << 30));
+        assert_eq!(c.storage.max_keys, Some(1000));
+        assert_eq!(c.storage.eviction_policy, PolicyKind::Sieve);
+        let e = Config::parse("storage:\n  eviction_policy: random\n").expect_err("bad policy");
+        assert!(e.contains("random") && e.contains("line 2"), "{e}");
     }
 
     #[test]

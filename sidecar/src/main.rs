@@ -64,6 +64,10 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         opts.segment_bytes = cfg.storage.segment_bytes;
         opts.fsync = cfg.storage.fsync;
         opts.max_value_bytes = cfg.limits.max_bulk_bytes as usize;
+        opts.max_disk_bytes = cfg.storage.max_disk_bytes;
+        opts.max_keys = cfg.storage.max_keys;
+        opts.eviction = cfg.storage.eviction_policy;
+        opts.compaction_garbage_ratio = cfg.storage.compaction_garbage_ratio;
         let dir = cfg.storage.dir.clone();
         let engine = tokio::task::spawn_blocking(move || caskade_engine::Engine::open(opts))
             .await

@@ -72,6 +72,15 @@ impl Metrics {
             counter!("caskade_engine_bytes_written_total").absolute(st.bytes_written);
             counter!("caskade_engine_syncs_total").absolute(st.syncs);
             counter!("caskade_engine_corrupt_records_total").absolute(st.corrupt_records);
+            counter!("caskade_evictions_total", "reason" => "max_keys")
+                .absolute(st.evictions_max_keys);
+            counter!("caskade_evictions_total", "reason" => "disk").absolute(st.evictions_disk);
+            counter!("caskade_evictions_total", "reason" => "filter").absolute(st.filter_removals);
+            counter!("caskade_compactions_total", "kind" => "compact").absolute(st.compactions);
+            counter!("caskade_compactions_total", "kind" => "reclaim").absolute(st.reclaims);
+            counter!("caskade_engine_bytes_rewritten_total").absolute(st.bytes_rewritten);
+            gauge!("caskade_engine_write_amplification").set(st.write_amplification);
+            gauge!("caskade_engine_live_bytes").set(st.live_bytes as f64);
             gauge!("caskade_engine_keys").set(st.keys as f64);
             gauge!("caskade_engine_segments").set(st.segments as f64);
             gauge!("caskade_engine_disk_bytes").set(st.disk_bytes as f64);

@@ -73,11 +73,12 @@ fn info_text(s: &Shared, sections: &[String]) -> String {
     if want("stats") {
         let _ = write!(
             out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:0\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
             s.stats.connections.load(Ordering::Relaxed),
             s.stats.commands.load(Ordering::Relaxed),
             s.stats.rejected.load(Ordering::Relaxed),
             st.expired_keys,
+            st.evictions_max_keys + st.evictions_disk,
             st.hits,
             st.misses
         );
@@ -102,15 +103,27 @@ fn info_text(s: &Shared, sections: &[String]) -> String {
     if want("caskade") {
         let _ = write!(
             out,
-            "# Caskade\r\nengine_keys:{}\r\nengine_segments:{}\r\nengine_disk_bytes:{}\r\nengine_garbage_bytes:{}\r\nengine_index_bytes:{}\r\nengine_bytes_written:{}\r\nengine_syncs:{}\r\nengine_corrupt_records:{}\r\nfsync:{:?}\r\ndata_dir:{}\r\n\r\n",
+            "# Caskade\r\nengine_keys:{}\r\nengine_segments:{}\r\nengine_disk_bytes:{}\r\nengine_live_bytes:{}\r\nengine_garbage_bytes:{}\r\nengine_index_bytes:{}\r\nengine_bytes_written:{}\r\nengine_bytes_rewritten:{}\r\nengine_write_amplification:{:.3}\r\nengine_syncs:{}\r\nengine_corrupt_records:{}\r\nevictions_max_keys:{}\r\nevictions_disk:{}\r\ncompaction_filter_removals:{}\r\ncompactions:{}\r\nreclaims:{}\r\neviction_policy:{}\r\neviction_policy_bytes:{}\r\nmax_keys:{}\r\nmax_disk_bytes:{}\r\nfsync:{:?}\r\ndata_dir:{}\r\n\r\n",
             st.keys,
             st.segments,
             st.disk_bytes,
+            st.live_bytes,
             st.garbage_bytes,
             st.index_bytes,
             st.bytes_written,
+            st.bytes_rewritten,
+            st.write_amplification,
             st.syncs,
             st.corrupt_records,
+            st.evictions_max_keys,
+            st.evictions_disk,
+            st.filter_removals,
+            st.compactions,
+            st.reclaims,
+            st.policy,
+            st.policy_bytes,
+            cfg.storage.max_keys.unwrap_or(0),
+            cfg.storage.max_disk_bytes.unwrap_or(0),
             cfg.storage.fsync,
             cfg.storage.dir.display()
         );
@@ -161,7 +174,22 @@ fn config_params(s: &Shared) -> Vec<(&'static str, String)> {
         ("timeout", cfg.limits.idle_timeout_secs.to_string()),
         ("requirepass", cfg.requirepass.clone().unwrap_or_default()),
         ("maxmemory", "0".into()),
-        ("maxmemory-policy", "noeviction".into()),
+        (
+            "maxmemory-policy",
+            if cfg.storage.max_keys.is_some() || cfg.storage.max_disk_bytes.is_some() {
+                cfg.storage.eviction_policy.as_str().into()
+            } else {
+                "noeviction".into()
+            },
+        ),
+        (
+            "caskade-max-keys",
+            cfg.storage.max_keys.unwrap_or(0).to_string(),
+        ),
+        (
+            "caskade-max-disk-bytes",
+            cfg.storage.max_disk_bytes.unwrap_or(0).to_string(),
+        ),
     ]
 }
 
