@@ -196,6 +196,18 @@ impl Inner {
         None
     }
 
+    /// The slot and segment of `key`, unless it is absent or its coarse expiry says it
+    /// has expired (then it is dropped from the index on the way).
+    fn find(&self, ns: u8, key: &[u8], now: u64) -> Option<(&Keydir, Slot, Arc<Segment>)> {
+        let kd = self.keydir_if_any(ns)?;
+        let (slot, seg) = self.stable_slot(kd, self.key_id(ns, key))?;
+        if slot.liveness(now) == Liveness::Expired {
+            self.drop_expired(kd, &slot);
+            return None;
+        }
+        Some((kd, slot, seg))
+    }
+
     /// The whole record a slot points at; `None` if it cannot be read in full (the
     /// segment was cut short underneath us), which callers treat as corruption.
     fn read_record(&self, seg: &Segment, slot: &Slot) -> Result<Option<Vec<u8>>> {
@@ -355,17 +367,10 @@ impl Engine {
 
     fn lookup(&self, ns: u8, key: &[u8]) -> Result<Option<Item>> {
         let inner = &*self.inner;
-        let Some(kd) = inner.keydir_if_any(ns) else {
-            return Ok(None);
-        };
-        let Some((slot, seg)) = inner.stable_slot(kd, inner.key_id(ns, key)) else {
-            return Ok(None);
-        };
         let now = inner.now_ms();
-        if slot.liveness(now) == Liveness::Expired {
-            inner.drop_expired(kd, &slot);
+        let Some((kd, slot, seg)) = inner.find(ns, key, now) else {
             return Ok(None);
-        }
+        };
         let Some(buf) = inner.read_record(&seg, &slot)? else {
             inner.drop_corrupt(ns, key, kd, &slot);
             return Ok(None);
@@ -504,17 +509,10 @@ impl Engine {
         check_ns(ns)?;
         check_key(key)?;
         let inner = &*self.inner;
-        let Some(kd) = inner.keydir_if_any(ns) else {
-            return Ok(None);
-        };
-        let Some((slot, seg)) = inner.stable_slot(kd, inner.key_id(ns, key)) else {
-            return Ok(None);
-        };
         let now = inner.now_ms();
-        if slot.liveness(now) == Liveness::Expired {
-            inner.drop_expired(kd, &slot);
+        let Some((kd, slot, seg)) = inner.find(ns, key, now) else {
             return Ok(None);
-        }
+        };
         let Some(head) = inner.read_head(&seg, ns, key, &slot)? else {
             return Ok(None);
         };

@@ -29,21 +29,26 @@ fn flip(fs: &FaultStorage, path: &Path, at: usize) {
     fs.write_file(path, bytes);
 }
 
-#[test]
-fn flipped_value_byte_is_a_miss_while_open_and_after_reopen() {
-    let (fs, clock) = setup();
-    let o = mem_options(&fs, &clock, Fsync::Always);
-    let e = open(&o);
+/// "victim" gets an old version sealed away in segment 1 and a new one in the active
+/// segment, followed by one more key.
+fn write_two_versions(e: &Engine, last_key: &[u8], last_value: &[u8]) {
     e.put(0, b"victim", b"old-version-of-value", None)
         .expect("put");
-    // Fill past a segment so the old version is sealed away in segment 1.
     for i in 0..100u32 {
         e.put(0, format!("filler{i}").as_bytes(), &[7u8; 64], None)
             .expect("put");
     }
     e.put(0, b"victim", b"NEW-VERSION-OF-VALUE", None)
         .expect("put");
-    e.put(0, b"bystander", b"fine", None).expect("put");
+    e.put(0, last_key, last_value, None).expect("put");
+}
+
+#[test]
+fn flipped_value_byte_is_a_miss_while_open_and_after_reopen() {
+    let (fs, clock) = setup();
+    let o = mem_options(&fs, &clock, Fsync::Always);
+    let e = open(&o);
+    write_two_versions(&e, b"bystander", b"fine");
     let active = seg_path(Path::new("/db"), e.stats().segments as u32);
     let at = find(&fs, &active, b"NEW-VERSION");
     flip(&fs, &active, at + 3);
@@ -69,15 +74,7 @@ fn flipped_byte_found_by_the_recovery_scan_drops_the_key() {
     let (fs, clock) = setup();
     let o = mem_options(&fs, &clock, Fsync::Always);
     let e = open(&o);
-    e.put(0, b"victim", b"old-version-of-value", None)
-        .expect("put");
-    for i in 0..100u32 {
-        e.put(0, format!("filler{i}").as_bytes(), &[7u8; 64], None)
-            .expect("put");
-    }
-    e.put(0, b"victim", b"NEW-VERSION-OF-VALUE", None)
-        .expect("put");
-    e.put(0, b"after", b"still-here", None).expect("put");
+    write_two_versions(&e, b"after", b"still-here");
     let active = seg_path(Path::new("/db"), e.stats().segments as u32);
     // Crash (no hint for the active segment), then damage the newest version on disk.
     let fs2 = fs.crash(caskade_engine::io::CrashMode::DropUnsynced);

@@ -163,6 +163,15 @@ fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
+/// Where parsing resumes after the closing quote at `i`, which must be followed by a
+/// space or the end of the line.
+fn after_closing_quote(line: &[u8], i: usize) -> Option<usize> {
+    match line.get(i + 1) {
+        Some(b) if !b.is_ascii_whitespace() => None,
+        _ => Some(i + 1),
+    }
+}
+
 /// Redis' `sdssplitargs`: spaces separate words; "double quotes" take \n \r \t \b \a
 /// \\ \" and \xHH escapes; 'single quotes' take only \'. A closing quote must be
 /// followed by a space or the end. `None` for unbalanced quotes.
@@ -207,10 +216,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
                     continue;
                 }
                 if line[i] == b'"' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
-                        return None;
-                    }
-                    i += 1;
+                    i = after_closing_quote(line, i)?;
                     break;
                 }
                 cur.push(line[i]);
@@ -225,10 +231,7 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
                     continue;
                 }
                 if line[i] == b'\'' {
-                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
-                        return None;
-                    }
-                    i += 1;
+                    i = after_closing_quote(line, i)?;
                     break;
                 }
                 cur.push(line[i]);
