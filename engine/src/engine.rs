@@ -573,6 +573,7 @@ impl Engine {
             let exp = expire_at_ms.unwrap_or(0);
             let mut out = Vec::new();
             record::encode_into(&mut out, Kind::Put, ns, key, rec.meta, rec.value, exp);
+            inner.wait_for_space(out.len())?;
             if let Some(lsn) =
                 inner.replace_if_unchanged(kd, Some(&slot), hash, &out, exp, false)?
             {
