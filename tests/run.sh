@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs what the end-to-end tests drive caskade with
-# (redis-cli from Debian's redis-tools, Python's redis package) when missing, then runs
-# every crate's tests. Extra arguments go to `cargo test`.
+# The whole test suite. Installs what the end-to-end tests need when it is missing
+# (redis-cli from Debian's redis-tools; Python's redis, helm-python-sdk and
+# kubernetes-validate), then runs every crate's tests. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,13 @@ fi
 if ! python3 -c 'import redis' >/dev/null 2>&1; then
   echo "== installing the Python redis package"
   python3 -m pip install --quiet --disable-pip-version-check 'redis>=5,<9'
+fi
+# The Helm chart checks run offline: Helm's Go SDK bundled for Python, and the
+# Kubernetes schemas bundled with kubernetes-validate.
+if ! python3 -c 'import helm_python, kubernetes_validate' >/dev/null 2>&1; then
+  echo "== installing helm-python-sdk and kubernetes-validate"
+  python3 -m pip install --quiet --disable-pip-version-check \
+    helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
 fi
 
 cargo test --workspace --locked "$@"
