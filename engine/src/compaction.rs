@@ -215,7 +215,8 @@ impl Inner {
         }
         // The filter sees every record that is about to be copied.
         let mut verdicts = vec![Verdict::Keep; live.len()];
-        if let Some(filter) = &self.opts.compaction_filter {
+        let filter = self.filter.read().clone();
+        if let Some(filter) = filter {
             let kept: Vec<usize> = (0..live.len()).filter(|&j| keep[j]).collect();
             let records: Vec<FilterRecord<'_>> = kept
                 .iter()

@@ -3,6 +3,7 @@
 //! and update the index before releasing it, so index order always matches log order.
 
 use crate::error::{Error, Result};
+use crate::filter::CompactionFilter;
 use crate::format::hint::HintEntry;
 use crate::format::record::{
     self, ALL_NAMESPACES, HEADER_LEN, Header, Kind, MAX_KEY_LEN, MAX_META_LEN, NAMESPACES,
@@ -59,6 +60,8 @@ pub(crate) struct Inner {
     pub dir_lock: Mutex<Option<LockGuard>>,
     /// The eviction policy, told of inserts, accesses and removals.
     pub policy: Mutex<Box<dyn EvictionPolicy>>,
+    /// The compaction filter in force (replaceable while running).
+    pub filter: RwLock<Option<Arc<dyn CompactionFilter>>>,
     /// Accesses waiting to be handed to the policy in one batch, striped to keep
     /// readers from queueing on one lock.
     pub access_bufs: Box<[Mutex<Vec<u64>>]>,
@@ -457,7 +460,7 @@ impl Engine {
                     inner.note_access(hash);
                 }
                 None => {
-                    inner.note_insert(hash);
+                    inner.note_insert(hash, key);
                     inner.enforce_max_keys(&mut w)?;
                 }
             }
@@ -715,6 +718,18 @@ impl Engine {
     /// Syncs (any fsync policy) and the background thread (every tick) flush too.
     pub fn flush_writes(&self) -> Result<()> {
         self.inner.flush_writes()
+    }
+
+    /// Replaces the compaction filter (`None` removes it); compactions that are running
+    /// finish their current batch with the old one.
+    pub fn set_compaction_filter(&self, filter: Option<Arc<dyn CompactionFilter>>) {
+        *self.inner.filter.write() = filter;
+    }
+
+    /// Replaces the eviction policy: the new one is told of every key first (reading
+    /// keys from disk if it wants them), then takes over atomically.
+    pub fn replace_policy(&self, policy: Box<dyn EvictionPolicy>) {
+        self.inner.replace_policy(policy);
     }
 
     /// Makes every write so far durable, whatever the fsync policy.

@@ -5,7 +5,8 @@
 
 use crate::engine::Inner;
 use crate::error::Result;
-use crate::format::record::{self, Kind, NAMESPACES};
+use crate::format::record::{self, HEADER_LEN, Header, Kind, NAMESPACES};
+use crate::keydir::Slot;
 use crate::policy::EvictionPolicy;
 use crate::stats::Counters;
 use crate::writer::Writer;
@@ -43,8 +44,13 @@ impl Inner {
         }
     }
 
-    pub fn note_insert(&self, id: u64) {
-        self.policy.lock().on_insert(&[id]);
+    pub fn note_insert(&self, id: u64, key: &[u8]) {
+        let mut p = self.policy.lock();
+        if p.wants_keys() {
+            p.on_insert_keys(&[id], &[key]);
+        } else {
+            p.on_insert(&[id]);
+        }
     }
 
     pub fn note_removed(&self, ids: &[u64]) {
@@ -53,20 +59,62 @@ impl Inner {
         }
     }
 
-    /// Tells a fresh policy about every key recovery found.
+    /// Tells a fresh policy about every key recovery found (reading the keys back from
+    /// disk if the policy wants them).
     pub fn seed_policy(&self) {
         let mut p = self.policy.lock();
-        let mut batch = Vec::with_capacity(4096);
+        self.seed(&mut p);
+    }
+
+    /// Seeds `policy` with every key, then swaps it in. Inserts, removals and evictions
+    /// wait meanwhile, so the new policy starts with exactly the engine's keys.
+    pub fn replace_policy(&self, policy: Box<dyn EvictionPolicy>) {
+        // Holding the policy lock for the whole swap keeps the two views consistent:
+        // inserts and removals wait for it.
+        let mut current = self.policy.lock();
+        let mut fresh = policy;
+        self.seed(&mut fresh);
+        *current = fresh;
+    }
+
+    fn seed(&self, p: &mut Box<dyn EvictionPolicy>) {
+        let wants_keys = p.wants_keys();
+        let mut ids = Vec::with_capacity(4096);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let flush =
+            |p: &mut Box<dyn EvictionPolicy>, ids: &mut Vec<u64>, keys: &mut Vec<Vec<u8>>| {
+                if wants_keys {
+                    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+                    p.on_insert_keys(ids, &refs);
+                } else {
+                    p.on_insert(ids);
+                }
+                ids.clear();
+                keys.clear();
+            };
         for kd in self.keydirs.iter().filter_map(OnceLock::get) {
-            kd.for_each_id(|id| {
-                batch.push(id);
-                if batch.len() == 4096 {
-                    p.on_insert(&batch);
-                    batch.clear();
+            kd.for_each_slot(|slot| {
+                if wants_keys {
+                    keys.push(self.key_of(slot).unwrap_or_default());
+                }
+                ids.push(slot.hash);
+                if ids.len() == 4096 {
+                    flush(p, &mut ids, &mut keys);
                 }
             });
         }
-        p.on_insert(&batch);
+        flush(p, &mut ids, &mut keys);
+    }
+
+    /// The key bytes of the record at `slot` (`None` if unreadable).
+    fn key_of(&self, slot: &Slot) -> Option<Vec<u8>> {
+        let seg = self.segment(slot.seg)?;
+        let mut head = [0u8; HEADER_LEN];
+        self.read_exact(&seg, slot.off as u64, &mut head).ok()?;
+        let h = Header::parse(&head)?;
+        let mut buf = vec![0u8; HEADER_LEN + h.key_len as usize];
+        self.read_exact(&seg, slot.off as u64, &mut buf).ok()?;
+        Some(buf.split_off(HEADER_LEN))
     }
 
     pub fn total_keys(&self) -> u64 {

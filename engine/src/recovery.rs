@@ -87,6 +87,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
             Some(f) => f(),
             None => opts.eviction.build(),
         }),
+        filter: RwLock::new(opts.compaction_filter.clone()),
         access_bufs: (0..ACCESS_STRIPES)
             .map(|_| Mutex::new(Vec::new()))
             .collect(),

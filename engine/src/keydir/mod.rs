@@ -176,11 +176,11 @@ impl Keydir {
 
     pub const SHARDS: usize = SHARDS;
 
-    /// Calls `f` with every key id, one shard (read-locked, then released) at a time.
-    pub fn for_each_id(&self, mut f: impl FnMut(u64)) {
+    /// Calls `f` with every slot, one shard (read-locked, then released) at a time.
+    pub fn for_each_slot(&self, mut f: impl FnMut(&Slot)) {
         for shard in self.shards.iter() {
-            let hashes: Vec<u64> = shard.0.read().iter().map(|s| s.hash).collect();
-            hashes.into_iter().for_each(&mut f);
+            let slots: Vec<Slot> = shard.0.read().iter().copied().collect();
+            slots.iter().for_each(&mut f);
         }
     }
 

@@ -24,6 +24,17 @@ pub trait EvictionPolicy: Send {
     fn name(&self) -> &str;
     /// Keys that were just created.
     fn on_insert(&mut self, ids: &[u64]);
+    /// Keys that were just created, with their bytes, for policies that decide by key
+    /// (say, by prefix). Called instead of [`Self::on_insert`] when [`Self::wants_keys`].
+    fn on_insert_keys(&mut self, ids: &[u64], keys: &[&[u8]]) {
+        let _ = keys;
+        self.on_insert(ids);
+    }
+    /// Whether the policy needs key bytes on insert. Then a restart reads every key
+    /// back from disk to tell the policy about it, which costs one read per key.
+    fn wants_keys(&self) -> bool {
+        false
+    }
     /// Keys that were read or overwritten (batched; order within a batch is arrival
     /// order, but batches may be delayed and accesses may be dropped under contention).
     fn on_access(&mut self, ids: &[u64]);

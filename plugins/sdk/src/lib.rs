@@ -1,0 +1,161 @@
+//! Write a caskade plugin in Rust: implement [`CompactionFilter`] or
+//! [`EvictionPolicy`] for a type, invoke [`export_compaction_filter!`] or
+//! [`export_eviction_policy!`] once, and build for a wasm32 target. The bindings come
+//! from `wit/caskade-plugin.wit`; this crate hides them behind plain Rust types.
+//!
+//! Enable the crate feature of the plugin kind (`filter` or `policy`): each compiles
+//! the bindings of one world, and a plugin is exactly one kind.
+
+// The generated bindings name this crate by its path, from inside it too.
+extern crate self as caskade_plugin_sdk;
+
+#[cfg(all(feature = "filter", feature = "policy"))]
+compile_error!("a plugin is one kind: enable either the `filter` or the `policy` feature");
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+/// Settings from the plugin's entry in caskade's configuration, as (name, value).
+pub type Settings = [(String, String)];
+
+/// Finds a setting by name.
+pub fn setting<'a>(settings: &'a Settings, name: &str) -> Option<&'a str> {
+    settings
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The compaction-filter world's bindings and the trait a filter implements.
+#[cfg(feature = "filter")]
+pub mod filter {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "compaction-filter-plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_filter_world",
+        default_bindings_module: "caskade_plugin_sdk::filter",
+        runtime_path: "caskade_plugin_sdk::__wit_bindgen::rt",
+    });
+
+    pub use exports::caskade::plugin::compaction_filter::{RecordInfo, Verdict};
+    pub use caskade::plugin::types::PluginError;
+}
+
+#[cfg(feature = "filter")]
+pub use filter::{PluginError, RecordInfo, Verdict};
+
+/// A compaction filter: one instance lives for the plugin instance's lifetime.
+#[cfg(feature = "filter")]
+pub trait CompactionFilter: Sized + 'static {
+    /// Builds the filter from its settings.
+    fn init(settings: &Settings) -> Result<Self, PluginError>;
+    /// One verdict per record, in order. `now_ms` is caskade's clock.
+    fn filter(&mut self, records: &[RecordInfo], now_ms: u64) -> Vec<Verdict>;
+}
+
+/// Exports a [`CompactionFilter`] implementation as the plugin's compaction filter.
+#[cfg(feature = "filter")]
+#[macro_export]
+macro_rules! export_compaction_filter {
+    ($t:ty) => {
+        struct __CaskadeFilter;
+        ::std::thread_local! {
+            static __CASKADE_FILTER: ::core::cell::RefCell<Option<$t>> =
+                const { ::core::cell::RefCell::new(None) };
+        }
+        impl $crate::filter::exports::caskade::plugin::compaction_filter::Guest for __CaskadeFilter {
+            fn init(settings: ::std::vec::Vec<(String, String)>) -> Result<(), $crate::PluginError> {
+                let f = <$t as $crate::CompactionFilter>::init(&settings)?;
+                __CASKADE_FILTER.with(|c| *c.borrow_mut() = Some(f));
+                Ok(())
+            }
+            fn filter(
+                records: ::std::vec::Vec<$crate::RecordInfo>,
+                now_ms: u64,
+            ) -> ::std::vec::Vec<$crate::Verdict> {
+                __CASKADE_FILTER.with(|c| match c.borrow_mut().as_mut() {
+                    Some(f) => $crate::CompactionFilter::filter(f, &records, now_ms),
+                    None => records.iter().map(|_| $crate::Verdict::Keep).collect(),
+                })
+            }
+        }
+        $crate::filter::export_filter_world!(__CaskadeFilter);
+    };
+}
+
+/// The eviction-policy world's bindings and the trait a policy implements.
+#[cfg(feature = "policy")]
+pub mod policy {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "eviction-policy-plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_policy_world",
+        default_bindings_module: "caskade_plugin_sdk::policy",
+        runtime_path: "caskade_plugin_sdk::__wit_bindgen::rt",
+    });
+
+    pub use exports::caskade::plugin::eviction_policy::Inserted;
+    pub use caskade::plugin::types::PluginError;
+}
+
+#[cfg(feature = "policy")]
+pub use policy::{Inserted, PluginError};
+
+/// An eviction policy: it keeps its state between calls, for the instance's lifetime.
+#[cfg(feature = "policy")]
+pub trait EvictionPolicy: Sized + 'static {
+    /// Builds the policy from its settings.
+    fn init(settings: &Settings) -> Result<Self, PluginError>;
+    /// Keys that were created.
+    fn on_insert(&mut self, keys: &[Inserted]);
+    /// Keys that were read or overwritten.
+    fn on_access(&mut self, ids: &[u64]);
+    /// Keys removed for another reason than eviction.
+    fn on_remove(&mut self, ids: &[u64]);
+    /// Up to `n` keys to evict; forget them.
+    fn victims(&mut self, n: u32) -> Vec<u64>;
+    /// One answer per id: whether the key is worth copying forward when its data file
+    /// is reclaimed. Forget the keys answered false.
+    fn keep_on_reclaim(&mut self, ids: &[u64]) -> Vec<bool>;
+}
+
+/// Exports an [`EvictionPolicy`] implementation as the plugin's eviction policy.
+#[cfg(feature = "policy")]
+#[macro_export]
+macro_rules! export_eviction_policy {
+    ($t:ty) => {
+        struct __CaskadePolicy;
+        ::std::thread_local! {
+            static __CASKADE_POLICY: ::core::cell::RefCell<Option<$t>> =
+                const { ::core::cell::RefCell::new(None) };
+        }
+        fn __with<R: Default>(f: impl FnOnce(&mut $t) -> R) -> R {
+            __CASKADE_POLICY.with(|c| c.borrow_mut().as_mut().map(f).unwrap_or_default())
+        }
+        impl $crate::policy::exports::caskade::plugin::eviction_policy::Guest for __CaskadePolicy {
+            fn init(settings: ::std::vec::Vec<(String, String)>) -> Result<(), $crate::PluginError> {
+                let p = <$t as $crate::EvictionPolicy>::init(&settings)?;
+                __CASKADE_POLICY.with(|c| *c.borrow_mut() = Some(p));
+                Ok(())
+            }
+            fn on_insert(keys: ::std::vec::Vec<$crate::Inserted>) {
+                __with(|p| $crate::EvictionPolicy::on_insert(p, &keys))
+            }
+            fn on_access(ids: ::std::vec::Vec<u64>) {
+                __with(|p| $crate::EvictionPolicy::on_access(p, &ids))
+            }
+            fn on_remove(ids: ::std::vec::Vec<u64>) {
+                __with(|p| $crate::EvictionPolicy::on_remove(p, &ids))
+            }
+            fn victims(n: u32) -> ::std::vec::Vec<u64> {
+                __with(|p| $crate::EvictionPolicy::victims(p, n))
+            }
+            fn keep_on_reclaim(ids: ::std::vec::Vec<u64>) -> ::std::vec::Vec<bool> {
+                __with(|p| $crate::EvictionPolicy::keep_on_reclaim(p, &ids))
+            }
+        }
+        $crate::policy::export_policy_world!(__CaskadePolicy);
+    };
+}

@@ -1,0 +1,152 @@
+//! The shared runtime: one wasmtime engine with epoch interruption (a ticker thread
+//! advances the epoch every millisecond, so every call can carry a deadline), an
+//! optional on-disk cache of compiled code, and per-instance stores with a memory limit
+//! and no imports at all (no filesystem, clock or network).
+
+use crate::error::Error;
+use crate::stats::PluginStats;
+use std::path::Path;
+
+use std::time::Duration;
+use wasmtime::component::Component;
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+
+const TICK: Duration = Duration::from_millis(1);
+
+/// Limits every call and instance of one plugin runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest a single call may run.
+    pub deadline: Duration,
+    /// Most linear memory one instance may hold.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline: Duration::from_millis(50),
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The wasmtime engine shared by all plugins.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+}
+
+pub(crate) struct HostState {
+    limits: StoreLimits,
+}
+
+impl Runtime {
+    /// A runtime; compiled code is cached in `cache_dir` if given, so restarts do not
+    /// recompile unchanged plugins.
+    pub fn new(cache_dir: Option<&Path>) -> Result<Runtime, Error> {
+        let mut cfg = wasmtime::Config::new();
+        cfg.wasm_component_model(true);
+        cfg.epoch_interruption(true);
+        if let Some(dir) = cache_dir {
+            let mut cc = wasmtime::CacheConfig::new();
+            cc.with_directory(dir);
+            let cache = wasmtime::Cache::new(cc).map_err(|e| Error::Runtime(format!("{e:#}")))?;
+            cfg.cache(Some(cache));
+        }
+        let engine = Engine::new(&cfg).map_err(|e| Error::Runtime(format!("{e:#}")))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("caskade-wasm-epoch".into())
+            .spawn(move || {
+                // Holds only a weak reference: the thread ends with the engine.
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map_err(|e| Error::Runtime(format!("epoch ticker: {e}")))?;
+        Ok(Runtime { engine })
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Reads and compiles a plugin file. A core module (what `cargo build --target
+    /// wasm32-unknown-unknown` produces) is turned into a component first, using the
+    /// WIT world it carries.
+    pub fn load(&self, path: &Path) -> Result<Component, Error> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.compile(&path.display().to_string(), &bytes)
+    }
+
+    /// Compiles plugin bytes (a component, or a core module carrying its WIT world).
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Component, Error> {
+        let invalid = |reason: String| Error::Invalid {
+            name: name.to_string(),
+            reason,
+        };
+        let component_bytes;
+        let bytes = if wasmparser_is_core_module(bytes) {
+            component_bytes = wit_component::ComponentEncoder::default()
+                .module(bytes)
+                .and_then(|e| e.validate(true).encode())
+                .map_err(|e| invalid(format!("{e:#}")))?;
+            &component_bytes[..]
+        } else {
+            bytes
+        };
+        Component::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))
+    }
+
+    pub(crate) fn store(&self, limits: &Limits, stats: &PluginStats) -> Store<HostState> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .trap_on_grow_failure(true)
+                    .instances(8)
+                    .memories(4)
+                    .tables(8)
+                    .build(),
+            },
+        );
+        store.limiter(|h| &mut h.limits);
+        store.set_epoch_deadline(deadline_ticks(limits));
+        PluginStats::bump(&stats.instances);
+        store
+    }
+}
+
+pub(crate) fn deadline_ticks(limits: &Limits) -> u64 {
+    (limits.deadline.as_millis() as u64 / TICK.as_millis() as u64).max(1) + 1
+}
+
+/// Core modules have version 1 in their header; components have a different layer.
+fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && &bytes[0..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}
+
+/// How a failed call failed, for the counters.
+pub(crate) fn classify(e: &wasmtime::Error, stats: &PluginStats) -> &'static str {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => {
+            PluginStats::bump(&stats.timeouts);
+            "deadline exceeded"
+        }
+        _ if format!("{e:#}").contains("memory") && format!("{e:#}").contains("grow") => {
+            PluginStats::bump(&stats.memory_refusals);
+            "memory limit reached"
+        }
+        _ => {
+            PluginStats::bump(&stats.traps);
+            "trapped"
+        }
+    }
+}

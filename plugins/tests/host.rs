@@ -1,0 +1,341 @@
+//! The plugin host with real plugins: the example plugins built from source by
+//! plugins/build.sh, and hand-written misbehaving ones (WAT) that loop forever, trap,
+//! grab memory or answer with the wrong number of results. Every misbehaviour is
+//! contained: the call falls back to the built-in behaviour and is counted.
+
+use caskade_engine::io::FaultStorage;
+use caskade_engine::{
+    CompactionFilter, Engine, EvictionPolicy, FilterRecord, Fsync, Options, PolicyKind, Verdict,
+};
+use caskade_plugins::{Limits, PluginStats, Runtime, WasmFilter, WasmPolicy};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+fn example(name: &str) -> PathBuf {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")).join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash plugins/build.sh` (tests/run.sh does)",
+        p.display()
+    );
+    p
+}
+
+fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn limits(ms: u64) -> Limits {
+    Limits {
+        deadline: Duration::from_millis(ms),
+        memory_bytes: 16 << 20,
+    }
+}
+
+/// A core module with the world's WIT embedded, as a wasm32 build would produce.
+fn from_wat(wat: &str, world: &str) -> Vec<u8> {
+    let mut module = wat::parse_str(wat).expect("wat");
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve
+        .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
+        .expect("wit");
+    let world = resolve.select_world(&[pkg], Some(world)).expect("world");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("embed");
+    module
+}
+
+const REALLOC: &str = r#"
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 8192))
+  (func (export "cabi_realloc") (param i32 i32) (param $align i32) (param $size i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and
+      (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+      (i32.xor (i32.sub (local.get $align) (i32.const 1)) (i32.const -1))))
+    (global.set $heap (i32.add (local.get $p) (local.get $size)))
+    (block $ok
+      (br_if $ok (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
+      (drop (memory.grow (i32.add (i32.const 1)
+        (i32.div_u (i32.sub (global.get $heap) (i32.mul (memory.size) (i32.const 65536))) (i32.const 65536))))))
+    (local.get $p))
+"#;
+
+fn bad_filter(body: &str) -> Vec<u8> {
+    from_wat(
+        &format!(
+            r#"(module {REALLOC}
+              (func (export "caskade:plugin/compaction-filter@0.1.0#init") (param i32 i32) (result i32)
+                (i32.store8 (i32.const 1024) (i32.const 0)) (i32.const 1024))
+              (func (export "caskade:plugin/compaction-filter@0.1.0#filter") (param i32 i32 i64) (result i32)
+                {body}))"#
+        ),
+        "compaction-filter-plugin",
+    )
+}
+
+fn records() -> Vec<(Vec<u8>, Option<u64>)> {
+    vec![
+        (b"a".to_vec(), None),
+        (b"tmp:b".to_vec(), Some(u64::MAX)),
+        (b"c".to_vec(), Some(5)),
+    ]
+}
+
+fn run_filter(f: &WasmFilter) -> Vec<Verdict> {
+    let recs = records();
+    let rs: Vec<FilterRecord<'_>> = recs
+        .iter()
+        .map(|(k, e)| FilterRecord {
+            ns: 0,
+            key: k,
+            value_len: 10,
+            expire_at_ms: *e,
+            meta: b"",
+        })
+        .collect();
+    let mut out = Vec::new();
+    f.filter(&rs, &mut out);
+    out
+}
+
+#[test]
+fn ttl_cap_example_caps_and_removes() {
+    let rt = Runtime::new(None).expect("runtime");
+    let c = rt.load(&example("ttl_cap.wasm")).expect("load");
+    let stats = Arc::new(PluginStats::default());
+    let f = WasmFilter::new(
+        &rt,
+        "ttl_cap",
+        &c,
+        settings(&[("max_ttl_secs", "60"), ("drop_prefixes", "tmp:")]),
+        limits(100),
+        stats.clone(),
+    )
+    .expect("filter");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let v = run_filter(&f);
+    assert_eq!(v.len(), 3);
+    match v[0] {
+        Verdict::SetExpiry(Some(e)) => assert!(e >= before + 60_000 && e < before + 70_000, "{e}"),
+        other => panic!("expected a capped expiry, got {other:?}"),
+    }
+    assert_eq!(v[1], Verdict::Remove);
+    assert_eq!(v[2], Verdict::Keep, "an expiry already under the cap stays");
+    assert_eq!(stats.failures(), 0);
+}
+
+#[test]
+fn bad_settings_fail_at_load_with_the_plugins_message() {
+    let rt = Runtime::new(None).expect("runtime");
+    let c = rt.load(&example("ttl_cap.wasm")).expect("load");
+    let Err(err) = WasmFilter::new(
+        &rt,
+        "ttl_cap",
+        &c,
+        settings(&[("max_ttl_secs", "soon")]),
+        limits(100),
+        Arc::default(),
+    ) else {
+        panic!("bad settings accepted");
+    };
+    assert!(err.to_string().contains("max_ttl_secs"), "{err}");
+}
+
+#[test]
+fn garbage_bytes_are_refused_with_a_clear_error() {
+    let rt = Runtime::new(None).expect("runtime");
+    let Err(err) = rt.compile("junk.wasm", b"not wasm at all") else {
+        panic!("garbage accepted");
+    };
+    assert!(err.to_string().contains("junk.wasm"), "{err}");
+    // A component for another world does not fit this one.
+    let c = rt.load(&example("prefix_priority.wasm")).expect("load");
+    assert!(
+        WasmFilter::new(
+            &rt,
+            "policy-as-filter",
+            &c,
+            vec![],
+            limits(50),
+            Arc::default()
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn misbehaving_filters_are_contained() {
+    let rt = Runtime::new(None).expect("runtime");
+    type Counter = fn(&PluginStats) -> u64;
+    let cases: [(&str, &str, Counter); 4] = [
+        ("infinite loop", "(loop $l (br $l)) (unreachable)", |s| {
+            s.timeouts.load(Ordering::Relaxed)
+        }),
+        ("trap", "(unreachable)", |s| s.traps.load(Ordering::Relaxed)),
+        (
+            "memory hog",
+            "(loop $l (drop (memory.grow (i32.const 256))) (br $l)) (unreachable)",
+            |s| s.memory_refusals.load(Ordering::Relaxed),
+        ),
+        (
+            "wrong answer length",
+            "(i32.store (i32.const 2048) (i32.const 4096)) (i32.store (i32.const 2052) (i32.const 0)) (i32.const 2048)",
+            |s| s.bad_answers.load(Ordering::Relaxed),
+        ),
+    ];
+    for (what, body, counter) in cases {
+        let c = rt.compile(what, &bad_filter(body)).expect("compiles");
+        let stats = Arc::new(PluginStats::default());
+        let f = WasmFilter::new(&rt, what, &c, vec![], limits(20), stats.clone()).expect("loads");
+        for round in 0..2 {
+            let started = Instant::now();
+            let v = run_filter(&f);
+            assert_eq!(
+                v,
+                vec![Verdict::Keep; 3],
+                "{what}: the built-in behaviour keeps records"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{what}: contained quickly"
+            );
+            assert_eq!(counter(&stats), round + 1, "{what}: counted");
+        }
+        // The first instance, and a fresh one for the call after the first failure.
+        assert_eq!(
+            stats.instances.load(Ordering::Relaxed),
+            2,
+            "{what}: a fresh instance after a failure"
+        );
+    }
+}
+
+#[test]
+fn prefix_priority_example_protects_prefixes_in_the_engine() {
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("prefix_priority.wasm")).expect("load");
+    let stats = Arc::new(PluginStats::default());
+    let fs = FaultStorage::new();
+    let mut o = Options::new("/db");
+    o.storage = Arc::new(fs);
+    o.fsync = Fsync::Never;
+    o.max_keys = Some(100);
+    let (rt2, c2, s2) = (rt.clone(), component.clone(), stats.clone());
+    o.policy_factory = Some(Arc::new(move || {
+        let p = WasmPolicy::new(
+            &rt2,
+            "prefix_priority",
+            &c2,
+            &settings(&[("protected_prefixes", "session:")]),
+            limits(50),
+            PolicyKind::Sieve,
+            s2.clone(),
+        )
+        .expect("policy");
+        Box::new(p) as Box<dyn EvictionPolicy>
+    }));
+    let e = Engine::open(o).expect("open");
+    for i in 0..50 {
+        e.put(0, format!("session:{i}").as_bytes(), b"v", None)
+            .expect("put");
+    }
+    for i in 0..1000 {
+        e.put(0, format!("page:{i}").as_bytes(), b"v", None)
+            .expect("put");
+    }
+    assert_eq!(e.total_len(), 100);
+    for i in 0..50 {
+        assert!(
+            e.exists(0, format!("session:{i}").as_bytes())
+                .expect("exists"),
+            "session:{i} was evicted"
+        );
+    }
+    assert_eq!(stats.failures(), 0);
+    assert!(stats.calls.load(Ordering::Relaxed) > 0);
+    assert_eq!(e.stats().policy, "prefix_priority");
+}
+
+#[test]
+fn a_trapping_policy_hands_over_to_the_built_in_one() {
+    let wat = format!(
+        r#"(module {REALLOC}
+          (func (export "caskade:plugin/eviction-policy@0.1.0#init") (param i32 i32) (result i32)
+            (i32.store8 (i32.const 1024) (i32.const 0)) (i32.const 1024))
+          (func (export "caskade:plugin/eviction-policy@0.1.0#on-insert") (param i32 i32))
+          (func (export "caskade:plugin/eviction-policy@0.1.0#on-access") (param i32 i32))
+          (func (export "caskade:plugin/eviction-policy@0.1.0#on-remove") (param i32 i32))
+          (func (export "caskade:plugin/eviction-policy@0.1.0#victims") (param i32) (result i32) (unreachable))
+          (func (export "caskade:plugin/eviction-policy@0.1.0#keep-on-reclaim") (param i32 i32) (result i32) (unreachable)))"#
+    );
+    let rt = Runtime::new(None).expect("runtime");
+    let c = rt
+        .compile("trapping-policy", &from_wat(&wat, "eviction-policy-plugin"))
+        .expect("compiles");
+    let stats = Arc::new(PluginStats::default());
+    let mut p = WasmPolicy::new(
+        &rt,
+        "trapping",
+        &c,
+        &[],
+        limits(50),
+        PolicyKind::Fifo,
+        stats.clone(),
+    )
+    .expect("policy");
+    p.on_insert_keys(&[16, 32, 48], &[b"a", b"b", b"c"]);
+    let mut v = Vec::new();
+    p.victims(2, &mut v);
+    assert_eq!(
+        v,
+        vec![16, 32],
+        "the FIFO fallback answers, with the history it shadowed"
+    );
+    assert!(p.fell_back());
+    assert_eq!(p.name(), "fifo");
+    assert_eq!(stats.traps.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn compiled_code_is_cached_on_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = example("ttl_cap.wasm");
+    let rt = Runtime::new(Some(dir.path())).expect("runtime");
+    rt.load(&path).expect("load");
+    let files = walk(dir.path());
+    assert!(files > 0, "the cache directory holds compiled code");
+    let rt2 = Runtime::new(Some(dir.path())).expect("runtime");
+    let started = Instant::now();
+    rt2.load(&path).expect("load from cache");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
