@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 
 # One build per plugin: each enables a different plugin kind of the SDK, and cargo
 # would unify the features of plugins built together.
-PLUGINS="ttl-cap prefix-priority"
+PLUGINS="ttl-cap prefix-priority misbehave"
 if rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
   for p in $PLUGINS; do
     cargo build --release --target "$TARGET" --manifest-path plugins/examples/Cargo.toml -p "$p"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the end-to-end tests need when it is missing
 # (redis-cli from Debian's redis-tools; Python's redis, helm-python-sdk and
-# kubernetes-validate), then runs every crate's tests. Extra arguments go to `cargo test`.
+# kubernetes-validate), builds the example WebAssembly plugins (plugins/build.sh
+# installs Debian's Rust to build std for wasm32 if no rustup wasm32 target is there),
+# then runs every crate's tests. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,5 +27,8 @@ if ! python3 -c 'import helm_python, kubernetes_validate' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check \
     helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
 fi
+
+# The example plugins the plugin tests load, built from source.
+bash plugins/build.sh
 
 cargo test --workspace --locked "$@"

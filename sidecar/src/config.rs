@@ -22,6 +22,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Storage settings.
     pub storage: StorageConfig,
+    /// WebAssembly plugins.
+    pub plugins: PluginsConfig,
     /// Client limits.
     pub limits: Limits,
     /// Logging.
@@ -45,6 +47,61 @@ impl Default for AdminConfig {
             port: 9736,
         }
     }
+}
+
+/// WebAssembly plugins: at most one compaction filter and one eviction policy.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Where compiled plugin code is cached (default: `plugin-cache` in the data dir).
+    pub cache_dir: Option<PathBuf>,
+    /// Reload a plugin when its file changes (checked every second); SIGHUP reloads too.
+    pub watch: Option<bool>,
+    /// The compaction filter plugin.
+    pub compaction_filter: Option<PluginConfig>,
+    /// The eviction policy plugin (the built-in `storage.eviction_policy` shadows it and
+    /// takes over if it fails).
+    pub eviction_policy: Option<PluginConfig>,
+}
+
+/// One plugin.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The `.wasm` file (a component, or a core module carrying its WIT world).
+    pub path: PathBuf,
+    /// Settings handed to the plugin's `init`, in the order written.
+    #[serde(default, deserialize_with = "de_settings")]
+    pub settings: Vec<(String, String)>,
+    /// Longest one call may run, in milliseconds.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Most memory one instance may hold (e.g. `64mb`).
+    #[serde(default = "default_plugin_memory", deserialize_with = "de_size")]
+    pub memory_bytes: u64,
+}
+
+fn default_deadline_ms() -> u64 {
+    50
+}
+
+fn default_plugin_memory() -> u64 {
+    64 << 20
+}
+
+fn de_settings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    let map = serde_norway::Mapping::deserialize(d)?;
+    let text = |v: &serde_norway::Value| -> Result<String, D::Error> {
+        match v {
+            serde_norway::Value::String(s) => Ok(s.clone()),
+            serde_norway::Value::Number(n) => Ok(n.to_string()),
+            serde_norway::Value::Bool(b) => Ok(b.to_string()),
+            other => Err(serde::de::Error::custom(format!(
+                "plugin settings are strings, numbers or booleans, not {other:?}"
+            ))),
+        }
+    };
+    map.iter().map(|(k, v)| Ok((text(k)?, text(v)?))).collect()
 }
 
 /// Where and how data is stored.
@@ -106,6 +163,7 @@ impl Default for Config {
             requirepass: None,
             admin: AdminConfig::default(),
             storage: StorageConfig::default(),
+            plugins: PluginsConfig::default(),
             limits: Limits::default(),
             log: LogConfig::default(),
         }
@@ -236,6 +294,25 @@ impl Config {
                 format!("{ratio} is outside 0.0..=1.0"),
             ));
         }
+        for (field, p) in [
+            ("plugins.compaction_filter", &self.plugins.compaction_filter),
+            ("plugins.eviction_policy", &self.plugins.eviction_policy),
+        ] {
+            if let Some(p) = p {
+                if p.deadline_ms == 0 || p.deadline_ms > 60_000 {
+                    return Err(bad(
+                        field,
+                        format!("deadline_ms {} is outside 1..=60000", p.deadline_ms),
+                    ));
+                }
+                if p.memory_bytes < 1 << 20 {
+                    return Err(bad(
+                        field,
+                        format!("memory_bytes {} is under 1 MiB", p.memory_bytes),
+                    ));
+                }
+            }
+        }
         let bulk = self.limits.max_bulk_bytes;
         if bulk == 0 || bulk > caskade_engine::MAX_VALUE_LEN as u64 {
             return Err(bad(
@@ -363,6 +440,21 @@ mod tests {
         assert_eq!(c.storage.max_disk_bytes, Some(1 << 30));
         assert_eq!(c.storage.max_keys, Some(1000));
         assert_eq!(c.storage.eviction_policy, PolicyKind::Sieve);
+        let c = Config::parse(
+            "plugins:\n  compaction_filter:\n    path: /p/f.wasm\n    settings:\n      max_ttl_secs: 60\n      drop: tmp\n",
+        )
+        .expect("ok");
+        let f = c.plugins.compaction_filter.expect("filter");
+        assert_eq!(
+            f.settings,
+            vec![
+                ("max_ttl_secs".into(), "60".into()),
+                ("drop".into(), "tmp".into())
+            ]
+        );
+        assert_eq!((f.deadline_ms, f.memory_bytes), (50, 64 << 20));
+        let e = Config::parse("plugins:\n  compaction_filter:\n    pth: x\n").expect_err("typo");
+        assert!(e.contains("pth") && e.contains("line 3"), "{e}");
         let e = Config::parse("storage:\n  eviction_policy: random\n").expect_err("bad policy");
         assert!(e.contains("random") && e.contains("line 2"), "{e}");
     }

@@ -8,6 +8,7 @@ mod config;
 mod conn;
 mod glob;
 mod metrics;
+mod plugins;
 mod protocol;
 mod server;
 mod state;
@@ -68,13 +69,37 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         opts.max_keys = cfg.storage.max_keys;
         opts.eviction = cfg.storage.eviction_policy;
         opts.compaction_garbage_ratio = cfg.storage.compaction_garbage_ratio;
+        let plugins =
+            plugins::Plugins::new(&cfg.plugins, &cfg.storage.dir, cfg.storage.eviction_policy)
+                .context("loading plugins")?
+                .map(Arc::new);
+        if let Some(p) = &plugins {
+            opts.compaction_filter = p
+                .load_filter()
+                .context("loading the compaction filter plugin")?
+                .map(|f| f as Arc<dyn caskade_engine::CompactionFilter>);
+            if let Some(policy) = p
+                .load_policy()
+                .context("loading the eviction policy plugin")?
+            {
+                // The engine asks for its policy once, at open.
+                let slot = parking_lot::Mutex::new(Some(policy));
+                let fallback = cfg.storage.eviction_policy;
+                opts.policy_factory = Some(Arc::new(move || {
+                    slot.lock().take().unwrap_or_else(|| fallback.build())
+                }));
+            }
+        }
         let dir = cfg.storage.dir.clone();
         let engine = tokio::task::spawn_blocking(move || caskade_engine::Engine::open(opts))
             .await
             .context("engine recovery task")?
             .with_context(|| format!("opening data directory {}", dir.display()))?;
-        let shared = Arc::new(state::Shared::new(engine, cfg, metrics));
+        let shared = Arc::new(state::Shared::new(engine, cfg, metrics, plugins.clone()));
         let _ = admin.shared.set(shared.clone());
+        if let Some(p) = plugins {
+            tokio::spawn(p.watch(shared.clone()));
+        }
         server::run(shared, || {
             admin
                 .ready

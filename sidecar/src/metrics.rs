@@ -82,6 +82,32 @@ impl Metrics {
             gauge!("caskade_engine_write_amplification").set(st.write_amplification);
             gauge!("caskade_engine_live_bytes").set(st.live_bytes as f64);
             gauge!("caskade_engine_keys").set(st.keys as f64);
+            if let Some(p) = &s.plugins {
+                for (kind, ps) in [
+                    ("compaction_filter", &p.filter_stats),
+                    ("eviction_policy", &p.policy_stats),
+                ] {
+                    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+                    counter!("caskade_plugin_calls_total", "plugin" => kind)
+                        .absolute(get(&ps.calls));
+                    counter!("caskade_plugin_call_microseconds_total", "plugin" => kind)
+                        .absolute(get(&ps.call_nanos) / 1_000);
+                    counter!("caskade_plugin_instances_total", "plugin" => kind)
+                        .absolute(get(&ps.instances));
+                    for (reason, c) in [
+                        ("trap", &ps.traps),
+                        ("timeout", &ps.timeouts),
+                        ("memory", &ps.memory_refusals),
+                        ("bad_answer", &ps.bad_answers),
+                    ] {
+                        counter!("caskade_plugin_failures_total", "plugin" => kind, "reason" => reason).absolute(get(c));
+                    }
+                }
+                counter!("caskade_plugin_reloads_total", "result" => "ok")
+                    .absolute(p.reloads.load(Ordering::Relaxed));
+                counter!("caskade_plugin_reloads_total", "result" => "failed")
+                    .absolute(p.reload_failures.load(Ordering::Relaxed));
+            }
             gauge!("caskade_engine_segments").set(st.segments as f64);
             gauge!("caskade_engine_disk_bytes").set(st.disk_bytes as f64);
             gauge!("caskade_engine_garbage_bytes").set(st.garbage_bytes as f64);

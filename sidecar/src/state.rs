@@ -140,6 +140,8 @@ pub struct Shared {
     pub slowlog: SlowLog,
     /// Prometheus handles.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The WebAssembly plugins, if any are configured.
+    pub plugins: Option<Arc<crate::plugins::Plugins>>,
 }
 
 /// Unix time in milliseconds.
@@ -151,7 +153,12 @@ pub fn now_ms() -> u64 {
 
 impl Shared {
     /// Wraps an open engine.
-    pub fn new(engine: Engine, config: Config, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    pub fn new(
+        engine: Engine,
+        config: Config,
+        metrics: Arc<crate::metrics::Metrics>,
+        plugins: Option<Arc<crate::plugins::Plugins>>,
+    ) -> Self {
         Shared {
             engine,
             config: Mutex::new(config),
@@ -163,6 +170,7 @@ impl Shared {
             last_save: AtomicU64::new(now_ms() / 1000),
             slowlog: SlowLog::default(),
             metrics,
+            plugins,
         }
     }
 

@@ -115,6 +115,13 @@ impl Server {
         }
     }
 
+    /// SIGHUP (reloads plugins).
+    pub fn signal_hup(&self) {
+        let child = self.child.as_ref().expect("running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("sighup");
+    }
+
     /// SIGKILL, no cleanup.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -128,6 +128,21 @@ fn info_text(s: &Shared, sections: &[String]) -> String {
             cfg.storage.dir.display()
         );
     }
+    if want("caskade")
+        && let Some(p) = &s.plugins
+    {
+        let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# Plugins\r\nfilter_calls:{}\r\nfilter_failures:{}\r\npolicy_calls:{}\r\npolicy_failures:{}\r\nplugin_reloads:{}\r\nplugin_reload_failures:{}\r\n\r\n",
+            g(&p.filter_stats.calls),
+            p.filter_stats.failures(),
+            g(&p.policy_stats.calls),
+            p.policy_stats.failures(),
+            g(&p.reloads),
+            g(&p.reload_failures),
+        );
+    }
     while out.ends_with("\r\n\r\n") {
         out.truncate(out.len() - 2);
     }

@@ -1,0 +1,246 @@
+//! End-to-end with WebAssembly plugins built from source (plugins/build.sh, run by
+//! tests/run.sh): a TTL-capping compaction filter caps TTLs, a prefix-priority
+//! eviction policy keeps protected keys under pressure, misbehaving plugins are
+//! contained while the server keeps answering, and a hot reload under load loses no
+//! request.
+
+mod common;
+
+use common::Server;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn example(name: &str) -> PathBuf {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")).join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash plugins/build.sh` (tests/run.sh does)",
+        p.display()
+    );
+    p
+}
+
+fn q<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+fn info_field(c: &mut redis::Connection, field: &str) -> u64 {
+    let info: String = q(c, &["INFO", "caskade"]);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("INFO lacks {field}:\n{info}"))
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn write_config(dir: &Path, yaml: &str) -> String {
+    let p = dir.join("caskade.yaml");
+    std::fs::write(&p, yaml).expect("write config");
+    p.display().to_string()
+}
+
+/// Overwrites filler keys until older segments are mostly garbage, so the compactor
+/// rewrites them (and shows their live records to the filter).
+fn churn(c: &mut redis::Connection, rounds: usize) {
+    let v = "x".repeat(200);
+    for r in 0..rounds {
+        for i in 0..20 {
+            let _: () = q(c, &["SET", &format!("filler:{i}"), &format!("{r}{v}")]);
+        }
+    }
+}
+
+#[test]
+fn ttl_cap_filter_caps_ttls_and_drops_prefixes_after_compaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "storage:\n  segment_bytes: 16kb\n  compaction_garbage_ratio: 0.3\nplugins:\n  compaction_filter:\n    path: {}\n    settings:\n      max_ttl_secs: 100\n      drop_prefixes: \"tmp:\"\n",
+            example("ttl_cap.wasm").display()
+        ),
+    );
+    let s = Server::start(&["--config", &cfg]);
+    let mut c = s.client();
+    for i in 0..30 {
+        let _: () = q(&mut c, &["SET", &format!("keep:{i}"), "value"]);
+        let _: () = q(&mut c, &["SET", &format!("tmp:{i}"), "value"]);
+        let _: () = q(
+            &mut c,
+            &["SET", &format!("long:{i}"), "value", "EX", "100000"],
+        );
+    }
+    churn(&mut c, 300);
+    wait_until("the filter to see the first segments", || {
+        let ttl: i64 = q(&mut c, &["TTL", "keep:0"]);
+        let gone: i64 = q(&mut c, &["EXISTS", "tmp:0"]);
+        ttl > 0 && gone == 0
+    });
+    for i in 0..30 {
+        let ttl: i64 = q(&mut c, &["TTL", &format!("keep:{i}")]);
+        assert!((1..=100).contains(&ttl), "keep:{i} has TTL {ttl}");
+        let long: i64 = q(&mut c, &["TTL", &format!("long:{i}")]);
+        assert!((1..=100).contains(&long), "long:{i} was capped to {long}");
+        let tmp: i64 = q(&mut c, &["EXISTS", &format!("tmp:{i}")]);
+        assert_eq!(tmp, 0, "tmp:{i} was dropped");
+    }
+    assert!(info_field(&mut c, "filter_calls") > 0);
+    assert_eq!(info_field(&mut c, "filter_failures"), 0);
+}
+
+#[test]
+fn prefix_priority_policy_keeps_protected_keys_under_pressure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "storage:\n  max_keys: 200\nplugins:\n  eviction_policy:\n    path: {}\n    settings:\n      protected_prefixes: \"session:,config:\"\n",
+            example("prefix_priority.wasm").display()
+        ),
+    );
+    let s = Server::start(&["--config", &cfg]);
+    let mut c = s.client();
+    for i in 0..50 {
+        let _: () = q(&mut c, &["SET", &format!("session:{i}"), "v"]);
+        let _: () = q(&mut c, &["SET", &format!("config:{i}"), "v"]);
+    }
+    for i in 0..2000 {
+        let _: () = q(&mut c, &["SET", &format!("page:{i}"), "v"]);
+    }
+    assert_eq!(q::<i64>(&mut c, &["DBSIZE"]), 200);
+    for i in 0..50 {
+        for p in ["session", "config"] {
+            let n: i64 = q(&mut c, &["EXISTS", &format!("{p}:{i}")]);
+            assert_eq!(n, 1, "{p}:{i} was evicted");
+        }
+    }
+    let info: String = q(&mut c, &["INFO", "caskade"]);
+    assert!(info.contains("eviction_policy:prefix_priority"), "{info}");
+    assert!(info_field(&mut c, "policy_calls") > 0);
+    assert_eq!(info_field(&mut c, "policy_failures"), 0);
+}
+
+#[test]
+fn misbehaving_filters_are_contained_and_the_server_keeps_answering() {
+    for mode in ["loop", "trap", "hog", "short"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = write_config(
+            dir.path(),
+            &format!(
+                "storage:\n  segment_bytes: 16kb\n  compaction_garbage_ratio: 0.3\nplugins:\n  compaction_filter:\n    path: {}\n    deadline_ms: 20\n    memory_bytes: 8mb\n    settings:\n      mode: {mode}\n",
+                example("misbehave.wasm").display()
+            ),
+        );
+        let s = Server::start(&["--config", &cfg]);
+        let mut c = s.client();
+        for i in 0..30 {
+            let _: () = q(&mut c, &["SET", &format!("keep:{i}"), "value"]);
+        }
+        churn(&mut c, 200);
+        wait_until(&format!("{mode}: a contained failure"), || {
+            info_field(&mut c, "filter_failures") > 0
+        });
+        // The built-in behaviour kept every record; the server answers as before.
+        for i in 0..30 {
+            let v: Option<String> = q(&mut c, &["GET", &format!("keep:{i}")]);
+            assert_eq!(v.as_deref(), Some("value"), "{mode}: keep:{i}");
+        }
+        assert_eq!(q::<String>(&mut c, &["PING"]), "PONG");
+        let (_, metrics) = s.admin_get("/metrics");
+        assert!(
+            metrics.contains("caskade_plugin_failures_total{plugin=\"compaction_filter\""),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn hot_reload_under_load_loses_no_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("filter.wasm");
+    std::fs::copy(example("ttl_cap.wasm"), &plugin).expect("copy");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "plugins:\n  compaction_filter:\n    path: {}\n",
+            plugin.display()
+        ),
+    );
+    let mut s = Server::start(&["--config", &cfg]);
+    let url = s.url();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut c = redis::Client::open(url)
+                .expect("client")
+                .get_connection()
+                .expect("connect");
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let k = format!("load:{n}");
+                let _: () = q(&mut c, &["SET", &k, &n.to_string()]);
+                let v: String = q(&mut c, &["GET", &k]);
+                assert_eq!(v, n.to_string());
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut c = s.client();
+    // Replace the file (watched), then signal a reload (SIGHUP), while the load runs.
+    std::thread::sleep(Duration::from_millis(300));
+    let staged = dir.path().join("filter.wasm.new");
+    std::fs::copy(example("misbehave.wasm"), &staged).expect("copy");
+    std::fs::rename(&staged, &plugin).expect("swap the file atomically");
+    wait_until("a reload after the file changed", || {
+        info_field(&mut c, "plugin_reloads") >= 1
+    });
+    std::fs::copy(example("ttl_cap.wasm"), &staged).expect("copy");
+    std::fs::rename(&staged, &plugin).expect("swap back");
+    s.signal_hup();
+    wait_until("a second reload", || {
+        info_field(&mut c, "plugin_reloads") >= 2
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let done = load.join().expect("the load saw no error");
+    assert!(done > 100, "only {done} requests ran during the reloads");
+    assert_eq!(q::<i64>(&mut c, &["DBSIZE"]), done as i64);
+    assert_eq!(info_field(&mut c, "plugin_reload_failures"), 0);
+    assert!(s.stop().success());
+}
+
+#[test]
+fn a_broken_plugin_file_stops_startup_with_its_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugin = dir.path().join("broken.wasm");
+    std::fs::write(&plugin, b"definitely not wasm").expect("write");
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "plugins:\n  compaction_filter:\n    path: {}\n",
+            plugin.display()
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caskade"))
+        .args(["--config", &cfg, "--port", "0", "--unixsocket"])
+        .arg(dir.path().join("s.sock"))
+        .args(["--admin-port", "0", "--dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("broken.wasm"), "{err}");
+}
