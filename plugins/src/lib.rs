@@ -16,3 +16,5 @@ pub use filter::WasmFilter;
 pub use policy::WasmPolicy;
 pub use runtime::{Limits, Runtime};
 pub use stats::PluginStats;
+/// A compiled plugin, as [`Runtime::load`] returns it.
+pub use wasmtime::component::Component;
