@@ -38,8 +38,8 @@ pub mod filter {
         runtime_path: "caskade_plugin_sdk::__wit_bindgen::rt",
     });
 
-    pub use exports::caskade::plugin::compaction_filter::{RecordInfo, Verdict};
     pub use caskade::plugin::types::PluginError;
+    pub use exports::caskade::plugin::compaction_filter::{RecordInfo, Verdict};
 }
 
 #[cfg(feature = "filter")]
@@ -64,8 +64,12 @@ macro_rules! export_compaction_filter {
             static __CASKADE_FILTER: ::core::cell::RefCell<Option<$t>> =
                 const { ::core::cell::RefCell::new(None) };
         }
-        impl $crate::filter::exports::caskade::plugin::compaction_filter::Guest for __CaskadeFilter {
-            fn init(settings: ::std::vec::Vec<(String, String)>) -> Result<(), $crate::PluginError> {
+        impl $crate::filter::exports::caskade::plugin::compaction_filter::Guest
+            for __CaskadeFilter
+        {
+            fn init(
+                settings: ::std::vec::Vec<(String, String)>,
+            ) -> Result<(), $crate::PluginError> {
                 let f = <$t as $crate::CompactionFilter>::init(&settings)?;
                 __CASKADE_FILTER.with(|c| *c.borrow_mut() = Some(f));
                 Ok(())
@@ -96,8 +100,8 @@ pub mod policy {
         runtime_path: "caskade_plugin_sdk::__wit_bindgen::rt",
     });
 
-    pub use exports::caskade::plugin::eviction_policy::Inserted;
     pub use caskade::plugin::types::PluginError;
+    pub use exports::caskade::plugin::eviction_policy::Inserted;
 }
 
 #[cfg(feature = "policy")]
@@ -135,7 +139,9 @@ macro_rules! export_eviction_policy {
             __CASKADE_POLICY.with(|c| c.borrow_mut().as_mut().map(f).unwrap_or_default())
         }
         impl $crate::policy::exports::caskade::plugin::eviction_policy::Guest for __CaskadePolicy {
-            fn init(settings: ::std::vec::Vec<(String, String)>) -> Result<(), $crate::PluginError> {
+            fn init(
+                settings: ::std::vec::Vec<(String, String)>,
+            ) -> Result<(), $crate::PluginError> {
                 let p = <$t as $crate::EvictionPolicy>::init(&settings)?;
                 __CASKADE_POLICY.with(|c| *c.borrow_mut() = Some(p));
                 Ok(())

@@ -3,8 +3,7 @@
 //! (answers for fewer records than it was given). caskade must contain all of them.
 
 use caskade_plugin_sdk::{
-    CompactionFilter, PluginError, RecordInfo, Settings, Verdict, export_compaction_filter,
-    setting,
+    CompactionFilter, PluginError, RecordInfo, Settings, Verdict, export_compaction_filter, setting,
 };
 
 enum Mode {
@@ -23,7 +22,11 @@ impl CompactionFilter for Misbehave {
             "trap" => Mode::Trap,
             "hog" => Mode::Hog,
             "short" => Mode::Short,
-            other => return Err(PluginError::InvalidSettings(format!("mode: unknown '{other}'"))),
+            other => {
+                return Err(PluginError::InvalidSettings(format!(
+                    "mode: unknown '{other}'"
+                )));
+            }
         };
         Ok(Misbehave(mode))
     }

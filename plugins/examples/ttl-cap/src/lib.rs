@@ -3,8 +3,7 @@
 //! prefix is listed in `drop_prefixes` (comma-separated) are removed instead.
 
 use caskade_plugin_sdk::{
-    CompactionFilter, PluginError, RecordInfo, Settings, Verdict, export_compaction_filter,
-    setting,
+    CompactionFilter, PluginError, RecordInfo, Settings, Verdict, export_compaction_filter, setting,
 };
 
 struct TtlCap {
