@@ -161,9 +161,13 @@ fn key_budget_from_the_command_line_evicts() {
             .expect("set");
     }
     let n: i64 = redis::cmd("DBSIZE").query(&mut c).expect("dbsize");
-    assert_eq!(n, 500);
+    // Eviction goes a little below the limit (max/256) to batch its work.
+    assert!((498..=500).contains(&n), "{n} keys");
     let info: String = redis::cmd("INFO").arg("stats").query(&mut c).expect("info");
-    assert!(info.contains("evicted_keys:1500"), "{info}");
+    assert!(
+        info.contains(&format!("evicted_keys:{}", 2000 - n)),
+        "{info}"
+    );
     let caskade: String = redis::cmd("INFO")
         .arg("caskade")
         .query(&mut c)

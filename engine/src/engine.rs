@@ -58,8 +58,11 @@ pub(crate) struct Inner {
     pub counters: Counters,
     pub pending_hints: Mutex<Vec<u32>>,
     pub dir_lock: Mutex<Option<LockGuard>>,
-    /// The eviction policy, told of inserts, accesses and removals.
+    /// The eviction policy, told of inserts, accesses and removals. Use
+    /// [`Inner::policy`] to reach it, which hands over pending inserts first.
     pub policy: Mutex<Box<dyn EvictionPolicy>>,
+    /// Inserts waiting to reach the policy in one batch.
+    pub pending_inserts: Mutex<crate::eviction::PendingInserts>,
     /// The compaction filter in force (replaceable while running).
     pub filter: RwLock<Option<Arc<dyn CompactionFilter>>>,
     /// Accesses waiting to be handed to the policy in one batch, striped to keep
@@ -756,7 +759,7 @@ impl Engine {
             .sum::<usize>();
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let (policy, policy_bytes) = {
-            let p = inner.policy.lock();
+            let p = inner.policy();
             (p.name().to_string(), p.memory_bytes() as u64)
         };
         let written = get(&c.bytes_written);

@@ -10,11 +10,41 @@ use crate::keydir::Slot;
 use crate::policy::EvictionPolicy;
 use crate::stats::Counters;
 use crate::writer::Writer;
+use parking_lot::MutexGuard;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
 /// Accesses buffered per stripe before they are handed to the policy.
 const ACCESS_BATCH: usize = 256;
+/// Inserts buffered before they are handed to the policy.
+const INSERT_BATCH: usize = 64;
+
+/// Inserts not yet handed to the policy: ids, and their keys end to end.
+#[derive(Default)]
+pub(crate) struct PendingInserts {
+    ids: Vec<u64>,
+    keys: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl PendingInserts {
+    fn push(&mut self, id: u64, key: &[u8]) {
+        self.ids.push(id);
+        self.keys.extend_from_slice(key);
+        self.ends.push(self.keys.len());
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(s, &e)| &self.keys[s..e])
+    }
+
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.keys.clear();
+        self.ends.clear();
+    }
+}
 
 impl Inner {
     /// A read hit or an overwrite. Under contention the access is dropped rather than
@@ -28,8 +58,16 @@ impl Inner {
         if buf.len() >= ACCESS_BATCH {
             let batch = std::mem::take(&mut *buf);
             drop(buf);
-            if let Some(mut p) = self.policy.try_lock() {
-                p.on_access(&batch);
+            // Handed over only if the policy is free; otherwise the batch waits for the
+            // next one (and is dropped if it grows too long): readers never queue here.
+            match self.try_policy() {
+                Some(mut p) => p.on_access(&batch),
+                None => {
+                    let mut buf = stripe.lock();
+                    if buf.len() < 16 * ACCESS_BATCH {
+                        buf.extend_from_slice(&batch);
+                    }
+                }
             }
         }
     }
@@ -44,18 +82,51 @@ impl Inner {
         }
     }
 
+    /// A key was created. Inserts reach the policy in batches; every other policy
+    /// call goes through [`Inner::policy`], which hands over the pending ones first, so
+    /// the policy sees events in order.
     pub fn note_insert(&self, id: u64, key: &[u8]) {
-        let mut p = self.policy.lock();
-        if p.wants_keys() {
-            p.on_insert_keys(&[id], &[key]);
-        } else {
-            p.on_insert(&[id]);
+        let full = {
+            let mut pending = self.pending_inserts.lock();
+            pending.push(id, key);
+            pending.ids.len() >= INSERT_BATCH
+        };
+        if full {
+            drop(self.policy());
         }
+    }
+
+    /// The policy, with every pending insert handed to it.
+    pub fn policy(&self) -> MutexGuard<'_, Box<dyn EvictionPolicy>> {
+        self.hand_over_inserts(self.policy.lock())
+    }
+
+    /// [`Inner::policy`], unless someone else holds it.
+    fn try_policy(&self) -> Option<MutexGuard<'_, Box<dyn EvictionPolicy>>> {
+        self.policy.try_lock().map(|p| self.hand_over_inserts(p))
+    }
+
+    fn hand_over_inserts<'a>(
+        &self,
+        mut p: MutexGuard<'a, Box<dyn EvictionPolicy>>,
+    ) -> MutexGuard<'a, Box<dyn EvictionPolicy>> {
+        let mut pending = self.pending_inserts.lock();
+        if !pending.ids.is_empty() {
+            if p.wants_keys() {
+                let keys: Vec<&[u8]> = pending.keys().collect();
+                p.on_insert_keys(&pending.ids, &keys);
+            } else {
+                p.on_insert(&pending.ids);
+            }
+            pending.clear();
+        }
+        drop(pending);
+        p
     }
 
     pub fn note_removed(&self, ids: &[u64]) {
         if !ids.is_empty() {
-            self.policy.lock().on_remove(ids);
+            self.policy().on_remove(ids);
         }
     }
 
@@ -70,8 +141,10 @@ impl Inner {
     /// wait meanwhile, so the new policy starts with exactly the engine's keys.
     pub fn replace_policy(&self, policy: Box<dyn EvictionPolicy>) {
         // Holding the policy lock for the whole swap keeps the two views consistent:
-        // inserts and removals wait for it.
+        // inserts and removals wait for it. Pending inserts are in the index, so the
+        // seeding covers them; they are dropped rather than told twice.
         let mut current = self.policy.lock();
+        self.pending_inserts.lock().clear();
         let mut fresh = policy;
         self.seed(&mut fresh);
         *current = fresh;
@@ -138,9 +211,12 @@ impl Inner {
             }
             victims.clear();
             {
-                let mut p = self.policy.lock();
+                let mut p = self.policy();
                 self.drain_accesses(p.as_mut());
-                p.victims((total - max) as usize, &mut victims);
+                // Evict a little below the limit, so the next inserts do not each
+                // need a round trip to the policy.
+                let slack = (max / 256).min(64);
+                p.victims((total - max + slack) as usize, &mut victims);
             }
             if victims.is_empty() {
                 tracing::warn!(total, max, "eviction policy offered no victims");

@@ -88,6 +88,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
             None => opts.eviction.build(),
         }),
         filter: RwLock::new(opts.compaction_filter.clone()),
+        pending_inserts: Mutex::new(Default::default()),
         access_bufs: (0..ACCESS_STRIPES)
             .map(|_| Mutex::new(Vec::new()))
             .collect(),

@@ -98,8 +98,10 @@ fn max_keys_holds_after_every_insert() {
             e.total_len()
         );
     }
-    assert_eq!(e.total_len(), 1000);
-    assert_eq!(e.stats().evictions_max_keys, 9000);
+    // Eviction goes a little below the limit (max/256) to batch its work.
+    let held = e.total_len() as u64;
+    assert!((996..=1000).contains(&held), "{held} keys");
+    assert_eq!(e.stats().evictions_max_keys, 10_000 - held);
     // Overwrites do not evict.
     let before = e.stats().evictions_max_keys;
     for k in scan_all(&e, 0, 100).iter().take(50) {

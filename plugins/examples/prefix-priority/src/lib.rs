@@ -1,59 +1,147 @@
-//! An eviction policy: SIEVE (a FIFO queue with a visited bit and a moving hand) for
-//! ordinary keys, while keys starting with one of the `protected_prefixes`
+//! An eviction policy: SIEVE (NSDI'24; insertion order, a visited bit, a moving hand)
+//! for ordinary keys, while keys starting with one of the `protected_prefixes`
 //! (comma-separated setting) are evicted only when no ordinary key is left. With no
 //! protected prefixes it is plain SIEVE.
 
 use caskade_plugin_sdk::{
     EvictionPolicy, Inserted, PluginError, Settings, export_eviction_policy, setting,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
+/// Key ids are already uniform hashes: mixing them once is enough (std's SipHash
+/// would be most of this plugin's cost).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = (id ^ (id >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+const NONE: u32 = u32::MAX;
+
+struct Node {
+    id: u64,
+    /// Toward the newest entry.
+    newer: u32,
+    /// Toward the oldest entry.
+    older: u32,
+    visited: bool,
+}
+
+/// SIEVE: entries stay in insertion order in a doubly linked list (over a slab); an
+/// access sets a visited bit; the hand walks from the oldest toward the newest,
+/// clearing visited bits, and evicts the first unvisited entry it meets.
 #[derive(Default)]
 struct Sieve {
-    /// Oldest at the front. Entries whose id was removed are skipped lazily.
-    queue: VecDeque<u64>,
-    /// id -> visited bit, for the ids this queue holds.
-    live: HashMap<u64, bool>,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    index: IdMap<u32>,
+    newest: Option<u32>,
+    oldest: Option<u32>,
+    hand: Option<u32>,
 }
 
 impl Sieve {
+    fn contains(&self, id: u64) -> bool {
+        self.index.contains_key(&id)
+    }
+
     fn insert(&mut self, id: u64) {
-        if self.live.insert(id, false).is_none() {
-            self.queue.push_back(id);
+        if self.index.contains_key(&id) {
+            return;
         }
+        let node = Node {
+            id,
+            newer: NONE,
+            older: self.newest.unwrap_or(NONE),
+            visited: false,
+        };
+        let at = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = node;
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        if let Some(n) = self.newest {
+            self.nodes[n as usize].newer = at;
+        }
+        self.newest = Some(at);
+        if self.oldest.is_none() {
+            self.oldest = Some(at);
+        }
+        self.index.insert(id, at);
     }
 
     fn touch(&mut self, id: u64) -> bool {
-        match self.live.get_mut(&id) {
-            Some(v) => {
-                *v = true;
+        match self.index.get(&id) {
+            Some(&at) => {
+                self.nodes[at as usize].visited = true;
                 true
             }
             None => false,
         }
     }
 
-    fn remove(&mut self, id: u64) -> bool {
-        self.live.remove(&id).is_some()
+    fn take_visited(&mut self, id: u64) -> Option<bool> {
+        let at = *self.index.get(&id)?;
+        Some(std::mem::replace(
+            &mut self.nodes[at as usize].visited,
+            false,
+        ))
     }
 
-    /// The hand walks from the oldest entry: visited keys lose their bit and go round
-    /// again, the first unvisited one is the victim.
-    fn victim(&mut self) -> Option<u64> {
-        while let Some(id) = self.queue.pop_front() {
-            match self.live.get_mut(&id) {
-                None => continue,
-                Some(visited) if *visited => {
-                    *visited = false;
-                    self.queue.push_back(id);
-                }
-                Some(_) => {
-                    self.live.remove(&id);
-                    return Some(id);
-                }
-            }
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(at) = self.index.remove(&id) else {
+            return false;
+        };
+        let (newer, older) = (self.nodes[at as usize].newer, self.nodes[at as usize].older);
+        if self.hand == Some(at) {
+            self.hand = (newer != NONE).then_some(newer);
         }
-        None
+        match older {
+            NONE => self.oldest = (newer != NONE).then_some(newer),
+            o => self.nodes[o as usize].newer = newer,
+        }
+        match newer {
+            NONE => self.newest = (older != NONE).then_some(older),
+            n => self.nodes[n as usize].older = older,
+        }
+        self.free.push(at);
+        true
+    }
+
+    fn victim(&mut self) -> Option<u64> {
+        let mut at = self.hand.or(self.oldest)?;
+        loop {
+            let node = &mut self.nodes[at as usize];
+            if !node.visited {
+                let id = node.id;
+                // The hand stays where the victim was: removal moves it one newer.
+                self.hand = Some(at);
+                self.remove(id);
+                return Some(id);
+            }
+            node.visited = false;
+            let next = node.newer;
+            at = if next == NONE { self.oldest? } else { next };
+        }
     }
 }
 
@@ -118,18 +206,15 @@ impl EvictionPolicy for PrefixPriority {
     fn keep_on_reclaim(&mut self, ids: &[u64]) -> Vec<bool> {
         ids.iter()
             .map(|&id| {
-                if self.guarded.live.contains_key(&id) {
-                    true
-                } else {
-                    // Ordinary keys are kept if visited since the hand last passed.
-                    let keep = self.ordinary.live.get(&id).copied().unwrap_or(false);
-                    if keep {
-                        self.ordinary.live.insert(id, false);
-                    } else {
-                        self.ordinary.remove(id);
-                    }
-                    keep
+                if self.guarded.contains(id) {
+                    return true;
                 }
+                // Ordinary keys are kept if visited since the hand last passed.
+                let keep = self.ordinary.take_visited(id).unwrap_or(false);
+                if !keep {
+                    self.ordinary.remove(id);
+                }
+                keep
             })
             .collect()
     }
