@@ -334,3 +334,32 @@ fn mem_options_like(o: &Options, fs: &FaultStorage) -> Options {
     o.storage = Arc::new(fs.clone());
     o
 }
+
+#[test]
+fn a_replaced_policy_is_seeded_with_every_key() {
+    let fs = FaultStorage::new();
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut o = mem_options(&fs, &clock, Fsync::Never);
+    o.max_keys = Some(100);
+    o.eviction = PolicyKind::Lru;
+    let e = open(&o);
+    for i in 0..100u32 {
+        e.put(0, format!("old:{i}").as_bytes(), b"v", None)
+            .expect("put");
+    }
+    e.replace_policy(PolicyKind::Fifo.build());
+    assert_eq!(e.stats().policy, "fifo");
+    for i in 0..50u32 {
+        e.put(0, format!("new:{i}").as_bytes(), b"v", None)
+            .expect("put");
+    }
+    // The new policy knew the old keys, so they were its victims, not the new ones.
+    assert!(e.total_len() <= 100);
+    for i in 0..50u32 {
+        assert!(
+            e.exists(0, format!("new:{i}").as_bytes()).expect("exists"),
+            "new:{i}"
+        );
+    }
+    assert!(e.stats().evictions_max_keys >= 50);
+}

@@ -122,12 +122,14 @@ impl Plugins {
         Ok(Some(Box::new(policy)))
     }
 
-    /// Reloads every plugin into `engine`; on error the old plugins stay.
-    pub fn reload(&self, engine: &Engine) {
+    /// Reloads the chosen plugins (`[filter, policy]`) into `engine`; on error the old
+    /// plugins stay. A policy reload re-seeds the new policy with every key, so a
+    /// changed filter file does not reload the policy.
+    pub fn reload(&self, engine: &Engine, which: [bool; 2]) {
         let result = (|| -> anyhow::Result<()> {
             // Load both before installing either, so a bad file changes nothing.
-            let filter = self.load_filter()?;
-            let policy = self.load_policy()?;
+            let filter = if which[0] { self.load_filter()? } else { None };
+            let policy = if which[1] { self.load_policy()? } else { None };
             if let Some(f) = filter {
                 engine.set_compaction_filter(Some(f));
             }
@@ -148,11 +150,11 @@ impl Plugins {
         }
     }
 
-    /// Whether a plugin file changed since the last look.
-    fn changed(&self) -> bool {
+    /// Which plugin files (`[filter, policy]`) changed since the last look.
+    fn changed(&self) -> [bool; 2] {
         let now = self.mtimes();
         let mut seen = self.seen.lock();
-        let changed = *seen != now;
+        let changed = [seen[0] != now[0], seen[1] != now[1]];
         *seen = now;
         changed
     }
@@ -175,9 +177,16 @@ impl Plugins {
             };
             // A file being copied in place changes twice in quick succession; a reload of
             // a half-written file fails and the next tick retries.
-            if by_signal || (self.watch && self.changed()) {
+            let which = if by_signal {
+                [true, true]
+            } else if self.watch {
+                self.changed()
+            } else {
+                [false, false]
+            };
+            if which.contains(&true) {
                 let (me, sh) = (self.clone(), shared.clone());
-                let _ = tokio::task::spawn_blocking(move || me.reload(&sh.engine)).await;
+                let _ = tokio::task::spawn_blocking(move || me.reload(&sh.engine, which)).await;
             }
         }
     }
