@@ -214,6 +214,39 @@ impl Inner {
         Some((kd, slot, seg))
     }
 
+    /// The bytes and header of the live record of exactly `key` at `slot`. A corrupt
+    /// record or an expired one is dropped from the index on the way; a record of
+    /// another key with the same 64-bit hash (which replaced this one) is a miss.
+    fn read_live(
+        &self,
+        kd: &Keydir,
+        ns: u8,
+        key: &[u8],
+        slot: &Slot,
+        seg: &Segment,
+        now: u64,
+    ) -> Result<Option<(Vec<u8>, Header)>> {
+        let Some(buf) = self.read_record(seg, slot)? else {
+            self.drop_corrupt(ns, key, kd, slot);
+            return Ok(None);
+        };
+        let h = match record::decode(&buf) {
+            None => {
+                self.drop_corrupt(ns, key, kd, slot);
+                return Ok(None);
+            }
+            Some(r) if r.key != key || r.header.ns != ns || r.header.kind != Kind::Put => {
+                return Ok(None);
+            }
+            Some(r) => r.header,
+        };
+        if exact_expired(h.expire_at_ms, now) {
+            self.drop_expired(kd, slot);
+            return Ok(None);
+        }
+        Ok(Some((buf, h)))
+    }
+
     /// The whole record a slot points at; `None` if it cannot be read in full (the
     /// segment was cut short underneath us), which callers treat as corruption.
     fn read_record(&self, seg: &Segment, slot: &Slot) -> Result<Option<Vec<u8>>> {
@@ -377,23 +410,9 @@ impl Engine {
         let Some((kd, slot, seg)) = inner.find(ns, key, now) else {
             return Ok(None);
         };
-        let Some(buf) = inner.read_record(&seg, &slot)? else {
-            inner.drop_corrupt(ns, key, kd, &slot);
+        let Some((buf, h)) = inner.read_live(kd, ns, key, &slot, &seg, now)? else {
             return Ok(None);
         };
-        let Some(rec) = record::decode(&buf) else {
-            inner.drop_corrupt(ns, key, kd, &slot);
-            return Ok(None);
-        };
-        if rec.key != key || rec.header.ns != ns || rec.header.kind != Kind::Put {
-            // Another key with the same 64-bit hash replaced this one: a miss.
-            return Ok(None);
-        }
-        let h = rec.header;
-        if exact_expired(h.expire_at_ms, now) {
-            inner.drop_expired(kd, &slot);
-            return Ok(None);
-        }
         inner.note_access(slot.hash);
         let value_at = record::value_range(&h);
         let meta_at = value_at.start - h.meta_len as usize..value_at.start;
@@ -552,22 +571,10 @@ impl Engine {
                 return Ok(false);
             };
             let now = inner.now_ms();
-            let Some(buf) = inner.read_record(&seg, &slot)? else {
-                inner.drop_corrupt(ns, key, kd, &slot);
+            let Some((buf, h)) = inner.read_live(kd, ns, key, &slot, &seg, now)? else {
                 return Ok(false);
             };
-            let Some(rec) = record::decode(&buf) else {
-                inner.drop_corrupt(ns, key, kd, &slot);
-                return Ok(false);
-            };
-            if rec.key != key || rec.header.ns != ns || rec.header.kind != Kind::Put {
-                return Ok(false);
-            }
-            let current = rec.header.expire_at_ms;
-            if exact_expired(current, now) {
-                inner.drop_expired(kd, &slot);
-                return Ok(false);
-            }
+            let current = h.expire_at_ms;
             if !cond((current != 0).then_some(current)) {
                 return Ok(false);
             }
@@ -578,7 +585,9 @@ impl Engine {
             }
             let exp = expire_at_ms.unwrap_or(0);
             let mut out = Vec::new();
-            record::encode_into(&mut out, Kind::Put, ns, key, rec.meta, rec.value, exp);
+            let value_at = record::value_range(&h);
+            let meta = &buf[value_at.start - h.meta_len as usize..value_at.start];
+            record::encode_into(&mut out, Kind::Put, ns, key, meta, &buf[value_at], exp);
             inner.wait_for_space(out.len())?;
             if let Some(lsn) =
                 inner.replace_if_unchanged(kd, Some(&slot), hash, &out, exp, false)?
