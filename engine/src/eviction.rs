@@ -106,10 +106,23 @@ impl Inner {
         self.policy.try_lock().map(|p| self.hand_over_inserts(p))
     }
 
+    /// Replaces a failed policy with the built-in one, told of every key (pending
+    /// inserts included: they are in the index already).
+    fn replace_failed(&self, p: &mut Box<dyn EvictionPolicy>) {
+        tracing::error!(policy = %p.name(), fallback = self.opts.eviction.as_str(), "eviction policy failed; the built-in policy takes over");
+        let mut fresh = self.opts.eviction.build();
+        self.pending_inserts.lock().clear();
+        self.seed(&mut fresh);
+        *p = fresh;
+    }
+
     fn hand_over_inserts<'a>(
         &self,
         mut p: MutexGuard<'a, Box<dyn EvictionPolicy>>,
     ) -> MutexGuard<'a, Box<dyn EvictionPolicy>> {
+        if p.failed() {
+            self.replace_failed(&mut p);
+        }
         let mut pending = self.pending_inserts.lock();
         if !pending.ids.is_empty() {
             if p.wants_keys() {
@@ -216,7 +229,12 @@ impl Inner {
                 // Evict a little below the limit, so the next inserts do not each
                 // need a round trip to the policy.
                 let slack = (max / 256).min(64);
-                p.victims((total - max + slack) as usize, &mut victims);
+                let n = (total - max + slack) as usize;
+                p.victims(n, &mut victims);
+                if victims.is_empty() && p.failed() {
+                    self.replace_failed(&mut p);
+                    p.victims(n, &mut victims);
+                }
             }
             if victims.is_empty() {
                 tracing::warn!(total, max, "eviction policy offered no victims");

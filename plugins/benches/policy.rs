@@ -26,7 +26,6 @@ fn wasm_policy(rt: &Runtime, c: &Component) -> WasmPolicy {
         c,
         &[],
         Limits::default(),
-        PolicyKind::Sieve,
         Arc::new(PluginStats::default()),
     )
     .expect("policy")

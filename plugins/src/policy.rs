@@ -1,8 +1,8 @@
-//! An eviction policy implemented by a WebAssembly component. A built-in policy runs
-//! beside it as a shadow, told of the same events, so that when the plugin fails (a
-//! trap, its deadline, its memory limit, or a wrong answer) caskade switches to the
-//! built-in policy at once, with its state intact. The failed instance is dropped; a
-//! reload of the plugin brings a fresh one (seeded by the engine with every key).
+//! An eviction policy implemented by a WebAssembly component. When the plugin fails (a
+//! trap, its deadline, its memory limit, or a wrong answer), the instance is dropped
+//! and the policy reports itself failed: the engine replaces it with its built-in
+//! policy, told of every key. Until then, a failed call evicts nothing and keeps
+//! everything (the safe answers). A reload of the plugin brings a fresh instance.
 
 use crate::bindings::policy::exports::caskade::plugin::eviction_policy::Inserted;
 use crate::bindings::policy::{
@@ -11,7 +11,7 @@ use crate::bindings::policy::{
 use crate::error::Error;
 use crate::runtime::{HostState, Limits, Runtime, classify, deadline_ticks};
 use crate::stats::PluginStats;
-use caskade_engine::{EvictionPolicy, PolicyKind};
+use caskade_engine::EvictionPolicy;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -23,25 +23,22 @@ struct Live {
     plugin: EvictionPolicyPlugin,
 }
 
-/// An eviction policy plugin with a built-in fallback.
+/// An eviction policy plugin.
 pub struct WasmPolicy {
     name: String,
     limits: Limits,
     live: Option<Live>,
-    fallback: Box<dyn EvictionPolicy>,
     stats: Arc<PluginStats>,
 }
 
 impl WasmPolicy {
-    /// Starts an instance of `component` with `settings`; `fallback` is the built-in
-    /// policy that shadows it.
+    /// Starts an instance of `component` with `settings`.
     pub fn new(
         runtime: &Runtime,
         name: &str,
         component: &Component,
         settings: &[(String, String)],
         limits: Limits,
-        fallback: PolicyKind,
         stats: Arc<PluginStats>,
     ) -> Result<WasmPolicy, Error> {
         let linker = Linker::<HostState>::new(runtime.engine());
@@ -74,7 +71,6 @@ impl WasmPolicy {
             name: name.to_string(),
             limits,
             live: Some(Live { store, plugin }),
-            fallback: fallback.build(),
             stats,
         })
     }
@@ -82,11 +78,6 @@ impl WasmPolicy {
     /// The plugin's counters.
     pub fn stats(&self) -> &Arc<PluginStats> {
         &self.stats
-    }
-
-    /// Whether the plugin failed and the built-in policy has taken over.
-    pub fn fell_back(&self) -> bool {
-        self.live.is_none()
     }
 
     /// Runs `f` on the live instance under a deadline; on failure, counts it, drops
@@ -108,7 +99,7 @@ impl WasmPolicy {
             Ok(v) => Some(v),
             Err(e) => {
                 let why = classify(&e, &self.stats);
-                tracing::error!(plugin = %self.name, call = what, error = %format!("{e:#}"), "eviction policy {why}; the built-in policy takes over");
+                tracing::error!(plugin = %self.name, call = what, error = %format!("{e:#}"), "eviction policy {why}");
                 self.live = None;
                 None
             }
@@ -117,18 +108,14 @@ impl WasmPolicy {
 
     fn wrong_answer(&mut self, what: &str, got: usize, want: usize) {
         PluginStats::bump(&self.stats.bad_answers);
-        tracing::error!(plugin = %self.name, call = what, got, want, "eviction policy answered wrongly; the built-in policy takes over");
+        tracing::error!(plugin = %self.name, call = what, got, want, "eviction policy answered with the wrong number of results");
         self.live = None;
     }
 }
 
 impl EvictionPolicy for WasmPolicy {
     fn name(&self) -> &str {
-        if self.live.is_some() {
-            &self.name
-        } else {
-            self.fallback.name()
-        }
+        &self.name
     }
 
     fn on_insert(&mut self, ids: &[u64]) {
@@ -136,7 +123,6 @@ impl EvictionPolicy for WasmPolicy {
     }
 
     fn on_insert_keys(&mut self, ids: &[u64], keys: &[&[u8]]) {
-        self.fallback.on_insert(ids);
         let batch: Vec<Inserted> = ids
             .iter()
             .zip(keys)
@@ -155,14 +141,12 @@ impl EvictionPolicy for WasmPolicy {
     }
 
     fn on_access(&mut self, ids: &[u64]) {
-        self.fallback.on_access(ids);
         self.call("on-access", |p, s| {
             p.caskade_plugin_eviction_policy().call_on_access(s, ids)
         });
     }
 
     fn on_remove(&mut self, ids: &[u64]) {
-        self.fallback.on_remove(ids);
         self.call("on-remove", |p, s| {
             p.caskade_plugin_eviction_policy().call_on_remove(s, ids)
         });
@@ -173,15 +157,9 @@ impl EvictionPolicy for WasmPolicy {
         match self.call("victims", |p, s| {
             p.caskade_plugin_eviction_policy().call_victims(s, asked)
         }) {
-            Some(v) if v.len() <= n => {
-                self.fallback.on_remove(&v);
-                out.extend(v);
-            }
-            Some(v) => {
-                self.wrong_answer("victims", v.len(), n);
-                self.fallback.victims(n, out);
-            }
-            None => self.fallback.victims(n, out),
+            Some(v) if v.len() <= n => out.extend(v),
+            Some(v) => self.wrong_answer("victims", v.len(), n),
+            None => {}
         }
     }
 
@@ -190,25 +168,20 @@ impl EvictionPolicy for WasmPolicy {
             p.caskade_plugin_eviction_policy()
                 .call_keep_on_reclaim(s, ids)
         }) {
-            Some(v) if v.len() == ids.len() => {
-                let dropped: Vec<u64> = ids
-                    .iter()
-                    .zip(&v)
-                    .filter(|(_, keep)| !**keep)
-                    .map(|(id, _)| *id)
-                    .collect();
-                self.fallback.on_remove(&dropped);
-                out.extend(v);
-            }
+            Some(v) if v.len() == ids.len() => out.extend(v),
             Some(v) => {
                 self.wrong_answer("keep-on-reclaim", v.len(), ids.len());
-                self.fallback.keep_on_reclaim(ids, out);
+                out.extend(ids.iter().map(|_| true));
             }
-            None => self.fallback.keep_on_reclaim(ids, out),
+            None => out.extend(ids.iter().map(|_| true)),
         }
     }
 
     fn memory_bytes(&self) -> usize {
-        self.fallback.memory_bytes()
+        0
+    }
+
+    fn failed(&self) -> bool {
+        self.live.is_none()
     }
 }

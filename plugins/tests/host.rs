@@ -242,7 +242,6 @@ fn prefix_priority_example_protects_prefixes_in_the_engine() {
             &c2,
             &settings(&[("protected_prefixes", "session:")]),
             limits(50),
-            PolicyKind::Sieve,
             s2.clone(),
         )
         .expect("policy");
@@ -287,27 +286,28 @@ fn a_trapping_policy_hands_over_to_the_built_in_one() {
         .compile("trapping-policy", &from_wat(&wat, "eviction-policy-plugin"))
         .expect("compiles");
     let stats = Arc::new(PluginStats::default());
-    let mut p = WasmPolicy::new(
-        &rt,
-        "trapping",
-        &c,
-        &[],
-        limits(50),
-        PolicyKind::Fifo,
-        stats.clone(),
-    )
-    .expect("policy");
-    p.on_insert_keys(&[16, 32, 48], &[b"a", b"b", b"c"]);
-    let mut v = Vec::new();
-    p.victims(2, &mut v);
-    assert_eq!(
-        v,
-        vec![16, 32],
-        "the FIFO fallback answers, with the history it shadowed"
-    );
-    assert!(p.fell_back());
-    assert_eq!(p.name(), "fifo");
+    let mut o = Options::new("/db");
+    o.storage = Arc::new(FaultStorage::new());
+    o.fsync = Fsync::Never;
+    o.max_keys = Some(3);
+    o.eviction = PolicyKind::Fifo;
+    let (rt2, s2) = (rt.clone(), stats.clone());
+    o.policy_factory = Some(Arc::new(move || {
+        let p = WasmPolicy::new(&rt2, "trapping", &c, &[], limits(50), s2.clone()).expect("policy");
+        Box::new(p) as Box<dyn EvictionPolicy>
+    }));
+    let e = Engine::open(o).expect("open");
+    for k in ["a", "b", "c", "d", "e"] {
+        e.put(0, k.as_bytes(), b"v", None).expect("put never fails");
+        assert!(e.total_len() <= 3, "max_keys holds through the failure");
+    }
+    // The plugin trapped on its first victims call; the built-in FIFO, told of every
+    // key (in index order: it cannot know their age), took over. Keys inserted after
+    // the hand-over are the newest it knows.
     assert_eq!(stats.traps.load(Ordering::Relaxed), 1);
+    assert_eq!(e.stats().policy, "fifo");
+    assert_eq!(e.total_len(), 3);
+    assert!(e.exists(0, b"e").expect("exists"));
 }
 
 #[test]

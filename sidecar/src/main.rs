@@ -69,10 +69,9 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         opts.max_keys = cfg.storage.max_keys;
         opts.eviction = cfg.storage.eviction_policy;
         opts.compaction_garbage_ratio = cfg.storage.compaction_garbage_ratio;
-        let plugins =
-            plugins::Plugins::new(&cfg.plugins, &cfg.storage.dir, cfg.storage.eviction_policy)
-                .context("loading plugins")?
-                .map(Arc::new);
+        let plugins = plugins::Plugins::new(&cfg.plugins, &cfg.storage.dir)
+            .context("loading plugins")?
+            .map(Arc::new);
         if let Some(p) = &plugins {
             opts.compaction_filter = p
                 .load_filter()

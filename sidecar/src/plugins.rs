@@ -1,12 +1,13 @@
 //! Loads the configured WebAssembly plugins into the engine and keeps them current: a
 //! plugin file replaced on disk (checked every second) or a SIGHUP reloads it. A new
 //! filter is swapped in atomically (compactions in flight finish their batch on the old
-//! one); a new policy is seeded with every key and then swapped in. A plugin that fails
+//! one); a new policy is seeded with every key and then swapped in. A policy plugin
+//! that fails is replaced by the engine with the built-in `storage.eviction_policy`. A plugin that fails
 //! to load at start is a startup error; one that fails to reload leaves the old one in
 //! place.
 
 use crate::config::{PluginConfig, PluginsConfig};
-use caskade_engine::{Engine, EvictionPolicy, PolicyKind};
+use caskade_engine::{Engine, EvictionPolicy};
 use caskade_plugins::{Limits, PluginStats, Runtime, WasmFilter, WasmPolicy};
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,6 @@ pub struct Plugins {
     runtime: Runtime,
     filter: Option<PluginConfig>,
     policy: Option<PluginConfig>,
-    fallback: PolicyKind,
     watch: bool,
     /// Counters of the filter and the policy (kept across reloads).
     pub filter_stats: Arc<PluginStats>,
@@ -45,11 +45,7 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 
 impl Plugins {
     /// `None` when no plugin is configured.
-    pub fn new(
-        cfg: &PluginsConfig,
-        data_dir: &Path,
-        fallback: PolicyKind,
-    ) -> anyhow::Result<Option<Plugins>> {
+    pub fn new(cfg: &PluginsConfig, data_dir: &Path) -> anyhow::Result<Option<Plugins>> {
         if cfg.compaction_filter.is_none() && cfg.eviction_policy.is_none() {
             return Ok(None);
         }
@@ -63,7 +59,6 @@ impl Plugins {
             runtime: Runtime::new(Some(&cache))?,
             filter: cfg.compaction_filter.clone(),
             policy: cfg.eviction_policy.clone(),
-            fallback,
             watch: cfg.watch.unwrap_or(true),
             filter_stats: Arc::default(),
             policy_stats: Arc::default(),
@@ -116,7 +111,6 @@ impl Plugins {
             &component,
             &p.settings,
             limits(p),
-            self.fallback,
             self.policy_stats.clone(),
         )?;
         Ok(Some(Box::new(policy)))

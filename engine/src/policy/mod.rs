@@ -47,6 +47,12 @@ pub trait EvictionPolicy: Send {
     fn keep_on_reclaim(&mut self, ids: &[u64], out: &mut Vec<bool>);
     /// Heap bytes the policy holds, for stats.
     fn memory_bytes(&self) -> usize;
+    /// Whether the policy can no longer do its job (a plugin that failed). The engine
+    /// then replaces it with the built-in policy of `Options::eviction`, told of every
+    /// key.
+    fn failed(&self) -> bool {
+        false
+    }
 }
 
 /// The built-in policies, by name.
