@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 
 struct Live {
     store: Store<HostState>,
@@ -52,14 +52,7 @@ impl WasmFilter {
         limits: Limits,
         stats: Arc<PluginStats>,
     ) -> Result<WasmFilter, Error> {
-        let linker = Linker::<HostState>::new(runtime.engine());
-        let pre = linker
-            .instantiate_pre(component)
-            .and_then(CompactionFilterPluginPre::new)
-            .map_err(|e| Error::Invalid {
-                name: name.to_string(),
-                reason: format!("{e:#}"),
-            })?;
+        let pre = runtime.prepare(name, component, CompactionFilterPluginPre::new)?;
         let f = WasmFilter {
             name: name.to_string(),
             runtime: runtime.clone(),

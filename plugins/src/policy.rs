@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use wasmtime::Store;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 
 struct Live {
     store: Store<HostState>,
@@ -41,14 +41,7 @@ impl WasmPolicy {
         limits: Limits,
         stats: Arc<PluginStats>,
     ) -> Result<WasmPolicy, Error> {
-        let linker = Linker::<HostState>::new(runtime.engine());
-        let pre = linker
-            .instantiate_pre(component)
-            .and_then(EvictionPolicyPluginPre::new)
-            .map_err(|e| Error::Invalid {
-                name: name.to_string(),
-                reason: format!("{e:#}"),
-            })?;
+        let pre = runtime.prepare(name, component, EvictionPolicyPluginPre::new)?;
         let mut store = runtime.store(&limits, &stats);
         let init_err = |reason: String| Error::Init {
             name: name.to_string(),

@@ -8,7 +8,7 @@ use crate::stats::PluginStats;
 use std::path::Path;
 
 use std::time::Duration;
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 
 const TICK: Duration = Duration::from_millis(1);
@@ -70,10 +70,6 @@ impl Runtime {
         Ok(Runtime { engine })
     }
 
-    pub(crate) fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// Reads and compiles a plugin file. A core module (what `cargo build --target
     /// wasm32-unknown-unknown` produces) is turned into a component first, using the
     /// WIT world it carries.
@@ -102,6 +98,23 @@ impl Runtime {
             bytes
         };
         Component::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))
+    }
+
+    /// Links `component` against nothing (plugins get no imports) and checks it against
+    /// a world with `typed` (the world's generated `...Pre::new`).
+    pub(crate) fn prepare<P>(
+        &self,
+        name: &str,
+        component: &Component,
+        typed: impl FnOnce(InstancePre<HostState>) -> wasmtime::Result<P>,
+    ) -> Result<P, Error> {
+        Linker::<HostState>::new(&self.engine)
+            .instantiate_pre(component)
+            .and_then(typed)
+            .map_err(|e| Error::Invalid {
+                name: name.to_string(),
+                reason: format!("{e:#}"),
+            })
     }
 
     pub(crate) fn store(&self, limits: &Limits, stats: &PluginStats) -> Store<HostState> {

@@ -1,7 +1,8 @@
 //! An eviction policy: SIEVE (NSDI'24; insertion order, a visited bit, a moving hand)
 //! for ordinary keys, while keys starting with one of the `protected_prefixes`
 //! (comma-separated setting) are evicted only when no ordinary key is left. With no
-//! protected prefixes it is plain SIEVE.
+//! protected prefixes it is plain SIEVE. A plugin is standalone WebAssembly, so it
+//! carries its own list and hasher rather than the engine's.
 
 use caskade_plugin_sdk::{
     EvictionPolicy, Inserted, PluginError, Settings, export_eviction_policy, setting,
