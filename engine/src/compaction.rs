@@ -11,7 +11,7 @@ use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::eviction::evict_record;
 use crate::filter::{FilterRecord, Verdict};
-use crate::format::record::{self, Kind, NAMESPACES};
+use crate::format::record::{self, Header, Kind, NAMESPACES};
 use crate::io::join;
 use crate::keydir::{Slot, coarse_expiry};
 use crate::maintenance::Stopper;
@@ -34,10 +34,17 @@ pub(crate) enum Mode {
     Reclaim,
 }
 
-/// One record read from the segment being rewritten.
+/// One record read from the segment being rewritten (its CRC checked by the walk).
 struct Pending {
     off: u32,
+    header: Header,
     bytes: Vec<u8>,
+}
+
+impl Pending {
+    fn rec(&self) -> record::RecordRef<'_> {
+        record::parts(&self.bytes, self.header)
+    }
 }
 
 impl Inner {
@@ -135,19 +142,10 @@ impl Inner {
                 return;
             }
             if let Found::Record(r) = found {
-                let mut bytes = Vec::with_capacity(r.header.total_len());
-                record::encode_into(
-                    &mut bytes,
-                    r.header.kind,
-                    r.header.ns,
-                    r.key,
-                    r.meta,
-                    r.value,
-                    r.header.expire_at_ms,
-                );
                 batch.push(Pending {
                     off: off as u32,
-                    bytes,
+                    header: r.header,
+                    bytes: r.raw.to_vec(),
                 });
             }
             if batch.len() == BATCH
@@ -186,9 +184,7 @@ impl Inner {
         // Sort the batch into live puts (the index points at them) and the rest.
         let mut live: Vec<(usize, u64)> = Vec::new();
         for (i, p) in batch.iter().enumerate() {
-            let Some(r) = record::decode(&p.bytes) else {
-                continue;
-            };
+            let r = p.rec();
             if r.header.kind != Kind::Put || r.header.ns >= NAMESPACES {
                 continue;
             }
@@ -220,15 +216,15 @@ impl Inner {
             let kept: Vec<usize> = (0..live.len()).filter(|&j| keep[j]).collect();
             let records: Vec<FilterRecord<'_>> = kept
                 .iter()
-                .filter_map(|&j| {
-                    let r = record::decode(&batch[live[j].0].bytes)?;
-                    Some(FilterRecord {
+                .map(|&j| {
+                    let r = batch[live[j].0].rec();
+                    FilterRecord {
                         ns: r.header.ns,
                         key: r.key,
                         value_len: r.header.value_len,
                         expire_at_ms: (r.header.expire_at_ms != 0).then_some(r.header.expire_at_ms),
                         meta: r.meta,
-                    })
+                    }
                 })
                 .collect();
             let mut out = Vec::with_capacity(records.len());
@@ -249,9 +245,7 @@ impl Inner {
         let mut w = self.lock_writer()?;
         for (j, &(i, id)) in live.iter().enumerate() {
             let p = &batch[i];
-            let Some(r) = record::decode(&p.bytes) else {
-                continue;
-            };
+            let r = p.rec();
             let ns = r.header.ns;
             let Some(kd) = self.keydirs[ns as usize].get() else {
                 continue;
@@ -317,9 +311,7 @@ impl Inner {
         // key; an expired put whose key is gone gets a tombstone for the same reason.
         if older_exists {
             for p in batch.iter() {
-                let Some(r) = record::decode(&p.bytes) else {
-                    continue;
-                };
+                let r = p.rec();
                 let h = r.header;
                 if h.ns >= NAMESPACES {
                     continue;

@@ -113,6 +113,8 @@ impl Header {
 #[derive(Debug)]
 pub(crate) struct RecordRef<'a> {
     pub header: Header,
+    /// The whole encoded record.
+    pub raw: &'a [u8],
     pub key: &'a [u8],
     pub meta: &'a [u8],
     pub value: &'a [u8],
@@ -159,14 +161,20 @@ pub(crate) fn decode(b: &[u8]) -> Option<RecordRef<'_>> {
     if header.total_len() != b.len() || !crc_ok(b) {
         return None;
     }
+    Some(parts(b, header))
+}
+
+/// The parts of a record that [`decode`] already checked, from its bytes and header.
+pub(crate) fn parts(b: &[u8], header: Header) -> RecordRef<'_> {
     let k = HEADER_LEN + header.key_len as usize;
     let m = k + header.meta_len as usize;
-    Some(RecordRef {
+    RecordRef {
         header,
+        raw: b,
         key: &b[HEADER_LEN..k],
         meta: &b[k..m],
         value: &b[m..],
-    })
+    }
 }
 
 /// Whether the CRC at the start of `b` matches the rest of `b`.
