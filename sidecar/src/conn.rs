@@ -64,10 +64,6 @@ where
         loop {
             match parser.next(&mut inbuf) {
                 Ok(Some(args)) => {
-                    if let Some(name) = args.first() {
-                        let mut info = client.info.lock();
-                        info.last_cmd = String::from_utf8_lossy(name).to_ascii_lowercase();
-                    }
                     // Under fsync always a write waits for the disk: tell the runtime, so
                     // other connections keep their worker threads meanwhile.
                     let reply = if waits_for_fsync {

@@ -73,7 +73,7 @@ pub struct ClientInfo {
     /// See `lib_name`.
     pub lib_ver: String,
     /// Last command's name.
-    pub last_cmd: String,
+    pub last_cmd: &'static str,
 }
 
 /// One connected client, as the registry holds it.

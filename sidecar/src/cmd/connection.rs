@@ -204,7 +204,7 @@ fn client_line(c: &ClientHandle) -> String {
         if info.last_cmd.is_empty() {
             "NULL"
         } else {
-            &info.last_cmd
+            info.last_cmd
         },
         info.resp,
         info.lib_name,

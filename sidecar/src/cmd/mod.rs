@@ -162,6 +162,8 @@ pub fn dispatch(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply
     let Some((index, spec)) = lookup_indexed(name) else {
         return unknown_command(name, &args[1..]);
     };
+    // A static name: CLIENT LIST's cmd= field costs no allocation per command.
+    session.client.info.lock().last_cmd = spec.name;
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
         return Reply::err("NOAUTH Authentication required.");
     }
