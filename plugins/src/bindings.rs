@@ -14,3 +14,11 @@ pub(crate) mod policy {
         world: "eviction-policy-plugin",
     });
 }
+
+pub(crate) mod fetcher {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "origin-fetcher-plugin",
+        exports: { default: async },
+    });
+}

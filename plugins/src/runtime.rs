@@ -70,6 +70,10 @@ impl Runtime {
         Ok(Runtime { engine })
     }
 
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// Reads and compiles a plugin file. A core module (what `cargo build --target
     /// wasm32-unknown-unknown` produces) is turned into a component first, using the
     /// WIT world it carries.

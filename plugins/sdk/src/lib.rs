@@ -1,16 +1,26 @@
-//! Write a caskade plugin in Rust: implement [`CompactionFilter`] or
-//! [`EvictionPolicy`] for a type, invoke [`export_compaction_filter!`] or
-//! [`export_eviction_policy!`] once, and build for a wasm32 target. The bindings come
-//! from `wit/caskade-plugin.wit`; this crate hides them behind plain Rust types.
+//! Write a caskade plugin in Rust: implement [`CompactionFilter`], [`EvictionPolicy`] or
+//! [`OriginFetcher`] for a type, invoke [`export_compaction_filter!`],
+//! [`export_eviction_policy!`] or [`export_origin_fetcher!`] once, and build for a
+//! wasm32 target. The bindings come from `wit/caskade-plugin.wit`; this crate hides them
+//! behind plain Rust types.
 //!
-//! Enable the crate feature of the plugin kind (`filter` or `policy`): each compiles
-//! the bindings of one world, and a plugin is exactly one kind.
+//! Enable the crate feature of the plugin kind (`filter`, `policy` or `fetcher`): each
+//! compiles the bindings of one world, and a plugin is exactly one kind. The `http`
+//! feature adds [`http`], a small blocking HTTP client over `wasi:http` for fetchers
+//! (build those for `wasm32-wasip2`).
 
 // The generated bindings name this crate by its path, from inside it too.
 extern crate self as caskade_plugin_sdk;
 
-#[cfg(all(feature = "filter", feature = "policy"))]
-compile_error!("a plugin is one kind: enable either the `filter` or the `policy` feature");
+#[cfg(any(
+    all(feature = "filter", feature = "policy"),
+    all(feature = "filter", feature = "fetcher"),
+    all(feature = "policy", feature = "fetcher"),
+))]
+compile_error!("a plugin is one kind: enable one of the `filter`, `policy` and `fetcher` features");
+
+#[cfg(feature = "http")]
+pub mod http;
 
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
@@ -163,5 +173,68 @@ macro_rules! export_eviction_policy {
             }
         }
         $crate::policy::export_policy_world!(__CaskadePolicy);
+    };
+}
+
+/// The origin-fetcher world's bindings and the trait a fetcher implements.
+#[cfg(feature = "fetcher")]
+pub mod fetcher {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "origin-fetcher-plugin",
+        pub_export_macro: true,
+        export_macro_name: "export_fetcher_world",
+        default_bindings_module: "caskade_plugin_sdk::fetcher",
+        runtime_path: "caskade_plugin_sdk::__wit_bindgen::rt",
+    });
+
+    pub use caskade::plugin::types::PluginError;
+    pub use exports::caskade::plugin::origin_fetcher::{CachedEntry, FetchOutcome, FreshValue};
+}
+
+#[cfg(feature = "fetcher")]
+pub use fetcher::{CachedEntry, FetchOutcome, FreshValue, PluginError};
+
+/// An origin fetcher: one value lives per plugin instance, built from its route's
+/// settings; caskade calls one `fetch` at a time on it.
+#[cfg(feature = "fetcher")]
+pub trait OriginFetcher: Sized + 'static {
+    /// Builds the fetcher from its route's settings.
+    fn init(settings: &Settings) -> Result<Self, PluginError>;
+    /// Fetches `key` (route prefix included). With `cached`, revalidate: send its ETag
+    /// and answer [`FetchOutcome::NotModified`] if the origin says it is unchanged.
+    fn fetch(&mut self, key: &[u8], cached: Option<CachedEntry>)
+    -> Result<FetchOutcome, PluginError>;
+}
+
+/// Exports an [`OriginFetcher`] implementation as the plugin's origin fetcher.
+#[cfg(feature = "fetcher")]
+#[macro_export]
+macro_rules! export_origin_fetcher {
+    ($t:ty) => {
+        struct __CaskadeFetcher;
+        ::std::thread_local! {
+            static __CASKADE_FETCHER: ::core::cell::RefCell<Option<$t>> =
+                const { ::core::cell::RefCell::new(None) };
+        }
+        impl $crate::fetcher::exports::caskade::plugin::origin_fetcher::Guest for __CaskadeFetcher {
+            fn init(
+                settings: ::std::vec::Vec<(String, String)>,
+            ) -> Result<(), $crate::PluginError> {
+                let f = <$t as $crate::OriginFetcher>::init(&settings)?;
+                __CASKADE_FETCHER.with(|c| *c.borrow_mut() = Some(f));
+                Ok(())
+            }
+            fn fetch(
+                key: ::std::vec::Vec<u8>,
+                cached: Option<$crate::CachedEntry>,
+            ) -> Result<$crate::FetchOutcome, $crate::PluginError> {
+                __CASKADE_FETCHER.with(|c| match c.borrow_mut().as_mut() {
+                    Some(f) => $crate::OriginFetcher::fetch(f, &key, cached),
+                    None => Err($crate::PluginError::Failed("fetch before init".into())),
+                })
+            }
+        }
+        $crate::fetcher::export_fetcher_world!(__CaskadeFetcher);
     };
 }

@@ -1,0 +1,345 @@
+//! Origin fetchers with real plugins (built from source by plugins/build.sh) against a
+//! local HTTP origin: what the HTTP example makes of each answer, the host gate that
+//! refuses hosts a route does not allow, timeouts, and misbehaving fetchers that trap,
+//! loop or grab memory without taking the host down.
+
+#[path = "../../tests/common/origin.rs"]
+mod origin;
+
+use caskade_plugins::{
+    Cached, Error, FetchError, FetcherOptions, HostRule, Outcome, PluginStats, Runtime, WasmFetcher,
+};
+use origin::{Item, Origin};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+fn example(name: &str) -> PathBuf {
+    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")).join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash plugins/build.sh` (tests/run.sh does)",
+        p.display()
+    );
+    p
+}
+
+fn options(settings: &[(&str, &str)], hosts: &[&str], timeout_ms: u64) -> FetcherOptions {
+    FetcherOptions {
+        settings: settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        allowed_hosts: hosts
+            .iter()
+            .map(|h| HostRule::parse(h).expect("rule"))
+            .collect(),
+        timeout: Duration::from_millis(timeout_ms),
+        memory_bytes: 32 << 20,
+        max_concurrent: 4,
+    }
+}
+
+async fn http_fetcher(origin: &Origin, extra: &[(&str, &str)], timeout_ms: u64) -> WasmFetcher {
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("http_fetcher.wasm")).expect("load");
+    let base = format!("{}/items/", origin.url());
+    let mut settings = vec![("base_url", base.as_str()), ("strip_prefix", "item:")];
+    settings.extend_from_slice(extra);
+    let host = format!("127.0.0.1:{}", origin.port);
+    WasmFetcher::new(
+        &rt,
+        "http_fetcher",
+        &component,
+        options(&settings, &[&host], timeout_ms),
+        Arc::new(PluginStats::default()),
+    )
+    .await
+    .expect("fetcher")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_fetcher_maps_origin_answers() {
+    let origin = Origin::start();
+    origin.put("a", b"alpha", Some("\"v1\""));
+    let f = http_fetcher(&origin, &[], 5_000).await;
+
+    let got = f.fetch(b"item:a", None).await.expect("fresh");
+    assert_eq!(
+        got,
+        Outcome::Fresh {
+            value: b"alpha".to_vec(),
+            ttl_ms: None,
+            etag: Some("\"v1\"".into())
+        }
+    );
+    // Revalidation sends the ETag; the origin says unchanged.
+    let cached = Cached {
+        etag: Some("\"v1\"".into()),
+        age_ms: 10,
+    };
+    let got = f.fetch(b"item:a", Some(cached)).await.expect("304");
+    assert_eq!(got, Outcome::NotModified { ttl_ms: None });
+    assert_eq!(
+        origin.if_none_match("/items/a"),
+        vec![None, Some("\"v1\"".to_string())]
+    );
+    // A stale ETag gets the new value.
+    origin.put("a", b"alpha2", Some("\"v2\""));
+    let cached = Cached {
+        etag: Some("\"v1\"".into()),
+        age_ms: 10,
+    };
+    match f.fetch(b"item:a", Some(cached)).await.expect("200") {
+        Outcome::Fresh { value, etag, .. } => {
+            assert_eq!((value, etag), (b"alpha2".to_vec(), Some("\"v2\"".into())));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        f.fetch(b"item:nope", None).await,
+        Ok(Outcome::NotFound { ttl_ms: None })
+    );
+    // Key bytes that are not URL-safe are percent-encoded.
+    origin.put("a%20b%2Fc", b"spaced", None);
+    assert!(
+        matches!(f.fetch(b"item:a b/c", None).await, Ok(Outcome::Fresh { value, .. }) if value == b"spaced")
+    );
+    // Cache-Control max-age sets the TTL.
+    origin.put_item(
+        "cc",
+        Item {
+            body: b"x".to_vec(),
+            etag: None,
+            cache_control: Some("public, max-age=42".into()),
+        },
+    );
+    assert!(matches!(
+        f.fetch(b"item:cc", None).await,
+        Ok(Outcome::Fresh {
+            ttl_ms: Some(42_000),
+            ..
+        })
+    ));
+    assert_eq!(f.stats().calls.load(Ordering::Relaxed), 6);
+    assert_eq!(f.stats().failures(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_errors_are_errors_and_json_is_checked() {
+    let origin = Origin::start();
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("http_fetcher.wasm")).expect("load");
+    let host = format!("127.0.0.1:{}", origin.port);
+    let fail = WasmFetcher::new(
+        &rt,
+        "f",
+        &component,
+        options(
+            &[("base_url", &format!("{}/fail/", origin.url()))],
+            &[&host],
+            5_000,
+        ),
+        Arc::default(),
+    )
+    .await
+    .expect("fetcher");
+    match fail.fetch(b"k", None).await {
+        Err(FetchError::Failed(m)) => assert!(m.contains("500"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+
+    let json = http_fetcher(
+        &origin,
+        &[("format", "json"), ("json_pointer", "/user/name")],
+        5_000,
+    )
+    .await;
+    origin.put("u1", br#"{"user":{"name":"ada","age":36}}"#, None);
+    origin.put("u2", b"not json", None);
+    origin.put("u3", br#"{"user":{}}"#, None);
+    assert!(
+        matches!(json.fetch(b"item:u1", None).await, Ok(Outcome::Fresh { value, .. }) if value == b"ada")
+    );
+    match json.fetch(b"item:u2", None).await {
+        Err(FetchError::Failed(m)) => assert!(m.contains("not JSON"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    match json.fetch(b"item:u3", None).await {
+        Err(FetchError::Failed(m)) => assert!(m.contains("/user/name"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_fail_at_load() {
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("http_fetcher.wasm")).expect("load");
+    for (settings, needle) in [
+        (vec![], "base_url is required"),
+        (vec![("base_url", "ftp://x/")], "http://"),
+        (vec![("base_url", "http://x/"), ("format", "xml")], "format"),
+    ] {
+        match WasmFetcher::new(
+            &rt,
+            "f",
+            &component,
+            options(&settings, &[], 1_000),
+            Arc::default(),
+        )
+        .await
+        {
+            Err(Error::Init { reason, .. }) => assert!(reason.contains(needle), "{reason}"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("{settings:?} accepted"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_the_route_does_not_allow_are_refused() {
+    let origin = Origin::start();
+    origin.put("a", b"alpha", None);
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("http_fetcher.wasm")).expect("load");
+    // Allowed: another port on the same address, and the name instead of the address.
+    let f = WasmFetcher::new(
+        &rt,
+        "f",
+        &component,
+        options(
+            &[("base_url", &format!("{}/items/", origin.url()))],
+            &["127.0.0.1:1", &format!("localhost:{}", origin.port)],
+            5_000,
+        ),
+        Arc::default(),
+    )
+    .await
+    .expect("fetcher");
+    match f.fetch(b"a", None).await {
+        Err(FetchError::Refused { host }) => {
+            assert_eq!(host, format!("127.0.0.1:{}", origin.port));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(origin.total(), 0, "a refused request never leaves the host");
+    // The instance is fine afterwards (a refusal is not a crash).
+    assert_eq!(f.stats().failures(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_origins_time_out_and_the_fetcher_recovers() {
+    let origin = Origin::start();
+    origin.put("a", b"alpha", None);
+    origin.set_slow_ms(3_000);
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("http_fetcher.wasm")).expect("load");
+    let host = format!("127.0.0.1:{}", origin.port);
+    let slow = WasmFetcher::new(
+        &rt,
+        "f",
+        &component,
+        options(
+            &[("base_url", &format!("{}/slow/", origin.url()))],
+            &[&host],
+            300,
+        ),
+        Arc::default(),
+    )
+    .await
+    .expect("fetcher");
+    let t = Instant::now();
+    assert_eq!(slow.fetch(b"a", None).await, Err(FetchError::Timeout(300)));
+    assert!(
+        t.elapsed() < Duration::from_millis(2_000),
+        "{:?}",
+        t.elapsed()
+    );
+    let fast = http_fetcher(&origin, &[], 300).await;
+    assert!(matches!(
+        fast.fetch(b"item:a", None).await,
+        Ok(Outcome::Fresh { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_fetchers_are_contained() {
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("misbehave_fetcher.wasm")).expect("load");
+    let stats = Arc::new(PluginStats::default());
+    let f = WasmFetcher::new(&rt, "m", &component, options(&[], &[], 400), stats.clone())
+        .await
+        .expect("fetcher");
+    assert!(matches!(
+        f.fetch(b"trap-1", None).await,
+        Err(FetchError::Crashed {
+            what: "trapped",
+            ..
+        })
+    ));
+    assert_eq!(
+        f.fetch(b"loop-1", None).await,
+        Err(FetchError::Timeout(400))
+    );
+    assert!(matches!(
+        f.fetch(b"hog-1", None).await,
+        Err(FetchError::Crashed {
+            what: "memory limit reached",
+            ..
+        })
+    ));
+    assert!(
+        matches!(f.fetch(b"fail-1", None).await, Err(FetchError::Failed(m)) if m.contains("on purpose"))
+    );
+    assert_eq!(
+        f.fetch(b"ok", None).await,
+        Ok(Outcome::Fresh {
+            value: b"fetched:ok".to_vec(),
+            ttl_ms: None,
+            etag: None
+        })
+    );
+    assert_eq!(stats.traps.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.timeouts.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.memory_refusals.load(Ordering::Relaxed), 1);
+    // A looping fetcher yields while it spins: other fetches run meanwhile, even on a
+    // single worker thread.
+    let looping = f.fetch(b"loop-2", None);
+    let quick = async {
+        let t = Instant::now();
+        let r = f.fetch(b"quick", None).await;
+        (r, t.elapsed())
+    };
+    let (slow, (fast, took)) = tokio::join!(looping, quick);
+    assert_eq!(slow, Err(FetchError::Timeout(400)));
+    assert!(
+        fast.is_ok() && took < Duration::from_millis(300),
+        "{fast:?} {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_fetches_share_a_bounded_pool() {
+    let origin = Origin::start();
+    for i in 0..32 {
+        origin.put(&format!("k{i}"), format!("v{i}").as_bytes(), None);
+    }
+    let f = Arc::new(http_fetcher(&origin, &[], 10_000).await);
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            f.fetch(format!("item:k{i}").as_bytes(), None).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.expect("join") {
+            Ok(Outcome::Fresh { value, .. }) => assert_eq!(value, format!("v{i}").into_bytes()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(origin.total(), 32);
+    // At most max_concurrent instances were ever made (one at load, three more).
+    assert!(f.stats().instances.load(Ordering::Relaxed) <= 4);
+}
