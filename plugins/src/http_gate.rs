@@ -41,7 +41,11 @@ impl HostRule {
         if host.is_empty() || host.contains('/') || host.contains(' ') {
             return Err(bad("not a host name"));
         }
-        if host.contains('*') && !(host.starts_with("*.") && !host[2..].contains('*')) {
+        let stars_ok = match host.strip_prefix("*.") {
+            Some(domain) => !domain.is_empty() && !domain.contains('*'),
+            None => !host.contains('*'),
+        };
+        if !stars_ok {
             return Err(bad("only a leading '*.' wildcard is allowed"));
         }
         let port = match port {
