@@ -24,6 +24,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// WebAssembly plugins.
     pub plugins: PluginsConfig,
+    /// Read-through routes: key prefixes filled from an origin on a miss.
+    pub read_through: ReadThroughConfig,
     /// Client limits.
     pub limits: Limits,
     /// Logging.
@@ -104,6 +106,91 @@ fn de_settings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>,
     map.iter().map(|(k, v)| Ok((text(k)?, text(v)?))).collect()
 }
 
+/// Read-through caching: routes from key prefixes to origin fetcher plugins.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadThroughConfig {
+    /// The routes; a key takes the route with the longest matching prefix.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// One read-through route. Durations are written with a unit: `500ms`, `30s`, `5m`,
+/// `1h`, `1d` (or `0`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Keys starting with this (in any database) are filled from the origin on a miss.
+    pub prefix: String,
+    /// The fetcher plugin (`.wasm` component, e.g. the example `http_fetcher.wasm`).
+    pub fetcher: PathBuf,
+    /// Settings handed to the fetcher's `init` (base URL and so on), in order.
+    #[serde(default, deserialize_with = "de_settings")]
+    pub settings: Vec<(String, String)>,
+    /// Hosts the fetcher may reach: `host`, `host:port`, `*.domain`, `[v6]:port`.
+    /// Names are matched as written (`localhost` is not `127.0.0.1`).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// How long a fetched value is fresh, unless the fetcher says otherwise.
+    #[serde(default = "default_ttl", deserialize_with = "de_duration_ms")]
+    pub ttl: u64,
+    /// How long "not found" is remembered (0: not at all).
+    #[serde(default = "default_negative_ttl", deserialize_with = "de_duration_ms")]
+    pub negative_ttl: u64,
+    /// How long past its freshness a value is still served at once while one
+    /// background refresh runs.
+    #[serde(default, deserialize_with = "de_duration_ms")]
+    pub stale_while_revalidate: u64,
+    /// How long past its freshness a value is served when the origin fails.
+    #[serde(default, deserialize_with = "de_duration_ms")]
+    pub stale_if_error: u64,
+    /// How long a stale value (with its ETag) is kept for revalidation; default: `ttl`.
+    /// Never less than `stale_while_revalidate` or `stale_if_error`.
+    #[serde(default, deserialize_with = "de_opt_duration_ms")]
+    pub keep_stale: Option<u64>,
+    /// Longest a fetch may take, waiting for a free fetcher instance included.
+    #[serde(default = "default_fetch_timeout", deserialize_with = "de_duration_ms")]
+    pub timeout: u64,
+    /// Fetches of this route running at once; more wait (within `timeout`).
+    #[serde(default = "default_max_concurrent_fetches")]
+    pub max_concurrent_fetches: usize,
+    /// Most "not found" answers remembered at once (oldest forgotten first).
+    #[serde(default = "default_max_negative_entries")]
+    pub max_negative_entries: usize,
+    /// Most memory one fetcher instance may hold (e.g. `64mb`).
+    #[serde(default = "default_plugin_memory", deserialize_with = "de_size")]
+    pub memory_bytes: u64,
+}
+
+fn default_ttl() -> u64 {
+    60_000
+}
+
+fn default_negative_ttl() -> u64 {
+    10_000
+}
+
+fn default_fetch_timeout() -> u64 {
+    5_000
+}
+
+fn default_max_concurrent_fetches() -> usize {
+    32
+}
+
+fn default_max_negative_entries() -> usize {
+    100_000
+}
+
+impl RouteConfig {
+    /// How long after going stale the entry stays on disk.
+    pub fn keep_stale_ms(&self) -> u64 {
+        self.keep_stale
+            .unwrap_or(self.ttl)
+            .max(self.stale_while_revalidate)
+            .max(self.stale_if_error)
+    }
+}
+
 /// Where and how data is stored.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -164,6 +251,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             storage: StorageConfig::default(),
             plugins: PluginsConfig::default(),
+            read_through: ReadThroughConfig::default(),
             limits: Limits::default(),
             log: LogConfig::default(),
         }
@@ -229,7 +317,7 @@ pub enum ConfigError {
         /// The file, or "command line / environment".
         source_name: String,
         /// The dotted field name.
-        field: &'static str,
+        field: String,
         /// Why.
         reason: String,
     },
@@ -260,9 +348,9 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
-        let bad = |field, reason: String| ConfigError::Invalid {
+        let bad = |field: &str, reason: String| ConfigError::Invalid {
             source_name: source_name.to_string(),
-            field,
+            field: field.to_string(),
             reason,
         };
         let seg = self.storage.segment_bytes;
@@ -313,6 +401,7 @@ impl Config {
                 }
             }
         }
+        self.validate_routes(&bad)?;
         let bulk = self.limits.max_bulk_bytes;
         if bulk == 0 || bulk > caskade_engine::MAX_VALUE_LEN as u64 {
             return Err(bad(
@@ -352,6 +441,94 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    fn validate_routes(
+        &self,
+        bad: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for (i, r) in self.read_through.routes.iter().enumerate() {
+            let field = |name: &str| format!("read_through.routes[{i}].{name}");
+            if !seen.insert(r.prefix.as_str()) {
+                return Err(bad(
+                    &field("prefix"),
+                    format!("'{}' is the prefix of an earlier route too", r.prefix),
+                ));
+            }
+            for h in &r.allowed_hosts {
+                caskade_plugins::HostRule::parse(h).map_err(|e| bad(&field("allowed_hosts"), e))?;
+            }
+            if r.ttl == 0 {
+                return Err(bad(&field("ttl"), "must be more than 0".into()));
+            }
+            if r.timeout == 0 || r.timeout > 600_000 {
+                return Err(bad(
+                    &field("timeout"),
+                    format!("{} ms is outside 1ms..=10m", r.timeout),
+                ));
+            }
+            if r.max_concurrent_fetches == 0 {
+                return Err(bad(
+                    &field("max_concurrent_fetches"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if r.memory_bytes < 1 << 20 {
+                return Err(bad(
+                    &field("memory_bytes"),
+                    format!("{} is under 1 MiB", r.memory_bytes),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration with a unit (`500ms`, `30s`, `5m`, `1h`, `1d`; `0` alone) into
+/// milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    if t == "0" {
+        return Ok(0);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 30s, 5m, 1h)"))?;
+    let mult: u64 = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "" => return Err(format!("'{s}' needs a unit (ms, s, m, h or d)")),
+        other => return Err(format!("unknown duration unit '{other}' in '{s}'")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too long"))
+}
+
+fn de_duration_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Dur {
+        N(u64),
+        S(String),
+    }
+    match Dur::deserialize(d)? {
+        Dur::N(0) => Ok(0),
+        Dur::N(n) => Err(serde::de::Error::custom(format!(
+            "'{n}' needs a unit (ms, s, m, h or d)"
+        ))),
+        Dur::S(s) => parse_duration_ms(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+fn de_opt_duration_ms<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_duration_ms(d).map(Some)
 }
 
 /// Parses a size: a plain number of bytes, or a number with a unit (`k`, `kb`, `kib`,
@@ -480,6 +657,64 @@ mod tests {
             e.starts_with("x.yaml: field `storage.segment_bytes`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn routes_parse_with_durations_and_defaults() {
+        let c = Config::parse(
+            "read_through:\n  routes:\n    - prefix: 'user:'\n      fetcher: /p/http.wasm\n      settings:\n        base_url: http://origin:8080/users/\n      allowed_hosts: [origin:8080]\n      ttl: 30s\n      stale_while_revalidate: 1m\n      timeout: 250ms\n",
+        )
+        .expect("ok");
+        let r = &c.read_through.routes[0];
+        assert_eq!(r.prefix, "user:");
+        assert_eq!(
+            (r.ttl, r.stale_while_revalidate, r.timeout),
+            (30_000, 60_000, 250)
+        );
+        assert_eq!((r.negative_ttl, r.stale_if_error), (10_000, 0));
+        assert_eq!(r.keep_stale_ms(), 60_000);
+        assert_eq!(r.allowed_hosts, vec!["origin:8080".to_string()]);
+        c.validate("c.yaml").expect("valid");
+
+        let e = Config::parse(
+            "read_through:\n  routes:\n    - prefix: a\n      fetcher: f.wasm\n      ttl: 30\n",
+        )
+        .expect_err("no unit");
+        assert!(e.contains("needs a unit") && e.contains("routes[0]"), "{e}");
+        let e = Config::parse(
+            "read_through:\n  routes:\n    - prefix: a\n      fetcher: f.wasm\n      tll: 3s\n",
+        )
+        .expect_err("typo");
+        assert!(e.contains("tll") && e.contains("line 5"), "{e}");
+        let e = Config::parse("read_through:\n  routes:\n    - fetcher: f.wasm\n")
+            .expect_err("no prefix");
+        assert!(e.contains("prefix"), "{e}");
+
+        let mut c = Config::parse(
+            "read_through:\n  routes:\n    - prefix: a\n      fetcher: f.wasm\n      allowed_hosts: ['bad host']\n",
+        )
+        .expect("parses");
+        let e = c.validate("c.yaml").expect_err("bad host").to_string();
+        assert!(
+            e.starts_with("c.yaml: field `read_through.routes[0].allowed_hosts`"),
+            "{e}"
+        );
+        c.read_through.routes[0].allowed_hosts.clear();
+        let dup = c.read_through.routes[0].clone();
+        c.read_through.routes.push(dup);
+        let e = c.validate("c.yaml").expect_err("duplicate").to_string();
+        assert!(e.contains("routes[1].prefix"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("2s"), Ok(2_000));
+        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
+        assert_eq!(parse_duration_ms("1h"), Ok(3_600_000));
+        assert_eq!(parse_duration_ms("0"), Ok(0));
+        assert!(parse_duration_ms("10").is_err());
+        assert!(parse_duration_ms("3 weeks").is_err());
     }
 
     #[test]

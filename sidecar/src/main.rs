@@ -8,6 +8,7 @@ mod config;
 mod conn;
 mod glob;
 mod metrics;
+mod origin;
 mod plugins;
 mod protocol;
 mod server;
@@ -69,9 +70,24 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         opts.max_keys = cfg.storage.max_keys;
         opts.eviction = cfg.storage.eviction_policy;
         opts.compaction_garbage_ratio = cfg.storage.compaction_garbage_ratio;
-        let plugins = plugins::Plugins::new(&cfg.plugins, &cfg.storage.dir)
-            .context("loading plugins")?
-            .map(Arc::new);
+        let plugins =
+            plugins::Plugins::new(&cfg.plugins, &cfg.read_through.routes, &cfg.storage.dir)
+                .context("loading plugins")?
+                .map(Arc::new);
+        let read_through = match &plugins {
+            Some(p) if !cfg.read_through.routes.is_empty() => {
+                let all = vec![true; cfg.read_through.routes.len()];
+                let fetchers = p
+                    .load_fetchers(&all)
+                    .await
+                    .context("loading origin fetcher plugins")?
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                Some(Arc::new(origin::build(&cfg.read_through.routes, fetchers)))
+            }
+            _ => None,
+        };
         if let Some(p) = &plugins {
             opts.compaction_filter = p
                 .load_filter()
@@ -94,7 +110,13 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             .await
             .context("engine recovery task")?
             .with_context(|| format!("opening data directory {}", dir.display()))?;
-        let shared = Arc::new(state::Shared::new(engine, cfg, metrics, plugins.clone()));
+        let shared = Arc::new(state::Shared::new(
+            engine,
+            cfg,
+            metrics,
+            plugins.clone(),
+            read_through,
+        ));
         let _ = admin.shared.set(shared.clone());
         if let Some(p) = plugins {
             tokio::spawn(p.watch(shared.clone()));

@@ -4,14 +4,21 @@
 
 use crate::cmd::COMMANDS;
 use crate::state::Shared;
+use caskade_plugins::PluginStats;
+use metrics::Label;
 use metrics::{Counter, Histogram, counter, gauge, histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::atomic::Ordering;
 
 /// Latency buckets in seconds: 10 µs to 1 s.
 const BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1, 0.25, 0.5, 1.0,
+];
+
+/// Origin fetch buckets in seconds: 0.5 ms to 30 s.
+const FETCH_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// The installed recorder and the per-command handles.
@@ -25,6 +32,10 @@ impl Metrics {
     pub fn install() -> anyhow::Result<Metrics> {
         let handle = PrometheusBuilder::new()
             .set_buckets(BUCKETS)?
+            .set_buckets_for_metric(
+                Matcher::Full("caskade_origin_fetch_duration_seconds".into()),
+                FETCH_BUCKETS,
+            )?
             .install_recorder()?;
         Ok(Metrics {
             handle,
@@ -83,30 +94,33 @@ impl Metrics {
             gauge!("caskade_engine_live_bytes").set(st.live_bytes as f64);
             gauge!("caskade_engine_keys").set(st.keys as f64);
             if let Some(p) = &s.plugins {
-                for (kind, ps) in [
-                    ("compaction_filter", &p.filter_stats),
-                    ("eviction_policy", &p.policy_stats),
-                ] {
-                    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-                    counter!("caskade_plugin_calls_total", "plugin" => kind)
-                        .absolute(get(&ps.calls));
-                    counter!("caskade_plugin_call_microseconds_total", "plugin" => kind)
-                        .absolute(get(&ps.call_nanos) / 1_000);
-                    counter!("caskade_plugin_instances_total", "plugin" => kind)
-                        .absolute(get(&ps.instances));
-                    for (reason, c) in [
-                        ("trap", &ps.traps),
-                        ("timeout", &ps.timeouts),
-                        ("memory", &ps.memory_refusals),
-                        ("bad_answer", &ps.bad_answers),
-                    ] {
-                        counter!("caskade_plugin_failures_total", "plugin" => kind, "reason" => reason).absolute(get(c));
-                    }
-                }
+                plugin_counters(
+                    vec![Label::new("plugin", "compaction_filter")],
+                    &p.filter_stats,
+                );
+                plugin_counters(
+                    vec![Label::new("plugin", "eviction_policy")],
+                    &p.policy_stats,
+                );
                 counter!("caskade_plugin_reloads_total", "result" => "ok")
                     .absolute(p.reloads.load(Ordering::Relaxed));
                 counter!("caskade_plugin_reloads_total", "result" => "failed")
                     .absolute(p.reload_failures.load(Ordering::Relaxed));
+            }
+            if let Some(rt) = &s.read_through {
+                gauge!("caskade_origin_fetches_in_flight").set(rt.in_flight() as f64);
+                for r in rt.routes() {
+                    let route = r.cfg.prefix.clone();
+                    gauge!("caskade_origin_negative_entries", "route" => route.clone())
+                        .set(r.negative.lock().len() as f64);
+                    plugin_counters(
+                        vec![
+                            Label::new("plugin", "origin_fetcher"),
+                            Label::new("route", route),
+                        ],
+                        &r.plugin_stats,
+                    );
+                }
             }
             gauge!("caskade_engine_segments").set(st.segments as f64);
             gauge!("caskade_engine_disk_bytes").set(st.disk_bytes as f64);
@@ -114,5 +128,24 @@ impl Metrics {
             gauge!("caskade_engine_index_bytes").set(st.index_bytes as f64);
         }
         self.handle.render()
+    }
+}
+
+/// One plugin's call counters, under `labels`.
+fn plugin_counters(labels: Vec<Label>, ps: &PluginStats) {
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    counter!("caskade_plugin_calls_total", labels.clone()).absolute(get(&ps.calls));
+    counter!("caskade_plugin_call_microseconds_total", labels.clone())
+        .absolute(get(&ps.call_nanos) / 1_000);
+    counter!("caskade_plugin_instances_total", labels.clone()).absolute(get(&ps.instances));
+    for (reason, c) in [
+        ("trap", &ps.traps),
+        ("timeout", &ps.timeouts),
+        ("memory", &ps.memory_refusals),
+        ("bad_answer", &ps.bad_answers),
+    ] {
+        let mut l = labels.clone();
+        l.push(Label::new("reason", reason));
+        counter!("caskade_plugin_failures_total", l).absolute(get(c));
     }
 }

@@ -1,15 +1,22 @@
-//! Loads the configured WebAssembly plugins into the engine and keeps them current: a
-//! plugin file replaced on disk (checked every second) or a SIGHUP reloads it. A new
-//! filter is swapped in atomically (compactions in flight finish their batch on the old
-//! one); a new policy is seeded with every key and then swapped in. A policy plugin
-//! that fails is replaced by the engine with the built-in `storage.eviction_policy`. A plugin that fails
-//! to load at start is a startup error; one that fails to reload leaves the old one in
-//! place.
+//! Loads the configured WebAssembly plugins (into the engine, or into read-through
+//! routes) and keeps them current: a plugin file replaced on disk (checked every second)
+//! or a SIGHUP reloads it. A new filter is swapped in atomically (compactions in flight
+//! finish their batch on the old one); a new policy is seeded with every key and then
+//! swapped in; a new fetcher takes the next fetches (those in flight finish on the old
+//! one). A policy plugin that fails is replaced by the engine with the built-in
+//! `storage.eviction_policy`. A plugin that fails to load at start is a startup error;
+//! one that fails to reload leaves the old one in place.
 
-use crate::config::{PluginConfig, PluginsConfig};
+use crate::config::{PluginConfig, PluginsConfig, RouteConfig};
+use crate::origin::ReadThrough;
+use anyhow::Context;
 use caskade_engine::{Engine, EvictionPolicy};
-use caskade_plugins::{Limits, PluginStats, Runtime, WasmFilter, WasmPolicy};
+use caskade_plugins::{
+    Component, FetcherOptions, HostRule, Limits, PluginStats, Runtime, WasmFetcher, WasmFilter,
+    WasmPolicy,
+};
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,16 +27,20 @@ pub struct Plugins {
     runtime: Runtime,
     filter: Option<PluginConfig>,
     policy: Option<PluginConfig>,
+    routes: Vec<RouteConfig>,
     watch: bool,
     /// Counters of the filter and the policy (kept across reloads).
     pub filter_stats: Arc<PluginStats>,
     /// See `filter_stats`.
     pub policy_stats: Arc<PluginStats>,
+    /// Counters of each route's fetcher, in configuration order.
+    pub fetcher_stats: Vec<Arc<PluginStats>>,
     /// Successful reloads.
     pub reloads: AtomicU64,
     /// Reloads that failed (the old plugin stayed).
     pub reload_failures: AtomicU64,
-    seen: Mutex<[Option<SystemTime>; 2]>,
+    /// Modification times of the filter, the policy, then each route's fetcher.
+    seen: Mutex<Vec<Option<SystemTime>>>,
 }
 
 fn limits(p: &PluginConfig) -> Limits {
@@ -44,9 +55,13 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 }
 
 impl Plugins {
-    /// `None` when no plugin is configured.
-    pub fn new(cfg: &PluginsConfig, data_dir: &Path) -> anyhow::Result<Option<Plugins>> {
-        if cfg.compaction_filter.is_none() && cfg.eviction_policy.is_none() {
+    /// `None` when no plugin (and no read-through route) is configured.
+    pub fn new(
+        cfg: &PluginsConfig,
+        routes: &[RouteConfig],
+        data_dir: &Path,
+    ) -> anyhow::Result<Option<Plugins>> {
+        if cfg.compaction_filter.is_none() && cfg.eviction_policy.is_none() && routes.is_empty() {
             return Ok(None);
         }
         let cache: PathBuf = cfg
@@ -59,22 +74,94 @@ impl Plugins {
             runtime: Runtime::new(Some(&cache))?,
             filter: cfg.compaction_filter.clone(),
             policy: cfg.eviction_policy.clone(),
+            routes: routes.to_vec(),
             watch: cfg.watch.unwrap_or(true),
             filter_stats: Arc::default(),
             policy_stats: Arc::default(),
+            fetcher_stats: routes.iter().map(|_| Arc::default()).collect(),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
-            seen: Mutex::new([None, None]),
+            seen: Mutex::new(Vec::new()),
         };
         *p.seen.lock() = p.mtimes();
         Ok(Some(p))
     }
 
-    fn mtimes(&self) -> [Option<SystemTime>; 2] {
-        [
+    fn mtimes(&self) -> Vec<Option<SystemTime>> {
+        let mut v = vec![
             self.filter.as_ref().and_then(|f| mtime(&f.path)),
             self.policy.as_ref().and_then(|f| mtime(&f.path)),
-        ]
+        ];
+        v.extend(self.routes.iter().map(|r| mtime(&r.fetcher)));
+        v
+    }
+
+    /// The fetcher of each route (`which[i]` true), freshly loaded from its file, in
+    /// configuration order, with the route's counters. A file several routes share is
+    /// compiled once.
+    pub async fn load_fetchers(
+        &self,
+        which: &[bool],
+    ) -> anyhow::Result<Vec<Option<(WasmFetcher, Arc<PluginStats>)>>> {
+        let mut compiled: HashMap<&Path, Component> = HashMap::new();
+        let mut out = Vec::with_capacity(self.routes.len());
+        for (i, r) in self.routes.iter().enumerate() {
+            if !which.get(i).copied().unwrap_or(false) {
+                out.push(None);
+                continue;
+            }
+            let what = || format!("read_through.routes[{i}] (prefix '{}')", r.prefix);
+            let component = match compiled.get(r.fetcher.as_path()) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = self.runtime.load(&r.fetcher).with_context(what)?;
+                    compiled.insert(&r.fetcher, c.clone());
+                    c
+                }
+            };
+            let allowed_hosts = r
+                .allowed_hosts
+                .iter()
+                .map(|h| HostRule::parse(h))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!(e))
+                .with_context(what)?;
+            let opts = FetcherOptions {
+                settings: r.settings.clone(),
+                allowed_hosts,
+                timeout: Duration::from_millis(r.timeout),
+                memory_bytes: r.memory_bytes as usize,
+                max_concurrent: r.max_concurrent_fetches,
+            };
+            let name = r.fetcher.display().to_string();
+            let stats = self.fetcher_stats[i].clone();
+            let f = WasmFetcher::new(&self.runtime, &name, &component, opts, stats.clone())
+                .await
+                .with_context(what)?;
+            out.push(Some((f, stats)));
+        }
+        Ok(out)
+    }
+
+    /// Reloads the fetchers of the routes marked in `which` into `rt`; on error the
+    /// old fetchers stay.
+    pub async fn reload_fetchers(&self, rt: &ReadThrough, which: &[bool]) {
+        match self.load_fetchers(which).await {
+            Ok(loaded) => {
+                for (cfg, f) in self.routes.iter().zip(loaded) {
+                    let Some((f, _)) = f else { continue };
+                    if let Some(route) = rt.routes().iter().find(|r| r.cfg.prefix == cfg.prefix) {
+                        route.set_fetcher(f);
+                    }
+                }
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("fetcher plugins reloaded");
+            }
+            Err(e) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %format!("{e:#}"), "fetcher plugin reload failed; the running fetchers stay");
+            }
+        }
     }
 
     /// The compaction filter, freshly loaded from its file.
@@ -144,11 +231,16 @@ impl Plugins {
         }
     }
 
-    /// Which plugin files (`[filter, policy]`) changed since the last look.
-    fn changed(&self) -> [bool; 2] {
+    /// Which plugin files (filter, policy, then each route's fetcher) changed since the
+    /// last look.
+    fn changed(&self) -> Vec<bool> {
         let now = self.mtimes();
         let mut seen = self.seen.lock();
-        let changed = [seen[0] != now[0], seen[1] != now[1]];
+        let changed = now
+            .iter()
+            .enumerate()
+            .map(|(i, t)| seen.get(i) != Some(t))
+            .collect();
         *seen = now;
         changed
     }
@@ -172,15 +264,27 @@ impl Plugins {
             // A file being copied in place changes twice in quick succession; a reload of
             // a half-written file fails and the next tick retries.
             let which = if by_signal {
-                [true, true]
+                // Refresh the recorded times too, so the next tick does not reload again.
+                let _ = self.changed();
+                vec![true; 2 + self.routes.len()]
             } else if self.watch {
                 self.changed()
             } else {
-                [false, false]
+                vec![false; 2 + self.routes.len()]
             };
-            if which.contains(&true) {
+            let engine_side = [
+                which[0] && self.filter.is_some(),
+                which[1] && self.policy.is_some(),
+            ];
+            if engine_side.contains(&true) {
                 let (me, sh) = (self.clone(), shared.clone());
-                let _ = tokio::task::spawn_blocking(move || me.reload(&sh.engine, which)).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || me.reload(&sh.engine, engine_side)).await;
+            }
+            if which[2..].contains(&true)
+                && let Some(rt) = &shared.read_through
+            {
+                self.reload_fetchers(rt, &which[2..]).await;
             }
         }
     }

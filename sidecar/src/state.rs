@@ -142,6 +142,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The WebAssembly plugins, if any are configured.
     pub plugins: Option<Arc<crate::plugins::Plugins>>,
+    /// Read-through routes, if any are configured.
+    pub read_through: Option<Arc<crate::origin::ReadThrough>>,
 }
 
 /// Unix time in milliseconds.
@@ -158,6 +160,7 @@ impl Shared {
         config: Config,
         metrics: Arc<crate::metrics::Metrics>,
         plugins: Option<Arc<crate::plugins::Plugins>>,
+        read_through: Option<Arc<crate::origin::ReadThrough>>,
     ) -> Self {
         Shared {
             engine,
@@ -171,6 +174,7 @@ impl Shared {
             slowlog: SlowLog::default(),
             metrics,
             plugins,
+            read_through,
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Paths: `/items/<name>` answers the item (200 with its ETag and Cache-Control, 304 if
 //! `If-None-Match` matches, 404 if there is no such item); `/fail/<name>` answers 500;
-//! `/slow/<name>` waits `slow_ms` and then answers like `/items/<name>`.
+//! `/slow/<name>` waits `slow_ms` and then answers like `/items/<name>`. While
+//! `set_failing(true)`, everything answers 500.
 
 #![allow(dead_code)]
 
@@ -36,6 +37,7 @@ struct State {
     statuses: Mutex<HashMap<u16, u64>>,
     total: AtomicU64,
     slow_ms: AtomicU64,
+    failing: std::sync::atomic::AtomicBool,
 }
 
 /// A running origin; it lives until the process ends.
@@ -98,6 +100,11 @@ impl Origin {
     /// How long `/slow/` paths wait.
     pub fn set_slow_ms(&self, ms: u64) {
         self.state.slow_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// While set, every request is answered 500.
+    pub fn set_failing(&self, on: bool) {
+        self.state.failing.store(on, Ordering::Relaxed);
     }
 
     /// Requests received for `path` (e.g. `/items/a`).
@@ -214,7 +221,9 @@ fn answer(path: &str, inm: Option<&str>, st: &State) -> (u16, Vec<(String, Strin
         }
         (200, headers, item.body.clone())
     };
-    if let Some(name) = path.strip_prefix("/items/") {
+    if st.failing.load(Ordering::Relaxed) {
+        (500, vec![], b"origin failure".to_vec())
+    } else if let Some(name) = path.strip_prefix("/items/") {
         item_answer(name)
     } else if let Some(name) = path.strip_prefix("/slow/") {
         std::thread::sleep(Duration::from_millis(st.slow_ms.load(Ordering::Relaxed)));

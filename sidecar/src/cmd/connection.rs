@@ -26,6 +26,10 @@ pub struct Session {
     pub wrote: bool,
     /// This client's entry in the registry.
     pub client: Arc<ClientHandle>,
+    /// Read-through bookkeeping of the command being run.
+    pub origin: crate::origin::Scratch,
+    /// When the command being run started (it may run again after fetches).
+    pub cmd_started: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -38,6 +42,8 @@ impl Session {
             quit: false,
             wrote: false,
             client,
+            origin: crate::origin::Scratch::default(),
+            cmd_started: None,
         }
     }
 }

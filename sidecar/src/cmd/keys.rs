@@ -316,6 +316,9 @@ pub fn flushdb(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
         return r;
     }
     tri!(s.engine.flush_namespace(sess.db));
+    if let Some(rt) = &s.read_through {
+        rt.forget(Some(sess.db));
+    }
     Reply::OK
 }
 
@@ -324,5 +327,8 @@ pub fn flushall(s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
         return r;
     }
     tri!(s.engine.flush_all());
+    if let Some(rt) = &s.read_through {
+        rt.forget(None);
+    }
     Reply::OK
 }

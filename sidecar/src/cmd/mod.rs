@@ -171,13 +171,20 @@ pub fn dispatch(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
         return wrong_arity(spec.name);
     }
+    let started = *session
+        .cmd_started
+        .get_or_insert_with(std::time::Instant::now);
+    session.wrote |= spec.flags.contains(&"write");
+    let reply = (spec.run)(shared, session, &args[1..]);
+    if matches!(reply, Reply::Pending) {
+        // Runs again once its keys are fetched; counted then, fetch time included.
+        return reply;
+    }
+    session.cmd_started = None;
     shared
         .stats
         .commands
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let started = std::time::Instant::now();
-    session.wrote |= spec.flags.contains(&"write");
-    let reply = (spec.run)(shared, session, &args[1..]);
     let elapsed = started.elapsed();
     shared.metrics.command(index, elapsed.as_secs_f64());
     let micros = elapsed.as_micros() as u64;

@@ -5,6 +5,7 @@
 use super::{
     Session, engine_error, not_integer, parse_f64, parse_i64, syntax_error, tri, wrong_arity,
 };
+use crate::origin::{self, Lookup};
 use crate::protocol::reply::{Reply, format_double};
 use crate::state::{Shared, now_ms};
 use bytes::Bytes;
@@ -39,8 +40,18 @@ fn expire_at(cmd: &str, unit_ms: i64, absolute: bool, raw: &[u8]) -> Result<u64,
     Ok(at as u64)
 }
 
+/// The reply for a key as [`origin::lookup`] finds it.
+fn looked_up(r: Result<Lookup, Reply>) -> Reply {
+    match r {
+        Ok(Lookup::Hit(v)) => Reply::Bulk(v),
+        Ok(Lookup::Miss) => Reply::Nil,
+        Ok(Lookup::Pending) => Reply::Pending,
+        Err(e) => e,
+    }
+}
+
 pub fn get(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    Reply::opt(tri!(s.engine.get(sess.db, &a[0])))
+    looked_up(origin::lookup(s, sess, &a[0]))
 }
 
 pub fn set(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
@@ -178,8 +189,9 @@ pub fn getex(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
     };
     let db = sess.db;
     let _g = s.locks.lock(db, &[&a[0]]);
-    let Some(item) = tri!(s.engine.get_item(db, &a[0])) else {
-        return Reply::Nil;
+    let value = match looked_up(origin::lookup(s, sess, &a[0])) {
+        Reply::Bulk(v) => v,
+        other => return other,
     };
     match ttl {
         Ttl::At(t) => {
@@ -190,15 +202,24 @@ pub fn getex(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
         }
         Ttl::None | Ttl::Keep => {}
     }
-    Reply::Bulk(item.value)
+    Reply::Bulk(value)
 }
 
 pub fn mget(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
     let mut out = Vec::with_capacity(a.len());
+    let mut pending = false;
     for k in a {
-        out.push(Reply::opt(tri!(s.engine.get(sess.db, k))));
+        match looked_up(origin::lookup(s, sess, k)) {
+            Reply::Pending => pending = true,
+            e @ Reply::Error(_) => return e,
+            r => out.push(r),
+        }
     }
-    Reply::Array(out)
+    if pending {
+        Reply::Pending
+    } else {
+        Reply::Array(out)
+    }
 }
 
 fn pairs<'a>(cmd: &str, a: &'a [Bytes]) -> Result<Vec<(&'a Bytes, &'a Bytes)>, Reply> {

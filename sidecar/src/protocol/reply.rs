@@ -27,6 +27,9 @@ pub enum Reply {
     Set(Vec<Reply>),
     /// RESP3 verbatim string `=` (format `txt`); a bulk string in RESP2.
     Verbatim(String),
+    /// Not a reply: the command needs keys fetched from the origin first, and the
+    /// connection runs it again once they are (see `origin`). Never sent.
+    Pending,
 }
 
 impl Reply {
@@ -66,6 +69,7 @@ impl Reply {
                 line(out, b'-', &clean);
             }
             Reply::Int(n) => int(out, b':', *n),
+            Reply::Pending => line(out, b'-', b"ERR internal error: unresolved read-through"),
             Reply::Bulk(b) => bulk(out, b),
             Reply::Nil if resp3 => out.put_slice(b"_\r\n"),
             Reply::Nil => out.put_slice(b"$-1\r\n"),

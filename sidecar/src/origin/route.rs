@@ -1,0 +1,124 @@
+//! One read-through route at run time: its configuration, its fetcher (swapped on hot
+//! reload; fetches in flight finish on the old one), its negative cache and its
+//! metric handles.
+
+use super::negative::NegativeCache;
+use crate::config::RouteConfig;
+use caskade_plugins::{FetchError, PluginStats, WasmFetcher};
+use metrics::{Counter, Histogram, counter, histogram};
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
+
+/// What became of one origin request, as counted by `caskade_origin_requests_total`.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    Fresh,
+    NotModified,
+    NotFound,
+    Error,
+    Timeout,
+    Refused,
+    Crashed,
+}
+
+const ANSWERS: [(Answer, &str); 7] = [
+    (Answer::Fresh, "fresh"),
+    (Answer::NotModified, "not_modified"),
+    (Answer::NotFound, "not_found"),
+    (Answer::Error, "error"),
+    (Answer::Timeout, "timeout"),
+    (Answer::Refused, "refused"),
+    (Answer::Crashed, "crashed"),
+];
+
+impl Answer {
+    /// How a failed fetch is counted.
+    pub fn of_error(e: &FetchError) -> Answer {
+        match e {
+            FetchError::Timeout(_) => Answer::Timeout,
+            FetchError::Refused { .. } => Answer::Refused,
+            FetchError::Crashed { .. } | FetchError::Start(_) => Answer::Crashed,
+            FetchError::Failed(_) | FetchError::InvalidSettings(_) => Answer::Error,
+        }
+    }
+}
+
+/// Metric handles of one route (label `route` = its prefix).
+pub struct RouteMetrics {
+    requests: Vec<Counter>,
+    /// Fetch latency, seconds.
+    pub latency: Histogram,
+    /// Requests that joined a fetch already under way instead of starting one.
+    pub coalesced: Counter,
+    /// Stale values served while a background refresh runs.
+    pub stale_revalidating: Counter,
+    /// Stale values served because the origin failed.
+    pub stale_on_error: Counter,
+    /// Misses answered from the negative cache.
+    pub negative_hits: Counter,
+}
+
+impl RouteMetrics {
+    fn new(prefix: &str) -> Self {
+        let p = prefix.to_string();
+        RouteMetrics {
+            requests: ANSWERS
+                .iter()
+                .map(|(_, name)| {
+                    counter!("caskade_origin_requests_total", "route" => p.clone(), "result" => *name)
+                })
+                .collect(),
+            latency: histogram!("caskade_origin_fetch_duration_seconds", "route" => p.clone()),
+            coalesced: counter!("caskade_origin_coalesced_waiters_total", "route" => p.clone()),
+            stale_revalidating: counter!("caskade_origin_stale_served_total", "route" => p.clone(), "reason" => "revalidating"),
+            stale_on_error: counter!("caskade_origin_stale_served_total", "route" => p.clone(), "reason" => "origin_error"),
+            negative_hits: counter!("caskade_origin_negative_hits_total", "route" => p),
+        }
+    }
+
+    /// Counts one origin request.
+    pub fn request(&self, r: Answer) {
+        if let Some(c) = self.requests.get(r as usize) {
+            c.increment(1);
+        }
+    }
+}
+
+/// A route with everything it needs at run time.
+pub struct Route {
+    /// Its configuration.
+    pub cfg: RouteConfig,
+    /// The prefix as bytes.
+    pub prefix: Vec<u8>,
+    fetcher: RwLock<Arc<WasmFetcher>>,
+    /// Remembered "not found" answers.
+    pub negative: Mutex<NegativeCache>,
+    /// Metric handles.
+    pub metrics: RouteMetrics,
+    /// The fetcher plugin's counters (kept across reloads).
+    pub plugin_stats: Arc<PluginStats>,
+}
+
+impl Route {
+    /// A route served by `fetcher`, whose counters are `plugin_stats`.
+    pub fn new(cfg: RouteConfig, fetcher: WasmFetcher, plugin_stats: Arc<PluginStats>) -> Self {
+        Route {
+            prefix: cfg.prefix.as_bytes().to_vec(),
+            negative: Mutex::new(NegativeCache::new(cfg.max_negative_entries)),
+            metrics: RouteMetrics::new(&cfg.prefix),
+            fetcher: RwLock::new(Arc::new(fetcher)),
+            plugin_stats,
+            cfg,
+        }
+    }
+
+    /// The current fetcher.
+    pub fn fetcher(&self) -> Arc<WasmFetcher> {
+        self.fetcher.read().clone()
+    }
+
+    /// Swaps in a reloaded fetcher.
+    pub fn set_fetcher(&self, f: WasmFetcher) {
+        *self.fetcher.write() = Arc::new(f);
+    }
+}
