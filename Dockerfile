@@ -16,7 +16,7 @@ COPY wit wit
 COPY tests tests
 RUN cargo build --release --locked -p caskade \
  && strip target/release/caskade
-RUN rustup target add wasm32-unknown-unknown && bash plugins/build.sh
+RUN rustup target add wasm32-unknown-unknown wasm32-wasip2 && bash plugins/build.sh
 
 FROM debian:bookworm-slim
 RUN groupadd --system --gid 65532 caskade \

@@ -195,6 +195,18 @@ variant("unix socket", {"unixSocket": {"enabled": True}}, expect=expect_socket)
 variant("auth from a Secret", {"auth": {"existingSecret": "caskade-auth"}}, expect=expect_auth)
 variant("named template only", {"example": {"enabled": False}}, expect=expect_no_example)
 variant("custom caskade config", {"config": {"storage": {"max_keys": 100000, "eviction_policy": "sieve"}, "limits": {"idle_timeout_secs": 60}}})
+variant(
+    "read-through route",
+    {"config": {"read_through": {"routes": [{
+        "prefix": "user:",
+        "fetcher": "/usr/share/caskade/plugins/http_fetcher.wasm",
+        "settings": {"base_url": "http://users.default.svc:8080/users/", "strip_prefix": "user:", "format": "json"},
+        "allowed_hosts": ["users.default.svc:8080"],
+        "ttl": "30s",
+        "stale_while_revalidate": "1m",
+        "timeout": "2s",
+    }]}}},
+)
 
 # Values the schema must refuse.
 for name, values in [

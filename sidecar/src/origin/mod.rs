@@ -183,19 +183,51 @@ impl ReadThrough {
         let (tx, rx) = watch::channel(None);
         flights.insert((db, key.clone()), tx);
         drop(flights);
-        let (me, shared) = (self.clone(), shared.clone());
+        let landing = Landing {
+            rt: self.clone(),
+            key: Some((db, key.clone())),
+        };
+        let shared = shared.clone();
         // The fetch runs in its own task: clients that give up do not cancel it for
         // the others, and its result is stored either way.
         tokio::spawn(async move {
             let result = fly(&shared, &route, db, &key).await;
-            // Stored before the flight ends, so a request arriving after this finds
-            // the value in the engine rather than starting another fetch.
-            let tx = me.flights.lock().remove(&(db, key));
-            if let Some(tx) = tx {
-                tx.send_replace(Some(result));
-            }
+            landing.land(result);
         });
         Some(rx)
+    }
+}
+
+/// Ends a flight: removes it and hands its result to the waiters. Dropped without
+/// landing (the task was cancelled at shutdown), it tells them the fetch was abandoned,
+/// so no one waits on a flight that will never end.
+struct Landing {
+    rt: Arc<ReadThrough>,
+    key: Option<FlightKey>,
+}
+
+impl Landing {
+    fn land(mut self, result: Fetched) {
+        self.finish(result);
+    }
+
+    fn finish(&mut self, result: Fetched) {
+        let Some(key) = self.key.take() else { return };
+        // The outcome is stored before the flight ends, so a request arriving after
+        // this finds it in the engine rather than starting another fetch.
+        let tx = self.rt.flights.lock().remove(&key);
+        if let Some(tx) = tx {
+            tx.send_replace(Some(result));
+        }
+    }
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if let Some((_, key)) = &self.key {
+            let msg = format!("ERR origin fetch for '{}' was abandoned", show(key));
+            self.finish(Fetched::Failed(msg));
+        }
     }
 }
 
