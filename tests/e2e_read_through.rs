@@ -535,3 +535,55 @@ fn a_fetcher_that_fails_to_load_stops_startup_naming_the_route() {
         "{err}"
     );
 }
+
+#[test]
+fn plugins_work_with_a_relative_data_directory() {
+    // The default data directory ("caskade-data") is relative; the compiled-code cache
+    // inside it must still work.
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("caskade.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "read_through:\n  routes:\n    - prefix: 'm:'\n      fetcher: {}\n",
+            example("misbehave_fetcher.wasm").display()
+        ),
+    )
+    .expect("write");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_caskade"))
+        .current_dir(dir.path())
+        .args([
+            "--config",
+            "caskade.yaml",
+            "--port",
+            &port.to_string(),
+            "--admin-port",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("caskade ready"));
+    assert!(
+        ready,
+        "caskade did not start with a relative data directory"
+    );
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .expect("client")
+        .get_connection()
+        .expect("connect");
+    let v: String = q(&mut c, &["GET", "m:rel"]);
+    assert_eq!(v, "fetched:m:rel");
+    assert!(dir.path().join("caskade-data/plugin-cache").is_dir());
+    let _ = child.kill();
+    let _ = child.wait();
+}
