@@ -167,6 +167,12 @@ fn first_get_fetches_and_then_the_cache_answers() {
         &[("route", "item:")],
     );
     assert_eq!(fetches, 4.0);
+    let info: String = q(&mut c, &["INFO", "caskade"]);
+    assert!(
+        info.contains("# ReadThrough")
+            && info.contains("route0:prefix=item:,fetches=4,fetch_failures=0"),
+        "{info}"
+    );
 }
 
 #[test]

@@ -143,6 +143,28 @@ fn info_text(s: &Shared, sections: &[String]) -> String {
             g(&p.reload_failures),
         );
     }
+    if want("caskade")
+        && let Some(rt) = &s.read_through
+    {
+        let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let _ = write!(
+            out,
+            "# ReadThrough\r\nroutes:{}\r\nfetches_in_flight:{}\r\n",
+            rt.routes().len(),
+            rt.in_flight()
+        );
+        for (i, r) in rt.routes().iter().enumerate() {
+            let _ = write!(
+                out,
+                "route{i}:prefix={},fetches={},fetch_failures={},negative_entries={}\r\n",
+                r.cfg.prefix.replace([',', '\r', '\n'], "_"),
+                g(&r.plugin_stats.calls),
+                r.plugin_stats.failures(),
+                r.negative.lock().len()
+            );
+        }
+        out.push_str("\r\n");
+    }
     while out.ends_with("\r\n\r\n") {
         out.truncate(out.len() - 2);
     }
