@@ -363,22 +363,32 @@ fn origin_errors_are_clear_errors_or_stale_values_where_allowed() {
     );
     let e = q_err(&mut c, &["MGET", "lenient:x", "strict:new"]);
     assert!(e.contains("strict:new"), "{e}");
+    // For retry_after_error (1 s by default) a failed key is answered from the failure:
+    // the failing origin is not asked again.
+    let asked = origin.count("/items/x");
+    let v: String = q(&mut c, &["GET", "lenient:x"]);
+    assert_eq!(v, "kept");
+    let e = q_err(&mut c, &["GET", "strict:x"]);
+    assert!(e.contains("500"), "{e}");
+    assert_eq!(origin.count("/items/x"), asked);
     let stale = metric(
         &s.server,
         "caskade_origin_stale_served_total",
         &[("reason", "origin_error")],
     );
-    assert_eq!(stale, 1.0);
-    // lenient:x, strict:x, then both keys of the MGET.
+    assert_eq!(stale, 2.0, "the MGET that failed served nothing");
+    // lenient:x, strict:x, strict:new (the MGET's lenient:x was remembered).
     let errors = metric(
         &s.server,
         "caskade_origin_requests_total",
         &[("result", "error")],
     );
-    assert_eq!(errors, 4.0);
+    assert_eq!(errors, 3.0);
     origin.set_failing(false);
+    std::thread::sleep(Duration::from_millis(1_100));
     let v: String = q(&mut c, &["GET", "strict:x"]);
     assert_eq!(v, "kept");
+    assert_eq!(origin.count("/items/x"), asked + 1);
 }
 
 #[test]

@@ -147,13 +147,22 @@ pub struct RouteConfig {
     /// Never less than `stale_while_revalidate` or `stale_if_error`.
     #[serde(default, deserialize_with = "de_opt_duration_ms")]
     pub keep_stale: Option<u64>,
+    /// After a failed fetch, reads of that key answer the failure (or the stale value
+    /// `stale_if_error` allows) for this long instead of asking the origin again
+    /// (0: ask every time).
+    #[serde(
+        default = "default_retry_after_error",
+        deserialize_with = "de_duration_ms"
+    )]
+    pub retry_after_error: u64,
     /// Longest a fetch may take, waiting for a free fetcher instance included.
     #[serde(default = "default_fetch_timeout", deserialize_with = "de_duration_ms")]
     pub timeout: u64,
     /// Fetches of this route running at once; more wait (within `timeout`).
     #[serde(default = "default_max_concurrent_fetches")]
     pub max_concurrent_fetches: usize,
-    /// Most "not found" answers remembered at once (oldest forgotten first).
+    /// Most "not found" answers (and, apart, failures) remembered at once; the oldest
+    /// are forgotten first.
     #[serde(default = "default_max_negative_entries")]
     pub max_negative_entries: usize,
     /// Most memory one fetcher instance may hold (e.g. `64mb`).
@@ -167,6 +176,10 @@ fn default_ttl() -> u64 {
 
 fn default_negative_ttl() -> u64 {
     10_000
+}
+
+fn default_retry_after_error() -> u64 {
+    1_000
 }
 
 fn default_fetch_timeout() -> u64 {

@@ -1,11 +1,11 @@
 //! Read-through caching: a miss on a routed key is filled from the origin by the
 //! route's fetcher plugin. Command handlers stay synchronous: [`lookup`] answers from
-//! the engine, the negative cache, or the results fetched for this command so far, and
-//! otherwise notes the key as pending; the connection then awaits [`ReadThrough::resolve`]
+//! the engine, remembered "not found" answers and failures, or the results fetched for
+//! this command so far, and otherwise notes the key as pending; the connection then awaits [`ReadThrough::resolve`]
 //! (one shared fetch per key, however many clients wait) and runs the command again.
 
 mod entry;
-mod negative;
+mod memo;
 mod route;
 
 use crate::cmd::{Session, engine_error};
@@ -113,6 +113,7 @@ impl ReadThrough {
     pub fn forget(&self, db: Option<u8>) {
         for r in &self.routes {
             r.negative.lock().clear(db);
+            r.errors.lock().clear(db);
         }
     }
 
@@ -233,8 +234,8 @@ impl Drop for Landing {
 
 /// Looks `key` up for GET, MGET and GETEX: the engine first; for a routed key, fresh
 /// values are hits, stale ones inside the stale-while-revalidate window are hits that
-/// ask for a background refresh, and misses are answered by the negative cache, by
-/// this command's fetch results, or become pending.
+/// ask for a background refresh, and misses are answered by remembered "not found"
+/// answers and failures, by this command's fetch results, or become pending.
 pub fn lookup(s: &Shared, sess: &mut Session, key: &Bytes) -> Result<Lookup, Reply> {
     let item = s.engine.get_item(sess.db, key).map_err(engine_error)?;
     let route = s.read_through.as_ref().and_then(|rt| rt.route_for(key));
@@ -248,9 +249,12 @@ pub fn lookup(s: &Shared, sess: &mut Session, key: &Bytes) -> Result<Lookup, Rep
             Some(Fetched::Value(v)) => Lookup::Hit(v.clone()),
             Some(Fetched::NotFound) => Lookup::Miss,
             Some(Fetched::Failed(msg)) => return Err(Reply::err(msg.clone())),
-            None if route.negative.lock().contains(sess.db, key, now) => {
+            None if route.negative.lock().get(sess.db, key, now).is_some() => {
                 route.metrics.negative_hits.increment(1);
                 Lookup::Miss
+            }
+            None if let Some(msg) = route.errors.lock().get(sess.db, key, now) => {
+                return Err(Reply::err(msg));
             }
             None => {
                 sess.origin.pending.push(key.clone());
@@ -266,11 +270,25 @@ pub fn lookup(s: &Shared, sess: &mut Session, key: &Bytes) -> Result<Lookup, Rep
         return Ok(Lookup::Hit(item.value));
     }
     let stale_for = now - entry.fresh_until_ms;
+    // What this command fetched, or a failure of a moment ago (answered as it says
+    // rather than asking the origin again).
+    let known = match fetched {
+        Some(f) => Some(f.clone()),
+        None => route
+            .errors
+            .lock()
+            .get(sess.db, key, now)
+            .map(Fetched::Failed),
+    };
     if stale_for < route.cfg.stale_while_revalidate && fetched.is_none() {
-        sess.origin.refresh.push(key.clone());
+        if known.is_none() {
+            sess.origin.refresh.push(key.clone());
+        } else {
+            sess.origin.stale_on_error.push(route.clone());
+        }
         return Ok(Lookup::Hit(item.value));
     }
-    Ok(match fetched {
+    Ok(match &known {
         Some(Fetched::Value(v)) => Lookup::Hit(v.clone()),
         Some(Fetched::NotFound) => Lookup::Miss,
         Some(Fetched::Failed(_)) if stale_for < route.cfg.stale_if_error => {
@@ -354,7 +372,7 @@ async fn fly(shared: &Arc<Shared>, route: &Route, db: u8, key: &Bytes) -> Fetche
                 route
                     .negative
                     .lock()
-                    .insert(db, key.clone(), now_ms().saturating_add(ttl));
+                    .insert(db, key.clone(), now_ms().saturating_add(ttl), ());
             }
             (Answer::NotFound, Fetched::NotFound)
         }
@@ -367,6 +385,16 @@ async fn fly(shared: &Arc<Shared>, route: &Route, db: u8, key: &Bytes) -> Fetche
         }
     };
     route.metrics.request(answer);
+    match &fetched {
+        Fetched::Failed(msg) if cfg.retry_after_error > 0 => {
+            let until = now_ms().saturating_add(cfg.retry_after_error);
+            route
+                .errors
+                .lock()
+                .insert(db, key.clone(), until, msg.clone());
+        }
+        _ => route.errors.lock().remove(db, key),
+    }
     fetched
 }
 

@@ -1,8 +1,8 @@
 //! One read-through route at run time: its configuration, its fetcher (swapped on hot
-//! reload; fetches in flight finish on the old one), its negative cache and its
-//! metric handles.
+//! reload; fetches in flight finish on the old one), what it remembers of "not found"
+//! answers and failures, and its metric handles.
 
-use super::negative::NegativeCache;
+use super::memo::Memo;
 use crate::config::RouteConfig;
 use caskade_plugins::{FetchError, PluginStats, WasmFetcher};
 use metrics::{Counter, Histogram, counter, histogram};
@@ -92,7 +92,9 @@ pub struct Route {
     pub prefix: Vec<u8>,
     fetcher: RwLock<Arc<WasmFetcher>>,
     /// Remembered "not found" answers.
-    pub negative: Mutex<NegativeCache>,
+    pub negative: Mutex<Memo<()>>,
+    /// Remembered failures: the error reply, until `retry_after_error` has passed.
+    pub errors: Mutex<Memo<String>>,
     /// Metric handles.
     pub metrics: RouteMetrics,
     /// The fetcher plugin's counters (kept across reloads).
@@ -104,7 +106,8 @@ impl Route {
     pub fn new(cfg: RouteConfig, fetcher: WasmFetcher, plugin_stats: Arc<PluginStats>) -> Self {
         Route {
             prefix: cfg.prefix.as_bytes().to_vec(),
-            negative: Mutex::new(NegativeCache::new(cfg.max_negative_entries)),
+            negative: Mutex::new(Memo::new(cfg.max_negative_entries)),
+            errors: Mutex::new(Memo::new(cfg.max_negative_entries)),
             metrics: RouteMetrics::new(&cfg.prefix),
             fetcher: RwLock::new(Arc::new(fetcher)),
             plugin_stats,
