@@ -190,10 +190,20 @@ impl WasmFetcher {
             idle: Mutex::new(Vec::new()),
             stats,
         };
-        let live = f.instantiate().await.map_err(|e| Error::Init {
+        let init_failed = |reason: String| Error::Init {
             name: name.to_string(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        // An instance that never finishes starting must not hang the caller.
+        let live = tokio::time::timeout(f.opts.timeout, f.instantiate())
+            .await
+            .map_err(|_| {
+                init_failed(format!(
+                    "did not start within the timeout ({} ms)",
+                    f.opts.timeout.as_millis()
+                ))
+            })?
+            .map_err(|e| init_failed(e.to_string()))?;
         f.idle.lock().push(live);
         Ok(f)
     }

@@ -320,6 +320,40 @@ async fn misbehaving_fetchers_are_contained() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_never_starts_fails_the_load() {
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("misbehave_fetcher.wasm")).expect("load");
+    let t = Instant::now();
+    match WasmFetcher::new(
+        &rt,
+        "m",
+        &component,
+        options(&[("init", "loop")], &[], 300),
+        Arc::default(),
+    )
+    .await
+    {
+        Err(Error::Init { reason, .. }) => assert!(reason.contains("did not start"), "{reason}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a looping init was accepted"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    match WasmFetcher::new(
+        &rt,
+        "m",
+        &component,
+        options(&[("init", "trap")], &[], 300),
+        Arc::default(),
+    )
+    .await
+    {
+        Err(Error::Init { reason, .. }) => assert!(reason.contains("could not start"), "{reason}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a trapping init was accepted"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_fetches_share_a_bounded_pool() {
     let origin = Origin::start();
     for i in 0..32 {

@@ -2,10 +2,11 @@
 //! containment tests: a key containing `trap` panics, `loop` never returns, `hog` grabs
 //! memory until refused, `fail` returns an error; any other key is answered with
 //! `fetched:<key>` (so tests can see the server still works after each misbehaviour).
+//! The setting `init` (`loop` or `trap`) makes starting the instance misbehave instead.
 
 use caskade_plugin_sdk::{
     CachedEntry, FetchOutcome, FreshValue, OriginFetcher, PluginError, Settings,
-    export_origin_fetcher,
+    export_origin_fetcher, setting,
 };
 
 struct Misbehave;
@@ -15,8 +16,14 @@ fn has(key: &[u8], word: &str) -> bool {
 }
 
 impl OriginFetcher for Misbehave {
-    fn init(_settings: &Settings) -> Result<Self, PluginError> {
-        Ok(Misbehave)
+    fn init(settings: &Settings) -> Result<Self, PluginError> {
+        match setting(settings, "init") {
+            Some("loop") => loop {
+                std::hint::black_box(());
+            },
+            Some("trap") => panic!("misbehave-fetcher: trapping in init"),
+            _ => Ok(Misbehave),
+        }
     }
 
     fn fetch(
