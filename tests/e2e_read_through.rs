@@ -178,7 +178,7 @@ fn first_get_fetches_and_then_the_cache_answers() {
 #[test]
 fn concurrent_gets_of_a_cold_key_make_one_origin_request() {
     let origin = Origin::start();
-    origin.set_slow_ms(1_000);
+    origin.set_slow_ms(2_000);
     origin.put("cold", b"finally", None);
     let s = start(&http_route(&origin, "item:", "/slow/", "timeout: 10s"));
     let n = 100;
@@ -202,7 +202,12 @@ fn concurrent_gets_of_a_cold_key_make_one_origin_request() {
         "caskade_origin_coalesced_waiters_total",
         &[("route", "item:")],
     );
-    assert_eq!(coalesced, (n - 1) as f64);
+    // All but the first joined its fetch (a thread the machine held back past the
+    // 2 s fetch would find the value stored instead).
+    assert!(
+        coalesced <= (n - 1) as f64 && coalesced >= (n - 10) as f64,
+        "{coalesced}"
+    );
 }
 
 #[test]
@@ -469,7 +474,7 @@ fn a_misbehaving_fetcher_never_takes_the_server_down() {
     let v: String = q(&mut c, &["GET", "k"]);
     assert_eq!(v, "v");
     assert!(
-        t.elapsed() < Duration::from_millis(300),
+        t.elapsed() < Duration::from_millis(1_000),
         "{:?}",
         t.elapsed()
     );
