@@ -30,6 +30,15 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry fetched (or revalidated) at `now_ms`, fresh for `ttl_ms`.
+    pub fn fresh(now_ms: u64, ttl_ms: u64, etag: Option<String>) -> Entry {
+        Entry {
+            fetched_at_ms: now_ms,
+            fresh_until_ms: now_ms.saturating_add(ttl_ms),
+            etag,
+        }
+    }
+
     /// The bytes to store as the record's meta.
     pub fn encode(&self) -> Vec<u8> {
         let etag = self

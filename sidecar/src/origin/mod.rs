@@ -332,7 +332,7 @@ async fn fly(shared: &Arc<Shared>, route: &Route, db: u8, key: &Bytes) -> Fetche
             let ttl = ttl_ms.unwrap_or(cfg.ttl);
             let v = value.clone();
             let stored = store(shared, route, db, key, move |_| {
-                Some((v, Entry::fresh(ttl, etag)))
+                Some((v, Entry::fresh(now_ms(), ttl, etag)))
             })
             .await;
             match stored {
@@ -348,7 +348,8 @@ async fn fly(shared: &Arc<Shared>, route: &Route, db: u8, key: &Bytes) -> Fetche
                 let stored = store(shared, route, db, key, move |cur| {
                     let cur = cur?;
                     let e = Entry::decode(&cur.meta)?;
-                    (e.etag == old.etag).then(|| (cur.value.clone(), Entry::fresh(ttl, e.etag)))
+                    (e.etag == old.etag)
+                        .then(|| (cur.value.clone(), Entry::fresh(now_ms(), ttl, e.etag)))
                 })
                 .await;
                 match stored {
@@ -396,17 +397,6 @@ async fn fly(shared: &Arc<Shared>, route: &Route, db: u8, key: &Bytes) -> Fetche
         _ => route.errors.lock().remove(db, key),
     }
     fetched
-}
-
-impl Entry {
-    fn fresh(ttl_ms: u64, etag: Option<String>) -> Entry {
-        let now = now_ms();
-        Entry {
-            fetched_at_ms: now,
-            fresh_until_ms: now.saturating_add(ttl_ms),
-            etag,
-        }
-    }
 }
 
 /// Stores what `decide` makes of the current item, under the key's write lock, unless
