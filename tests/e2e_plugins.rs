@@ -6,27 +6,10 @@
 
 mod common;
 
-use common::Server;
-use std::path::{Path, PathBuf};
+use common::plugin_files::example;
+use common::{Server, q};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn example(name: &str) -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")).join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash plugins/build.sh` (tests/run.sh does)",
-        p.display()
-    );
-    p
-}
-
-fn q<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
-    let mut cmd = redis::cmd(args[0]);
-    for a in &args[1..] {
-        cmd.arg(*a);
-    }
-    cmd.query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
-}
 
 fn info_field(c: &mut redis::Connection, field: &str) -> u64 {
     let info: String = q(c, &["INFO", "caskade"]);

@@ -5,25 +5,17 @@
 
 #[path = "../../tests/common/origin.rs"]
 mod origin;
+#[path = "../../tests/common/plugin_files.rs"]
+mod plugin_files;
 
 use caskade_plugins::{
     Cached, Error, FetchError, FetcherOptions, HostRule, Outcome, PluginStats, Runtime, WasmFetcher,
 };
 use origin::{Item, Origin};
-use std::path::PathBuf;
+use plugin_files::example;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-fn example(name: &str) -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")).join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash plugins/build.sh` (tests/run.sh does)",
-        p.display()
-    );
-    p
-}
 
 fn options(settings: &[(&str, &str)], hosts: &[&str], timeout_ms: u64) -> FetcherOptions {
     FetcherOptions {

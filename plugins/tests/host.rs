@@ -3,25 +3,18 @@
 //! grab memory or answer with the wrong number of results. Every misbehaviour is
 //! contained: the call falls back to the built-in behaviour and is counted.
 
+#[path = "../../tests/common/plugin_files.rs"]
+mod plugin_files;
+
 use caskade_engine::io::FaultStorage;
 use caskade_engine::{
     CompactionFilter, Engine, EvictionPolicy, FilterRecord, Fsync, Options, PolicyKind, Verdict,
 };
 use caskade_plugins::{Limits, PluginStats, Runtime, WasmFilter, WasmPolicy};
-use std::path::PathBuf;
+use plugin_files::example;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-fn example(name: &str) -> PathBuf {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins")).join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash plugins/build.sh` (tests/run.sh does)",
-        p.display()
-    );
-    p
-}
 
 fn settings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs

@@ -2,6 +2,8 @@
 //! directory, readiness read from its stdout, SIGTERM on request and SIGKILL on drop.
 #![allow(dead_code)]
 
+pub mod plugin_files;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -165,4 +167,13 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs one command (`args[0]` is its name), failing the test on an error reply.
+pub fn q<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(c).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
