@@ -9,10 +9,11 @@ mod origin;
 mod plugin_files;
 
 use caskade_plugins::{
-    Cached, Error, FetchError, FetcherOptions, HostRule, Outcome, PluginStats, Runtime, WasmFetcher,
+    Cached, Error, FetchError, FetcherOptions, HostRule, Outcome, Runtime, WasmFetcher,
 };
 use origin::{Item, Origin};
 use plugin_files::example;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -33,22 +34,39 @@ fn options(settings: &[(&str, &str)], hosts: &[&str], timeout_ms: u64) -> Fetche
     }
 }
 
-async fn http_fetcher(origin: &Origin, extra: &[(&str, &str)], timeout_ms: u64) -> WasmFetcher {
-    let rt = Runtime::new(None).expect("runtime");
-    let component = rt.load(&example("http_fetcher.wasm")).expect("load");
-    let base = format!("{}/items/", origin.url());
+/// The example plugin `file` loaded as a fetcher (compiled code cached across tests).
+async fn load(
+    file: &str,
+    settings: &[(&str, &str)],
+    hosts: &[&str],
+    timeout_ms: u64,
+) -> Result<WasmFetcher, Error> {
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache");
+    std::fs::create_dir_all(&cache).expect("cache dir");
+    let rt = Runtime::new(Some(&cache)).expect("runtime");
+    let component = rt.load(&example(file)).expect("load");
+    let opts = options(settings, hosts, timeout_ms);
+    WasmFetcher::new(&rt, file, &component, opts, Arc::default()).await
+}
+
+/// The HTTP example against `origin`'s `path`, allowed to reach it.
+async fn http_at(
+    origin: &Origin,
+    path: &str,
+    extra: &[(&str, &str)],
+    timeout_ms: u64,
+) -> WasmFetcher {
+    let base = format!("{}{path}", origin.url());
     let mut settings = vec![("base_url", base.as_str()), ("strip_prefix", "item:")];
     settings.extend_from_slice(extra);
     let host = format!("127.0.0.1:{}", origin.port);
-    WasmFetcher::new(
-        &rt,
-        "http_fetcher",
-        &component,
-        options(&settings, &[&host], timeout_ms),
-        Arc::new(PluginStats::default()),
-    )
-    .await
-    .expect("fetcher")
+    load("http_fetcher.wasm", &settings, &[&host], timeout_ms)
+        .await
+        .expect("fetcher")
+}
+
+async fn http_fetcher(origin: &Origin, extra: &[(&str, &str)], timeout_ms: u64) -> WasmFetcher {
+    http_at(origin, "/items/", extra, timeout_ms).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,22 +139,7 @@ async fn http_fetcher_maps_origin_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_errors_are_errors_and_json_is_checked() {
     let origin = Origin::start();
-    let rt = Runtime::new(None).expect("runtime");
-    let component = rt.load(&example("http_fetcher.wasm")).expect("load");
-    let host = format!("127.0.0.1:{}", origin.port);
-    let fail = WasmFetcher::new(
-        &rt,
-        "f",
-        &component,
-        options(
-            &[("base_url", &format!("{}/fail/", origin.url()))],
-            &[&host],
-            5_000,
-        ),
-        Arc::default(),
-    )
-    .await
-    .expect("fetcher");
+    let fail = http_at(&origin, "/fail/", &[], 5_000).await;
     match fail.fetch(b"k", None).await {
         Err(FetchError::Failed(m)) => assert!(m.contains("500"), "{m}"),
         other => panic!("{other:?}"),
@@ -166,22 +169,12 @@ async fn origin_errors_are_errors_and_json_is_checked() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_settings_fail_at_load() {
-    let rt = Runtime::new(None).expect("runtime");
-    let component = rt.load(&example("http_fetcher.wasm")).expect("load");
     for (settings, needle) in [
         (vec![], "base_url is required"),
         (vec![("base_url", "ftp://x/")], "http://"),
         (vec![("base_url", "http://x/"), ("format", "xml")], "format"),
     ] {
-        match WasmFetcher::new(
-            &rt,
-            "f",
-            &component,
-            options(&settings, &[], 1_000),
-            Arc::default(),
-        )
-        .await
-        {
+        match load("http_fetcher.wasm", &settings, &[], 1_000).await {
             Err(Error::Init { reason, .. }) => assert!(reason.contains(needle), "{reason}"),
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("{settings:?} accepted"),
@@ -193,19 +186,14 @@ async fn bad_settings_fail_at_load() {
 async fn hosts_the_route_does_not_allow_are_refused() {
     let origin = Origin::start();
     origin.put("a", b"alpha", None);
-    let rt = Runtime::new(None).expect("runtime");
-    let component = rt.load(&example("http_fetcher.wasm")).expect("load");
     // Allowed: another port on the same address, and the name instead of the address.
-    let f = WasmFetcher::new(
-        &rt,
-        "f",
-        &component,
-        options(
-            &[("base_url", &format!("{}/items/", origin.url()))],
-            &["127.0.0.1:1", &format!("localhost:{}", origin.port)],
-            5_000,
-        ),
-        Arc::default(),
+    let base = format!("{}/items/", origin.url());
+    let named = format!("localhost:{}", origin.port);
+    let f = load(
+        "http_fetcher.wasm",
+        &[("base_url", &base)],
+        &["127.0.0.1:1", &named],
+        5_000,
     )
     .await
     .expect("fetcher");
@@ -225,22 +213,7 @@ async fn slow_origins_time_out_and_the_fetcher_recovers() {
     let origin = Origin::start();
     origin.put("a", b"alpha", None);
     origin.set_slow_ms(3_000);
-    let rt = Runtime::new(None).expect("runtime");
-    let component = rt.load(&example("http_fetcher.wasm")).expect("load");
-    let host = format!("127.0.0.1:{}", origin.port);
-    let slow = WasmFetcher::new(
-        &rt,
-        "f",
-        &component,
-        options(
-            &[("base_url", &format!("{}/slow/", origin.url()))],
-            &[&host],
-            300,
-        ),
-        Arc::default(),
-    )
-    .await
-    .expect("fetcher");
+    let slow = http_at(&origin, "/slow/", &[], 300).await;
     let t = Instant::now();
     assert_eq!(slow.fetch(b"a", None).await, Err(FetchError::Timeout(300)));
     assert!(
@@ -257,12 +230,10 @@ async fn slow_origins_time_out_and_the_fetcher_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn misbehaving_fetchers_are_contained() {
-    let rt = Runtime::new(None).expect("runtime");
-    let component = rt.load(&example("misbehave_fetcher.wasm")).expect("load");
-    let stats = Arc::new(PluginStats::default());
-    let f = WasmFetcher::new(&rt, "m", &component, options(&[], &[], 400), stats.clone())
+    let f = load("misbehave_fetcher.wasm", &[], &[], 400)
         .await
         .expect("fetcher");
+    let stats = f.stats().clone();
     assert!(matches!(
         f.fetch(b"trap-1", None).await,
         Err(FetchError::Crashed {
@@ -297,15 +268,9 @@ async fn misbehaving_fetchers_are_contained() {
     assert_eq!(stats.memory_refusals.load(Ordering::Relaxed), 1);
     // A looping fetcher yields while it spins: other fetches run meanwhile, even on a
     // single worker thread.
-    let patient = WasmFetcher::new(
-        &rt,
-        "m",
-        &component,
-        options(&[], &[], 2_000),
-        Arc::default(),
-    )
-    .await
-    .expect("fetcher");
+    let patient = load("misbehave_fetcher.wasm", &[], &[], 2_000)
+        .await
+        .expect("fetcher");
     let looping = patient.fetch(b"loop-2", None);
     let quick = async {
         let t = Instant::now();
@@ -322,32 +287,14 @@ async fn misbehaving_fetchers_are_contained() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_never_starts_fails_the_load() {
-    let rt = Runtime::new(None).expect("runtime");
-    let component = rt.load(&example("misbehave_fetcher.wasm")).expect("load");
     let t = Instant::now();
-    match WasmFetcher::new(
-        &rt,
-        "m",
-        &component,
-        options(&[("init", "loop")], &[], 300),
-        Arc::default(),
-    )
-    .await
-    {
+    match load("misbehave_fetcher.wasm", &[("init", "loop")], &[], 300).await {
         Err(Error::Init { reason, .. }) => assert!(reason.contains("did not start"), "{reason}"),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a looping init was accepted"),
     }
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    match WasmFetcher::new(
-        &rt,
-        "m",
-        &component,
-        options(&[("init", "trap")], &[], 300),
-        Arc::default(),
-    )
-    .await
-    {
+    match load("misbehave_fetcher.wasm", &[("init", "trap")], &[], 300).await {
         Err(Error::Init { reason, .. }) => assert!(reason.contains("could not start"), "{reason}"),
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("a trapping init was accepted"),

@@ -524,19 +524,21 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{s}' is too long"))
 }
 
+/// A YAML value that is either a plain number or text with a unit (`64mb`, `30s`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NumOrText {
+    N(u64),
+    S(String),
+}
+
 fn de_duration_ms<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Dur {
-        N(u64),
-        S(String),
-    }
-    match Dur::deserialize(d)? {
-        Dur::N(0) => Ok(0),
-        Dur::N(n) => Err(serde::de::Error::custom(format!(
+    match NumOrText::deserialize(d)? {
+        NumOrText::N(0) => Ok(0),
+        NumOrText::N(n) => Err(serde::de::Error::custom(format!(
             "'{n}' needs a unit (ms, s, m, h or d)"
         ))),
-        Dur::S(s) => parse_duration_ms(&s).map_err(serde::de::Error::custom),
+        NumOrText::S(s) => parse_duration_ms(&s).map_err(serde::de::Error::custom),
     }
 }
 
@@ -568,15 +570,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn de_size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        N(u64),
-        S(String),
-    }
-    match Size::deserialize(d)? {
-        Size::N(n) => Ok(n),
-        Size::S(s) => parse_size(&s).map_err(serde::de::Error::custom),
+    match NumOrText::deserialize(d)? {
+        NumOrText::N(n) => Ok(n),
+        NumOrText::S(s) => parse_size(&s).map_err(serde::de::Error::custom),
     }
 }
 
@@ -590,16 +586,10 @@ where
 }
 
 fn de_opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        N(u64),
-        S(String),
-    }
-    match Option::<Size>::deserialize(d)? {
+    match Option::<NumOrText>::deserialize(d)? {
         None => Ok(None),
-        Some(Size::N(n)) => Ok(Some(n)),
-        Some(Size::S(s)) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
+        Some(NumOrText::N(n)) => Ok(Some(n)),
+        Some(NumOrText::S(s)) => parse_size(&s).map(Some).map_err(serde::de::Error::custom),
     }
 }
 
