@@ -91,7 +91,7 @@ impl ReadThrough {
     /// Routes in configuration order; the longest matching prefix wins.
     pub fn new(routes: Vec<Arc<Route>>) -> Self {
         let mut sorted = routes;
-        sorted.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        sorted.sort_by_key(|r| std::cmp::Reverse(r.cfg.prefix.len()));
         ReadThrough {
             routes: sorted,
             flights: Mutex::new(HashMap::new()),
@@ -105,7 +105,9 @@ impl ReadThrough {
 
     /// The route `key` belongs to.
     pub fn route_for(&self, key: &[u8]) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| key.starts_with(&r.prefix))
+        self.routes
+            .iter()
+            .find(|r| key.starts_with(r.cfg.prefix.as_bytes()))
     }
 
     /// Forgets remembered "not found" answers of database `db` (`None`: all), after a

@@ -88,8 +88,6 @@ impl RouteMetrics {
 pub struct Route {
     /// Its configuration.
     pub cfg: RouteConfig,
-    /// The prefix as bytes.
-    pub prefix: Vec<u8>,
     fetcher: RwLock<Arc<WasmFetcher>>,
     /// Remembered "not found" answers.
     pub negative: Mutex<Memo<()>>,
@@ -105,7 +103,6 @@ impl Route {
     /// A route served by `fetcher`, whose counters are `plugin_stats`.
     pub fn new(cfg: RouteConfig, fetcher: WasmFetcher, plugin_stats: Arc<PluginStats>) -> Self {
         Route {
-            prefix: cfg.prefix.as_bytes().to_vec(),
             negative: Mutex::new(Memo::new(cfg.max_negative_entries)),
             errors: Mutex::new(Memo::new(cfg.max_negative_entries)),
             metrics: RouteMetrics::new(&cfg.prefix),
