@@ -49,6 +49,9 @@ impl Runtime {
         cfg.wasm_component_model(true);
         cfg.epoch_interruption(true);
         if let Some(dir) = cache_dir {
+            // wasmtime's cache wants an absolute path; callers' may be relative.
+            let dir = std::path::absolute(dir)
+                .map_err(|e| Error::Runtime(format!("cache directory {}: {e}", dir.display())))?;
             let mut cc = wasmtime::CacheConfig::new();
             cc.with_directory(dir);
             let cache = wasmtime::Cache::new(cc).map_err(|e| Error::Runtime(format!("{e:#}")))?;

@@ -70,9 +70,6 @@ impl Plugins {
             .unwrap_or_else(|| data_dir.join("plugin-cache"));
         std::fs::create_dir_all(&cache)
             .map_err(|e| anyhow::anyhow!("plugin cache directory {}: {e}", cache.display()))?;
-        // wasmtime's cache wants an absolute path; the default data dir is relative.
-        let cache = std::path::absolute(&cache)
-            .map_err(|e| anyhow::anyhow!("plugin cache directory {}: {e}", cache.display()))?;
         let p = Plugins {
             runtime: Runtime::new(Some(&cache))?,
             filter: cfg.compaction_filter.clone(),
