@@ -34,7 +34,7 @@ pub struct Plugins {
     /// See `filter_stats`.
     pub policy_stats: Arc<PluginStats>,
     /// Counters of each route's fetcher, in configuration order.
-    pub fetcher_stats: Vec<Arc<PluginStats>>,
+    fetcher_stats: Vec<Arc<PluginStats>>,
     /// Successful reloads.
     pub reloads: AtomicU64,
     /// Reloads that failed (the old plugin stayed).
@@ -97,12 +97,9 @@ impl Plugins {
     }
 
     /// The fetcher of each route (`which[i]` true), freshly loaded from its file, in
-    /// configuration order, with the route's counters. A file several routes share is
-    /// compiled once.
-    pub async fn load_fetchers(
-        &self,
-        which: &[bool],
-    ) -> anyhow::Result<Vec<Option<(WasmFetcher, Arc<PluginStats>)>>> {
+    /// configuration order, counting into the route's counters. A file several routes
+    /// share is compiled once.
+    pub async fn load_fetchers(&self, which: &[bool]) -> anyhow::Result<Vec<Option<WasmFetcher>>> {
         let mut compiled: HashMap<&Path, Component> = HashMap::new();
         let mut out = Vec::with_capacity(self.routes.len());
         for (i, r) in self.routes.iter().enumerate() {
@@ -135,10 +132,10 @@ impl Plugins {
             };
             let name = r.fetcher.display().to_string();
             let stats = self.fetcher_stats[i].clone();
-            let f = WasmFetcher::new(&self.runtime, &name, &component, opts, stats.clone())
+            let f = WasmFetcher::new(&self.runtime, &name, &component, opts, stats)
                 .await
                 .with_context(what)?;
-            out.push(Some((f, stats)));
+            out.push(Some(f));
         }
         Ok(out)
     }
@@ -149,7 +146,7 @@ impl Plugins {
         match self.load_fetchers(which).await {
             Ok(loaded) => {
                 for (cfg, f) in self.routes.iter().zip(loaded) {
-                    let Some((f, _)) = f else { continue };
+                    let Some(f) = f else { continue };
                     if let Some(route) = rt.routes().iter().find(|r| r.cfg.prefix == cfg.prefix) {
                         route.set_fetcher(f);
                     }

@@ -461,18 +461,12 @@ async fn remove_stale(shared: &Arc<Shared>, db: u8, key: &Bytes) -> Result<(), S
 }
 
 /// Builds the routes of `cfgs` with their fetchers.
-pub fn build(
-    cfgs: &[RouteConfig],
-    fetchers: Vec<(
-        caskade_plugins::WasmFetcher,
-        Arc<caskade_plugins::PluginStats>,
-    )>,
-) -> ReadThrough {
+pub fn build(cfgs: &[RouteConfig], fetchers: Vec<caskade_plugins::WasmFetcher>) -> ReadThrough {
     let routes = cfgs
         .iter()
         .cloned()
         .zip(fetchers)
-        .map(|(cfg, (f, stats))| Arc::new(Route::new(cfg, f, stats)))
+        .map(|(cfg, f)| Arc::new(Route::new(cfg, f)))
         .collect();
     ReadThrough::new(routes)
 }

@@ -95,19 +95,20 @@ pub struct Route {
     pub errors: Mutex<Memo<String>>,
     /// Metric handles.
     pub metrics: RouteMetrics,
-    /// The fetcher plugin's counters (kept across reloads).
+    /// The fetcher plugin's counters (the same across reloads).
     pub plugin_stats: Arc<PluginStats>,
 }
 
 impl Route {
-    /// A route served by `fetcher`, whose counters are `plugin_stats`.
-    pub fn new(cfg: RouteConfig, fetcher: WasmFetcher, plugin_stats: Arc<PluginStats>) -> Self {
+    /// A route served by `fetcher` (and by the fetchers reloaded later, which count
+    /// into the same counters).
+    pub fn new(cfg: RouteConfig, fetcher: WasmFetcher) -> Self {
         Route {
             negative: Mutex::new(Memo::new(cfg.max_negative_entries)),
             errors: Mutex::new(Memo::new(cfg.max_negative_entries)),
             metrics: RouteMetrics::new(&cfg.prefix),
+            plugin_stats: fetcher.stats().clone(),
             fetcher: RwLock::new(Arc::new(fetcher)),
-            plugin_stats,
             cfg,
         }
     }
