@@ -4,18 +4,8 @@
 
 mod common;
 
-use common::Server;
+use common::{Server, caskade};
 use std::io::Read;
-use std::process::Command;
-
-fn caskade(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_caskade"));
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run caskade")
-}
 
 #[test]
 fn check_config_accepts_a_good_file_and_names_mistakes() {

@@ -10,7 +10,7 @@ mod common;
 mod origin;
 
 use common::plugin_files::example;
-use common::{Server, q};
+use common::{Server, caskade, q};
 use origin::Origin;
 use std::path::PathBuf;
 use std::process::Command;
@@ -515,23 +515,24 @@ fn a_fetcher_that_fails_to_load_stops_startup_naming_the_route() {
         ),
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_caskade"))
-        .args([
+    let (cfg, data) = (cfg.display().to_string(), dir.path().join("data"));
+    let sock = dir.path().join("s.sock").display().to_string();
+    let data = data.display().to_string();
+    let out = caskade(
+        &[
             "--config",
-            &cfg.display().to_string(),
+            &cfg,
             "--port",
             "0",
             "--admin-port",
             "0",
-        ])
-        .arg("--dir")
-        .arg(dir.path().join("data"))
-        .args([
+            "--dir",
+            &data,
             "--unixsocket",
-            &dir.path().join("s.sock").display().to_string(),
-        ])
-        .output()
-        .expect("run");
+            &sock,
+        ],
+        &[],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -544,7 +545,6 @@ fn a_fetcher_that_fails_to_load_stops_startup_naming_the_route() {
 fn plugins_work_with_a_relative_data_directory() {
     // The default data directory ("caskade-data") is relative; the compiled-code cache
     // inside it must still work.
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("caskade.yaml");
     std::fs::write(
@@ -555,39 +555,9 @@ fn plugins_work_with_a_relative_data_directory() {
         ),
     )
     .expect("write");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_caskade"))
-        .current_dir(dir.path())
-        .args([
-            "--config",
-            "caskade.yaml",
-            "--port",
-            &port.to_string(),
-            "--admin-port",
-            "0",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let ready = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.contains("caskade ready"));
-    assert!(
-        ready,
-        "caskade did not start with a relative data directory"
-    );
-    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-        .expect("client")
-        .get_connection()
-        .expect("connect");
+    let s = Server::start_in(dir.path(), &["--config", "caskade.yaml"]);
+    let mut c = s.client();
     let v: String = q(&mut c, &["GET", "m:rel"]);
     assert_eq!(v, "fetched:m:rel");
-    assert!(dir.path().join("caskade-data/plugin-cache").is_dir());
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(s.data_dir().join("plugin-cache").is_dir());
 }

@@ -18,6 +18,18 @@ pub struct Server {
     _tmp: Option<tempfile::TempDir>,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Run from this directory with the default (relative) data directory.
+    cwd: Option<PathBuf>,
+}
+
+/// Runs the binary with `args` and `env` to completion.
+pub fn caskade(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_caskade"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run caskade")
 }
 
 fn free_port() -> u16 {
@@ -30,6 +42,23 @@ fn free_port() -> u16 {
 impl Server {
     pub fn start(args: &[&str]) -> Server {
         Self::start_with_env(args, &[])
+    }
+
+    /// Starts the binary from `cwd` without `--dir`, so it uses its default data
+    /// directory, `caskade-data`, a relative path.
+    pub fn start_in(cwd: &Path, args: &[&str]) -> Server {
+        let mut s = Server {
+            child: None,
+            port: free_port(),
+            admin_port: free_port(),
+            dir: cwd.join("caskade-data"),
+            _tmp: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: Vec::new(),
+            cwd: Some(cwd.to_path_buf()),
+        };
+        s.spawn();
+        s
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
@@ -46,17 +75,21 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            cwd: None,
         };
         s.spawn();
         s
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_caskade"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_caskade"));
+        match &self.cwd {
+            Some(cwd) => cmd.current_dir(cwd),
+            None => cmd.arg("--dir").arg(&self.dir),
+        };
+        let mut child = cmd
             .arg("--port")
             .arg(self.port.to_string())
-            .arg("--dir")
-            .arg(&self.dir)
             .arg("--admin-port")
             .arg(self.admin_port.to_string())
             .args(&self.args)
