@@ -383,6 +383,12 @@ impl Engine {
         Ok(engine)
     }
 
+    /// The engine's clock (Unix ms): the one every expiry is judged by, so callers that
+    /// compute TTLs use it too instead of a wall clock of their own.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.now_ms()
+    }
+
     /// The value of `key`, or `None` if it is absent, expired or unreadable.
     pub fn get(&self, ns: u8, key: &[u8]) -> Result<Option<Bytes>> {
         Ok(self.get_item(ns, key)?.map(|i| i.value))

@@ -64,7 +64,7 @@ where
         loop {
             match parser.next(&mut inbuf) {
                 Ok(Some(args)) => {
-                    let reply = run(&shared, &mut session, &args, waits_for_fsync).await;
+                    let reply = cmd::run(&shared, &mut session, &args, waits_for_fsync).await;
                     reply.encode(&mut out, session.resp3);
                     if session.quit {
                         flush_writes(&shared, &mut session);
@@ -105,58 +105,11 @@ where
     shared.unregister(id);
 }
 
-/// Fetches a command may wait for in turn; each round settles at least one key, so
-/// only keys evicted between rounds make more than one.
-const MAX_FETCH_ROUNDS: usize = 8;
-
-/// Runs one command; one that needs keys from the origin (read-through) waits for their
-/// fetches and runs again with the results at hand.
-async fn run(
-    shared: &Arc<Shared>,
-    session: &mut Session,
-    args: &[bytes::Bytes],
-    waits_for_fsync: bool,
-) -> Reply {
-    let mut rounds = 0;
-    let reply = loop {
-        // Under fsync always a write waits for the disk: tell the runtime, so other
-        // connections keep their worker threads meanwhile.
-        let reply = if waits_for_fsync {
-            tokio::task::block_in_place(|| cmd::dispatch(shared, session, args))
-        } else {
-            cmd::dispatch(shared, session, args)
-        };
-        if !matches!(reply, Reply::Pending) {
-            break reply;
-        }
-        let keys = std::mem::take(&mut session.origin.pending);
-        rounds += 1;
-        match &shared.read_through {
-            Some(rt) if rounds <= MAX_FETCH_ROUNDS => {
-                let got = rt.resolve(shared, session.db, keys).await;
-                session.origin.fetched.extend(got);
-            }
-            _ => {
-                session.cmd_started = None;
-                break Reply::err("ERR read-through keys kept disappearing; try again");
-            }
-        }
-    };
-    session.origin.finish(&reply);
-    if !session.origin.refresh.is_empty() {
-        let keys = std::mem::take(&mut session.origin.refresh);
-        if let Some(rt) = &shared.read_through {
-            rt.refresh(shared, session.db, keys);
-        }
-    }
-    reply
-}
-
 /// Hands this connection's writes to the OS before their replies leave, so a crash of
 /// the process never loses an acknowledged write (as with Redis' AOF).
 fn flush_writes(shared: &Shared, session: &mut Session) {
     if std::mem::take(&mut session.wrote)
-        && let Err(e) = shared.engine.flush_writes()
+        && let Err(e) = shared.store.engine.flush_writes()
     {
         tracing::error!(error = %e, "handing writes to the data file failed");
     }

@@ -7,12 +7,14 @@ mod cmd;
 mod config;
 mod conn;
 mod glob;
+mod keyspace;
 mod metrics;
 mod origin;
 mod plugins;
 mod protocol;
 mod server;
 mod state;
+mod unit;
 
 use anyhow::Context;
 use clap::Parser;
@@ -110,16 +112,17 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             .await
             .context("engine recovery task")?
             .with_context(|| format!("opening data directory {}", dir.display()))?;
+        let store = Arc::new(keyspace::Store::new(engine));
         let shared = Arc::new(state::Shared::new(
-            engine,
+            store.clone(),
             cfg,
             metrics,
             plugins.clone(),
-            read_through,
+            read_through.clone(),
         ));
         let _ = admin.shared.set(shared.clone());
         if let Some(p) = plugins {
-            tokio::spawn(p.watch(shared.clone()));
+            tokio::spawn(p.watch(store, read_through));
         }
         server::run(shared, || {
             admin

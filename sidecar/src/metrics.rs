@@ -71,7 +71,7 @@ impl Metrics {
     /// The Prometheus text exposition, with server and engine figures brought up to date.
     pub fn render(&self, shared: Option<&Shared>) -> String {
         if let Some(s) = shared {
-            let st = s.engine.stats();
+            let st = s.store.engine.stats();
             gauge!("caskade_connected_clients").set(s.client_count() as f64);
             counter!("caskade_connections_total")
                 .absolute(s.stats.connections.load(Ordering::Relaxed));

@@ -243,7 +243,11 @@ impl Plugins {
     }
 
     /// Reloads on SIGHUP, and on file changes if watching; runs until the process ends.
-    pub async fn watch(self: Arc<Self>, shared: Arc<crate::state::Shared>) {
+    pub async fn watch(
+        self: Arc<Self>,
+        store: Arc<crate::keyspace::Store>,
+        read_through: Option<Arc<ReadThrough>>,
+    ) {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hup = match signal(SignalKind::hangup()) {
             Ok(s) => Some(s),
@@ -274,12 +278,12 @@ impl Plugins {
                 which[1] && self.policy.is_some(),
             ];
             if engine_side.contains(&true) {
-                let (me, sh) = (self.clone(), shared.clone());
+                let (me, st) = (self.clone(), store.clone());
                 let _ =
-                    tokio::task::spawn_blocking(move || me.reload(&sh.engine, engine_side)).await;
+                    tokio::task::spawn_blocking(move || me.reload(&st.engine, engine_side)).await;
             }
             if which[2..].contains(&true)
-                && let Some(rt) = &shared.read_through
+                && let Some(rt) = &read_through
             {
                 self.reload_fetchers(rt, &which[2..]).await;
             }

@@ -79,7 +79,7 @@ pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result
     if let Some(path) = &cfg.unixsocket {
         let _ = std::fs::remove_file(path);
     }
-    shared.engine.close()?;
+    shared.store.engine.close()?;
     tracing::info!("caskade stopped");
     Ok(())
 }

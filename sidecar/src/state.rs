@@ -1,50 +1,14 @@
-//! State shared by every connection: the engine, the configuration, per-key write
-//! locks, server counters, and the registry of connected clients (CLIENT LIST/KILL).
+//! State shared by every connection: the store (engine and key locks), the
+//! configuration, server counters, the SLOWLOG, and the registry of connected clients
+//! (CLIENT LIST/KILL).
 
 use crate::config::Config;
-use caskade_engine::Engine;
-use parking_lot::{Mutex, MutexGuard};
+use crate::keyspace::Store;
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-/// Striped locks that make read-modify-write commands (INCR, APPEND, SET NX, RENAME,
-/// ...) atomic against every other write to the same key, as Redis' single thread does.
-pub struct KeyLocks {
-    stripes: Box<[Mutex<()>]>,
-}
-
-const STRIPES: usize = 4096;
-
-impl KeyLocks {
-    fn new() -> Self {
-        KeyLocks {
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-        }
-    }
-
-    fn stripe(db: u8, key: &[u8]) -> usize {
-        (xxhash_rust::xxh3::xxh3_64_with_seed(key, db as u64) as usize) % STRIPES
-    }
-
-    /// Locks the stripes of all `keys` in one order, so two multi-key commands cannot
-    /// deadlock.
-    pub fn lock<'a>(&'a self, db: u8, keys: &[&[u8]]) -> Vec<MutexGuard<'a, ()>> {
-        let mut idx: Vec<usize> = keys.iter().map(|k| Self::stripe(db, k)).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        idx.into_iter().map(|i| self.stripes[i].lock()).collect()
-    }
-
-    /// Locks stripes of keys that live in different databases (COPY ... DB n).
-    pub fn lock_across<'a>(&'a self, keys: &[(u8, &[u8])]) -> Vec<MutexGuard<'a, ()>> {
-        let mut idx: Vec<usize> = keys.iter().map(|(db, k)| Self::stripe(*db, k)).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        idx.into_iter().map(|i| self.stripes[i].lock()).collect()
-    }
-}
+use std::time::Instant;
 
 /// Server-wide counters for INFO.
 #[derive(Default)]
@@ -121,12 +85,10 @@ pub const SLOWLOG_SLOWER_THAN_US: u64 = 10_000;
 
 /// Everything connections share.
 pub struct Shared {
-    /// The storage engine.
-    pub engine: Engine,
+    /// The engine and its key locks.
+    pub store: Arc<Store>,
     /// The configuration in force.
     pub config: Mutex<Config>,
-    /// Per-key write locks.
-    pub locks: KeyLocks,
     /// Counters.
     pub stats: ServerStats,
     /// Connected clients by id.
@@ -146,31 +108,24 @@ pub struct Shared {
     pub read_through: Option<Arc<crate::origin::ReadThrough>>,
 }
 
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl Shared {
     /// Wraps an open engine.
     pub fn new(
-        engine: Engine,
+        store: Arc<Store>,
         config: Config,
         metrics: Arc<crate::metrics::Metrics>,
         plugins: Option<Arc<crate::plugins::Plugins>>,
         read_through: Option<Arc<crate::origin::ReadThrough>>,
     ) -> Self {
+        let started_ms = store.engine.now_ms();
         Shared {
-            engine,
+            store,
             config: Mutex::new(config),
-            locks: KeyLocks::new(),
             stats: ServerStats::default(),
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),
             started: Instant::now(),
-            last_save: AtomicU64::new(now_ms() / 1000),
+            last_save: AtomicU64::new(started_ms / 1000),
             slowlog: SlowLog::default(),
             metrics,
             plugins,

@@ -1,11 +1,11 @@
 //! Connection commands and the per-connection session: PING, ECHO, QUIT, RESET,
 //! HELLO (RESP2/RESP3, with AUTH and SETNAME inside), AUTH, SELECT and CLIENT.
 
-use super::{not_integer, parse_i64, syntax_error};
+use super::args::{Args, is, parse_i64};
+use super::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::state::{ClientHandle, Shared};
 use bytes::Bytes;
-use caskade_engine::NAMESPACES;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -26,10 +26,6 @@ pub struct Session {
     pub wrote: bool,
     /// This client's entry in the registry.
     pub client: Arc<ClientHandle>,
-    /// Read-through bookkeeping of the command being run.
-    pub origin: crate::origin::Scratch,
-    /// When the command being run started (it may run again after fetches).
-    pub cmd_started: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -42,34 +38,36 @@ impl Session {
             quit: false,
             wrote: false,
             client,
-            origin: crate::origin::Scratch::default(),
-            cmd_started: None,
         }
     }
 }
 
-fn eq(a: &[u8], b: &str) -> bool {
-    a.eq_ignore_ascii_case(b.as_bytes())
+fn wrong_password() -> CmdError {
+    CmdError::Coded("WRONGPASS invalid username-password pair or user is disabled.".into())
 }
 
-pub fn ping(_s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
-    match a {
-        [] => Reply::Status("PONG"),
-        [msg] => Reply::Bulk(msg.clone()),
-        _ => super::wrong_arity("ping"),
+fn bad_client_name() -> CmdError {
+    CmdError::err("Client names cannot contain spaces, newlines or special characters.")
+}
+
+pub fn ping(_s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    match a.take_rest() {
+        [] => Ok(Reply::Status("PONG")),
+        [msg] => Ok(Reply::Bulk(msg.clone())),
+        _ => Err(CmdError::Arity("ping")),
     }
 }
 
-pub fn echo(_s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
-    Reply::Bulk(a[0].clone())
+pub fn echo(_s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    Ok(Reply::Bulk(a.next_bytes()?))
 }
 
-pub fn quit(_s: &Shared, sess: &mut Session, _a: &[Bytes]) -> Reply {
+pub fn quit(_s: &Shared, sess: &mut Session, _a: &mut Args<'_>) -> CmdResult {
     sess.quit = true;
-    Reply::OK
+    Ok(Reply::OK)
 }
 
-pub fn reset(s: &Shared, sess: &mut Session, _a: &[Bytes]) -> Reply {
+pub fn reset(s: &Shared, sess: &mut Session, _a: &mut Args<'_>) -> CmdResult {
     sess.db = 0;
     sess.resp3 = false;
     sess.authenticated = s.config.lock().requirepass.is_none();
@@ -77,94 +75,87 @@ pub fn reset(s: &Shared, sess: &mut Session, _a: &[Bytes]) -> Reply {
     info.db = 0;
     info.resp = 2;
     info.name.clear();
-    Reply::Status("RESET")
+    Ok(Reply::Status("RESET"))
 }
 
-fn check_password(s: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<(), Reply> {
+fn check_password(s: &Shared, user: Option<&[u8]>, pass: &[u8]) -> Result<(), CmdError> {
     let cfg = s.config.lock();
     let Some(want) = cfg.requirepass.as_deref() else {
         if user.is_none() {
-            return Err(Reply::err(
-                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            return Err(CmdError::err(
+                "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
             ));
         }
         // With no password configured the default user accepts anything, as in Redis.
         return if user.is_some_and(|u| u == b"default") {
             Ok(())
         } else {
-            Err(Reply::err(
-                "WRONGPASS invalid username-password pair or user is disabled.",
-            ))
+            Err(wrong_password())
         };
     };
     let user_ok = user.is_none_or(|u| u == b"default");
     if user_ok && pass == want.as_bytes() {
         Ok(())
     } else {
-        Err(Reply::err(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        ))
+        Err(wrong_password())
     }
 }
 
-pub fn auth(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    let result = match a {
-        [pass] => check_password(s, None, pass),
-        [user, pass] => check_password(s, Some(user), pass),
-        _ => return syntax_error(),
-    };
-    match result {
-        Ok(()) => {
-            sess.authenticated = true;
-            Reply::OK
-        }
-        Err(r) => r,
+pub fn auth(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    match a.take_rest() {
+        [pass] => check_password(s, None, pass)?,
+        [user, pass] => check_password(s, Some(user), pass)?,
+        _ => return Err(CmdError::Syntax),
     }
+    sess.authenticated = true;
+    Ok(Reply::OK)
 }
 
 fn valid_client_name(name: &[u8]) -> bool {
     name.iter().all(|&c| (b'!'..=b'~').contains(&c))
 }
 
-pub fn hello(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
+pub fn hello(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
     let mut resp3 = sess.resp3;
-    let mut i = 0;
-    if let Some(v) = a.first() {
+    if let Some(v) = a.next_opt() {
         match parse_i64(v) {
             Some(2) => resp3 = false,
             Some(3) => resp3 = true,
-            Some(_) => return Reply::err("NOPROTO unsupported protocol version"),
-            None => return Reply::err("ERR Protocol version is not an integer or out of range"),
+            Some(_) => {
+                return Err(CmdError::Coded(
+                    "NOPROTO unsupported protocol version".into(),
+                ));
+            }
+            None => {
+                return Err(CmdError::err(
+                    "Protocol version is not an integer or out of range",
+                ));
+            }
         }
-        i = 1;
     }
     let mut name: Option<&Bytes> = None;
-    while i < a.len() {
-        if eq(&a[i], "auth") && i + 2 < a.len() {
-            if let Err(r) = check_password(s, Some(&a[i + 1]), &a[i + 2]) {
-                return r;
-            }
+    while let Some(opt) = a.next_opt() {
+        if is(opt, "auth") && a.remaining() >= 2 {
+            let (user, pass) = (a.next_arg()?, a.next_arg()?);
+            check_password(s, Some(user), pass)?;
             sess.authenticated = true;
-            i += 3;
-        } else if eq(&a[i], "setname") && i + 1 < a.len() {
-            if !valid_client_name(&a[i + 1]) {
-                return Reply::err(
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                );
+        } else if is(opt, "setname") && !a.is_empty() {
+            let n = a.next_arg()?;
+            if !valid_client_name(n) {
+                return Err(bad_client_name());
             }
-            name = Some(&a[i + 1]);
-            i += 2;
+            name = Some(n);
         } else {
-            return Reply::err(format!(
-                "ERR Syntax error in HELLO option '{}'",
-                String::from_utf8_lossy(&a[i])
-            ));
+            return Err(CmdError::err(format!(
+                "Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(opt)
+            )));
         }
     }
     if !sess.authenticated {
-        return Reply::err(
-            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
-        );
+        return Err(CmdError::Coded(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time".into(),
+        ));
     }
     sess.resp3 = resp3;
     {
@@ -174,7 +165,7 @@ pub fn hello(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
             info.name = String::from_utf8_lossy(n).into_owned();
         }
     }
-    Reply::Map(vec![
+    Ok(Reply::Map(vec![
         (Reply::text("server"), Reply::text("redis")),
         (Reply::text("version"), Reply::text(REDIS_VERSION)),
         (Reply::text("proto"), Reply::Int(if resp3 { 3 } else { 2 })),
@@ -182,19 +173,14 @@ pub fn hello(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
         (Reply::text("mode"), Reply::text("standalone")),
         (Reply::text("role"), Reply::text("master")),
         (Reply::text("modules"), Reply::Array(vec![])),
-    ])
+    ]))
 }
 
-pub fn select(_s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    match parse_i64(&a[0]) {
-        Some(n) if (0..NAMESPACES as i64).contains(&n) => {
-            sess.db = n as u8;
-            sess.client.info.lock().db = n as u8;
-            Reply::OK
-        }
-        Some(_) => Reply::err("ERR DB index is out of range"),
-        None => not_integer(),
-    }
+pub fn select(_s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    let db = super::keys::db_index(a)?;
+    sess.db = db;
+    sess.client.info.lock().db = db;
+    Ok(Reply::OK)
 }
 
 /// One CLIENT LIST / CLIENT INFO line.
@@ -218,101 +204,98 @@ fn client_line(c: &ClientHandle) -> String {
     )
 }
 
-pub fn client(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    let sub = &a[0];
-    let rest = &a[1..];
-    if eq(sub, "setname") && rest.len() == 1 {
-        if !valid_client_name(&rest[0]) {
-            return Reply::err(
-                "ERR Client names cannot contain spaces, newlines or special characters.",
-            );
+pub fn client(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    let sub = a.next_arg()?;
+    let rest = a.take_rest();
+    let word = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    match (word.as_str(), rest) {
+        ("setname", [name]) => {
+            if !valid_client_name(name) {
+                return Err(bad_client_name());
+            }
+            sess.client.info.lock().name = String::from_utf8_lossy(name).into_owned();
+            Ok(Reply::OK)
         }
-        sess.client.info.lock().name = String::from_utf8_lossy(&rest[0]).into_owned();
-        Reply::OK
-    } else if eq(sub, "getname") && rest.is_empty() {
-        let name = sess.client.info.lock().name.clone();
-        if name.is_empty() {
-            Reply::Nil
-        } else {
-            Reply::text(&name)
+        ("getname", []) => {
+            let name = sess.client.info.lock().name.clone();
+            Ok(if name.is_empty() {
+                Reply::Nil
+            } else {
+                Reply::text(&name)
+            })
         }
-    } else if eq(sub, "id") && rest.is_empty() {
-        Reply::Int(sess.client.id as i64)
-    } else if eq(sub, "setinfo") && rest.len() == 2 {
-        let value = String::from_utf8_lossy(&rest[1]).into_owned();
-        if value.contains(' ') || value.contains('\n') {
-            return Reply::err(
-                "ERR lib-name and lib-ver cannot contain spaces, newlines or special characters.",
-            );
+        ("id", []) => Ok(Reply::Int(sess.client.id as i64)),
+        ("setinfo", [attr, value]) => {
+            let value = String::from_utf8_lossy(value).into_owned();
+            if value.contains(' ') || value.contains('\n') {
+                return Err(CmdError::err(
+                    "lib-name and lib-ver cannot contain spaces, newlines or special characters.",
+                ));
+            }
+            let mut info = sess.client.info.lock();
+            if is(attr, "lib-name") {
+                info.lib_name = value;
+            } else if is(attr, "lib-ver") {
+                info.lib_ver = value;
+            } else {
+                return Err(CmdError::err(format!(
+                    "Unrecognized option '{}'",
+                    String::from_utf8_lossy(attr)
+                )));
+            }
+            Ok(Reply::OK)
         }
-        let mut info = sess.client.info.lock();
-        if eq(&rest[0], "lib-name") {
-            info.lib_name = value;
-        } else if eq(&rest[0], "lib-ver") {
-            info.lib_ver = value;
-        } else {
-            return Reply::err(format!(
-                "ERR Unrecognized option '{}'",
-                String::from_utf8_lossy(&rest[0])
-            ));
+        ("info", []) => Ok(Reply::Verbatim(format!("{}\n", client_line(&sess.client)))),
+        ("list", _) => {
+            let clients: Vec<_> = s.clients.lock().values().cloned().collect();
+            let mut out = String::new();
+            for c in clients {
+                out.push_str(&client_line(&c));
+                out.push('\n');
+            }
+            Ok(Reply::Verbatim(out))
         }
-        Reply::OK
-    } else if eq(sub, "info") && rest.is_empty() {
-        Reply::Verbatim(format!("{}\n", client_line(&sess.client)))
-    } else if eq(sub, "list") {
-        let clients: Vec<_> = s.clients.lock().values().cloned().collect();
-        let mut out = String::new();
-        for c in clients {
-            out.push_str(&client_line(&c));
-            out.push('\n');
-        }
-        Reply::Verbatim(out)
-    } else if eq(sub, "kill") && !rest.is_empty() {
-        client_kill(s, rest)
-    } else if (eq(sub, "no-evict") || eq(sub, "no-touch")) && rest.len() == 1 {
-        Reply::OK
-    } else {
-        Reply::err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
-            String::from_utf8_lossy(sub)
-        ))
+        ("kill", [_, ..]) => client_kill(s, rest),
+        ("no-evict" | "no-touch", [_]) => Ok(Reply::OK),
+        _ => Err(CmdError::unknown_subcommand("CLIENT", sub)),
     }
 }
 
-fn client_kill(s: &Shared, rest: &[Bytes]) -> Reply {
+fn client_kill(s: &Shared, rest: &[Bytes]) -> CmdResult {
     let clients: Vec<_> = s.clients.lock().values().cloned().collect();
     let kill = |c: &ClientHandle| {
         c.killed.store(true, Ordering::Release);
         c.wake.notify_one();
     };
-    if rest.len() == 1 {
+    if let [addr] = rest {
         // Old form: CLIENT KILL addr:port
-        let addr = String::from_utf8_lossy(&rest[0]);
+        let addr = String::from_utf8_lossy(addr);
         return match clients.iter().find(|c| c.info.lock().addr == addr) {
             Some(c) => {
                 kill(c);
-                Reply::OK
+                Ok(Reply::OK)
             }
-            None => Reply::err("ERR No such client"),
+            None => Err(CmdError::err("No such client")),
         };
     }
     if !rest.len().is_multiple_of(2) {
-        return syntax_error();
+        return Err(CmdError::Syntax);
     }
     let mut killed = 0;
     for c in &clients {
         let mut all = true;
         for f in rest.chunks_exact(2) {
-            let v = String::from_utf8_lossy(&f[1]);
+            let [name, v] = f else { continue };
+            let v = String::from_utf8_lossy(v);
             let info = c.info.lock();
-            let ok = if eq(&f[0], "id") {
+            let ok = if is(name, "id") {
                 v.parse::<u64>().is_ok_and(|id| id == c.id)
-            } else if eq(&f[0], "addr") {
+            } else if is(name, "addr") {
                 info.addr == v
-            } else if eq(&f[0], "skipme") {
+            } else if is(name, "skipme") {
                 true
             } else {
-                return syntax_error();
+                return Err(CmdError::Syntax);
             };
             all &= ok;
         }
@@ -321,5 +304,5 @@ fn client_kill(s: &Shared, rest: &[Bytes]) -> Reply {
             killed += 1;
         }
     }
-    Reply::Int(killed)
+    Ok(Reply::Int(killed))
 }

@@ -1,294 +1,474 @@
 //! Keyspace commands: DEL, EXISTS, TYPE, the EXPIRE/TTL family, RENAME and COPY,
-//! SCAN/KEYS/RANDOMKEY, DBSIZE and the flushes.
+//! SCAN/KEYS/RANDOMKEY, DBSIZE and the flushes. Each parses into a [`Cmd`] and applies
+//! to a keyspace.
 
-use super::{Session, not_integer, parse_i64, syntax_error, tri};
+use super::DataCmd;
+use super::args::{Args, is};
+use super::error::{CmdError, CmdResult};
 use crate::glob;
+use crate::keyspace::Keyspace;
 use crate::protocol::reply::Reply;
-use crate::state::{Shared, now_ms};
 use bytes::Bytes;
 use caskade_engine::NAMESPACES;
 
-fn eq(a: &[u8], b: &str) -> bool {
-    a.eq_ignore_ascii_case(b.as_bytes())
+/// EXPIRE's conditions (NX, XX, GT, LT).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ExpireIf {
+    nx: bool,
+    xx: bool,
+    gt: bool,
+    lt: bool,
 }
 
-pub fn del(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    let keys: Vec<&[u8]> = a.iter().map(|k| &k[..]).collect();
-    let _g = s.locks.lock(sess.db, &keys);
-    let mut n = 0;
-    for k in keys {
-        if tri!(s.engine.delete(sess.db, k)) {
-            n += 1;
-        }
-    }
-    Reply::Int(n)
-}
-
-pub fn exists(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    let mut n = 0;
-    for k in a {
-        if tri!(s.engine.exists(sess.db, k)) {
-            n += 1;
-        }
-    }
-    Reply::Int(n)
-}
-
-pub fn type_(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    if tri!(s.engine.exists(sess.db, &a[0])) {
-        Reply::Status("string")
-    } else {
-        Reply::Status("none")
-    }
-}
-
-fn expire_generic(
-    s: &Shared,
-    sess: &Session,
-    a: &[Bytes],
-    cmd: &str,
-    unit: i64,
-    absolute: bool,
-) -> Reply {
-    let Some(n) = parse_i64(&a[1]) else {
-        return not_integer();
-    };
-    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
-    for opt in &a[2..] {
-        if eq(opt, "nx") {
-            nx = true;
-        } else if eq(opt, "xx") {
-            xx = true;
-        } else if eq(opt, "gt") {
-            gt = true;
-        } else if eq(opt, "lt") {
-            lt = true;
-        } else {
-            return Reply::err(format!(
-                "ERR Unsupported option {}",
-                String::from_utf8_lossy(opt)
-            ));
-        }
-    }
-    if nx && (xx || gt || lt) {
-        return Reply::err("ERR NX and XX, GT or LT options at the same time are not compatible");
-    }
-    if gt && lt {
-        return Reply::err("ERR GT and LT options at the same time are not compatible");
-    }
-    let invalid = || Reply::err(format!("ERR invalid expire time in '{cmd}' command"));
-    let Some(ms) = n.checked_mul(unit) else {
-        return invalid();
-    };
-    let at = if absolute {
-        Some(ms)
-    } else {
-        ms.checked_add(now_ms() as i64)
-    };
-    let Some(at) = at else {
-        return invalid();
-    };
-    // A time at or before now deletes; 0 would read as "no expiry" to the engine.
-    let at_ms = at.max(1) as u64;
-    let _g = s.locks.lock(sess.db, &[&a[0]]);
-    let done = tri!(s.engine.expire_if(sess.db, &a[0], Some(at_ms), |cur| {
+impl ExpireIf {
+    /// Whether a key whose expiry is `cur` (None: absent... no expiry) may take `at`.
+    fn allows(self, cur: Option<u64>, at: u64) -> bool {
         match cur {
-            None => !(xx || gt),
-            Some(c) => !nx && (!gt || at_ms > c) && (!lt || at_ms < c),
+            None => !(self.xx || self.gt),
+            Some(c) => !self.nx && (!self.gt || at > c) && (!self.lt || at < c),
         }
-    }));
-    Reply::Int(done as i64)
-}
-
-pub fn expire(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    expire_generic(s, sess, a, "expire", 1000, false)
-}
-
-pub fn pexpire(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    expire_generic(s, sess, a, "pexpire", 1, false)
-}
-
-pub fn expireat(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    expire_generic(s, sess, a, "expireat", 1000, true)
-}
-
-pub fn pexpireat(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    expire_generic(s, sess, a, "pexpireat", 1, true)
-}
-
-/// -2 missing, -1 no expiry, else `f(expire_at_ms)`.
-fn ttl_generic(s: &Shared, sess: &Session, key: &[u8], f: impl Fn(u64) -> i64) -> Reply {
-    match tri!(s.engine.ttl(sess.db, key)) {
-        None => Reply::Int(-2),
-        Some(None) => Reply::Int(-1),
-        Some(Some(at)) => Reply::Int(f(at)),
     }
 }
 
-pub fn ttl(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    ttl_generic(s, sess, &a[0], |at| {
-        (at.saturating_sub(now_ms()) as i64 + 500) / 1000
+/// How a TTL-family command reports an expiry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TtlUnit {
+    /// TTL: seconds left, rounded.
+    SecondsLeft,
+    /// PTTL: ms left.
+    MillisLeft,
+    /// EXPIRETIME: Unix seconds.
+    UnixSeconds,
+    /// PEXPIRETIME: Unix ms.
+    UnixMillis,
+}
+
+/// SCAN's options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scan {
+    cursor: u64,
+    pattern: Option<Bytes>,
+    count: usize,
+    /// TYPE given and not `string`: no key matches (every key is a string today).
+    no_match: bool,
+}
+
+/// A keyspace command, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cmd {
+    /// DEL / UNLINK key...
+    Del(Vec<Bytes>),
+    /// EXISTS / TOUCH key...
+    Exists(Vec<Bytes>),
+    /// TYPE key
+    Type(Bytes),
+    /// EXPIRE family: the key, the time as given in ms, whether absolute, conditions.
+    Expire {
+        /// The key.
+        key: Bytes,
+        /// The time, relative or absolute, in ms.
+        ms: i64,
+        /// EXPIREAT/PEXPIREAT.
+        absolute: bool,
+        /// NX/XX/GT/LT.
+        cond: ExpireIf,
+        /// The command, for its error text.
+        cmd: &'static str,
+    },
+    /// TTL family.
+    Ttl(Bytes, TtlUnit),
+    /// PERSIST key
+    Persist(Bytes),
+    /// RENAME / RENAMENX src dst
+    Rename {
+        /// The key moved.
+        src: Bytes,
+        /// Its new name.
+        dst: Bytes,
+        /// RENAMENX.
+        nx: bool,
+    },
+    /// COPY src dst [DB n] [REPLACE]
+    Copy {
+        /// The key copied.
+        src: Bytes,
+        /// The copy's name.
+        dst: Bytes,
+        /// The copy's database (None: the same).
+        db: Option<u8>,
+        /// REPLACE.
+        replace: bool,
+    },
+    /// SCAN cursor [MATCH p] [COUNT n] [TYPE t]
+    Scan(Scan),
+    /// KEYS pattern
+    Keys(Bytes),
+    /// RANDOMKEY
+    RandomKey,
+    /// DBSIZE
+    DbSize,
+    /// FLUSHDB / FLUSHALL [ASYNC|SYNC]
+    Flush {
+        /// FLUSHALL.
+        all: bool,
+    },
+}
+
+fn keyed(c: Cmd) -> Result<DataCmd, CmdError> {
+    Ok(DataCmd::Key(c))
+}
+
+pub fn del(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    keyed(Cmd::Del(a.take_rest().to_vec()))
+}
+
+pub fn exists(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    keyed(Cmd::Exists(a.take_rest().to_vec()))
+}
+
+pub fn type_(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    let key = a.next_key()?;
+    a.finish()?;
+    keyed(Cmd::Type(key))
+}
+
+fn expire_generic(a: &mut Args<'_>, unit: i64, absolute: bool) -> Result<DataCmd, CmdError> {
+    let cmd = a.cmd();
+    let key = a.next_key()?;
+    let n = a.next_i64()?;
+    let mut cond = ExpireIf::default();
+    while let Some(opt) = a.next_opt() {
+        if is(opt, "nx") {
+            cond.nx = true;
+        } else if is(opt, "xx") {
+            cond.xx = true;
+        } else if is(opt, "gt") {
+            cond.gt = true;
+        } else if is(opt, "lt") {
+            cond.lt = true;
+        } else {
+            return Err(CmdError::err(format!(
+                "Unsupported option {}",
+                String::from_utf8_lossy(opt)
+            )));
+        }
+    }
+    if cond.nx && (cond.xx || cond.gt || cond.lt) {
+        return Err(CmdError::err(
+            "NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if cond.gt && cond.lt {
+        return Err(CmdError::err(
+            "GT and LT options at the same time are not compatible",
+        ));
+    }
+    let ms = n.checked_mul(unit).ok_or(CmdError::InvalidExpire(cmd))?;
+    keyed(Cmd::Expire {
+        key,
+        ms,
+        absolute,
+        cond,
+        cmd,
     })
 }
 
-pub fn pttl(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    ttl_generic(s, sess, &a[0], |at| at.saturating_sub(now_ms()) as i64)
+pub fn expire(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    expire_generic(a, 1000, false)
 }
 
-pub fn expiretime(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    ttl_generic(s, sess, &a[0], |at| (at / 1000) as i64)
+pub fn pexpire(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    expire_generic(a, 1, false)
 }
 
-pub fn pexpiretime(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    ttl_generic(s, sess, &a[0], |at| at as i64)
+pub fn expireat(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    expire_generic(a, 1000, true)
 }
 
-pub fn persist(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    let _g = s.locks.lock(sess.db, &[&a[0]]);
-    Reply::Int(tri!(s.engine.persist(sess.db, &a[0])) as i64)
+pub fn pexpireat(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    expire_generic(a, 1, true)
 }
 
-/// Moves `src` to `dst` (value, metadata and TTL); `nx` refuses an existing `dst`.
-fn rename_generic(s: &Shared, sess: &Session, src: &[u8], dst: &[u8], nx: bool) -> Reply {
-    let db = sess.db;
-    let _g = s.locks.lock(db, &[src, dst]);
-    let Some(item) = tri!(s.engine.get_item(db, src)) else {
-        return Reply::err("ERR no such key");
-    };
-    if src == dst {
-        return if nx { Reply::Int(0) } else { Reply::OK };
+fn ttl_generic(a: &mut Args<'_>, unit: TtlUnit) -> Result<DataCmd, CmdError> {
+    let key = a.next_key()?;
+    a.finish()?;
+    keyed(Cmd::Ttl(key, unit))
+}
+
+pub fn ttl(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    ttl_generic(a, TtlUnit::SecondsLeft)
+}
+
+pub fn pttl(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    ttl_generic(a, TtlUnit::MillisLeft)
+}
+
+pub fn expiretime(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    ttl_generic(a, TtlUnit::UnixSeconds)
+}
+
+pub fn pexpiretime(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    ttl_generic(a, TtlUnit::UnixMillis)
+}
+
+pub fn persist(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    let key = a.next_key()?;
+    a.finish()?;
+    keyed(Cmd::Persist(key))
+}
+
+fn rename_generic(a: &mut Args<'_>, nx: bool) -> Result<DataCmd, CmdError> {
+    let (src, dst) = (a.next_key()?, a.next_key()?);
+    a.finish()?;
+    keyed(Cmd::Rename { src, dst, nx })
+}
+
+pub fn rename(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    rename_generic(a, false)
+}
+
+pub fn renamenx(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    rename_generic(a, true)
+}
+
+/// A database index argument (`ERR DB index is out of range` past the last).
+pub fn db_index(a: &mut Args<'_>) -> Result<u8, CmdError> {
+    let n = a.next_i64()?;
+    if (0..NAMESPACES as i64).contains(&n) {
+        Ok(n as u8)
+    } else {
+        Err(CmdError::err("DB index is out of range"))
     }
-    if nx && tri!(s.engine.exists(db, dst)) {
-        return Reply::Int(0);
-    }
-    tri!(
-        s.engine
-            .put_item(db, dst, &item.value, item.expire_at_ms, &item.meta)
-    );
-    tri!(s.engine.delete(db, src));
-    if nx { Reply::Int(1) } else { Reply::OK }
 }
 
-pub fn rename(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    rename_generic(s, sess, &a[0], &a[1], false)
-}
-
-pub fn renamenx(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    rename_generic(s, sess, &a[0], &a[1], true)
-}
-
-pub fn copy(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    let (src, dst) = (&a[0], &a[1]);
-    let mut dst_db = sess.db;
-    let mut replace = false;
-    let mut i = 2;
-    while i < a.len() {
-        if eq(&a[i], "replace") {
+pub fn copy(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    let (src, dst) = (a.next_key()?, a.next_key()?);
+    let (mut db, mut replace) = (None, false);
+    while !a.is_empty() {
+        if a.eat("replace") {
             replace = true;
-        } else if eq(&a[i], "db") && i + 1 < a.len() {
-            match parse_i64(&a[i + 1]) {
-                Some(n) if (0..NAMESPACES as i64).contains(&n) => dst_db = n as u8,
-                Some(_) => return Reply::err("ERR DB index is out of range"),
-                None => return not_integer(),
-            }
-            i += 1;
+        } else if a.remaining() >= 2 && a.eat("db") {
+            db = Some(db_index(a)?);
         } else {
-            return syntax_error();
+            return Err(CmdError::Syntax);
         }
-        i += 1;
     }
-    if src == dst && dst_db == sess.db {
-        return Reply::err("ERR source and destination objects are the same");
-    }
-    let _g = s.locks.lock_across(&[(sess.db, src), (dst_db, dst)]);
-    let Some(item) = tri!(s.engine.get_item(sess.db, src)) else {
-        return Reply::Int(0);
-    };
-    if !replace && tri!(s.engine.exists(dst_db, dst)) {
-        return Reply::Int(0);
-    }
-    tri!(
-        s.engine
-            .put_item(dst_db, dst, &item.value, item.expire_at_ms, &item.meta)
-    );
-    Reply::Int(1)
+    keyed(Cmd::Copy {
+        src,
+        dst,
+        db,
+        replace,
+    })
 }
 
-pub fn scan(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    let cursor = match std::str::from_utf8(&a[0])
+pub fn scan(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    let cursor = std::str::from_utf8(a.next_arg()?)
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
-    {
-        Some(c) => c,
-        None => return Reply::err("ERR invalid cursor"),
+        .ok_or(CmdError::err("invalid cursor"))?;
+    let mut scan = Scan {
+        cursor,
+        pattern: None,
+        count: 10,
+        no_match: false,
     };
-    let mut pattern: Option<&[u8]> = None;
-    let mut count = 10usize;
-    let mut only_strings = true;
-    let mut i = 1;
-    while i < a.len() {
-        let Some(v) = a.get(i + 1) else {
-            return syntax_error();
-        };
-        if eq(&a[i], "match") {
-            pattern = Some(v);
-        } else if eq(&a[i], "count") {
-            match parse_i64(v) {
-                Some(n) if n >= 1 => count = n as usize,
-                Some(_) => return syntax_error(),
-                None => return not_integer(),
+    while let Some(opt) = a.next_opt() {
+        let v = a.value_of_option()?;
+        if is(opt, "match") {
+            scan.pattern = Some(v.clone());
+        } else if is(opt, "count") {
+            match super::args::parse_i64(v) {
+                Some(n) if n >= 1 => scan.count = n as usize,
+                Some(_) => return Err(CmdError::Syntax),
+                None => return Err(CmdError::NotInteger),
             }
-        } else if eq(&a[i], "type") {
-            only_strings = eq(v, "string");
+        } else if is(opt, "type") {
+            scan.no_match = !is(v, "string");
         } else {
-            return syntax_error();
+            return Err(CmdError::Syntax);
         }
-        i += 2;
     }
-    let page = tri!(s.engine.scan(sess.db, cursor, count));
-    let keys = page
-        .keys
-        .into_iter()
-        .filter(|k| only_strings && pattern.is_none_or(|p| glob::matches(p, k)))
-        .map(Reply::Bulk)
-        .collect();
-    Reply::Array(vec![
-        Reply::text(&page.cursor.to_string()),
-        Reply::Array(keys),
-    ])
+    keyed(Cmd::Scan(scan))
 }
 
-pub fn keys(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    let mut out = Vec::new();
-    let mut cursor = 0;
-    loop {
-        let page = tri!(s.engine.scan(sess.db, cursor, 1000));
-        out.extend(
-            page.keys
-                .into_iter()
-                .filter(|k| glob::matches(&a[0], k))
-                .map(Reply::Bulk),
-        );
-        if page.cursor == 0 {
-            return Reply::Array(out);
+pub fn keys(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    let pattern = a.next_bytes()?;
+    keyed(Cmd::Keys(pattern))
+}
+
+pub fn randomkey(_a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    keyed(Cmd::RandomKey)
+}
+
+pub fn dbsize(_a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    keyed(Cmd::DbSize)
+}
+
+fn flush(a: &mut Args<'_>, all: bool) -> Result<DataCmd, CmdError> {
+    match a.take_rest() {
+        [] => {}
+        [m] if is(m, "async") || is(m, "sync") => {}
+        _ => return Err(CmdError::Syntax),
+    }
+    keyed(Cmd::Flush { all })
+}
+
+pub fn flushdb(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    flush(a, false)
+}
+
+pub fn flushall(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+    flush(a, true)
+}
+
+impl Cmd {
+    /// Applies the command to `ks`.
+    pub fn apply(self, ks: &mut Keyspace<'_>) -> CmdResult {
+        match self {
+            Cmd::Del(keys) => {
+                let mut n = 0;
+                for k in &keys {
+                    n += ks.delete(k)? as i64;
+                }
+                Ok(Reply::Int(n))
+            }
+            Cmd::Exists(keys) => {
+                let mut n = 0;
+                for k in &keys {
+                    n += ks.exists(k)? as i64;
+                }
+                Ok(Reply::Int(n))
+            }
+            Cmd::Type(key) => Ok(Reply::Status(if ks.exists(&key)? {
+                "string"
+            } else {
+                "none"
+            })),
+            Cmd::Expire {
+                key,
+                ms,
+                absolute,
+                cond,
+                cmd,
+            } => {
+                let at = if absolute {
+                    Some(ms)
+                } else {
+                    ms.checked_add(ks.now_ms() as i64)
+                };
+                let at = at.ok_or(CmdError::InvalidExpire(cmd))?;
+                // A time at or before now deletes; 0 would read as "no expiry" to the engine.
+                let at_ms = at.max(1) as u64;
+                let done = ks.expire_if(&key, Some(at_ms), |cur| cond.allows(cur, at_ms))?;
+                Ok(Reply::Int(done as i64))
+            }
+            Cmd::Ttl(key, unit) => Ok(Reply::Int(match ks.ttl(&key)? {
+                None => -2,
+                Some(None) => -1,
+                Some(Some(at)) => {
+                    let now = ks.now_ms();
+                    match unit {
+                        TtlUnit::SecondsLeft => (at.saturating_sub(now) as i64 + 500) / 1000,
+                        TtlUnit::MillisLeft => at.saturating_sub(now) as i64,
+                        TtlUnit::UnixSeconds => (at / 1000) as i64,
+                        TtlUnit::UnixMillis => at as i64,
+                    }
+                }
+            })),
+            Cmd::Persist(key) => Ok(Reply::Int(ks.persist(&key)? as i64)),
+            Cmd::Rename { src, dst, nx } => {
+                let Some(item) = ks.get_item(&src)? else {
+                    return Err(CmdError::err("no such key"));
+                };
+                if src == dst {
+                    return Ok(if nx { Reply::Int(0) } else { Reply::OK });
+                }
+                if nx && ks.exists(&dst)? {
+                    return Ok(Reply::Int(0));
+                }
+                ks.put_item(&dst, &item.value, item.expire_at_ms, &item.meta)?;
+                ks.delete(&src)?;
+                Ok(if nx { Reply::Int(1) } else { Reply::OK })
+            }
+            Cmd::Copy {
+                src,
+                dst,
+                db,
+                replace,
+            } => {
+                let dst_db = db.unwrap_or(ks.db());
+                if src == dst && dst_db == ks.db() {
+                    return Err(CmdError::err("source and destination objects are the same"));
+                }
+                let Some(item) = ks.get_item(&src)? else {
+                    return Ok(Reply::Int(0));
+                };
+                let target = ks.other_db(dst_db);
+                if !replace && target.exists(&dst)? {
+                    return Ok(Reply::Int(0));
+                }
+                target.put_item(&dst, &item.value, item.expire_at_ms, &item.meta)?;
+                Ok(Reply::Int(1))
+            }
+            Cmd::Scan(s) => {
+                let page = ks.scan(s.cursor, s.count)?;
+                let keys = page
+                    .keys
+                    .into_iter()
+                    .filter(|k| {
+                        !s.no_match && s.pattern.as_ref().is_none_or(|p| glob::matches(p, k))
+                    })
+                    .map(Reply::Bulk)
+                    .collect();
+                Ok(Reply::Array(vec![
+                    Reply::text(&page.cursor.to_string()),
+                    Reply::Array(keys),
+                ]))
+            }
+            Cmd::Keys(pattern) => {
+                let mut out = Vec::new();
+                let mut cursor = 0;
+                loop {
+                    let page = ks.scan(cursor, 1000)?;
+                    out.extend(
+                        page.keys
+                            .into_iter()
+                            .filter(|k| glob::matches(&pattern, k))
+                            .map(Reply::Bulk),
+                    );
+                    if page.cursor == 0 {
+                        return Ok(Reply::Array(out));
+                    }
+                    cursor = page.cursor;
+                }
+            }
+            Cmd::RandomKey => random_key(ks),
+            Cmd::DbSize => Ok(Reply::Int(ks.len() as i64)),
+            Cmd::Flush { all } => {
+                if all {
+                    ks.flush_all()?;
+                } else {
+                    ks.flush_db()?;
+                }
+                Ok(Reply::OK)
+            }
         }
-        cursor = page.cursor;
     }
 }
 
-pub fn randomkey(s: &Shared, sess: &mut Session, _a: &[Bytes]) -> Reply {
-    if s.engine.is_empty(sess.db) {
-        return Reply::Nil;
+fn random_key(ks: &Keyspace<'_>) -> CmdResult {
+    if ks.is_empty() {
+        return Ok(Reply::Nil);
     }
     // Start the walk at a random hash and wrap once.
-    let start = xxhash_rust::xxh3::xxh3_64(&now_ms().to_le_bytes())
+    let start = xxhash_rust::xxh3::xxh3_64(&ks.now_ms().to_le_bytes())
         ^ (std::process::id() as u64).rotate_left(32);
     for cursor in [start, 0] {
         let mut c = cursor;
         loop {
-            let page = tri!(s.engine.scan(sess.db, c, 1));
+            let page = ks.scan(c, 1)?;
             if let Some(k) = page.keys.into_iter().next() {
-                return Reply::Bulk(k);
+                return Ok(Reply::Bulk(k));
             }
             if page.cursor == 0 {
                 break;
@@ -296,39 +476,142 @@ pub fn randomkey(s: &Shared, sess: &mut Session, _a: &[Bytes]) -> Reply {
             c = page.cursor;
         }
     }
-    Reply::Nil
+    Ok(Reply::Nil)
 }
 
-pub fn dbsize(s: &Shared, sess: &mut Session, _a: &[Bytes]) -> Reply {
-    Reply::Int(s.engine.len(sess.db) as i64)
-}
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{run, run_at};
+    use crate::keyspace::testing::store;
+    use crate::protocol::reply::Reply;
 
-fn flush_mode(a: &[Bytes]) -> Result<(), Reply> {
-    match a {
-        [] => Ok(()),
-        [m] if eq(m, "async") || eq(m, "sync") => Ok(()),
-        _ => Err(syntax_error()),
+    fn err(s: &str) -> Reply {
+        Reply::err(s)
     }
-}
 
-pub fn flushdb(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    if let Err(r) = flush_mode(a) {
-        return r;
+    #[test]
+    fn del_exists_type() {
+        let (_d, st) = store();
+        run(&st, &["mset", "a", "1", "b", "2"]);
+        assert_eq!(run(&st, &["exists", "a", "a", "x"]), Reply::Int(2));
+        assert_eq!(run(&st, &["type", "a"]), Reply::Status("string"));
+        assert_eq!(run(&st, &["type", "x"]), Reply::Status("none"));
+        assert_eq!(run(&st, &["del", "a", "b", "x"]), Reply::Int(2));
+        assert_eq!(run(&st, &["dbsize"]), Reply::Int(0));
+        assert_eq!(run(&st, &["randomkey"]), Reply::Nil);
     }
-    tri!(s.engine.flush_namespace(sess.db));
-    if let Some(rt) = &s.read_through {
-        rt.forget(Some(sess.db));
-    }
-    Reply::OK
-}
 
-pub fn flushall(s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
-    if let Err(r) = flush_mode(a) {
-        return r;
+    #[test]
+    fn expire_conditions_and_ttls() {
+        let (_d, st) = store();
+        run(&st, &["set", "k", "v"]);
+        assert_eq!(run(&st, &["ttl", "k"]), Reply::Int(-1));
+        assert_eq!(run(&st, &["ttl", "x"]), Reply::Int(-2));
+        assert_eq!(run(&st, &["expire", "k", "100", "xx"]), Reply::Int(0));
+        assert_eq!(run(&st, &["expire", "k", "100", "nx"]), Reply::Int(1));
+        assert_eq!(run(&st, &["expire", "k", "50", "gt"]), Reply::Int(0));
+        assert_eq!(run(&st, &["expire", "k", "50", "lt"]), Reply::Int(1));
+        assert_eq!(run(&st, &["ttl", "k"]), Reply::Int(50));
+        assert_eq!(
+            run(&st, &["expire", "k", "5", "nx", "xx"]),
+            err("ERR NX and XX, GT or LT options at the same time are not compatible")
+        );
+        assert_eq!(
+            run(&st, &["expire", "k", "5", "gt", "lt"]),
+            err("ERR GT and LT options at the same time are not compatible")
+        );
+        assert_eq!(
+            run(&st, &["expire", "k", "5", "zz"]),
+            err("ERR Unsupported option zz")
+        );
+        assert_eq!(
+            run(&st, &["pexpire", "k", "9223372036854775807"]),
+            err("ERR invalid expire time in 'pexpire' command")
+        );
+        assert_eq!(
+            run(&st, &["expire", "k", "9223372036854775807"]),
+            err("ERR invalid expire time in 'expire' command")
+        );
+        assert_eq!(
+            run(&st, &["pexpireat", "k", "4102444800000"]),
+            Reply::Int(1)
+        );
+        assert_eq!(run(&st, &["expiretime", "k"]), Reply::Int(4102444800));
+        assert_eq!(run(&st, &["pexpiretime", "k"]), Reply::Int(4102444800000));
+        assert_eq!(run(&st, &["persist", "k"]), Reply::Int(1));
+        assert_eq!(run(&st, &["expire", "k", "0"]), Reply::Int(1));
+        assert_eq!(run(&st, &["exists", "k"]), Reply::Int(0));
     }
-    tri!(s.engine.flush_all());
-    if let Some(rt) = &s.read_through {
-        rt.forget(None);
+
+    #[test]
+    fn rename_and_copy() {
+        let (_d, st) = store();
+        assert_eq!(run(&st, &["rename", "a", "b"]), err("ERR no such key"));
+        run(&st, &["set", "a", "1"]);
+        assert_eq!(run(&st, &["rename", "a", "a"]), Reply::OK);
+        assert_eq!(run(&st, &["rename", "a", "b"]), Reply::OK);
+        run(&st, &["set", "c", "3"]);
+        assert_eq!(run(&st, &["renamenx", "b", "c"]), Reply::Int(0));
+        assert_eq!(run(&st, &["copy", "b", "c"]), Reply::Int(0));
+        assert_eq!(run(&st, &["copy", "b", "c", "replace"]), Reply::Int(1));
+        assert_eq!(
+            run(&st, &["copy", "b", "b"]),
+            err("ERR source and destination objects are the same")
+        );
+        assert_eq!(run(&st, &["copy", "b", "b", "db", "2"]), Reply::Int(1));
+        assert_eq!(run_at(&st, 2, &["get", "b"]), Reply::text("1"));
+        assert_eq!(
+            run(&st, &["copy", "b", "x", "db", "16"]),
+            err("ERR DB index is out of range")
+        );
+        assert_eq!(run(&st, &["copy", "b", "x", "db"]), err("ERR syntax error"));
     }
-    Reply::OK
+
+    #[test]
+    fn scan_keys_flush() {
+        let (_d, st) = store();
+        for i in 0..30 {
+            run(&st, &["set", &format!("k{i}"), "v"]);
+        }
+        run(&st, &["set", "other", "v"]);
+        let Reply::Array(keys) = run(&st, &["keys", "k*"]) else {
+            panic!("an array")
+        };
+        assert_eq!(keys.len(), 30);
+        let mut seen = 0;
+        let mut cursor = "0".to_string();
+        loop {
+            let Reply::Array(page) = run(&st, &["scan", &cursor, "match", "k?", "count", "7"])
+            else {
+                panic!("an array")
+            };
+            let [Reply::Bulk(c), Reply::Array(ks)] = &page[..] else {
+                panic!("cursor and keys")
+            };
+            seen += ks.len();
+            cursor = String::from_utf8_lossy(c).into_owned();
+            if cursor == "0" {
+                break;
+            }
+        }
+        assert_eq!(seen, 10);
+        assert_eq!(
+            run(&st, &["scan", "0", "type", "hash", "count", "1000"]),
+            Reply::Array(vec![Reply::text("0"), Reply::Array(vec![])])
+        );
+        assert_eq!(run(&st, &["scan", "x"]), err("ERR invalid cursor"));
+        assert_eq!(
+            run(&st, &["scan", "0", "count", "0"]),
+            err("ERR syntax error")
+        );
+        assert_eq!(run(&st, &["scan", "0", "count"]), err("ERR syntax error"));
+        assert!(matches!(run(&st, &["randomkey"]), Reply::Bulk(_)));
+        run_at(&st, 1, &["set", "one", "v"]);
+        assert_eq!(run(&st, &["flushdb", "bogus"]), err("ERR syntax error"));
+        assert_eq!(run(&st, &["flushdb", "async"]), Reply::OK);
+        assert_eq!(run(&st, &["dbsize"]), Reply::Int(0));
+        assert_eq!(run_at(&st, 1, &["dbsize"]), Reply::Int(1));
+        assert_eq!(run(&st, &["flushall"]), Reply::OK);
+        assert_eq!(run_at(&st, 1, &["dbsize"]), Reply::Int(0));
+    }
 }

@@ -1,24 +1,75 @@
-//! Command dispatch: the table of commands (name, arity, handler), the per-connection
-//! session, and helpers shared by the command files. Each command family lives in its
-//! own file; every handler returns a [`Reply`] and never panics on client input.
+//! Commands: the table (name, arity, flags, key positions, how to run), the per-connection
+//! session, and dispatch. A command parses its arguments with an [`Args`] cursor into a
+//! typed value; a data command then applies that value to a [`Keyspace`] inside a unit
+//! that holds its keys' stripes. One file per command family; none panics on input.
 
+mod args;
 mod connection;
+mod error;
 mod keys;
 mod server;
 mod strings;
 
+use crate::keyspace::{Keyspace, KeyspaceEvents};
+use crate::origin::Reads;
 use crate::protocol::reply::Reply;
 use crate::state::Shared;
+use crate::unit::Span;
 use bytes::Bytes;
-use caskade_engine::Error as EngineError;
+use std::sync::Arc;
 
+pub use args::Args;
 pub use connection::Session;
+pub use error::{CmdError, CmdResult};
 
-/// A handler: shared state, this connection's session, and the arguments after the
-/// command name.
-pub type Handler = fn(&Shared, &mut Session, &[Bytes]) -> Reply;
+/// A key and a value, as commands name them.
+pub type KeyPair = (Bytes, Bytes);
 
-/// One command as COMMAND INFO describes it.
+/// A data command, parsed: what it does, typed, ready to apply to a keyspace (from a
+/// connection today; from EXEC and scripts alike).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataCmd {
+    /// A string command.
+    Str(strings::Cmd),
+    /// A keyspace command.
+    Key(keys::Cmd),
+}
+
+impl DataCmd {
+    /// Applies the command. The caller's unit holds the stripes of the keys it names.
+    pub fn apply(self, ks: &mut Keyspace<'_>) -> CmdResult {
+        match self {
+            DataCmd::Str(c) => c.apply(ks),
+            DataCmd::Key(c) => c.apply(ks),
+        }
+    }
+}
+
+/// How a command runs.
+#[derive(Clone, Copy)]
+pub enum Run {
+    /// Reads or writes keys: parsed into a [`DataCmd`], applied to a keyspace in a unit.
+    Data(fn(&mut Args<'_>) -> Result<DataCmd, CmdError>),
+    /// Acts on the connection or the server.
+    Control(fn(&Shared, &mut Session, &mut Args<'_>) -> CmdResult),
+}
+
+/// Which keys a command names: what its unit locks and what COMMAND INFO reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KeySpec {
+    /// None.
+    None,
+    /// Redis' first key, last key (negative: from the end) and step, counting the
+    /// command's name as position 0.
+    Range(i32, i32, i32),
+    /// Every key of the database (FLUSHDB, KEYS, SCAN, ...); `write` for the flushes.
+    Every {
+        /// Whether the command changes keys.
+        write: bool,
+    },
+}
+
+/// One command as the table describes it.
 pub struct Spec {
     /// Lower-case name.
     pub name: &'static str,
@@ -26,10 +77,54 @@ pub struct Spec {
     pub arity: i32,
     /// Redis command flags, for COMMAND INFO.
     pub flags: &'static [&'static str],
-    /// First key, last key and step, for COMMAND INFO (0 when there are none).
-    pub keys: (i32, i32, i32),
-    /// The handler.
-    pub run: Handler,
+    /// The keys it names.
+    pub keys: KeySpec,
+    /// Whether its reads of routed keys fill from the origin (read-through).
+    pub through: bool,
+    /// How it runs.
+    pub run: Run,
+}
+
+impl Spec {
+    /// The keys named by `rest` (the arguments after the name), from the key positions.
+    pub fn key_args<'a>(&self, rest: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
+        let (first, last, step) = match self.keys {
+            KeySpec::Range(f, l, s) => (f, l, s),
+            KeySpec::None | KeySpec::Every { .. } => (1, 0, 1),
+        };
+        let n = rest.len() as i32;
+        let last = if last < 0 { n + 1 + last } else { last.min(n) };
+        let step = step.max(1) as usize;
+        let range = if first >= 1 && first <= last {
+            (first as usize - 1)..(last as usize)
+        } else {
+            0..0
+        };
+        rest[range].iter().step_by(step)
+    }
+
+    /// COMMAND INFO's (first, last, step).
+    pub fn key_triple(&self) -> (i32, i32, i32) {
+        match self.keys {
+            KeySpec::Range(f, l, s) => (f, l, s),
+            KeySpec::None | KeySpec::Every { .. } => (0, 0, 0),
+        }
+    }
+
+    /// `ERR wrong number of arguments` unless `n` arguments (the name included) fit.
+    pub fn check_arity(&self, n: usize) -> Result<(), CmdError> {
+        let n = n as i32;
+        if (self.arity > 0 && n != self.arity) || (self.arity < 0 && n < -self.arity) {
+            Err(CmdError::Arity(self.name))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether the command changes data.
+    pub fn is_write(&self) -> bool {
+        self.flags.contains(&"write")
+    }
 }
 
 const W: &[&str] = &["write", "denyoom"];
@@ -38,103 +133,111 @@ const F: &[&str] = &["fast"];
 const ADMIN: &[&str] = &["admin", "noscript"];
 const NOAUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
 
-macro_rules! spec {
-    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $run:path) => {
+const ONE: KeySpec = KeySpec::Range(1, 1, 1);
+const ALL_ARGS: KeySpec = KeySpec::Range(1, -1, 1);
+const TWO: KeySpec = KeySpec::Range(1, 2, 1);
+const PAIRS: KeySpec = KeySpec::Range(1, -1, 2);
+const READS_EVERY: KeySpec = KeySpec::Every { write: false };
+const WRITES_EVERY: KeySpec = KeySpec::Every { write: true };
+
+macro_rules! data {
+    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $parse:path) => {
+        data!($name, $arity, $flags, $keys, $parse, false)
+    };
+    ($name:literal, $arity:expr, $flags:expr, $keys:expr, $parse:path, $through:expr) => {
         Spec {
             name: $name,
             arity: $arity,
             flags: $flags,
             keys: $keys,
-            run: $run,
+            through: $through,
+            run: Run::Data($parse),
         }
     };
 }
 
+macro_rules! ctl {
+    ($name:literal, $arity:expr, $flags:expr, $run:path) => {
+        Spec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            keys: KeySpec::None,
+            through: false,
+            run: Run::Control($run),
+        }
+    };
+}
+
+const WF: &[&str] = &["write", "fast"];
+
 /// Every command caskade answers, in COMMAND order.
 pub static COMMANDS: &[Spec] = &[
     // strings
-    spec!("get", 2, R, (1, 1, 1), strings::get),
-    spec!("set", -3, W, (1, 1, 1), strings::set),
-    spec!("setnx", 3, W, (1, 1, 1), strings::setnx),
-    spec!("setex", 4, W, (1, 1, 1), strings::setex),
-    spec!("psetex", 4, W, (1, 1, 1), strings::psetex),
-    spec!("getset", 3, W, (1, 1, 1), strings::getset),
-    spec!("getdel", 2, W, (1, 1, 1), strings::getdel),
-    spec!("getex", -2, W, (1, 1, 1), strings::getex),
-    spec!("mget", -2, R, (1, -1, 1), strings::mget),
-    spec!("mset", -3, W, (1, -1, 2), strings::mset),
-    spec!("msetnx", -3, W, (1, -1, 2), strings::msetnx),
-    spec!("append", 3, W, (1, 1, 1), strings::append),
-    spec!("strlen", 2, R, (1, 1, 1), strings::strlen),
-    spec!("getrange", 4, R, (1, 1, 1), strings::getrange),
-    spec!("substr", 4, R, (1, 1, 1), strings::getrange),
-    spec!("setrange", 4, W, (1, 1, 1), strings::setrange),
-    spec!("incr", 2, W, (1, 1, 1), strings::incr),
-    spec!("decr", 2, W, (1, 1, 1), strings::decr),
-    spec!("incrby", 3, W, (1, 1, 1), strings::incrby),
-    spec!("decrby", 3, W, (1, 1, 1), strings::decrby),
-    spec!("incrbyfloat", 3, W, (1, 1, 1), strings::incrbyfloat),
+    data!("get", 2, R, ONE, strings::get, true),
+    data!("set", -3, W, ONE, strings::set),
+    data!("setnx", 3, W, ONE, strings::setnx),
+    data!("setex", 4, W, ONE, strings::setex),
+    data!("psetex", 4, W, ONE, strings::psetex),
+    data!("getset", 3, W, ONE, strings::getset),
+    data!("getdel", 2, W, ONE, strings::getdel),
+    data!("getex", -2, W, ONE, strings::getex, true),
+    data!("mget", -2, R, ALL_ARGS, strings::mget, true),
+    data!("mset", -3, W, PAIRS, strings::mset),
+    data!("msetnx", -3, W, PAIRS, strings::msetnx),
+    data!("append", 3, W, ONE, strings::append),
+    data!("strlen", 2, R, ONE, strings::strlen),
+    data!("getrange", 4, R, ONE, strings::getrange),
+    data!("substr", 4, R, ONE, strings::getrange),
+    data!("setrange", 4, W, ONE, strings::setrange),
+    data!("incr", 2, W, ONE, strings::incr),
+    data!("decr", 2, W, ONE, strings::decr),
+    data!("incrby", 3, W, ONE, strings::incrby),
+    data!("decrby", 3, W, ONE, strings::decrby),
+    data!("incrbyfloat", 3, W, ONE, strings::incrbyfloat),
     // keys
-    spec!("del", -2, &["write"], (1, -1, 1), keys::del),
-    spec!("unlink", -2, &["write", "fast"], (1, -1, 1), keys::del),
-    spec!("exists", -2, R, (1, -1, 1), keys::exists),
-    spec!("touch", -2, R, (1, -1, 1), keys::exists),
-    spec!("type", 2, R, (1, 1, 1), keys::type_),
-    spec!("expire", -3, &["write", "fast"], (1, 1, 1), keys::expire),
-    spec!("pexpire", -3, &["write", "fast"], (1, 1, 1), keys::pexpire),
-    spec!(
-        "expireat",
-        -3,
-        &["write", "fast"],
-        (1, 1, 1),
-        keys::expireat
-    ),
-    spec!(
-        "pexpireat",
-        -3,
-        &["write", "fast"],
-        (1, 1, 1),
-        keys::pexpireat
-    ),
-    spec!("ttl", 2, R, (1, 1, 1), keys::ttl),
-    spec!("pttl", 2, R, (1, 1, 1), keys::pttl),
-    spec!("expiretime", 2, R, (1, 1, 1), keys::expiretime),
-    spec!("pexpiretime", 2, R, (1, 1, 1), keys::pexpiretime),
-    spec!("persist", 2, &["write", "fast"], (1, 1, 1), keys::persist),
-    spec!("rename", 3, &["write"], (1, 2, 1), keys::rename),
-    spec!("renamenx", 3, &["write", "fast"], (1, 2, 1), keys::renamenx),
-    spec!("copy", -3, W, (1, 2, 1), keys::copy),
-    spec!("scan", -2, &["readonly"], (0, 0, 0), keys::scan),
-    spec!("keys", 2, &["readonly"], (0, 0, 0), keys::keys),
-    spec!("randomkey", 1, &["readonly"], (0, 0, 0), keys::randomkey),
-    spec!("dbsize", 1, R, (0, 0, 0), keys::dbsize),
-    spec!("flushdb", -1, &["write"], (0, 0, 0), keys::flushdb),
-    spec!("flushall", -1, &["write"], (0, 0, 0), keys::flushall),
+    data!("del", -2, &["write"], ALL_ARGS, keys::del),
+    data!("unlink", -2, WF, ALL_ARGS, keys::del),
+    data!("exists", -2, R, ALL_ARGS, keys::exists),
+    data!("touch", -2, R, ALL_ARGS, keys::exists),
+    data!("type", 2, R, ONE, keys::type_),
+    data!("expire", -3, WF, ONE, keys::expire),
+    data!("pexpire", -3, WF, ONE, keys::pexpire),
+    data!("expireat", -3, WF, ONE, keys::expireat),
+    data!("pexpireat", -3, WF, ONE, keys::pexpireat),
+    data!("ttl", 2, R, ONE, keys::ttl),
+    data!("pttl", 2, R, ONE, keys::pttl),
+    data!("expiretime", 2, R, ONE, keys::expiretime),
+    data!("pexpiretime", 2, R, ONE, keys::pexpiretime),
+    data!("persist", 2, WF, ONE, keys::persist),
+    data!("rename", 3, &["write"], TWO, keys::rename),
+    data!("renamenx", 3, WF, TWO, keys::renamenx),
+    data!("copy", -3, W, TWO, keys::copy),
+    data!("scan", -2, &["readonly"], READS_EVERY, keys::scan),
+    data!("keys", 2, &["readonly"], READS_EVERY, keys::keys),
+    data!("randomkey", 1, &["readonly"], READS_EVERY, keys::randomkey),
+    data!("dbsize", 1, R, READS_EVERY, keys::dbsize),
+    data!("flushdb", -1, &["write"], WRITES_EVERY, keys::flushdb),
+    data!("flushall", -1, &["write"], WRITES_EVERY, keys::flushall),
     // connection
-    spec!("ping", -1, F, (0, 0, 0), connection::ping),
-    spec!("echo", 2, F, (0, 0, 0), connection::echo),
-    spec!("quit", -1, NOAUTH, (0, 0, 0), connection::quit),
-    spec!("reset", 1, NOAUTH, (0, 0, 0), connection::reset),
-    spec!("hello", -1, NOAUTH, (0, 0, 0), connection::hello),
-    spec!("auth", -2, NOAUTH, (0, 0, 0), connection::auth),
-    spec!("select", 2, F, (0, 0, 0), connection::select),
-    spec!("client", -2, &["noscript"], (0, 0, 0), connection::client),
+    ctl!("ping", -1, F, connection::ping),
+    ctl!("echo", 2, F, connection::echo),
+    ctl!("quit", -1, NOAUTH, connection::quit),
+    ctl!("reset", 1, NOAUTH, connection::reset),
+    ctl!("hello", -1, NOAUTH, connection::hello),
+    ctl!("auth", -2, NOAUTH, connection::auth),
+    ctl!("select", 2, F, connection::select),
+    ctl!("client", -2, &["noscript"], connection::client),
     // server
-    spec!("info", -1, &["loading", "stale"], (0, 0, 0), server::info),
-    spec!("config", -2, ADMIN, (0, 0, 0), server::config),
-    spec!(
-        "command",
-        -1,
-        &["loading", "stale"],
-        (0, 0, 0),
-        server::command
-    ),
-    spec!("time", 1, F, (0, 0, 0), server::time),
-    spec!("lastsave", 1, F, (0, 0, 0), server::lastsave),
-    spec!("memory", -2, &["readonly"], (0, 0, 0), server::memory),
-    spec!("object", -2, &["readonly"], (0, 0, 0), server::object),
-    spec!("slowlog", -2, ADMIN, (0, 0, 0), server::slowlog),
-    spec!("function", -2, &["noscript"], (0, 0, 0), server::function),
+    ctl!("info", -1, &["loading", "stale"], server::info),
+    ctl!("config", -2, ADMIN, server::config),
+    ctl!("command", -1, &["loading", "stale"], server::command),
+    ctl!("time", 1, F, server::time),
+    ctl!("lastsave", 1, F, server::lastsave),
+    ctl!("memory", -2, &["readonly"], server::memory),
+    ctl!("object", -2, &["readonly"], server::object),
+    ctl!("slowlog", -2, ADMIN, server::slowlog),
+    ctl!("function", -2, &["noscript"], server::function),
 ];
 
 /// Looks a command up by name, case-insensitively.
@@ -154,33 +257,59 @@ fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static Spec)> {
         .find(|(_, s)| s.name.as_bytes() == lower.as_slice())
 }
 
-/// Runs one command for a session.
-pub fn dispatch(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply {
-    let Some(name) = args.first() else {
+/// Runs one command for a session: checks, parse, read-through prefetch (the one
+/// place a command waits), then the unit, and the command's counters.
+pub async fn run(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    argv: &[Bytes],
+    waits_for_fsync: bool,
+) -> Reply {
+    let Some(name) = argv.first() else {
         return Reply::OK;
     };
     let Some((index, spec)) = lookup_indexed(name) else {
-        return unknown_command(name, &args[1..]);
+        return unknown_command(name, &argv[1..]);
     };
     // A static name: CLIENT LIST's cmd= field costs no allocation per command.
     session.client.info.lock().last_cmd = spec.name;
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
-        return Reply::err("NOAUTH Authentication required.");
+        return CmdError::Coded("NOAUTH Authentication required.".into()).into();
     }
-    let n = args.len() as i32;
-    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
-        return wrong_arity(spec.name);
+    if let Err(e) = spec.check_arity(argv.len()) {
+        return e.into();
     }
-    let started = *session
-        .cmd_started
-        .get_or_insert_with(std::time::Instant::now);
-    session.wrote |= spec.flags.contains(&"write");
-    let reply = (spec.run)(shared, session, &args[1..]);
-    if matches!(reply, Reply::Pending) {
-        // Runs again once its keys are fetched; counted then, fetch time included.
-        return reply;
-    }
-    session.cmd_started = None;
+    let started = std::time::Instant::now();
+    let rest = &argv[1..];
+    let mut args = Args::new(spec.name, rest);
+    let reply = match spec.run {
+        Run::Control(f) => f(shared, session, &mut args).unwrap_or_else(Reply::from),
+        Run::Data(parse) => match parse(&mut args) {
+            Err(e) => e.into(),
+            Ok(cmd) => {
+                session.wrote |= spec.is_write();
+                let db = session.db;
+                let mut reads = match &shared.read_through {
+                    Some(rt) if spec.through && rt.routes_any(spec.key_args(rest)) => {
+                        Some(rt.prefetch(&shared.store, db, spec.key_args(rest)).await)
+                    }
+                    _ => None,
+                };
+                let apply = || execute(shared, spec, rest, db, cmd, reads.as_mut());
+                // Under fsync always a write waits for the disk: tell the runtime, so
+                // other connections keep their worker threads meanwhile.
+                let reply = if waits_for_fsync {
+                    tokio::task::block_in_place(apply)
+                } else {
+                    apply()
+                };
+                if let Some(r) = reads {
+                    r.finish(&shared.store, db, !matches!(reply, Reply::Error(_)));
+                }
+                reply
+            }
+        },
+    };
     shared
         .stats
         .commands
@@ -189,9 +318,30 @@ pub fn dispatch(shared: &Shared, session: &mut Session, args: &[Bytes]) -> Reply
     shared.metrics.command(index, elapsed.as_secs_f64());
     let micros = elapsed.as_micros() as u64;
     if micros >= crate::state::SLOWLOG_SLOWER_THAN_US {
-        record_slow(shared, session, args, micros);
+        record_slow(shared, session, argv, micros);
     }
     reply
+}
+
+/// Runs a parsed data command as its own unit: holding its keys' stripes, applied to
+/// database `db`.
+pub fn execute(
+    shared: &Shared,
+    spec: &Spec,
+    rest: &[Bytes],
+    db: u8,
+    cmd: DataCmd,
+    reads: Option<&mut Reads>,
+) -> Reply {
+    let _unit = Span::of(spec, rest, false).lock(&shared.store.locks);
+    let events = shared
+        .read_through
+        .as_deref()
+        .map(|rt| rt as &dyn KeyspaceEvents);
+    let mut ks = Keyspace::new(&shared.store.engine, db)
+        .with_reads(reads)
+        .with_events(events);
+    cmd.apply(&mut ks).unwrap_or_else(Reply::from)
 }
 
 fn record_slow(shared: &Shared, session: &Session, args: &[Bytes], micros: u64) {
@@ -201,7 +351,7 @@ fn record_slow(shared: &Shared, session: &Session, args: &[Bytes], micros: u64) 
         id: log
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        at: crate::state::now_ms() / 1000,
+        at: shared.store.engine.now_ms() / 1000,
         micros,
         args: args
             .iter()
@@ -217,7 +367,7 @@ fn record_slow(shared: &Shared, session: &Session, args: &[Bytes], micros: u64) 
 
 fn unknown_command(name: &[u8], rest: &[Bytes]) -> Reply {
     let mut msg = format!(
-        "ERR unknown command '{}', with args beginning with: ",
+        "unknown command '{}', with args beginning with: ",
         String::from_utf8_lossy(&name[..name.len().min(128)])
     );
     for a in rest.iter().take(16) {
@@ -226,72 +376,46 @@ fn unknown_command(name: &[u8], rest: &[Bytes]) -> Reply {
             String::from_utf8_lossy(&a[..a.len().min(128)])
         ));
     }
-    Reply::err(msg)
+    CmdError::err(msg).into()
 }
 
-/// `ERR wrong number of arguments for 'x' command`
-pub fn wrong_arity(name: &str) -> Reply {
-    Reply::err(format!(
-        "ERR wrong number of arguments for '{name}' command"
-    ))
-}
+#[cfg(test)]
+pub mod testing {
+    //! Runs data commands against a store as a connection would, without one.
+    use super::*;
+    use crate::keyspace::Store;
 
-/// `ERR syntax error`
-pub fn syntax_error() -> Reply {
-    Reply::err("ERR syntax error")
-}
-
-/// `ERR value is not an integer or out of range`
-pub fn not_integer() -> Reply {
-    Reply::err("ERR value is not an integer or out of range")
-}
-
-/// Parses a Redis integer argument (no spaces, no `+`, no leading zeros past "0").
-pub fn parse_i64(b: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(b).ok()?;
-    if s.is_empty() || s.starts_with('+') || s.len() > 20 {
-        return None;
+    /// Arguments as a connection hands them over.
+    pub fn argv(items: &[&str]) -> Vec<Bytes> {
+        items
+            .iter()
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .collect()
     }
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || s == "-0" {
-        return None;
-    }
-    s.parse().ok()
-}
 
-/// Parses a Redis float argument (`inf` allowed, NaN refused).
-pub fn parse_f64(b: &[u8]) -> Option<f64> {
-    let s = std::str::from_utf8(b).ok()?;
-    if s.is_empty() || s.trim() != s {
-        return None;
+    /// Runs `argv` in database 0.
+    pub fn run(store: &Store, argv: &[&str]) -> Reply {
+        run_at(store, 0, argv)
     }
-    let v: f64 = match s.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
-        _ => s.parse().ok()?,
-    };
-    (!v.is_nan()).then_some(v)
-}
 
-/// Maps an engine error to a Redis-style reply.
-pub fn engine_error(e: EngineError) -> Reply {
-    match e {
-        EngineError::KeyTooLong { .. } => Reply::err(format!("ERR {e}")),
-        EngineError::ValueTooLong { .. } => Reply::err("ERR string exceeds maximum allowed size"),
-        EngineError::Poisoned(_) | EngineError::Io { .. } => {
-            Reply::err(format!("IOERR storage failure: {e}"))
+    /// Runs `argv` in database `db`: lookup, arity, parse, unit, apply.
+    pub fn run_at(store: &Store, db: u8, argv: &[&str]) -> Reply {
+        let argv = self::argv(argv);
+        let spec = lookup(&argv[0]).expect("a known command");
+        if let Err(e) = spec.check_arity(argv.len()) {
+            return e.into();
         }
-        other => Reply::err(format!("ERR {other}")),
+        let Run::Data(parse) = spec.run else {
+            panic!("{} is not a data command", spec.name)
+        };
+        let rest = &argv[1..];
+        match parse(&mut Args::new(spec.name, rest)) {
+            Err(e) => e.into(),
+            Ok(cmd) => {
+                let _unit = Span::of(spec, rest, false).lock(&store.locks);
+                let mut ks = Keyspace::new(&store.engine, db);
+                cmd.apply(&mut ks).unwrap_or_else(Reply::from)
+            }
+        }
     }
 }
-
-/// Unwraps an engine result inside a handler, returning the error reply on failure.
-macro_rules! tri {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return $crate::cmd::engine_error(e),
-        }
-    };
-}
-pub(crate) use tri;

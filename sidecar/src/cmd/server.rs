@@ -2,8 +2,10 @@
 //! `# Caskade` section), CONFIG GET/SET, COMMAND, TIME, LASTSAVE, MEMORY USAGE,
 //! OBJECT, SLOWLOG and FUNCTION FLUSH.
 
+use super::args::{Args, is, parse_i64};
 use super::connection::REDIS_VERSION;
-use super::{COMMANDS, Session, Spec, syntax_error, tri};
+use super::error::{CmdError, CmdResult};
+use super::{COMMANDS, Session, Spec};
 use crate::glob;
 use crate::protocol::reply::Reply;
 use crate::state::Shared;
@@ -11,10 +13,6 @@ use bytes::Bytes;
 use caskade_engine::NAMESPACES;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-
-fn eq(a: &[u8], b: &str) -> bool {
-    a.eq_ignore_ascii_case(b.as_bytes())
-}
 
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
@@ -31,7 +29,7 @@ fn info_text(s: &Shared, sections: &[String]) -> String {
                 .any(|s| s == name || s == "all" || s == "everything" || s == "default")
     };
     let cfg = s.config.lock().clone();
-    let st = s.engine.stats();
+    let st = s.store.engine.stats();
     let mut out = String::new();
     let uptime = s.started.elapsed().as_secs();
     if want("server") {
@@ -92,9 +90,9 @@ fn info_text(s: &Shared, sections: &[String]) -> String {
     if want("keyspace") {
         out.push_str("# Keyspace\r\n");
         for db in 0..NAMESPACES {
-            let n = s.engine.len(db);
+            let n = s.store.engine.len(db);
             if n > 0 {
-                let e = s.engine.expiring_len(db);
+                let e = s.store.engine.expiring_len(db);
                 let _ = write!(out, "db{db}:keys={n},expires={e},avg_ttl=0\r\n");
             }
         }
@@ -171,12 +169,13 @@ fn info_text(s: &Shared, sections: &[String]) -> String {
     out
 }
 
-pub fn info(s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
+pub fn info(s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
+    let a = args.take_rest();
     let sections: Vec<String> = a
         .iter()
         .map(|x| String::from_utf8_lossy(x).to_ascii_lowercase())
         .collect();
-    Reply::Verbatim(info_text(s, &sections))
+    Ok(Reply::Verbatim(info_text(s, &sections)))
 }
 
 /// The CONFIG GET parameters and their current values.
@@ -230,9 +229,10 @@ fn config_params(s: &Shared) -> Vec<(&'static str, String)> {
     ]
 }
 
-pub fn config(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    let sub = &a[0];
-    if eq(sub, "get") && a.len() >= 2 {
+pub fn config(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
+    let a = args.take_rest();
+    let sub = args_first(a)?;
+    if is(sub, "get") && a.len() >= 2 {
         let params = config_params(s);
         let mut pairs = Vec::new();
         for pat in &a[1..] {
@@ -247,36 +247,40 @@ pub fn config(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
                 }
             }
         }
-        if sess.resp3 {
+        Ok(if sess.resp3 {
             Reply::Map(pairs)
         } else {
             Reply::Array(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
-        }
-    } else if eq(sub, "set") && a.len() >= 3 && a.len() % 2 == 1 {
+        })
+    } else if is(sub, "set") && a.len() >= 3 && a.len() % 2 == 1 {
         config_set(s, &a[1..])
-    } else if eq(sub, "resetstat") && a.len() == 1 {
+    } else if is(sub, "resetstat") && a.len() == 1 {
         s.stats.commands.store(0, Ordering::Relaxed);
-        Reply::OK
-    } else if eq(sub, "rewrite") && a.len() == 1 {
-        Reply::err("ERR CONFIG REWRITE is not supported; edit the YAML file")
-    } else {
-        Reply::err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.",
-            String::from_utf8_lossy(sub)
+        Ok(Reply::OK)
+    } else if is(sub, "rewrite") && a.len() == 1 {
+        Err(CmdError::err(
+            "CONFIG REWRITE is not supported; edit the YAML file",
         ))
+    } else {
+        Err(CmdError::unknown_subcommand("CONFIG", sub))
     }
 }
 
-fn config_set(s: &Shared, pairs: &[Bytes]) -> Reply {
+/// The first argument (the subcommand); the table's arity guarantees one.
+fn args_first(a: &[Bytes]) -> Result<&Bytes, CmdError> {
+    a.first().ok_or(CmdError::Syntax)
+}
+
+fn config_set(s: &Shared, pairs: &[Bytes]) -> CmdResult {
     // Validate everything first so a bad pair changes nothing.
     let mut next = s.config.lock().clone();
     for p in pairs.chunks_exact(2) {
         let name = String::from_utf8_lossy(&p[0]).to_ascii_lowercase();
         let value = String::from_utf8_lossy(&p[1]).into_owned();
         let bad = |why: &str| {
-            Reply::err(format!(
-                "ERR CONFIG SET failed (possibly related to argument '{name}') - {why}"
-            ))
+            Err(CmdError::err(format!(
+                "CONFIG SET failed (possibly related to argument '{name}') - {why}"
+            )))
         };
         match name.as_str() {
             "maxclients" => match value.parse::<usize>() {
@@ -293,7 +297,7 @@ fn config_set(s: &Shared, pairs: &[Bytes]) -> Reply {
         }
     }
     *s.config.lock() = next;
-    Reply::OK
+    Ok(Reply::OK)
 }
 
 fn command_info(spec: &Spec) -> Reply {
@@ -301,9 +305,9 @@ fn command_info(spec: &Spec) -> Reply {
         Reply::text(spec.name),
         Reply::Int(spec.arity as i64),
         Reply::Set(spec.flags.iter().map(|f| Reply::Status(f)).collect()),
-        Reply::Int(spec.keys.0 as i64),
-        Reply::Int(spec.keys.1 as i64),
-        Reply::Int(spec.keys.2 as i64),
+        Reply::Int(spec.key_triple().0 as i64),
+        Reply::Int(spec.key_triple().1 as i64),
+        Reply::Int(spec.key_triple().2 as i64),
         Reply::Set(vec![]),
         Reply::Set(vec![]),
         Reply::Set(vec![]),
@@ -311,35 +315,33 @@ fn command_info(spec: &Spec) -> Reply {
     ])
 }
 
-pub fn command(_s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
-    let Some(sub) = a.first() else {
-        return Reply::Array(COMMANDS.iter().map(command_info).collect());
+pub fn command(_s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
+    let a = args.take_rest();
+    let Some((sub, names)) = a.split_first() else {
+        return Ok(Reply::Array(COMMANDS.iter().map(command_info).collect()));
     };
-    if eq(sub, "count") && a.len() == 1 {
-        Reply::Int(COMMANDS.len() as i64)
-    } else if eq(sub, "info") {
-        let specs: Vec<&Spec> = if a.len() == 1 {
+    let all_or_named = || -> Vec<&'static Spec> {
+        if names.is_empty() {
             COMMANDS.iter().collect()
         } else {
-            Vec::new()
-        };
-        if a.len() == 1 {
-            return Reply::Array(specs.into_iter().map(command_info).collect());
+            names.iter().filter_map(|n| super::lookup(n)).collect()
         }
-        Reply::Array(
-            a[1..]
+    };
+    if is(sub, "count") && names.is_empty() {
+        Ok(Reply::Int(COMMANDS.len() as i64))
+    } else if is(sub, "info") {
+        if names.is_empty() {
+            return Ok(Reply::Array(COMMANDS.iter().map(command_info).collect()));
+        }
+        Ok(Reply::Array(
+            names
                 .iter()
                 .map(|n| super::lookup(n).map_or(Reply::NilArray, command_info))
                 .collect(),
-        )
-    } else if eq(sub, "docs") {
-        let names: Vec<&Spec> = if a.len() == 1 {
-            COMMANDS.iter().collect()
-        } else {
-            a[1..].iter().filter_map(|n| super::lookup(n)).collect()
-        };
-        Reply::Map(
-            names
+        ))
+    } else if is(sub, "docs") {
+        Ok(Reply::Map(
+            all_or_named()
                 .into_iter()
                 .map(|spec| {
                     (
@@ -352,96 +354,103 @@ pub fn command(_s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
                     )
                 })
                 .collect(),
-        )
-    } else if eq(sub, "list") && a.len() == 1 {
-        Reply::Array(COMMANDS.iter().map(|c| Reply::text(c.name)).collect())
-    } else {
-        Reply::err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
-            String::from_utf8_lossy(sub)
         ))
+    } else if is(sub, "list") && names.is_empty() {
+        Ok(Reply::Array(
+            COMMANDS.iter().map(|c| Reply::text(c.name)).collect(),
+        ))
+    } else {
+        Err(CmdError::unknown_subcommand("COMMAND", sub))
     }
 }
 
-pub fn time(_s: &Shared, _sess: &mut Session, _a: &[Bytes]) -> Reply {
-    let us = std::time::SystemTime::now()
+pub fn time(s: &Shared, _sess: &mut Session, _args: &mut Args<'_>) -> CmdResult {
+    // Whole milliseconds from the engine's clock; the microseconds below from the
+    // system, for the finer part Redis reports.
+    let ms = s.store.engine.now_ms();
+    let sub_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
-    Reply::Array(vec![
+        .map_or(0, |d| d.subsec_micros() % 1000) as u64;
+    let us = ms * 1000 + sub_ms;
+    Ok(Reply::Array(vec![
         Reply::text(&(us / 1_000_000).to_string()),
         Reply::text(&(us % 1_000_000).to_string()),
-    ])
+    ]))
 }
 
 /// Unix seconds of the last time data was made durable (a sync), or the start time.
 fn last_save(s: &Shared) -> u64 {
-    let synced = s.engine.stats().last_sync_ms / 1000;
+    let synced = s.store.engine.stats().last_sync_ms / 1000;
     synced.max(s.last_save.load(Ordering::Relaxed))
 }
 
-pub fn lastsave(s: &Shared, _sess: &mut Session, _a: &[Bytes]) -> Reply {
-    Reply::Int(last_save(s) as i64)
+pub fn lastsave(s: &Shared, _sess: &mut Session, _args: &mut Args<'_>) -> CmdResult {
+    Ok(Reply::Int(last_save(s) as i64))
 }
 
-pub fn memory(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    if eq(&a[0], "usage") && (a.len() == 2 || a.len() == 4) {
-        let Some(item) = tri!(s.engine.get_item(sess.db, &a[1])) else {
-            return Reply::Nil;
-        };
-        // On disk: record header, key, metadata and value; in DRAM: one index slot.
-        let bytes =
-            22 + a[1].len() + item.meta.len() + item.value.len() + caskade_engine::INDEX_SLOT_BYTES;
-        Reply::Int(bytes as i64)
-    } else if eq(&a[0], "doctor") && a.len() == 1 {
-        Reply::Verbatim("Sam, I detected no memory issues in this instance.".into())
-    } else {
-        Reply::err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try MEMORY HELP.",
-            String::from_utf8_lossy(&a[0])
-        ))
+pub fn memory(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
+    let sub = args.next_arg()?;
+    let word = String::from_utf8_lossy(sub).to_ascii_lowercase();
+    match (word.as_str(), args.take_rest()) {
+        ("usage", [key] | [key, _, _]) => {
+            let Some(item) = s.store.engine.get_item(sess.db, key)? else {
+                return Ok(Reply::Nil);
+            };
+            // On disk: record header, key, metadata and value; in DRAM: one index slot.
+            let bytes = 22
+                + key.len()
+                + item.meta.len()
+                + item.value.len()
+                + caskade_engine::INDEX_SLOT_BYTES;
+            Ok(Reply::Int(bytes as i64))
+        }
+        ("doctor", []) => Ok(Reply::Verbatim(
+            "Sam, I detected no memory issues in this instance.".into(),
+        )),
+        _ => Err(CmdError::unknown_subcommand("MEMORY", sub)),
     }
 }
 
-pub fn object(s: &Shared, sess: &mut Session, a: &[Bytes]) -> Reply {
-    if a.len() != 2 {
-        return Reply::err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try OBJECT HELP.",
-            String::from_utf8_lossy(&a[0])
-        ));
-    }
-    let Some(item) = tri!(s.engine.get_item(sess.db, &a[1])) else {
-        return Reply::Nil;
+pub fn object(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
+    let sub = args.next_arg()?;
+    let [key] = args.take_rest() else {
+        return Err(CmdError::unknown_subcommand("OBJECT", sub));
     };
-    if eq(&a[0], "encoding") {
+    let Some(item) = s.store.engine.get_item(sess.db, key)? else {
+        return Ok(Reply::Nil);
+    };
+    if is(sub, "encoding") {
         let v = &item.value;
-        let int = v.len() <= 20 && super::parse_i64(v).is_some();
-        Reply::text(if int {
+        let int = v.len() <= 20 && parse_i64(v).is_some();
+        Ok(Reply::text(if int {
             "int"
         } else if v.len() <= 44 {
             "embstr"
         } else {
             "raw"
-        })
-    } else if eq(&a[0], "freq") || eq(&a[0], "idletime") {
-        Reply::Int(0)
-    } else if eq(&a[0], "refcount") {
-        Reply::Int(1)
+        }))
+    } else if is(sub, "freq") || is(sub, "idletime") {
+        Ok(Reply::Int(0))
+    } else if is(sub, "refcount") {
+        Ok(Reply::Int(1))
     } else {
-        syntax_error()
+        Err(CmdError::Syntax)
     }
 }
 
-pub fn slowlog(s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
+pub fn slowlog(s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
+    let sub = args.next_arg()?;
+    let rest = args.take_rest();
     let entries = &s.slowlog.entries;
-    if eq(&a[0], "get") && a.len() <= 2 {
-        let count = match a.get(1).map(|c| super::parse_i64(c)) {
+    if is(sub, "get") && rest.len() <= 1 {
+        let count = match rest.first().map(|c| parse_i64(c)) {
             None => 10,
             Some(Some(n)) if n < 0 => usize::MAX,
             Some(Some(n)) => n as usize,
-            Some(None) => return super::not_integer(),
+            Some(None) => return Err(CmdError::NotInteger),
         };
         let list = entries.lock();
-        Reply::Array(
+        Ok(Reply::Array(
             list.iter()
                 .take(count)
                 .map(|e| {
@@ -455,27 +464,22 @@ pub fn slowlog(s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
                     ])
                 })
                 .collect(),
-        )
-    } else if eq(&a[0], "len") && a.len() == 1 {
-        Reply::Int(entries.lock().len() as i64)
-    } else if eq(&a[0], "reset") && a.len() == 1 {
-        entries.lock().clear();
-        Reply::OK
-    } else {
-        Reply::err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try SLOWLOG HELP.",
-            String::from_utf8_lossy(&a[0])
         ))
+    } else if is(sub, "len") && rest.is_empty() {
+        Ok(Reply::Int(entries.lock().len() as i64))
+    } else if is(sub, "reset") && rest.is_empty() {
+        entries.lock().clear();
+        Ok(Reply::OK)
+    } else {
+        Err(CmdError::unknown_subcommand("SLOWLOG", sub))
     }
 }
 
-pub fn function(_s: &Shared, _sess: &mut Session, a: &[Bytes]) -> Reply {
-    if eq(&a[0], "flush") && a.len() <= 2 {
-        Reply::OK
+pub fn function(_s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
+    let sub = args.next_arg()?;
+    if is(sub, "flush") && args.remaining() <= 1 {
+        Ok(Reply::OK)
     } else {
-        Reply::err(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
-            String::from_utf8_lossy(&a[0])
-        ))
+        Err(CmdError::unknown_subcommand("FUNCTION", sub))
     }
 }

@@ -1,18 +1,17 @@
 //! Read-through caching: a miss on a routed key is filled from the origin by the
-//! route's fetcher plugin. Command handlers stay synchronous: [`lookup`] answers from
-//! the engine, remembered "not found" answers and failures, or the results fetched for
-//! this command so far, and otherwise notes the key as pending; the connection then awaits [`ReadThrough::resolve`]
-//! (one shared fetch per key, however many clients wait) and runs the command again.
+//! route's fetcher plugin. Fetches happen *before* a command's unit runs:
+//! [`ReadThrough::prefetch`] looks at the command's routed keys, fetches what the engine
+//! cannot answer (one shared fetch per key, however many clients wait) and hands back
+//! [`Reads`], from which the command's synchronous apply answers; handlers never wait.
 
 mod entry;
 mod memo;
 mod route;
 
-use crate::cmd::{Session, engine_error};
 use crate::config::RouteConfig;
-use crate::protocol::reply::Reply;
-use crate::state::{Shared, now_ms};
+use crate::keyspace::{KeyspaceEvents, Store};
 use bytes::Bytes;
+use caskade_engine::Item;
 use caskade_plugins::{Cached, Outcome};
 pub use entry::Entry;
 use parking_lot::Mutex;
@@ -23,6 +22,51 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 
+/// Why a read-through read failed; rendered as `ERR <text>` at the edge.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OriginError {
+    /// The fetch's task ended without an answer (shutdown).
+    #[error("origin fetch for '{key}' was abandoned")]
+    Abandoned {
+        /// The key, shown.
+        key: String,
+    },
+    /// Reading what the engine holds failed.
+    #[error("reading '{key}': {reason}")]
+    Read {
+        /// The key, shown.
+        key: String,
+        /// The engine's error.
+        reason: String,
+    },
+    /// The fetcher failed (or timed out, or was refused a host).
+    #[error("origin fetch for '{key}' failed: {reason}")]
+    Fetch {
+        /// The key, shown.
+        key: String,
+        /// The fetcher's error.
+        reason: String,
+    },
+    /// The origin's value is over the engine's value limit.
+    #[error("origin value for '{key}' is {len} bytes, over the {max}-byte limit")]
+    TooLarge {
+        /// The key, shown.
+        key: String,
+        /// The value's size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Storing the fetched value failed.
+    #[error("storing '{key}': {reason}")]
+    Store {
+        /// The key, shown.
+        key: String,
+        /// The engine's error.
+        reason: String,
+    },
+}
+
 /// What a finished fetch means for the commands waiting on it.
 #[derive(Debug, Clone)]
 pub enum Fetched {
@@ -30,47 +74,139 @@ pub enum Fetched {
     Value(Bytes),
     /// The origin has no such key.
     NotFound,
-    /// The fetch failed; the error reply to give (unless a stale value may be served).
-    Failed(String),
+    /// The fetch failed.
+    Failed(OriginError),
 }
 
-/// What [`lookup`] found.
+/// How a routed key is to be answered, given what the engine holds and what (if
+/// anything) was fetched for it. Pure: the caller counts and schedules.
 #[derive(Debug)]
-pub enum Lookup {
-    /// A value to return.
-    Hit(Bytes),
-    /// No value (not routed, or the origin has none).
+enum Decision {
+    /// This value.
+    Value(Bytes),
+    /// No value.
     Miss,
-    /// A fetch is needed: the key was added to the session's pending list.
-    Pending,
+    /// No value, from the remembered "not found" answers.
+    NegativeHit,
+    /// The fetch failed (or failed a moment ago) and nothing may be served instead.
+    Failed(OriginError),
+    /// A stale value inside the stale-while-revalidate window: serve it and refresh.
+    Refresh(Bytes),
+    /// A stale value served because the origin failed (stale-if-error).
+    StaleOnError(Bytes),
+    /// Only the origin can answer.
+    Fetch,
 }
 
-/// A connection's read-through bookkeeping for the command being run.
-#[derive(Default)]
-pub struct Scratch {
-    /// Keys the command waits for.
-    pub pending: Vec<Bytes>,
-    /// Keys served stale that want a background refresh.
-    pub refresh: Vec<Bytes>,
-    /// Results of the fetches this command waited for.
-    pub fetched: HashMap<Bytes, Fetched>,
-    /// Routes whose stale value was served because the origin failed (counted once
-    /// the command's reply is known not to be an error).
-    pub stale_on_error: Vec<Arc<Route>>,
+fn decide(
+    route: &Route,
+    db: u8,
+    key: &Bytes,
+    item: Option<Item>,
+    fetched: Option<&Fetched>,
+    now: u64,
+) -> Decision {
+    let Some(item) = item else {
+        return match fetched {
+            Some(Fetched::Value(v)) => Decision::Value(v.clone()),
+            Some(Fetched::NotFound) => Decision::Miss,
+            Some(Fetched::Failed(e)) => Decision::Failed(e.clone()),
+            None if route.negative.lock().get(db, key, now).is_some() => Decision::NegativeHit,
+            None => match route.errors.lock().get(db, key, now) {
+                Some(e) => Decision::Failed(e),
+                None => Decision::Fetch,
+            },
+        };
+    };
+    let Some(entry) = Entry::decode(&item.meta) else {
+        // A client wrote this key: it is not the origin's to refresh.
+        return Decision::Value(item.value);
+    };
+    if now < entry.fresh_until_ms {
+        return Decision::Value(item.value);
+    }
+    let stale_for = now - entry.fresh_until_ms;
+    // What this command fetched, or a failure of a moment ago (answered as it says
+    // rather than asking the origin again).
+    let known = match fetched {
+        Some(f) => Some(f.clone()),
+        None => route.errors.lock().get(db, key, now).map(Fetched::Failed),
+    };
+    if stale_for < route.cfg.stale_while_revalidate && fetched.is_none() {
+        return if known.is_none() {
+            Decision::Refresh(item.value)
+        } else {
+            Decision::StaleOnError(item.value)
+        };
+    }
+    match known {
+        Some(Fetched::Value(v)) => Decision::Value(v),
+        Some(Fetched::NotFound) => Decision::Miss,
+        Some(Fetched::Failed(_)) if stale_for < route.cfg.stale_if_error => {
+            Decision::StaleOnError(item.value)
+        }
+        Some(Fetched::Failed(e)) => Decision::Failed(e),
+        None => Decision::Fetch,
+    }
 }
 
-impl Scratch {
-    /// Ends a command: counts its stale serves if `reply` delivered them, and empties
-    /// everything but the background refreshes (which the caller takes).
-    pub fn finish(&mut self, reply: &Reply) {
-        if !matches!(reply, Reply::Error(_)) {
+/// One command's read-through answers: what was fetched for it before its unit ran,
+/// what the engine showed then for the keys that needed no fetch, and what its reads
+/// asked for (background refreshes, stale serves to count).
+pub struct Reads {
+    rt: Arc<ReadThrough>,
+    fetched: HashMap<Bytes, Fetched>,
+    /// Answers seen at prefetch for keys that needed no fetch: the fallback if the key
+    /// changed (was deleted, evicted or went stale) between the prefetch and the apply,
+    /// so a read never waits for a second round.
+    seen: HashMap<Bytes, Option<Bytes>>,
+    refresh: Vec<Bytes>,
+    stale_on_error: Vec<Arc<Route>>,
+}
+
+impl Reads {
+    /// The answer for `key`, which the engine holds as `item`, at `now`.
+    pub fn answer(
+        &mut self,
+        db: u8,
+        key: &Bytes,
+        item: Option<Item>,
+        now: u64,
+    ) -> Result<Option<Bytes>, OriginError> {
+        let Some(route) = self.rt.route_for(key).cloned() else {
+            return Ok(item.map(|i| i.value));
+        };
+        match decide(&route, db, key, item, self.fetched.get(key), now) {
+            Decision::Value(v) => Ok(Some(v)),
+            Decision::Miss => Ok(None),
+            Decision::NegativeHit => {
+                route.metrics.negative_hits.increment(1);
+                Ok(None)
+            }
+            Decision::Failed(e) => Err(e),
+            Decision::Refresh(v) => {
+                self.refresh.push(key.clone());
+                Ok(Some(v))
+            }
+            Decision::StaleOnError(v) => {
+                self.stale_on_error.push(route);
+                Ok(Some(v))
+            }
+            Decision::Fetch => Ok(self.seen.get(key).cloned().flatten()),
+        }
+    }
+
+    /// Ends the command: counts its stale serves if its reply was not an error, and
+    /// starts the background refreshes its reads asked for.
+    pub fn finish(self, store: &Arc<Store>, db: u8, reply_ok: bool) {
+        if reply_ok {
             for r in &self.stale_on_error {
                 r.metrics.stale_on_error.increment(1);
             }
         }
-        self.stale_on_error.clear();
-        self.fetched.clear();
-        self.pending.clear();
+        if !self.refresh.is_empty() {
+            self.rt.refresh(store, db, self.refresh);
+        }
     }
 }
 
@@ -110,24 +246,65 @@ impl ReadThrough {
             .find(|r| key.starts_with(r.cfg.prefix.as_bytes()))
     }
 
-    /// Forgets remembered "not found" answers of database `db` (`None`: all), after a
-    /// FLUSHDB or FLUSHALL.
-    pub fn forget(&self, db: Option<u8>) {
-        for r in &self.routes {
-            r.negative.lock().clear(db);
-            r.errors.lock().clear(db);
-        }
-    }
-
     /// Fetches in flight.
     pub fn in_flight(&self) -> usize {
         self.flights.lock().len()
     }
 
-    /// Waits for every key in `keys` (starting fetches or joining those under way).
-    pub async fn resolve(
+    /// Whether any of `keys` is routed.
+    pub fn routes_any<'k>(&self, mut keys: impl Iterator<Item = &'k Bytes>) -> bool {
+        keys.any(|k| self.route_for(k).is_some())
+    }
+
+    /// Prepares a command's reads of `keys` in database `db`: every routed key the
+    /// engine cannot answer is fetched now (or joined, if a fetch is under way), so the
+    /// command's apply answers without waiting.
+    pub async fn prefetch<'k>(
         self: &Arc<Self>,
-        shared: &Arc<Shared>,
+        store: &Arc<Store>,
+        db: u8,
+        keys: impl Iterator<Item = &'k Bytes>,
+    ) -> Reads {
+        let now = store.engine.now_ms();
+        let mut need = Vec::new();
+        let mut seen = HashMap::new();
+        for key in keys {
+            let Some(route) = self.route_for(key) else {
+                continue;
+            };
+            // A read error is left for the apply, which meets it again and says so.
+            let Ok(item) = store.engine.get_item(db, key) else {
+                continue;
+            };
+            match decide(route, db, key, item, None, now) {
+                Decision::Fetch => need.push(key.clone()),
+                Decision::Value(v) | Decision::Refresh(v) | Decision::StaleOnError(v) => {
+                    seen.insert(key.clone(), Some(v));
+                }
+                Decision::Miss | Decision::NegativeHit => {
+                    seen.insert(key.clone(), None);
+                }
+                Decision::Failed(_) => {}
+            }
+        }
+        let fetched = if need.is_empty() {
+            HashMap::new()
+        } else {
+            self.resolve(store, db, need).await.into_iter().collect()
+        };
+        Reads {
+            rt: self.clone(),
+            fetched,
+            seen,
+            refresh: Vec::new(),
+            stale_on_error: Vec::new(),
+        }
+    }
+
+    /// Waits for every key in `keys` (starting fetches or joining those under way).
+    async fn resolve(
+        self: &Arc<Self>,
+        store: &Arc<Store>,
         db: u8,
         mut keys: Vec<Bytes>,
     ) -> Vec<(Bytes, Fetched)> {
@@ -136,7 +313,7 @@ impl ReadThrough {
         let waits: Vec<_> = keys
             .into_iter()
             .filter_map(|k| {
-                let rx = self.join(shared, db, k.clone(), false)?;
+                let rx = self.join(store, db, k.clone(), false)?;
                 Some((k, rx))
             })
             .collect();
@@ -144,10 +321,7 @@ impl ReadThrough {
         for (key, mut rx) in waits {
             let got = match rx.wait_for(Option::is_some).await {
                 Ok(v) => v.clone().unwrap_or(Fetched::NotFound),
-                Err(_) => Fetched::Failed(format!(
-                    "ERR origin fetch for '{}' was abandoned",
-                    show(&key)
-                )),
+                Err(_) => Fetched::Failed(OriginError::Abandoned { key: show(&key) }),
             };
             out.push((key, got));
         }
@@ -156,21 +330,21 @@ impl ReadThrough {
 
     /// Starts background refreshes of stale keys that were just served (one per key,
     /// joining any fetch already under way).
-    pub fn refresh(self: &Arc<Self>, shared: &Arc<Shared>, db: u8, mut keys: Vec<Bytes>) {
+    fn refresh(self: &Arc<Self>, store: &Arc<Store>, db: u8, mut keys: Vec<Bytes>) {
         keys.sort_unstable();
         keys.dedup();
         for k in keys {
             if let Some(r) = self.route_for(&k) {
                 r.metrics.stale_revalidating.increment(1);
             }
-            let _ = self.join(shared, db, k, true);
+            let _ = self.join(store, db, k, true);
         }
     }
 
     /// The receiver of the fetch of `key`, started here if none is under way.
     fn join(
         self: &Arc<Self>,
-        shared: &Arc<Shared>,
+        store: &Arc<Store>,
         db: u8,
         key: Bytes,
         background: bool,
@@ -190,11 +364,11 @@ impl ReadThrough {
             rt: self.clone(),
             key: Some((db, key.clone())),
         };
-        let shared = shared.clone();
+        let store = store.clone();
         // The fetch runs in its own task: clients that give up do not cancel it for
         // the others, and its result is stored either way.
         tokio::spawn(async move {
-            let result = fly(&shared, &route, db, &key).await;
+            let result = fly(&store, &route, db, &key).await;
             landing.land(result);
         });
         Some(rx)
@@ -225,96 +399,41 @@ impl Landing {
     }
 }
 
-impl Drop for Landing {
-    fn drop(&mut self) {
-        if let Some((_, key)) = &self.key {
-            let msg = format!("ERR origin fetch for '{}' was abandoned", show(key));
-            self.finish(Fetched::Failed(msg));
+impl KeyspaceEvents for ReadThrough {
+    /// Forgets remembered "not found" answers and failures of the flushed database(s).
+    fn flushed(&self, db: Option<u8>) {
+        for r in &self.routes {
+            r.negative.lock().clear(db);
+            r.errors.lock().clear(db);
         }
     }
 }
 
-/// Looks `key` up for GET, MGET and GETEX: the engine first; for a routed key, fresh
-/// values are hits, stale ones inside the stale-while-revalidate window are hits that
-/// ask for a background refresh, and misses are answered by remembered "not found"
-/// answers and failures, by this command's fetch results, or become pending.
-pub fn lookup(s: &Shared, sess: &mut Session, key: &Bytes) -> Result<Lookup, Reply> {
-    let item = s.engine.get_item(sess.db, key).map_err(engine_error)?;
-    let route = s.read_through.as_ref().and_then(|rt| rt.route_for(key));
-    let Some(route) = route else {
-        return Ok(item.map_or(Lookup::Miss, |i| Lookup::Hit(i.value)));
-    };
-    let fetched = sess.origin.fetched.get(key);
-    let now = now_ms();
-    let Some(item) = item else {
-        return Ok(match fetched {
-            Some(Fetched::Value(v)) => Lookup::Hit(v.clone()),
-            Some(Fetched::NotFound) => Lookup::Miss,
-            Some(Fetched::Failed(msg)) => return Err(Reply::err(msg.clone())),
-            None if route.negative.lock().get(sess.db, key, now).is_some() => {
-                route.metrics.negative_hits.increment(1);
-                Lookup::Miss
-            }
-            None if let Some(msg) = route.errors.lock().get(sess.db, key, now) => {
-                return Err(Reply::err(msg));
-            }
-            None => {
-                sess.origin.pending.push(key.clone());
-                Lookup::Pending
-            }
-        });
-    };
-    let Some(entry) = Entry::decode(&item.meta) else {
-        // A client wrote this key: it is not the origin's to refresh.
-        return Ok(Lookup::Hit(item.value));
-    };
-    if now < entry.fresh_until_ms {
-        return Ok(Lookup::Hit(item.value));
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if let Some((_, key)) = &self.key {
+            let e = OriginError::Abandoned { key: show(key) };
+            self.finish(Fetched::Failed(e));
+        }
     }
-    let stale_for = now - entry.fresh_until_ms;
-    // What this command fetched, or a failure of a moment ago (answered as it says
-    // rather than asking the origin again).
-    let known = match fetched {
-        Some(f) => Some(f.clone()),
-        None => route
-            .errors
-            .lock()
-            .get(sess.db, key, now)
-            .map(Fetched::Failed),
-    };
-    if stale_for < route.cfg.stale_while_revalidate && fetched.is_none() {
-        if known.is_none() {
-            sess.origin.refresh.push(key.clone());
-        } else {
-            sess.origin.stale_on_error.push(route.clone());
-        }
-        return Ok(Lookup::Hit(item.value));
-    }
-    Ok(match &known {
-        Some(Fetched::Value(v)) => Lookup::Hit(v.clone()),
-        Some(Fetched::NotFound) => Lookup::Miss,
-        Some(Fetched::Failed(_)) if stale_for < route.cfg.stale_if_error => {
-            sess.origin.stale_on_error.push(route.clone());
-            Lookup::Hit(item.value)
-        }
-        Some(Fetched::Failed(msg)) => return Err(Reply::err(msg.clone())),
-        None => {
-            sess.origin.pending.push(key.clone());
-            Lookup::Pending
-        }
-    })
 }
 
 /// One fetch of `key`: revalidates what the engine holds (with its ETag) or fetches it
 /// anew, stores the outcome and says what it means for the waiting commands.
-async fn fly(shared: &Arc<Shared>, route: &Route, db: u8, key: &Bytes) -> Fetched {
-    let held = match shared.engine.get_item(db, key) {
+async fn fly(store: &Arc<Store>, route: &Route, db: u8, key: &Bytes) -> Fetched {
+    let held = match store.engine.get_item(db, key) {
         Ok(item) => item.and_then(|i| Entry::decode(&i.meta).map(|e| (i.value, e))),
-        Err(e) => return Fetched::Failed(format!("ERR reading '{}': {e}", show(key))),
+        Err(e) => {
+            return Fetched::Failed(OriginError::Read {
+                key: show(key),
+                reason: e.to_string(),
+            });
+        }
     };
+    let now = || store.engine.now_ms();
     let cached = held.as_ref().map(|(_, e)| Cached {
         etag: e.etag.clone(),
-        age_ms: now_ms().saturating_sub(e.fetched_at_ms),
+        age_ms: now().saturating_sub(e.fetched_at_ms),
     });
     let fetcher = route.fetcher();
     let started = Instant::now();
@@ -333,49 +452,50 @@ async fn fly(shared: &Arc<Shared>, route: &Route, db: u8, key: &Bytes) -> Fetche
             let value = Bytes::from(value);
             let ttl = ttl_ms.unwrap_or(cfg.ttl);
             let v = value.clone();
-            let stored = store(shared, route, db, key, move |_| {
-                Some((v, Entry::fresh(now_ms(), ttl, etag)))
+            let at = now();
+            let stored = persist(store, route, db, key, move |_| {
+                Some((v, Entry::fresh(at, ttl, etag)))
             })
             .await;
             match stored {
                 Ok(()) => (Answer::Fresh, Fetched::Value(value)),
-                Err(msg) => (Answer::Fresh, Fetched::Failed(msg)),
+                Err(e) => (Answer::Fresh, Fetched::Failed(e)),
             }
         }
         Ok(Outcome::NotModified { ttl_ms }) => match held {
             Some((value, old)) => {
                 let ttl = ttl_ms.unwrap_or(cfg.ttl);
+                let at = now();
                 // Only the entry revalidated is extended: the value already on disk
                 // is kept, whatever a client or another fetch did meanwhile.
-                let stored = store(shared, route, db, key, move |cur| {
+                let stored = persist(store, route, db, key, move |cur| {
                     let cur = cur?;
                     let e = Entry::decode(&cur.meta)?;
-                    (e.etag == old.etag)
-                        .then(|| (cur.value.clone(), Entry::fresh(now_ms(), ttl, e.etag)))
+                    (e.etag == old.etag).then(|| (cur.value.clone(), Entry::fresh(at, ttl, e.etag)))
                 })
                 .await;
                 match stored {
                     Ok(()) => (Answer::NotModified, Fetched::Value(value)),
-                    Err(msg) => (Answer::NotModified, Fetched::Failed(msg)),
+                    Err(e) => (Answer::NotModified, Fetched::Failed(e)),
                 }
             }
             None => (
                 Answer::Error,
-                Fetched::Failed(format!(
-                    "ERR origin fetch for '{}' failed: the fetcher answered not-modified but nothing was cached",
-                    show(key)
-                )),
+                Fetched::Failed(OriginError::Fetch {
+                    key: show(key),
+                    reason: "the fetcher answered not-modified but nothing was cached".into(),
+                }),
             ),
         },
         Ok(Outcome::NotFound { ttl_ms }) => {
             let ttl = ttl_ms.unwrap_or(cfg.negative_ttl);
             // A stale copy the origin no longer has goes.
-            let _ = remove_stale(shared, db, key).await;
+            let _ = remove_stale(store, db, key).await;
             if ttl > 0 {
                 route
                     .negative
                     .lock()
-                    .insert(db, key.clone(), now_ms().saturating_add(ttl), ());
+                    .insert(db, key.clone(), now().saturating_add(ttl), ());
             }
             (Answer::NotFound, Fetched::NotFound)
         }
@@ -383,39 +503,42 @@ async fn fly(shared: &Arc<Shared>, route: &Route, db: u8, key: &Bytes) -> Fetche
             tracing::debug!(route = %cfg.prefix, key = %show(key), error = %e, "origin fetch failed");
             (
                 Answer::of_error(&e),
-                Fetched::Failed(format!("ERR origin fetch for '{}' failed: {e}", show(key))),
+                Fetched::Failed(OriginError::Fetch {
+                    key: show(key),
+                    reason: e.to_string(),
+                }),
             )
         }
     };
     route.metrics.request(answer);
     match &fetched {
-        Fetched::Failed(msg) if cfg.retry_after_error > 0 => {
-            let until = now_ms().saturating_add(cfg.retry_after_error);
+        Fetched::Failed(e) if cfg.retry_after_error > 0 => {
+            let until = now().saturating_add(cfg.retry_after_error);
             route
                 .errors
                 .lock()
-                .insert(db, key.clone(), until, msg.clone());
+                .insert(db, key.clone(), until, e.clone());
         }
         _ => route.errors.lock().remove(db, key),
     }
     fetched
 }
 
-/// Stores what `decide` makes of the current item, under the key's write lock, unless
+/// Stores what `decide` makes of the current item, under the key's stripe lock, unless
 /// a client wrote the key since the fetch began (a value without read-through meta).
-async fn store(
-    shared: &Arc<Shared>,
+async fn persist(
+    store: &Arc<Store>,
     route: &Route,
     db: u8,
     key: &Bytes,
-    decide: impl FnOnce(Option<&caskade_engine::Item>) -> Option<(Bytes, Entry)> + Send + 'static,
-) -> Result<(), String> {
-    let (sh, k) = (shared.clone(), key.clone());
+    decide: impl FnOnce(Option<&Item>) -> Option<(Bytes, Entry)> + Send + 'static,
+) -> Result<(), OriginError> {
+    let (st, k) = (store.clone(), key.clone());
     let keep = route.cfg.keep_stale_ms();
     // Engine writes may wait for disk space or an fsync: keep them off the workers.
     let r = tokio::task::spawn_blocking(move || {
-        let _g = sh.locks.lock(db, &[&k]);
-        let cur = sh.engine.get_item(db, &k)?;
+        let _g = st.locks.lock([&k[..]]);
+        let cur = st.engine.get_item(db, &k)?;
         if cur
             .as_ref()
             .is_some_and(|c| Entry::decode(&c.meta).is_none())
@@ -426,32 +549,37 @@ async fn store(
             return Ok(());
         };
         let expire = entry.fresh_until_ms.saturating_add(keep);
-        sh.engine
+        st.engine
             .put_item(db, &k, &value, Some(expire), &entry.encode())?;
-        sh.engine.flush_writes()
+        st.engine.flush_writes()
     })
     .await;
+    let failed = |reason: String| OriginError::Store {
+        key: show(key),
+        reason,
+    };
     match r {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(caskade_engine::Error::ValueTooLong { len, max })) => Err(format!(
-            "ERR origin value for '{}' is {len} bytes, over the {max}-byte limit",
-            show(key)
-        )),
-        Ok(Err(e)) => Err(format!("ERR storing '{}': {e}", show(key))),
-        Err(e) => Err(format!("ERR storing '{}': {e}", show(key))),
+        Ok(Err(caskade_engine::Error::ValueTooLong { len, max })) => Err(OriginError::TooLarge {
+            key: show(key),
+            len,
+            max,
+        }),
+        Ok(Err(e)) => Err(failed(e.to_string())),
+        Err(e) => Err(failed(e.to_string())),
     }
 }
 
 /// Deletes a read-through entry of `key` (never a value a client wrote).
-async fn remove_stale(shared: &Arc<Shared>, db: u8, key: &Bytes) -> Result<(), String> {
-    let (sh, k) = (shared.clone(), key.clone());
+async fn remove_stale(store: &Arc<Store>, db: u8, key: &Bytes) -> Result<(), String> {
+    let (st, k) = (store.clone(), key.clone());
     tokio::task::spawn_blocking(move || {
-        let _g = sh.locks.lock(db, &[&k]);
-        if let Some(cur) = sh.engine.get_item(db, &k)?
+        let _g = st.locks.lock([&k[..]]);
+        if let Some(cur) = st.engine.get_item(db, &k)?
             && Entry::decode(&cur.meta).is_some()
         {
-            sh.engine.delete(db, &k)?;
-            sh.engine.flush_writes()?;
+            st.engine.delete(db, &k)?;
+            st.engine.flush_writes()?;
         }
         Ok::<_, caskade_engine::Error>(())
     })

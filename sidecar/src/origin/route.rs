@@ -92,7 +92,7 @@ pub struct Route {
     /// Remembered "not found" answers.
     pub negative: Mutex<Memo<()>>,
     /// Remembered failures: the error reply, until `retry_after_error` has passed.
-    pub errors: Mutex<Memo<String>>,
+    pub errors: Mutex<Memo<super::OriginError>>,
     /// Metric handles.
     pub metrics: RouteMetrics,
     /// The fetcher plugin's counters (the same across reloads).

@@ -27,9 +27,6 @@ pub enum Reply {
     Set(Vec<Reply>),
     /// RESP3 verbatim string `=` (format `txt`); a bulk string in RESP2.
     Verbatim(String),
-    /// Not a reply: the command needs keys fetched from the origin first, and the
-    /// connection runs it again once they are (see `origin`). Never sent.
-    Pending,
 }
 
 impl Reply {
@@ -39,11 +36,6 @@ impl Reply {
     /// An error reply; `msg` starts with its code (`ERR ...`).
     pub fn err(msg: impl Into<String>) -> Reply {
         Reply::Error(msg.into())
-    }
-
-    /// A bulk string from anything byte-like.
-    pub fn bulk(b: impl Into<Bytes>) -> Reply {
-        Reply::Bulk(b.into())
     }
 
     /// A bulk string of `s`.
@@ -69,7 +61,6 @@ impl Reply {
                 line(out, b'-', &clean);
             }
             Reply::Int(n) => int(out, b':', *n),
-            Reply::Pending => line(out, b'-', b"ERR internal error: unresolved read-through"),
             Reply::Bulk(b) => bulk(out, b),
             Reply::Nil if resp3 => out.put_slice(b"_\r\n"),
             Reply::Nil => out.put_slice(b"$-1\r\n"),

@@ -1,0 +1,193 @@
+//! The argument cursor every command parses with: keys, integers and floats with
+//! Redis' exact errors, case-insensitive option words, and `finish()` so that left-over
+//! arguments are a syntax error rather than silently ignored.
+
+use super::error::CmdError;
+use bytes::Bytes;
+
+/// Case-insensitive ASCII comparison of an argument with a keyword: the one compare
+/// every command and subcommand uses.
+pub fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// Parses a Redis integer argument (no spaces, no `+`, no leading zeros past "0").
+pub fn parse_i64(b: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.starts_with('+') || s.len() > 20 {
+        return None;
+    }
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || s == "-0" {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Parses a Redis float argument (`inf` allowed, NaN refused).
+pub fn parse_f64(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.trim() != s {
+        return None;
+    }
+    let v: f64 = match s.to_ascii_lowercase().as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
+        "-inf" | "-infinity" => f64::NEG_INFINITY,
+        _ => s.parse().ok()?,
+    };
+    (!v.is_nan()).then_some(v)
+}
+
+/// The arguments after a command's name, consumed front to back.
+#[derive(Debug, Clone)]
+pub struct Args<'a> {
+    cmd: &'static str,
+    rest: &'a [Bytes],
+}
+
+impl<'a> Args<'a> {
+    /// The arguments of command `cmd` (its lower-case name, for error texts).
+    pub fn new(cmd: &'static str, rest: &'a [Bytes]) -> Self {
+        Args { cmd, rest }
+    }
+
+    /// The command's name.
+    pub fn cmd(&self) -> &'static str {
+        self.cmd
+    }
+
+    /// Arguments not consumed yet.
+    pub fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
+    /// Whether every argument was consumed.
+    pub fn is_empty(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    /// The next argument, if any.
+    pub fn next_opt(&mut self) -> Option<&'a Bytes> {
+        let (first, rest) = self.rest.split_first()?;
+        self.rest = rest;
+        Some(first)
+    }
+
+    /// The next argument; running out is a wrong-arity error (the table's arity makes
+    /// that impossible for required arguments, so this is only a guard).
+    pub fn next_arg(&mut self) -> Result<&'a Bytes, CmdError> {
+        self.next_opt().ok_or(CmdError::Arity(self.cmd))
+    }
+
+    /// The next argument as an owned value.
+    pub fn next_bytes(&mut self) -> Result<Bytes, CmdError> {
+        self.next_arg().cloned()
+    }
+
+    /// The next argument, a key.
+    pub fn next_key(&mut self) -> Result<Bytes, CmdError> {
+        self.next_bytes()
+    }
+
+    /// The value of an option that needs one (`COUNT 10`): missing is a syntax error.
+    pub fn value_of_option(&mut self) -> Result<&'a Bytes, CmdError> {
+        self.next_opt().ok_or(CmdError::Syntax)
+    }
+
+    /// The next argument as a Redis integer.
+    pub fn next_i64(&mut self) -> Result<i64, CmdError> {
+        parse_i64(self.next_arg()?).ok_or(CmdError::NotInteger)
+    }
+
+    /// The next argument as a Redis float (`ERR value is not a valid float`).
+    pub fn next_f64(&mut self) -> Result<f64, CmdError> {
+        parse_f64(self.next_arg()?).ok_or(CmdError::NotFloat)
+    }
+
+    /// Consumes the next argument if it is `word` (case-insensitively).
+    pub fn eat(&mut self, word: &str) -> bool {
+        match self.rest.first() {
+            Some(a) if is(a, word) => {
+                self.rest = &self.rest[1..];
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Everything not consumed yet, consuming it.
+    pub fn take_rest(&mut self) -> &'a [Bytes] {
+        std::mem::take(&mut self.rest)
+    }
+
+    /// Succeeds only if every argument was consumed (`ERR syntax error` otherwise).
+    pub fn finish(&self) -> Result<(), CmdError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(CmdError::Syntax)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmd::testing::argv as v;
+
+    #[test]
+    fn integers_follow_redis() {
+        for ok in ["0", "-1", "9223372036854775807", "-9223372036854775808"] {
+            assert!(parse_i64(ok.as_bytes()).is_some(), "{ok}");
+        }
+        for bad in [
+            "",
+            "+1",
+            "01",
+            "-0",
+            " 1",
+            "1 ",
+            "1.0",
+            "9223372036854775808",
+            "x",
+        ] {
+            assert!(parse_i64(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn floats_follow_redis() {
+        assert_eq!(parse_f64(b"1.5"), Some(1.5));
+        assert_eq!(parse_f64(b"-inf"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_f64(b"+Infinity"), Some(f64::INFINITY));
+        for bad in ["", "nan", " 1", "1 ", "abc"] {
+            assert!(parse_f64(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursor_consumes_in_order_and_finishes() {
+        let a = v(&["key", "12", "NX", "2.5", "extra"]);
+        let mut c = Args::new("x", &a);
+        assert_eq!(c.next_key().expect("key"), "key");
+        assert_eq!(c.next_i64().expect("int"), 12);
+        assert!(!c.eat("xx"));
+        assert!(c.eat("nx"));
+        assert_eq!(c.next_f64().expect("float"), 2.5);
+        assert_eq!(c.finish(), Err(CmdError::Syntax));
+        assert_eq!(c.remaining(), 1);
+        assert_eq!(c.take_rest().len(), 1);
+        assert!(c.finish().is_ok());
+        assert_eq!(c.next_arg(), Err(CmdError::Arity("x")));
+        assert_eq!(c.value_of_option(), Err(CmdError::Syntax));
+    }
+
+    #[test]
+    fn bad_numbers_give_redis_errors() {
+        let a = v(&["abc", "abc"]);
+        let mut c = Args::new("x", &a);
+        assert_eq!(c.next_i64(), Err(CmdError::NotInteger));
+        assert_eq!(c.next_f64(), Err(CmdError::NotFloat));
+        assert!(is(b"KeepTTL", "keepttl"));
+    }
+}

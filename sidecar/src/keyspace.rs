@@ -1,0 +1,316 @@
+//! The keyspace as commands see it. [`Store`] owns the engine and the key stripe locks;
+//! [`Keyspace`] is the narrow handle one command applies to: one database, the engine's
+//! clock, this command's read-through answers, and who to tell about flushes.
+
+use crate::origin::Reads;
+use bytes::Bytes;
+use caskade_engine::{Engine, Item, Result as EngineResult, ScanPage};
+use parking_lot::{Mutex, MutexGuard};
+use std::cell::Cell;
+
+/// Told of keyspace events that other subsystems keep state about.
+pub trait KeyspaceEvents: Send + Sync {
+    /// Database `db` (`None`: every database) was flushed.
+    fn flushed(&self, db: Option<u8>);
+}
+
+const STRIPES: usize = 4096;
+
+/// Striped locks that make a unit of execution (one command today; a transaction or a
+/// script later) atomic against every other unit naming one of its keys, as Redis'
+/// single thread does. A key's stripe depends on its bytes only, not its database, so
+/// commands that name keys in two databases (COPY ... DB, MOVE) lock by name too.
+pub struct KeyLocks {
+    stripes: Box<[Mutex<()>]>,
+}
+
+/// The stripes a unit holds; released when dropped.
+#[must_use = "the stripes are released when this is dropped"]
+pub struct StripeGuard<'a> {
+    _held: Vec<MutexGuard<'a, ()>>,
+}
+
+impl StripeGuard<'_> {
+    /// A guard holding nothing (a unit that names no key).
+    pub fn none() -> Self {
+        StripeGuard { _held: Vec::new() }
+    }
+}
+
+impl Default for KeyLocks {
+    fn default() -> Self {
+        KeyLocks {
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl KeyLocks {
+    fn stripe(key: &[u8]) -> usize {
+        (xxhash_rust::xxh3::xxh3_64(key) as usize) % STRIPES
+    }
+
+    /// Locks the stripes of all `keys`, in ascending stripe order (the one global
+    /// order, so two units can never deadlock).
+    pub fn lock<'a, 'k>(&'a self, keys: impl IntoIterator<Item = &'k [u8]>) -> StripeGuard<'a> {
+        let mut idx: Vec<usize> = keys.into_iter().map(Self::stripe).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        StripeGuard {
+            _held: idx.into_iter().map(|i| self.stripes[i].lock()).collect(),
+        }
+    }
+
+    /// Locks every stripe (FLUSHALL and the like), in the same global order.
+    pub fn lock_all(&self) -> StripeGuard<'_> {
+        StripeGuard {
+            _held: self.stripes.iter().map(|s| s.lock()).collect(),
+        }
+    }
+}
+
+/// The engine and its key locks: what every unit of execution and every read-through
+/// store shares.
+pub struct Store {
+    /// The storage engine.
+    pub engine: Engine,
+    /// The key stripe locks.
+    pub locks: KeyLocks,
+}
+
+impl Store {
+    /// Wraps an open engine.
+    pub fn new(engine: Engine) -> Self {
+        Store {
+            engine,
+            locks: KeyLocks::default(),
+        }
+    }
+}
+
+/// What one command applies to: a database of the engine, read and written through
+/// the engine's clock. The unit running the command holds the key stripes.
+pub struct Keyspace<'a> {
+    engine: &'a Engine,
+    db: u8,
+    now: Cell<Option<u64>>,
+    reads: Option<&'a mut Reads>,
+    events: Option<&'a dyn KeyspaceEvents>,
+}
+
+impl<'a> Keyspace<'a> {
+    /// Database `db` of `engine`.
+    pub fn new(engine: &'a Engine, db: u8) -> Self {
+        Keyspace {
+            engine,
+            db,
+            now: Cell::new(None),
+            reads: None,
+            events: None,
+        }
+    }
+
+    /// Reads of routed keys answer through read-through with these prefetched answers.
+    pub fn with_reads(mut self, reads: Option<&'a mut Reads>) -> Self {
+        self.reads = reads;
+        self
+    }
+
+    /// Flushes are told to `events`.
+    pub fn with_events(mut self, events: Option<&'a dyn KeyspaceEvents>) -> Self {
+        self.events = events;
+        self
+    }
+
+    /// The same engine, database `db` (for COPY ... DB); plain reads only.
+    pub fn other_db(&self, db: u8) -> Keyspace<'_> {
+        Keyspace {
+            engine: self.engine,
+            db,
+            now: self.now.clone(),
+            reads: None,
+            events: self.events,
+        }
+    }
+
+    /// The database.
+    pub fn db(&self) -> u8 {
+        self.db
+    }
+
+    /// Now, in Unix ms, by the engine's clock; read once per command.
+    pub fn now_ms(&self) -> u64 {
+        if let Some(t) = self.now.get() {
+            return t;
+        }
+        let t = self.engine.now_ms();
+        self.now.set(Some(t));
+        t
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8]) -> EngineResult<Option<Bytes>> {
+        self.engine.get(self.db, key)
+    }
+
+    /// The value of `key` with its metadata and expiry.
+    pub fn get_item(&self, key: &[u8]) -> EngineResult<Option<Item>> {
+        self.engine.get_item(self.db, key)
+    }
+
+    /// The value of `key` as a client reads it: a routed key (read-through) is answered
+    /// from the origin's answers fetched for this command when the engine has no fresh
+    /// copy.
+    pub fn get_through(&mut self, key: &Bytes) -> Result<Option<Bytes>, crate::cmd::CmdError> {
+        let item = self.get_item(key)?;
+        if self.reads.is_none() {
+            return Ok(item.map(|i| i.value));
+        }
+        let now = self.now_ms();
+        match self.reads.as_deref_mut() {
+            Some(reads) => Ok(reads.answer(self.db, key, item, now)?),
+            None => Ok(item.map(|i| i.value)),
+        }
+    }
+
+    /// Stores `value` under `key` with an optional expiry (Unix ms).
+    pub fn put(&self, key: &[u8], value: &[u8], expire_at_ms: Option<u64>) -> EngineResult<()> {
+        self.engine.put(self.db, key, value, expire_at_ms)
+    }
+
+    /// [`Keyspace::put`] with record metadata.
+    pub fn put_item(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        expire_at_ms: Option<u64>,
+        meta: &[u8],
+    ) -> EngineResult<()> {
+        self.engine
+            .put_item(self.db, key, value, expire_at_ms, meta)
+    }
+
+    /// Deletes `key`; whether it existed.
+    pub fn delete(&self, key: &[u8]) -> EngineResult<bool> {
+        self.engine.delete(self.db, key)
+    }
+
+    /// Whether `key` exists.
+    pub fn exists(&self, key: &[u8]) -> EngineResult<bool> {
+        self.engine.exists(self.db, key)
+    }
+
+    /// `None`: no such key; `Some(None)`: no expiry; `Some(Some(ms))`: expires then.
+    pub fn ttl(&self, key: &[u8]) -> EngineResult<Option<Option<u64>>> {
+        self.engine.ttl(self.db, key)
+    }
+
+    /// Sets the expiry of `key` if `allow(current expiry)` says so.
+    pub fn expire_if(
+        &self,
+        key: &[u8],
+        at_ms: Option<u64>,
+        allow: impl Fn(Option<u64>) -> bool,
+    ) -> EngineResult<bool> {
+        self.engine.expire_if(self.db, key, at_ms, allow)
+    }
+
+    /// Sets the expiry of `key`.
+    pub fn expire(&self, key: &[u8], at_ms: u64) -> EngineResult<bool> {
+        self.engine.expire(self.db, key, at_ms)
+    }
+
+    /// Removes the expiry of `key`.
+    pub fn persist(&self, key: &[u8]) -> EngineResult<bool> {
+        self.engine.persist(self.db, key)
+    }
+
+    /// One page of keys in hash order.
+    pub fn scan(&self, cursor: u64, count: usize) -> EngineResult<ScanPage> {
+        self.engine.scan(self.db, cursor, count)
+    }
+
+    /// Keys in this database.
+    pub fn len(&self) -> usize {
+        self.engine.len(self.db)
+    }
+
+    /// Whether this database has no key.
+    pub fn is_empty(&self) -> bool {
+        self.engine.is_empty(self.db)
+    }
+
+    /// Drops every key of this database.
+    pub fn flush_db(&self) -> EngineResult<()> {
+        self.engine.flush_namespace(self.db)?;
+        if let Some(e) = self.events {
+            e.flushed(Some(self.db));
+        }
+        Ok(())
+    }
+
+    /// Drops every key of every database.
+    pub fn flush_all(&self) -> EngineResult<()> {
+        self.engine.flush_all()?;
+        if let Some(e) = self.events {
+            e.flushed(None);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! An engine in a temporary directory, for command unit tests.
+    use super::*;
+
+    /// A store over a fresh engine; keep the directory alive as long as the store.
+    pub fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut opts = caskade_engine::Options::new(dir.path());
+        opts.fsync = caskade_engine::Fsync::Never;
+        let engine = Engine::open(opts).expect("open");
+        (dir, Store::new(engine))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripes_lock_in_one_order_and_release() {
+        let locks = KeyLocks::default();
+        let a: &[u8] = b"a";
+        let b: &[u8] = b"b";
+        {
+            let _g = locks.lock([a, b, a]);
+            // Another thread locking the same keys in the other order waits, not deadlocks.
+            std::thread::scope(|s| {
+                let h = s.spawn(|| locks.stripes[KeyLocks::stripe(b)].try_lock().is_none());
+                assert!(h.join().expect("join"));
+            });
+        }
+        assert!(locks.stripes[KeyLocks::stripe(a)].try_lock().is_some());
+        drop(locks.lock_all());
+    }
+
+    #[test]
+    fn flushes_are_told() {
+        struct Count(std::sync::atomic::AtomicUsize);
+        impl KeyspaceEvents for Count {
+            fn flushed(&self, _db: Option<u8>) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let (_d, store) = testing::store();
+        let seen = Count(Default::default());
+        let ks = Keyspace::new(&store.engine, 3).with_events(Some(&seen));
+        ks.put(b"k", b"v", None).expect("put");
+        assert_eq!(ks.len(), 1);
+        ks.flush_db().expect("flush");
+        ks.flush_all().expect("flush");
+        assert!(ks.is_empty());
+        assert_eq!(seen.0.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+}
