@@ -118,7 +118,9 @@ impl Options {
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks that the options are consistent (what [`crate::Engine::open`] checks
+    /// first), so a caller can validate its configuration before opening.
+    pub fn validate(&self) -> Result<()> {
         if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&self.segment_bytes) {
             return Err(Error::BadOption {
                 field: "segment_bytes",

@@ -1,115 +1,139 @@
-//! Command-line flags. Each flag can also come from a `CASKADE_*` environment variable;
-//! a flag beats the variable, which beats the YAML file, which beats the defaults.
+//! Command-line flags, built from the settings table: each setting with a flag can also
+//! come from its `CASKADE_*` environment variable; a flag beats the variable, which
+//! beats the YAML file, which beats the defaults.
 
-use crate::config::{Config, ConfigError, parse_size};
-use caskade_engine::{Fsync, PolicyKind};
-use clap::Parser;
+use crate::config::{Config, ConfigError};
+use crate::settings::{SETTINGS, Setting};
+use clap::{Arg, ArgMatches, Command};
 use std::path::PathBuf;
 
-/// caskade: a Redis-protocol cache sidecar over a disk-backed, bitcask-style engine.
-#[derive(Debug, Parser)]
-#[command(version, about)]
+/// What the command line (and the environment) said.
+#[derive(Debug)]
 pub struct Cli {
-    /// YAML configuration file (every field optional).
-    #[arg(long, env = "CASKADE_CONFIG")]
+    /// `--config FILE`: the YAML file.
     pub config: Option<PathBuf>,
-    /// Validate the configuration file and exit.
-    #[arg(long, value_name = "FILE")]
+    /// `--check-config FILE`: validate and exit.
     pub check_config: Option<PathBuf>,
-    /// Address to bind.
-    #[arg(long, env = "CASKADE_BIND")]
-    pub bind: Option<String>,
-    /// TCP port (0 disables TCP).
-    #[arg(long, env = "CASKADE_PORT")]
-    pub port: Option<u16>,
-    /// Unix socket path.
-    #[arg(long, env = "CASKADE_UNIXSOCKET")]
-    pub unixsocket: Option<PathBuf>,
-    /// Data directory.
-    #[arg(long, env = "CASKADE_DIR")]
-    pub dir: Option<PathBuf>,
-    /// Segment size, e.g. 64mb.
-    #[arg(long, env = "CASKADE_SEGMENT_BYTES", value_parser = parse_size)]
-    pub segment_bytes: Option<u64>,
-    /// always, everysec or never.
-    #[arg(long, env = "CASKADE_FSYNC")]
-    pub fsync: Option<Fsync>,
-    /// Disk budget for data files, e.g. 10gb; reaching it evicts.
-    #[arg(long, env = "CASKADE_MAX_DISK_BYTES", value_parser = parse_size)]
-    pub max_disk_bytes: Option<u64>,
-    /// Key budget; reaching it evicts.
-    #[arg(long, env = "CASKADE_MAX_KEYS")]
-    pub max_keys: Option<u64>,
-    /// fifo, lru, sieve or s3-fifo.
-    #[arg(long, env = "CASKADE_EVICTION_POLICY")]
-    pub eviction_policy: Option<PolicyKind>,
-    /// Password for AUTH.
-    #[arg(long, env = "CASKADE_REQUIREPASS")]
-    pub requirepass: Option<String>,
-    /// Admin HTTP port for /metrics, /healthz and /readyz (0 disables it).
-    #[arg(long, env = "CASKADE_ADMIN_PORT")]
-    pub admin_port: Option<u16>,
-    /// Address the admin port binds.
-    #[arg(long, env = "CASKADE_ADMIN_BIND")]
-    pub admin_bind: Option<String>,
-    /// Most connections at once.
-    #[arg(long, env = "CASKADE_MAX_CLIENTS")]
-    pub max_clients: Option<usize>,
-    /// Log filter, e.g. info or caskade=debug.
-    #[arg(long, env = "CASKADE_LOG")]
-    pub log: Option<String>,
+    overrides: Vec<(&'static str, String)>,
+}
+
+fn command() -> Command {
+    let mut cmd = Command::new("caskade")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("caskade: a Redis-protocol cache sidecar over a disk-backed, bitcask-style engine.")
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .env("CASKADE_CONFIG")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("YAML configuration file (every field optional)"),
+        )
+        .arg(
+            Arg::new("check-config")
+                .long("check-config")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Validate the configuration file and exit"),
+        );
+    for s in SETTINGS {
+        let Some(flag) = s.flag else { continue };
+        let mut arg = Arg::new(flag).long(flag).value_name("VALUE").help(format!(
+            "Sets `{}`{}; default {}",
+            s.field,
+            s.note,
+            crate::settings::default_shown(s)
+        ));
+        if let Some(env) = s.env {
+            arg = arg.env(env);
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
 }
 
 impl Cli {
+    /// Parses the process's arguments (exits with usage on a bad flag, as clap does).
+    pub fn parse() -> Cli {
+        Cli::from_matches(&command().get_matches())
+    }
+
+    fn from_matches(m: &ArgMatches) -> Cli {
+        let overrides = SETTINGS
+            .iter()
+            .filter_map(|s| {
+                let v = m.get_one::<String>(s.flag?)?;
+                Some((s.field, v.clone()))
+            })
+            .collect();
+        Cli {
+            config: m.get_one::<PathBuf>("config").cloned(),
+            check_config: m.get_one::<PathBuf>("check-config").cloned(),
+            overrides,
+        }
+    }
+
     /// The configuration: file (if any), then environment and flags on top.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let mut cfg = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
-        if let Some(v) = &self.bind {
-            cfg.bind = v.clone();
-        }
-        if let Some(v) = self.port {
-            cfg.port = v;
-        }
-        if let Some(v) = &self.unixsocket {
-            cfg.unixsocket = Some(v.clone());
-        }
-        if let Some(v) = &self.dir {
-            cfg.storage.dir = v.clone();
-        }
-        if let Some(v) = self.segment_bytes {
-            cfg.storage.segment_bytes = v;
-        }
-        if let Some(v) = self.fsync {
-            cfg.storage.fsync = v;
-        }
-        if let Some(v) = self.max_disk_bytes {
-            cfg.storage.max_disk_bytes = Some(v);
-        }
-        if let Some(v) = self.max_keys {
-            cfg.storage.max_keys = Some(v);
-        }
-        if let Some(v) = self.eviction_policy {
-            cfg.storage.eviction_policy = v;
-        }
-        if let Some(v) = &self.requirepass {
-            cfg.requirepass = Some(v.clone());
-        }
-        if let Some(v) = self.admin_port {
-            cfg.admin.port = v;
-        }
-        if let Some(v) = &self.admin_bind {
-            cfg.admin.bind = v.clone();
-        }
-        if let Some(v) = self.max_clients {
-            cfg.limits.max_clients = v;
-        }
-        if let Some(v) = &self.log {
-            cfg.log.level = v.clone();
+        for (field, value) in &self.overrides {
+            let Some(s) = SETTINGS.iter().find(|s| s.field == *field) else {
+                continue;
+            };
+            (s.set)(&mut cfg, value).map_err(|reason| ConfigError::Invalid {
+                source_name: source_of(s),
+                field: s.field.to_string(),
+                reason,
+            })?;
         }
         cfg.validate("command line / environment")?;
         Ok(cfg)
+    }
+}
+
+fn source_of(s: &Setting) -> String {
+    match (s.flag, s.env) {
+        (Some(f), Some(e)) => format!("--{f} (or {e})"),
+        (Some(f), None) => format!("--{f}"),
+        _ => "command line".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let m = command()
+            .try_get_matches_from(std::iter::once("caskade").chain(args.iter().copied()))
+            .expect("parses");
+        Cli::from_matches(&m)
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let c = cli(&["--port", "7000", "--max-keys", "5", "--fsync", "always"])
+            .resolve()
+            .expect("valid");
+        assert_eq!(c.port, 7000);
+        assert_eq!(c.storage.max_keys, Some(5));
+        assert_eq!(c.storage.fsync, caskade_engine::Fsync::Always);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_field() {
+        let e = cli(&["--port", "seventy"])
+            .resolve()
+            .expect_err("bad port")
+            .to_string();
+        assert!(e.contains("--port") && e.contains("`port`"), "{e}");
+        let e = cli(&["--segment-bytes", "1"])
+            .resolve()
+            .expect_err("too small")
+            .to_string();
+        assert!(e.contains("storage.segment_bytes"), "{e}");
     }
 }

@@ -1,6 +1,8 @@
 //! The configuration: one YAML file, every field defaulted so caskade runs without one.
 //! Unknown fields and bad values are errors that name the file, line and field. CLI
-//! flags and `CASKADE_*` environment variables override the file (see `cli.rs`).
+//! flags and `CASKADE_*` environment variables override the file (see `cli.rs`); each
+//! scalar's names are declared once in `settings.rs`, and the engine's options are
+//! derived and checked by the engine in [`Config::engine_options`].
 
 use caskade_engine::{Fsync, PolicyKind};
 use serde::{Deserialize, Deserializer};
@@ -366,34 +368,12 @@ impl Config {
             field: field.to_string(),
             reason,
         };
-        let seg = self.storage.segment_bytes;
-        if !(caskade_engine::MIN_SEGMENT_BYTES..=caskade_engine::MAX_SEGMENT_BYTES).contains(&seg) {
-            return Err(bad(
-                "storage.segment_bytes",
-                format!(
-                    "{seg} is outside {}..={}",
-                    caskade_engine::MIN_SEGMENT_BYTES,
-                    caskade_engine::MAX_SEGMENT_BYTES
-                ),
-            ));
-        }
-        if let Some(d) = self.storage.max_disk_bytes
-            && d < 3 * seg
-        {
-            return Err(bad(
-                "storage.max_disk_bytes",
-                format!("{d} is less than three segments of {seg} bytes"),
-            ));
-        }
-        if self.storage.max_keys == Some(0) {
-            return Err(bad("storage.max_keys", "must be at least 1".into()));
-        }
-        let ratio = self.storage.compaction_garbage_ratio;
-        if !(0.0..=1.0).contains(&ratio) {
-            return Err(bad(
-                "storage.compaction_garbage_ratio",
-                format!("{ratio} is outside 0.0..=1.0"),
-            ));
+        if let Err(e) = self.engine_options().validate() {
+            let (field, reason) = match e {
+                caskade_engine::Error::BadOption { field, reason } => (engine_field(field), reason),
+                other => ("storage", other.to_string()),
+            };
+            return Err(bad(field, reason));
         }
         for (field, p) in [
             ("plugins.compaction_filter", &self.plugins.compaction_filter),
@@ -416,12 +396,6 @@ impl Config {
         }
         self.validate_routes(&bad)?;
         let bulk = self.limits.max_bulk_bytes;
-        if bulk == 0 || bulk > caskade_engine::MAX_VALUE_LEN as u64 {
-            return Err(bad(
-                "limits.max_bulk_bytes",
-                format!("{bulk} is outside 1..={}", caskade_engine::MAX_VALUE_LEN),
-            ));
-        }
         if self.limits.max_query_buffer_bytes < bulk {
             return Err(bad(
                 "limits.max_query_buffer_bytes",
@@ -456,7 +430,34 @@ impl Config {
     }
 }
 
+/// The configuration field an engine option comes from.
+fn engine_field(option: &str) -> &'static str {
+    match option {
+        "segment_bytes" => "storage.segment_bytes",
+        "max_value_bytes" => "limits.max_bulk_bytes",
+        "max_disk_bytes" => "storage.max_disk_bytes",
+        "max_keys" => "storage.max_keys",
+        "compaction_garbage_ratio" => "storage.compaction_garbage_ratio",
+        _ => "storage",
+    }
+}
+
 impl Config {
+    /// The engine's options, derived from this configuration in this one place (the
+    /// plugins add their filter and policy on top).
+    pub fn engine_options(&self) -> caskade_engine::Options {
+        let s = &self.storage;
+        let mut o = caskade_engine::Options::new(&s.dir);
+        o.segment_bytes = s.segment_bytes;
+        o.fsync = s.fsync;
+        o.max_value_bytes = usize::try_from(self.limits.max_bulk_bytes).unwrap_or(usize::MAX);
+        o.max_disk_bytes = s.max_disk_bytes;
+        o.max_keys = s.max_keys;
+        o.eviction = s.eviction_policy;
+        o.compaction_garbage_ratio = s.compaction_garbage_ratio;
+        o
+    }
+
     fn validate_routes(
         &self,
         bad: &dyn Fn(&str, String) -> ConfigError,

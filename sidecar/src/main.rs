@@ -13,11 +13,11 @@ mod origin;
 mod plugins;
 mod protocol;
 mod server;
+mod settings;
 mod state;
 mod unit;
 
 use anyhow::Context;
-use clap::Parser;
 use std::sync::Arc;
 
 fn main() -> std::process::ExitCode {
@@ -64,14 +64,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             let addr = format!("{}:{}", cfg.admin.bind, cfg.admin.port);
             admin::start(&addr, admin.clone(), metrics.clone()).await?;
         }
-        let mut opts = caskade_engine::Options::new(&cfg.storage.dir);
-        opts.segment_bytes = cfg.storage.segment_bytes;
-        opts.fsync = cfg.storage.fsync;
-        opts.max_value_bytes = cfg.limits.max_bulk_bytes as usize;
-        opts.max_disk_bytes = cfg.storage.max_disk_bytes;
-        opts.max_keys = cfg.storage.max_keys;
-        opts.eviction = cfg.storage.eviction_policy;
-        opts.compaction_garbage_ratio = cfg.storage.compaction_garbage_ratio;
+        let mut opts = cfg.engine_options();
         let plugins =
             plugins::Plugins::new(&cfg.plugins, &cfg.read_through.routes, &cfg.storage.dir)
                 .context("loading plugins")?

@@ -178,62 +178,11 @@ pub fn info(s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
     Ok(Reply::Verbatim(info_text(s, &sections)))
 }
 
-/// The CONFIG GET parameters and their current values.
-fn config_params(s: &Shared) -> Vec<(&'static str, String)> {
-    let cfg = s.config.lock();
-    let fsync = match cfg.storage.fsync {
-        caskade_engine::Fsync::Always => "always",
-        caskade_engine::Fsync::EverySec => "everysec",
-        caskade_engine::Fsync::Never => "no",
-    };
-    vec![
-        ("bind", cfg.bind.clone()),
-        ("port", cfg.port.to_string()),
-        (
-            "unixsocket",
-            cfg.unixsocket
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        ),
-        ("dir", cfg.storage.dir.display().to_string()),
-        ("appendonly", "yes".into()),
-        ("appendfsync", fsync.into()),
-        ("save", String::new()),
-        ("databases", NAMESPACES.to_string()),
-        ("maxclients", cfg.limits.max_clients.to_string()),
-        ("proto-max-bulk-len", cfg.limits.max_bulk_bytes.to_string()),
-        (
-            "client-query-buffer-limit",
-            cfg.limits.max_query_buffer_bytes.to_string(),
-        ),
-        ("timeout", cfg.limits.idle_timeout_secs.to_string()),
-        ("requirepass", cfg.requirepass.clone().unwrap_or_default()),
-        ("maxmemory", "0".into()),
-        (
-            "maxmemory-policy",
-            if cfg.storage.max_keys.is_some() || cfg.storage.max_disk_bytes.is_some() {
-                cfg.storage.eviction_policy.as_str().into()
-            } else {
-                "noeviction".into()
-            },
-        ),
-        (
-            "caskade-max-keys",
-            cfg.storage.max_keys.unwrap_or(0).to_string(),
-        ),
-        (
-            "caskade-max-disk-bytes",
-            cfg.storage.max_disk_bytes.unwrap_or(0).to_string(),
-        ),
-    ]
-}
-
 pub fn config(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
     let a = args.take_rest();
     let sub = args_first(a)?;
     if is(sub, "get") && a.len() >= 2 {
-        let params = config_params(s);
+        let params = crate::settings::redis_params(&s.config.lock());
         let mut pairs = Vec::new();
         for pat in &a[1..] {
             let pat = pat.to_ascii_lowercase();
@@ -282,18 +231,15 @@ fn config_set(s: &Shared, pairs: &[Bytes]) -> CmdResult {
                 "CONFIG SET failed (possibly related to argument '{name}') - {why}"
             )))
         };
-        match name.as_str() {
-            "maxclients" => match value.parse::<usize>() {
-                Ok(n) if n > 0 => next.limits.max_clients = n,
-                _ => return bad("argument must be a positive integer"),
-            },
-            "timeout" => match value.parse::<u64>() {
-                Ok(n) => next.limits.idle_timeout_secs = n,
-                Err(_) => return bad("argument couldn't be parsed into an integer"),
-            },
-            "requirepass" => next.requirepass = (!value.is_empty()).then_some(value),
-            "save" | "appendonly" | "maxmemory-policy" | "maxmemory" => {}
-            _ => return bad("Unknown option or number of arguments"),
+        match crate::settings::by_redis_name(&name) {
+            Some(setting) if setting.live => {
+                if let Err(why) = (setting.set)(&mut next, &value) {
+                    return bad(&why);
+                }
+            }
+            Some(_) => return bad("can't set immutable config"),
+            None if crate::settings::IGNORED_ON_SET.contains(&name.as_str()) => {}
+            None => return bad("Unknown option or number of arguments"),
         }
     }
     *s.config.lock() = next;
