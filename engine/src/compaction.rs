@@ -54,15 +54,15 @@ impl Inner {
         let Some(budget) = self.opts.max_disk_bytes else {
             return Ok(());
         };
-        if self.disk_bytes.load(Ordering::Relaxed) + incoming as u64 <= budget {
-            if self.disk_bytes.load(Ordering::Relaxed) + 2 * self.opts.segment_bytes > budget {
+        if self.log.disk_bytes() + incoming as u64 <= budget {
+            if self.log.disk_bytes() + 2 * self.opts.segment_bytes > budget {
                 self.wake_compactor();
             }
             return Ok(());
         }
         let mut guard = self.space_mx.lock();
-        while self.disk_bytes.load(Ordering::Relaxed) + incoming as u64 > budget {
-            self.check_writable()?;
+        while self.log.disk_bytes() + incoming as u64 > budget {
+            self.log.check_writable()?;
             if let Some(e) = self.compact_error.lock().clone() {
                 return Err(Error::Poisoned(format!(
                     "reclaiming disk space failed: {e}"
@@ -85,13 +85,12 @@ impl Inner {
     /// segment over the garbage ratio. Never the active segment; a pinned segment
     /// (holding a flush record) only when it is the oldest.
     fn pick(&self) -> Option<(Arc<Segment>, Mode)> {
-        let active = self.writer.lock().active.id;
+        let active = self.log.active().id;
         let segs: Vec<Arc<Segment>> = self
-            .segments
-            .read()
-            .values()
+            .log
+            .segments()
+            .into_iter()
             .filter(|s| s.id != active)
-            .cloned()
             .collect();
         let oldest = segs.first()?.clone();
         let ratio = |s: &Segment| s.dead.load(Ordering::Relaxed) as f64 / s.len().max(1) as f64;
@@ -100,9 +99,10 @@ impl Inner {
             .filter(|s| !s.pinned.load(Ordering::Relaxed) || s.id == oldest.id)
             .max_by(|a, b| ratio(a).total_cmp(&ratio(b)))
             .cloned();
-        let pressure = self.opts.max_disk_bytes.is_some_and(|budget| {
-            self.disk_bytes.load(Ordering::Relaxed) + 2 * self.opts.segment_bytes > budget
-        });
+        let pressure = self
+            .opts
+            .max_disk_bytes
+            .is_some_and(|budget| self.log.disk_bytes() + 2 * self.opts.segment_bytes > budget);
         match best {
             Some(b) if pressure && ratio(&b) >= 0.25 => Some((b, Mode::Compact)),
             _ if pressure => Some((oldest, Mode::Reclaim)),
@@ -116,21 +116,16 @@ impl Inner {
     /// Seals the active segment so the compactor can reclaim it (used when the budget
     /// is full and everything sits in the active segment).
     fn seal_active(&self) -> Result<()> {
-        let mut w = self.lock_writer()?;
+        let mut w = self.log.lock_writer()?;
         if w.active.len() > crate::format::file_header::HEADER_LEN as u64 {
-            self.roll(&mut w)?;
+            self.log.roll(&mut w)?;
         }
         Ok(())
     }
 
     /// Rewrites one segment and drops it.
     pub fn rewrite_segment(&self, seg: &Arc<Segment>, mode: Mode) -> Result<()> {
-        let older_exists = self
-            .segments
-            .read()
-            .keys()
-            .next()
-            .is_some_and(|&id| id < seg.id);
+        let older_exists = self.log.segments().first().is_some_and(|s| s.id < seg.id);
         if seg.pinned.load(Ordering::Relaxed) && older_exists {
             // A flush record cannot move forward in the log; wait until it is oldest.
             return Ok(());
@@ -160,7 +155,7 @@ impl Inner {
         }
         self.rewrite_batch(seg, mode, older_exists, &mut batch)?;
         // Copies must be durable before the original disappears.
-        self.sync_now()?;
+        self.log.sync_now()?;
         self.drop_segment(seg)?;
         Counters::bump(match mode {
             Mode::Compact => &self.counters.compactions,
@@ -242,7 +237,7 @@ impl Inner {
         }
 
         let mut removed_ids = Vec::new();
-        let mut w = self.lock_writer()?;
+        let mut w = self.log.lock_writer()?;
         for (j, &(i, id)) in live.iter().enumerate() {
             let p = &batch[i];
             let r = p.rec();
@@ -264,7 +259,7 @@ impl Inner {
                 kd.remove_exact(&expected);
                 if older_exists {
                     let rec = evict_record(ns, id);
-                    let (s, _) = self.append_locked(&mut w, &rec)?;
+                    let (s, _) = self.log.append_locked(&mut w, &rec)?;
                     s.add_dead(rec.len() as u64);
                 }
                 Counters::bump(&self.counters.evicted_disk);
@@ -283,7 +278,7 @@ impl Inner {
                 if older_exists {
                     let mut rec = Vec::new();
                     record::encode_into(&mut rec, Kind::Tombstone, ns, r.key, b"", b"", 0);
-                    let (s, _) = self.append_locked(&mut w, &rec)?;
+                    let (s, _) = self.log.append_locked(&mut w, &rec)?;
                     s.add_dead(rec.len() as u64);
                 }
                 Counters::bump(&self.counters.filter_removed);
@@ -297,7 +292,7 @@ impl Inner {
                 record::encode_into(&mut b, Kind::Put, ns, r.key, r.meta, r.value, exp);
                 b
             };
-            let (s, off) = self.append_locked(&mut w, &copy)?;
+            let (s, off) = self.log.append_locked(&mut w, &copy)?;
             Counters::add(&self.counters.bytes_rewritten, copy.len() as u64);
             kd.insert(Slot {
                 hash: id,
@@ -337,7 +332,7 @@ impl Inner {
                 } else {
                     p.bytes.clone()
                 };
-                let (s, _) = self.append_locked(&mut w, &rec)?;
+                let (s, _) = self.log.append_locked(&mut w, &rec)?;
                 s.add_dead(rec.len() as u64);
                 Counters::add(&self.counters.bytes_rewritten, rec.len() as u64);
             }
@@ -350,8 +345,7 @@ impl Inner {
 
     /// Forgets a rewritten segment and deletes its files.
     fn drop_segment(&self, seg: &Segment) -> Result<()> {
-        self.segments.write().remove(&seg.id);
-        self.pending_hints.lock().retain(|&id| id != seg.id);
+        self.log.remove_segment(seg);
         let storage = self.opts.storage.as_ref();
         let dir = &self.opts.dir;
         storage
@@ -359,24 +353,23 @@ impl Inner {
             .and_then(|()| storage.remove(&join(dir, &hint_name(seg.id))))
             .and_then(|()| storage.sync_dir(dir))
             .map_err(|e| Error::io("remove", &seg.path, e))?;
-        let freed = seg.len() + seg.hint_bytes.load(Ordering::Relaxed);
-        self.disk_bytes.fetch_sub(freed, Ordering::Relaxed);
         Ok(())
     }
 
     /// One compactor pass: rewrite segments while there is something worth doing.
     fn compact_pass(&self) -> Result<()> {
         for _ in 0..64 {
-            if self.closed.load(Ordering::Acquire) || self.poisoned.load(Ordering::Acquire) {
+            if self.log.is_closed() || self.log.is_poisoned() {
                 return Ok(());
             }
             match self.pick() {
                 Some((seg, mode)) => self.rewrite_segment(&seg, mode)?,
                 None => {
-                    let full = self.opts.max_disk_bytes.is_some_and(|b| {
-                        self.disk_bytes.load(Ordering::Relaxed) + 2 * self.opts.segment_bytes > b
-                    });
-                    if full && self.segments.read().len() == 1 {
+                    let full = self
+                        .opts
+                        .max_disk_bytes
+                        .is_some_and(|b| self.log.disk_bytes() + 2 * self.opts.segment_bytes > b);
+                    if full && self.log.segment_count() == 1 {
                         self.seal_active()?;
                         continue;
                     }

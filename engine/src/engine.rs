@@ -10,16 +10,15 @@ use crate::format::record::{
 };
 use crate::io::LockGuard;
 use crate::keydir::{Keydir, Liveness, Slot, coarse_expiry};
+use crate::log::Log;
 use crate::maintenance::{self, Stopper};
 use crate::options::Options;
 use crate::policy::EvictionPolicy;
 use crate::segment::{Found, Segment};
 use crate::stats::{Counters, Stats};
-use crate::writer::{SyncState, Tail, Writer};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
@@ -47,16 +46,9 @@ pub(crate) struct Inner {
     pub opts: Options,
     pub seed: u64,
     pub keydirs: [OnceLock<Keydir>; NAMESPACES as usize],
-    pub segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
-    pub writer: Mutex<Writer>,
-    pub tail: RwLock<Tail>,
-    pub sync: Mutex<SyncState>,
-    pub sync_cv: Condvar,
-    pub poison: Mutex<Option<String>>,
-    pub poisoned: AtomicBool,
-    pub closed: AtomicBool,
+    /// The segments, the writer, durability and disk accounting.
+    pub log: Log,
     pub counters: Counters,
-    pub pending_hints: Mutex<Vec<u32>>,
     pub dir_lock: Mutex<Option<LockGuard>>,
     /// The eviction policy, told of inserts, accesses and removals. Use
     /// [`Inner::policy`] to reach it, which hands over pending inserts first.
@@ -68,8 +60,6 @@ pub(crate) struct Inner {
     /// Accesses waiting to be handed to the policy in one batch, striped to keep
     /// readers from queueing on one lock.
     pub access_bufs: Box<[Mutex<Vec<u64>>]>,
-    /// Bytes of segment and hint files.
-    pub disk_bytes: AtomicU64,
     /// Wakes the compactor (set to true to ask for a pass).
     pub compact_wanted: Mutex<bool>,
     pub compact_cv: Condvar,
@@ -156,32 +146,8 @@ impl Inner {
         self.keydirs[ns as usize].get()
     }
 
-    pub fn segment(&self, id: u32) -> Option<Arc<Segment>> {
-        self.segments.read().get(&id).cloned()
-    }
-
     pub fn now_ms(&self) -> u64 {
         self.opts.clock.now_ms()
-    }
-
-    pub fn mark_dead(&self, slot: &Slot) {
-        if let Some(seg) = self.segment(slot.seg) {
-            seg.add_dead(slot.len as u64);
-        }
-    }
-
-    /// Marks many slots dead with one pass over the segment map.
-    pub fn mark_dead_all(&self, slots: impl IntoIterator<Item = Slot>) {
-        let mut per_seg: HashMap<u32, u64> = HashMap::new();
-        for s in slots {
-            *per_seg.entry(s.seg).or_default() += s.len as u64;
-        }
-        let segs = self.segments.read();
-        for (id, bytes) in per_seg {
-            if let Some(seg) = segs.get(&id) {
-                seg.add_dead(bytes);
-            }
-        }
     }
 
     /// The slot for `hash` and its segment. Compaction points slots at new segments
@@ -190,7 +156,7 @@ impl Inner {
     pub fn stable_slot(&self, kd: &Keydir, hash: u64) -> Option<(Slot, Arc<Segment>)> {
         for _ in 0..16 {
             let slot = kd.get(hash)?;
-            if let Some(seg) = self.segment(slot.seg) {
+            if let Some(seg) = self.log.segment(slot.seg) {
                 return Some((slot, seg));
             }
             if kd.get(hash) == Some(slot) {
@@ -251,7 +217,7 @@ impl Inner {
     /// segment was cut short underneath us), which callers treat as corruption.
     fn read_record(&self, seg: &Segment, slot: &Slot) -> Result<Option<Vec<u8>>> {
         let mut buf = vec![0u8; slot.len as usize];
-        match self.read_exact(seg, slot.off as u64, &mut buf) {
+        match self.log.read_exact(seg, slot.off as u64, &mut buf) {
             Ok(()) => Ok(Some(buf)),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
             Err(e) => Err(Error::io("read", &seg.path, e)),
@@ -266,7 +232,7 @@ impl Inner {
             return Ok(None);
         }
         let mut buf = vec![0u8; want];
-        match self.read_exact(seg, slot.off as u64, &mut buf) {
+        match self.log.read_exact(seg, slot.off as u64, &mut buf) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(Error::io("read", &seg.path, e)),
@@ -285,7 +251,7 @@ impl Inner {
     fn drop_expired(&self, kd: &Keydir, slot: &Slot) {
         if kd.remove_exact(slot) {
             Counters::bump(&self.counters.expired);
-            self.mark_dead(slot);
+            self.log.mark_dead(slot);
             self.note_removed(&[slot.hash]);
         }
     }
@@ -299,7 +265,7 @@ impl Inner {
             offset = slot.off,
             "corrupt record read; key dropped"
         );
-        let Ok(mut w) = self.lock_writer() else {
+        let Ok(mut w) = self.log.lock_writer() else {
             if kd.remove_exact(slot) {
                 self.note_removed(&[slot.hash]);
             }
@@ -310,12 +276,12 @@ impl Inner {
         }
         let mut buf = Vec::new();
         record::encode_into(&mut buf, Kind::Tombstone, ns, key, b"", b"", 0);
-        match self.append_locked(&mut w, &buf) {
+        match self.log.append_locked(&mut w, &buf) {
             Ok((seg, _)) => seg.add_dead(buf.len() as u64),
             Err(e) => tracing::warn!(error = %e, "could not log a tombstone for a corrupt record"),
         }
         if kd.remove_exact(slot) {
-            self.mark_dead(slot);
+            self.log.mark_dead(slot);
             drop(w);
             self.note_removed(&[slot.hash]);
         }
@@ -333,11 +299,11 @@ impl Inner {
         expire_at_ms: u64,
         tombstone: bool,
     ) -> Result<Option<u64>> {
-        let mut w = self.lock_writer()?;
+        let mut w = self.log.lock_writer()?;
         if kd.get(hash).as_ref() != expected {
             return Ok(None);
         }
-        let (seg, off) = self.append_locked(&mut w, rec)?;
+        let (seg, off) = self.log.append_locked(&mut w, rec)?;
         let old = if tombstone {
             seg.add_dead(rec.len() as u64);
             expected.filter(|s| kd.remove_exact(s)).copied()
@@ -351,7 +317,7 @@ impl Inner {
             })
         };
         if let Some(old) = old {
-            self.mark_dead(&old);
+            self.log.mark_dead(&old);
         }
         Ok(Some(w.lsn))
     }
@@ -398,7 +364,7 @@ impl Engine {
     pub fn get_item(&self, ns: u8, key: &[u8]) -> Result<Option<Item>> {
         check_ns(ns)?;
         let inner = &*self.inner;
-        if inner.closed.load(Ordering::Acquire) {
+        if inner.log.is_closed() {
             return Err(Error::Closed);
         }
         let found = self.lookup(ns, key)?;
@@ -473,8 +439,8 @@ impl Engine {
         let kd = inner.keydir(ns);
         inner.wait_for_space(buf.len())?;
         let lsn = {
-            let mut w = inner.lock_writer()?;
-            let (seg, off) = inner.append_locked(&mut w, &buf)?;
+            let mut w = inner.log.lock_writer()?;
+            let (seg, off) = inner.log.append_locked(&mut w, &buf)?;
             let old = kd.insert(Slot {
                 hash,
                 seg: seg.id,
@@ -484,7 +450,7 @@ impl Engine {
             });
             match old {
                 Some(old) => {
-                    inner.mark_dead(&old);
+                    inner.log.mark_dead(&old);
                     inner.note_access(hash);
                 }
                 None => {
@@ -495,7 +461,7 @@ impl Engine {
             w.lsn
         };
         Counters::bump(&inner.counters.puts);
-        inner.after_write(lsn)
+        inner.log.after_write(lsn)
     }
 
     /// Removes `key`; returns whether it was there (an expired key was not).
@@ -523,7 +489,7 @@ impl Engine {
             if let Some(lsn) = inner.replace_if_unchanged(kd, Some(&slot), hash, &buf, 0, true)? {
                 Counters::bump(&inner.counters.deletes);
                 inner.note_removed(&[hash]);
-                inner.after_write(lsn)?;
+                inner.log.after_write(lsn)?;
                 return Ok(true);
             }
         }
@@ -599,7 +565,7 @@ impl Engine {
                 inner.replace_if_unchanged(kd, Some(&slot), hash, &out, exp, false)?
             {
                 Counters::bump(&inner.counters.puts);
-                inner.after_write(lsn)?;
+                inner.log.after_write(lsn)?;
                 return Ok(true);
             }
         }
@@ -629,7 +595,7 @@ impl Engine {
         let mut keys = Vec::with_capacity(slots.len());
         for slot in &slots {
             // A slot whose segment was compacted away meanwhile has moved: follow it.
-            let found = match inner.segment(slot.seg) {
+            let found = match inner.log.segment(slot.seg) {
                 Some(seg) => Some((*slot, seg)),
                 None => inner.stable_slot(kd, slot.hash),
             };
@@ -647,7 +613,7 @@ impl Engine {
         let inner = &*self.inner;
         // Most keys are short: one read of header plus 64 bytes usually covers the key.
         let mut buf = vec![0u8; (slot.len as usize).min(HEADER_LEN + 64)];
-        let read = |buf: &mut [u8]| match inner.read_exact(seg, slot.off as u64, buf) {
+        let read = |buf: &mut [u8]| match inner.log.read_exact(seg, slot.off as u64, buf) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
             Err(e) => Err(Error::io("read", &seg.path, e)),
@@ -711,8 +677,8 @@ impl Engine {
         let mut buf = Vec::new();
         record::encode_into(&mut buf, Kind::Flush, ns, b"", b"", b"", 0);
         let lsn = {
-            let mut w = inner.lock_writer()?;
-            let (seg, _) = inner.append_locked(&mut w, &buf)?;
+            let mut w = inner.log.lock_writer()?;
+            let (seg, _) = inner.log.append_locked(&mut w, &buf)?;
             seg.add_dead(buf.len() as u64);
             let mut removed = Vec::new();
             for (i, kd) in inner.keydirs.iter().enumerate() {
@@ -723,11 +689,11 @@ impl Engine {
                 }
             }
             let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
-            inner.mark_dead_all(removed);
+            inner.log.mark_dead_all(removed);
             inner.note_removed(&ids);
             w.lsn
         };
-        inner.after_write(lsn)
+        inner.log.after_write(lsn)
     }
 
     /// Hands buffered writes to the OS without syncing. Writes are buffered in memory
@@ -735,7 +701,7 @@ impl Engine {
     /// a batch of writes, so that a crash of the process loses nothing acknowledged.
     /// Syncs (any fsync policy) and the background thread (every tick) flush too.
     pub fn flush_writes(&self) -> Result<()> {
-        self.inner.flush_writes()
+        self.inner.log.flush_writes()
     }
 
     /// Replaces the compaction filter (`None` removes it); compactions that are running
@@ -752,8 +718,8 @@ impl Engine {
 
     /// Makes every write so far durable, whatever the fsync policy.
     pub fn sync(&self) -> Result<()> {
-        self.inner.check_writable()?;
-        self.inner.sync_now()
+        self.inner.log.check_writable()?;
+        self.inner.log.sync_now()
     }
 
     /// A snapshot of the engine's figures.
@@ -761,11 +727,11 @@ impl Engine {
         let inner = &*self.inner;
         let c = &inner.counters;
         let (mut segments, mut garbage_bytes) = (0, 0);
-        for seg in inner.segments.read().values() {
+        for seg in inner.log.segments() {
             segments += 1;
             garbage_bytes += seg.dead.load(Ordering::Relaxed);
         }
-        let disk_bytes = inner.disk_bytes.load(Ordering::Relaxed);
+        let disk_bytes = inner.log.disk_bytes();
         let index_bytes = inner
             .keydirs
             .iter()
@@ -777,7 +743,8 @@ impl Engine {
             let p = inner.policy();
             (p.name().to_string(), p.memory_bytes() as u64)
         };
-        let written = get(&c.bytes_written);
+        let lc = &inner.log.counters;
+        let written = get(&lc.bytes_written);
         let rewritten = get(&c.bytes_rewritten);
         let live_bytes = inner
             .keydirs
@@ -797,9 +764,9 @@ impl Engine {
             misses: get(&c.misses),
             expired_keys: get(&c.expired),
             corrupt_records: get(&c.corrupt),
-            syncs: get(&c.syncs),
-            bytes_written: get(&c.bytes_written),
-            last_sync_ms: get(&c.last_sync_ms),
+            syncs: get(&lc.syncs),
+            bytes_written: written,
+            last_sync_ms: get(&lc.last_sync_ms),
             live_bytes,
             evictions_max_keys: get(&c.evicted_max_keys),
             evictions_disk: get(&c.evicted_disk),

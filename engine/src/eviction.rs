@@ -7,9 +7,9 @@ use crate::engine::Inner;
 use crate::error::Result;
 use crate::format::record::{self, HEADER_LEN, Header, Kind, NAMESPACES};
 use crate::keydir::Slot;
+use crate::log::Writer;
 use crate::policy::EvictionPolicy;
 use crate::stats::Counters;
-use crate::writer::Writer;
 use parking_lot::MutexGuard;
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
@@ -194,12 +194,12 @@ impl Inner {
 
     /// The key bytes of the record at `slot` (`None` if unreadable).
     fn key_of(&self, slot: &Slot) -> Option<Vec<u8>> {
-        let seg = self.segment(slot.seg)?;
+        let seg = self.log.segment(slot.seg)?;
         let mut head = [0u8; HEADER_LEN];
-        self.read_exact(&seg, slot.off as u64, &mut head).ok()?;
+        self.log.read_exact(&seg, slot.off as u64, &mut head).ok()?;
         let h = Header::parse(&head)?;
         let mut buf = vec![0u8; HEADER_LEN + h.key_len as usize];
-        self.read_exact(&seg, slot.off as u64, &mut buf).ok()?;
+        self.log.read_exact(&seg, slot.off as u64, &mut buf).ok()?;
         Some(buf.split_off(HEADER_LEN))
     }
 
@@ -259,9 +259,9 @@ impl Inner {
         let Some(slot) = kd.remove_if(id, |_| true) else {
             return Ok(false);
         };
-        self.mark_dead(&slot);
+        self.log.mark_dead(&slot);
         let rec = evict_record(ns, id);
-        let (seg, _) = self.append_locked(w, &rec)?;
+        let (seg, _) = self.log.append_locked(w, &rec)?;
         seg.add_dead(rec.len() as u64);
         Counters::bump(counter);
         Ok(true)

@@ -12,13 +12,13 @@ mod filter;
 mod format;
 pub mod io;
 mod keydir;
+mod log;
 mod maintenance;
 mod options;
 pub mod policy;
 mod recovery;
 mod segment;
 mod stats;
-mod writer;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Engine, Item, ScanPage};

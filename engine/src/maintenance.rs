@@ -7,11 +7,9 @@ use crate::error::{Error, Result};
 use crate::format::hint;
 use crate::io::write_atomic;
 use crate::keydir::{Keydir, Liveness};
-use crate::options::Fsync;
 use crate::segment::{Segment, hint_name, walk};
 use crate::stats::Counters;
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -60,14 +58,13 @@ pub(crate) fn spawn(inner: &Arc<Inner>, stopper: Stopper) -> Result<JoinHandle<(
 }
 
 fn tick(inner: &Inner, sweep_at: &mut usize) {
-    if !inner.poisoned.load(Ordering::Acquire)
-        && let Err(e) = inner.flush_writes()
+    if !inner.log.is_poisoned()
+        && let Err(e) = inner.log.flush_writes()
     {
         tracing::error!(error = %e, "handing buffered writes to the file failed");
     }
-    if inner.opts.fsync == Fsync::EverySec && !inner.poisoned.load(Ordering::Acquire) {
-        let due = inner.sync.lock().last_sync.elapsed() >= Duration::from_secs(1);
-        if due && let Err(e) = inner.sync_now() {
+    if !inner.log.is_poisoned() && inner.log.sync_due() {
+        if let Err(e) = inner.log.sync_now() {
             tracing::error!(error = %e, "background fsync failed");
         }
     }
@@ -91,15 +88,15 @@ fn sweep(inner: &Inner, kd: &Keydir, shard: usize, now: u64) {
     if !removed.is_empty() {
         Counters::add(&inner.counters.expired, removed.len() as u64);
         let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
-        inner.mark_dead_all(removed);
+        inner.log.mark_dead_all(removed);
         inner.note_removed(&ids);
     }
 }
 
 fn write_pending_hints(inner: &Inner) {
-    let pending = std::mem::take(&mut *inner.pending_hints.lock());
+    let pending = inner.log.take_pending_hints();
     for id in pending {
-        let Some(seg) = inner.segment(id) else {
+        let Some(seg) = inner.log.segment(id) else {
             continue;
         };
         if let Err(e) = write_hint(inner, &seg) {
@@ -121,30 +118,26 @@ pub(crate) fn write_hint(inner: &Inner, seg: &Segment) -> Result<()> {
     let name = hint_name(seg.id);
     write_atomic(inner.opts.storage.as_ref(), &inner.opts.dir, &name, &bytes)
         .map_err(|e| Error::io("write hint", inner.opts.dir.join(&name), e))?;
-    if inner.segment(seg.id).is_none() {
+    if inner.log.segment(seg.id).is_none() {
         // Compacted away while we wrote: the hint would be an orphan.
         let _ = inner.opts.storage.remove(&inner.opts.dir.join(&name));
         return Ok(());
     }
-    let old = seg.hint_bytes.swap(bytes.len() as u64, Ordering::Relaxed);
-    inner
-        .disk_bytes
-        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    inner.disk_bytes.fetch_sub(old, Ordering::Relaxed);
+    inner.log.hint_written(seg, bytes.len() as u64);
     Ok(())
 }
 
 /// Final sync and hints; releases the directory lock. Safe to call twice.
 pub(crate) fn shutdown(inner: &Inner) -> Result<()> {
-    if inner.closed.swap(true, Ordering::AcqRel) {
+    if inner.log.close() {
         return Ok(());
     }
     let mut result = Ok(());
-    if !inner.poisoned.load(Ordering::Acquire) {
-        result = inner.sync_now();
+    if !inner.log.is_poisoned() {
+        result = inner.log.sync_now();
         write_pending_hints(inner);
         if result.is_ok() {
-            let active = inner.writer.lock().active.clone();
+            let active = inner.log.active();
             result = write_hint(inner, &active);
         }
     }

@@ -10,13 +10,12 @@ use crate::format::meta;
 use crate::format::record::{ALL_NAMESPACES, Kind, NAMESPACES};
 use crate::io::{OpenMode, join, write_atomic};
 use crate::keydir::{Keydir, Slot, coarse_expiry};
+use crate::log::Log;
 use crate::options::Options;
 use crate::segment::{Found, HINT_EXT, SEGMENT_EXT, Segment, hint_name, parse_name, walk};
 use crate::stats::Counters;
-use crate::writer::{SyncState, Tail, Writer};
 use parking_lot::{Condvar, Mutex, RwLock};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -59,29 +58,8 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
     let inner = Inner {
         seed,
         keydirs: std::array::from_fn(|_| OnceLock::new()),
-        segments: RwLock::new(BTreeMap::new()),
-        // Replaced below once the active segment is known.
-        tail: RwLock::new(Tail {
-            seg: 0,
-            start: 0,
-            data: Vec::new(),
-        }),
-        writer: Mutex::new(Writer {
-            active: Segment::placeholder(),
-            lsn: 0,
-            next_id: 1,
-        }),
-        sync: Mutex::new(SyncState {
-            synced_lsn: 0,
-            in_progress: false,
-            last_sync: Instant::now(),
-        }),
-        sync_cv: Condvar::new(),
-        poison: Mutex::new(None),
-        poisoned: AtomicBool::new(false),
-        closed: AtomicBool::new(false),
+        log: Log::new(&opts),
         counters: Counters::default(),
-        pending_hints: Mutex::new(Vec::new()),
         dir_lock: Mutex::new(Some(lock)),
         policy: Mutex::new(match &opts.policy_factory {
             Some(f) => f(),
@@ -92,7 +70,6 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         access_bufs: (0..ACCESS_STRIPES)
             .map(|_| Mutex::new(Vec::new()))
             .collect(),
-        disk_bytes: AtomicU64::new(0),
         compact_wanted: Mutex::new(false),
         compact_cv: Condvar::new(),
         space_mx: Mutex::new(()),
@@ -123,30 +100,18 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
     let active = match last {
         Some(seg) if seg.len() < segment_bytes => seg,
         Some(seg) => {
-            inner.pending_hints.lock().retain(|&id| id != seg.id);
+            inner.log.forget_hint(seg.id);
             if !has_hint_for(&inner, seg.id) {
-                inner.pending_hints.lock().push(seg.id);
+                inner.log.queue_hint(seg.id);
             }
-            inner.create_segment(next_id)?
+            inner.log.create_segment(next_id)?
         }
-        None => inner.create_segment(next_id)?,
+        None => inner.log.create_segment(next_id)?,
     };
-    {
-        let mut w = inner.writer.lock();
-        w.next_id = active.id.max(next_id.saturating_sub(1)) + 1;
-        inner.start_tail(&active);
-        w.active = active;
-    }
-    let disk: u64 = inner
-        .segments
-        .read()
-        .values()
-        .map(|s| s.len() + s.hint_bytes.load(Ordering::Relaxed))
-        .sum();
-    inner.disk_bytes.store(disk, Ordering::Relaxed);
+    inner.log.activate(active, next_id);
     inner.seed_policy();
     {
-        let mut w = inner.writer.lock();
+        let mut w = inner.log.lock_writer()?;
         inner.enforce_max_keys(&mut w)?;
     }
     tracing::info!(
@@ -245,7 +210,7 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
                 kd.remove_if(hash, |_| true)
             };
             if let Some(old) = old {
-                inner.mark_dead(&old);
+                inner.log.mark_dead(&old);
             }
         }
         Kind::Flush => {
@@ -259,7 +224,7 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
                     kd.clear(|s| removed.push(*s));
                 }
             }
-            inner.mark_dead_all(removed);
+            inner.log.mark_dead_all(removed);
         }
     }
 }
@@ -302,7 +267,7 @@ fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segm
         Err(reason) => return Err(Error::BadFile { path, reason }),
     }
     let seg = Arc::new(Segment::new(id, path.clone(), file.clone(), file_len));
-    inner.segments.write().insert(id, seg.clone());
+    inner.log.insert_segment(seg.clone());
     let now = inner.now_ms();
 
     let mut scan_from = FILE_HEADER_LEN as u64;
@@ -350,7 +315,7 @@ fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segm
         }
     }
     if !hinted && !is_last {
-        inner.pending_hints.lock().push(id);
+        inner.log.queue_hint(id);
     }
     Ok(Some(seg))
 }

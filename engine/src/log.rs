@@ -1,20 +1,24 @@
-//! The append path: one writer at a time appends records to the active segment's write
-//! buffer (handed to the file when it reaches 64 KiB, on `flush_writes`, before a sync,
-//! and every maintenance tick), seals the segment when full, and makes writes durable by
-//! the configured policy. Under `fsync always`, writers that arrive while a sync runs
-//! share the next one (group commit). A failed write or sync poisons the engine for
-//! writes until it is reopened.
+//! The log: the segments, the one writer that appends records to the active segment's
+//! write buffer (handed to the file when it reaches 64 KiB, on `flush_writes`, before a
+//! sync, and every maintenance tick), sealing, durability by the configured policy
+//! (under `fsync always` writers that arrive while a sync runs share the next one), the
+//! hint files still to write, and the disk accounting: every byte the data directory
+//! gains or loses is counted here and nowhere else. A failed write or sync poisons the
+//! log for writes until the engine is reopened.
 
-use crate::engine::Inner;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
-use crate::io::{OpenMode, join};
-use crate::options::Fsync;
+use crate::io::{OpenMode, Storage, join};
+use crate::keydir::Slot;
+use crate::options::{Fsync, Options};
 use crate::segment::{Segment, segment_name};
 use crate::stats::Counters;
-use parking_lot::MutexGuard;
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 pub(crate) struct Writer {
@@ -43,7 +47,200 @@ pub(crate) struct SyncState {
     pub last_sync: Instant,
 }
 
-impl Inner {
+/// The log's own figures.
+#[derive(Default)]
+pub(crate) struct LogCounters {
+    pub syncs: AtomicU64,
+    pub bytes_written: AtomicU64,
+    pub last_sync_ms: AtomicU64,
+}
+
+/// The segments and everything that appends to them, syncs them and counts their bytes.
+pub(crate) struct Log {
+    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    segment_bytes: u64,
+    fsync: Fsync,
+    clock: Arc<dyn Clock>,
+    segments: RwLock<BTreeMap<u32, Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    tail: RwLock<Tail>,
+    sync: Mutex<SyncState>,
+    sync_cv: Condvar,
+    poison: Mutex<Option<String>>,
+    poisoned: AtomicBool,
+    closed: AtomicBool,
+    pending_hints: Mutex<Vec<u32>>,
+    /// Bytes of segment and hint files.
+    disk_bytes: AtomicU64,
+    pub counters: LogCounters,
+}
+
+impl Log {
+    /// An empty log over `opts.dir`; recovery adds the segments found there and then
+    /// names the active one ([`Log::activate`]).
+    pub fn new(opts: &Options) -> Log {
+        Log {
+            dir: opts.dir.clone(),
+            storage: opts.storage.clone(),
+            segment_bytes: opts.segment_bytes,
+            fsync: opts.fsync,
+            clock: opts.clock.clone(),
+            segments: RwLock::new(BTreeMap::new()),
+            tail: RwLock::new(Tail {
+                seg: 0,
+                start: 0,
+                data: Vec::new(),
+            }),
+            writer: Mutex::new(Writer {
+                active: Segment::placeholder(),
+                lsn: 0,
+                next_id: 1,
+            }),
+            sync: Mutex::new(SyncState {
+                synced_lsn: 0,
+                in_progress: false,
+                last_sync: Instant::now(),
+            }),
+            sync_cv: Condvar::new(),
+            poison: Mutex::new(None),
+            poisoned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            pending_hints: Mutex::new(Vec::new()),
+            disk_bytes: AtomicU64::new(0),
+            counters: LogCounters::default(),
+        }
+    }
+
+    /// Makes `active` the segment appends go to, with ids continuing from `next_id`,
+    /// and counts the directory's bytes from the segments recovery found.
+    pub fn activate(&self, active: Arc<Segment>, next_id: u32) {
+        {
+            let mut w = self.writer.lock();
+            w.next_id = active.id.max(next_id.saturating_sub(1)) + 1;
+            self.start_tail(&active);
+            w.active = active;
+        }
+        let disk: u64 = self
+            .segments
+            .read()
+            .values()
+            .map(|s| s.len() + s.hint_bytes.load(Ordering::Relaxed))
+            .sum();
+        self.disk_bytes.store(disk, Ordering::Relaxed);
+    }
+
+    /// Adds a segment found at open.
+    pub fn insert_segment(&self, seg: Arc<Segment>) {
+        self.segments.write().insert(seg.id, seg);
+    }
+
+    /// Segment `id`, if it still exists.
+    pub fn segment(&self, id: u32) -> Option<Arc<Segment>> {
+        self.segments.read().get(&id).cloned()
+    }
+
+    /// Every segment, oldest first.
+    pub fn segments(&self) -> Vec<Arc<Segment>> {
+        self.segments.read().values().cloned().collect()
+    }
+
+    /// How many segments there are.
+    pub fn segment_count(&self) -> usize {
+        self.segments.read().len()
+    }
+
+    /// The active segment.
+    pub fn active(&self) -> Arc<Segment> {
+        self.writer.lock().active.clone()
+    }
+
+    /// Bytes of segment and hint files.
+    pub fn disk_bytes(&self) -> u64 {
+        self.disk_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Drops a segment the compactor emptied: out of the map (readers that still hold
+    /// it finish), its hint forgotten, its files' bytes uncounted. The caller removes
+    /// the files.
+    pub fn remove_segment(&self, seg: &Segment) {
+        self.segments.write().remove(&seg.id);
+        self.pending_hints.lock().retain(|&id| id != seg.id);
+        let freed = seg.len() + seg.hint_bytes.load(Ordering::Relaxed);
+        self.disk_bytes.fetch_sub(freed, Ordering::Relaxed);
+    }
+
+    /// A hint file of `seg` of `bytes` bytes replaced any earlier one.
+    pub fn hint_written(&self, seg: &Segment, bytes: u64) {
+        let old = seg.hint_bytes.swap(bytes, Ordering::Relaxed);
+        self.disk_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.disk_bytes.fetch_sub(old, Ordering::Relaxed);
+    }
+
+    /// Queues the hint file of sealed segment `id`.
+    pub fn queue_hint(&self, id: u32) {
+        let mut p = self.pending_hints.lock();
+        if !p.contains(&id) {
+            p.push(id);
+        }
+    }
+
+    /// No hint is to be written for `id` (it has one, or is active again).
+    pub fn forget_hint(&self, id: u32) {
+        self.pending_hints.lock().retain(|&p| p != id);
+    }
+
+    /// The hint files still to write, taken.
+    pub fn take_pending_hints(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.pending_hints.lock())
+    }
+
+    /// Counts a slot's record as garbage in its segment.
+    pub fn mark_dead(&self, slot: &Slot) {
+        if let Some(seg) = self.segment(slot.seg) {
+            seg.add_dead(slot.len as u64);
+        }
+    }
+
+    /// Marks many slots dead with one pass over the segment map.
+    pub fn mark_dead_all(&self, slots: impl IntoIterator<Item = Slot>) {
+        let mut per_seg: HashMap<u32, u64> = HashMap::new();
+        for s in slots {
+            *per_seg.entry(s.seg).or_default() += s.len as u64;
+        }
+        let segs = self.segments.read();
+        for (id, bytes) in per_seg {
+            if let Some(seg) = segs.get(&id) {
+                seg.add_dead(bytes);
+            }
+        }
+    }
+
+    /// Whether a write or sync failed.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Whether [`Log::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Refuses writes from now on; returns whether it was already closed.
+    pub fn close(&self) -> bool {
+        self.closed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Whether the last sync is a second old (for `fsync everysec`).
+    pub fn sync_due(&self) -> bool {
+        self.fsync == Fsync::EverySec
+            && self.sync.lock().last_sync.elapsed() >= std::time::Duration::from_secs(1)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     pub fn check_writable(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -75,7 +272,7 @@ impl Inner {
     /// Appends one encoded record; returns the segment and offset it landed at.
     pub fn append_locked(&self, w: &mut Writer, rec: &[u8]) -> Result<(Arc<Segment>, u32)> {
         let off = w.active.len();
-        if off > FILE_HEADER_LEN as u64 && off + rec.len() as u64 > self.opts.segment_bytes {
+        if off > FILE_HEADER_LEN as u64 && off + rec.len() as u64 > self.segment_bytes {
             self.roll(w)?;
         }
         let seg = w.active.clone();
@@ -161,21 +358,21 @@ impl Inner {
         w.next_id += 1;
         self.start_tail(&seg);
         w.active = seg;
-        self.pending_hints.lock().push(old.id);
+        self.queue_hint(old.id);
         Ok(())
     }
 
     /// Creates segment `id` with its header, durable in its directory.
     pub fn create_segment(&self, id: u32) -> Result<Arc<Segment>> {
-        let path = join(&self.opts.dir, &segment_name(id));
-        let storage = self.opts.storage.as_ref();
+        let path = join(&self.dir, &segment_name(id));
+        let storage = self.storage.as_ref();
         let file = storage
             .open(&path, OpenMode::CreateNew)
             .map_err(|e| Error::io("create", &path, e))?;
         let header = file_header::encode(FileKind::Segment, id);
         file.write_all_at(&header, 0)
             .and_then(|()| file.sync())
-            .and_then(|()| storage.sync_dir(&self.opts.dir))
+            .and_then(|()| storage.sync_dir(&self.dir))
             .map_err(|e| Error::io("create", &path, e))?;
         let seg = Arc::new(Segment::new(id, path, file, FILE_HEADER_LEN as u64));
         self.segments.write().insert(id, seg.clone());
@@ -202,7 +399,7 @@ impl Inner {
     /// Called after a write released the writer: waits for durability if the policy
     /// asks for it.
     pub fn after_write(&self, lsn: u64) -> Result<()> {
-        match self.opts.fsync {
+        match self.fsync {
             Fsync::Always => self.wait_durable(lsn),
             Fsync::EverySec | Fsync::Never => Ok(()),
         }
