@@ -63,10 +63,11 @@ fn tick(inner: &Inner, sweep_at: &mut usize) {
     {
         tracing::error!(error = %e, "handing buffered writes to the file failed");
     }
-    if !inner.log.is_poisoned() && inner.log.sync_due() {
-        if let Err(e) = inner.log.sync_now() {
-            tracing::error!(error = %e, "background fsync failed");
-        }
+    if !inner.log.is_poisoned()
+        && inner.log.sync_due()
+        && let Err(e) = inner.log.sync_now()
+    {
+        tracing::error!(error = %e, "background fsync failed");
     }
     write_pending_hints(inner);
     let now = inner.now_ms();
