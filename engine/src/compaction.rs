@@ -183,10 +183,10 @@ impl Inner {
             if r.header.kind != Kind::Put || r.header.ns >= NAMESPACES {
                 continue;
             }
-            let id = self.key_id(r.header.ns, r.key);
-            let points_here = self.keydirs[r.header.ns as usize]
-                .get()
-                .and_then(|kd| kd.get(id))
+            let id = self.index.key_id(r.header.ns, r.key);
+            let points_here = self
+                .index
+                .slot(r.header.ns, id)
                 .is_some_and(|s| s.seg == seg.id && s.off == p.off);
             if points_here {
                 live.push((i, id));
@@ -242,7 +242,7 @@ impl Inner {
             let p = &batch[i];
             let r = p.rec();
             let ns = r.header.ns;
-            let Some(kd) = self.keydirs[ns as usize].get() else {
+            let Some(kd) = self.index.get(ns) else {
                 continue;
             };
             let expected = Slot {
@@ -312,16 +312,14 @@ impl Inner {
                     continue;
                 }
                 let id = match h.kind {
-                    Kind::Tombstone => self.key_id(h.ns, r.key),
+                    Kind::Tombstone => self.index.key_id(h.ns, r.key),
                     Kind::Evict => record::evicted_id(r.key),
                     Kind::Put if h.expire_at_ms != 0 && h.expire_at_ms <= now => {
-                        self.key_id(h.ns, r.key)
+                        self.index.key_id(h.ns, r.key)
                     }
                     Kind::Put | Kind::Flush => continue,
                 };
-                let absent = self.keydirs[h.ns as usize]
-                    .get()
-                    .is_none_or(|kd| kd.get(id).is_none());
+                let absent = self.index.slot(h.ns, id).is_none();
                 if !absent {
                     continue;
                 }

@@ -8,6 +8,7 @@ use crate::format::hint::HintEntry;
 use crate::format::record::{
     self, ALL_NAMESPACES, HEADER_LEN, Header, Kind, MAX_KEY_LEN, MAX_META_LEN, NAMESPACES,
 };
+use crate::index::Index;
 use crate::io::LockGuard;
 use crate::keydir::{Keydir, Liveness, Slot, coarse_expiry};
 use crate::log::Log;
@@ -18,8 +19,8 @@ use crate::segment::{Found, Segment};
 use crate::stats::{Counters, Stats};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 
 /// A value as stored, with what was stored beside it.
@@ -44,8 +45,8 @@ pub struct ScanPage {
 
 pub(crate) struct Inner {
     pub opts: Options,
-    pub seed: u64,
-    pub keydirs: [OnceLock<Keydir>; NAMESPACES as usize],
+    /// The keydirs and the key hash.
+    pub index: Index,
     /// The segments, the writer, durability and disk accounting.
     pub log: Log,
     pub counters: Counters,
@@ -102,14 +103,6 @@ fn exact_expired(expire_at_ms: u64, now_ms: u64) -> bool {
 }
 
 impl Inner {
-    /// The key's id: its seeded 64-bit hash with the namespace in the low 4 bits, so an
-    /// id alone names the namespace (eviction policies see only ids). 0 marks an empty
-    /// index slot, so the one id in 2^60 that would be 0 becomes 16 (still namespace 0).
-    pub fn key_id(&self, ns: u8, key: &[u8]) -> u64 {
-        let id = (xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed) & !0xF) | ns as u64;
-        if id == 0 { 16 } else { id }
-    }
-
     /// What a record found by a segment walk means for the index. A corrupt record
     /// counts as a tombstone of its key, so a restart cannot fall back to an older
     /// version of that key.
@@ -121,7 +114,7 @@ impl Inner {
                 hash: match r.header.kind {
                     Kind::Flush => 0,
                     Kind::Evict => record::evicted_id(r.key),
-                    Kind::Put | Kind::Tombstone => self.key_id(r.header.ns, r.key),
+                    Kind::Put | Kind::Tombstone => self.index.key_id(r.header.ns, r.key),
                 },
                 offset: off as u32,
                 len: r.header.total_len() as u32,
@@ -130,20 +123,12 @@ impl Inner {
             Found::Corrupt { ns, key, len } => HintEntry {
                 kind: Kind::Tombstone,
                 ns: *ns,
-                hash: self.key_id(*ns, key),
+                hash: self.index.key_id(*ns, key),
                 offset: off as u32,
                 len: *len as u32,
                 expire_at_ms: 0,
             },
         }
-    }
-
-    pub fn keydir(&self, ns: u8) -> &Keydir {
-        self.keydirs[ns as usize].get_or_init(Keydir::new)
-    }
-
-    fn keydir_if_any(&self, ns: u8) -> Option<&Keydir> {
-        self.keydirs[ns as usize].get()
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -171,8 +156,8 @@ impl Inner {
     /// The slot and segment of `key`, unless it is absent or its coarse expiry says it
     /// has expired (then it is dropped from the index on the way).
     fn find(&self, ns: u8, key: &[u8], now: u64) -> Option<(&Keydir, Slot, Arc<Segment>)> {
-        let kd = self.keydir_if_any(ns)?;
-        let (slot, seg) = self.stable_slot(kd, self.key_id(ns, key))?;
+        let kd = self.index.get(ns)?;
+        let (slot, seg) = self.stable_slot(kd, self.index.key_id(ns, key))?;
         if slot.liveness(now) == Liveness::Expired {
             self.drop_expired(kd, &slot);
             return None;
@@ -435,8 +420,8 @@ impl Engine {
         let exp = expire_at_ms.unwrap_or(0);
         let mut buf = Vec::new();
         record::encode_into(&mut buf, Kind::Put, ns, key, meta, value, exp);
-        let hash = inner.key_id(ns, key);
-        let kd = inner.keydir(ns);
+        let hash = inner.index.key_id(ns, key);
+        let kd = inner.index.keydir(ns);
         inner.wait_for_space(buf.len())?;
         let lsn = {
             let mut w = inner.log.lock_writer()?;
@@ -469,10 +454,10 @@ impl Engine {
         check_ns(ns)?;
         check_key(key)?;
         let inner = &*self.inner;
-        let Some(kd) = inner.keydir_if_any(ns) else {
+        let Some(kd) = inner.index.get(ns) else {
             return Ok(false);
         };
-        let hash = inner.key_id(ns, key);
+        let hash = inner.index.key_id(ns, key);
         loop {
             let Some((slot, seg)) = inner.stable_slot(kd, hash) else {
                 return Ok(false);
@@ -534,10 +519,10 @@ impl Engine {
         check_ns(ns)?;
         check_key(key)?;
         let inner = &*self.inner;
-        let Some(kd) = inner.keydir_if_any(ns) else {
+        let Some(kd) = inner.index.get(ns) else {
             return Ok(false);
         };
-        let hash = inner.key_id(ns, key);
+        let hash = inner.index.key_id(ns, key);
         loop {
             let Some((slot, seg)) = inner.stable_slot(kd, hash) else {
                 return Ok(false);
@@ -587,7 +572,7 @@ impl Engine {
     pub fn scan(&self, ns: u8, cursor: u64, count: usize) -> Result<ScanPage> {
         check_ns(ns)?;
         let inner = &*self.inner;
-        let Some(kd) = inner.keydir_if_any(ns) else {
+        let Some(kd) = inner.index.get(ns) else {
             return Ok(ScanPage::default());
         };
         let now = inner.now_ms();
@@ -643,12 +628,12 @@ impl Engine {
 
     /// Keys in namespace `ns` (expired ones not yet swept included, like Redis DBSIZE).
     pub fn len(&self, ns: u8) -> usize {
-        self.inner.keydir_if_any(ns).map_or(0, Keydir::len)
+        self.inner.index.get(ns).map_or(0, Keydir::len)
     }
 
     /// Keys in namespace `ns` that have an expiry (Redis INFO keyspace `expires`).
     pub fn expiring_len(&self, ns: u8) -> usize {
-        self.inner.keydir_if_any(ns).map_or(0, Keydir::expiring)
+        self.inner.index.get(ns).map_or(0, Keydir::expiring)
     }
 
     /// Whether namespace `ns` holds no keys.
@@ -681,13 +666,7 @@ impl Engine {
             let (seg, _) = inner.log.append_locked(&mut w, &buf)?;
             seg.add_dead(buf.len() as u64);
             let mut removed = Vec::new();
-            for (i, kd) in inner.keydirs.iter().enumerate() {
-                if (ns == ALL_NAMESPACES || i == ns as usize)
-                    && let Some(kd) = kd.get()
-                {
-                    kd.clear(|s| removed.push(*s));
-                }
-            }
+            inner.index.clear(ns, |s| removed.push(*s));
             let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
             inner.log.mark_dead_all(removed);
             inner.note_removed(&ids);
@@ -732,12 +711,7 @@ impl Engine {
             garbage_bytes += seg.dead.load(Ordering::Relaxed);
         }
         let disk_bytes = inner.log.disk_bytes();
-        let index_bytes = inner
-            .keydirs
-            .iter()
-            .filter_map(OnceLock::get)
-            .map(Keydir::heap_bytes)
-            .sum::<usize>();
+        let index_bytes = inner.index.heap_bytes();
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let (policy, policy_bytes) = {
             let p = inner.policy();
@@ -746,12 +720,7 @@ impl Engine {
         let lc = &inner.log.counters;
         let written = get(&lc.bytes_written);
         let rewritten = get(&c.bytes_rewritten);
-        let live_bytes = inner
-            .keydirs
-            .iter()
-            .filter_map(OnceLock::get)
-            .map(Keydir::live_bytes)
-            .sum();
+        let live_bytes = inner.index.live_bytes();
         Stats {
             keys: self.total_len() as u64,
             segments,

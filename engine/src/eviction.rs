@@ -11,7 +11,6 @@ use crate::log::Writer;
 use crate::policy::EvictionPolicy;
 use crate::stats::Counters;
 use parking_lot::MutexGuard;
-use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 
 /// Accesses buffered per stripe before they are handed to the policy.
@@ -178,7 +177,7 @@ impl Inner {
                 ids.clear();
                 keys.clear();
             };
-        for kd in self.keydirs.iter().filter_map(OnceLock::get) {
+        for kd in self.index.all() {
             kd.for_each_slot(|slot| {
                 if wants_keys {
                     keys.push(self.key_of(slot).unwrap_or_default());
@@ -204,11 +203,7 @@ impl Inner {
     }
 
     pub fn total_keys(&self) -> u64 {
-        self.keydirs
-            .iter()
-            .filter_map(OnceLock::get)
-            .map(|k| k.len() as u64)
-            .sum()
+        self.index.total_len() as u64
     }
 
     /// Evicts until the key count is within `max_keys`. Called with the writer held.
@@ -253,7 +248,7 @@ impl Inner {
         if ns >= NAMESPACES {
             return Ok(false);
         }
-        let Some(kd) = self.keydirs[ns as usize].get() else {
+        let Some(kd) = self.index.get(ns) else {
             return Ok(false);
         };
         let Some(slot) = kd.remove_if(id, |_| true) else {

@@ -10,6 +10,7 @@ mod error;
 mod eviction;
 mod filter;
 mod format;
+mod index;
 pub mod io;
 mod keydir;
 mod log;

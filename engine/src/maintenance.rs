@@ -71,7 +71,7 @@ fn tick(inner: &Inner, sweep_at: &mut usize) {
     }
     write_pending_hints(inner);
     let now = inner.now_ms();
-    for kd in inner.keydirs.iter().filter_map(|k| k.get()) {
+    for kd in inner.index.all() {
         for i in 0..SWEEP_SHARDS_PER_TICK {
             sweep(inner, kd, *sweep_at + i, now);
         }

@@ -7,16 +7,17 @@ use crate::error::{Error, Result};
 use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
 use crate::format::hint::{self, HintEntry};
 use crate::format::meta;
-use crate::format::record::{ALL_NAMESPACES, Kind, NAMESPACES};
+use crate::format::record::{Kind, NAMESPACES};
+use crate::index::Index;
 use crate::io::{OpenMode, join, write_atomic};
-use crate::keydir::{Keydir, Slot, coarse_expiry};
+use crate::keydir::{Slot, coarse_expiry};
 use crate::log::Log;
 use crate::options::Options;
 use crate::segment::{Found, HINT_EXT, SEGMENT_EXT, Segment, hint_name, parse_name, walk};
 use crate::stats::Counters;
 use parking_lot::{Condvar, Mutex, RwLock};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 const LOCK_FILE: &str = "LOCK";
@@ -56,8 +57,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
 
     let seed = read_or_create_meta(&opts, !seg_ids.is_empty())?;
     let inner = Inner {
-        seed,
-        keydirs: std::array::from_fn(|_| OnceLock::new()),
+        index: Index::new(seed),
         log: Log::new(&opts),
         counters: Counters::default(),
         dir_lock: Mutex::new(Some(lock)),
@@ -125,12 +125,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
 }
 
 fn total_keys(inner: &Inner) -> usize {
-    inner
-        .keydirs
-        .iter()
-        .filter_map(OnceLock::get)
-        .map(Keydir::len)
-        .sum()
+    inner.index.total_len()
 }
 
 fn has_hint_for(inner: &Inner, id: u32) -> bool {
@@ -193,7 +188,7 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
                 seg.add_dead(len as u64);
                 return;
             }
-            let kd = inner.keydir(ns);
+            let kd = inner.index.keydir(ns);
             let slot = Slot {
                 hash,
                 seg: seg.id,
@@ -217,13 +212,7 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
             seg.pinned.store(true, Ordering::Relaxed);
             seg.add_dead(len as u64);
             let mut removed = Vec::new();
-            for (i, kd) in inner.keydirs.iter().enumerate() {
-                if (ns == ALL_NAMESPACES || i == ns as usize)
-                    && let Some(kd) = kd.get()
-                {
-                    kd.clear(|s| removed.push(*s));
-                }
-            }
+            inner.index.clear(ns, |s| removed.push(*s));
             inner.log.mark_dead_all(removed);
         }
     }

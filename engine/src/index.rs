@@ -1,0 +1,77 @@
+//! The index: one keydir per namespace and the secret seed that turns a key into its
+//! 64-bit id. Keys themselves stay on disk; the index holds ids and record positions.
+
+use crate::format::record::{ALL_NAMESPACES, NAMESPACES};
+use crate::keydir::{Keydir, Slot};
+use std::sync::OnceLock;
+
+/// Every namespace's keydir, created on first write.
+pub(crate) struct Index {
+    seed: u64,
+    keydirs: [OnceLock<Keydir>; NAMESPACES as usize],
+}
+
+impl Index {
+    /// An empty index whose ids are hashed with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Index {
+            seed,
+            keydirs: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// The key's id: its seeded 64-bit hash with the namespace in the low 4 bits, so an
+    /// id alone names the namespace (eviction policies see only ids). 0 marks an empty
+    /// index slot, so the one id in 2^60 that would be 0 becomes 16 (still namespace 0).
+    pub fn key_id(&self, ns: u8, key: &[u8]) -> u64 {
+        let id = (xxhash_rust::xxh3::xxh3_64_with_seed(key, self.seed) & !0xF) | ns as u64;
+        if id == 0 { 16 } else { id }
+    }
+
+    /// The keydir of `ns`, created if it has none yet.
+    pub fn keydir(&self, ns: u8) -> &Keydir {
+        self.keydirs[ns as usize].get_or_init(Keydir::new)
+    }
+
+    /// The keydir of `ns`, if it was ever written.
+    pub fn get(&self, ns: u8) -> Option<&Keydir> {
+        self.keydirs.get(ns as usize).and_then(OnceLock::get)
+    }
+
+    /// The slot of id `id` in namespace `ns`.
+    pub fn slot(&self, ns: u8, id: u64) -> Option<Slot> {
+        self.get(ns).and_then(|kd| kd.get(id))
+    }
+
+    /// Every keydir that exists.
+    pub fn all(&self) -> impl Iterator<Item = &Keydir> {
+        self.keydirs.iter().filter_map(OnceLock::get)
+    }
+
+    /// Empties namespace `ns` (or all of them, for [`ALL_NAMESPACES`]), handing each
+    /// removed slot to `removed`.
+    pub fn clear(&self, ns: u8, mut removed: impl FnMut(&Slot)) {
+        for (i, kd) in self.keydirs.iter().enumerate() {
+            if (ns == ALL_NAMESPACES || i == ns as usize)
+                && let Some(kd) = kd.get()
+            {
+                kd.clear(&mut removed);
+            }
+        }
+    }
+
+    /// Keys in every namespace.
+    pub fn total_len(&self) -> usize {
+        self.all().map(Keydir::len).sum()
+    }
+
+    /// Heap bytes of every keydir.
+    pub fn heap_bytes(&self) -> usize {
+        self.all().map(Keydir::heap_bytes).sum()
+    }
+
+    /// Bytes of the live records the index points at.
+    pub fn live_bytes(&self) -> u64 {
+        self.all().map(Keydir::live_bytes).sum()
+    }
+}
