@@ -198,7 +198,7 @@ impl Inner {
             let ids: Vec<u64> = live.iter().map(|&(_, id)| id).collect();
             let mut out = Vec::with_capacity(ids.len());
             let mut p = self.policy();
-            self.drain_accesses(p.as_mut());
+            self.policy.drain_accesses(p.as_mut());
             p.keep_on_reclaim(&ids, &mut out);
             for (k, o) in keep.iter_mut().zip(out) {
                 *k = o;

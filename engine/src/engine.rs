@@ -15,6 +15,7 @@ use crate::log::Log;
 use crate::maintenance::{self, Stopper};
 use crate::options::Options;
 use crate::policy::EvictionPolicy;
+use crate::policy_host::PolicyHost;
 use crate::segment::{Found, Segment};
 use crate::stats::{Counters, Stats};
 use bytes::Bytes;
@@ -51,16 +52,11 @@ pub(crate) struct Inner {
     pub log: Log,
     pub counters: Counters,
     pub dir_lock: Mutex<Option<LockGuard>>,
-    /// The eviction policy, told of inserts, accesses and removals. Use
-    /// [`Inner::policy`] to reach it, which hands over pending inserts first.
-    pub policy: Mutex<Box<dyn EvictionPolicy>>,
-    /// Inserts waiting to reach the policy in one batch.
-    pub pending_inserts: Mutex<crate::eviction::PendingInserts>,
+    /// The eviction policy and what feeds it (pending inserts, access buffers). Use
+    /// [`Inner::policy`] to reach the policy, which hands over pending inserts first.
+    pub policy: PolicyHost,
     /// The compaction filter in force (replaceable while running).
     pub filter: RwLock<Option<Arc<dyn CompactionFilter>>>,
-    /// Accesses waiting to be handed to the policy in one batch, striped to keep
-    /// readers from queueing on one lock.
-    pub access_bufs: Box<[Mutex<Vec<u64>>]>,
     /// Wakes the compactor (set to true to ask for a pass).
     pub compact_wanted: Mutex<bool>,
     pub compact_cv: Condvar,
@@ -692,7 +688,7 @@ impl Engine {
     /// Replaces the eviction policy: the new one is told of every key first (reading
     /// keys from disk if it wants them), then takes over atomically.
     pub fn replace_policy(&self, policy: Box<dyn EvictionPolicy>) {
-        self.inner.replace_policy(policy);
+        self.inner.policy.replace(policy, &*self.inner);
     }
 
     /// Makes every write so far durable, whatever the fsync policy.

@@ -1,7 +1,6 @@
-//! Glue between the engine and its eviction policy: accesses are collected in striped
-//! buffers and handed over in batches; inserts and removals are reported as they
-//! happen; `max_keys` is enforced right after an insert by evicting the policy's
-//! victims, each logged as an evict record so a restart does not bring it back.
+//! Eviction by key count: `max_keys` is enforced right after an insert by evicting the
+//! policy's victims, each logged as an evict record so a restart does not bring it back.
+//! The engine is the policy host's [`KeySource`].
 
 use crate::engine::Inner;
 use crate::error::Result;
@@ -9,174 +8,15 @@ use crate::format::record::{self, HEADER_LEN, Header, Kind, NAMESPACES};
 use crate::keydir::Slot;
 use crate::log::Writer;
 use crate::policy::EvictionPolicy;
+use crate::policy_host::{KeyBatch, KeySource};
 use crate::stats::Counters;
 use parking_lot::MutexGuard;
 use std::sync::atomic::AtomicU64;
 
-/// Accesses buffered per stripe before they are handed to the policy.
-const ACCESS_BATCH: usize = 256;
-/// Inserts buffered before they are handed to the policy.
-const INSERT_BATCH: usize = 64;
-
-/// Inserts not yet handed to the policy: ids, and their keys end to end.
-#[derive(Default)]
-pub(crate) struct PendingInserts {
-    ids: Vec<u64>,
-    keys: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl PendingInserts {
-    fn push(&mut self, id: u64, key: &[u8]) {
-        self.ids.push(id);
-        self.keys.extend_from_slice(key);
-        self.ends.push(self.keys.len());
-    }
-
-    fn keys(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(&self.ends).map(|(s, &e)| &self.keys[s..e])
-    }
-
-    fn clear(&mut self) {
-        self.ids.clear();
-        self.keys.clear();
-        self.ends.clear();
-    }
-}
-
-impl Inner {
-    /// A read hit or an overwrite. Under contention the access is dropped rather than
-    /// waited for: policies are statistical, the read path must not queue.
-    pub fn note_access(&self, id: u64) {
-        let stripe = &self.access_bufs[(id >> 61) as usize % self.access_bufs.len()];
-        let Some(mut buf) = stripe.try_lock() else {
-            return;
-        };
-        buf.push(id);
-        if buf.len() >= ACCESS_BATCH {
-            let batch = std::mem::take(&mut *buf);
-            drop(buf);
-            // Handed over only if the policy is free; otherwise the batch waits for the
-            // next one (and is dropped if it grows too long): readers never queue here.
-            match self.try_policy() {
-                Some(mut p) => p.on_access(&batch),
-                None => {
-                    let mut buf = stripe.lock();
-                    if buf.len() < 16 * ACCESS_BATCH {
-                        buf.extend_from_slice(&batch);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Hands every buffered access to the policy (before it picks victims).
-    pub fn drain_accesses(&self, p: &mut dyn EvictionPolicy) {
-        for stripe in self.access_bufs.iter() {
-            let batch = std::mem::take(&mut *stripe.lock());
-            if !batch.is_empty() {
-                p.on_access(&batch);
-            }
-        }
-    }
-
-    /// A key was created. Inserts reach the policy in batches; every other policy
-    /// call goes through [`Inner::policy`], which hands over the pending ones first, so
-    /// the policy sees events in order.
-    pub fn note_insert(&self, id: u64, key: &[u8]) {
-        let full = {
-            let mut pending = self.pending_inserts.lock();
-            pending.push(id, key);
-            pending.ids.len() >= INSERT_BATCH
-        };
-        if full {
-            drop(self.policy());
-        }
-    }
-
-    /// The policy, with every pending insert handed to it.
-    pub fn policy(&self) -> MutexGuard<'_, Box<dyn EvictionPolicy>> {
-        self.hand_over_inserts(self.policy.lock())
-    }
-
-    /// [`Inner::policy`], unless someone else holds it.
-    fn try_policy(&self) -> Option<MutexGuard<'_, Box<dyn EvictionPolicy>>> {
-        self.policy.try_lock().map(|p| self.hand_over_inserts(p))
-    }
-
-    /// Replaces a failed policy with the built-in one, told of every key (pending
-    /// inserts included: they are in the index already).
-    fn replace_failed(&self, p: &mut Box<dyn EvictionPolicy>) {
-        tracing::error!(policy = %p.name(), fallback = self.opts.eviction.as_str(), "eviction policy failed; the built-in policy takes over");
-        let mut fresh = self.opts.eviction.build();
-        self.pending_inserts.lock().clear();
-        self.seed(&mut fresh);
-        *p = fresh;
-    }
-
-    fn hand_over_inserts<'a>(
-        &self,
-        mut p: MutexGuard<'a, Box<dyn EvictionPolicy>>,
-    ) -> MutexGuard<'a, Box<dyn EvictionPolicy>> {
-        if p.failed() {
-            self.replace_failed(&mut p);
-        }
-        let mut pending = self.pending_inserts.lock();
-        if !pending.ids.is_empty() {
-            if p.wants_keys() {
-                let keys: Vec<&[u8]> = pending.keys().collect();
-                p.on_insert_keys(&pending.ids, &keys);
-            } else {
-                p.on_insert(&pending.ids);
-            }
-            pending.clear();
-        }
-        drop(pending);
-        p
-    }
-
-    pub fn note_removed(&self, ids: &[u64]) {
-        if !ids.is_empty() {
-            self.policy().on_remove(ids);
-        }
-    }
-
-    /// Tells a fresh policy about every key recovery found (reading the keys back from
-    /// disk if the policy wants them).
-    pub fn seed_policy(&self) {
-        let mut p = self.policy.lock();
-        self.seed(&mut p);
-    }
-
-    /// Seeds `policy` with every key, then swaps it in. Inserts, removals and evictions
-    /// wait meanwhile, so the new policy starts with exactly the engine's keys.
-    pub fn replace_policy(&self, policy: Box<dyn EvictionPolicy>) {
-        // Holding the policy lock for the whole swap keeps the two views consistent:
-        // inserts and removals wait for it. Pending inserts are in the index, so the
-        // seeding covers them; they are dropped rather than told twice.
-        let mut current = self.policy.lock();
-        self.pending_inserts.lock().clear();
-        let mut fresh = policy;
-        self.seed(&mut fresh);
-        *current = fresh;
-    }
-
-    fn seed(&self, p: &mut Box<dyn EvictionPolicy>) {
-        let wants_keys = p.wants_keys();
+impl KeySource for Inner {
+    fn for_each_key_batch(&self, wants_keys: bool, batch: &mut KeyBatch<'_>) {
         let mut ids = Vec::with_capacity(4096);
         let mut keys: Vec<Vec<u8>> = Vec::new();
-        let flush =
-            |p: &mut Box<dyn EvictionPolicy>, ids: &mut Vec<u64>, keys: &mut Vec<Vec<u8>>| {
-                if wants_keys {
-                    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-                    p.on_insert_keys(ids, &refs);
-                } else {
-                    p.on_insert(ids);
-                }
-                ids.clear();
-                keys.clear();
-            };
         for kd in self.index.all() {
             kd.for_each_slot(|slot| {
                 if wants_keys {
@@ -184,11 +24,35 @@ impl Inner {
                 }
                 ids.push(slot.hash);
                 if ids.len() == 4096 {
-                    flush(p, &mut ids, &mut keys);
+                    batch(&ids, &keys);
+                    ids.clear();
+                    keys.clear();
                 }
             });
         }
-        flush(p, &mut ids, &mut keys);
+        batch(&ids, &keys);
+    }
+}
+
+impl Inner {
+    /// The policy, with every pending insert handed to it.
+    pub fn policy(&self) -> MutexGuard<'_, Box<dyn EvictionPolicy>> {
+        self.policy.lock(self)
+    }
+
+    /// A read hit or an overwrite of key `id`.
+    pub fn note_access(&self, id: u64) {
+        self.policy.note_access(id, self);
+    }
+
+    /// Key `id` was created.
+    pub fn note_insert(&self, id: u64, key: &[u8]) {
+        self.policy.note_insert(id, key, self);
+    }
+
+    /// Keys `ids` are gone.
+    pub fn note_removed(&self, ids: &[u64]) {
+        self.policy.note_removed(ids, self);
     }
 
     /// The key bytes of the record at `slot` (`None` if unreadable).
@@ -220,14 +84,14 @@ impl Inner {
             victims.clear();
             {
                 let mut p = self.policy();
-                self.drain_accesses(p.as_mut());
+                self.policy.drain_accesses(p.as_mut());
                 // Evict a little below the limit, so the next inserts do not each
                 // need a round trip to the policy.
                 let slack = (max / 256).min(64);
                 let n = (total - max + slack) as usize;
                 p.victims(n, &mut victims);
                 if victims.is_empty() && p.failed() {
-                    self.replace_failed(&mut p);
+                    self.policy.replace_failed(&mut p, self);
                     p.victims(n, &mut victims);
                 }
             }

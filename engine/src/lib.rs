@@ -17,6 +17,7 @@ mod log;
 mod maintenance;
 mod options;
 pub mod policy;
+mod policy_host;
 mod recovery;
 mod segment;
 mod stats;

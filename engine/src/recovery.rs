@@ -13,6 +13,7 @@ use crate::io::{OpenMode, join, write_atomic};
 use crate::keydir::{Slot, coarse_expiry};
 use crate::log::Log;
 use crate::options::Options;
+use crate::policy_host::PolicyHost;
 use crate::segment::{Found, HINT_EXT, SEGMENT_EXT, Segment, hint_name, parse_name, walk};
 use crate::stats::Counters;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -21,7 +22,6 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 const LOCK_FILE: &str = "LOCK";
-const ACCESS_STRIPES: usize = 8;
 
 pub(crate) fn open(opts: Options) -> Result<Inner> {
     let started = Instant::now();
@@ -61,15 +61,14 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         log: Log::new(&opts),
         counters: Counters::default(),
         dir_lock: Mutex::new(Some(lock)),
-        policy: Mutex::new(match &opts.policy_factory {
-            Some(f) => f(),
-            None => opts.eviction.build(),
-        }),
+        policy: PolicyHost::new(
+            match &opts.policy_factory {
+                Some(f) => f(),
+                None => opts.eviction.build(),
+            },
+            opts.eviction,
+        ),
         filter: RwLock::new(opts.compaction_filter.clone()),
-        pending_inserts: Mutex::new(Default::default()),
-        access_bufs: (0..ACCESS_STRIPES)
-            .map(|_| Mutex::new(Vec::new()))
-            .collect(),
         compact_wanted: Mutex::new(false),
         compact_cv: Condvar::new(),
         space_mx: Mutex::new(()),
@@ -109,7 +108,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         None => inner.log.create_segment(next_id)?,
     };
     inner.log.activate(active, next_id);
-    inner.seed_policy();
+    inner.policy.seed_policy(&inner);
     {
         let mut w = inner.log.lock_writer()?;
         inner.enforce_max_keys(&mut w)?;
