@@ -7,18 +7,24 @@
 //! never wait and writes interleave. Writers that find the budget full wait here for
 //! room instead of failing.
 
-use crate::engine::Inner;
+use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::eviction::evict_record;
-use crate::filter::{FilterRecord, Verdict};
+use crate::eviction::{Keys, evict_record};
+use crate::filter::{CompactionFilter, FilterRecord, Verdict};
 use crate::format::record::{self, Header, Kind, NAMESPACES};
-use crate::io::join;
+use crate::index::Index;
+use crate::io::{Storage, join};
 use crate::keydir::{Slot, coarse_expiry};
+use crate::log::Log;
 use crate::maintenance::Stopper;
+use crate::options::Options;
+use crate::policy_host::PolicyHost;
 use crate::segment::{Found, Segment, hint_name, walk};
 use crate::stats::Counters;
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -47,37 +53,130 @@ impl Pending {
     }
 }
 
-impl Inner {
+/// What writers and the compactor thread share: the filter in force, the wake-up, the
+/// writers waiting for disk space, and the compactor's last failure.
+pub(crate) struct Compactor {
+    filter: RwLock<Option<Arc<dyn CompactionFilter>>>,
+    wanted: Mutex<bool>,
+    wanted_cv: Condvar,
+    space_mx: Mutex<()>,
+    space_cv: Condvar,
+    error: Mutex<Option<String>>,
+    max_disk_bytes: Option<u64>,
+    segment_bytes: u64,
+}
+
+impl Compactor {
+    /// The compactor's shared state for `opts`.
+    pub fn new(opts: &Options) -> Self {
+        Compactor {
+            filter: RwLock::new(opts.compaction_filter.clone()),
+            wanted: Mutex::new(false),
+            wanted_cv: Condvar::new(),
+            space_mx: Mutex::new(()),
+            space_cv: Condvar::new(),
+            error: Mutex::new(None),
+            max_disk_bytes: opts.max_disk_bytes,
+            segment_bytes: opts.segment_bytes,
+        }
+    }
+
+    /// Replaces the compaction filter.
+    pub fn set_filter(&self, filter: Option<Arc<dyn CompactionFilter>>) {
+        *self.filter.write() = filter;
+    }
+
+    fn filter(&self) -> Option<Arc<dyn CompactionFilter>> {
+        self.filter.read().clone()
+    }
+
     /// Blocks a writer while the disk budget is used up, until the compactor has made
     /// room. A write never fails for lack of space, unless reclaiming itself fails.
-    pub fn wait_for_space(&self, incoming: usize) -> Result<()> {
-        let Some(budget) = self.opts.max_disk_bytes else {
+    pub fn wait_for_space(&self, log: &Log, incoming: usize) -> Result<()> {
+        let Some(budget) = self.max_disk_bytes else {
             return Ok(());
         };
-        if self.log.disk_bytes() + incoming as u64 <= budget {
-            if self.log.disk_bytes() + 2 * self.opts.segment_bytes > budget {
-                self.wake_compactor();
+        if log.disk_bytes() + incoming as u64 <= budget {
+            if log.disk_bytes() + 2 * self.segment_bytes > budget {
+                self.wake();
             }
             return Ok(());
         }
         let mut guard = self.space_mx.lock();
-        while self.log.disk_bytes() + incoming as u64 > budget {
-            self.log.check_writable()?;
-            if let Some(e) = self.compact_error.lock().clone() {
+        while log.disk_bytes() + incoming as u64 > budget {
+            log.check_writable()?;
+            if let Some(e) = self.error.lock().clone() {
                 return Err(Error::Poisoned(format!(
                     "reclaiming disk space failed: {e}"
                 )));
             }
-            self.wake_compactor();
+            self.wake();
             self.space_cv
                 .wait_for(&mut guard, Duration::from_millis(20));
         }
         Ok(())
     }
 
-    pub fn wake_compactor(&self) {
-        *self.compact_wanted.lock() = true;
-        self.compact_cv.notify_one();
+    /// Asks for a compaction pass.
+    pub fn wake(&self) {
+        *self.wanted.lock() = true;
+        self.wanted_cv.notify_one();
+    }
+
+    /// Waits (up to `timeout`) for a wake-up, and takes it.
+    fn wait_wanted(&self, timeout: Duration) {
+        let mut wanted = self.wanted.lock();
+        if !*wanted {
+            self.wanted_cv.wait_for(&mut wanted, timeout);
+        }
+        *wanted = false;
+    }
+
+    /// Space was freed: writers waiting for it look again.
+    fn space_freed(&self) {
+        self.space_cv.notify_all();
+    }
+
+    /// The compactor stopped on `e`: writers waiting for space get it.
+    fn failed(&self, e: String) {
+        *self.error.lock() = Some(e);
+        self.space_cv.notify_all();
+    }
+}
+
+/// What the compactor thread works with: handles on the subsystems it touches and
+/// the options it reads, not the engine (lsm-tree's compaction worker `Options`).
+pub(crate) struct Worker {
+    /// Segments, writer and disk accounting.
+    pub log: Arc<Log>,
+    /// Which records are live.
+    pub index: Arc<Index>,
+    /// Which keys a reclaim keeps.
+    pub policy: Arc<PolicyHost>,
+    /// The filter and the signals shared with writers.
+    pub compactor: Arc<Compactor>,
+    /// The engine's figures.
+    pub counters: Arc<Counters>,
+    /// The data directory and its storage.
+    pub dir: PathBuf,
+    /// See `dir`.
+    pub storage: Arc<dyn Storage>,
+    /// The engine's clock.
+    pub clock: Arc<dyn Clock>,
+    /// See [`Options`].
+    pub segment_bytes: u64,
+    /// See [`Options`].
+    pub max_disk_bytes: Option<u64>,
+    /// See [`Options::compaction_garbage_ratio`].
+    pub garbage_ratio: f64,
+}
+
+impl Worker {
+    fn keys(&self) -> Keys<'_> {
+        Keys {
+            index: &self.index,
+            log: &self.log,
+        }
     }
 
     /// The next segment to rewrite, if any: under space pressure the most-garbage
@@ -100,13 +199,12 @@ impl Inner {
             .max_by(|a, b| ratio(a).total_cmp(&ratio(b)))
             .cloned();
         let pressure = self
-            .opts
             .max_disk_bytes
-            .is_some_and(|budget| self.log.disk_bytes() + 2 * self.opts.segment_bytes > budget);
+            .is_some_and(|budget| self.log.disk_bytes() + 2 * self.segment_bytes > budget);
         match best {
             Some(b) if pressure && ratio(&b) >= 0.25 => Some((b, Mode::Compact)),
             _ if pressure => Some((oldest, Mode::Reclaim)),
-            Some(b) if ratio(&b) >= self.opts.compaction_garbage_ratio && ratio(&b) > 0.0 => {
+            Some(b) if ratio(&b) >= self.garbage_ratio && ratio(&b) > 0.0 => {
                 Some((b, Mode::Compact))
             }
             _ => None,
@@ -161,7 +259,7 @@ impl Inner {
             Mode::Compact => &self.counters.compactions,
             Mode::Reclaim => &self.counters.reclaims,
         });
-        self.space_cv.notify_all();
+        self.compactor.space_freed();
         Ok(())
     }
 
@@ -175,7 +273,7 @@ impl Inner {
         if batch.is_empty() {
             return Ok(());
         }
-        let now = self.now_ms();
+        let now = self.clock.now_ms();
         // Sort the batch into live puts (the index points at them) and the rest.
         let mut live: Vec<(usize, u64)> = Vec::new();
         for (i, p) in batch.iter().enumerate() {
@@ -197,7 +295,7 @@ impl Inner {
         if mode == Mode::Reclaim && !live.is_empty() {
             let ids: Vec<u64> = live.iter().map(|&(_, id)| id).collect();
             let mut out = Vec::with_capacity(ids.len());
-            let mut p = self.policy();
+            let mut p = self.policy.lock(&self.keys());
             self.policy.drain_accesses(p.as_mut());
             p.keep_on_reclaim(&ids, &mut out);
             for (k, o) in keep.iter_mut().zip(out) {
@@ -206,7 +304,7 @@ impl Inner {
         }
         // The filter sees every record that is about to be copied.
         let mut verdicts = vec![Verdict::Keep; live.len()];
-        let filter = self.filter.read().clone();
+        let filter = self.compactor.filter();
         if let Some(filter) = filter {
             let kept: Vec<usize> = (0..live.len()).filter(|&j| keep[j]).collect();
             let records: Vec<FilterRecord<'_>> = kept
@@ -276,8 +374,7 @@ impl Inner {
             let Some(exp) = new_exp else {
                 kd.remove_exact(&expected);
                 if older_exists {
-                    let mut rec = Vec::new();
-                    record::encode_into(&mut rec, Kind::Tombstone, ns, r.key, b"", b"", 0);
+                    let rec = record::tombstone(ns, r.key);
                     let (s, _) = self.log.append_locked(&mut w, &rec)?;
                     s.add_dead(rec.len() as u64);
                 }
@@ -324,9 +421,7 @@ impl Inner {
                     continue;
                 }
                 let rec = if h.kind == Kind::Put {
-                    let mut b = Vec::new();
-                    record::encode_into(&mut b, Kind::Tombstone, h.ns, r.key, b"", b"", 0);
-                    b
+                    record::tombstone(h.ns, r.key)
                 } else {
                     p.bytes.clone()
                 };
@@ -336,7 +431,7 @@ impl Inner {
             }
         }
         drop(w);
-        self.note_removed(&removed_ids);
+        self.policy.note_removed(&removed_ids, &self.keys());
         batch.clear();
         Ok(())
     }
@@ -344,8 +439,8 @@ impl Inner {
     /// Forgets a rewritten segment and deletes its files.
     fn drop_segment(&self, seg: &Segment) -> Result<()> {
         self.log.remove_segment(seg);
-        let storage = self.opts.storage.as_ref();
-        let dir = &self.opts.dir;
+        let storage = self.storage.as_ref();
+        let dir = &self.dir;
         storage
             .remove(&seg.path)
             .and_then(|()| storage.remove(&join(dir, &hint_name(seg.id))))
@@ -364,9 +459,8 @@ impl Inner {
                 Some((seg, mode)) => self.rewrite_segment(&seg, mode)?,
                 None => {
                     let full = self
-                        .opts
                         .max_disk_bytes
-                        .is_some_and(|b| self.log.disk_bytes() + 2 * self.opts.segment_bytes > b);
+                        .is_some_and(|b| self.log.disk_bytes() + 2 * self.segment_bytes > b);
                     if full && self.log.segment_count() == 1 {
                         self.seal_active()?;
                         continue;
@@ -380,32 +474,22 @@ impl Inner {
 }
 
 /// Starts the compactor thread.
-pub(crate) fn spawn(inner: &Arc<Inner>, stopper: Stopper) -> Result<JoinHandle<()>> {
-    let weak: Weak<Inner> = Arc::downgrade(inner);
+pub(crate) fn spawn(worker: Worker, stopper: Stopper) -> Result<JoinHandle<()>> {
+    let dir = worker.dir.clone();
     std::thread::Builder::new()
         .name("caskade-compactor".into())
         .spawn(move || {
             loop {
-                let Some(inner) = weak.upgrade() else { return };
-                {
-                    let mut wanted = inner.compact_wanted.lock();
-                    if !*wanted {
-                        inner
-                            .compact_cv
-                            .wait_for(&mut wanted, Duration::from_millis(200));
-                    }
-                    *wanted = false;
-                }
+                worker.compactor.wait_wanted(Duration::from_millis(200));
                 if stopper.stopped() {
                     return;
                 }
-                if let Err(e) = inner.compact_pass() {
+                if let Err(e) = worker.compact_pass() {
                     tracing::error!(error = %e, "compaction failed");
-                    *inner.compact_error.lock() = Some(e.to_string());
-                    inner.space_cv.notify_all();
+                    worker.compactor.failed(e.to_string());
                     return;
                 }
             }
         })
-        .map_err(|e| Error::io("spawn compactor thread", &inner.opts.dir, e))
+        .map_err(|e| Error::io("spawn compactor thread", &dir, e))
 }

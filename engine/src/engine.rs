@@ -2,9 +2,9 @@
 //! lock, copy a slot, and do one positional read; writes append under the writer lock
 //! and update the index before releasing it, so index order always matches log order.
 
+use crate::compaction::{Compactor, Worker};
 use crate::error::{Error, Result};
 use crate::filter::CompactionFilter;
-use crate::format::hint::HintEntry;
 use crate::format::record::{
     self, ALL_NAMESPACES, HEADER_LEN, Header, Kind, MAX_KEY_LEN, MAX_META_LEN, NAMESPACES,
 };
@@ -12,14 +12,15 @@ use crate::index::Index;
 use crate::io::LockGuard;
 use crate::keydir::{Keydir, Liveness, Slot, coarse_expiry};
 use crate::log::Log;
+use crate::maintenance::Upkeep;
 use crate::maintenance::{self, Stopper};
 use crate::options::Options;
 use crate::policy::EvictionPolicy;
 use crate::policy_host::PolicyHost;
-use crate::segment::{Found, Segment};
+use crate::segment::Segment;
 use crate::stats::{Counters, Stats};
 use bytes::Bytes;
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -47,24 +48,51 @@ pub struct ScanPage {
 pub(crate) struct Inner {
     pub opts: Options,
     /// The keydirs and the key hash.
-    pub index: Index,
+    pub index: Arc<Index>,
     /// The segments, the writer, durability and disk accounting.
-    pub log: Log,
-    pub counters: Counters,
-    pub dir_lock: Mutex<Option<LockGuard>>,
+    pub log: Arc<Log>,
     /// The eviction policy and what feeds it (pending inserts, access buffers). Use
     /// [`Inner::policy`] to reach the policy, which hands over pending inserts first.
-    pub policy: PolicyHost,
-    /// The compaction filter in force (replaceable while running).
-    pub filter: RwLock<Option<Arc<dyn CompactionFilter>>>,
-    /// Wakes the compactor (set to true to ask for a pass).
-    pub compact_wanted: Mutex<bool>,
-    pub compact_cv: Condvar,
-    /// Writers waiting for the compactor to free disk space.
-    pub space_mx: Mutex<()>,
-    pub space_cv: Condvar,
-    /// The compactor's last failure, reported to writers that wait for space.
-    pub compact_error: Mutex<Option<String>>,
+    pub policy: Arc<PolicyHost>,
+    /// The compaction filter and the signals writers share with the compactor.
+    pub compactor: Arc<Compactor>,
+    /// The engine's figures.
+    pub counters: Arc<Counters>,
+    /// Held while open.
+    pub dir_lock: Mutex<Option<LockGuard>>,
+}
+
+impl Inner {
+    /// The compactor thread's handles.
+    fn compaction_worker(&self) -> Worker {
+        Worker {
+            log: self.log.clone(),
+            index: self.index.clone(),
+            policy: self.policy.clone(),
+            compactor: self.compactor.clone(),
+            counters: self.counters.clone(),
+            dir: self.opts.dir.clone(),
+            storage: self.opts.storage.clone(),
+            clock: self.opts.clock.clone(),
+            segment_bytes: self.opts.segment_bytes,
+            max_disk_bytes: self.opts.max_disk_bytes,
+            garbage_ratio: self.opts.compaction_garbage_ratio,
+        }
+    }
+
+    /// The background thread's handles.
+    fn upkeep(&self) -> Upkeep {
+        Upkeep {
+            log: self.log.clone(),
+            index: self.index.clone(),
+            policy: self.policy.clone(),
+            counters: self.counters.clone(),
+            clock: self.opts.clock.clone(),
+            dir: self.opts.dir.clone(),
+            storage: self.opts.storage.clone(),
+            interval: self.opts.maintenance_interval,
+        }
+    }
 }
 
 /// A caskade store: thread-safe, synchronous, one per data directory.
@@ -99,34 +127,6 @@ fn exact_expired(expire_at_ms: u64, now_ms: u64) -> bool {
 }
 
 impl Inner {
-    /// What a record found by a segment walk means for the index. A corrupt record
-    /// counts as a tombstone of its key, so a restart cannot fall back to an older
-    /// version of that key.
-    pub fn describe(&self, off: u64, found: &Found<'_>) -> HintEntry {
-        match found {
-            Found::Record(r) => HintEntry {
-                kind: r.header.kind,
-                ns: r.header.ns,
-                hash: match r.header.kind {
-                    Kind::Flush => 0,
-                    Kind::Evict => record::evicted_id(r.key),
-                    Kind::Put | Kind::Tombstone => self.index.key_id(r.header.ns, r.key),
-                },
-                offset: off as u32,
-                len: r.header.total_len() as u32,
-                expire_at_ms: r.header.expire_at_ms,
-            },
-            Found::Corrupt { ns, key, len } => HintEntry {
-                kind: Kind::Tombstone,
-                ns: *ns,
-                hash: self.index.key_id(*ns, key),
-                offset: off as u32,
-                len: *len as u32,
-                expire_at_ms: 0,
-            },
-        }
-    }
-
     pub fn now_ms(&self) -> u64 {
         self.opts.clock.now_ms()
     }
@@ -255,8 +255,7 @@ impl Inner {
         if kd.get(slot.hash).as_ref() != Some(slot) {
             return;
         }
-        let mut buf = Vec::new();
-        record::encode_into(&mut buf, Kind::Tombstone, ns, key, b"", b"", 0);
+        let buf = record::tombstone(ns, key);
         match self.log.append_locked(&mut w, &buf) {
             Ok((seg, _)) => seg.add_dead(buf.len() as u64),
             Err(e) => tracing::warn!(error = %e, "could not log a tombstone for a corrupt record"),
@@ -321,12 +320,12 @@ impl Engine {
         engine
             .threads
             .lock()
-            .push(maintenance::spawn(&inner, stopper.clone())?);
-        engine
-            .threads
-            .lock()
-            .push(crate::compaction::spawn(&inner, stopper)?);
-        inner.wake_compactor();
+            .push(maintenance::spawn(inner.upkeep(), stopper.clone())?);
+        engine.threads.lock().push(crate::compaction::spawn(
+            inner.compaction_worker(),
+            stopper,
+        )?);
+        inner.compactor.wake();
         Ok(engine)
     }
 
@@ -418,7 +417,7 @@ impl Engine {
         record::encode_into(&mut buf, Kind::Put, ns, key, meta, value, exp);
         let hash = inner.index.key_id(ns, key);
         let kd = inner.index.keydir(ns);
-        inner.wait_for_space(buf.len())?;
+        inner.compactor.wait_for_space(&inner.log, buf.len())?;
         let lsn = {
             let mut w = inner.log.lock_writer()?;
             let (seg, off) = inner.log.append_locked(&mut w, &buf)?;
@@ -465,8 +464,7 @@ impl Engine {
                 inner.drop_expired(kd, &slot);
                 return Ok(false);
             }
-            let mut buf = Vec::new();
-            record::encode_into(&mut buf, Kind::Tombstone, ns, key, b"", b"", 0);
+            let buf = record::tombstone(ns, key);
             if let Some(lsn) = inner.replace_if_unchanged(kd, Some(&slot), hash, &buf, 0, true)? {
                 Counters::bump(&inner.counters.deletes);
                 inner.note_removed(&[hash]);
@@ -541,7 +539,7 @@ impl Engine {
             let value_at = record::value_range(&h);
             let meta = &buf[value_at.start - h.meta_len as usize..value_at.start];
             record::encode_into(&mut out, Kind::Put, ns, key, meta, &buf[value_at], exp);
-            inner.wait_for_space(out.len())?;
+            inner.compactor.wait_for_space(&inner.log, out.len())?;
             if let Some(lsn) =
                 inner.replace_if_unchanged(kd, Some(&slot), hash, &out, exp, false)?
             {
@@ -682,13 +680,13 @@ impl Engine {
     /// Replaces the compaction filter (`None` removes it); compactions that are running
     /// finish their current batch with the old one.
     pub fn set_compaction_filter(&self, filter: Option<Arc<dyn CompactionFilter>>) {
-        *self.inner.filter.write() = filter;
+        self.inner.compactor.set_filter(filter);
     }
 
     /// Replaces the eviction policy: the new one is told of every key first (reading
     /// keys from disk if it wants them), then takes over atomically.
     pub fn replace_policy(&self, policy: Box<dyn EvictionPolicy>) {
-        self.inner.policy.replace(policy, &*self.inner);
+        self.inner.policy.replace(policy, &self.inner.keys());
     }
 
     /// Makes every write so far durable, whatever the fsync policy.
@@ -754,7 +752,7 @@ impl Engine {
     /// fail with [`Error::Closed`]. Dropping the engine does the same, logging errors.
     pub fn close(&self) -> Result<()> {
         self.stopper.stop();
-        self.inner.wake_compactor();
+        self.inner.compactor.wake();
         for h in self.threads.lock().drain(..) {
             let _ = h.join();
         }

@@ -5,15 +5,38 @@
 use crate::engine::Inner;
 use crate::error::Result;
 use crate::format::record::{self, HEADER_LEN, Header, Kind, NAMESPACES};
+use crate::index::Index;
 use crate::keydir::Slot;
-use crate::log::Writer;
+use crate::log::{Log, Writer};
 use crate::policy::EvictionPolicy;
 use crate::policy_host::{KeyBatch, KeySource};
 use crate::stats::Counters;
 use parking_lot::MutexGuard;
 use std::sync::atomic::AtomicU64;
 
-impl KeySource for Inner {
+/// The keys that exist, as the index and the log know them: what a fresh policy is
+/// seeded from.
+pub(crate) struct Keys<'a> {
+    /// Which keys exist.
+    pub index: &'a Index,
+    /// Where their bytes are.
+    pub log: &'a Log,
+}
+
+impl Keys<'_> {
+    /// The key bytes of the record at `slot` (`None` if unreadable).
+    fn key_of(&self, slot: &Slot) -> Option<Vec<u8>> {
+        let seg = self.log.segment(slot.seg)?;
+        let mut head = [0u8; HEADER_LEN];
+        self.log.read_exact(&seg, slot.off as u64, &mut head).ok()?;
+        let h = Header::parse(&head)?;
+        let mut buf = vec![0u8; HEADER_LEN + h.key_len as usize];
+        self.log.read_exact(&seg, slot.off as u64, &mut buf).ok()?;
+        Some(buf.split_off(HEADER_LEN))
+    }
+}
+
+impl KeySource for Keys<'_> {
     fn for_each_key_batch(&self, wants_keys: bool, batch: &mut KeyBatch<'_>) {
         let mut ids = Vec::with_capacity(4096);
         let mut keys: Vec<Vec<u8>> = Vec::new();
@@ -35,35 +58,32 @@ impl KeySource for Inner {
 }
 
 impl Inner {
+    /// The keys that exist, for the policy host.
+    pub fn keys(&self) -> Keys<'_> {
+        Keys {
+            index: &self.index,
+            log: &self.log,
+        }
+    }
+
     /// The policy, with every pending insert handed to it.
     pub fn policy(&self) -> MutexGuard<'_, Box<dyn EvictionPolicy>> {
-        self.policy.lock(self)
+        self.policy.lock(&self.keys())
     }
 
     /// A read hit or an overwrite of key `id`.
     pub fn note_access(&self, id: u64) {
-        self.policy.note_access(id, self);
+        self.policy.note_access(id, &self.keys());
     }
 
     /// Key `id` was created.
     pub fn note_insert(&self, id: u64, key: &[u8]) {
-        self.policy.note_insert(id, key, self);
+        self.policy.note_insert(id, key, &self.keys());
     }
 
     /// Keys `ids` are gone.
     pub fn note_removed(&self, ids: &[u64]) {
-        self.policy.note_removed(ids, self);
-    }
-
-    /// The key bytes of the record at `slot` (`None` if unreadable).
-    fn key_of(&self, slot: &Slot) -> Option<Vec<u8>> {
-        let seg = self.log.segment(slot.seg)?;
-        let mut head = [0u8; HEADER_LEN];
-        self.log.read_exact(&seg, slot.off as u64, &mut head).ok()?;
-        let h = Header::parse(&head)?;
-        let mut buf = vec![0u8; HEADER_LEN + h.key_len as usize];
-        self.log.read_exact(&seg, slot.off as u64, &mut buf).ok()?;
-        Some(buf.split_off(HEADER_LEN))
+        self.policy.note_removed(ids, &self.keys());
     }
 
     pub fn total_keys(&self) -> u64 {
@@ -91,7 +111,7 @@ impl Inner {
                 let n = (total - max + slack) as usize;
                 p.victims(n, &mut victims);
                 if victims.is_empty() && p.failed() {
-                    self.policy.replace_failed(&mut p, self);
+                    self.policy.replace_failed(&mut p, &self.keys());
                     p.victims(n, &mut victims);
                 }
             }

@@ -1,8 +1,10 @@
 //! The index: one keydir per namespace and the secret seed that turns a key into its
 //! 64-bit id. Keys themselves stay on disk; the index holds ids and record positions.
 
-use crate::format::record::{ALL_NAMESPACES, NAMESPACES};
+use crate::format::hint::HintEntry;
+use crate::format::record::{self, ALL_NAMESPACES, Kind, NAMESPACES};
 use crate::keydir::{Keydir, Slot};
+use crate::segment::Found;
 use std::sync::OnceLock;
 
 /// Every namespace's keydir, created on first write.
@@ -73,5 +75,33 @@ impl Index {
     /// Bytes of the live records the index points at.
     pub fn live_bytes(&self) -> u64 {
         self.all().map(Keydir::live_bytes).sum()
+    }
+
+    /// What a record found by a segment walk means for the index. A corrupt record
+    /// counts as a tombstone of its key, so a restart cannot fall back to an older
+    /// version of that key.
+    pub fn describe(&self, off: u64, found: &Found<'_>) -> HintEntry {
+        match found {
+            Found::Record(r) => HintEntry {
+                kind: r.header.kind,
+                ns: r.header.ns,
+                hash: match r.header.kind {
+                    Kind::Flush => 0,
+                    Kind::Evict => record::evicted_id(r.key),
+                    Kind::Put | Kind::Tombstone => self.key_id(r.header.ns, r.key),
+                },
+                offset: off as u32,
+                len: r.header.total_len() as u32,
+                expire_at_ms: r.header.expire_at_ms,
+            },
+            Found::Corrupt { ns, key, len } => HintEntry {
+                kind: Kind::Tombstone,
+                ns: *ns,
+                hash: self.key_id(*ns, key),
+                offset: off as u32,
+                len: *len as u32,
+                expire_at_ms: 0,
+            },
+        }
     }
 }

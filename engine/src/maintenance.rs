@@ -1,16 +1,23 @@
 //! The background thread: syncs once a second under `fsync everysec`, writes hint files
 //! for sealed segments, and sweeps expired keys out of the index a few shards per tick.
-//! It holds only a weak reference, so it never keeps a dropped engine alive.
+//! It works through an [`Upkeep`] handle on the subsystems it touches; the engine stops
+//! and joins it on close.
 
+use crate::clock::Clock;
 use crate::engine::Inner;
 use crate::error::{Error, Result};
+use crate::eviction::Keys;
 use crate::format::hint;
-use crate::io::write_atomic;
+use crate::index::Index;
+use crate::io::{Storage, write_atomic};
 use crate::keydir::{Keydir, Liveness};
+use crate::log::Log;
+use crate::policy_host::PolicyHost;
 use crate::segment::{Segment, hint_name, walk};
 use crate::stats::Counters;
 use parking_lot::{Condvar, Mutex};
-use std::sync::{Arc, Weak};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -42,65 +49,89 @@ impl Stopper {
     }
 }
 
-pub(crate) fn spawn(inner: &Arc<Inner>, stopper: Stopper) -> Result<JoinHandle<()>> {
-    let weak: Weak<Inner> = Arc::downgrade(inner);
-    let interval = inner.opts.maintenance_interval;
+/// What the background thread works with.
+pub(crate) struct Upkeep {
+    /// Flushes, syncs and hint files.
+    pub log: Arc<Log>,
+    /// Expired keys to sweep.
+    pub index: Arc<Index>,
+    /// Told of swept keys.
+    pub policy: Arc<PolicyHost>,
+    /// The engine's figures.
+    pub counters: Arc<Counters>,
+    /// The engine's clock.
+    pub clock: Arc<dyn Clock>,
+    /// The data directory and its storage (hint files).
+    pub dir: PathBuf,
+    /// See `dir`.
+    pub storage: Arc<dyn Storage>,
+    /// Time between ticks.
+    pub interval: Duration,
+}
+
+pub(crate) fn spawn(upkeep: Upkeep, stopper: Stopper) -> Result<JoinHandle<()>> {
+    let dir = upkeep.dir.clone();
     std::thread::Builder::new()
         .name("caskade-maintenance".into())
         .spawn(move || {
             let mut sweep_at = 0usize;
-            while stopper.sleep(interval) {
-                let Some(inner) = weak.upgrade() else { return };
-                tick(&inner, &mut sweep_at);
+            while stopper.sleep(upkeep.interval) {
+                upkeep.tick(&mut sweep_at);
             }
         })
-        .map_err(|e| Error::io("spawn maintenance thread", &inner.opts.dir, e))
+        .map_err(|e| Error::io("spawn maintenance thread", &dir, e))
 }
 
-fn tick(inner: &Inner, sweep_at: &mut usize) {
-    if !inner.log.is_poisoned()
-        && let Err(e) = inner.log.flush_writes()
-    {
-        tracing::error!(error = %e, "handing buffered writes to the file failed");
+impl Upkeep {
+    fn tick(&self, sweep_at: &mut usize) {
+        let log = &self.log;
+        if !log.is_poisoned()
+            && let Err(e) = log.flush_writes()
+        {
+            tracing::error!(error = %e, "handing buffered writes to the file failed");
+        }
+        if !log.is_poisoned()
+            && log.sync_due()
+            && let Err(e) = log.sync_now()
+        {
+            tracing::error!(error = %e, "background fsync failed");
+        }
+        write_pending_hints(log, &self.index, &self.dir, self.storage.as_ref());
+        let now = self.clock.now_ms();
+        for kd in self.index.all() {
+            for i in 0..SWEEP_SHARDS_PER_TICK {
+                self.sweep(kd, *sweep_at + i, now);
+            }
+        }
+        *sweep_at = (*sweep_at + SWEEP_SHARDS_PER_TICK) % Keydir::SHARDS;
     }
-    if !inner.log.is_poisoned()
-        && inner.log.sync_due()
-        && let Err(e) = inner.log.sync_now()
-    {
-        tracing::error!(error = %e, "background fsync failed");
-    }
-    write_pending_hints(inner);
-    let now = inner.now_ms();
-    for kd in inner.index.all() {
-        for i in 0..SWEEP_SHARDS_PER_TICK {
-            sweep(inner, kd, *sweep_at + i, now);
+
+    fn sweep(&self, kd: &Keydir, shard: usize, now: u64) {
+        let mut removed = Vec::new();
+        kd.sweep_shard(
+            shard,
+            |s| s.liveness(now) == Liveness::Expired,
+            |s| removed.push(*s),
+        );
+        if !removed.is_empty() {
+            Counters::add(&self.counters.expired, removed.len() as u64);
+            let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
+            self.log.mark_dead_all(removed);
+            let keys = Keys {
+                index: &self.index,
+                log: &self.log,
+            };
+            self.policy.note_removed(&ids, &keys);
         }
     }
-    *sweep_at = (*sweep_at + SWEEP_SHARDS_PER_TICK) % Keydir::SHARDS;
 }
 
-fn sweep(inner: &Inner, kd: &Keydir, shard: usize, now: u64) {
-    let mut removed = Vec::new();
-    kd.sweep_shard(
-        shard,
-        |s| s.liveness(now) == Liveness::Expired,
-        |s| removed.push(*s),
-    );
-    if !removed.is_empty() {
-        Counters::add(&inner.counters.expired, removed.len() as u64);
-        let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
-        inner.log.mark_dead_all(removed);
-        inner.note_removed(&ids);
-    }
-}
-
-fn write_pending_hints(inner: &Inner) {
-    let pending = inner.log.take_pending_hints();
-    for id in pending {
-        let Some(seg) = inner.log.segment(id) else {
+fn write_pending_hints(log: &Log, index: &Index, dir: &Path, storage: &dyn Storage) {
+    for id in log.take_pending_hints() {
+        let Some(seg) = log.segment(id) else {
             continue;
         };
-        if let Err(e) = write_hint(inner, &seg) {
+        if let Err(e) = write_hint(log, index, dir, storage, &seg) {
             tracing::warn!(segment = id, error = %e, "writing hint file failed; the next open will scan this segment");
         }
     }
@@ -109,22 +140,28 @@ fn write_pending_hints(inner: &Inner) {
 /// Writes the hint file of `seg`, covering everything appended to it so far. A record
 /// found corrupt is hinted as a tombstone of its key, so a restart cannot fall back to
 /// an older version of that key.
-pub(crate) fn write_hint(inner: &Inner, seg: &Segment) -> Result<()> {
+pub(crate) fn write_hint(
+    log: &Log,
+    index: &Index,
+    dir: &Path,
+    storage: &dyn Storage,
+    seg: &Segment,
+) -> Result<()> {
     let mut entries = Vec::new();
     let end = walk(seg.file.as_ref(), 0, seg.len(), |off, found| {
-        entries.push(inner.describe(off, &found));
+        entries.push(index.describe(off, &found));
     })
     .map_err(|e| Error::io("read", &seg.path, e))?;
     let bytes = hint::encode(seg.id, &entries, end.valid_end);
     let name = hint_name(seg.id);
-    write_atomic(inner.opts.storage.as_ref(), &inner.opts.dir, &name, &bytes)
-        .map_err(|e| Error::io("write hint", inner.opts.dir.join(&name), e))?;
-    if inner.log.segment(seg.id).is_none() {
+    write_atomic(storage, dir, &name, &bytes)
+        .map_err(|e| Error::io("write hint", dir.join(&name), e))?;
+    if log.segment(seg.id).is_none() {
         // Compacted away while we wrote: the hint would be an orphan.
-        let _ = inner.opts.storage.remove(&inner.opts.dir.join(&name));
+        let _ = storage.remove(&dir.join(&name));
         return Ok(());
     }
-    inner.log.hint_written(seg, bytes.len() as u64);
+    log.hint_written(seg, bytes.len() as u64);
     Ok(())
 }
 
@@ -135,11 +172,12 @@ pub(crate) fn shutdown(inner: &Inner) -> Result<()> {
     }
     let mut result = Ok(());
     if !inner.log.is_poisoned() {
+        let (dir, storage) = (&inner.opts.dir, inner.opts.storage.as_ref());
         result = inner.log.sync_now();
-        write_pending_hints(inner);
+        write_pending_hints(&inner.log, &inner.index, dir, storage);
         if result.is_ok() {
             let active = inner.log.active();
-            result = write_hint(inner, &active);
+            result = write_hint(&inner.log, &inner.index, dir, storage, &active);
         }
     }
     inner.dir_lock.lock().take();

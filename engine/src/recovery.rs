@@ -2,6 +2,7 @@
 //! file and scan what it does not cover (CRC-checking every record), cut a torn tail,
 //! and rebuild the index in log order so the newest record of each key wins.
 
+use crate::compaction::Compactor;
 use crate::engine::Inner;
 use crate::error::{Error, Result};
 use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
@@ -16,7 +17,7 @@ use crate::options::Options;
 use crate::policy_host::PolicyHost;
 use crate::segment::{Found, HINT_EXT, SEGMENT_EXT, Segment, hint_name, parse_name, walk};
 use crate::stats::Counters;
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -57,23 +58,18 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
 
     let seed = read_or_create_meta(&opts, !seg_ids.is_empty())?;
     let inner = Inner {
-        index: Index::new(seed),
-        log: Log::new(&opts),
-        counters: Counters::default(),
+        index: Arc::new(Index::new(seed)),
+        log: Arc::new(Log::new(&opts)),
+        counters: Arc::new(Counters::default()),
         dir_lock: Mutex::new(Some(lock)),
-        policy: PolicyHost::new(
+        policy: Arc::new(PolicyHost::new(
             match &opts.policy_factory {
                 Some(f) => f(),
                 None => opts.eviction.build(),
             },
             opts.eviction,
-        ),
-        filter: RwLock::new(opts.compaction_filter.clone()),
-        compact_wanted: Mutex::new(false),
-        compact_cv: Condvar::new(),
-        space_mx: Mutex::new(()),
-        space_cv: Condvar::new(),
-        compact_error: Mutex::new(None),
+        )),
+        compactor: Arc::new(Compactor::new(&opts)),
         opts,
     };
 
@@ -108,7 +104,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         None => inner.log.create_segment(next_id)?,
     };
     inner.log.activate(active, next_id);
-    inner.policy.seed_policy(&inner);
+    inner.policy.seed_policy(&inner.keys());
     {
         let mut w = inner.log.lock_writer()?;
         inner.enforce_max_keys(&mut w)?;
@@ -284,7 +280,7 @@ fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segm
                     "corrupt record skipped; its key is dropped"
                 );
             }
-            apply(inner, &seg, &inner.describe(off, &found), now);
+            apply(inner, &seg, &inner.index.describe(off, &found), now);
         })
         .map_err(|e| Error::io("read", &path, e))?;
         if end.corrupt_bytes > 0 {

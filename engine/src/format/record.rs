@@ -156,6 +156,13 @@ pub(crate) fn encode_into(
 
 /// Decodes a whole record, checking its header, its length and its CRC. `None` means
 /// the bytes are not exactly one intact record.
+/// A tombstone of `key` in namespace `ns`: the one way a removal is written.
+pub(crate) fn tombstone(ns: u8, key: &[u8]) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(HEADER_LEN + key.len());
+    encode_into(&mut rec, Kind::Tombstone, ns, key, b"", b"", 0);
+    rec
+}
+
 pub(crate) fn decode(b: &[u8]) -> Option<RecordRef<'_>> {
     let header = Header::parse(b)?;
     if header.total_len() != b.len() || !crc_ok(b) {
