@@ -9,18 +9,18 @@
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::eviction::{Keys, evict_record};
 use crate::filter::{CompactionFilter, FilterRecord, Verdict};
 use crate::format::record::{self, Header, Kind, NAMESPACES};
 use crate::index::Index;
 use crate::io::{Storage, join};
 use crate::keydir::{Slot, coarse_expiry};
 use crate::log::Log;
-use crate::maintenance::Stopper;
 use crate::options::Options;
+use crate::policy_host::Keys;
 use crate::policy_host::PolicyHost;
 use crate::segment::{Found, Segment, hint_name, walk};
 use crate::stats::Counters;
+use crate::stopper::Stopper;
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -356,7 +356,7 @@ impl Worker {
             if !keep[j] {
                 kd.remove_exact(&expected);
                 if older_exists {
-                    let rec = evict_record(ns, id);
+                    let rec = record::evict(ns, id);
                     let (s, _) = self.log.append_locked(&mut w, &rec)?;
                     s.add_dead(rec.len() as u64);
                 }

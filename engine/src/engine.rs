@@ -2,23 +2,21 @@
 //! lock, copy a slot, and do one positional read; writes append under the writer lock
 //! and update the index before releasing it, so index order always matches log order.
 
-use crate::compaction::{Compactor, Worker};
+use crate::compaction::Worker;
+use crate::core::{Inner, exact_expired};
 use crate::error::{Error, Result};
 use crate::filter::CompactionFilter;
 use crate::format::record::{
     self, ALL_NAMESPACES, HEADER_LEN, Header, Kind, MAX_KEY_LEN, MAX_META_LEN, NAMESPACES,
 };
-use crate::index::Index;
-use crate::io::LockGuard;
 use crate::keydir::{Keydir, Liveness, Slot, coarse_expiry};
-use crate::log::Log;
+use crate::maintenance;
 use crate::maintenance::Upkeep;
-use crate::maintenance::{self, Stopper};
 use crate::options::Options;
 use crate::policy::EvictionPolicy;
-use crate::policy_host::PolicyHost;
 use crate::segment::Segment;
 use crate::stats::{Counters, Stats};
+use crate::stopper::Stopper;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -43,23 +41,6 @@ pub struct ScanPage {
     pub keys: Vec<Bytes>,
     /// The cursor for the next call; 0 when the walk is complete.
     pub cursor: u64,
-}
-
-pub(crate) struct Inner {
-    pub opts: Options,
-    /// The keydirs and the key hash.
-    pub index: Arc<Index>,
-    /// The segments, the writer, durability and disk accounting.
-    pub log: Arc<Log>,
-    /// The eviction policy and what feeds it (pending inserts, access buffers). Use
-    /// [`Inner::policy`] to reach the policy, which hands over pending inserts first.
-    pub policy: Arc<PolicyHost>,
-    /// The compaction filter and the signals writers share with the compactor.
-    pub compactor: Arc<Compactor>,
-    /// The engine's figures.
-    pub counters: Arc<Counters>,
-    /// Held while open.
-    pub dir_lock: Mutex<Option<LockGuard>>,
 }
 
 impl Inner {
@@ -120,187 +101,6 @@ fn check_key(key: &[u8]) -> Result<()> {
         });
     }
     Ok(())
-}
-
-fn exact_expired(expire_at_ms: u64, now_ms: u64) -> bool {
-    expire_at_ms != 0 && expire_at_ms <= now_ms
-}
-
-impl Inner {
-    pub fn now_ms(&self) -> u64 {
-        self.opts.clock.now_ms()
-    }
-
-    /// The slot for `hash` and its segment. Compaction points slots at new segments
-    /// before it drops the old one, so a slot whose segment is gone has moved: look
-    /// again. `None` if the key is absent.
-    pub fn stable_slot(&self, kd: &Keydir, hash: u64) -> Option<(Slot, Arc<Segment>)> {
-        for _ in 0..16 {
-            let slot = kd.get(hash)?;
-            if let Some(seg) = self.log.segment(slot.seg) {
-                return Some((slot, seg));
-            }
-            if kd.get(hash) == Some(slot) {
-                // Only a bug could leave a slot pointing at a dropped segment.
-                tracing::error!(segment = slot.seg, "index points at a dropped segment");
-                return None;
-            }
-        }
-        None
-    }
-
-    /// The slot and segment of `key`, unless it is absent or its coarse expiry says it
-    /// has expired (then it is dropped from the index on the way).
-    fn find(&self, ns: u8, key: &[u8], now: u64) -> Option<(&Keydir, Slot, Arc<Segment>)> {
-        let kd = self.index.get(ns)?;
-        let (slot, seg) = self.stable_slot(kd, self.index.key_id(ns, key))?;
-        if slot.liveness(now) == Liveness::Expired {
-            self.drop_expired(kd, &slot);
-            return None;
-        }
-        Some((kd, slot, seg))
-    }
-
-    /// The bytes and header of the live record of exactly `key` at `slot`. A corrupt
-    /// record or an expired one is dropped from the index on the way; a record of
-    /// another key with the same 64-bit hash (which replaced this one) is a miss.
-    fn read_live(
-        &self,
-        kd: &Keydir,
-        ns: u8,
-        key: &[u8],
-        slot: &Slot,
-        seg: &Segment,
-        now: u64,
-    ) -> Result<Option<(Vec<u8>, Header)>> {
-        let Some(buf) = self.read_record(seg, slot)? else {
-            self.drop_corrupt(ns, key, kd, slot);
-            return Ok(None);
-        };
-        let h = match record::decode(&buf) {
-            None => {
-                self.drop_corrupt(ns, key, kd, slot);
-                return Ok(None);
-            }
-            Some(r) if r.key != key || r.header.ns != ns || r.header.kind != Kind::Put => {
-                return Ok(None);
-            }
-            Some(r) => r.header,
-        };
-        if exact_expired(h.expire_at_ms, now) {
-            self.drop_expired(kd, slot);
-            return Ok(None);
-        }
-        Ok(Some((buf, h)))
-    }
-
-    /// The whole record a slot points at; `None` if it cannot be read in full (the
-    /// segment was cut short underneath us), which callers treat as corruption.
-    fn read_record(&self, seg: &Segment, slot: &Slot) -> Result<Option<Vec<u8>>> {
-        let mut buf = vec![0u8; slot.len as usize];
-        match self.log.read_exact(seg, slot.off as u64, &mut buf) {
-            Ok(()) => Ok(Some(buf)),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-            Err(e) => Err(Error::io("read", &seg.path, e)),
-        }
-    }
-
-    /// The header of the record at `slot` if it is a live put of exactly `key` in `ns`:
-    /// a short read of header and key, for operations that need no value.
-    fn read_head(&self, seg: &Segment, ns: u8, key: &[u8], slot: &Slot) -> Result<Option<Header>> {
-        let want = HEADER_LEN + key.len();
-        if (slot.len as usize) < want {
-            return Ok(None);
-        }
-        let mut buf = vec![0u8; want];
-        match self.log.read_exact(seg, slot.off as u64, &mut buf) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(Error::io("read", &seg.path, e)),
-        }
-        Ok(Header::parse(&buf).filter(|h| {
-            h.kind == Kind::Put
-                && h.ns == ns
-                && h.key_len as usize == key.len()
-                && h.total_len() == slot.len as usize
-                && &buf[HEADER_LEN..] == key
-        }))
-    }
-
-    /// Drops an expired slot from the index (the record on disk says it expired, so no
-    /// tombstone is needed for restarts).
-    fn drop_expired(&self, kd: &Keydir, slot: &Slot) {
-        if kd.remove_exact(slot) {
-            Counters::bump(&self.counters.expired);
-            self.log.mark_dead(slot);
-            self.note_removed(&[slot.hash]);
-        }
-    }
-
-    /// A record failed its CRC: forget the key, and log a tombstone so that an older
-    /// version of it in an earlier segment cannot come back after a restart.
-    fn drop_corrupt(&self, ns: u8, key: &[u8], kd: &Keydir, slot: &Slot) {
-        Counters::bump(&self.counters.corrupt);
-        tracing::warn!(
-            segment = slot.seg,
-            offset = slot.off,
-            "corrupt record read; key dropped"
-        );
-        let Ok(mut w) = self.log.lock_writer() else {
-            if kd.remove_exact(slot) {
-                self.note_removed(&[slot.hash]);
-            }
-            return;
-        };
-        if kd.get(slot.hash).as_ref() != Some(slot) {
-            return;
-        }
-        let buf = record::tombstone(ns, key);
-        match self.log.append_locked(&mut w, &buf) {
-            Ok((seg, _)) => seg.add_dead(buf.len() as u64),
-            Err(e) => tracing::warn!(error = %e, "could not log a tombstone for a corrupt record"),
-        }
-        if kd.remove_exact(slot) {
-            self.log.mark_dead(slot);
-            drop(w);
-            self.note_removed(&[slot.hash]);
-        }
-    }
-
-    /// Appends `rec` for `key` if its slot is still `expected`, then points the index
-    /// at the new record (or removes the key, for a tombstone). Returns the LSN to wait
-    /// for, or `None` if the slot changed meanwhile (the caller retries).
-    fn replace_if_unchanged(
-        &self,
-        kd: &Keydir,
-        expected: Option<&Slot>,
-        hash: u64,
-        rec: &[u8],
-        expire_at_ms: u64,
-        tombstone: bool,
-    ) -> Result<Option<u64>> {
-        let mut w = self.log.lock_writer()?;
-        if kd.get(hash).as_ref() != expected {
-            return Ok(None);
-        }
-        let (seg, off) = self.log.append_locked(&mut w, rec)?;
-        let old = if tombstone {
-            seg.add_dead(rec.len() as u64);
-            expected.filter(|s| kd.remove_exact(s)).copied()
-        } else {
-            kd.insert(Slot {
-                hash,
-                seg: seg.id,
-                off,
-                len: rec.len() as u32,
-                exp_s: coarse_expiry(expire_at_ms),
-            })
-        };
-        if let Some(old) = old {
-            self.log.mark_dead(&old);
-        }
-        Ok(Some(w.lsn))
-    }
 }
 
 impl Engine {
@@ -756,7 +556,7 @@ impl Engine {
         for h in self.threads.lock().drain(..) {
             let _ = h.join();
         }
-        maintenance::shutdown(&self.inner)
+        shutdown(&self.inner)
     }
 }
 
@@ -766,4 +566,24 @@ impl Drop for Engine {
             tracing::warn!(error = %e, "closing the engine failed");
         }
     }
+}
+
+/// Final sync and hints; releases the directory lock. Safe to call twice.
+fn shutdown(inner: &Inner) -> Result<()> {
+    if inner.log.close() {
+        return Ok(());
+    }
+    let mut result = Ok(());
+    if !inner.log.is_poisoned() {
+        let (dir, storage) = (&inner.opts.dir, inner.opts.storage.as_ref());
+        result = inner.log.sync_now();
+        maintenance::write_pending_hints(&inner.log, &inner.index, dir, storage);
+        if result.is_ok() {
+            let active = inner.log.active();
+            result = maintenance::write_hint(&inner.log, &inner.index, dir, storage, &active);
+        }
+    }
+    inner.dir_lock.lock().take();
+    tracing::info!(dir = %inner.opts.dir.display(), "engine closed");
+    result
 }

@@ -2,60 +2,15 @@
 //! policy's victims, each logged as an evict record so a restart does not bring it back.
 //! The engine is the policy host's [`KeySource`].
 
-use crate::engine::Inner;
+use crate::core::Inner;
 use crate::error::Result;
-use crate::format::record::{self, HEADER_LEN, Header, Kind, NAMESPACES};
-use crate::index::Index;
-use crate::keydir::Slot;
-use crate::log::{Log, Writer};
+use crate::format::record::{self, NAMESPACES};
+use crate::log::Writer;
 use crate::policy::EvictionPolicy;
-use crate::policy_host::{KeyBatch, KeySource};
+use crate::policy_host::Keys;
 use crate::stats::Counters;
 use parking_lot::MutexGuard;
 use std::sync::atomic::AtomicU64;
-
-/// The keys that exist, as the index and the log know them: what a fresh policy is
-/// seeded from.
-pub(crate) struct Keys<'a> {
-    /// Which keys exist.
-    pub index: &'a Index,
-    /// Where their bytes are.
-    pub log: &'a Log,
-}
-
-impl Keys<'_> {
-    /// The key bytes of the record at `slot` (`None` if unreadable).
-    fn key_of(&self, slot: &Slot) -> Option<Vec<u8>> {
-        let seg = self.log.segment(slot.seg)?;
-        let mut head = [0u8; HEADER_LEN];
-        self.log.read_exact(&seg, slot.off as u64, &mut head).ok()?;
-        let h = Header::parse(&head)?;
-        let mut buf = vec![0u8; HEADER_LEN + h.key_len as usize];
-        self.log.read_exact(&seg, slot.off as u64, &mut buf).ok()?;
-        Some(buf.split_off(HEADER_LEN))
-    }
-}
-
-impl KeySource for Keys<'_> {
-    fn for_each_key_batch(&self, wants_keys: bool, batch: &mut KeyBatch<'_>) {
-        let mut ids = Vec::with_capacity(4096);
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        for kd in self.index.all() {
-            kd.for_each_slot(|slot| {
-                if wants_keys {
-                    keys.push(self.key_of(slot).unwrap_or_default());
-                }
-                ids.push(slot.hash);
-                if ids.len() == 4096 {
-                    batch(&ids, &keys);
-                    ids.clear();
-                    keys.clear();
-                }
-            });
-        }
-        batch(&ids, &keys);
-    }
-}
 
 impl Inner {
     /// The keys that exist, for the policy host.
@@ -139,17 +94,10 @@ impl Inner {
             return Ok(false);
         };
         self.log.mark_dead(&slot);
-        let rec = evict_record(ns, id);
+        let rec = record::evict(ns, id);
         let (seg, _) = self.log.append_locked(w, &rec)?;
         seg.add_dead(rec.len() as u64);
         Counters::bump(counter);
         Ok(true)
     }
-}
-
-/// An evict record for key `id` of namespace `ns`.
-pub(crate) fn evict_record(ns: u8, id: u64) -> Vec<u8> {
-    let mut rec = Vec::with_capacity(30);
-    record::encode_into(&mut rec, Kind::Evict, ns, &id.to_le_bytes(), b"", b"", 0);
-    rec
 }

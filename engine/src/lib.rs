@@ -5,6 +5,7 @@
 
 mod clock;
 mod compaction;
+mod core;
 mod engine;
 mod error;
 mod eviction;
@@ -21,6 +22,7 @@ mod policy_host;
 mod recovery;
 mod segment;
 mod stats;
+mod stopper;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{Engine, Item, ScanPage};

@@ -4,18 +4,17 @@
 //! and joins it on close.
 
 use crate::clock::Clock;
-use crate::engine::Inner;
 use crate::error::{Error, Result};
-use crate::eviction::Keys;
 use crate::format::hint;
 use crate::index::Index;
 use crate::io::{Storage, write_atomic};
 use crate::keydir::{Keydir, Liveness};
 use crate::log::Log;
+use crate::policy_host::Keys;
 use crate::policy_host::PolicyHost;
 use crate::segment::{Segment, hint_name, walk};
 use crate::stats::Counters;
-use parking_lot::{Condvar, Mutex};
+use crate::stopper::Stopper;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,30 +23,6 @@ use std::time::Duration;
 /// Index shards swept per namespace per tick: a full pass takes 32 ticks (3.2 s at the
 /// default 100 ms), at a cost of a few hundred microseconds per tick at 10M keys.
 const SWEEP_SHARDS_PER_TICK: usize = 32;
-
-/// Wakes the thread early and tells it to stop.
-#[derive(Clone, Default)]
-pub(crate) struct Stopper(Arc<(Mutex<bool>, Condvar)>);
-
-impl Stopper {
-    pub fn stopped(&self) -> bool {
-        *self.0.0.lock()
-    }
-
-    pub fn stop(&self) {
-        *self.0.0.lock() = true;
-        self.0.1.notify_all();
-    }
-
-    /// Sleeps up to `d`; returns false once stopped.
-    fn sleep(&self, d: Duration) -> bool {
-        let mut stopped = self.0.0.lock();
-        if !*stopped {
-            self.0.1.wait_for(&mut stopped, d);
-        }
-        !*stopped
-    }
-}
 
 /// What the background thread works with.
 pub(crate) struct Upkeep {
@@ -126,7 +101,7 @@ impl Upkeep {
     }
 }
 
-fn write_pending_hints(log: &Log, index: &Index, dir: &Path, storage: &dyn Storage) {
+pub(crate) fn write_pending_hints(log: &Log, index: &Index, dir: &Path, storage: &dyn Storage) {
     for id in log.take_pending_hints() {
         let Some(seg) = log.segment(id) else {
             continue;
@@ -163,24 +138,4 @@ pub(crate) fn write_hint(
     }
     log.hint_written(seg, bytes.len() as u64);
     Ok(())
-}
-
-/// Final sync and hints; releases the directory lock. Safe to call twice.
-pub(crate) fn shutdown(inner: &Inner) -> Result<()> {
-    if inner.log.close() {
-        return Ok(());
-    }
-    let mut result = Ok(());
-    if !inner.log.is_poisoned() {
-        let (dir, storage) = (&inner.opts.dir, inner.opts.storage.as_ref());
-        result = inner.log.sync_now();
-        write_pending_hints(&inner.log, &inner.index, dir, storage);
-        if result.is_ok() {
-            let active = inner.log.active();
-            result = write_hint(&inner.log, &inner.index, dir, storage, &active);
-        }
-    }
-    inner.dir_lock.lock().take();
-    tracing::info!(dir = %inner.opts.dir.display(), "engine closed");
-    result
 }

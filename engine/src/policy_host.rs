@@ -3,6 +3,10 @@
 //! removals as they happen; a policy that fails is replaced by the built-in one, seeded
 //! with every key from a [`KeySource`].
 
+use crate::format::record::{HEADER_LEN, Header};
+use crate::index::Index;
+use crate::keydir::Slot;
+use crate::log::Log;
 use crate::policy::{EvictionPolicy, PolicyKind};
 use parking_lot::{Mutex, MutexGuard};
 
@@ -204,4 +208,47 @@ fn seed(p: &mut Box<dyn EvictionPolicy>, keys: &dyn KeySource) {
             p.on_insert(ids);
         }
     });
+}
+
+/// The keys that exist, as the index and the log know them: what a fresh policy is
+/// seeded from.
+pub(crate) struct Keys<'a> {
+    /// Which keys exist.
+    pub index: &'a Index,
+    /// Where their bytes are.
+    pub log: &'a Log,
+}
+
+impl Keys<'_> {
+    /// The key bytes of the record at `slot` (`None` if unreadable).
+    fn key_of(&self, slot: &Slot) -> Option<Vec<u8>> {
+        let seg = self.log.segment(slot.seg)?;
+        let mut head = [0u8; HEADER_LEN];
+        self.log.read_exact(&seg, slot.off as u64, &mut head).ok()?;
+        let h = Header::parse(&head)?;
+        let mut buf = vec![0u8; HEADER_LEN + h.key_len as usize];
+        self.log.read_exact(&seg, slot.off as u64, &mut buf).ok()?;
+        Some(buf.split_off(HEADER_LEN))
+    }
+}
+
+impl KeySource for Keys<'_> {
+    fn for_each_key_batch(&self, wants_keys: bool, batch: &mut KeyBatch<'_>) {
+        let mut ids = Vec::with_capacity(4096);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for kd in self.index.all() {
+            kd.for_each_slot(|slot| {
+                if wants_keys {
+                    keys.push(self.key_of(slot).unwrap_or_default());
+                }
+                ids.push(slot.hash);
+                if ids.len() == 4096 {
+                    batch(&ids, &keys);
+                    ids.clear();
+                    keys.clear();
+                }
+            });
+        }
+        batch(&ids, &keys);
+    }
 }

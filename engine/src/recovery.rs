@@ -3,7 +3,7 @@
 //! and rebuild the index in log order so the newest record of each key wins.
 
 use crate::compaction::Compactor;
-use crate::engine::Inner;
+use crate::core::Inner;
 use crate::error::{Error, Result};
 use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
 use crate::format::hint::{self, HintEntry};

@@ -156,6 +156,14 @@ pub(crate) fn encode_into(
 
 /// Decodes a whole record, checking its header, its length and its CRC. `None` means
 /// the bytes are not exactly one intact record.
+/// An evict record for key `id` of namespace `ns` (the key's bytes are not at hand
+/// when a policy names a victim by id).
+pub(crate) fn evict(ns: u8, id: u64) -> Vec<u8> {
+    let mut rec = Vec::with_capacity(HEADER_LEN + 8);
+    encode_into(&mut rec, Kind::Evict, ns, &id.to_le_bytes(), b"", b"", 0);
+    rec
+}
+
 /// A tombstone of `key` in namespace `ns`: the one way a removal is written.
 pub(crate) fn tombstone(ns: u8, key: &[u8]) -> Vec<u8> {
     let mut rec = Vec::with_capacity(HEADER_LEN + key.len());
