@@ -321,7 +321,7 @@ impl Worker {
                 })
                 .collect();
             let mut out = Vec::with_capacity(records.len());
-            filter.filter(&records, &mut out);
+            filter.filter(now, &records, &mut out);
             if out.len() != records.len() {
                 tracing::warn!(
                     got = out.len(),

@@ -31,6 +31,7 @@ pub enum Verdict {
 /// Decides the fate of records during compaction.
 pub trait CompactionFilter: Send + Sync {
     /// Appends one verdict per record, in order, to `out`. Fewer verdicts than records
-    /// (a broken filter) keeps the records without one.
-    fn filter(&self, records: &[FilterRecord<'_>], out: &mut Vec<Verdict>);
+    /// (a broken filter) keeps the records without one. `now_ms` is the engine's clock,
+    /// the one the records' expiries are judged by.
+    fn filter(&self, now_ms: u64, records: &[FilterRecord<'_>], out: &mut Vec<Verdict>);
 }

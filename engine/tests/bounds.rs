@@ -218,7 +218,7 @@ struct CapTtl {
 }
 
 impl CompactionFilter for CapTtl {
-    fn filter(&self, records: &[FilterRecord<'_>], out: &mut Vec<Verdict>) {
+    fn filter(&self, _now_ms: u64, records: &[FilterRecord<'_>], out: &mut Vec<Verdict>) {
         for r in records {
             out.push(if r.key.starts_with(b"tmp:") {
                 Verdict::Remove

@@ -11,6 +11,7 @@ use crate::bindings::fetcher::exports::caskade::plugin::origin_fetcher::{
 use crate::bindings::fetcher::{OriginFetcherPlugin, OriginFetcherPluginPre};
 use crate::error::Error;
 use crate::http_gate::{Gate, HostRule};
+use crate::runtime::{HasLimiter, Limiter};
 use crate::runtime::{Runtime, classify};
 use crate::stats::PluginStats;
 use parking_lot::Mutex;
@@ -18,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
+use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -107,7 +108,13 @@ pub(crate) struct FetchState {
     http: WasiHttpCtx,
     table: ResourceTable,
     gate: Gate,
-    limits: StoreLimits,
+    limiter: Limiter,
+}
+
+impl HasLimiter for FetchState {
+    fn limiter(&mut self) -> &mut Limiter {
+        &mut self.limiter
+    }
 }
 
 impl WasiView for FetchState {
@@ -224,28 +231,18 @@ impl WasmFetcher {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let mut store = Store::new(
-            self.runtime.engine(),
-            FetchState {
-                wasi,
-                http: WasiHttpCtx::new(),
-                table: ResourceTable::new(),
-                gate: Gate::new(self.rules.clone()),
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(self.opts.memory_bytes)
-                    .trap_on_grow_failure(true)
-                    .instances(16)
-                    .memories(4)
-                    .tables(16)
-                    .build(),
-            },
-        );
-        store.limiter(|s| &mut s.limits);
+        let state = FetchState {
+            wasi,
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            gate: Gate::new(self.rules.clone()),
+            limiter: Limiter::new(self.opts.memory_bytes, 16),
+        };
+        let mut store: Store<FetchState> = self.runtime.new_store(state, &self.stats);
         // A guest that computes instead of waiting yields every tick, so it never holds
         // a worker thread; the fetch's timeout is what stops it.
         store.epoch_deadline_async_yield_and_update(1);
         store.set_epoch_deadline(1);
-        PluginStats::bump(&self.stats.instances);
         let start = async {
             let plugin = self
                 .pre

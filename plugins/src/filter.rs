@@ -14,7 +14,7 @@ use crate::stats::PluginStats;
 use caskade_engine::{CompactionFilter, FilterRecord, Verdict};
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use wasmtime::Store;
 use wasmtime::component::Component;
 
@@ -93,10 +93,8 @@ impl WasmFilter {
         &self,
         live: &mut Live,
         records: &[RecordInfo],
+        now_ms: u64,
     ) -> Result<Vec<WitVerdict>, wasmtime::Error> {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         live.store.set_epoch_deadline(deadline_ticks(&self.limits));
         live.plugin
             .caskade_plugin_compaction_filter()
@@ -105,7 +103,7 @@ impl WasmFilter {
 }
 
 impl CompactionFilter for WasmFilter {
-    fn filter(&self, records: &[FilterRecord<'_>], out: &mut Vec<Verdict>) {
+    fn filter(&self, now_ms: u64, records: &[FilterRecord<'_>], out: &mut Vec<Verdict>) {
         let infos: Vec<RecordInfo> = records
             .iter()
             .map(|r| RecordInfo {
@@ -133,7 +131,7 @@ impl CompactionFilter for WasmFilter {
             return;
         };
         PluginStats::bump(&self.stats.calls);
-        let result = self.call(live, &infos);
+        let result = self.call(live, &infos, now_ms);
         self.stats.call_nanos.fetch_add(
             started.elapsed().as_nanos() as u64,
             std::sync::atomic::Ordering::Relaxed,

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use std::time::Duration;
 use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, ResourceLimiter, Store};
 
 const TICK: Duration = Duration::from_millis(1);
 
@@ -38,7 +38,85 @@ pub struct Runtime {
 }
 
 pub(crate) struct HostState {
-    limits: StoreLimits,
+    limiter: Limiter,
+}
+
+impl HasLimiter for HostState {
+    fn limiter(&mut self) -> &mut Limiter {
+        &mut self.limiter
+    }
+}
+
+/// A plugin instance asked for more linear memory than its limit allows: the typed
+/// error a call fails with, so failures are counted by what they are.
+#[derive(Debug, thiserror::Error)]
+#[error("memory limit reached: wanted {desired} bytes, the limit is {limit}")]
+pub(crate) struct MemoryLimitReached {
+    desired: usize,
+    limit: usize,
+}
+
+/// Every store's resource limits: linear memory up to a cap (refused with
+/// [`MemoryLimitReached`]), and a few instances, memories and tables.
+pub(crate) struct Limiter {
+    memory_bytes: usize,
+    instances: usize,
+}
+
+impl Limiter {
+    /// Memory up to `memory_bytes`; up to `instances` instances (and as many tables,
+    /// and four memories).
+    pub fn new(memory_bytes: usize, instances: usize) -> Self {
+        Limiter {
+            memory_bytes,
+            instances,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            return Err(MemoryLimitReached {
+                desired,
+                limit: self.memory_bytes,
+            }
+            .into());
+        }
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.instances
+    }
+
+    fn memories(&self) -> usize {
+        4
+    }
+}
+
+/// Store data that carries its [`Limiter`].
+pub(crate) trait HasLimiter: Send + 'static {
+    /// The store's limiter.
+    fn limiter(&mut self) -> &mut Limiter;
 }
 
 impl Runtime {
@@ -124,22 +202,22 @@ impl Runtime {
             })
     }
 
-    pub(crate) fn store(&self, limits: &Limits, stats: &PluginStats) -> Store<HostState> {
-        let mut store = Store::new(
-            &self.engine,
-            HostState {
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(limits.memory_bytes)
-                    .trap_on_grow_failure(true)
-                    .instances(8)
-                    .memories(4)
-                    .tables(8)
-                    .build(),
-            },
-        );
-        store.limiter(|h| &mut h.limits);
-        store.set_epoch_deadline(deadline_ticks(limits));
+    /// A new store for one instance: the one place stores are built, with their
+    /// limiter in force and counted as an instance. The caller sets the deadline.
+    pub(crate) fn new_store<T: HasLimiter>(&self, data: T, stats: &PluginStats) -> Store<T> {
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|d| d.limiter());
         PluginStats::bump(&stats.instances);
+        store
+    }
+
+    /// A store for a filter or policy instance (no imports), with its call deadline.
+    pub(crate) fn store(&self, limits: &Limits, stats: &PluginStats) -> Store<HostState> {
+        let data = HostState {
+            limiter: Limiter::new(limits.memory_bytes, 8),
+        };
+        let mut store = self.new_store(data, stats);
+        store.set_epoch_deadline(deadline_ticks(limits));
         store
     }
 }
@@ -160,7 +238,7 @@ pub(crate) fn classify(e: &wasmtime::Error, stats: &PluginStats) -> &'static str
             PluginStats::bump(&stats.timeouts);
             "deadline exceeded"
         }
-        _ if format!("{e:#}").contains("memory") && format!("{e:#}").contains("grow") => {
+        _ if e.downcast_ref::<MemoryLimitReached>().is_some() => {
             PluginStats::bump(&stats.memory_refusals);
             "memory limit reached"
         }
