@@ -71,9 +71,8 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
                 .map(Arc::new);
         let read_through = match &plugins {
             Some(p) if !cfg.read_through.routes.is_empty() => {
-                let all = vec![true; cfg.read_through.routes.len()];
                 let fetchers = p
-                    .load_fetchers(&all)
+                    .load_fetchers(&p.all_routes())
                     .await
                     .context("loading origin fetcher plugins")?
                     .into_iter()

@@ -22,6 +22,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+/// One plugin a server loads, by what it is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// `plugins.compaction_filter`.
+    Filter,
+    /// `plugins.eviction_policy`.
+    Policy,
+    /// The fetcher of `read_through.routes[i]`.
+    Fetcher(usize),
+}
+
 /// The plugin set of a running server.
 pub struct Plugins {
     runtime: Runtime,
@@ -39,8 +50,8 @@ pub struct Plugins {
     pub reloads: AtomicU64,
     /// Reloads that failed (the old plugin stayed).
     pub reload_failures: AtomicU64,
-    /// Modification times of the filter, the policy, then each route's fetcher.
-    seen: Mutex<Vec<Option<SystemTime>>>,
+    /// Modification time of each slot's file when last looked at.
+    seen: Mutex<HashMap<Slot, Option<SystemTime>>>,
 }
 
 fn limits(p: &PluginConfig) -> Limits {
@@ -81,29 +92,50 @@ impl Plugins {
             fetcher_stats: routes.iter().map(|_| Arc::default()).collect(),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
-            seen: Mutex::new(Vec::new()),
+            seen: Mutex::new(HashMap::new()),
         };
         *p.seen.lock() = p.mtimes();
         Ok(Some(p))
     }
 
-    fn mtimes(&self) -> Vec<Option<SystemTime>> {
-        let mut v = vec![
-            self.filter.as_ref().and_then(|f| mtime(&f.path)),
-            self.policy.as_ref().and_then(|f| mtime(&f.path)),
-        ];
-        v.extend(self.routes.iter().map(|r| mtime(&r.fetcher)));
+    /// Every configured slot and its file.
+    fn slots(&self) -> Vec<(Slot, &Path)> {
+        let mut v = Vec::new();
+        if let Some(f) = &self.filter {
+            v.push((Slot::Filter, f.path.as_path()));
+        }
+        if let Some(p) = &self.policy {
+            v.push((Slot::Policy, p.path.as_path()));
+        }
+        v.extend(
+            self.routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (Slot::Fetcher(i), r.fetcher.as_path())),
+        );
         v
     }
 
-    /// The fetcher of each route (`which[i]` true), freshly loaded from its file, in
-    /// configuration order, counting into the route's counters. A file several routes
-    /// share is compiled once.
-    pub async fn load_fetchers(&self, which: &[bool]) -> anyhow::Result<Vec<Option<WasmFetcher>>> {
+    fn mtimes(&self) -> HashMap<Slot, Option<SystemTime>> {
+        self.slots()
+            .into_iter()
+            .map(|(slot, path)| (slot, mtime(path)))
+            .collect()
+    }
+
+    /// Every route's index, for loading all fetchers.
+    pub fn all_routes(&self) -> Vec<usize> {
+        (0..self.routes.len()).collect()
+    }
+
+    /// The fetchers of routes `which` (indexes into the configuration), freshly loaded
+    /// from their files, counting into the routes' counters; `None` for the others. A
+    /// file several routes share is compiled once.
+    pub async fn load_fetchers(&self, which: &[usize]) -> anyhow::Result<Vec<Option<WasmFetcher>>> {
         let mut compiled: HashMap<&Path, Component> = HashMap::new();
         let mut out = Vec::with_capacity(self.routes.len());
         for (i, r) in self.routes.iter().enumerate() {
-            if !which.get(i).copied().unwrap_or(false) {
+            if !which.contains(&i) {
                 out.push(None);
                 continue;
             }
@@ -140,9 +172,8 @@ impl Plugins {
         Ok(out)
     }
 
-    /// Reloads the fetchers of the routes marked in `which` into `rt`; on error the
-    /// old fetchers stay.
-    pub async fn reload_fetchers(&self, rt: &ReadThrough, which: &[bool]) {
+    /// Reloads the fetchers of routes `which` into `rt`; on error the old fetchers stay.
+    pub async fn reload_fetchers(&self, rt: &ReadThrough, which: &[usize]) {
         match self.load_fetchers(which).await {
             Ok(loaded) => {
                 for (cfg, f) in self.routes.iter().zip(loaded) {
@@ -200,14 +231,22 @@ impl Plugins {
         Ok(Some(Box::new(policy)))
     }
 
-    /// Reloads the chosen plugins (`[filter, policy]`) into `engine`; on error the old
-    /// plugins stay. A policy reload re-seeds the new policy with every key, so a
-    /// changed filter file does not reload the policy.
-    pub fn reload(&self, engine: &Engine, which: [bool; 2]) {
+    /// Reloads the engine's plugins among `which` (the filter, the policy); on error
+    /// the old plugins stay. A policy reload re-seeds the new policy with every key, so
+    /// a changed filter file does not reload the policy.
+    pub fn reload(&self, engine: &Engine, which: &[Slot]) {
         let result = (|| -> anyhow::Result<()> {
             // Load both before installing either, so a bad file changes nothing.
-            let filter = if which[0] { self.load_filter()? } else { None };
-            let policy = if which[1] { self.load_policy()? } else { None };
+            let filter = if which.contains(&Slot::Filter) {
+                self.load_filter()?
+            } else {
+                None
+            };
+            let policy = if which.contains(&Slot::Policy) {
+                self.load_policy()?
+            } else {
+                None
+            };
             if let Some(f) = filter {
                 engine.set_compaction_filter(Some(f));
             }
@@ -228,15 +267,14 @@ impl Plugins {
         }
     }
 
-    /// Which plugin files (filter, policy, then each route's fetcher) changed since the
-    /// last look.
-    fn changed(&self) -> Vec<bool> {
+    /// The slots whose files changed since the last look.
+    fn changed(&self) -> Vec<Slot> {
         let now = self.mtimes();
         let mut seen = self.seen.lock();
         let changed = now
             .iter()
-            .enumerate()
-            .map(|(i, t)| seen.get(i) != Some(t))
+            .filter(|(slot, t)| seen.get(*slot) != Some(*t))
+            .map(|(slot, _)| *slot)
             .collect();
         *seen = now;
         changed
@@ -264,28 +302,30 @@ impl Plugins {
             };
             // A file being copied in place changes twice in quick succession; a reload of
             // a half-written file fails and the next tick retries.
-            let which = if by_signal {
+            let which: Vec<Slot> = if by_signal {
                 // Refresh the recorded times too, so the next tick does not reload again.
                 let _ = self.changed();
-                vec![true; 2 + self.routes.len()]
+                self.slots().into_iter().map(|(slot, _)| slot).collect()
             } else if self.watch {
                 self.changed()
             } else {
-                vec![false; 2 + self.routes.len()]
+                Vec::new()
             };
-            let engine_side = [
-                which[0] && self.filter.is_some(),
-                which[1] && self.policy.is_some(),
-            ];
-            if engine_side.contains(&true) {
-                let (me, st) = (self.clone(), store.clone());
-                let _ =
-                    tokio::task::spawn_blocking(move || me.reload(&st.engine, engine_side)).await;
+            if which.contains(&Slot::Filter) || which.contains(&Slot::Policy) {
+                let (me, st, w) = (self.clone(), store.clone(), which.clone());
+                let _ = tokio::task::spawn_blocking(move || me.reload(&st.engine, &w)).await;
             }
-            if which[2..].contains(&true)
+            let routes: Vec<usize> = which
+                .iter()
+                .filter_map(|s| match s {
+                    Slot::Fetcher(i) => Some(*i),
+                    Slot::Filter | Slot::Policy => None,
+                })
+                .collect();
+            if !routes.is_empty()
                 && let Some(rt) = &read_through
             {
-                self.reload_fetchers(rt, &which[2..]).await;
+                self.reload_fetchers(rt, &routes).await;
             }
         }
     }
