@@ -79,11 +79,12 @@ async fn respond(
     let path = path.split(|&b| b == b'?').next().unwrap_or_default();
     let ready = state.ready.load(Ordering::Acquire);
     let (status, ctype, body) = match (method, path) {
-        (b"GET", b"/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4",
-            metrics.render(state.shared.get().map(|s| &**s)),
-        ),
+        (b"GET", b"/metrics") => ("200 OK", "text/plain; version=0.0.4", {
+            if let Some(s) = state.shared.get() {
+                crate::export::export(s);
+            }
+            metrics.render()
+        }),
         (b"GET", b"/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         (b"GET", b"/readyz") if ready => ("200 OK", "text/plain", "ready\n".to_string()),
         (b"GET", b"/readyz") => (

@@ -1,91 +1,22 @@
-//! The keyspace as commands see it. [`Store`] owns the engine and the key stripe locks;
-//! [`Keyspace`] is the narrow handle one command applies to: one database, the engine's
-//! clock, this command's read-through answers, and who to tell about flushes.
+//! The keyspace as a command sees it: [`Keyspace`] is the narrow handle one command
+//! applies to (one database of the engine, the engine's clock, this command's
+//! read-through answers, and who to tell about flushes).
 
-use crate::origin::Reads;
+use crate::origin::{OriginError, Reads};
+use crate::store::KeyspaceEvents;
 use bytes::Bytes;
-use caskade_engine::{Engine, Item, Result as EngineResult, ScanPage};
-use parking_lot::{Mutex, MutexGuard};
+use caskade_engine::{Engine, Error as EngineError, Item, Result as EngineResult, ScanPage};
 use std::cell::Cell;
 
-/// Told of keyspace events that other subsystems keep state about.
-pub trait KeyspaceEvents: Send + Sync {
-    /// Database `db` (`None`: every database) was flushed.
-    fn flushed(&self, db: Option<u8>);
-}
-
-const STRIPES: usize = 4096;
-
-/// Striped locks that make a unit of execution (one command today; a transaction or a
-/// script later) atomic against every other unit naming one of its keys, as Redis'
-/// single thread does. A key's stripe depends on its bytes only, not its database, so
-/// commands that name keys in two databases (COPY ... DB, MOVE) lock by name too.
-pub struct KeyLocks {
-    stripes: Box<[Mutex<()>]>,
-}
-
-/// The stripes a unit holds; released when dropped.
-#[must_use = "the stripes are released when this is dropped"]
-pub struct StripeGuard<'a> {
-    _held: Vec<MutexGuard<'a, ()>>,
-}
-
-impl StripeGuard<'_> {
-    /// A guard holding nothing (a unit that names no key).
-    pub fn none() -> Self {
-        StripeGuard { _held: Vec::new() }
-    }
-}
-
-impl Default for KeyLocks {
-    fn default() -> Self {
-        KeyLocks {
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-        }
-    }
-}
-
-impl KeyLocks {
-    fn stripe(key: &[u8]) -> usize {
-        (xxhash_rust::xxh3::xxh3_64(key) as usize) % STRIPES
-    }
-
-    /// Locks the stripes of all `keys`, in ascending stripe order (the one global
-    /// order, so two units can never deadlock).
-    pub fn lock<'a, 'k>(&'a self, keys: impl IntoIterator<Item = &'k [u8]>) -> StripeGuard<'a> {
-        let mut idx: Vec<usize> = keys.into_iter().map(Self::stripe).collect();
-        idx.sort_unstable();
-        idx.dedup();
-        StripeGuard {
-            _held: idx.into_iter().map(|i| self.stripes[i].lock()).collect(),
-        }
-    }
-
-    /// Locks every stripe (FLUSHALL and the like), in the same global order.
-    pub fn lock_all(&self) -> StripeGuard<'_> {
-        StripeGuard {
-            _held: self.stripes.iter().map(|s| s.lock()).collect(),
-        }
-    }
-}
-
-/// The engine and its key locks: what every unit of execution and every read-through
-/// store shares.
-pub struct Store {
-    /// The storage engine.
-    pub engine: Engine,
-    /// The key stripe locks.
-    pub locks: KeyLocks,
-}
-
-impl Store {
-    /// Wraps an open engine.
-    pub fn new(engine: Engine) -> Self {
-        Store {
-            engine,
-            locks: KeyLocks::default(),
-        }
-    }
+/// Why a read through read-through failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The origin failed.
+    #[error(transparent)]
+    Origin(#[from] OriginError),
 }
 
 /// What one command applies to: a database of the engine, read and written through
@@ -161,7 +92,7 @@ impl<'a> Keyspace<'a> {
     /// The value of `key` as a client reads it: a routed key (read-through) is answered
     /// from the origin's answers fetched for this command when the engine has no fresh
     /// copy.
-    pub fn get_through(&mut self, key: &Bytes) -> Result<Option<Bytes>, crate::cmd::CmdError> {
+    pub fn get_through(&mut self, key: &Bytes) -> Result<Option<Bytes>, ReadError> {
         let item = self.get_item(key)?;
         if self.reads.is_none() {
             return Ok(item.map(|i| i.value));
@@ -260,40 +191,9 @@ impl<'a> Keyspace<'a> {
 }
 
 #[cfg(test)]
-pub mod testing {
-    //! An engine in a temporary directory, for command unit tests.
-    use super::*;
-
-    /// A store over a fresh engine; keep the directory alive as long as the store.
-    pub fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut opts = caskade_engine::Options::new(dir.path());
-        opts.fsync = caskade_engine::Fsync::Never;
-        let engine = Engine::open(opts).expect("open");
-        (dir, Store::new(engine))
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stripes_lock_in_one_order_and_release() {
-        let locks = KeyLocks::default();
-        let a: &[u8] = b"a";
-        let b: &[u8] = b"b";
-        {
-            let _g = locks.lock([a, b, a]);
-            // Another thread locking the same keys in the other order waits, not deadlocks.
-            std::thread::scope(|s| {
-                let h = s.spawn(|| locks.stripes[KeyLocks::stripe(b)].try_lock().is_none());
-                assert!(h.join().expect("join"));
-            });
-        }
-        assert!(locks.stripes[KeyLocks::stripe(a)].try_lock().is_some());
-        drop(locks.lock_all());
-    }
+    use crate::store::testing::store;
 
     #[test]
     fn flushes_are_told() {
@@ -303,7 +203,7 @@ mod tests {
                 self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        let (_d, store) = testing::store();
+        let (_d, store) = store();
         let seen = Count(Default::default());
         let ks = Keyspace::new(&store.engine, 3).with_events(Some(&seen));
         ks.put(b"k", b"v", None).expect("put");

@@ -6,6 +6,7 @@ mod cli;
 mod cmd;
 mod config;
 mod conn;
+mod export;
 mod glob;
 mod keyspace;
 mod metrics;
@@ -15,6 +16,7 @@ mod protocol;
 mod server;
 mod settings;
 mod state;
+mod store;
 mod unit;
 
 use anyhow::Context;
@@ -51,7 +53,8 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let metrics = Arc::new(metrics::Metrics::install()?);
+    let names: Vec<&'static str> = cmd::COMMANDS.iter().map(|c| c.name).collect();
+    let metrics = Arc::new(metrics::Metrics::install(&names)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("caskade-worker")
@@ -104,7 +107,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             .await
             .context("engine recovery task")?
             .with_context(|| format!("opening data directory {}", dir.display()))?;
-        let store = Arc::new(keyspace::Store::new(engine));
+        let store = Arc::new(store::Store::new(engine));
         let shared = Arc::new(state::Shared::new(
             store.clone(),
             cfg,

@@ -1,14 +1,9 @@
-//! Prometheus metrics: per-command counters and latency histograms (handles registered
-//! once at start, so the hot path does no label lookups), and server and engine figures
-//! read from their counters when `/metrics` is scraped.
+//! Prometheus metrics: the recorder, and per-command counters and latency histograms
+//! (handles registered once at start, so the hot path does no label lookups). Server
+//! and engine figures are brought up to date before a scrape by `export`.
 
-use crate::cmd::COMMANDS;
-use crate::state::Shared;
-use caskade_plugins::PluginStats;
-use metrics::Label;
-use metrics::{Counter, Histogram, counter, gauge, histogram};
+use metrics::{Counter, Histogram, counter, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::atomic::Ordering;
 
 /// Latency buckets in seconds: 10 µs to 1 s.
 const BUCKETS: &[f64] = &[
@@ -28,8 +23,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Installs the global Prometheus recorder and registers per-command handles.
-    pub fn install() -> anyhow::Result<Metrics> {
+    /// Installs the global Prometheus recorder and registers a counter and a histogram
+    /// for each of `commands` (the command table's names, in its order).
+    pub fn install(commands: &[&'static str]) -> anyhow::Result<Metrics> {
         let handle = PrometheusBuilder::new()
             .set_buckets(BUCKETS)?
             .set_buckets_for_metric(
@@ -39,17 +35,17 @@ impl Metrics {
             .install_recorder()?;
         Ok(Metrics {
             handle,
-            per_command: Self::handles(),
+            per_command: Self::handles(commands),
         })
     }
 
-    fn handles() -> Vec<(Counter, Histogram)> {
-        COMMANDS
+    fn handles(commands: &[&'static str]) -> Vec<(Counter, Histogram)> {
+        commands
             .iter()
-            .map(|c| {
+            .map(|&name| {
                 (
-                    counter!("caskade_commands_total", "cmd" => c.name),
-                    histogram!("caskade_command_duration_seconds", "cmd" => c.name),
+                    counter!("caskade_commands_total", "cmd" => name),
+                    histogram!("caskade_command_duration_seconds", "cmd" => name),
                 )
             })
             .collect()
@@ -68,84 +64,8 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
-    /// The Prometheus text exposition, with server and engine figures brought up to date.
-    pub fn render(&self, shared: Option<&Shared>) -> String {
-        if let Some(s) = shared {
-            let st = s.store.engine.stats();
-            gauge!("caskade_connected_clients").set(s.client_count() as f64);
-            counter!("caskade_connections_total")
-                .absolute(s.stats.connections.load(Ordering::Relaxed));
-            counter!("caskade_rejected_connections_total")
-                .absolute(s.stats.rejected.load(Ordering::Relaxed));
-            counter!("caskade_keyspace_hits_total").absolute(st.hits);
-            counter!("caskade_keyspace_misses_total").absolute(st.misses);
-            counter!("caskade_expired_keys_total").absolute(st.expired_keys);
-            counter!("caskade_engine_bytes_written_total").absolute(st.bytes_written);
-            counter!("caskade_engine_syncs_total").absolute(st.syncs);
-            counter!("caskade_engine_corrupt_records_total").absolute(st.corrupt_records);
-            counter!("caskade_evictions_total", "reason" => "max_keys")
-                .absolute(st.evictions_max_keys);
-            counter!("caskade_evictions_total", "reason" => "disk").absolute(st.evictions_disk);
-            counter!("caskade_evictions_total", "reason" => "filter").absolute(st.filter_removals);
-            counter!("caskade_compactions_total", "kind" => "compact").absolute(st.compactions);
-            counter!("caskade_compactions_total", "kind" => "reclaim").absolute(st.reclaims);
-            counter!("caskade_engine_bytes_rewritten_total").absolute(st.bytes_rewritten);
-            gauge!("caskade_engine_write_amplification").set(st.write_amplification);
-            gauge!("caskade_engine_live_bytes").set(st.live_bytes as f64);
-            gauge!("caskade_engine_keys").set(st.keys as f64);
-            if let Some(p) = &s.plugins {
-                plugin_counters(
-                    vec![Label::new("plugin", "compaction_filter")],
-                    &p.filter_stats,
-                );
-                plugin_counters(
-                    vec![Label::new("plugin", "eviction_policy")],
-                    &p.policy_stats,
-                );
-                counter!("caskade_plugin_reloads_total", "result" => "ok")
-                    .absolute(p.reloads.load(Ordering::Relaxed));
-                counter!("caskade_plugin_reloads_total", "result" => "failed")
-                    .absolute(p.reload_failures.load(Ordering::Relaxed));
-            }
-            if let Some(rt) = &s.read_through {
-                gauge!("caskade_origin_fetches_in_flight").set(rt.in_flight() as f64);
-                for r in rt.routes() {
-                    let route = r.cfg.prefix.clone();
-                    gauge!("caskade_origin_negative_entries", "route" => route.clone())
-                        .set(r.negative.lock().len() as f64);
-                    plugin_counters(
-                        vec![
-                            Label::new("plugin", "origin_fetcher"),
-                            Label::new("route", route),
-                        ],
-                        &r.plugin_stats,
-                    );
-                }
-            }
-            gauge!("caskade_engine_segments").set(st.segments as f64);
-            gauge!("caskade_engine_disk_bytes").set(st.disk_bytes as f64);
-            gauge!("caskade_engine_garbage_bytes").set(st.garbage_bytes as f64);
-            gauge!("caskade_engine_index_bytes").set(st.index_bytes as f64);
-        }
+    /// The Prometheus text exposition of everything recorded so far.
+    pub fn render(&self) -> String {
         self.handle.render()
-    }
-}
-
-/// One plugin's call counters, under `labels`.
-fn plugin_counters(labels: Vec<Label>, ps: &PluginStats) {
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    counter!("caskade_plugin_calls_total", labels.clone()).absolute(get(&ps.calls));
-    counter!("caskade_plugin_call_microseconds_total", labels.clone())
-        .absolute(get(&ps.call_nanos) / 1_000);
-    counter!("caskade_plugin_instances_total", labels.clone()).absolute(get(&ps.instances));
-    for (reason, c) in [
-        ("trap", &ps.traps),
-        ("timeout", &ps.timeouts),
-        ("memory", &ps.memory_refusals),
-        ("bad_answer", &ps.bad_answers),
-    ] {
-        let mut l = labels.clone();
-        l.push(Label::new("reason", reason));
-        counter!("caskade_plugin_failures_total", l).absolute(get(c));
     }
 }

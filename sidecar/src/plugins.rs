@@ -283,7 +283,7 @@ impl Plugins {
     /// Reloads on SIGHUP, and on file changes if watching; runs until the process ends.
     pub async fn watch(
         self: Arc<Self>,
-        store: Arc<crate::keyspace::Store>,
+        store: Arc<crate::store::Store>,
         read_through: Option<Arc<ReadThrough>>,
     ) {
         use tokio::signal::unix::{SignalKind, signal};

@@ -3,7 +3,7 @@
 //! (CLIENT LIST/KILL).
 
 use crate::config::Config;
-use crate::keyspace::Store;
+use crate::store::Store;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;

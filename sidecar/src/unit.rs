@@ -3,9 +3,42 @@
 //! table's key positions and taken in one global order, so no other unit sees a state
 //! between its steps and two units cannot deadlock.
 
-use crate::cmd::{KeySpec, Spec};
-use crate::keyspace::{KeyLocks, StripeGuard};
+use crate::store::{KeyLocks, StripeGuard};
 use bytes::Bytes;
+
+/// Which keys a command names: what its unit locks and what COMMAND INFO reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KeySpec {
+    /// None.
+    None,
+    /// Redis' first key, last key (negative: from the end) and step, counting the
+    /// command's name as position 0.
+    Range(i32, i32, i32),
+    /// Every key of the database (FLUSHDB, KEYS, SCAN, ...); `write` for the flushes.
+    Every {
+        /// Whether the command changes keys.
+        write: bool,
+    },
+}
+
+impl KeySpec {
+    /// The keys among `rest` (a command's arguments after its name).
+    pub fn keys_in<'a>(self, rest: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
+        let (first, last, step) = match self {
+            KeySpec::Range(f, l, s) => (f, l, s),
+            KeySpec::None | KeySpec::Every { .. } => (1, 0, 1),
+        };
+        let n = rest.len() as i32;
+        let last = if last < 0 { n + 1 + last } else { last.min(n) };
+        let step = step.max(1) as usize;
+        let range = if first >= 1 && first <= last {
+            (first as usize - 1)..(last as usize)
+        } else {
+            0..0
+        };
+        rest.get(range).unwrap_or_default().iter().step_by(step)
+    }
+}
 
 /// What a unit must hold.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,21 +52,22 @@ pub enum Span<'a> {
 }
 
 impl<'a> Span<'a> {
-    /// What `spec` with arguments `rest` must hold, alone (`in_group` false) or as one
-    /// step of a group. Alone, a read of one key needs no stripe (one engine read is
-    /// atomic) and a whole-keyspace read (SCAN, KEYS) holds none either; in a group
-    /// both hold theirs, so the group's view stays still between its steps.
-    pub fn of(spec: &Spec, rest: &'a [Bytes], in_group: bool) -> Span<'a> {
-        match spec.keys {
+    /// What a command naming `keys` (a writer if `write`) with arguments `rest` must
+    /// hold, alone (`in_group` false) or as one step of a group. Alone, a read of one
+    /// key needs no stripe (one engine read is atomic) and a whole-keyspace read (SCAN,
+    /// KEYS) holds none either; in a group both hold theirs, so the group's view stays
+    /// still between its steps.
+    pub fn of(keys: KeySpec, write: bool, rest: &'a [Bytes], in_group: bool) -> Span<'a> {
+        match keys {
             KeySpec::None => Span::Nothing,
             KeySpec::Every { write } if write || in_group => Span::Everything,
             KeySpec::Every { .. } => Span::Nothing,
             KeySpec::Range(..) => {
-                let keys: Vec<&[u8]> = spec.key_args(rest).map(|k| &k[..]).collect();
-                if keys.is_empty() || (!in_group && !spec.is_write() && keys.len() == 1) {
+                let named: Vec<&[u8]> = keys.keys_in(rest).map(|k| &k[..]).collect();
+                if named.is_empty() || (!in_group && !write && named.len() == 1) {
                     Span::Nothing
                 } else {
-                    Span::Keys(keys)
+                    Span::Keys(named)
                 }
             }
         }
@@ -52,44 +86,48 @@ impl<'a> Span<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmd::lookup;
     use crate::cmd::testing::argv as v;
 
-    fn spec(name: &str) -> &'static Spec {
-        lookup(name.as_bytes()).expect("a command")
-    }
+    const ONE: KeySpec = KeySpec::Range(1, 1, 1);
+    const TWO: KeySpec = KeySpec::Range(1, 2, 1);
+    const ALL: KeySpec = KeySpec::Range(1, -1, 1);
+    const PAIRS: KeySpec = KeySpec::Range(1, -1, 2);
 
     #[test]
     fn spans_come_from_key_positions() {
         let a = v(&["k1", "v1", "k2", "v2"]);
         assert_eq!(
-            Span::of(spec("mset"), &a, false),
+            Span::of(PAIRS, true, &a, false),
             Span::Keys(vec![b"k1", b"k2"])
         );
         let a = v(&["src", "dst", "DB", "3"]);
         assert_eq!(
-            Span::of(spec("copy"), &a, false),
+            Span::of(TWO, true, &a, false),
             Span::Keys(vec![b"src", b"dst"])
         );
         let a = v(&["a", "b", "c"]);
         assert_eq!(
-            Span::of(spec("mget"), &a, false),
+            Span::of(ALL, false, &a, false),
             Span::Keys(vec![b"a", b"b", b"c"])
         );
         let a = v(&["k", "v", "EX", "10"]);
-        assert_eq!(Span::of(spec("set"), &a, false), Span::Keys(vec![b"k"]));
+        assert_eq!(Span::of(ONE, true, &a, false), Span::Keys(vec![b"k"]));
+        assert_eq!(KeySpec::Range(2, 1, 1).keys_in(&a).count(), 0);
+        assert_eq!(KeySpec::Range(1, 9, 1).keys_in(&a).count(), 4);
     }
 
     #[test]
     fn lone_reads_hold_nothing_but_groups_hold_their_keys() {
         let a = v(&["k"]);
-        assert_eq!(Span::of(spec("get"), &a, false), Span::Nothing);
-        assert_eq!(Span::of(spec("get"), &a, true), Span::Keys(vec![b"k"]));
-        assert_eq!(Span::of(spec("flushall"), &[], false), Span::Everything);
+        assert_eq!(Span::of(ONE, false, &a, false), Span::Nothing);
+        assert_eq!(Span::of(ONE, false, &a, true), Span::Keys(vec![b"k"]));
+        let flush = KeySpec::Every { write: true };
+        assert_eq!(Span::of(flush, true, &[], false), Span::Everything);
+        let scan = KeySpec::Every { write: false };
         let a = v(&["0"]);
-        assert_eq!(Span::of(spec("scan"), &a, false), Span::Nothing);
-        assert_eq!(Span::of(spec("scan"), &a, true), Span::Everything);
-        assert_eq!(Span::of(spec("ping"), &[], true), Span::Nothing);
+        assert_eq!(Span::of(scan, false, &a, false), Span::Nothing);
+        assert_eq!(Span::of(scan, false, &a, true), Span::Everything);
+        assert_eq!(Span::of(KeySpec::None, false, &[], true), Span::Nothing);
     }
 
     #[test]

@@ -46,6 +46,15 @@ pub enum CmdError {
     Origin(#[from] OriginError),
 }
 
+impl From<crate::keyspace::ReadError> for CmdError {
+    fn from(e: crate::keyspace::ReadError) -> Self {
+        match e {
+            crate::keyspace::ReadError::Engine(e) => CmdError::Engine(e),
+            crate::keyspace::ReadError::Origin(e) => CmdError::Origin(e),
+        }
+    }
+}
+
 impl PartialEq for CmdError {
     fn eq(&self, other: &Self) -> bool {
         self.to_string() == other.to_string()

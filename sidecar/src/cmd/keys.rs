@@ -482,8 +482,8 @@ fn random_key(ks: &Keyspace<'_>) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{run, run_at};
-    use crate::keyspace::testing::store;
     use crate::protocol::reply::Reply;
+    use crate::store::testing::store;
 
     fn err(s: &str) -> Reply {
         Reply::err(s)

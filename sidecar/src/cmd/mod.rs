@@ -10,10 +10,12 @@ mod keys;
 mod server;
 mod strings;
 
-use crate::keyspace::{Keyspace, KeyspaceEvents};
+use crate::keyspace::Keyspace;
 use crate::origin::Reads;
 use crate::protocol::reply::Reply;
 use crate::state::Shared;
+use crate::store::KeyspaceEvents;
+pub use crate::unit::KeySpec;
 use crate::unit::Span;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -54,21 +56,6 @@ pub enum Run {
     Control(fn(&Shared, &mut Session, &mut Args<'_>) -> CmdResult),
 }
 
-/// Which keys a command names: what its unit locks and what COMMAND INFO reports.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum KeySpec {
-    /// None.
-    None,
-    /// Redis' first key, last key (negative: from the end) and step, counting the
-    /// command's name as position 0.
-    Range(i32, i32, i32),
-    /// Every key of the database (FLUSHDB, KEYS, SCAN, ...); `write` for the flushes.
-    Every {
-        /// Whether the command changes keys.
-        write: bool,
-    },
-}
-
 /// One command as the table describes it.
 pub struct Spec {
     /// Lower-case name.
@@ -88,19 +75,7 @@ pub struct Spec {
 impl Spec {
     /// The keys named by `rest` (the arguments after the name), from the key positions.
     pub fn key_args<'a>(&self, rest: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
-        let (first, last, step) = match self.keys {
-            KeySpec::Range(f, l, s) => (f, l, s),
-            KeySpec::None | KeySpec::Every { .. } => (1, 0, 1),
-        };
-        let n = rest.len() as i32;
-        let last = if last < 0 { n + 1 + last } else { last.min(n) };
-        let step = step.max(1) as usize;
-        let range = if first >= 1 && first <= last {
-            (first as usize - 1)..(last as usize)
-        } else {
-            0..0
-        };
-        rest[range].iter().step_by(step)
+        self.keys.keys_in(rest)
     }
 
     /// COMMAND INFO's (first, last, step).
@@ -109,6 +84,12 @@ impl Spec {
             KeySpec::Range(f, l, s) => (f, l, s),
             KeySpec::None | KeySpec::Every { .. } => (0, 0, 0),
         }
+    }
+
+    /// What this command with arguments `rest` holds as a unit (alone, or as one step
+    /// of a group).
+    pub fn span<'a>(&self, rest: &'a [Bytes], in_group: bool) -> Span<'a> {
+        Span::of(self.keys, self.is_write(), rest, in_group)
     }
 
     /// `ERR wrong number of arguments` unless `n` arguments (the name included) fit.
@@ -333,7 +314,7 @@ pub fn execute(
     cmd: DataCmd,
     reads: Option<&mut Reads>,
 ) -> Reply {
-    let _unit = Span::of(spec, rest, false).lock(&shared.store.locks);
+    let _unit = spec.span(rest, false).lock(&shared.store.locks);
     let events = shared
         .read_through
         .as_deref()
@@ -383,7 +364,7 @@ fn unknown_command(name: &[u8], rest: &[Bytes]) -> Reply {
 pub mod testing {
     //! Runs data commands against a store as a connection would, without one.
     use super::*;
-    use crate::keyspace::Store;
+    use crate::store::Store;
 
     /// Arguments as a connection hands them over.
     pub fn argv(items: &[&str]) -> Vec<Bytes> {
@@ -412,7 +393,7 @@ pub mod testing {
         match parse(&mut Args::new(spec.name, rest)) {
             Err(e) => e.into(),
             Ok(cmd) => {
-                let _unit = Span::of(spec, rest, false).lock(&store.locks);
+                let _unit = spec.span(rest, false).lock(&store.locks);
                 let mut ks = Keyspace::new(&store.engine, db);
                 cmd.apply(&mut ks).unwrap_or_else(Reply::from)
             }

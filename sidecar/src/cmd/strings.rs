@@ -509,8 +509,8 @@ fn range(v: &Bytes, mut start: i64, mut end: i64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{run, run_at};
-    use crate::keyspace::testing::store;
     use crate::protocol::reply::Reply;
+    use crate::store::testing::store;
 
     fn bulk(s: &str) -> Reply {
         Reply::text(s)

@@ -9,7 +9,7 @@ mod memo;
 mod route;
 
 use crate::config::RouteConfig;
-use crate::keyspace::{KeyspaceEvents, Store};
+use crate::store::{KeyspaceEvents, Store};
 use bytes::Bytes;
 use caskade_engine::Item;
 use caskade_plugins::{Cached, Outcome};
