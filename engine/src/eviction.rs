@@ -1,6 +1,6 @@
 //! Eviction by key count: `max_keys` is enforced right after an insert by evicting the
-//! policy's victims, each logged as an evict record so a restart does not bring it back.
-//! The engine is the policy host's [`KeySource`].
+//! policy's victims, each logged as an evict record so a restart does not bring it back;
+//! and the engine's doors to its policy host (accesses, inserts, removals).
 
 use crate::core::Inner;
 use crate::error::Result;

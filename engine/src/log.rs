@@ -1,10 +1,6 @@
-//! The log: the segments, the one writer that appends records to the active segment's
-//! write buffer (handed to the file when it reaches 64 KiB, on `flush_writes`, before a
-//! sync, and every maintenance tick), sealing, durability by the configured policy
-//! (under `fsync always` writers that arrive while a sync runs share the next one), the
-//! hint files still to write, and the disk accounting: every byte the data directory
-//! gains or loses is counted here and nowhere else. A failed write or sync poisons the
-//! log for writes until the engine is reopened.
+//! The log owns the segments, the one writer and its 64 KiB write buffer, sealing,
+//! durability (group commit under `fsync always`), poison after a failed write or sync,
+//! the hint files still to write, and the disk accounting (counted here and nowhere else).
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
