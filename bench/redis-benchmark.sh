@@ -4,6 +4,7 @@
 #
 #   bash bench/redis-benchmark.sh            # full: 1,000,000 requests per test
 #   N=200000 bash bench/redis-benchmark.sh   # quicker
+#   CASKADE_BIN=/path/to/caskade bash bench/redis-benchmark.sh   # another build (no cargo build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-1000000}
@@ -15,7 +16,10 @@ CASKADE_PORT=${CASKADE_PORT:-16380}
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
 fi
-cargo build --release -p caskade --locked -q
+if [ -z "${CASKADE_BIN:-}" ]; then
+  cargo build --release -p caskade --locked -q
+  CASKADE_BIN=./target/release/caskade
+fi
 
 work=$(mktemp -d)
 cleanup() {
@@ -27,7 +31,7 @@ trap cleanup EXIT
 
 redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes \
   --dir "$work" --logfile "$work/redis.log" >/dev/null
-./target/release/caskade --port "$CASKADE_PORT" --admin-port 0 --dir "$work/caskade" \
+"$CASKADE_BIN" --port "$CASKADE_PORT" --admin-port 0 --dir "$work/caskade" \
   --fsync everysec --log warn >"$work/caskade.out" 2>&1 &
 CASKADE_PID=$!
 for _ in $(seq 100); do

@@ -114,3 +114,80 @@ fn flush_writes(shared: &Shared, session: &mut Session) {
         tracing::error!(error = %e, "handing writes to the data file failed");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::testing::shared;
+    use tokio::io::DuplexStream;
+
+    /// Reads until `want` has arrived (or fails on EOF or a mismatch).
+    async fn expect(c: &mut DuplexStream, want: &[u8]) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < want.len() {
+            let n = c.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+    }
+
+    async fn closed(c: &mut DuplexStream) {
+        let mut buf = [0u8; 64];
+        assert_eq!(c.read(&mut buf).await.expect("read"), 0, "expected EOF");
+    }
+
+    #[tokio::test]
+    async fn pipelined_commands_are_answered_in_order_then_quit_closes() {
+        let (_d, sh) = shared();
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(serve(sh.clone(), s, "test".into()));
+        c.write_all(
+            b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\nGET k\r\nNOPE x\r\n",
+        )
+        .await
+        .expect("write");
+        expect(
+            &mut c,
+            b"+PONG\r\n+OK\r\n$1\r\nv\r\n-ERR unknown command 'NOPE', with args beginning with: 'x' \r\n",
+        )
+        .await;
+        assert_eq!(sh.client_count(), 1);
+        c.write_all(b"HELLO 3\r\n").await.expect("write");
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).await.expect("read");
+        assert!(buf[..n].starts_with(b"%7\r\n"), "a RESP3 map");
+        c.write_all(b"GET missing\r\nQUIT\r\n")
+            .await
+            .expect("write");
+        expect(&mut c, b"_\r\n+OK\r\n").await;
+        closed(&mut c).await;
+        task.await.expect("served");
+        assert_eq!(sh.client_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_protocol_error_is_answered_and_closes() {
+        let (_d, sh) = shared();
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(serve(sh, s, "test".into()));
+        c.write_all(b"*1\r\n$x\r\n").await.expect("write");
+        expect(&mut c, b"-ERR Protocol error: invalid bulk length\r\n").await;
+        closed(&mut c).await;
+        task.await.expect("served");
+    }
+
+    #[tokio::test]
+    async fn writes_are_handed_to_the_file_before_their_replies() {
+        let (_d, sh) = shared();
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let _task = tokio::spawn(serve(sh.clone(), s, "test".into()));
+        c.write_all(b"SET a 1\r\nINCR a\r\n").await.expect("write");
+        expect(&mut c, b"+OK\r\n:2\r\n").await;
+        assert_eq!(
+            sh.store.engine.get(0, b"a").expect("get").as_deref(),
+            Some(&b"2"[..])
+        );
+    }
+}

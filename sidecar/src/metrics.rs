@@ -39,6 +39,15 @@ impl Metrics {
         })
     }
 
+    /// Handles without an installed recorder (tests: several servers in one process).
+    #[cfg(test)]
+    pub fn unregistered(commands: &[&'static str]) -> Metrics {
+        Metrics {
+            handle: PrometheusBuilder::new().build_recorder().handle(),
+            per_command: Self::handles(commands),
+        }
+    }
+
     fn handles(commands: &[&'static str]) -> Vec<(Counter, Histogram)> {
         commands
             .iter()

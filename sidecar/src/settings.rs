@@ -35,10 +35,6 @@ fn int<T: std::str::FromStr>(v: &str) -> Result<T, String> {
         .map_err(|_| "argument couldn't be parsed into an integer".to_string())
 }
 
-fn opt(v: Option<impl ToString>) -> String {
-    v.map(|x| x.to_string()).unwrap_or_default()
-}
-
 fn path(p: &Option<PathBuf>) -> String {
     p.as_ref()
         .map(|p| p.display().to_string())
@@ -183,16 +179,16 @@ pub static SETTINGS: &[Setting] = &[
     },
     Setting {
         field: "storage.max_disk_bytes",
-        note: "",
+        note: " (0 = unbounded)",
         flag: Some("max-disk-bytes"),
         env: Some("CASKADE_MAX_DISK_BYTES"),
         redis: Some("caskade-max-disk-bytes"),
         live: false,
         default_text: "",
-        get: |c| opt(c.storage.max_disk_bytes),
+        get: |c| c.storage.max_disk_bytes.unwrap_or(0).to_string(),
         set: |c, v| {
-            c.storage.max_disk_bytes = match v {
-                "" => None,
+            c.storage.max_disk_bytes = match v.trim() {
+                "" | "0" => None,
                 v => Some(parse_size(v)?),
             };
             Ok(())
@@ -200,16 +196,16 @@ pub static SETTINGS: &[Setting] = &[
     },
     Setting {
         field: "storage.max_keys",
-        note: "",
+        note: " (0 = unbounded)",
         flag: Some("max-keys"),
         env: Some("CASKADE_MAX_KEYS"),
         redis: Some("caskade-max-keys"),
         live: false,
         default_text: "",
-        get: |c| opt(c.storage.max_keys),
+        get: |c| c.storage.max_keys.unwrap_or(0).to_string(),
         set: |c, v| {
-            c.storage.max_keys = match v {
-                "" => None,
+            c.storage.max_keys = match v.trim() {
+                "" | "0" => None,
                 v => Some(int(v)?),
             };
             Ok(())
@@ -457,6 +453,10 @@ mod tests {
     fn redis_names() {
         let mut c = Config::default();
         let p = redis_params(&c);
+        assert!(
+            p.contains(&("caskade-max-keys", "0".into())),
+            "unbounded reads as 0"
+        );
         assert!(p.contains(&("maxclients", "10000".into())));
         assert!(p.contains(&("maxmemory-policy", "noeviction".into())));
         c.storage.fsync = caskade_engine::Fsync::Never;

@@ -161,3 +161,18 @@ impl Shared {
         self.clients.lock().len()
     }
 }
+
+#[cfg(test)]
+pub mod testing {
+    //! A server's shared state over a fresh engine, without listeners.
+    use super::*;
+
+    /// Default configuration, a temporary engine, no plugins; keep the directory alive.
+    pub fn shared() -> (tempfile::TempDir, Arc<Shared>) {
+        let (dir, store) = crate::store::testing::store();
+        let names: Vec<&'static str> = crate::cmd::COMMANDS.iter().map(|c| c.name).collect();
+        let metrics = Arc::new(crate::metrics::Metrics::unregistered(&names));
+        let shared = Shared::new(Arc::new(store), Config::default(), metrics, None, None);
+        (dir, Arc::new(shared))
+    }
+}

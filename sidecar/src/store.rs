@@ -24,13 +24,23 @@ pub struct KeyLocks {
 /// The stripes a unit holds; released when dropped.
 #[must_use = "the stripes are released when this is dropped"]
 pub struct StripeGuard<'a> {
-    _held: Vec<MutexGuard<'a, ()>>,
+    _held: Held<'a>,
+}
+
+/// One stripe is the common case (a single-key write): held without an allocation.
+enum Held<'a> {
+    Nothing,
+    // The guards are held for their Drop, which releases the stripes.
+    One { _guard: MutexGuard<'a, ()> },
+    Many { _guards: Vec<MutexGuard<'a, ()>> },
 }
 
 impl StripeGuard<'_> {
     /// A guard holding nothing (a unit that names no key).
     pub fn none() -> Self {
-        StripeGuard { _held: Vec::new() }
+        StripeGuard {
+            _held: Held::Nothing,
+        }
     }
 }
 
@@ -53,16 +63,35 @@ impl KeyLocks {
         let mut idx: Vec<usize> = keys.into_iter().map(Self::stripe).collect();
         idx.sort_unstable();
         idx.dedup();
-        StripeGuard {
-            _held: idx.into_iter().map(|i| self.stripes[i].lock()).collect(),
-        }
+        self.hold(&idx)
+    }
+
+    /// Locks the stripe of one key.
+    pub fn lock_one(&self, key: &[u8]) -> StripeGuard<'_> {
+        self.hold(&[Self::stripe(key)])
     }
 
     /// Locks every stripe (FLUSHALL and the like), in the same global order.
     pub fn lock_all(&self) -> StripeGuard<'_> {
         StripeGuard {
-            _held: self.stripes.iter().map(|s| s.lock()).collect(),
+            _held: Held::Many {
+                _guards: self.stripes.iter().map(|s| s.lock()).collect(),
+            },
         }
+    }
+
+    /// Takes `sorted` (ascending, without repeats).
+    fn hold(&self, sorted: &[usize]) -> StripeGuard<'_> {
+        let held = match sorted {
+            [] => Held::Nothing,
+            [i] => Held::One {
+                _guard: self.stripes[*i].lock(),
+            },
+            many => Held::Many {
+                _guards: many.iter().map(|&i| self.stripes[i].lock()).collect(),
+            },
+        };
+        StripeGuard { _held: held }
     }
 }
 

@@ -45,6 +45,8 @@ impl KeySpec {
 pub enum Span<'a> {
     /// No key: nothing to hold.
     Nothing,
+    /// The stripe of one key (kept apart: the common case, with no allocation).
+    One(&'a [u8]),
     /// The stripes of these keys.
     Keys(Vec<&'a [u8]>),
     /// Every stripe (a flush, or a whole-keyspace read inside a group).
@@ -63,11 +65,12 @@ impl<'a> Span<'a> {
             KeySpec::Every { write } if write || in_group => Span::Everything,
             KeySpec::Every { .. } => Span::Nothing,
             KeySpec::Range(..) => {
-                let named: Vec<&[u8]> = keys.keys_in(rest).map(|k| &k[..]).collect();
-                if named.is_empty() || (!in_group && !write && named.len() == 1) {
-                    Span::Nothing
-                } else {
-                    Span::Keys(named)
+                let mut named = keys.keys_in(rest).map(|k| &k[..]);
+                match (named.next(), named.next()) {
+                    (None, _) => Span::Nothing,
+                    (Some(_), None) if !in_group && !write => Span::Nothing,
+                    (Some(k), None) => Span::One(k),
+                    (Some(a), Some(b)) => Span::Keys([a, b].into_iter().chain(named).collect()),
                 }
             }
         }
@@ -77,6 +80,7 @@ impl<'a> Span<'a> {
     pub fn lock(self, locks: &KeyLocks) -> StripeGuard<'_> {
         match self {
             Span::Nothing => StripeGuard::none(),
+            Span::One(key) => locks.lock_one(key),
             Span::Keys(keys) => locks.lock(keys),
             Span::Everything => locks.lock_all(),
         }
@@ -111,7 +115,7 @@ mod tests {
             Span::Keys(vec![b"a", b"b", b"c"])
         );
         let a = v(&["k", "v", "EX", "10"]);
-        assert_eq!(Span::of(ONE, true, &a, false), Span::Keys(vec![b"k"]));
+        assert_eq!(Span::of(ONE, true, &a, false), Span::One(b"k"));
         assert_eq!(KeySpec::Range(2, 1, 1).keys_in(&a).count(), 0);
         assert_eq!(KeySpec::Range(1, 9, 1).keys_in(&a).count(), 4);
     }
@@ -120,7 +124,7 @@ mod tests {
     fn lone_reads_hold_nothing_but_groups_hold_their_keys() {
         let a = v(&["k"]);
         assert_eq!(Span::of(ONE, false, &a, false), Span::Nothing);
-        assert_eq!(Span::of(ONE, false, &a, true), Span::Keys(vec![b"k"]));
+        assert_eq!(Span::of(ONE, false, &a, true), Span::One(b"k"));
         let flush = KeySpec::Every { write: true };
         assert_eq!(Span::of(flush, true, &[], false), Span::Everything);
         let scan = KeySpec::Every { write: false };
@@ -134,6 +138,7 @@ mod tests {
     fn spans_lock() {
         let locks = KeyLocks::default();
         drop(Span::Keys(vec![b"x", b"y", b"x"]).lock(&locks));
+        drop(Span::One(b"x").lock(&locks));
         drop(Span::Everything.lock(&locks));
         drop(Span::Nothing.lock(&locks));
     }

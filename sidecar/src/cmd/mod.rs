@@ -6,6 +6,7 @@
 mod args;
 mod connection;
 mod error;
+mod info;
 mod keys;
 mod server;
 mod strings;
@@ -210,7 +211,7 @@ pub static COMMANDS: &[Spec] = &[
     ctl!("select", 2, F, connection::select),
     ctl!("client", -2, &["noscript"], connection::client),
     // server
-    ctl!("info", -1, &["loading", "stale"], server::info),
+    ctl!("info", -1, &["loading", "stale"], info::info),
     ctl!("config", -2, ADMIN, server::config),
     ctl!("command", -1, &["loading", "stale"], server::command),
     ctl!("time", 1, F, server::time),
@@ -272,7 +273,8 @@ pub async fn run(
                 let db = session.db;
                 let mut reads = match &shared.read_through {
                     Some(rt) if spec.through && rt.routes_any(spec.key_args(rest)) => {
-                        Some(rt.prefetch(&shared.store, db, spec.key_args(rest)).await)
+                        // Boxed: the fetch's state stays off the common path's future.
+                        Some(Box::pin(rt.prefetch(&shared.store, db, spec.key_args(rest))).await)
                     }
                     _ => None,
                 };
@@ -358,6 +360,60 @@ fn unknown_command(name: &[u8], rest: &[Bytes]) -> Reply {
         ));
     }
     CmdError::err(msg).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::testing::shared;
+
+    async fn call(sh: &Arc<Shared>, sess: &mut Session, argv: &[&str]) -> Reply {
+        run(sh, sess, &testing::argv(argv), false).await
+    }
+
+    #[tokio::test]
+    async fn dispatch_checks_auth_arity_and_names() {
+        let (_d, sh) = shared();
+        sh.config.lock().requirepass = Some("pw".into());
+        let mut sess = Session::new(&sh, sh.register("t".into()));
+        assert_eq!(
+            call(&sh, &mut sess, &["get", "k"]).await,
+            Reply::err("NOAUTH Authentication required.")
+        );
+        assert_eq!(call(&sh, &mut sess, &["auth", "pw"]).await, Reply::OK);
+        assert_eq!(
+            call(&sh, &mut sess, &["get"]).await,
+            Reply::err("ERR wrong number of arguments for 'get' command")
+        );
+        assert_eq!(
+            call(&sh, &mut sess, &["bogus", "a", "b"]).await,
+            Reply::err("ERR unknown command 'bogus', with args beginning with: 'a' 'b' ")
+        );
+        assert_eq!(call(&sh, &mut sess, &["SeT", "k", "v"]).await, Reply::OK);
+        assert!(sess.wrote, "a write asks for the buffer to be flushed");
+        assert_eq!(call(&sh, &mut sess, &["select", "2"]).await, Reply::OK);
+        assert_eq!(call(&sh, &mut sess, &["get", "k"]).await, Reply::Nil);
+        let before = sh.stats.commands.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(before >= 4);
+    }
+
+    #[test]
+    fn every_command_is_found_and_key_positions_fit_the_arity() {
+        for spec in COMMANDS {
+            assert!(std::ptr::eq(
+                lookup(spec.name.to_ascii_uppercase().as_bytes()).expect("found"),
+                spec
+            ));
+            if let KeySpec::Range(first, _, _) = spec.keys {
+                assert!(
+                    spec.arity.abs() > first,
+                    "{}: the first key is inside the arity",
+                    spec.name
+                );
+            }
+            assert!(spec.through == matches!(spec.name, "get" | "mget" | "getex"));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,182 +1,14 @@
-//! Server commands: INFO (Redis' sections and fields that tools read, plus a
-//! `# Caskade` section), CONFIG GET/SET, COMMAND, TIME, LASTSAVE, MEMORY USAGE,
-//! OBJECT, SLOWLOG and FUNCTION FLUSH.
+//! Server commands: CONFIG GET/SET (from the settings table), COMMAND, TIME, LASTSAVE,
+//! MEMORY USAGE, OBJECT, SLOWLOG and FUNCTION FLUSH. INFO has a file of its own.
 
 use super::args::{Args, is, parse_i64};
-use super::connection::REDIS_VERSION;
 use super::error::{CmdError, CmdResult};
 use super::{COMMANDS, Session, Spec};
 use crate::glob;
 use crate::protocol::reply::Reply;
 use crate::state::Shared;
 use bytes::Bytes;
-use caskade_engine::NAMESPACES;
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
-fn info_text(s: &Shared, sections: &[String]) -> String {
-    let want = |name: &str| {
-        sections.is_empty()
-            || sections
-                .iter()
-                .any(|s| s == name || s == "all" || s == "everything" || s == "default")
-    };
-    let cfg = s.config.lock().clone();
-    let st = s.store.engine.stats();
-    let mut out = String::new();
-    let uptime = s.started.elapsed().as_secs();
-    if want("server") {
-        let _ = write!(
-            out,
-            "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\nos:{} {}\r\narch_bits:{}\r\nmultiplexing_api:epoll\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nexecutable:caskade\r\ncaskade_version:{}\r\n\r\n",
-            std::env::consts::OS,
-            std::env::consts::ARCH,
-            usize::BITS,
-            std::process::id(),
-            cfg.port,
-            uptime / 86400,
-            env!("CARGO_PKG_VERSION"),
-        );
-    }
-    if want("clients") {
-        let _ = write!(
-            out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
-            s.client_count(),
-            cfg.limits.max_clients
-        );
-    }
-    if want("memory") {
-        let rss = rss_bytes();
-        let _ = write!(
-            out,
-            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{:.2}M\r\nused_memory_rss:{rss}\r\nused_memory_peak:{rss}\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\nmem_fragmentation_ratio:1.00\r\n\r\n",
-            rss as f64 / (1 << 20) as f64
-        );
-    }
-    if want("persistence") {
-        let _ = write!(
-            out,
-            "# Persistence\r\nloading:0\r\nrdb_changes_since_last_save:0\r\nrdb_last_save_time:{}\r\naof_enabled:1\r\n\r\n",
-            last_save(s)
-        );
-    }
-    if want("stats") {
-        let _ = write!(
-            out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\r\n",
-            s.stats.connections.load(Ordering::Relaxed),
-            s.stats.commands.load(Ordering::Relaxed),
-            s.stats.rejected.load(Ordering::Relaxed),
-            st.expired_keys,
-            st.evictions_max_keys + st.evictions_disk,
-            st.hits,
-            st.misses
-        );
-    }
-    if want("replication") {
-        out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
-    }
-    if want("cluster") {
-        out.push_str("# Cluster\r\ncluster_enabled:0\r\n\r\n");
-    }
-    if want("keyspace") {
-        out.push_str("# Keyspace\r\n");
-        for db in 0..NAMESPACES {
-            let n = s.store.engine.len(db);
-            if n > 0 {
-                let e = s.store.engine.expiring_len(db);
-                let _ = write!(out, "db{db}:keys={n},expires={e},avg_ttl=0\r\n");
-            }
-        }
-        out.push_str("\r\n");
-    }
-    if want("caskade") {
-        let _ = write!(
-            out,
-            "# Caskade\r\nengine_keys:{}\r\nengine_segments:{}\r\nengine_disk_bytes:{}\r\nengine_live_bytes:{}\r\nengine_garbage_bytes:{}\r\nengine_index_bytes:{}\r\nengine_bytes_written:{}\r\nengine_bytes_rewritten:{}\r\nengine_write_amplification:{:.3}\r\nengine_syncs:{}\r\nengine_corrupt_records:{}\r\nevictions_max_keys:{}\r\nevictions_disk:{}\r\ncompaction_filter_removals:{}\r\ncompactions:{}\r\nreclaims:{}\r\neviction_policy:{}\r\neviction_policy_bytes:{}\r\nmax_keys:{}\r\nmax_disk_bytes:{}\r\nfsync:{:?}\r\ndata_dir:{}\r\n\r\n",
-            st.keys,
-            st.segments,
-            st.disk_bytes,
-            st.live_bytes,
-            st.garbage_bytes,
-            st.index_bytes,
-            st.bytes_written,
-            st.bytes_rewritten,
-            st.write_amplification,
-            st.syncs,
-            st.corrupt_records,
-            st.evictions_max_keys,
-            st.evictions_disk,
-            st.filter_removals,
-            st.compactions,
-            st.reclaims,
-            st.policy,
-            st.policy_bytes,
-            cfg.storage.max_keys.unwrap_or(0),
-            cfg.storage.max_disk_bytes.unwrap_or(0),
-            cfg.storage.fsync,
-            cfg.storage.dir.display()
-        );
-    }
-    if want("caskade")
-        && let Some(p) = &s.plugins
-    {
-        let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let _ = write!(
-            out,
-            "# Plugins\r\nfilter_calls:{}\r\nfilter_failures:{}\r\npolicy_calls:{}\r\npolicy_failures:{}\r\nplugin_reloads:{}\r\nplugin_reload_failures:{}\r\n\r\n",
-            g(&p.filter_stats.calls),
-            p.filter_stats.failures(),
-            g(&p.policy_stats.calls),
-            p.policy_stats.failures(),
-            g(&p.reloads),
-            g(&p.reload_failures),
-        );
-    }
-    if want("caskade")
-        && let Some(rt) = &s.read_through
-    {
-        let g = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        let _ = write!(
-            out,
-            "# ReadThrough\r\nroutes:{}\r\nfetches_in_flight:{}\r\n",
-            rt.routes().len(),
-            rt.in_flight()
-        );
-        for (i, r) in rt.routes().iter().enumerate() {
-            let _ = write!(
-                out,
-                "route{i}:prefix={},fetches={},fetch_failures={},negative_entries={}\r\n",
-                r.cfg.prefix.replace([',', '\r', '\n'], "_"),
-                g(&r.plugin_stats.calls),
-                r.plugin_stats.failures(),
-                r.negative.lock().len()
-            );
-        }
-        out.push_str("\r\n");
-    }
-    while out.ends_with("\r\n\r\n") {
-        out.truncate(out.len() - 2);
-    }
-    out
-}
-
-pub fn info(s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
-    let a = args.take_rest();
-    let sections: Vec<String> = a
-        .iter()
-        .map(|x| String::from_utf8_lossy(x).to_ascii_lowercase())
-        .collect();
-    Ok(Reply::Verbatim(info_text(s, &sections)))
-}
 
 pub fn config(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
     let a = args.take_rest();
@@ -324,14 +156,8 @@ pub fn time(s: &Shared, _sess: &mut Session, _args: &mut Args<'_>) -> CmdResult 
     ]))
 }
 
-/// Unix seconds of the last time data was made durable (a sync), or the start time.
-fn last_save(s: &Shared) -> u64 {
-    let synced = s.store.engine.stats().last_sync_ms / 1000;
-    synced.max(s.last_save.load(Ordering::Relaxed))
-}
-
 pub fn lastsave(s: &Shared, _sess: &mut Session, _args: &mut Args<'_>) -> CmdResult {
-    Ok(Reply::Int(last_save(s) as i64))
+    Ok(Reply::Int(super::info::last_save(s) as i64))
 }
 
 pub fn memory(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult {

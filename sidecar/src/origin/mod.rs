@@ -98,10 +98,35 @@ enum Decision {
     Fetch,
 }
 
-fn decide(
-    route: &Route,
+/// What a route remembers of one key: a recent "not found", a recent failure.
+trait Remembered {
+    fn not_found(&self) -> bool;
+    fn failure(&self) -> Option<OriginError>;
+}
+
+/// A route's memos, looked up for one key at one moment.
+struct RouteMemory<'a> {
+    route: &'a Route,
     db: u8,
-    key: &Bytes,
+    key: &'a Bytes,
+    now: u64,
+}
+
+impl Remembered for RouteMemory<'_> {
+    fn not_found(&self) -> bool {
+        let r = self.route;
+        r.negative.lock().get(self.db, self.key, self.now).is_some()
+    }
+
+    fn failure(&self) -> Option<OriginError> {
+        let r = self.route;
+        r.errors.lock().get(self.db, self.key, self.now)
+    }
+}
+
+fn decide(
+    cfg: &RouteConfig,
+    memory: &dyn Remembered,
     item: Option<Item>,
     fetched: Option<&Fetched>,
     now: u64,
@@ -111,8 +136,8 @@ fn decide(
             Some(Fetched::Value(v)) => Decision::Value(v.clone()),
             Some(Fetched::NotFound) => Decision::Miss,
             Some(Fetched::Failed(e)) => Decision::Failed(e.clone()),
-            None if route.negative.lock().get(db, key, now).is_some() => Decision::NegativeHit,
-            None => match route.errors.lock().get(db, key, now) {
+            None if memory.not_found() => Decision::NegativeHit,
+            None => match memory.failure() {
                 Some(e) => Decision::Failed(e),
                 None => Decision::Fetch,
             },
@@ -130,9 +155,9 @@ fn decide(
     // rather than asking the origin again).
     let known = match fetched {
         Some(f) => Some(f.clone()),
-        None => route.errors.lock().get(db, key, now).map(Fetched::Failed),
+        None => memory.failure().map(Fetched::Failed),
     };
-    if stale_for < route.cfg.stale_while_revalidate && fetched.is_none() {
+    if stale_for < cfg.stale_while_revalidate && fetched.is_none() {
         return if known.is_none() {
             Decision::Refresh(item.value)
         } else {
@@ -142,7 +167,7 @@ fn decide(
     match known {
         Some(Fetched::Value(v)) => Decision::Value(v),
         Some(Fetched::NotFound) => Decision::Miss,
-        Some(Fetched::Failed(_)) if stale_for < route.cfg.stale_if_error => {
+        Some(Fetched::Failed(_)) if stale_for < cfg.stale_if_error => {
             Decision::StaleOnError(item.value)
         }
         Some(Fetched::Failed(e)) => Decision::Failed(e),
@@ -176,7 +201,13 @@ impl Reads {
         let Some(route) = self.rt.route_for(key).cloned() else {
             return Ok(item.map(|i| i.value));
         };
-        match decide(&route, db, key, item, self.fetched.get(key), now) {
+        let memory = RouteMemory {
+            route: &route,
+            db,
+            key,
+            now,
+        };
+        match decide(&route.cfg, &memory, item, self.fetched.get(key), now) {
             Decision::Value(v) => Ok(Some(v)),
             Decision::Miss => Ok(None),
             Decision::NegativeHit => {
@@ -276,7 +307,13 @@ impl ReadThrough {
             let Ok(item) = store.engine.get_item(db, key) else {
                 continue;
             };
-            match decide(route, db, key, item, None, now) {
+            let memory = RouteMemory {
+                route,
+                db,
+                key,
+                now,
+            };
+            match decide(&route.cfg, &memory, item, None, now) {
                 Decision::Fetch => need.push(key.clone()),
                 Decision::Value(v) | Decision::Refresh(v) | Decision::StaleOnError(v) => {
                     seen.insert(key.clone(), Some(v));
@@ -597,4 +634,149 @@ pub fn build(cfgs: &[RouteConfig], fetchers: Vec<caskade_plugins::WasmFetcher>) 
         .map(|(cfg, f)| Arc::new(Route::new(cfg, f)))
         .collect();
     ReadThrough::new(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Memo {
+        not_found: bool,
+        failure: Option<OriginError>,
+    }
+
+    impl Remembered for Memo {
+        fn not_found(&self) -> bool {
+            self.not_found
+        }
+
+        fn failure(&self) -> Option<OriginError> {
+            self.failure.clone()
+        }
+    }
+
+    const NOTHING: Memo = Memo {
+        not_found: false,
+        failure: None,
+    };
+
+    fn failed() -> OriginError {
+        OriginError::Fetch {
+            key: "k".into(),
+            reason: "down".into(),
+        }
+    }
+
+    fn cfg() -> RouteConfig {
+        let c = crate::config::Config::parse(
+            "read_through:\n  routes:\n    - prefix: 'k'\n      fetcher: f.wasm\n      ttl: 10s\n      stale_while_revalidate: 5s\n      stale_if_error: 20s\n",
+        )
+        .expect("parses");
+        c.read_through.routes[0].clone()
+    }
+
+    /// A read-through entry fetched at `fetched_at` with a 10 s TTL.
+    fn entry(value: &str, fetched_at: u64) -> Item {
+        Item {
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            meta: Entry::fresh(fetched_at, 10_000, None).encode().into(),
+            expire_at_ms: None,
+        }
+    }
+
+    fn value(d: Decision) -> Option<String> {
+        match d {
+            Decision::Value(v) | Decision::Refresh(v) | Decision::StaleOnError(v) => {
+                Some(String::from_utf8_lossy(&v).into_owned())
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn misses_fetch_unless_remembered() {
+        let c = cfg();
+        assert!(matches!(
+            decide(&c, &NOTHING, None, None, 0),
+            Decision::Fetch
+        ));
+        let negative = Memo {
+            not_found: true,
+            failure: None,
+        };
+        assert!(matches!(
+            decide(&c, &negative, None, None, 0),
+            Decision::NegativeHit
+        ));
+        let failing = Memo {
+            not_found: false,
+            failure: Some(failed()),
+        };
+        assert!(matches!(
+            decide(&c, &failing, None, None, 0),
+            Decision::Failed(_)
+        ));
+        let got = Fetched::Value(Bytes::from_static(b"v"));
+        assert_eq!(
+            value(decide(&c, &NOTHING, None, Some(&got), 0)),
+            Some("v".into())
+        );
+        assert!(matches!(
+            decide(&c, &NOTHING, None, Some(&Fetched::NotFound), 0),
+            Decision::Miss
+        ));
+        let bad = Fetched::Failed(failed());
+        assert!(matches!(
+            decide(&c, &NOTHING, None, Some(&bad), 0),
+            Decision::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn fresh_and_client_written_values_are_hits() {
+        let c = cfg();
+        let written = Item {
+            value: Bytes::from_static(b"mine"),
+            meta: Bytes::new(),
+            expire_at_ms: None,
+        };
+        assert!(matches!(
+            decide(&c, &NOTHING, Some(written), None, 1_000_000),
+            Decision::Value(_)
+        ));
+        let d = decide(&c, &NOTHING, Some(entry("v", 1_000)), None, 5_000);
+        assert!(matches!(d, Decision::Value(_)));
+    }
+
+    #[test]
+    fn stale_values_follow_the_windows() {
+        let c = cfg();
+        // Fresh until 11_000; stale-while-revalidate to 16_000; stale-if-error to 31_000.
+        let d = decide(&c, &NOTHING, Some(entry("old", 1_000)), None, 12_000);
+        assert!(matches!(d, Decision::Refresh(_)), "{d:?}");
+        let failing = Memo {
+            not_found: false,
+            failure: Some(failed()),
+        };
+        let d = decide(&c, &failing, Some(entry("old", 1_000)), None, 12_000);
+        assert!(matches!(d, Decision::StaleOnError(_)), "{d:?}");
+        let d = decide(&c, &NOTHING, Some(entry("old", 1_000)), None, 20_000);
+        assert!(matches!(d, Decision::Fetch), "{d:?}");
+        let bad = Fetched::Failed(failed());
+        let d = decide(&c, &NOTHING, Some(entry("old", 1_000)), Some(&bad), 20_000);
+        assert!(matches!(d, Decision::StaleOnError(_)), "{d:?}");
+        let d = decide(&c, &NOTHING, Some(entry("old", 1_000)), Some(&bad), 40_000);
+        assert!(matches!(d, Decision::Failed(_)), "{d:?}");
+        let new = Fetched::Value(Bytes::from_static(b"new"));
+        let d = decide(&c, &NOTHING, Some(entry("old", 1_000)), Some(&new), 20_000);
+        assert_eq!(value(d), Some("new".into()));
+        let d = decide(
+            &c,
+            &NOTHING,
+            Some(entry("old", 1_000)),
+            Some(&Fetched::NotFound),
+            20_000,
+        );
+        assert!(matches!(d, Decision::Miss), "{d:?}");
+    }
 }

@@ -1,0 +1,243 @@
+//! INFO: Redis' sections and the fields tools read, plus caskade's own (`# Caskade`,
+//! `# Plugins`, `# ReadThrough`). Each section is a list of fields built from the
+//! server's state; one renderer writes them in Redis' text format.
+
+use super::Session;
+use super::args::Args;
+use super::connection::REDIS_VERSION;
+use super::error::CmdResult;
+use crate::protocol::reply::Reply;
+use crate::state::Shared;
+use caskade_engine::NAMESPACES;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One section: its title, the name INFO selects it by, and its fields in order.
+struct Section {
+    title: &'static str,
+    selector: &'static str,
+    fields: Vec<(String, String)>,
+}
+
+impl Section {
+    fn new(title: &'static str, selector: &'static str) -> Self {
+        Section {
+            title,
+            selector,
+            fields: Vec::new(),
+        }
+    }
+
+    fn field(mut self, name: impl Into<String>, value: impl ToString) -> Self {
+        self.fields.push((name.into(), value.to_string()));
+        self
+    }
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn count(c: &AtomicU64) -> u64 {
+    c.load(Ordering::Relaxed)
+}
+
+/// Unix seconds of the last time data was made durable (a sync), or the start time.
+pub fn last_save(s: &Shared) -> u64 {
+    let synced = s.store.engine.stats().last_sync_ms / 1000;
+    synced.max(s.last_save.load(Ordering::Relaxed))
+}
+
+/// Every section, in Redis' order, then caskade's.
+fn sections(s: &Shared) -> Vec<Section> {
+    let cfg = s.config.lock().clone();
+    let st = s.store.engine.stats();
+    let uptime = s.started.elapsed().as_secs();
+    let rss = rss_bytes();
+    let mut out = vec![
+        Section::new("Server", "server")
+            .field("redis_version", REDIS_VERSION)
+            .field("redis_mode", "standalone")
+            .field(
+                "os",
+                format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+            )
+            .field("arch_bits", usize::BITS)
+            .field("multiplexing_api", "epoll")
+            .field("process_id", std::process::id())
+            .field("tcp_port", cfg.port)
+            .field("uptime_in_seconds", uptime)
+            .field("uptime_in_days", uptime / 86400)
+            .field("executable", "caskade")
+            .field("caskade_version", env!("CARGO_PKG_VERSION")),
+        Section::new("Clients", "clients")
+            .field("connected_clients", s.client_count())
+            .field("maxclients", cfg.limits.max_clients)
+            .field("blocked_clients", 0),
+        Section::new("Memory", "memory")
+            .field("used_memory", rss)
+            .field(
+                "used_memory_human",
+                format!("{:.2}M", rss as f64 / (1 << 20) as f64),
+            )
+            .field("used_memory_rss", rss)
+            .field("used_memory_peak", rss)
+            .field("maxmemory", 0)
+            .field("maxmemory_policy", "noeviction")
+            .field("mem_fragmentation_ratio", "1.00"),
+        Section::new("Persistence", "persistence")
+            .field("loading", 0)
+            .field("rdb_changes_since_last_save", 0)
+            .field("rdb_last_save_time", last_save(s))
+            .field("aof_enabled", 1),
+        Section::new("Stats", "stats")
+            .field("total_connections_received", count(&s.stats.connections))
+            .field("total_commands_processed", count(&s.stats.commands))
+            .field("rejected_connections", count(&s.stats.rejected))
+            .field("expired_keys", st.expired_keys)
+            .field("evicted_keys", st.evictions_max_keys + st.evictions_disk)
+            .field("keyspace_hits", st.hits)
+            .field("keyspace_misses", st.misses),
+        Section::new("Replication", "replication")
+            .field("role", "master")
+            .field("connected_slaves", 0),
+        Section::new("Cluster", "cluster").field("cluster_enabled", 0),
+    ];
+    let mut keyspace = Section::new("Keyspace", "keyspace");
+    for db in 0..NAMESPACES {
+        let n = s.store.engine.len(db);
+        if n > 0 {
+            let e = s.store.engine.expiring_len(db);
+            keyspace = keyspace.field(format!("db{db}"), format!("keys={n},expires={e},avg_ttl=0"));
+        }
+    }
+    out.push(keyspace);
+    out.push(
+        Section::new("Caskade", "caskade")
+            .field("engine_keys", st.keys)
+            .field("engine_segments", st.segments)
+            .field("engine_disk_bytes", st.disk_bytes)
+            .field("engine_live_bytes", st.live_bytes)
+            .field("engine_garbage_bytes", st.garbage_bytes)
+            .field("engine_index_bytes", st.index_bytes)
+            .field("engine_bytes_written", st.bytes_written)
+            .field("engine_bytes_rewritten", st.bytes_rewritten)
+            .field(
+                "engine_write_amplification",
+                format!("{:.3}", st.write_amplification),
+            )
+            .field("engine_syncs", st.syncs)
+            .field("engine_corrupt_records", st.corrupt_records)
+            .field("evictions_max_keys", st.evictions_max_keys)
+            .field("evictions_disk", st.evictions_disk)
+            .field("compaction_filter_removals", st.filter_removals)
+            .field("compactions", st.compactions)
+            .field("reclaims", st.reclaims)
+            .field("eviction_policy", &st.policy)
+            .field("eviction_policy_bytes", st.policy_bytes)
+            .field("max_keys", cfg.storage.max_keys.unwrap_or(0))
+            .field("max_disk_bytes", cfg.storage.max_disk_bytes.unwrap_or(0))
+            .field("fsync", format!("{:?}", cfg.storage.fsync))
+            .field("data_dir", cfg.storage.dir.display()),
+    );
+    if let Some(p) = &s.plugins {
+        out.push(
+            Section::new("Plugins", "caskade")
+                .field("filter_calls", count(&p.filter_stats.calls))
+                .field("filter_failures", p.filter_stats.failures())
+                .field("policy_calls", count(&p.policy_stats.calls))
+                .field("policy_failures", p.policy_stats.failures())
+                .field("plugin_reloads", count(&p.reloads))
+                .field("plugin_reload_failures", count(&p.reload_failures)),
+        );
+    }
+    if let Some(rt) = &s.read_through {
+        let mut sec = Section::new("ReadThrough", "caskade")
+            .field("routes", rt.routes().len())
+            .field("fetches_in_flight", rt.in_flight());
+        for (i, r) in rt.routes().iter().enumerate() {
+            sec = sec.field(
+                format!("route{i}"),
+                format!(
+                    "prefix={},fetches={},fetch_failures={},negative_entries={}",
+                    r.cfg.prefix.replace([',', '\r', '\n'], "_"),
+                    count(&r.plugin_stats.calls),
+                    r.plugin_stats.failures(),
+                    r.negative.lock().len()
+                ),
+            );
+        }
+        out.push(sec);
+    }
+    out
+}
+
+/// Writes `sections` as Redis does: `# Title`, `name:value` lines, a blank line
+/// between sections, none after the last.
+fn render(sections: &[Section]) -> String {
+    let mut out = String::new();
+    for (i, sec) in sections.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        out.push_str("# ");
+        out.push_str(sec.title);
+        out.push_str("\r\n");
+        for (k, v) in &sec.fields {
+            out.push_str(k);
+            out.push(':');
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+/// Whether INFO's arguments select a section by `selector`.
+fn selected(asked: &[String], selector: &str) -> bool {
+    asked.is_empty()
+        || asked
+            .iter()
+            .any(|a| a == selector || a == "all" || a == "everything" || a == "default")
+}
+
+pub fn info(s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
+    let asked: Vec<String> = args
+        .take_rest()
+        .iter()
+        .map(|x| String::from_utf8_lossy(x).to_ascii_lowercase())
+        .collect();
+    let chosen: Vec<Section> = sections(s)
+        .into_iter()
+        .filter(|sec| selected(&asked, sec.selector))
+        .collect();
+    Ok(Reply::Verbatim(render(&chosen)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_redis() {
+        let secs = [
+            Section::new("Server", "server").field("redis_version", "7.0.15"),
+            Section::new("Keyspace", "keyspace"),
+            Section::new("Stats", "stats").field("a", 1).field("b", "x"),
+        ];
+        assert_eq!(
+            render(&secs),
+            "# Server\r\nredis_version:7.0.15\r\n\r\n# Keyspace\r\n\r\n# Stats\r\na:1\r\nb:x\r\n"
+        );
+    }
+
+    #[test]
+    fn selection() {
+        assert!(selected(&[], "server"));
+        assert!(selected(&["all".into()], "caskade"));
+        assert!(selected(&["stats".into(), "server".into()], "server"));
+        assert!(!selected(&["stats".into()], "server"));
+    }
+}
