@@ -84,9 +84,9 @@ impl<'a> Args<'a> {
         self.next_arg().cloned()
     }
 
-    /// The next argument, a key.
-    pub fn next_key(&mut self) -> Result<Bytes, CmdError> {
-        self.next_bytes()
+    /// The next argument, a key (borrowed from the request).
+    pub fn next_key(&mut self) -> Result<&'a Bytes, CmdError> {
+        self.next_arg()
     }
 
     /// The value of an option that needs one (`COUNT 10`): missing is a syntax error.

@@ -45,27 +45,27 @@ pub enum TtlUnit {
 
 /// SCAN's options.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Scan {
+pub struct Scan<'a> {
     cursor: u64,
-    pattern: Option<Bytes>,
+    pattern: Option<&'a Bytes>,
     count: usize,
     /// TYPE given and not `string`: no key matches (every key is a string today).
     no_match: bool,
 }
 
-/// A keyspace command, parsed.
+/// A keyspace command, parsed; it borrows its keys from the request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cmd {
+pub enum Cmd<'a> {
     /// DEL / UNLINK key...
-    Del(Vec<Bytes>),
+    Del(&'a [Bytes]),
     /// EXISTS / TOUCH key...
-    Exists(Vec<Bytes>),
+    Exists(&'a [Bytes]),
     /// TYPE key
-    Type(Bytes),
+    Type(&'a Bytes),
     /// EXPIRE family: the key, the time as given in ms, whether absolute, conditions.
     Expire {
         /// The key.
-        key: Bytes,
+        key: &'a Bytes,
         /// The time, relative or absolute, in ms.
         ms: i64,
         /// EXPIREAT/PEXPIREAT.
@@ -76,33 +76,33 @@ pub enum Cmd {
         cmd: &'static str,
     },
     /// TTL family.
-    Ttl(Bytes, TtlUnit),
+    Ttl(&'a Bytes, TtlUnit),
     /// PERSIST key
-    Persist(Bytes),
+    Persist(&'a Bytes),
     /// RENAME / RENAMENX src dst
     Rename {
         /// The key moved.
-        src: Bytes,
+        src: &'a Bytes,
         /// Its new name.
-        dst: Bytes,
+        dst: &'a Bytes,
         /// RENAMENX.
         nx: bool,
     },
     /// COPY src dst [DB n] [REPLACE]
     Copy {
         /// The key copied.
-        src: Bytes,
+        src: &'a Bytes,
         /// The copy's name.
-        dst: Bytes,
+        dst: &'a Bytes,
         /// The copy's database (None: the same).
         db: Option<u8>,
         /// REPLACE.
         replace: bool,
     },
     /// SCAN cursor [MATCH p] [COUNT n] [TYPE t]
-    Scan(Scan),
+    Scan(Scan<'a>),
     /// KEYS pattern
-    Keys(Bytes),
+    Keys(&'a Bytes),
     /// RANDOMKEY
     RandomKey,
     /// DBSIZE
@@ -114,25 +114,29 @@ pub enum Cmd {
     },
 }
 
-fn keyed(c: Cmd) -> Result<DataCmd, CmdError> {
+fn keyed(c: Cmd<'_>) -> Result<DataCmd<'_>, CmdError> {
     Ok(DataCmd::Key(c))
 }
 
-pub fn del(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
-    keyed(Cmd::Del(a.take_rest().to_vec()))
+pub fn del<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
+    keyed(Cmd::Del(a.take_rest()))
 }
 
-pub fn exists(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
-    keyed(Cmd::Exists(a.take_rest().to_vec()))
+pub fn exists<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
+    keyed(Cmd::Exists(a.take_rest()))
 }
 
-pub fn type_(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn type_<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     a.finish()?;
     keyed(Cmd::Type(key))
 }
 
-fn expire_generic(a: &mut Args<'_>, unit: i64, absolute: bool) -> Result<DataCmd, CmdError> {
+fn expire_generic<'a>(
+    a: &mut Args<'a>,
+    unit: i64,
+    absolute: bool,
+) -> Result<DataCmd<'a>, CmdError> {
     let cmd = a.cmd();
     let key = a.next_key()?;
     let n = a.next_i64()?;
@@ -173,61 +177,61 @@ fn expire_generic(a: &mut Args<'_>, unit: i64, absolute: bool) -> Result<DataCmd
     })
 }
 
-pub fn expire(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn expire<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     expire_generic(a, 1000, false)
 }
 
-pub fn pexpire(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn pexpire<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     expire_generic(a, 1, false)
 }
 
-pub fn expireat(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn expireat<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     expire_generic(a, 1000, true)
 }
 
-pub fn pexpireat(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn pexpireat<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     expire_generic(a, 1, true)
 }
 
-fn ttl_generic(a: &mut Args<'_>, unit: TtlUnit) -> Result<DataCmd, CmdError> {
+fn ttl_generic<'a>(a: &mut Args<'a>, unit: TtlUnit) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     a.finish()?;
     keyed(Cmd::Ttl(key, unit))
 }
 
-pub fn ttl(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn ttl<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     ttl_generic(a, TtlUnit::SecondsLeft)
 }
 
-pub fn pttl(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn pttl<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     ttl_generic(a, TtlUnit::MillisLeft)
 }
 
-pub fn expiretime(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn expiretime<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     ttl_generic(a, TtlUnit::UnixSeconds)
 }
 
-pub fn pexpiretime(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn pexpiretime<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     ttl_generic(a, TtlUnit::UnixMillis)
 }
 
-pub fn persist(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn persist<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     a.finish()?;
     keyed(Cmd::Persist(key))
 }
 
-fn rename_generic(a: &mut Args<'_>, nx: bool) -> Result<DataCmd, CmdError> {
+fn rename_generic<'a>(a: &mut Args<'a>, nx: bool) -> Result<DataCmd<'a>, CmdError> {
     let (src, dst) = (a.next_key()?, a.next_key()?);
     a.finish()?;
     keyed(Cmd::Rename { src, dst, nx })
 }
 
-pub fn rename(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn rename<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     rename_generic(a, false)
 }
 
-pub fn renamenx(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn renamenx<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     rename_generic(a, true)
 }
 
@@ -241,7 +245,7 @@ pub fn db_index(a: &mut Args<'_>) -> Result<u8, CmdError> {
     }
 }
 
-pub fn copy(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn copy<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let (src, dst) = (a.next_key()?, a.next_key()?);
     let (mut db, mut replace) = (None, false);
     while !a.is_empty() {
@@ -261,7 +265,7 @@ pub fn copy(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
     })
 }
 
-pub fn scan(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn scan<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let cursor = std::str::from_utf8(a.next_arg()?)
         .ok()
         .and_then(|c| c.parse::<u64>().ok())
@@ -275,7 +279,7 @@ pub fn scan(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
     while let Some(opt) = a.next_opt() {
         let v = a.value_of_option()?;
         if is(opt, "match") {
-            scan.pattern = Some(v.clone());
+            scan.pattern = Some(v);
         } else if is(opt, "count") {
             match super::args::parse_i64(v) {
                 Some(n) if n >= 1 => scan.count = n as usize,
@@ -291,20 +295,20 @@ pub fn scan(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
     keyed(Cmd::Scan(scan))
 }
 
-pub fn keys(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
-    let pattern = a.next_bytes()?;
+pub fn keys<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
+    let pattern = a.next_arg()?;
     keyed(Cmd::Keys(pattern))
 }
 
-pub fn randomkey(_a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn randomkey<'a>(_a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     keyed(Cmd::RandomKey)
 }
 
-pub fn dbsize(_a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn dbsize<'a>(_a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     keyed(Cmd::DbSize)
 }
 
-fn flush(a: &mut Args<'_>, all: bool) -> Result<DataCmd, CmdError> {
+fn flush<'a>(a: &mut Args<'a>, all: bool) -> Result<DataCmd<'a>, CmdError> {
     match a.take_rest() {
         [] => {}
         [m] if is(m, "async") || is(m, "sync") => {}
@@ -313,28 +317,28 @@ fn flush(a: &mut Args<'_>, all: bool) -> Result<DataCmd, CmdError> {
     keyed(Cmd::Flush { all })
 }
 
-pub fn flushdb(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn flushdb<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     flush(a, false)
 }
 
-pub fn flushall(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn flushall<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     flush(a, true)
 }
 
-impl Cmd {
+impl Cmd<'_> {
     /// Applies the command to `ks`.
     pub fn apply(self, ks: &mut Keyspace<'_>) -> CmdResult {
         match self {
             Cmd::Del(keys) => {
                 let mut n = 0;
-                for k in &keys {
+                for k in keys {
                     n += ks.delete(k)? as i64;
                 }
                 Ok(Reply::Int(n))
             }
             Cmd::Exists(keys) => {
                 let mut n = 0;
-                for k in &keys {
+                for k in keys {
                     n += ks.exists(k)? as i64;
                 }
                 Ok(Reply::Int(n))
@@ -433,7 +437,7 @@ impl Cmd {
                     out.extend(
                         page.keys
                             .into_iter()
-                            .filter(|k| glob::matches(&pattern, k))
+                            .filter(|k| glob::matches(pattern, k))
                             .map(Reply::Bulk),
                     );
                     if page.cursor == 0 {

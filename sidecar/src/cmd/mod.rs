@@ -25,20 +25,20 @@ pub use args::Args;
 pub use connection::Session;
 pub use error::{CmdError, CmdResult};
 
-/// A key and a value, as commands name them.
-pub type KeyPair = (Bytes, Bytes);
+/// A key and a value, as commands name them (borrowed from the request).
+pub type KeyPair<'a> = (&'a Bytes, &'a Bytes);
 
 /// A data command, parsed: what it does, typed, ready to apply to a keyspace (from a
 /// connection today; from EXEC and scripts alike).
 #[derive(Debug, Clone, PartialEq)]
-pub enum DataCmd {
+pub enum DataCmd<'a> {
     /// A string command.
-    Str(strings::Cmd),
+    Str(strings::Cmd<'a>),
     /// A keyspace command.
-    Key(keys::Cmd),
+    Key(keys::Cmd<'a>),
 }
 
-impl DataCmd {
+impl DataCmd<'_> {
     /// Applies the command. The caller's unit holds the stripes of the keys it names.
     pub fn apply(self, ks: &mut Keyspace<'_>) -> CmdResult {
         match self {
@@ -51,8 +51,9 @@ impl DataCmd {
 /// How a command runs.
 #[derive(Clone, Copy)]
 pub enum Run {
-    /// Reads or writes keys: parsed into a [`DataCmd`], applied to a keyspace in a unit.
-    Data(fn(&mut Args<'_>) -> Result<DataCmd, CmdError>),
+    /// Reads or writes keys: parsed into a [`DataCmd`] (borrowing the request's
+    /// arguments), applied to a keyspace in a unit.
+    Data(for<'a, 'b> fn(&'b mut Args<'a>) -> Result<DataCmd<'a>, CmdError>),
     /// Acts on the connection or the server.
     Control(fn(&Shared, &mut Session, &mut Args<'_>) -> CmdResult),
 }
@@ -313,7 +314,7 @@ pub fn execute(
     spec: &Spec,
     rest: &[Bytes],
     db: u8,
-    cmd: DataCmd,
+    cmd: DataCmd<'_>,
     reads: Option<&mut Reads>,
 ) -> Reply {
     let _unit = spec.span(rest, false).lock(&shared.store.locks);

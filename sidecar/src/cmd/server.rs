@@ -255,3 +255,102 @@ pub fn function(_s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdRes
         Err(CmdError::unknown_subcommand("FUNCTION", sub))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::argv;
+    use super::*;
+    use crate::state::testing::shared;
+
+    fn call(s: &Shared, sess: &mut Session, name: &str, a: &[&str]) -> Reply {
+        let spec = super::super::lookup(name.as_bytes()).expect("known");
+        let super::super::Run::Control(f) = spec.run else {
+            panic!("a server command")
+        };
+        let v = argv(a);
+        f(s, sess, &mut Args::new(spec.name, &v)).unwrap_or_else(Reply::from)
+    }
+
+    #[test]
+    fn config_get_and_set_follow_the_settings() {
+        let (_d, sh) = shared();
+        let mut sess = Session::new(&sh, sh.register("t".into()));
+        assert_eq!(
+            call(&sh, &mut sess, "config", &["get", "maxc*"]),
+            Reply::Array(vec![Reply::text("maxclients"), Reply::text("10000")])
+        );
+        assert_eq!(
+            call(
+                &sh,
+                &mut sess,
+                "config",
+                &["set", "maxclients", "5", "timeout", "9"]
+            ),
+            Reply::OK
+        );
+        assert_eq!(sh.config.lock().limits.max_clients, 5);
+        assert_eq!(sh.config.lock().limits.idle_timeout_secs, 9);
+        assert_eq!(
+            call(&sh, &mut sess, "config", &["set", "maxclients", "0"]),
+            Reply::err(
+                "ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument must be a positive integer"
+            )
+        );
+        assert_eq!(
+            call(
+                &sh,
+                &mut sess,
+                "config",
+                &["set", "timeout", "1", "port", "1"]
+            ),
+            Reply::err(
+                "ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable config"
+            )
+        );
+        assert_eq!(
+            sh.config.lock().limits.idle_timeout_secs,
+            9,
+            "a bad pair changes nothing"
+        );
+        assert_eq!(
+            call(&sh, &mut sess, "config", &["set", "save", ""]),
+            Reply::OK
+        );
+        assert_eq!(
+            call(&sh, &mut sess, "config", &["set", "bogus", "1"]),
+            Reply::err(
+                "ERR CONFIG SET failed (possibly related to argument 'bogus') - Unknown option or number of arguments"
+            )
+        );
+    }
+
+    #[test]
+    fn introspection() {
+        let (_d, sh) = shared();
+        let mut sess = Session::new(&sh, sh.register("t".into()));
+        assert_eq!(
+            call(&sh, &mut sess, "command", &["count"]),
+            Reply::Int(COMMANDS.len() as i64)
+        );
+        sh.store.engine.put(0, b"n", b"123", None).expect("put");
+        assert_eq!(
+            call(&sh, &mut sess, "object", &["encoding", "n"]),
+            Reply::text("int")
+        );
+        assert_eq!(
+            call(&sh, &mut sess, "object", &["encoding", "x"]),
+            Reply::Nil
+        );
+        assert_eq!(call(&sh, &mut sess, "slowlog", &["len"]), Reply::Int(0));
+        assert_eq!(
+            call(&sh, &mut sess, "memory", &["nope"]),
+            Reply::err(
+                "ERR unknown subcommand or wrong number of arguments for 'nope'. Try MEMORY HELP."
+            )
+        );
+        let Reply::Verbatim(info) = call(&sh, &mut sess, "info", &["keyspace"]) else {
+            panic!("text")
+        };
+        assert_eq!(info, "# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n");
+    }
+}

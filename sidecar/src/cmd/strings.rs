@@ -87,9 +87,9 @@ pub enum Cond {
 
 /// SET with its options.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Set {
-    key: Bytes,
-    value: Bytes,
+pub struct Set<'a> {
+    key: &'a Bytes,
+    value: &'a Bytes,
     cond: Cond,
     get: bool,
     ttl: SetTtl,
@@ -106,61 +106,61 @@ pub enum GetExTtl {
     Expire(Expiry),
 }
 
-/// A string command, parsed.
+/// A string command, parsed; it borrows its keys and values from the request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Cmd {
+pub enum Cmd<'a> {
     /// GET key
-    Get(Bytes),
+    Get(&'a Bytes),
     /// SET key value [NX|XX] [GET] [EX|PX|EXAT|PXAT t|KEEPTTL]
-    Set(Set),
+    Set(Set<'a>),
     /// SETNX key value
-    SetNx(KeyPair),
+    SetNx(KeyPair<'a>),
     /// SETEX / PSETEX key t value
-    SetEx(KeyPair, Expiry),
+    SetEx(KeyPair<'a>, Expiry),
     /// GETSET key value
-    GetSet(KeyPair),
+    GetSet(KeyPair<'a>),
     /// GETDEL key
-    GetDel(Bytes),
+    GetDel(&'a Bytes),
     /// GETEX key [EX|PX|EXAT|PXAT t|PERSIST]
-    GetEx(Bytes, GetExTtl),
+    GetEx(&'a Bytes, GetExTtl),
     /// MGET key...
-    MGet(Vec<Bytes>),
+    MGet(&'a [Bytes]),
     /// MSET / MSETNX key value ...
     MSet {
         /// The pairs, in order.
-        pairs: Vec<KeyPair>,
+        pairs: Vec<KeyPair<'a>>,
         /// MSETNX: only if no key exists.
         nx: bool,
     },
     /// APPEND key tail
-    Append(KeyPair),
+    Append(KeyPair<'a>),
     /// STRLEN key
-    StrLen(Bytes),
+    StrLen(&'a Bytes),
     /// GETRANGE key start end
-    GetRange(Bytes, i64, i64),
+    GetRange(&'a Bytes, i64, i64),
     /// SETRANGE key offset piece
-    SetRange(Bytes, usize, Bytes),
+    SetRange(&'a Bytes, usize, &'a Bytes),
     /// INCR/DECR/INCRBY/DECRBY key
-    IncrBy(Bytes, i64),
+    IncrBy(&'a Bytes, i64),
     /// INCRBYFLOAT key by
-    IncrByFloat(Bytes, f64),
+    IncrByFloat(&'a Bytes, f64),
 }
 
-fn pair(a: &mut Args<'_>) -> Result<KeyPair, CmdError> {
-    Ok((a.next_key()?, a.next_bytes()?))
+fn pair<'a>(a: &mut Args<'a>) -> Result<KeyPair<'a>, CmdError> {
+    Ok((a.next_key()?, a.next_arg()?))
 }
 
-fn done(a: &Args<'_>, c: Cmd) -> Result<DataCmd, CmdError> {
+fn done<'a>(a: &Args<'a>, c: Cmd<'a>) -> Result<DataCmd<'a>, CmdError> {
     a.finish()?;
     Ok(DataCmd::Str(c))
 }
 
-pub fn get(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn get<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     done(a, Cmd::Get(key))
 }
 
-pub fn set(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn set<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let (key, value) = pair(a)?;
     let (mut cond, mut get, mut ttl) = (Cond::Always, false, None);
     while let Some(opt) = a.next_opt() {
@@ -190,37 +190,37 @@ pub fn set(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
     Ok(DataCmd::Str(Cmd::Set(set)))
 }
 
-pub fn setnx(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn setnx<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let p = pair(a)?;
     done(a, Cmd::SetNx(p))
 }
 
-fn set_with_ttl(a: &mut Args<'_>, unit: i64) -> Result<DataCmd, CmdError> {
+fn set_with_ttl<'a>(a: &mut Args<'a>, unit: i64) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     let e = Expiry::parse(a.cmd(), a.next_arg()?, unit, false)?;
-    let value = a.next_bytes()?;
+    let value = a.next_arg()?;
     done(a, Cmd::SetEx((key, value), e))
 }
 
-pub fn setex(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn setex<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     set_with_ttl(a, 1000)
 }
 
-pub fn psetex(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn psetex<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     set_with_ttl(a, 1)
 }
 
-pub fn getset(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn getset<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let p = pair(a)?;
     done(a, Cmd::GetSet(p))
 }
 
-pub fn getdel(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn getdel<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     done(a, Cmd::GetDel(key))
 }
 
-pub fn getex(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn getex<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     let ttl = match a.take_rest() {
         [] => GetExTtl::Leave,
@@ -231,11 +231,11 @@ pub fn getex(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
     Ok(DataCmd::Str(Cmd::GetEx(key, ttl)))
 }
 
-pub fn mget(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
-    Ok(DataCmd::Str(Cmd::MGet(a.take_rest().to_vec())))
+pub fn mget<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
+    Ok(DataCmd::Str(Cmd::MGet(a.take_rest())))
 }
 
-fn pairs(a: &mut Args<'_>) -> Result<Vec<KeyPair>, CmdError> {
+fn pairs<'a>(a: &mut Args<'a>) -> Result<Vec<KeyPair<'a>>, CmdError> {
     if !a.remaining().is_multiple_of(2) {
         return Err(CmdError::Arity(a.cmd()));
     }
@@ -246,60 +246,60 @@ fn pairs(a: &mut Args<'_>) -> Result<Vec<KeyPair>, CmdError> {
     Ok(out)
 }
 
-pub fn mset(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn mset<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let pairs = pairs(a)?;
     Ok(DataCmd::Str(Cmd::MSet { pairs, nx: false }))
 }
 
-pub fn msetnx(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn msetnx<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let pairs = pairs(a)?;
     Ok(DataCmd::Str(Cmd::MSet { pairs, nx: true }))
 }
 
-pub fn append(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn append<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let p = pair(a)?;
     done(a, Cmd::Append(p))
 }
 
-pub fn strlen(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn strlen<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     done(a, Cmd::StrLen(key))
 }
 
-pub fn getrange(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn getrange<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     let (start, end) = (a.next_i64()?, a.next_i64()?);
     done(a, Cmd::GetRange(key, start, end))
 }
 
-pub fn setrange(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn setrange<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     let offset = a.next_i64()?;
     let offset = usize::try_from(offset).map_err(|_| CmdError::err("offset is out of range"))?;
-    let piece = a.next_bytes()?;
+    let piece = a.next_arg()?;
     done(a, Cmd::SetRange(key, offset, piece))
 }
 
-fn incr_by(a: &mut Args<'_>, sign: i64) -> Result<DataCmd, CmdError> {
+fn incr_by<'a>(a: &mut Args<'a>, sign: i64) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     done(a, Cmd::IncrBy(key, sign))
 }
 
-pub fn incr(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn incr<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     incr_by(a, 1)
 }
 
-pub fn decr(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn decr<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     incr_by(a, -1)
 }
 
-pub fn incrby(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn incrby<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     let by = a.next_i64()?;
     done(a, Cmd::IncrBy(key, by))
 }
 
-pub fn decrby(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn decrby<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     let by = match a.next_i64()? {
         i64::MIN => return Err(CmdError::err("decrement would overflow")),
@@ -308,7 +308,7 @@ pub fn decrby(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
     done(a, Cmd::IncrBy(key, by))
 }
 
-pub fn incrbyfloat(a: &mut Args<'_>) -> Result<DataCmd, CmdError> {
+pub fn incrbyfloat<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
     let by = a.next_f64()?;
     done(a, Cmd::IncrByFloat(key, by))
@@ -318,11 +318,11 @@ fn too_big() -> CmdError {
     CmdError::err("string exceeds maximum allowed size (proto-max-bulk-len)")
 }
 
-impl Cmd {
+impl Cmd<'_> {
     /// Applies the command to `ks`.
     pub fn apply(self, ks: &mut Keyspace<'_>) -> CmdResult {
         match self {
-            Cmd::Get(key) => Ok(Reply::opt(ks.get_through(&key)?)),
+            Cmd::Get(key) => Ok(Reply::opt(ks.get_through(key)?)),
             Cmd::Set(s) => apply_set(ks, s),
             Cmd::SetNx((key, value)) => {
                 if ks.exists(&key)? {
@@ -353,7 +353,7 @@ impl Cmd {
                     GetExTtl::Expire(e) => Some(e.at(ks.now_ms())?),
                     GetExTtl::Leave | GetExTtl::Persist => None,
                 };
-                let Some(value) = ks.get_through(&key)? else {
+                let Some(value) = ks.get_through(key)? else {
                     return Ok(Reply::Nil);
                 };
                 match (ttl, at) {
@@ -369,7 +369,7 @@ impl Cmd {
             }
             Cmd::MGet(keys) => {
                 let mut out = Vec::with_capacity(keys.len());
-                for k in &keys {
+                for k in keys {
                     out.push(Reply::opt(ks.get_through(k)?));
                 }
                 Ok(Reply::Array(out))
@@ -395,7 +395,7 @@ impl Cmd {
                 if v.len() + tail.len() > MAX_VALUE_LEN {
                     return Err(too_big());
                 }
-                v.extend_from_slice(&tail);
+                v.extend_from_slice(tail);
                 ks.put(&key, &v, exp)?;
                 Ok(Reply::Int(v.len() as i64))
             }
@@ -419,7 +419,7 @@ impl Cmd {
                 if v.len() < offset + piece.len() {
                     v.resize(offset + piece.len(), 0);
                 }
-                v[offset..offset + piece.len()].copy_from_slice(&piece);
+                v[offset..offset + piece.len()].copy_from_slice(piece);
                 ks.put(&key, &v, exp)?;
                 Ok(Reply::Int(v.len() as i64))
             }
@@ -458,7 +458,7 @@ impl Cmd {
     }
 }
 
-fn apply_set(ks: &mut Keyspace<'_>, s: Set) -> CmdResult {
+fn apply_set(ks: &mut Keyspace<'_>, s: Set<'_>) -> CmdResult {
     let at = match s.ttl {
         SetTtl::Expire(e) => Some(e.at(ks.now_ms())?),
         SetTtl::Clear | SetTtl::Keep => None,
