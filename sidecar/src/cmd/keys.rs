@@ -343,7 +343,7 @@ impl Cmd<'_> {
                 }
                 Ok(Reply::Int(n))
             }
-            Cmd::Type(key) => Ok(Reply::Status(if ks.exists(&key)? {
+            Cmd::Type(key) => Ok(Reply::Status(if ks.exists(key)? {
                 "string"
             } else {
                 "none"
@@ -363,10 +363,10 @@ impl Cmd<'_> {
                 let at = at.ok_or(CmdError::InvalidExpire(cmd))?;
                 // A time at or before now deletes; 0 would read as "no expiry" to the engine.
                 let at_ms = at.max(1) as u64;
-                let done = ks.expire_if(&key, Some(at_ms), |cur| cond.allows(cur, at_ms))?;
+                let done = ks.expire_if(key, Some(at_ms), |cur| cond.allows(cur, at_ms))?;
                 Ok(Reply::Int(done as i64))
             }
-            Cmd::Ttl(key, unit) => Ok(Reply::Int(match ks.ttl(&key)? {
+            Cmd::Ttl(key, unit) => Ok(Reply::Int(match ks.ttl(key)? {
                 None => -2,
                 Some(None) => -1,
                 Some(Some(at)) => {
@@ -379,19 +379,19 @@ impl Cmd<'_> {
                     }
                 }
             })),
-            Cmd::Persist(key) => Ok(Reply::Int(ks.persist(&key)? as i64)),
+            Cmd::Persist(key) => Ok(Reply::Int(ks.persist(key)? as i64)),
             Cmd::Rename { src, dst, nx } => {
-                let Some(item) = ks.get_item(&src)? else {
+                let Some(item) = ks.get_item(src)? else {
                     return Err(CmdError::err("no such key"));
                 };
                 if src == dst {
                     return Ok(if nx { Reply::Int(0) } else { Reply::OK });
                 }
-                if nx && ks.exists(&dst)? {
+                if nx && ks.exists(dst)? {
                     return Ok(Reply::Int(0));
                 }
-                ks.put_item(&dst, &item.value, item.expire_at_ms, &item.meta)?;
-                ks.delete(&src)?;
+                ks.put_item(dst, &item.value, item.expire_at_ms, &item.meta)?;
+                ks.delete(src)?;
                 Ok(if nx { Reply::Int(1) } else { Reply::OK })
             }
             Cmd::Copy {
@@ -404,14 +404,14 @@ impl Cmd<'_> {
                 if src == dst && dst_db == ks.db() {
                     return Err(CmdError::err("source and destination objects are the same"));
                 }
-                let Some(item) = ks.get_item(&src)? else {
+                let Some(item) = ks.get_item(src)? else {
                     return Ok(Reply::Int(0));
                 };
                 let target = ks.other_db(dst_db);
-                if !replace && target.exists(&dst)? {
+                if !replace && target.exists(dst)? {
                     return Ok(Reply::Int(0));
                 }
-                target.put_item(&dst, &item.value, item.expire_at_ms, &item.meta)?;
+                target.put_item(dst, &item.value, item.expire_at_ms, &item.meta)?;
                 Ok(Reply::Int(1))
             }
             Cmd::Scan(s) => {

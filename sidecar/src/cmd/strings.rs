@@ -325,26 +325,26 @@ impl Cmd<'_> {
             Cmd::Get(key) => Ok(Reply::opt(ks.get_through(key)?)),
             Cmd::Set(s) => apply_set(ks, s),
             Cmd::SetNx((key, value)) => {
-                if ks.exists(&key)? {
+                if ks.exists(key)? {
                     return Ok(Reply::Int(0));
                 }
-                ks.put(&key, &value, None)?;
+                ks.put(key, value, None)?;
                 Ok(Reply::Int(1))
             }
             Cmd::SetEx((key, value), e) => {
                 let at = e.at(ks.now_ms())?;
-                ks.put(&key, &value, Some(at))?;
+                ks.put(key, value, Some(at))?;
                 Ok(Reply::OK)
             }
             Cmd::GetSet((key, value)) => {
-                let old = ks.get(&key)?;
-                ks.put(&key, &value, None)?;
+                let old = ks.get(key)?;
+                ks.put(key, value, None)?;
                 Ok(Reply::opt(old))
             }
             Cmd::GetDel(key) => {
-                let old = ks.get(&key)?;
+                let old = ks.get(key)?;
                 if old.is_some() {
-                    ks.delete(&key)?;
+                    ks.delete(key)?;
                 }
                 Ok(Reply::opt(old))
             }
@@ -358,10 +358,10 @@ impl Cmd<'_> {
                 };
                 match (ttl, at) {
                     (_, Some(t)) => {
-                        ks.expire(&key, t)?;
+                        ks.expire(key, t)?;
                     }
                     (GetExTtl::Persist, None) => {
-                        ks.persist(&key)?;
+                        ks.persist(key)?;
                     }
                     _ => {}
                 }
@@ -388,7 +388,7 @@ impl Cmd<'_> {
                 Ok(if nx { Reply::Int(1) } else { Reply::OK })
             }
             Cmd::Append((key, tail)) => {
-                let (mut v, exp) = match ks.get_item(&key)? {
+                let (mut v, exp) = match ks.get_item(key)? {
                     Some(i) => (i.value.to_vec(), i.expire_at_ms),
                     None => (Vec::new(), None),
                 };
@@ -396,16 +396,16 @@ impl Cmd<'_> {
                     return Err(too_big());
                 }
                 v.extend_from_slice(tail);
-                ks.put(&key, &v, exp)?;
+                ks.put(key, &v, exp)?;
                 Ok(Reply::Int(v.len() as i64))
             }
-            Cmd::StrLen(key) => Ok(Reply::Int(ks.get(&key)?.map_or(0, |v| v.len() as i64))),
+            Cmd::StrLen(key) => Ok(Reply::Int(ks.get(key)?.map_or(0, |v| v.len() as i64))),
             Cmd::GetRange(key, start, end) => {
-                let v = ks.get(&key)?.unwrap_or_default();
+                let v = ks.get(key)?.unwrap_or_default();
                 Ok(Reply::Bulk(range(&v, start, end)))
             }
             Cmd::SetRange(key, offset, piece) => {
-                let old = ks.get_item(&key)?;
+                let old = ks.get_item(key)?;
                 if piece.is_empty() {
                     return Ok(Reply::Int(old.map_or(0, |i| i.value.len() as i64)));
                 }
@@ -420,11 +420,11 @@ impl Cmd<'_> {
                     v.resize(offset + piece.len(), 0);
                 }
                 v[offset..offset + piece.len()].copy_from_slice(piece);
-                ks.put(&key, &v, exp)?;
+                ks.put(key, &v, exp)?;
                 Ok(Reply::Int(v.len() as i64))
             }
             Cmd::IncrBy(key, by) => {
-                let (cur, exp) = match ks.get_item(&key)? {
+                let (cur, exp) = match ks.get_item(key)? {
                     Some(i) => (
                         parse_i64(&i.value).ok_or(CmdError::NotInteger)?,
                         i.expire_at_ms,
@@ -435,11 +435,11 @@ impl Cmd<'_> {
                     .checked_add(by)
                     .ok_or(CmdError::err("increment or decrement would overflow"))?;
                 let mut buf = itoa::Buffer::new();
-                ks.put(&key, buf.format(n).as_bytes(), exp)?;
+                ks.put(key, buf.format(n).as_bytes(), exp)?;
                 Ok(Reply::Int(n))
             }
             Cmd::IncrByFloat(key, by) => {
-                let (cur, exp) = match ks.get_item(&key)? {
+                let (cur, exp) = match ks.get_item(key)? {
                     Some(i) => (
                         parse_f64(&i.value).ok_or(CmdError::NotFloat)?,
                         i.expire_at_ms,
@@ -451,7 +451,7 @@ impl Cmd<'_> {
                     return Err(CmdError::err("increment would produce NaN or Infinity"));
                 }
                 let text = format_double(n);
-                ks.put(&key, text.as_bytes(), exp)?;
+                ks.put(key, text.as_bytes(), exp)?;
                 Ok(Reply::text(&text))
             }
         }
@@ -464,11 +464,7 @@ fn apply_set(ks: &mut Keyspace<'_>, s: Set<'_>) -> CmdResult {
         SetTtl::Clear | SetTtl::Keep => None,
     };
     let needs_old = s.get || s.cond != Cond::Always || s.ttl == SetTtl::Keep;
-    let old = if needs_old {
-        ks.get_item(&s.key)?
-    } else {
-        None
-    };
+    let old = if needs_old { ks.get_item(s.key)? } else { None };
     let old_reply = || Reply::opt(old.as_ref().map(|o| o.value.clone()));
     let blocked = match s.cond {
         Cond::Always => false,
@@ -483,7 +479,7 @@ fn apply_set(ks: &mut Keyspace<'_>, s: Set<'_>) -> CmdResult {
         SetTtl::Keep => old.as_ref().and_then(|o| o.expire_at_ms),
         SetTtl::Clear => None,
     };
-    ks.put(&s.key, &s.value, exp)?;
+    ks.put(s.key, s.value, exp)?;
     Ok(if s.get { old_reply() } else { Reply::OK })
 }
 
