@@ -64,6 +64,14 @@ impl<'a> Span<'a> {
             KeySpec::None => Span::Nothing,
             KeySpec::Every { write } if write || in_group => Span::Everything,
             KeySpec::Every { .. } => Span::Nothing,
+            // One key named at one position: no iterator, no allocation.
+            KeySpec::Range(first, last, _) if first == last && first >= 1 => {
+                match rest.get(first as usize - 1) {
+                    Some(_) if !in_group && !write => Span::Nothing,
+                    Some(k) => Span::One(k),
+                    None => Span::Nothing,
+                }
+            }
             KeySpec::Range(..) => {
                 let mut named = keys.keys_in(rest).map(|k| &k[..]);
                 match (named.next(), named.next()) {

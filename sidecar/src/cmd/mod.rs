@@ -70,6 +70,8 @@ pub struct Spec {
     pub keys: KeySpec,
     /// Whether its reads of routed keys fill from the origin (read-through).
     pub through: bool,
+    /// Whether it changes data (the `write` flag, looked up once at compile time).
+    pub write: bool,
     /// How it runs.
     pub run: Run,
 }
@@ -106,7 +108,7 @@ impl Spec {
 
     /// Whether the command changes data.
     pub fn is_write(&self) -> bool {
-        self.flags.contains(&"write")
+        self.write
     }
 }
 
@@ -115,6 +117,25 @@ const R: &[&str] = &["readonly", "fast"];
 const F: &[&str] = &["fast"];
 const ADMIN: &[&str] = &["admin", "noscript"];
 const NOAUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
+
+/// Whether `flags` holds `flag` (for the table, at compile time).
+const fn has_flag(flags: &[&str], flag: &str) -> bool {
+    let mut i = 0;
+    while i < flags.len() {
+        let (a, b) = (flags[i].as_bytes(), flag.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return true;
+            }
+        }
+        i += 1;
+    }
+    false
+}
 
 const ONE: KeySpec = KeySpec::Range(1, 1, 1);
 const ALL_ARGS: KeySpec = KeySpec::Range(1, -1, 1);
@@ -134,6 +155,7 @@ macro_rules! data {
             flags: $flags,
             keys: $keys,
             through: $through,
+            write: has_flag($flags, "write"),
             run: Run::Data($parse),
         }
     };
@@ -147,6 +169,7 @@ macro_rules! ctl {
             flags: $flags,
             keys: KeySpec::None,
             through: false,
+            write: has_flag($flags, "write"),
             run: Run::Control($run),
         }
     };
@@ -413,6 +436,7 @@ mod tests {
                 );
             }
             assert!(spec.through == matches!(spec.name, "get" | "mget" | "getex"));
+            assert_eq!(spec.write, spec.flags.contains(&"write"), "{}", spec.name);
         }
     }
 }
