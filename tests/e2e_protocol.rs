@@ -214,3 +214,34 @@ fn max_clients_is_enforced_with_an_error() {
     let mut d = connect(&s);
     assert_eq!(exchange(&mut d, b"PING\r\n", 7), b"+PONG\r\n");
 }
+
+#[test]
+fn max_clients_is_exact_under_a_burst() {
+    let s = Server::start(&["--max-clients", "10"]);
+    // Opened back to back, before any of them sends a byte.
+    let mut conns: Vec<_> = (0..30).map(|_| connect(&s)).collect();
+    let refused = b"-ERR max number of clients reached\r\n";
+    let mut served = 0;
+    for c in &mut conns {
+        // A refused connection has its error waiting; a served one has nothing to say.
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        match c.read(&mut buf) {
+            Ok(n) => assert_eq!(&buf[..n], &refused[..], "a refusal"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                c.set_read_timeout(Some(Duration::from_secs(10)))
+                    .expect("timeout");
+                assert_eq!(exchange(c, b"PING\r\n", 7), b"+PONG\r\n");
+                served += 1;
+            }
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    assert_eq!(served, 10, "exactly the limit is served");
+}

@@ -35,6 +35,7 @@ where
     let mut parser = RequestParser::new(max_bulk, max_args);
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut writes = Vec::new();
     'conn: loop {
         if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
             inbuf.reserve(READ_CHUNK);
@@ -64,10 +65,19 @@ where
         loop {
             match parser.next(&mut inbuf) {
                 Ok(Some(args)) => {
+                    let earlier = std::mem::take(&mut session.wrote);
                     let reply = cmd::run(&shared, &mut session, &args, waits_for_fsync).await;
+                    let start = out.len();
                     reply.encode(&mut out, session.resp3);
+                    if session.wrote && !matches!(reply, Reply::Error(_)) {
+                        writes.push(Acked {
+                            span: start..out.len(),
+                            resp3: session.resp3,
+                        });
+                    }
+                    session.wrote |= earlier;
                     if session.quit {
-                        flush_writes(&shared, &mut session);
+                        settle(&shared, &mut session, &mut out, &mut writes);
                         let _ = stream.write_all(&out).await;
                         break 'conn;
                     }
@@ -75,7 +85,7 @@ where
                 Ok(None) => break,
                 Err(e) => {
                     Reply::err(format!("ERR {}", e.0)).encode(&mut out, session.resp3);
-                    flush_writes(&shared, &mut session);
+                    settle(&shared, &mut session, &mut out, &mut writes);
                     let _ = stream.write_all(&out).await;
                     tracing::debug!(client = id, error = %e, "protocol error; closing");
                     break 'conn;
@@ -85,12 +95,12 @@ where
         if inbuf.len() + parser.pending_bytes() > max_query {
             Reply::err("ERR query buffer limit exceeded; closing the connection")
                 .encode(&mut out, session.resp3);
-            flush_writes(&shared, &mut session);
+            settle(&shared, &mut session, &mut out, &mut writes);
             let _ = stream.write_all(&out).await;
             tracing::warn!(client = id, "query buffer limit exceeded; closing");
             break;
         }
-        flush_writes(&shared, &mut session);
+        settle(&shared, &mut session, &mut out, &mut writes);
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
@@ -105,14 +115,38 @@ where
     shared.unregister(id);
 }
 
+/// Where a write's success reply sits in the outgoing buffer, until the batch's writes
+/// have reached the file.
+struct Acked {
+    span: std::ops::Range<usize>,
+    resp3: bool,
+}
+
 /// Hands this connection's writes to the OS before their replies leave, so a crash of
-/// the process never loses an acknowledged write (as with Redis' AOF).
-fn flush_writes(shared: &Shared, session: &mut Session) {
-    if std::mem::take(&mut session.wrote)
-        && let Err(e) = shared.store.engine.flush_writes()
-    {
-        tracing::error!(error = %e, "handing writes to the data file failed");
+/// the process never loses an acknowledged write (as with Redis' AOF). If that fails,
+/// no success leaves for those writes: each one's reply is replaced by the error.
+fn settle(shared: &Shared, session: &mut Session, out: &mut BytesMut, writes: &mut Vec<Acked>) {
+    let acked = std::mem::take(writes);
+    if !std::mem::take(&mut session.wrote) {
+        return;
     }
+    let Err(e) = shared.store.engine.flush_writes() else {
+        return;
+    };
+    tracing::error!(error = %e, "handing writes to the data file failed; their replies are errors");
+    if acked.is_empty() {
+        return;
+    }
+    let refusal = Reply::err(format!("MISCONF Errors writing to the data file: {e}"));
+    let mut fixed = BytesMut::with_capacity(out.len());
+    let mut at = 0;
+    for a in &acked {
+        fixed.extend_from_slice(out.get(at..a.span.start).unwrap_or_default());
+        refusal.encode(&mut fixed, a.resp3);
+        at = a.span.end;
+    }
+    fixed.extend_from_slice(out.get(at..).unwrap_or_default());
+    *out = fixed;
 }
 
 #[cfg(test)]
@@ -176,6 +210,41 @@ mod tests {
         expect(&mut c, b"-ERR Protocol error: invalid bulk length\r\n").await;
         closed(&mut c).await;
         task.await.expect("served");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_does_not_reach_the_file_is_never_acknowledged() {
+        let fs = caskade_engine::io::FaultStorage::new();
+        let sh = crate::state::testing::shared_on(std::sync::Arc::new(fs.clone()));
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let _task = tokio::spawn(serve(sh.clone(), s, "test".into()));
+        c.write_all(b"SET a 1\r\n").await.expect("write");
+        expect(&mut c, b"+OK\r\n").await;
+        // The next hand-over to the file fails: the batch's writes are refused, its
+        // reads and failed writes answered as they were.
+        fs.fail_nth_write(1);
+        c.write_all(b"SET b 2\r\nPING\r\nINCR a\r\nINCR nan\r\n")
+            .await
+            .expect("write");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.iter().filter(|&&b| b == b'\n').count() < 4 {
+            let n = c.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        assert!(
+            lines[0].starts_with("-MISCONF Errors writing to the data file"),
+            "{text}"
+        );
+        assert_eq!(lines[1], "+PONG");
+        assert!(lines[2].starts_with("-MISCONF"), "{text}");
+        assert!(
+            lines[3].starts_with("-IOERR") || lines[3].starts_with("-MISCONF"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

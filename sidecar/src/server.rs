@@ -90,7 +90,9 @@ where
 {
     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
     let max = shared.config.lock().limits.max_clients;
-    if shared.client_count() >= max {
+    // Admitted here, in the accept loop, not when the connection's task registers: a
+    // burst of connections cannot all pass the check before any of them counts.
+    let Some(seat) = shared.admit(max) else {
         shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
         conns.spawn(async move {
             let _ = stream
@@ -99,9 +101,12 @@ where
             let _ = stream.shutdown().await;
         });
         return;
-    }
+    };
     let shared = shared.clone();
-    conns.spawn(conn::serve(shared, stream, addr));
+    conns.spawn(async move {
+        conn::serve(shared, stream, addr).await;
+        drop(seat);
+    });
 }
 
 async fn accept_tcp(l: Option<&TcpListener>) -> Option<(tokio::net::TcpStream, String)> {

@@ -54,6 +54,15 @@ pub struct ClientHandle {
     pub wake: tokio::sync::Notify,
 }
 
+/// One admitted connection's place under `max_clients`.
+pub struct Seat(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// One SLOWLOG entry.
 #[derive(Debug, Clone)]
 pub struct SlowEntry {
@@ -94,6 +103,8 @@ pub struct Shared {
     /// Connected clients by id.
     pub clients: Mutex<BTreeMap<u64, Arc<ClientHandle>>>,
     next_client_id: AtomicU64,
+    /// Connections admitted and not yet closed (what `max_clients` bounds).
+    admitted: Arc<std::sync::atomic::AtomicUsize>,
     /// When the server started.
     pub started: Instant,
     /// Unix seconds of the start (LASTSAVE before the first sync).
@@ -124,6 +135,7 @@ impl Shared {
             stats: ServerStats::default(),
             clients: Mutex::new(BTreeMap::new()),
             next_client_id: AtomicU64::new(1),
+            admitted: Arc::default(),
             started: Instant::now(),
             last_save: AtomicU64::new(started_ms / 1000),
             slowlog: SlowLog::default(),
@@ -131,6 +143,17 @@ impl Shared {
             plugins,
             read_through,
         }
+    }
+
+    /// Admits one more connection unless `max` are open; the seat is given back when
+    /// dropped (when the connection ends).
+    pub fn admit(&self, max: usize) -> Option<Seat> {
+        let n = self.admitted.fetch_add(1, Ordering::AcqRel);
+        if n >= max {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Seat(self.admitted.clone()))
     }
 
     /// Registers a new client and returns its handle.
@@ -170,9 +193,37 @@ pub mod testing {
     /// Default configuration, a temporary engine, no plugins; keep the directory alive.
     pub fn shared() -> (tempfile::TempDir, Arc<Shared>) {
         let (dir, store) = crate::store::testing::store();
+        (dir, over(store))
+    }
+
+    /// [`shared`] over an engine on `storage` (e.g. the engine's fault-injecting one).
+    pub fn shared_on(storage: Arc<dyn caskade_engine::io::Storage>) -> Arc<Shared> {
+        let mut opts = caskade_engine::Options::new("/data");
+        opts.storage = storage;
+        opts.fsync = caskade_engine::Fsync::Never;
+        let engine = caskade_engine::Engine::open(opts).expect("open");
+        over(crate::store::Store::new(engine))
+    }
+
+    #[test]
+    fn seats_are_exact_and_given_back() {
+        let (_d, sh) = shared();
+        let seats: Vec<Seat> = (0..3).filter_map(|_| sh.admit(3)).collect();
+        assert_eq!(seats.len(), 3);
+        assert!(sh.admit(3).is_none(), "the fourth is refused");
+        drop(seats);
+        assert!(sh.admit(3).is_some());
+    }
+
+    fn over(store: crate::store::Store) -> Arc<Shared> {
         let names: Vec<&'static str> = crate::cmd::COMMANDS.iter().map(|c| c.name).collect();
         let metrics = Arc::new(crate::metrics::Metrics::unregistered(&names));
-        let shared = Shared::new(Arc::new(store), Config::default(), metrics, None, None);
-        (dir, Arc::new(shared))
+        Arc::new(Shared::new(
+            Arc::new(store),
+            Config::default(),
+            metrics,
+            None,
+            None,
+        ))
     }
 }
