@@ -172,6 +172,14 @@ impl Runtime {
             name: name.to_string(),
             reason,
         };
+        if !bytes.starts_with(b"\0asm") {
+            // Said without quoting the file: a path pointed at the wrong file must not
+            // print its first bytes.
+            return Err(invalid(format!(
+                "not a WebAssembly file ({} bytes, without the \\0asm header)",
+                bytes.len()
+            )));
+        }
         let component_bytes;
         let bytes = if wasmparser_is_core_module(bytes) {
             component_bytes = wit_component::ComponentEncoder::default()
@@ -246,5 +254,23 @@ pub(crate) fn classify(e: &wasmtime::Error, stats: &PluginStats) -> &'static str
             PluginStats::bump(&stats.traps);
             "trapped"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_wasm_is_refused_without_quoting_it() {
+        let rt = Runtime::new(None).expect("runtime");
+        let e = rt
+            .compile("x", b"root:x:0:0:secret\n")
+            .expect_err("not wasm")
+            .to_string();
+        assert!(
+            e.contains("not a WebAssembly file") && !e.contains("root"),
+            "{e}"
+        );
     }
 }

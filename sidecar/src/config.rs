@@ -16,6 +16,8 @@ pub struct Config {
     pub bind: String,
     /// TCP port for RESP; 0 disables the TCP listener.
     pub port: u16,
+    /// Connections the kernel queues before they are accepted (Redis `tcp-backlog`).
+    pub tcp_backlog: u32,
     /// Path of a Unix socket to listen on as well.
     pub unixsocket: Option<PathBuf>,
     /// Password clients must give with AUTH (or HELLO ... AUTH).
@@ -261,6 +263,7 @@ impl Default for Config {
         Config {
             bind: "127.0.0.1".into(),
             port: 6379,
+            tcp_backlog: 511,
             unixsocket: None,
             requirepass: None,
             admin: AdminConfig::default(),
@@ -358,7 +361,7 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_norway::from_str(text).map_err(|e| e.to_string())
+        serde_norway::from_str(text).map_err(|e| redact(&e.to_string()))
     }
 
     /// Checks values that parse but make no sense.
@@ -404,6 +407,9 @@ impl Config {
         }
         if self.limits.max_clients == 0 {
             return Err(bad("limits.max_clients", "must be at least 1".into()));
+        }
+        if self.tcp_backlog == 0 {
+            return Err(bad("tcp_backlog", "must be at least 1".into()));
         }
         if self.limits.max_args == 0 {
             return Err(bad("limits.max_args", "must be at least 1".into()));
@@ -498,6 +504,56 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A parser message without the file's content in it: quoted strings become "a
+/// string", and a name in backticks stays only if it looks like a field name. Pointing
+/// `--check-config` at a file that is not a configuration (a key file, `/etc/shadow`)
+/// must not print its lines.
+fn redact(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(['`', '"']) {
+        let (before, from) = rest.split_at(i);
+        out.push_str(before);
+        let quote = from.chars().next().unwrap_or('"');
+        let body = &from[1..];
+        // The closing quote, skipping escaped ones.
+        let mut end = None;
+        let mut escaped = false;
+        for (j, c) in body.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                c if c == quote && !escaped => {
+                    end = Some(j);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        let Some(end) = end else {
+            out.push_str("...");
+            return out;
+        };
+        let inner = &body[..end];
+        let name_like = !inner.is_empty()
+            && inner.len() <= 64
+            && inner
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if quote == '`' && name_like {
+            out.push('`');
+            out.push_str(inner);
+            out.push('`');
+        } else if quote == '`' {
+            out.push_str("(a name that is not a field)");
+        } else {
+            out.push_str("(text)");
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    out.replace("string (text)", "a string")
 }
 
 /// Parses a duration with a unit (`500ms`, `30s`, `5m`, `1h`, `1d`; `0` alone) into
@@ -708,6 +764,24 @@ mod tests {
         c.read_through.routes.push(dup);
         let e = c.validate("c.yaml").expect_err("duplicate").to_string();
         assert!(e.contains("routes[1].prefix"), "{e}");
+    }
+
+    #[test]
+    fn errors_do_not_echo_the_file() {
+        let e = Config::parse("root:*:20228:0:99999:7:::\n").expect_err("not a config");
+        assert!(!e.contains("20228"), "{e}");
+        let e = Config::parse("hunter2 secret line\n").expect_err("not a config");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = Config::parse("port: \"hunter2\"\n").expect_err("bad port");
+        assert!(
+            !e.contains("hunter2") && e.contains("port") && e.contains("line 1"),
+            "{e}"
+        );
+        let e = Config::parse("storage:\n  segmnt_bytes: 5\n").expect_err("typo");
+        assert!(
+            e.contains("`segmnt_bytes`") && e.contains("`segment_bytes`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result
     let cfg = shared.config.lock().clone();
     let tcp = if cfg.port != 0 {
         let addr = format!("{}:{}", cfg.bind, cfg.port);
-        let l = TcpListener::bind(&addr)
+        let l = listen_tcp(&addr, cfg.tcp_backlog)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         tracing::info!(addr = %l.local_addr()?, "listening for RESP over TCP");
@@ -82,6 +82,25 @@ pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result
     shared.store.engine.close()?;
     tracing::info!("caskade stopped");
     Ok(())
+}
+
+/// Binds `addr` (a name or an address) with a listen queue of `backlog`, as Redis'
+/// `tcp-backlog` does (the standard library's bind always asks for 128).
+async fn listen_tcp(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("the address resolves to nothing")))
 }
 
 fn spawn<S>(shared: &Arc<Shared>, conns: &mut JoinSet<()>, mut stream: S, addr: String)

@@ -80,6 +80,20 @@ pub static SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        field: "tcp_backlog",
+        note: "",
+        flag: Some("tcp-backlog"),
+        env: Some("CASKADE_TCP_BACKLOG"),
+        redis: Some("tcp-backlog"),
+        live: false,
+        default_text: "511",
+        get: |c| c.tcp_backlog.to_string(),
+        set: |c, v| {
+            c.tcp_backlog = int(v)?;
+            Ok(())
+        },
+    },
+    Setting {
         field: "unixsocket",
         note: "",
         flag: Some("unixsocket"),

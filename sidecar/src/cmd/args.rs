@@ -11,17 +11,10 @@ pub fn is(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
-/// Parses a Redis integer argument (no spaces, no `+`, no leading zeros past "0").
+/// Parses a Redis integer argument (no spaces, no `+`, no leading zeros past "0"): the
+/// protocol's own integer rule.
 pub fn parse_i64(b: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(b).ok()?;
-    if s.is_empty() || s.starts_with('+') || s.len() > 20 {
-        return None;
-    }
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || s == "-0" {
-        return None;
-    }
-    s.parse().ok()
+    crate::protocol::request::redis_int(b)
 }
 
 /// Parses a Redis float argument (`inf` allowed, NaN refused).

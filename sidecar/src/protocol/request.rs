@@ -133,17 +133,31 @@ fn read_len_line(buf: &mut BytesMut, what: &str) -> Result<Option<Option<i64>>, 
     if cr + 1 >= buf.len() {
         return Ok(None);
     }
-    let n = std::str::from_utf8(&buf[1..cr])
-        .ok()
-        .filter(|s| !s.starts_with('+') && !s.is_empty())
-        .and_then(|s| s.parse::<i64>().ok());
+    let n = buf.get(1..cr).and_then(redis_int);
     buf.advance(cr + 2);
     Ok(Some(n))
 }
 
+/// Parses an integer as Redis' `string2ll` does: digits with an optional `-`, no `+`,
+/// no spaces, no leading zeros (so `01` and `$00004` are refused, as Redis refuses them).
+pub fn redis_int(b: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(b).ok()?;
+    if s.is_empty() || s.starts_with('+') || s.len() > 20 {
+        return None;
+    }
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || s == "-0" {
+        return None;
+    }
+    s.parse().ok()
+}
+
 /// Parses one inline command line (`SET k "a b"\r\n`), with Redis' quoting rules.
 fn parse_inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+    // Redis finds the line's end with strchr, which stops at a NUL byte: a line with
+    // a NUL before its newline is never complete, so it waits (up to the inline limit).
+    let end = buf.iter().position(|&b| b == b'\n' || b == 0);
+    let Some(nl) = end.filter(|&i| buf.get(i) == Some(&b'\n')) else {
         if buf.len() > INLINE_MAX {
             return Err(err("too big inline request"));
         }
@@ -249,6 +263,39 @@ pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
             }
         }
         out.push(Bytes::from(cur));
+    }
+}
+
+#[cfg(test)]
+mod strict_tests {
+    use super::*;
+
+    fn parse(input: &[u8]) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        let mut p = RequestParser::new(1 << 20, 1 << 20);
+        let mut buf = BytesMut::from(input);
+        p.next(&mut buf)
+    }
+
+    #[test]
+    fn lengths_with_leading_zeros_are_refused_as_redis_does() {
+        assert_eq!(
+            parse(b"*01\r\n$4\r\nPING\r\n").expect_err("*01").0,
+            "Protocol error: invalid multibulk length"
+        );
+        assert_eq!(
+            parse(b"*1\r\n$00004\r\nPING\r\n").expect_err("$00004").0,
+            "Protocol error: invalid bulk length"
+        );
+        assert!(parse(b"*1\r\n$4\r\nPING\r\n").expect("ok").is_some());
+        assert!(parse(b"*0\r\n").expect("empty").is_none());
+    }
+
+    #[test]
+    fn an_inline_line_with_a_nul_waits_like_redis() {
+        assert_eq!(parse(b"PI\0NG\r\n").expect("waits"), None);
+        let big = [b"PING\0".as_slice(), &vec![b'x'; INLINE_MAX + 1]].concat();
+        assert!(parse(&big).is_err(), "until the inline limit");
+        assert!(parse(b"PING\r\n").expect("ok").is_some());
     }
 }
 
