@@ -516,6 +516,7 @@ impl Engine {
         let rewritten = get(&c.bytes_rewritten);
         let live_bytes = inner.index.live_bytes();
         Stats {
+            write_error: inner.log.write_error(),
             keys: self.total_len() as u64,
             segments,
             disk_bytes,

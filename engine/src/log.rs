@@ -248,13 +248,24 @@ impl Log {
         Ok(())
     }
 
+    /// Refuses writes from now on. Logged once, when writes stop, not for every
+    /// write refused afterwards.
     pub fn poison(&self, why: String) {
-        tracing::error!(reason = %why, "refusing further writes until the engine is reopened");
         let mut p = self.poison.lock();
         if p.is_none() {
+            tracing::error!(reason = %why, "refusing further writes until the engine is reopened");
             *p = Some(why);
         }
         self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Why writes are refused, if they are.
+    pub fn write_error(&self) -> Option<String> {
+        if self.is_poisoned() {
+            self.poison.lock().clone()
+        } else {
+            None
+        }
     }
 
     pub fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {

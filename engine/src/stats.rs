@@ -31,6 +31,8 @@ impl Counters {
 /// A snapshot of the engine's figures.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
+    /// Why writes are refused (after a failed write or sync), if they are.
+    pub write_error: Option<String>,
     /// Keys in the index, all namespaces (expired keys not yet swept included).
     pub keys: u64,
     /// Segment files on disk.

@@ -58,6 +58,7 @@ pub fn export(s: &Shared) {
             );
         }
     }
+    gauge!("caskade_engine_writes_refused").set(if st.write_error.is_some() { 1.0 } else { 0.0 });
     gauge!("caskade_engine_segments").set(st.segments as f64);
     gauge!("caskade_engine_disk_bytes").set(st.disk_bytes as f64);
     gauge!("caskade_engine_garbage_bytes").set(st.garbage_bytes as f64);

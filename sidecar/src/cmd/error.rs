@@ -64,9 +64,9 @@ impl PartialEq for CmdError {
 fn engine_text(e: &EngineError) -> String {
     match e {
         EngineError::ValueTooLong { .. } => "ERR string exceeds maximum allowed size".into(),
-        EngineError::Poisoned(_) | EngineError::Io { .. } => {
-            format!("IOERR storage failure: {e}")
-        }
+        // Redis' code for writes refused after a persistence failure.
+        EngineError::Poisoned(_) => format!("MISCONF {e}"),
+        EngineError::Io { .. } => format!("IOERR storage failure: {e}"),
         other => format!("ERR {other}"),
     }
 }

@@ -91,7 +91,15 @@ fn sections(s: &Shared) -> Vec<Section> {
             .field("loading", 0)
             .field("rdb_changes_since_last_save", 0)
             .field("rdb_last_save_time", last_save(s))
-            .field("aof_enabled", 1),
+            .field("aof_enabled", 1)
+            .field(
+                "aof_last_write_status",
+                if st.write_error.is_some() {
+                    "err"
+                } else {
+                    "ok"
+                },
+            ),
         Section::new("Stats", "stats")
             .field("total_connections_received", count(&s.stats.connections))
             .field("total_commands_processed", count(&s.stats.commands))
@@ -130,6 +138,14 @@ fn sections(s: &Shared) -> Vec<Section> {
             )
             .field("engine_syncs", st.syncs)
             .field("engine_corrupt_records", st.corrupt_records)
+            .field("engine_writes_refused", st.write_error.is_some() as u8)
+            .field(
+                "engine_write_error",
+                st.write_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .replace(['\r', '\n'], " "),
+            )
             .field("evictions_max_keys", st.evictions_max_keys)
             .field("evictions_disk", st.evictions_disk)
             .field("compaction_filter_removals", st.filter_removals)

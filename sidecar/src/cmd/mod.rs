@@ -441,6 +441,13 @@ mod tests {
     }
 }
 
+/// INFO everything, for tests outside this module.
+#[cfg(test)]
+pub fn testing_info(sh: &Shared) -> Reply {
+    let mut sess = Session::new(sh, sh.register("info".into()));
+    info::info(sh, &mut sess, &mut Args::new("info", &[])).unwrap_or_else(Reply::from)
+}
+
 #[cfg(test)]
 pub mod testing {
     //! Runs data commands against a store as a connection would, without one.
