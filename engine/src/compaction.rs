@@ -484,10 +484,15 @@ pub(crate) fn spawn(worker: Worker, stopper: Stopper) -> Result<JoinHandle<()>> 
                 if stopper.stopped() {
                     return;
                 }
-                if let Err(e) = worker.compact_pass() {
-                    tracing::error!(error = %e, "compaction failed");
-                    worker.compactor.failed(e.to_string());
-                    return;
+                match worker.compact_pass() {
+                    // Writes are refused for now (a failed write, retried): try later.
+                    Err(Error::Poisoned(_)) => continue,
+                    Err(e) => {
+                        tracing::error!(error = %e, "compaction failed");
+                        worker.compactor.failed(e.to_string());
+                        return;
+                    }
+                    Ok(()) => {}
                 }
             }
         })

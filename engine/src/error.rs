@@ -30,7 +30,7 @@ pub enum Error {
     },
     /// An earlier fsync or write failed; the engine refuses writes until it is reopened,
     /// because the kernel may have dropped the dirty pages it could not write.
-    #[error("writes are refused after an earlier I/O failure ({0}); reopen the engine")]
+    #[error("writes are refused after an I/O failure: {0}")]
     Poisoned(String),
     /// The namespace is outside `0..16`.
     #[error("namespace {0} is out of range (0..16)")]

@@ -1,5 +1,6 @@
 //! The log owns the segments, the one writer and its 64 KiB write buffer, sealing,
-//! durability (group commit under `fsync always`), poison after a failed write or sync,
+//! durability (group commit under `fsync always`), refusing writes after a failed write
+//! (until a retry gives up the unwritten buffer) or a failed sync (until reopen),
 //! the hint files still to write, and the disk accounting (counted here and nowhere else).
 
 use crate::clock::Clock;
@@ -43,6 +44,15 @@ pub(crate) struct SyncState {
     pub last_sync: Instant,
 }
 
+/// Why writes are refused.
+#[derive(Clone)]
+struct Poison {
+    why: String,
+    /// A failed hand-over to the file (ENOSPC, EIO on write): the data is still ours,
+    /// so writing can resume. A failed sync cannot: the kernel may have dropped pages.
+    retryable: bool,
+}
+
 /// The log's own figures.
 #[derive(Default)]
 pub(crate) struct LogCounters {
@@ -63,8 +73,10 @@ pub(crate) struct Log {
     tail: RwLock<Tail>,
     sync: Mutex<SyncState>,
     sync_cv: Condvar,
-    poison: Mutex<Option<String>>,
+    poison: Mutex<Option<Poison>>,
     poisoned: AtomicBool,
+    /// A failure was logged and no write has reached the file since.
+    failure_logged: AtomicBool,
     closed: AtomicBool,
     pending_hints: Mutex<Vec<u32>>,
     /// Bytes of segment and hint files.
@@ -101,6 +113,7 @@ impl Log {
             sync_cv: Condvar::new(),
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
+            failure_logged: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             pending_hints: Mutex::new(Vec::new()),
             disk_bytes: AtomicU64::new(0),
@@ -242,29 +255,97 @@ impl Log {
             return Err(Error::Closed);
         }
         if self.poisoned.load(Ordering::Acquire) {
-            let why = self.poison.lock().clone().unwrap_or_default();
-            return Err(Error::Poisoned(why));
+            return Err(Error::Poisoned(self.write_error().unwrap_or_default()));
         }
         Ok(())
     }
 
-    /// Refuses writes from now on. Logged once, when writes stop, not for every
-    /// write refused afterwards.
+    /// Refuses writes until the engine is reopened (a failed sync).
     pub fn poison(&self, why: String) {
+        self.refuse(why, false);
+    }
+
+    /// Refuses writes until a retry can hand the data to the file (a failed write).
+    fn poison_write(&self, why: String) {
+        self.refuse(why, true);
+    }
+
+    /// Logged once per outage, not for every write refused or every failed retry.
+    fn refuse(&self, why: String, retryable: bool) {
         let mut p = self.poison.lock();
         if p.is_none() {
-            tracing::error!(reason = %why, "refusing further writes until the engine is reopened");
-            *p = Some(why);
+            if !self.failure_logged.swap(true, Ordering::AcqRel) {
+                if retryable {
+                    tracing::error!(reason = %why, "refusing writes; retrying every second");
+                } else {
+                    tracing::error!(reason = %why, "refusing further writes until the engine is reopened");
+                }
+            }
+            *p = Some(Poison { why, retryable });
         }
         self.poisoned.store(true, Ordering::Release);
     }
 
     /// Why writes are refused, if they are.
     pub fn write_error(&self) -> Option<String> {
-        if self.is_poisoned() {
-            self.poison.lock().clone()
-        } else {
-            None
+        if !self.is_poisoned() {
+            return None;
+        }
+        self.poison.lock().as_ref().map(|p| {
+            if p.retryable {
+                format!("{} (retrying)", p.why)
+            } else {
+                format!("{}; reopen the engine to write again", p.why)
+            }
+        })
+    }
+
+    /// Whether writes are refused after a failed write that a retry may clear.
+    pub fn retryable(&self) -> bool {
+        self.is_poisoned() && self.poison.lock().as_ref().is_some_and(|p| p.retryable)
+    }
+
+    /// The writer, refused or not (for the retry after a failed write).
+    pub fn lock_writer_unchecked(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock()
+    }
+
+    /// The active segment and the offset from which its records never reached the file.
+    pub fn unflushed(&self, w: &Writer) -> (u32, u64) {
+        (w.active.id, self.tail.read().start)
+    }
+
+    /// Gives up what a failed hand-over left in the write buffer (its writes were
+    /// refused, so none was acknowledged): the active segment ends where the file's
+    /// good bytes end, and the next write goes there. The caller has dropped the index's
+    /// slots in that region first.
+    pub fn discard_unflushed(&self, w: &Writer) -> u64 {
+        let mut t = self.tail.write();
+        let seg = &w.active;
+        let cut = seg.len().saturating_sub(t.start);
+        t.data.clear();
+        seg.len.store(t.start, Ordering::Release);
+        self.disk_bytes.fetch_sub(cut, Ordering::Relaxed);
+        cut
+    }
+
+    /// Accepts writes again after [`Log::discard_unflushed`]; a write that fails again
+    /// refuses them again.
+    pub fn resume(&self) {
+        let mut p = self.poison.lock();
+        if p.as_ref().is_some_and(|p| p.retryable) {
+            *p = None;
+            self.poisoned.store(false, Ordering::Release);
+        }
+    }
+
+    /// A write reached the file: the outage, if any, is over.
+    fn written_ok(&self) {
+        if self.failure_logged.load(Ordering::Acquire)
+            && !self.is_poisoned()
+            && self.failure_logged.swap(false, Ordering::AcqRel)
+        {
+            tracing::info!("writes reach the data file again");
         }
     }
 
@@ -291,9 +372,10 @@ impl Log {
         if rec.len() >= TAIL_FLUSH_BYTES {
             // Large records skip the buffer (which the flush above left empty).
             if let Err(e) = seg.file.write_all_at(rec, off) {
-                self.poison(format!("write to {} failed: {e}", seg.path.display()));
+                self.poison_write(format!("write to {} failed: {e}", seg.path.display()));
                 return Err(Error::io("write", &seg.path, e));
             }
+            self.written_ok();
             seg.written.store(off + rec.len() as u64, Ordering::Release);
             self.tail.write().start = off + rec.len() as u64;
         } else {
@@ -317,9 +399,10 @@ impl Log {
         let seg = &w.active;
         debug_assert_eq!(t.seg, seg.id);
         if let Err(e) = seg.file.write_all_at(&t.data, t.start) {
-            self.poison(format!("write to {} failed: {e}", seg.path.display()));
+            self.poison_write(format!("write to {} failed: {e}", seg.path.display()));
             return Err(Error::io("write", &seg.path, e));
         }
+        self.written_ok();
         let end = t.start + t.data.len() as u64;
         seg.written.store(end, Ordering::Release);
         t.start = end;

@@ -50,14 +50,66 @@ pub(crate) fn spawn(upkeep: Upkeep, stopper: Stopper) -> Result<JoinHandle<()>> 
         .name("caskade-maintenance".into())
         .spawn(move || {
             let mut sweep_at = 0usize;
+            // When the current refusal was first seen: the retry comes a second later.
+            let mut refused_since: Option<std::time::Instant> = None;
             while stopper.sleep(upkeep.interval) {
+                if upkeep.log.retryable() {
+                    let since = *refused_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= RETRY_EVERY {
+                        upkeep.resume_writes();
+                        refused_since = None;
+                    }
+                } else {
+                    refused_since = None;
+                }
                 upkeep.tick(&mut sweep_at);
             }
         })
         .map_err(|e| Error::io("spawn maintenance thread", &dir, e))
 }
 
+/// How often writes refused after a failed write are tried again (Redis retries a
+/// failed AOF write every second too).
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
 impl Upkeep {
+    /// After a failed write: gives up the records of the refused writes still in the
+    /// write buffer (dropping the index's slots that point at them, so nothing that
+    /// never reached the file is served) and accepts writes again; the next write that
+    /// fails refuses them again.
+    fn resume_writes(&self) {
+        let w = self.log.lock_writer_unchecked();
+        if !self.log.retryable() {
+            return;
+        }
+        let (seg, start) = self.log.unflushed(&w);
+        let mut removed = Vec::new();
+        for kd in self.index.all() {
+            for shard in 0..Keydir::SHARDS {
+                kd.sweep_shard(
+                    shard,
+                    |s| s.seg == seg && s.off as u64 >= start,
+                    |s| removed.push(s.hash),
+                );
+            }
+        }
+        let cut = self.log.discard_unflushed(&w);
+        self.log.resume();
+        drop(w);
+        if !removed.is_empty() {
+            let keys = Keys {
+                index: &self.index,
+                log: &self.log,
+            };
+            self.policy.note_removed(&removed, &keys);
+        }
+        tracing::debug!(
+            dropped = removed.len(),
+            bytes = cut,
+            "retrying writes; records of refused writes were given up"
+        );
+    }
+
     fn tick(&self, sweep_at: &mut usize) {
         let log = &self.log;
         if !log.is_poisoned()

@@ -243,8 +243,27 @@ mod tests {
         assert_eq!(lines[1], "+PONG");
         assert!(lines[2].starts_with("-MISCONF"), "{text}");
         assert!(lines[3].starts_with("-MISCONF"), "{text}");
-        // Later writes are refused with Redis' MISCONF, and INFO says why.
-        c.write_all(b"SET c 3\r\n").await.expect("write");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_a_failed_sync_writes_are_refused_with_misconf_and_info_says_so() {
+        let fs = caskade_engine::io::FaultStorage::new();
+        let sh = crate::state::testing::shared_with(
+            std::sync::Arc::new(fs.clone()),
+            caskade_engine::Fsync::Always,
+        );
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let _task = tokio::spawn(serve(sh.clone(), s, "test".into()));
+        fs.fail_nth_sync(1);
+        c.write_all(b"SET a 1\r\n").await.expect("write");
+        let mut buf = [0u8; 4096];
+        let n = c.read(&mut buf).await.expect("read");
+        assert!(
+            buf[..n].starts_with(b"-IOERR storage failure: sync"),
+            "{}",
+            String::from_utf8_lossy(&buf[..n])
+        );
+        c.write_all(b"SET b 2\r\n").await.expect("write");
         let n = c.read(&mut buf).await.expect("read");
         assert!(
             buf[..n].starts_with(b"-MISCONF writes are refused"),

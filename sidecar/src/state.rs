@@ -198,11 +198,21 @@ pub mod testing {
 
     /// [`shared`] over an engine on `storage` (e.g. the engine's fault-injecting one).
     pub fn shared_on(storage: Arc<dyn caskade_engine::io::Storage>) -> Arc<Shared> {
+        shared_with(storage, caskade_engine::Fsync::Never)
+    }
+
+    /// [`shared_on`] with an fsync policy; the server's configuration says the same.
+    pub fn shared_with(
+        storage: Arc<dyn caskade_engine::io::Storage>,
+        fsync: caskade_engine::Fsync,
+    ) -> Arc<Shared> {
         let mut opts = caskade_engine::Options::new("/data");
         opts.storage = storage;
-        opts.fsync = caskade_engine::Fsync::Never;
+        opts.fsync = fsync;
         let engine = caskade_engine::Engine::open(opts).expect("open");
-        over(crate::store::Store::new(engine))
+        let sh = over(crate::store::Store::new(engine));
+        sh.config.lock().storage.fsync = fsync;
+        sh
     }
 
     #[test]
