@@ -477,6 +477,14 @@ impl Engine {
         self.inner.log.flush_writes()
     }
 
+    /// Changes whenever writes that had not yet been handed to the file were given up
+    /// (after a failed write, when writes resume). A server that notes it before a
+    /// batch's first write and finds it changed after [`Engine::flush_writes`] must not
+    /// acknowledge that batch's writes: some of them may be gone.
+    pub fn write_generation(&self) -> u64 {
+        self.inner.log.generation()
+    }
+
     /// Replaces the compaction filter (`None` removes it); compactions that are running
     /// finish their current batch with the old one.
     pub fn set_compaction_filter(&self, filter: Option<Arc<dyn CompactionFilter>>) {

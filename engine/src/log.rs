@@ -77,6 +77,8 @@ pub(crate) struct Log {
     poisoned: AtomicBool,
     /// A failure was logged and no write has reached the file since.
     failure_logged: AtomicBool,
+    /// Bumped each time unflushed records are given up (see [`Log::generation`]).
+    generation: AtomicU64,
     closed: AtomicBool,
     pending_hints: Mutex<Vec<u32>>,
     /// Bytes of segment and hint files.
@@ -114,6 +116,7 @@ impl Log {
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             failure_logged: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             pending_hints: Mutex::new(Vec::new()),
             disk_bytes: AtomicU64::new(0),
@@ -326,7 +329,15 @@ impl Log {
         t.data.clear();
         seg.len.store(t.start, Ordering::Release);
         self.disk_bytes.fetch_sub(cut, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         cut
+    }
+
+    /// Changes whenever records that had not reached the file were given up: a caller
+    /// that appended before and flushes after must not report its writes as done if it
+    /// changed in between.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Accepts writes again after [`Log::discard_unflushed`]; a write that fails again

@@ -53,6 +53,7 @@ fn failed_write_refuses_writes_until_a_retry_succeeds() {
         .put(0, b"b", &[5u8; 100], None)
         .expect_err("write failure reported");
     assert!(matches!(err, Error::Io { op: "write", .. }), "{err}");
+    let generation = e.write_generation();
     let err = e.put(0, b"c", b"3", None).expect_err("refused");
     assert!(
         matches!(&err, Error::Poisoned(why) if why.contains("retrying")),
@@ -70,6 +71,11 @@ fn failed_write_refuses_writes_until_a_retry_succeeds() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert!(e.stats().write_error.is_none());
+    assert_ne!(
+        e.write_generation(),
+        generation,
+        "giving up unwritten records is visible to flushers"
+    );
     // The refused write's record was given up, never served; the older value of its
     // key went with it (a miss, never the refused value or a resurrected one).
     assert_eq!(get(&e, 0, b"b"), None);

@@ -36,6 +36,8 @@ where
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     let mut writes = Vec::new();
+    // The engine's write generation before the batch's first write (see `settle`).
+    let mut generation = 0;
     'conn: loop {
         if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
             inbuf.reserve(READ_CHUNK);
@@ -66,6 +68,9 @@ where
             match parser.next(&mut inbuf) {
                 Ok(Some(args)) => {
                     let earlier = std::mem::take(&mut session.wrote);
+                    if writes.is_empty() {
+                        generation = shared.store.engine.write_generation();
+                    }
                     let reply = cmd::run(&shared, &mut session, &args, waits_for_fsync).await;
                     let start = out.len();
                     reply.encode(&mut out, session.resp3);
@@ -77,7 +82,7 @@ where
                     }
                     session.wrote |= earlier;
                     if session.quit {
-                        settle(&shared, &mut session, &mut out, &mut writes);
+                        settle(&shared, &mut session, &mut out, &mut writes, generation);
                         let _ = stream.write_all(&out).await;
                         break 'conn;
                     }
@@ -85,7 +90,7 @@ where
                 Ok(None) => break,
                 Err(e) => {
                     Reply::err(format!("ERR {}", e.0)).encode(&mut out, session.resp3);
-                    settle(&shared, &mut session, &mut out, &mut writes);
+                    settle(&shared, &mut session, &mut out, &mut writes, generation);
                     let _ = stream.write_all(&out).await;
                     tracing::debug!(client = id, error = %e, "protocol error; closing");
                     break 'conn;
@@ -95,12 +100,12 @@ where
         if inbuf.len() + parser.pending_bytes() > max_query {
             Reply::err("ERR query buffer limit exceeded; closing the connection")
                 .encode(&mut out, session.resp3);
-            settle(&shared, &mut session, &mut out, &mut writes);
+            settle(&shared, &mut session, &mut out, &mut writes, generation);
             let _ = stream.write_all(&out).await;
             tracing::warn!(client = id, "query buffer limit exceeded; closing");
             break;
         }
-        settle(&shared, &mut session, &mut out, &mut writes);
+        settle(&shared, &mut session, &mut out, &mut writes, generation);
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
@@ -125,20 +130,31 @@ struct Acked {
 /// Hands this connection's writes to the OS before their replies leave, so a crash of
 /// the process never loses an acknowledged write (as with Redis' AOF). If that fails,
 /// no success leaves for those writes: each one's reply is replaced by the error.
-fn settle(shared: &Shared, session: &mut Session, out: &mut BytesMut, writes: &mut Vec<Acked>) {
+fn settle(
+    shared: &Shared,
+    session: &mut Session,
+    out: &mut BytesMut,
+    writes: &mut Vec<Acked>,
+    generation: u64,
+) {
     let acked = std::mem::take(writes);
     if !std::mem::take(&mut session.wrote) {
         return;
     }
-    let Err(e) = shared.store.engine.flush_writes() else {
-        return;
+    let engine = &shared.store.engine;
+    let why = match engine.flush_writes() {
+        // Flushed, and nothing appended since the batch's first write was given up by
+        // a retry after a failed write (another connection's, during this batch).
+        Ok(()) if engine.write_generation() == generation => return,
+        Ok(()) => "they were given up after a failed write".to_string(),
+        Err(e) => e.to_string(),
     };
     // The engine logs the failure once, when writes stop; each refused batch is detail.
-    tracing::debug!(error = %e, "handing writes to the data file failed; their replies are errors");
+    tracing::debug!(error = %why, "handing writes to the data file failed; their replies are errors");
     if acked.is_empty() {
         return;
     }
-    let refusal = Reply::err(format!("MISCONF Errors writing to the data file: {e}"));
+    let refusal = Reply::err(format!("MISCONF Errors writing to the data file: {why}"));
     let mut fixed = BytesMut::with_capacity(out.len());
     let mut at = 0;
     for a in &acked {
