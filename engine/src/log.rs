@@ -328,6 +328,7 @@ impl Log {
         let cut = seg.len().saturating_sub(t.start);
         t.data.clear();
         seg.len.store(t.start, Ordering::Release);
+        seg.written.fetch_min(t.start, Ordering::AcqRel);
         self.disk_bytes.fetch_sub(cut, Ordering::Relaxed);
         self.generation.fetch_add(1, Ordering::AcqRel);
         cut

@@ -296,6 +296,9 @@ fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segm
                 .and_then(|()| file.sync())
                 .map_err(|e| Error::io("truncate", &path, e))?;
             seg.len.store(end.valid_end, Ordering::Release);
+            // What the file holds is what was kept: a record appended over the cut
+            // must be read from the write buffer, not from the bytes cut away.
+            seg.written.store(end.valid_end, Ordering::Release);
         }
     }
     if !hinted && !is_last {
