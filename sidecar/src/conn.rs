@@ -286,7 +286,7 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&buf[..n])
         );
-        let Reply::Verbatim(info) = crate::cmd::testing_info(&sh) else {
+        let Reply::Verbatim(info) = crate::cmd::testing::info(&sh) else {
             panic!("text")
         };
         assert!(info.contains("aof_last_write_status:err"), "{info}");

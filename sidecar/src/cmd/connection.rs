@@ -309,20 +309,13 @@ fn client_kill(s: &Shared, rest: &[Bytes]) -> CmdResult {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::argv;
+    use super::super::testing::control;
     use super::*;
     use crate::state::testing::shared;
 
-    fn call(s: &Shared, sess: &mut Session, f: super::super::Run, a: &[&str]) -> Reply {
-        let super::super::Run::Control(f) = f else {
-            panic!("a connection command")
-        };
-        let v = argv(a);
-        f(s, sess, &mut Args::new("x", &v)).unwrap_or_else(Reply::from)
-    }
-
-    fn run_of(name: &str) -> super::super::Run {
-        super::super::lookup(name.as_bytes()).expect("known").run
+    fn call(s: &Shared, sess: &mut Session, name: &str, a: &[&str]) -> Reply {
+        let argv: Vec<&str> = std::iter::once(name).chain(a.iter().copied()).collect();
+        control(s, sess, &argv)
     }
 
     #[test]
@@ -330,56 +323,49 @@ mod tests {
         let (_d, sh) = shared();
         let mut sess = Session::new(&sh, sh.register("1.2.3.4:5".into()));
         assert_eq!(
-            call(&sh, &mut sess, run_of("auth"), &["pw"]),
+            call(&sh, &mut sess, "auth", &["pw"]),
             Reply::err(
                 "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
             )
         );
         assert_eq!(
-            call(&sh, &mut sess, run_of("hello"), &["4"]),
+            call(&sh, &mut sess, "hello", &["4"]),
             Reply::err("NOPROTO unsupported protocol version")
         );
-        let Reply::Map(fields) = call(&sh, &mut sess, run_of("hello"), &["3", "SETNAME", "app"])
-        else {
+        let Reply::Map(fields) = call(&sh, &mut sess, "hello", &["3", "SETNAME", "app"]) else {
             panic!("a map")
         };
         assert!(fields.contains(&(Reply::text("proto"), Reply::Int(3))));
         assert!(sess.resp3);
         assert_eq!(
-            call(&sh, &mut sess, run_of("client"), &["getname"]),
+            call(&sh, &mut sess, "client", &["getname"]),
             Reply::text("app")
         );
         assert_eq!(
-            call(&sh, &mut sess, run_of("client"), &["setname", "a b"]),
+            call(&sh, &mut sess, "client", &["setname", "a b"]),
             Reply::err("ERR Client names cannot contain spaces, newlines or special characters.")
         );
         assert_eq!(
-            call(&sh, &mut sess, run_of("client"), &["nope"]),
+            call(&sh, &mut sess, "client", &["nope"]),
             Reply::err(
                 "ERR unknown subcommand or wrong number of arguments for 'nope'. Try CLIENT HELP."
             )
         );
         assert_eq!(
-            call(&sh, &mut sess, run_of("select"), &["16"]),
+            call(&sh, &mut sess, "select", &["16"]),
             Reply::err("ERR DB index is out of range")
         );
-        assert_eq!(call(&sh, &mut sess, run_of("select"), &["3"]), Reply::OK);
+        assert_eq!(call(&sh, &mut sess, "select", &["3"]), Reply::OK);
         assert_eq!(sess.db, 3);
-        let Reply::Verbatim(line) = call(&sh, &mut sess, run_of("client"), &["info"]) else {
+        let Reply::Verbatim(line) = call(&sh, &mut sess, "client", &["info"]) else {
             panic!("text")
         };
         assert!(
             line.contains("addr=1.2.3.4:5") && line.contains("db=3") && line.contains("resp=3")
         );
-        assert_eq!(
-            call(&sh, &mut sess, run_of("reset"), &[]),
-            Reply::Status("RESET")
-        );
+        assert_eq!(call(&sh, &mut sess, "reset", &[]), Reply::Status("RESET"));
         assert_eq!((sess.db, sess.resp3), (0, false));
-        assert_eq!(
-            call(&sh, &mut sess, run_of("ping"), &["hi"]),
-            Reply::text("hi")
-        );
+        assert_eq!(call(&sh, &mut sess, "ping", &["hi"]), Reply::text("hi"));
     }
 
     #[test]
@@ -389,22 +375,17 @@ mod tests {
         let mut sess = Session::new(&sh, sh.register("t".into()));
         assert!(!sess.authenticated);
         assert_eq!(
-            call(&sh, &mut sess, run_of("hello"), &["3"]),
+            call(&sh, &mut sess, "hello", &["3"]),
             Reply::err(
                 "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
             )
         );
         assert_eq!(
-            call(&sh, &mut sess, run_of("auth"), &["default", "no"]),
+            call(&sh, &mut sess, "auth", &["default", "no"]),
             Reply::err("WRONGPASS invalid username-password pair or user is disabled.")
         );
         assert!(matches!(
-            call(
-                &sh,
-                &mut sess,
-                run_of("hello"),
-                &["2", "AUTH", "default", "pw"]
-            ),
+            call(&sh, &mut sess, "hello", &["2", "AUTH", "default", "pw"]),
             Reply::Map(_)
         ));
         assert!(sess.authenticated);

@@ -441,13 +441,6 @@ mod tests {
     }
 }
 
-/// INFO everything, for tests outside this module.
-#[cfg(test)]
-pub fn testing_info(sh: &Shared) -> Reply {
-    let mut sess = Session::new(sh, sh.register("info".into()));
-    info::info(sh, &mut sess, &mut Args::new("info", &[])).unwrap_or_else(Reply::from)
-}
-
 #[cfg(test)]
 pub mod testing {
     //! Runs data commands against a store as a connection would, without one.
@@ -460,6 +453,25 @@ pub mod testing {
             .iter()
             .map(|s| Bytes::copy_from_slice(s.as_bytes()))
             .collect()
+    }
+
+    /// Runs the connection or server command `argv` for `sess`: lookup, arity, run.
+    pub fn control(sh: &Shared, sess: &mut Session, argv: &[&str]) -> Reply {
+        let argv = self::argv(argv);
+        let spec = lookup(&argv[0]).expect("a known command");
+        if let Err(e) = spec.check_arity(argv.len()) {
+            return e.into();
+        }
+        let Run::Control(f) = spec.run else {
+            panic!("{} is not a connection or server command", spec.name)
+        };
+        f(sh, sess, &mut Args::new(spec.name, &argv[1..])).unwrap_or_else(Reply::from)
+    }
+
+    /// INFO, every section, from a session of its own.
+    pub fn info(sh: &Shared) -> Reply {
+        let mut sess = Session::new(sh, sh.register("info".into()));
+        control(sh, &mut sess, &["info"])
     }
 
     /// Runs `argv` in database 0.

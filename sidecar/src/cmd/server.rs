@@ -258,17 +258,13 @@ pub fn function(_s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdRes
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::argv;
+    use super::super::testing::control;
     use super::*;
     use crate::state::testing::shared;
 
     fn call(s: &Shared, sess: &mut Session, name: &str, a: &[&str]) -> Reply {
-        let spec = super::super::lookup(name.as_bytes()).expect("known");
-        let super::super::Run::Control(f) = spec.run else {
-            panic!("a server command")
-        };
-        let v = argv(a);
-        f(s, sess, &mut Args::new(spec.name, &v)).unwrap_or_else(Reply::from)
+        let argv: Vec<&str> = std::iter::once(name).chain(a.iter().copied()).collect();
+        control(s, sess, &argv)
     }
 
     #[test]
