@@ -173,10 +173,7 @@ pub(crate) struct Worker {
 
 impl Worker {
     fn keys(&self) -> Keys<'_> {
-        Keys {
-            index: &self.index,
-            log: &self.log,
-        }
+        Keys::new(&self.index, &self.log)
     }
 
     /// The next segment to rewrite, if any: under space pressure the most-garbage

@@ -15,10 +15,7 @@ use std::sync::atomic::AtomicU64;
 impl Inner {
     /// The keys that exist, for the policy host.
     pub fn keys(&self) -> Keys<'_> {
-        Keys {
-            index: &self.index,
-            log: &self.log,
-        }
+        Keys::new(&self.index, &self.log)
     }
 
     /// The policy, with every pending insert handed to it.
@@ -41,10 +38,6 @@ impl Inner {
         self.policy.note_removed(ids, &self.keys());
     }
 
-    pub fn total_keys(&self) -> u64 {
-        self.index.total_len() as u64
-    }
-
     /// Evicts until the key count is within `max_keys`. Called with the writer held.
     pub fn enforce_max_keys(&self, w: &mut Writer) -> Result<()> {
         let Some(max) = self.opts.max_keys else {
@@ -52,7 +45,7 @@ impl Inner {
         };
         let mut victims = Vec::new();
         loop {
-            let total = self.total_keys();
+            let total = self.index.total_len() as u64;
             if total <= max {
                 return Ok(());
             }

@@ -73,6 +73,10 @@ pub(crate) fn spawn(upkeep: Upkeep, stopper: Stopper) -> Result<JoinHandle<()>> 
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 impl Upkeep {
+    fn keys(&self) -> Keys<'_> {
+        Keys::new(&self.index, &self.log)
+    }
+
     /// After a failed write: gives up the records of the refused writes still in the
     /// write buffer (dropping the index's slots that point at them, so nothing that
     /// never reached the file is served) and accepts writes again; the next write that
@@ -97,11 +101,7 @@ impl Upkeep {
         self.log.resume();
         drop(w);
         if !removed.is_empty() {
-            let keys = Keys {
-                index: &self.index,
-                log: &self.log,
-            };
-            self.policy.note_removed(&removed, &keys);
+            self.policy.note_removed(&removed, &self.keys());
         }
         tracing::debug!(
             dropped = removed.len(),
@@ -144,11 +144,7 @@ impl Upkeep {
             Counters::add(&self.counters.expired, removed.len() as u64);
             let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
             self.log.mark_dead_all(removed);
-            let keys = Keys {
-                index: &self.index,
-                log: &self.log,
-            };
-            self.policy.note_removed(&ids, &keys);
+            self.policy.note_removed(&ids, &self.keys());
         }
     }
 }

@@ -219,7 +219,12 @@ pub(crate) struct Keys<'a> {
     pub log: &'a Log,
 }
 
-impl Keys<'_> {
+impl<'a> Keys<'a> {
+    /// The keys `index` names, read from `log`.
+    pub fn new(index: &'a Index, log: &'a Log) -> Self {
+        Keys { index, log }
+    }
+
     /// The key bytes of the record at `slot` (`None` if unreadable).
     fn key_of(&self, slot: &Slot) -> Option<Vec<u8>> {
         let seg = self.log.segment(slot.seg)?;

@@ -84,7 +84,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
             tracing::info!(
                 done = i + 1,
                 total,
-                keys = total_keys(&inner),
+                keys = inner.index.total_len(),
                 "recovering segments"
             );
         }
@@ -112,15 +112,11 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
     tracing::info!(
         dir = %inner.opts.dir.display(),
         segments = total,
-        keys = total_keys(&inner),
+        keys = inner.index.total_len(),
         ms = started.elapsed().as_millis() as u64,
         "engine opened"
     );
     Ok(inner)
-}
-
-fn total_keys(inner: &Inner) -> usize {
-    inner.index.total_len()
 }
 
 fn has_hint_for(inner: &Inner, id: u32) -> bool {
