@@ -36,8 +36,6 @@ where
     let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = BytesMut::with_capacity(READ_CHUNK);
     let mut writes = Vec::new();
-    // The engine's write generation before the batch's first write (see `settle`).
-    let mut generation = 0;
     'conn: loop {
         if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
             inbuf.reserve(READ_CHUNK);
@@ -64,13 +62,12 @@ where
             Some(Ok(_)) => {}
             None => continue,
         }
+        // Noted once per batch, before any of its writes (see `settle`).
+        let generation = shared.store.engine.write_generation();
         loop {
             match parser.next(&mut inbuf) {
                 Ok(Some(args)) => {
                     let earlier = std::mem::take(&mut session.wrote);
-                    if writes.is_empty() {
-                        generation = shared.store.engine.write_generation();
-                    }
                     let reply = cmd::run(&shared, &mut session, &args, waits_for_fsync).await;
                     let start = out.len();
                     reply.encode(&mut out, session.resp3);
