@@ -13,7 +13,7 @@ use crate::filter::{CompactionFilter, FilterRecord, Verdict};
 use crate::format::record::{self, Header, Kind, NAMESPACES};
 use crate::index::Index;
 use crate::io::{Storage, join};
-use crate::keydir::{Slot, coarse_expiry};
+use crate::keydir::{Keydir, Slot, coarse_expiry};
 use crate::log::Log;
 use crate::options::Options;
 use crate::policy_host::Keys;
@@ -50,6 +50,22 @@ struct Pending {
 impl Pending {
     fn rec(&self) -> record::RecordRef<'_> {
         record::parts(&self.bytes, self.header)
+    }
+}
+
+/// Keys a rewrite removes without a marker (their segment holds the only record of
+/// them): they leave the index when the segment's file is gone.
+#[derive(Default)]
+struct Doomed {
+    /// Chosen by the policy, which has forgotten them.
+    evicted: Vec<Slot>,
+    /// Removed by the compaction filter.
+    removed: Vec<Slot>,
+}
+
+impl Doomed {
+    fn len(&self) -> usize {
+        self.evicted.len() + self.removed.len()
     }
 }
 
@@ -226,8 +242,9 @@ impl Worker {
             return Ok(());
         }
         let mut batch: Vec<Pending> = Vec::with_capacity(BATCH);
+        let mut doomed = Doomed::default();
         let mut failure: Option<Error> = None;
-        walk(seg.file.as_ref(), 0, seg.len(), |off, found| {
+        let walked = walk(seg.file.as_ref(), 0, seg.len(), |off, found| {
             if failure.is_some() {
                 return;
             }
@@ -239,19 +256,43 @@ impl Worker {
                 });
             }
             if batch.len() == BATCH
-                && let Err(e) = self.rewrite_batch(seg, mode, older_exists, &mut batch)
+                && let Err(e) = self.rewrite_batch(seg, mode, older_exists, &mut batch, &mut doomed)
             {
                 failure = Some(e);
             }
         })
-        .map_err(|e| Error::io("read", &seg.path, e))?;
-        if let Some(e) = failure {
-            return Err(e);
+        .map_err(|e| Error::io("read", &seg.path, e));
+        let result = walked.and_then(|end| {
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            self.rewrite_batch(seg, mode, older_exists, &mut batch, &mut doomed)?;
+            if end.corrupt_bytes > 0 || end.valid_end < seg.len() {
+                self.forget_unreadable(seg)?;
+            }
+            // Copies must be durable before the original disappears.
+            self.log.sync_now()?;
+            Ok(end)
+        });
+        let end = match result {
+            Ok(end) => end,
+            Err(e) => {
+                self.restore(&doomed);
+                return Err(e);
+            }
+        };
+        if (end.corrupt_bytes > 0 || end.valid_end < seg.len()) && older_exists {
+            // Damaged bytes may have held removal markers whose keys are unknown: the
+            // segment stays until nothing older is left for them to hide.
+            tracing::warn!(
+                segment = seg.id,
+                "damaged segment kept until it is the oldest, so no key it removed comes back"
+            );
+            seg.pinned.store(true, Ordering::Relaxed);
+            self.restore(&doomed);
+            return Ok(());
         }
-        self.rewrite_batch(seg, mode, older_exists, &mut batch)?;
-        // Copies must be durable before the original disappears.
-        self.log.sync_now()?;
-        self.drop_segment(seg)?;
+        self.drop_segment(seg, &doomed)?;
         Counters::bump(match mode {
             Mode::Compact => &self.counters.compactions,
             Mode::Reclaim => &self.counters.reclaims,
@@ -260,12 +301,55 @@ impl Worker {
         Ok(())
     }
 
+    /// Keys the index still points into `seg` although the walk found no intact record
+    /// for them (damage found only now): forgotten, each with an evict record so an
+    /// older version cannot come back. Called with every intact live record copied.
+    fn forget_unreadable(&self, seg: &Segment) -> Result<()> {
+        let mut w = self.log.lock_writer()?;
+        let mut lost = Vec::new();
+        for kd in self.index.all() {
+            for shard in 0..Keydir::SHARDS {
+                kd.sweep_shard(shard, |s| s.seg == seg.id, |s| lost.push(s.hash));
+            }
+        }
+        for &id in &lost {
+            let rec = record::evict((id & 0xF) as u8, id);
+            let (s, _) = self.log.append_locked(&mut w, &rec)?;
+            s.add_dead(rec.len() as u64);
+            Counters::bump(&self.counters.corrupt);
+        }
+        drop(w);
+        if !lost.is_empty() {
+            tracing::warn!(
+                segment = seg.id,
+                keys = lost.len(),
+                "records found damaged during compaction; their keys are dropped"
+            );
+            self.policy.note_removed(&lost, &self.keys());
+        }
+        Ok(())
+    }
+
+    /// A rewrite that does not drop its segment gives its doomed keys back to the
+    /// policy, which forgot the evicted ones: they stay, and stay evictable.
+    fn restore(&self, doomed: &Doomed) {
+        let keys = self.keys();
+        for slot in &doomed.evicted {
+            let present = self.index.slot((slot.hash & 0xF) as u8, slot.hash);
+            if let Some(key) = present.and_then(|now| keys.key_of(&now)) {
+                self.policy.note_insert(slot.hash, &key, &keys);
+            }
+        }
+        self.index.undoom(doomed.len());
+    }
+
     fn rewrite_batch(
         &self,
         seg: &Segment,
         mode: Mode,
         older_exists: bool,
         batch: &mut Vec<Pending>,
+        doomed: &mut Doomed,
     ) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -351,11 +435,17 @@ impl Worker {
                 continue; // Written or removed since the batch was read.
             }
             if !keep[j] {
-                kd.remove_exact(&expected);
                 if older_exists {
+                    kd.remove_exact(&expected);
                     let rec = record::evict(ns, id);
                     let (s, _) = self.log.append_locked(&mut w, &rec)?;
                     s.add_dead(rec.len() as u64);
+                } else {
+                    // Nothing older holds the key, so no marker is needed: the record
+                    // goes with its file. Until the file is gone the key stays
+                    // readable, so nobody sees it absent and then back after a crash.
+                    doomed.evicted.push(expected);
+                    self.index.doom(1);
                 }
                 Counters::bump(&self.counters.evicted_disk);
                 continue;
@@ -369,14 +459,17 @@ impl Worker {
                 Verdict::Remove => None,
             };
             let Some(exp) = new_exp else {
-                kd.remove_exact(&expected);
                 if older_exists {
+                    kd.remove_exact(&expected);
                     let rec = record::tombstone(ns, r.key);
                     let (s, _) = self.log.append_locked(&mut w, &rec)?;
                     s.add_dead(rec.len() as u64);
+                    removed_ids.push(id);
+                } else {
+                    doomed.removed.push(expected);
+                    self.index.doom(1);
                 }
                 Counters::bump(&self.counters.filter_removed);
-                removed_ids.push(id);
                 continue;
             };
             let copy = if exp == r.header.expire_at_ms {
@@ -433,16 +526,51 @@ impl Worker {
         Ok(())
     }
 
-    /// Forgets a rewritten segment and deletes its files.
-    fn drop_segment(&self, seg: &Segment) -> Result<()> {
-        self.log.remove_segment(seg);
+    /// Deletes a rewritten segment's files, then forgets the keys that went with it
+    /// and the segment itself. The files go first: a key leaves the index only once a
+    /// restart can no longer find it either.
+    fn drop_segment(&self, seg: &Segment, doomed: &Doomed) -> Result<()> {
         let storage = self.storage.as_ref();
         let dir = &self.dir;
-        storage
+        if let Err(e) = storage
             .remove(&seg.path)
             .and_then(|()| storage.remove(&join(dir, &hint_name(seg.id))))
             .and_then(|()| storage.sync_dir(dir))
-            .map_err(|e| Error::io("remove", &seg.path, e))?;
+        {
+            self.restore(doomed);
+            return Err(Error::io("remove", &seg.path, e));
+        }
+        let keys = self.keys();
+        let mut removed = Vec::with_capacity(doomed.removed.len());
+        {
+            // Under the writer, so no put or delete crosses the check below.
+            let _w = self.log.lock_writer_unchecked();
+            for slot in &doomed.evicted {
+                let Some(kd) = self.index.get((slot.hash & 0xF) as u8) else {
+                    continue;
+                };
+                if kd.remove_exact(slot) {
+                    continue;
+                }
+                // Overwritten meanwhile: the key lives on, and the policy (which forgot
+                // it as a victim) must know it again.
+                if let Some(now) = kd.get(slot.hash)
+                    && let Some(key) = keys.key_of(&now)
+                {
+                    self.policy.note_insert(slot.hash, &key, &keys);
+                }
+            }
+            for slot in &doomed.removed {
+                if let Some(kd) = self.index.get((slot.hash & 0xF) as u8)
+                    && kd.remove_exact(slot)
+                {
+                    removed.push(slot.hash);
+                }
+            }
+            self.index.undoom(doomed.len());
+            self.log.remove_segment(seg);
+        }
+        self.policy.note_removed(&removed, &keys);
         Ok(())
     }
 

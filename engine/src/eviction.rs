@@ -45,7 +45,7 @@ impl Inner {
         };
         let mut victims = Vec::new();
         loop {
-            let total = self.index.total_len() as u64;
+            let total = self.index.counted_len() as u64;
             if total <= max {
                 return Ok(());
             }

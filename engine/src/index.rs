@@ -6,11 +6,15 @@ use crate::format::record::{self, ALL_NAMESPACES, Kind, NAMESPACES};
 use crate::keydir::{Keydir, Slot};
 use crate::segment::Found;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Every namespace's keydir, created on first write.
 pub(crate) struct Index {
     seed: u64,
     keydirs: [OnceLock<Keydir>; NAMESPACES as usize],
+    /// Keys still in a keydir that a running reclaim has already evicted (they leave
+    /// when their segment's file is gone): not counted against `max_keys`.
+    doomed: AtomicUsize,
 }
 
 impl Index {
@@ -19,6 +23,7 @@ impl Index {
         Index {
             seed,
             keydirs: std::array::from_fn(|_| OnceLock::new()),
+            doomed: AtomicUsize::new(0),
         }
     }
 
@@ -65,6 +70,22 @@ impl Index {
     /// Keys in every namespace.
     pub fn total_len(&self) -> usize {
         self.all().map(Keydir::len).sum()
+    }
+
+    /// Keys that count against `max_keys`: all but those a reclaim is removing.
+    pub fn counted_len(&self) -> usize {
+        self.total_len()
+            .saturating_sub(self.doomed.load(Ordering::Relaxed))
+    }
+
+    /// `n` more keys are on their way out (see [`Index::counted_len`]).
+    pub fn doom(&self, n: usize) {
+        self.doomed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` doomed keys were removed or kept after all.
+    pub fn undoom(&self, n: usize) {
+        self.doomed.fetch_sub(n, Ordering::Relaxed);
     }
 
     /// Heap bytes of every keydir.

@@ -226,7 +226,7 @@ impl<'a> Keys<'a> {
     }
 
     /// The key bytes of the record at `slot` (`None` if unreadable).
-    fn key_of(&self, slot: &Slot) -> Option<Vec<u8>> {
+    pub fn key_of(&self, slot: &Slot) -> Option<Vec<u8>> {
         let seg = self.log.segment(slot.seg)?;
         let mut head = [0u8; HEADER_LEN];
         self.log.read_exact(&seg, slot.off as u64, &mut head).ok()?;

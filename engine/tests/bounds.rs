@@ -363,3 +363,79 @@ fn a_replaced_policy_is_seeded_with_every_key() {
     }
     assert!(e.stats().evictions_max_keys >= 50);
 }
+
+/// Blocks the compactor inside its second filter call (the second batch of a
+/// segment) until released, and says when it got there.
+struct Gate {
+    calls: std::sync::atomic::AtomicUsize,
+    reached: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl CompactionFilter for Gate {
+    fn filter(&self, _now_ms: u64, records: &[FilterRecord<'_>], out: &mut Vec<Verdict>) {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 1 {
+            let _ = self.reached.send(());
+            let _ = self
+                .release
+                .lock()
+                .expect("gate")
+                .recv_timeout(Duration::from_secs(30));
+        }
+        out.extend(records.iter().map(|_| Verdict::Keep));
+    }
+}
+
+/// A reclaim evicts the oldest segment's keys batch by batch, but a key leaves the
+/// index only once the segment's file is gone: a DEL seen in between must be logged,
+/// or a crash before the file is deleted brings the key back after it was deleted.
+#[test]
+fn a_key_deleted_while_its_segment_is_reclaimed_stays_deleted_after_a_crash() {
+    for policy in [PolicyKind::Fifo, PolicyKind::Lru] {
+        let fs = FaultStorage::new();
+        let clock = Arc::new(ManualClock::new(T0));
+        let mut o = mem_options(&fs, &clock, Fsync::Always);
+        o.segment_bytes = 64 << 10;
+        o.max_disk_bytes = Some(256 << 10);
+        o.eviction = policy;
+        let (reached_tx, reached) = std::sync::mpsc::sync_channel(1);
+        let (release, release_rx) = std::sync::mpsc::channel();
+        o.compaction_filter = Some(Arc::new(Gate {
+            calls: Default::default(),
+            reached: reached_tx,
+            release: std::sync::Mutex::new(release_rx),
+        }));
+        let e = Arc::new(open(&o));
+        let writer = {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                for i in 0..2400u32 {
+                    if e.put(0, format!("k{i}").as_bytes(), &[7u8; 100], None)
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            })
+        };
+        reached
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the reclaim reaches its second batch");
+        // k0 is in the first batch of the oldest segment, decided on already.
+        let deleted = e.delete(0, b"k0").expect("delete");
+        assert!(
+            deleted,
+            "{policy:?}: k0 is still readable until its file is gone"
+        );
+        let survivor = fs.crash(CrashMode::DropUnsynced);
+        let _ = release.send(());
+        writer.join().expect("writer");
+        drop(e);
+        let e = open(&mem_options_like(&o, &survivor));
+        assert_eq!(
+            get(&e, 0, b"k0"),
+            None,
+            "{policy:?}: a deleted key came back"
+        );
+    }
+}
