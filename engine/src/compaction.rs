@@ -267,7 +267,7 @@ impl Worker {
                 return Err(e);
             }
             self.rewrite_batch(seg, mode, older_exists, &mut batch, &mut doomed)?;
-            if end.corrupt_bytes > 0 || end.valid_end < seg.len() {
+            if end.is_damaged(seg.len()) {
                 self.forget_unreadable(seg)?;
             }
             // Copies must be durable before the original disappears.
@@ -281,7 +281,7 @@ impl Worker {
                 return Err(e);
             }
         };
-        if (end.corrupt_bytes > 0 || end.valid_end < seg.len()) && older_exists {
+        if end.is_damaged(seg.len()) && older_exists {
             // Damaged bytes may have held removal markers whose keys are unknown: the
             // segment stays until nothing older is left for them to hide.
             tracing::warn!(
@@ -504,7 +504,7 @@ impl Worker {
                     Kind::Put if h.expire_at_ms != 0 && h.expire_at_ms <= now => {
                         self.index.key_id(h.ns, r.key)
                     }
-                    Kind::Put | Kind::Flush => continue,
+                    Kind::Put | Kind::Flush | Kind::Seal => continue,
                 };
                 let absent = self.index.slot(h.ns, id).is_none();
                 if !absent {

@@ -586,6 +586,9 @@ fn shutdown(inner: &Inner) -> Result<()> {
     if !inner.log.is_poisoned() {
         let (dir, storage) = (&inner.opts.dir, inner.opts.storage.as_ref());
         result = inner.log.sync_now();
+        if result.is_ok() {
+            result = inner.log.persist_sync_mark(true);
+        }
         maintenance::write_pending_hints(&inner.log, &inner.index, dir, storage);
         if result.is_ok() {
             let active = inner.log.active();

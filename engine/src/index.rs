@@ -107,7 +107,7 @@ impl Index {
                 kind: r.header.kind,
                 ns: r.header.ns,
                 hash: match r.header.kind {
-                    Kind::Flush => 0,
+                    Kind::Flush | Kind::Seal => 0,
                     Kind::Evict => record::evicted_id(r.key),
                     Kind::Put | Kind::Tombstone => self.key_id(r.header.ns, r.key),
                 },

@@ -6,7 +6,8 @@
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
-use crate::io::{OpenMode, Storage, join};
+use crate::format::sync_mark::{self, Mark};
+use crate::io::{FileHandle, OpenMode, Storage, join};
 use crate::keydir::Slot;
 use crate::options::{Fsync, Options};
 use crate::segment::{Segment, segment_name};
@@ -40,8 +41,17 @@ const TAIL_FLUSH_BYTES: usize = 64 << 10;
 
 pub(crate) struct SyncState {
     pub synced_lsn: u64,
+    /// Where the log is known to be on disk, as a position (see [`Log::synced_mark`]).
+    pub synced_at: Mark,
     pub in_progress: bool,
     pub last_sync: Instant,
+}
+
+/// The open `SYNCED` file and what it was last given.
+#[derive(Default)]
+struct MarkFile {
+    handle: Option<Arc<dyn FileHandle>>,
+    written: Option<Mark>,
 }
 
 /// Why writes are refused.
@@ -81,6 +91,8 @@ pub(crate) struct Log {
     generation: AtomicU64,
     closed: AtomicBool,
     pending_hints: Mutex<Vec<u32>>,
+    /// The `SYNCED` file and the mark it holds.
+    mark_file: Mutex<MarkFile>,
     /// Bytes of segment and hint files.
     disk_bytes: AtomicU64,
     pub counters: LogCounters,
@@ -109,6 +121,7 @@ impl Log {
             }),
             sync: Mutex::new(SyncState {
                 synced_lsn: 0,
+                synced_at: Mark::default(),
                 in_progress: false,
                 last_sync: Instant::now(),
             }),
@@ -119,6 +132,7 @@ impl Log {
             generation: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             pending_hints: Mutex::new(Vec::new()),
+            mark_file: Mutex::new(MarkFile::default()),
             disk_bytes: AtomicU64::new(0),
             counters: LogCounters::default(),
         }
@@ -455,12 +469,24 @@ impl Log {
         {
             let mut s = self.sync.lock();
             s.synced_lsn = s.synced_lsn.max(w.lsn);
+            s.synced_at = s.synced_at.max(Mark {
+                seg: old.id,
+                len: old.len(),
+            });
         }
         let seg = self.create_segment(w.next_id)?;
         w.next_id += 1;
         self.start_tail(&seg);
         w.active = seg;
         self.queue_hint(old.id);
+        self.append_seal(w, &old)
+    }
+
+    /// Starts the (new, empty) active segment with the seal record of `sealed`.
+    pub fn append_seal(&self, w: &mut Writer, sealed: &Segment) -> Result<()> {
+        let rec = crate::format::record::seal(sealed.id, sealed.len());
+        let (seg, _) = self.append_locked(w, &rec)?;
+        seg.add_dead(rec.len() as u64);
         Ok(())
     }
 
@@ -507,6 +533,52 @@ impl Log {
         }
     }
 
+    /// How far the log is known to be on disk: segment `seg` up to `len`, and every
+    /// older segment whole.
+    pub fn synced_mark(&self) -> Mark {
+        self.sync.lock().synced_at
+    }
+
+    /// Recovery found (and synced) the log up to `mark`.
+    pub fn set_synced_mark(&self, mark: Mark) {
+        let mut st = self.sync.lock();
+        st.synced_at = st.synced_at.max(mark);
+    }
+
+    /// Writes the sync mark to its file if it moved. Without `durable` the file is not
+    /// synced: a mark that lags after a power cut only makes recovery more lenient
+    /// about a tail, never wrong about synced bytes.
+    pub fn persist_sync_mark(&self, durable: bool) -> Result<()> {
+        let mark = self.synced_mark();
+        let mut mf = self.mark_file.lock();
+        if mf.written == Some(mark) && !durable {
+            return Ok(());
+        }
+        let path = join(&self.dir, sync_mark::FILE_NAME);
+        let handle = match &mf.handle {
+            Some(h) => h.clone(),
+            None => {
+                let h = match self.storage.open(&path, OpenMode::ReadWrite) {
+                    Ok(h) => h,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => self
+                        .storage
+                        .open(&path, OpenMode::CreateNew)
+                        .and_then(|h| self.storage.sync_dir(&self.dir).map(|()| h))
+                        .map_err(|e| Error::io("create", &path, e))?,
+                    Err(e) => return Err(Error::io("open", &path, e)),
+                };
+                mf.handle = Some(h.clone());
+                h
+            }
+        };
+        handle
+            .write_all_at(&sync_mark::encode(mark), 0)
+            .and_then(|()| if durable { handle.sync() } else { Ok(()) })
+            .map_err(|e| Error::io("write", &path, e))?;
+        mf.written = Some(mark);
+        Ok(())
+    }
+
     /// Syncs everything appended so far.
     pub fn sync_now(&self) -> Result<()> {
         let lsn = self.writer.lock().lsn;
@@ -533,13 +605,14 @@ impl Log {
             drop(st);
             let flushed = {
                 let w = self.writer.lock();
-                self.flush_tail(&w).map(|()| (w.active.clone(), w.lsn))
+                self.flush_tail(&w)
+                    .map(|()| (w.active.clone(), w.lsn, w.active.len()))
             };
             let result = match &flushed {
-                Ok((seg, _)) => seg.file.sync(),
+                Ok((seg, _, _)) => seg.file.sync(),
                 Err(_) => Ok(()),
             };
-            let (seg, target) = match flushed {
+            let (seg, target, len) = match flushed {
                 Ok(v) => v,
                 Err(e) => {
                     st = self.sync.lock();
@@ -558,6 +631,7 @@ impl Log {
                         .last_sync_ms
                         .store(self.now_ms(), std::sync::atomic::Ordering::Relaxed);
                     st.synced_lsn = st.synced_lsn.max(target);
+                    st.synced_at = st.synced_at.max(Mark { seg: seg.id, len });
                 }
                 Err(e) => {
                     self.poison(format!("sync of {} failed: {e}", seg.path.display()));

@@ -123,6 +123,9 @@ impl Upkeep {
         {
             tracing::error!(error = %e, "background fsync failed");
         }
+        if let Err(e) = log.persist_sync_mark(false) {
+            tracing::debug!(error = %e, "recording the sync mark failed");
+        }
         write_pending_hints(log, &self.index, &self.dir, self.storage.as_ref());
         let now = self.clock.now_ms();
         for kd in self.index.all() {

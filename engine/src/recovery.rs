@@ -8,16 +8,18 @@ use crate::error::{Error, Result};
 use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
 use crate::format::hint::{self, HintEntry};
 use crate::format::meta;
-use crate::format::record::{Kind, NAMESPACES};
+use crate::format::record::{self, Kind, NAMESPACES};
+use crate::format::sync_mark::{self, Mark};
 use crate::index::Index;
 use crate::io::{OpenMode, join, write_atomic};
-use crate::keydir::{Slot, coarse_expiry};
+use crate::keydir::{Keydir, Slot, coarse_expiry};
 use crate::log::Log;
 use crate::options::Options;
 use crate::policy_host::PolicyHost;
 use crate::segment::{Found, HINT_EXT, SEGMENT_EXT, Segment, hint_name, parse_name, walk};
 use crate::stats::Counters;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -73,12 +75,29 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         opts,
     };
 
+    let mark = read_sync_mark(&inner);
+    let seals = read_seals(&inner, &seg_ids);
     let total = seg_ids.len();
-    let mut last: Option<Arc<Segment>> = None;
+    let mut damage = Damage::default();
+    let mut last: Option<(Arc<Segment>, bool)> = None;
     for (i, &id) in seg_ids.iter().enumerate() {
         let is_last = i + 1 == total;
-        if let Some(seg) = load_segment(&inner, id, is_last)? {
-            last = Some(seg);
+        // Sealed segments were synced whole when they were sealed; the last one is
+        // known synced only up to the mark.
+        // the last one is known synced only up to the mark. A seal record says how
+        // long a sealed segment was.
+        let by_mark = match mark {
+            _ if !is_last => u64::MAX,
+            Some(m) if m.seg == id => m.len,
+            Some(m) if m.seg > id => u64::MAX,
+            _ => FILE_HEADER_LEN as u64,
+        };
+        let synced_below = match seals.get(&id) {
+            Some(&len) if by_mark == u64::MAX || len > by_mark => len,
+            _ => by_mark,
+        };
+        if let Some(loaded) = load_segment(&inner, id, is_last, synced_below, &mut damage)? {
+            last = Some(loaded);
         }
         if total >= 16 && (i + 1) % (total / 8).max(1) == 0 {
             tracing::info!(
@@ -89,21 +108,45 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
             );
         }
     }
+    if let Some(h) = damage.horizon {
+        distrust_before(&inner, h)?;
+    }
 
     let segment_bytes = inner.opts.segment_bytes;
     let next_id = seg_ids.last().map_or(1, |id| id + 1);
+    let mut sealed_now = None;
     let active = match last {
-        Some(seg) if seg.len() < segment_bytes => seg,
-        Some(seg) => {
+        // A damaged segment is never appended to: it stays as found (and is scanned
+        // again at every open) until compaction drops it.
+        Some((seg, false)) if seg.len() < segment_bytes => seg,
+        Some((seg, damaged)) => {
             inner.log.forget_hint(seg.id);
-            if !has_hint_for(&inner, seg.id) {
+            if !damaged && !has_hint_for(&inner, seg.id) {
                 inner.log.queue_hint(seg.id);
             }
+            sealed_now = Some(seg);
             inner.log.create_segment(next_id)?
         }
         None => inner.log.create_segment(next_id)?,
     };
+    let active_id = active.id;
+    let active_len = active.len();
+    // What recovery keeps of the last segment is synced now, so the mark can say so.
+    active
+        .file
+        .sync()
+        .map_err(|e| Error::io("sync", &active.path, e))?;
     inner.log.activate(active, next_id);
+    inner.log.set_synced_mark(Mark {
+        seg: active_id,
+        len: active_len,
+    });
+    if let Some(sealed) = sealed_now {
+        let mut w = inner.log.lock_writer()?;
+        inner.log.append_seal(&mut w, &sealed)?;
+    }
+    inner.log.persist_sync_mark(true)?;
+    mark_lost(&inner, &damage.lost)?;
     inner.policy.seed_policy(&inner.keys());
     {
         let mut w = inner.log.lock_writer()?;
@@ -199,6 +242,7 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
                 inner.log.mark_dead(&old);
             }
         }
+        Kind::Seal => seg.add_dead(len as u64),
         Kind::Flush => {
             seg.pinned.store(true, Ordering::Relaxed);
             seg.add_dead(len as u64);
@@ -209,9 +253,146 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
     }
 }
 
-/// Opens segment `id` and applies its records. Returns `None` for the remains of a
-/// segment whose creation was cut short (no complete header), which it deletes.
-fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segment>>> {
+/// What recovery learned about damage to synced bytes.
+#[derive(Default)]
+struct Damage {
+    /// Keys whose newest record was lost (a hint names them): forgotten, and given an
+    /// evict record once the log is open, so an older record cannot come back later.
+    lost: Vec<u64>,
+    /// The latest damage whose keys nobody can name: any key last written before it
+    /// may have had a newer version in it, so none of those keys is trusted.
+    horizon: Option<Mark>,
+}
+
+impl Damage {
+    fn distrust(&mut self, seg: u32, off: u64) {
+        let at = Mark { seg, len: off };
+        self.horizon = self.horizon.max(Some(at));
+    }
+}
+
+/// The lengths seal records give for sealed segments: each segment's first record
+/// names the one sealed before it (a seal record in segment N names segment N-1 or,
+/// after a gap left by compaction, an older one).
+fn read_seals(inner: &Inner, seg_ids: &[u32]) -> HashMap<u32, u64> {
+    let mut seals = HashMap::new();
+    let mut buf = [0u8; record::HEADER_LEN + 12];
+    for &id in seg_ids {
+        let path = join(&inner.opts.dir, &crate::segment::segment_name(id));
+        let Ok(f) = inner.opts.storage.open(&path, OpenMode::Read) else {
+            continue;
+        };
+        if f.read_exact_at(&mut buf, FILE_HEADER_LEN as u64).is_err() {
+            continue;
+        }
+        if let Some(r) = record::decode(&buf)
+            && r.header.kind == Kind::Seal
+            && let Some((prev, len)) = record::sealed(r.key)
+            && prev < id
+        {
+            seals.insert(prev, len);
+        }
+    }
+    seals
+}
+
+/// The sync mark, if its file is there and intact.
+fn read_sync_mark(inner: &Inner) -> Option<Mark> {
+    let path = join(&inner.opts.dir, sync_mark::FILE_NAME);
+    let f = inner.opts.storage.open(&path, OpenMode::Read).ok()?;
+    let mut b = vec![0u8; sync_mark::LEN];
+    if f.size().ok()? != sync_mark::LEN as u64 || f.read_exact_at(&mut b, 0).is_err() {
+        tracing::warn!(path = %path.display(), "sync mark unreadable; the last segment's tail is treated as unsynced");
+        return None;
+    }
+    match sync_mark::decode(&b) {
+        Ok(m) => Some(m),
+        Err(reason) => {
+            tracing::warn!(path = %path.display(), %reason, "sync mark ignored; the last segment's tail is treated as unsynced");
+            None
+        }
+    }
+}
+
+/// Drops every key whose newest record lies before `h`, and the segments wholly before
+/// it (nothing in them is live any more, and deleting them keeps the decision when the
+/// damaged segment is compacted away).
+fn distrust_before(inner: &Inner, h: Mark) -> Result<()> {
+    let before = |s: &Slot| s.seg < h.seg || (s.seg == h.seg && (s.off as u64) < h.len);
+    let mut dropped = Vec::new();
+    for kd in inner.index.all() {
+        for shard in 0..Keydir::SHARDS {
+            kd.sweep_shard(shard, before, |s| dropped.push(*s));
+        }
+    }
+    let keys = dropped.len();
+    inner.log.mark_dead_all(dropped);
+    let storage = inner.opts.storage.as_ref();
+    let dir = &inner.opts.dir;
+    let mut removed = 0;
+    for seg in inner.log.segments() {
+        if seg.id >= h.seg {
+            continue;
+        }
+        inner.log.remove_segment(&seg);
+        storage
+            .remove(&seg.path)
+            .and_then(|()| storage.remove(&join(dir, &hint_name(seg.id))))
+            .map_err(|e| Error::io("remove", &seg.path, e))?;
+        removed += 1;
+    }
+    storage
+        .sync_dir(dir)
+        .map_err(|e| Error::io("sync", dir, e))?;
+    Counters::add(&inner.counters.corrupt, keys as u64);
+    tracing::warn!(
+        segment = h.seg,
+        offset = h.len,
+        keys,
+        segments_removed = removed,
+        "synced data is damaged and no hint names what was lost: every key last written before the damage is dropped, since it may have been overwritten there"
+    );
+    Ok(())
+}
+
+/// Logs an evict record for each lost key that recovery left absent.
+fn mark_lost(inner: &Inner, lost: &[u64]) -> Result<()> {
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let mut w = inner.log.lock_writer()?;
+    let mut marked = 0u64;
+    for &id in lost {
+        let ns = (id & 0xF) as u8;
+        if inner.index.slot(ns, id).is_some() {
+            continue;
+        }
+        let rec = record::evict(ns, id);
+        let (seg, _) = inner.log.append_locked(&mut w, &rec)?;
+        seg.add_dead(rec.len() as u64);
+        marked += 1;
+    }
+    drop(w);
+    Counters::add(&inner.counters.corrupt, marked);
+    tracing::warn!(
+        keys = marked,
+        "records named by a hint file were missing from their segment; their keys are dropped"
+    );
+    inner.log.sync_now()
+}
+
+/// Opens segment `id` and applies its records. Returns the segment and whether it
+/// was found damaged, or `None` for the remains of a segment whose creation was cut
+/// short (no complete header), which it deletes. Bytes below `synced_below` had been
+/// synced: damage there is recorded in `damage`; above it, in the last segment, it is
+/// a torn tail and cut.
+fn load_segment(
+    inner: &Inner,
+    id: u32,
+    is_last: bool,
+    synced_below: u64,
+    damage: &mut Damage,
+) -> Result<Option<(Arc<Segment>, bool)>> {
     let storage = inner.opts.storage.as_ref();
     let dir = &inner.opts.dir;
     let path = join(dir, &crate::segment::segment_name(id));
@@ -252,14 +433,27 @@ fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segm
 
     let mut scan_from = FILE_HEADER_LEN as u64;
     let mut hinted = false;
+    let mut damaged = false;
     let hint_path = join(dir, &hint_name(id));
     if let Ok(hf) = storage.open(&hint_path, OpenMode::Read) {
-        match load_hint(inner, &seg, hf.as_ref(), file_len, now) {
-            Ok(covered) => {
+        match load_hint(inner, &seg, hf.as_ref(), file_len, now, &mut damage.lost) {
+            Ok(HintLoad::Covers(covered)) => {
                 seg.hint_bytes
                     .store(hf.size().unwrap_or(0), Ordering::Relaxed);
                 scan_from = covered;
                 hinted = covered == file_len;
+            }
+            Ok(HintLoad::Truncated { lost }) => {
+                seg.hint_bytes
+                    .store(hf.size().unwrap_or(0), Ordering::Relaxed);
+                tracing::warn!(
+                    path = %path.display(),
+                    lost,
+                    "segment is shorter than its hint file says; the keys of the missing records are dropped"
+                );
+                scan_from = file_len;
+                hinted = true;
+                damaged = true;
             }
             Err(reason) => {
                 tracing::warn!(path = %hint_path.display(), %reason, "ignoring hint file; scanning the segment");
@@ -282,7 +476,12 @@ fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segm
         if end.corrupt_bytes > 0 {
             seg.add_dead(end.corrupt_bytes);
         }
-        if end.valid_end < file_len {
+        if let Some(at) = end.last_damage_below(synced_below, file_len) {
+            // Synced bytes are damaged and their keys unknown (no usable hint).
+            damage.distrust(id, at);
+            damaged = true;
+            seg.add_dead(file_len - end.valid_end);
+        } else if end.valid_end < file_len {
             tracing::warn!(
                 path = %path.display(),
                 cut = file_len - end.valid_end,
@@ -295,31 +494,50 @@ fn load_segment(inner: &Inner, id: u32, is_last: bool) -> Result<Option<Arc<Segm
             // What the file holds is what was kept: a record appended over the cut
             // must be read from the write buffer, not from the bytes cut away.
             seg.written.store(end.valid_end, Ordering::Release);
+            // A hint covering bytes that were cut would describe whatever is appended
+            // over them.
+            if storage.open(&hint_path, OpenMode::Read).is_ok() {
+                storage
+                    .remove(&hint_path)
+                    .and_then(|()| storage.sync_dir(dir))
+                    .map_err(|e| Error::io("remove", &hint_path, e))?;
+                seg.hint_bytes.store(0, Ordering::Relaxed);
+            }
         }
     }
-    if !hinted && !is_last {
+    // A damaged segment keeps the files that describe its damage: a fresh hint would
+    // hide it from the next open.
+    if !hinted && !is_last && !damaged {
         inner.log.queue_hint(id);
     }
-    Ok(Some(seg))
+    Ok(Some((seg, damaged)))
 }
 
-/// Applies a hint file; returns the segment length it covers.
+/// What a hint file covered.
+enum HintLoad {
+    /// The segment's first `n` bytes (the rest, if any, is scanned).
+    Covers(u64),
+    /// The segment is shorter than the hint says: `lost` records it names are missing.
+    Truncated { lost: usize },
+}
+
+/// Applies a hint file. Records it names past the end of the segment are applied as
+/// removals of their keys (and their ids added to `lost`); a flush is applied as
+/// named, since its loss would bring back what it removed.
 fn load_hint(
     inner: &Inner,
     seg: &Segment,
     hf: &dyn crate::io::FileHandle,
     file_len: u64,
     now: u64,
-) -> Result<u64, String> {
+    lost: &mut Vec<u64>,
+) -> Result<HintLoad, String> {
     let len = hf.size().map_err(|e| e.to_string())?;
     let mut bytes = vec![0u8; len as usize];
     hf.read_exact_at(&mut bytes, 0).map_err(|e| e.to_string())?;
     let h = hint::decode(&bytes, seg.id)?;
-    if h.covered_len > file_len || h.covered_len < FILE_HEADER_LEN as u64 {
-        return Err(format!(
-            "covers {} bytes but the segment holds {file_len}",
-            h.covered_len
-        ));
+    if h.covered_len < FILE_HEADER_LEN as u64 {
+        return Err(format!("covers only {} bytes", h.covered_len));
     }
     // Validate every entry before applying any, so a bad hint changes nothing.
     let entries = h.entries().collect::<Result<Vec<_>, _>>()?;
@@ -329,8 +547,28 @@ fn load_hint(
             return Err(format!("entry at {} runs outside the segment", e.offset));
         }
     }
+    let mut missing = 0;
     for e in &entries {
-        apply(inner, seg, e, now);
+        if e.offset as u64 + e.len as u64 <= file_len {
+            apply(inner, seg, e, now);
+            continue;
+        }
+        missing += 1;
+        if e.kind != Kind::Flush {
+            lost.push(e.hash);
+        }
+        let removal = HintEntry {
+            kind: if e.kind == Kind::Put {
+                Kind::Tombstone
+            } else {
+                e.kind
+            },
+            ..*e
+        };
+        apply(inner, seg, &removal, now);
     }
-    Ok(h.covered_len)
+    if h.covered_len > file_len {
+        return Ok(HintLoad::Truncated { lost: missing });
+    }
+    Ok(HintLoad::Covers(h.covered_len))
 }

@@ -156,12 +156,32 @@ pub(crate) enum Found<'a> {
 }
 
 /// The outcome of a walk.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct WalkEnd {
     /// End of the last intact record; everything after it is a torn tail.
     pub valid_end: u64,
     /// Bytes skipped as corrupt before `valid_end`.
     pub corrupt_bytes: u64,
+    /// Where each damaged region before `valid_end` starts (a corrupt record or bytes
+    /// skipped to the next intact record), in file order.
+    pub damaged: Vec<u64>,
+}
+
+impl WalkEnd {
+    /// Where the last damage below `bound` (the length known synced, `u64::MAX` for
+    /// the whole file) starts, counting a torn tail below it, or a file shorter than
+    /// it, as damage: records before that point may have been superseded by records
+    /// lost in it.
+    pub fn last_damage_below(&self, bound: u64, file_len: u64) -> Option<u64> {
+        let limit = if bound == u64::MAX { file_len } else { bound };
+        let tail = (self.valid_end < limit).then_some(self.valid_end);
+        tail.or_else(|| self.damaged.iter().rev().copied().find(|&d| d < bound))
+    }
+
+    /// Whether the walk met any damage or a torn tail.
+    pub fn is_damaged(&self, file_len: u64) -> bool {
+        !self.damaged.is_empty() || self.valid_end < file_len
+    }
 }
 
 /// Walks the records of `file` from `from` to `file_len`, calling `f(offset, found)`
@@ -178,6 +198,7 @@ pub(crate) fn walk(
     let mut end = WalkEnd {
         valid_end: pos,
         corrupt_bytes: 0,
+        damaged: Vec::new(),
     };
     while pos < file_len {
         let header = r.get(pos, HEADER_LEN)?.and_then(Header::parse);
@@ -208,6 +229,7 @@ pub(crate) fn walk(
                     }
                     if next < file_len {
                         end.corrupt_bytes += total;
+                        end.damaged.push(pos);
                     }
                     pos = next;
                     continue;
@@ -220,6 +242,7 @@ pub(crate) fn walk(
         while probe + (HEADER_LEN as u64) <= file_len {
             if r.intact_record_at(probe)?.is_some() {
                 end.corrupt_bytes += probe - pos;
+                end.damaged.push(pos);
                 pos = probe;
                 resumed = true;
                 break;
@@ -284,7 +307,8 @@ mod tests {
             end,
             WalkEnd {
                 valid_end: len,
-                corrupt_bytes: 0
+                corrupt_bytes: 0,
+                damaged: Vec::new(),
             }
         );
     }
@@ -309,6 +333,9 @@ mod tests {
         assert_eq!(seen, ["a", "!bb", "ccc"]);
         assert_eq!(end.valid_end, len);
         assert!(end.corrupt_bytes > 0);
+        assert_eq!(end.damaged, [offs[1]]);
+        assert_eq!(end.last_damage_below(len, len), Some(offs[1]));
+        assert_eq!(end.last_damage_below(offs[1], len), None);
     }
 
     #[test]
@@ -319,6 +346,7 @@ mod tests {
         let (seen, end) = walk_bytes(b);
         assert_eq!(seen, ["a", "ccc"]);
         assert_eq!(end.valid_end, len);
+        assert_eq!(end.damaged, [offs[1]]);
     }
 
     #[test]

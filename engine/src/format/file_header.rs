@@ -3,7 +3,7 @@
 //! | offset | size | field                                             |
 //! |-------:|-----:|---------------------------------------------------|
 //! | 0      | 8    | magic `b"CASKADE\0"`                              |
-//! | 8      | 1    | file kind: 1 segment, 2 hint, 3 meta              |
+//! | 8      | 1    | file kind: 1 segment, 2 hint, 3 meta, 4 sync mark |
 //! | 9      | 1    | reserved, 0                                       |
 //! | 10     | 2    | format version (currently 1)                      |
 //! | 12     | 4    | segment id (segment and hint files), else 0       |
@@ -20,6 +20,7 @@ pub(crate) enum FileKind {
     Segment = 1,
     Hint = 2,
     Meta = 3,
+    SyncMark = 4,
 }
 
 pub(crate) fn encode(kind: FileKind, segment_id: u32) -> [u8; HEADER_LEN] {

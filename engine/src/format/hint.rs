@@ -64,6 +64,7 @@ impl Hint<'_> {
                 2 => Kind::Tombstone,
                 3 => Kind::Flush,
                 4 => Kind::Evict,
+                5 => Kind::Seal,
                 k => return Err(format!("unknown record kind {k}")),
             };
             Ok(HintEntry {

@@ -1,10 +1,11 @@
 //! On-disk formats: the header every file starts with, the record layout of segment
-//! files, hint files, and the directory's meta file. All integers are little-endian.
+//! files, hint files, the directory's meta file and its sync mark. All integers are little-endian.
 
 pub(crate) mod file_header;
 pub(crate) mod hint;
 pub(crate) mod meta;
 pub(crate) mod record;
+pub(crate) mod sync_mark;
 
 /// Reads a little-endian `u16` at `at`; callers have checked the length.
 pub(crate) fn le_u16(b: &[u8], at: usize) -> u16 {

@@ -3,7 +3,7 @@
 //! | offset        | size      | field                                                |
 //! |--------------:|----------:|------------------------------------------------------|
 //! | 0             | 4         | CRC32 (`crc32fast`) of bytes 4..end of the record    |
-//! | 4             | 1         | kind: 1 put, 2 tombstone, 3 flush namespace, 4 evict |
+//! | 4             | 1         | kind: 1 put, 2 tombstone, 3 flush, 4 evict, 5 seal   |
 //! | 5             | 1         | namespace 0..16 (255 = every namespace, flush only)  |
 //! | 6             | 1         | metadata length `m` (0..=255)                        |
 //! | 7             | 1         | reserved, 0                                          |
@@ -15,7 +15,10 @@
 //! | 22+k+m        | `v`       | value                                                |
 //!
 //! An evict record's "key" is the evicted key's 8-byte id (little-endian): eviction
-//! knows keys only by id, and recovery needs no more to forget them.
+//! knows keys only by id, and recovery needs no more to forget them. A seal record is
+//! the first record of a segment started by sealing the one before: its 12-byte "key"
+//! is that segment's id (4 bytes) and final length (8 bytes), so recovery can tell a
+//! sealed segment cut short even without its hint file.
 //!
 //! The CRC covers the header after itself, so a flipped length or expiry is caught as
 //! surely as a flipped value byte.
@@ -41,6 +44,7 @@ pub(crate) enum Kind {
     Tombstone = 2,
     Flush = 3,
     Evict = 4,
+    Seal = 5,
 }
 
 /// The key id an evict record carries in its key field.
@@ -80,6 +84,7 @@ impl Header {
             2 => Kind::Tombstone,
             3 => Kind::Flush,
             4 => Kind::Evict,
+            5 => Kind::Seal,
             _ => return None,
         };
         let h = Header {
@@ -97,6 +102,9 @@ impl Header {
             }
             Kind::Evict => {
                 h.ns < NAMESPACES && h.key_len == 8 && h.value_len == 0 && h.meta_len == 0
+            }
+            Kind::Seal => {
+                h.ns == 0 && h.key_len == SEAL_KEY_LEN && h.value_len == 0 && h.meta_len == 0
             }
             Kind::Flush => {
                 (h.ns < NAMESPACES || h.ns == ALL_NAMESPACES)
@@ -162,6 +170,23 @@ pub(crate) fn evict(ns: u8, id: u64) -> Vec<u8> {
     let mut rec = Vec::with_capacity(HEADER_LEN + 8);
     encode_into(&mut rec, Kind::Evict, ns, &id.to_le_bytes(), b"", b"", 0);
     rec
+}
+
+const SEAL_KEY_LEN: u16 = 12;
+
+/// The seal record naming segment `prev` and its final length `len`.
+pub(crate) fn seal(prev: u32, len: u64) -> Vec<u8> {
+    let mut key = [0u8; SEAL_KEY_LEN as usize];
+    key[..4].copy_from_slice(&prev.to_le_bytes());
+    key[4..].copy_from_slice(&len.to_le_bytes());
+    let mut rec = Vec::with_capacity(HEADER_LEN + key.len());
+    encode_into(&mut rec, Kind::Seal, 0, &key, b"", b"", 0);
+    rec
+}
+
+/// The segment id and length a seal record's key names.
+pub(crate) fn sealed(key: &[u8]) -> Option<(u32, u64)> {
+    (key.len() == SEAL_KEY_LEN as usize).then(|| (super::le_u32(key, 0), le_u64(key, 4)))
 }
 
 /// A tombstone of `key` in namespace `ns`: the one way a removal is written.
