@@ -10,12 +10,17 @@ use crate::index::Index;
 use crate::io::LockGuard;
 use crate::keydir::{Keydir, Liveness, Slot, coarse_expiry};
 use crate::log::Log;
+use crate::log::Writer;
 use crate::options::Options;
 use crate::policy_host::PolicyHost;
 use crate::segment::Segment;
 use crate::stats::Counters;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often write attempts may retry refused writes.
+const RETRY_ON_WRITE: Duration = Duration::from_millis(100);
 
 pub(crate) struct Inner {
     pub opts: Options,
@@ -42,6 +47,19 @@ pub(crate) fn exact_expired(expire_at_ms: u64, now_ms: u64) -> bool {
 impl Inner {
     pub fn now_ms(&self) -> u64 {
         self.opts.clock.now_ms()
+    }
+
+    /// The writer, for a write. While writes are refused after a failed write, the
+    /// attempt itself retries (at most every 100 ms): writes resume as soon as one can
+    /// reach the file, not only on the background thread's timer.
+    pub fn writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        match self.log.lock_writer() {
+            Err(Error::Poisoned(_)) if self.log.retry_due(RETRY_ON_WRITE) => {
+                crate::maintenance::retry_writes(&self.log, &self.index, &self.policy);
+                self.log.lock_writer()
+            }
+            r => r,
+        }
     }
 
     /// The slot for `hash` and its segment. Compaction points slots at new segments
@@ -198,7 +216,7 @@ impl Inner {
         expire_at_ms: u64,
         tombstone: bool,
     ) -> Result<Option<u64>> {
-        let mut w = self.log.lock_writer()?;
+        let mut w = self.writer()?;
         if kd.get(hash).as_ref() != expected {
             return Ok(None);
         }

@@ -219,7 +219,7 @@ impl Engine {
         let kd = inner.index.keydir(ns);
         inner.compactor.wait_for_space(&inner.log, buf.len())?;
         let lsn = {
-            let mut w = inner.log.lock_writer()?;
+            let mut w = inner.writer()?;
             let (seg, off) = inner.log.append_locked(&mut w, &buf)?;
             let old = kd.insert(Slot {
                 hash,
@@ -456,7 +456,7 @@ impl Engine {
         let mut buf = Vec::new();
         record::encode_into(&mut buf, Kind::Flush, ns, b"", b"", b"", 0);
         let lsn = {
-            let mut w = inner.log.lock_writer()?;
+            let mut w = inner.writer()?;
             let (seg, _) = inner.log.append_locked(&mut w, &buf)?;
             seg.add_dead(buf.len() as u64);
             let mut removed = Vec::new();

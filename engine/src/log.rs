@@ -6,6 +6,7 @@
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
+use crate::format::record::{HEADER_LEN as RECORD_HEADER_LEN, Header, Kind};
 use crate::format::sync_mark::{self, Mark};
 use crate::io::{FileHandle, OpenMode, Storage, join};
 use crate::keydir::Slot;
@@ -93,6 +94,8 @@ pub(crate) struct Log {
     pending_hints: Mutex<Vec<u32>>,
     /// The `SYNCED` file and the mark it holds.
     mark_file: Mutex<MarkFile>,
+    /// When refused writes were last retried from a write attempt.
+    last_retry: Mutex<Option<Instant>>,
     /// Bytes of segment and hint files.
     disk_bytes: AtomicU64,
     pub counters: LogCounters,
@@ -133,6 +136,7 @@ impl Log {
             closed: AtomicBool::new(false),
             pending_hints: Mutex::new(Vec::new()),
             mark_file: Mutex::new(MarkFile::default()),
+            last_retry: Mutex::new(None),
             disk_bytes: AtomicU64::new(0),
             counters: LogCounters::default(),
         }
@@ -299,6 +303,10 @@ impl Log {
                 }
             }
             *p = Some(Poison { why, retryable });
+            if retryable {
+                // Write attempts retry from a moment after the failure, not at once.
+                *self.last_retry.lock() = Some(Instant::now());
+            }
         }
         self.poisoned.store(true, Ordering::Release);
     }
@@ -327,9 +335,41 @@ impl Log {
         self.writer.lock()
     }
 
-    /// The active segment and the offset from which its records never reached the file.
-    pub fn unflushed(&self, w: &Writer) -> (u32, u64) {
-        (w.active.id, self.tail.read().start)
+    /// The puts still in the write buffer, as (namespace, key, offset): what a retry
+    /// gives up, read from the buffer itself so the index need not be swept.
+    pub fn unflushed_puts(&self, w: &Writer) -> Vec<(u8, Vec<u8>, u32)> {
+        debug_assert_eq!(self.tail.read().seg, w.active.id);
+        let t = self.tail.read();
+        let mut out = Vec::new();
+        let mut at = 0usize;
+        while let Some(h) = t.data.get(at..).and_then(Header::parse) {
+            let end = at + h.total_len();
+            if end > t.data.len() {
+                break;
+            }
+            if h.kind == Kind::Put {
+                let key = t.data
+                    [at + RECORD_HEADER_LEN..at + RECORD_HEADER_LEN + h.key_len as usize]
+                    .to_vec();
+                out.push((h.ns, key, (t.start + at as u64) as u32));
+            }
+            at = end;
+        }
+        out
+    }
+
+    /// Whether a write attempt should retry refused writes now: they are refused
+    /// after a failed write, and the last retry was at least `every` ago.
+    pub fn retry_due(&self, every: std::time::Duration) -> bool {
+        if !self.retryable() {
+            return false;
+        }
+        let mut last = self.last_retry.lock();
+        if last.is_some_and(|t| t.elapsed() < every) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     /// Gives up what a failed hand-over left in the write buffer (its writes were

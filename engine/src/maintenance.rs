@@ -77,37 +77,8 @@ impl Upkeep {
         Keys::new(&self.index, &self.log)
     }
 
-    /// After a failed write: gives up the records of the refused writes still in the
-    /// write buffer (dropping the index's slots that point at them, so nothing that
-    /// never reached the file is served) and accepts writes again; the next write that
-    /// fails refuses them again.
     fn resume_writes(&self) {
-        let w = self.log.lock_writer_unchecked();
-        if !self.log.retryable() {
-            return;
-        }
-        let (seg, start) = self.log.unflushed(&w);
-        let mut removed = Vec::new();
-        for kd in self.index.all() {
-            for shard in 0..Keydir::SHARDS {
-                kd.sweep_shard(
-                    shard,
-                    |s| s.seg == seg && s.off as u64 >= start,
-                    |s| removed.push(s.hash),
-                );
-            }
-        }
-        let cut = self.log.discard_unflushed(&w);
-        self.log.resume();
-        drop(w);
-        if !removed.is_empty() {
-            self.policy.note_removed(&removed, &self.keys());
-        }
-        tracing::debug!(
-            dropped = removed.len(),
-            bytes = cut,
-            "retrying writes; records of refused writes were given up"
-        );
+        retry_writes(&self.log, &self.index, &self.policy);
     }
 
     fn tick(&self, sweep_at: &mut usize) {
@@ -150,6 +121,39 @@ impl Upkeep {
             self.policy.note_removed(&ids, &self.keys());
         }
     }
+}
+
+/// After a failed write: gives up the records of the refused writes still in the
+/// write buffer (dropping the index's slots that point at them, so nothing that never
+/// reached the file is served) and accepts writes again; the next write that fails
+/// refuses them again. Run a second after the failure by the background thread, and
+/// by write attempts (at most every 100 ms, see `Inner::writer`).
+pub(crate) fn retry_writes(log: &Log, index: &Index, policy: &PolicyHost) {
+    let w = log.lock_writer_unchecked();
+    if !log.retryable() {
+        return;
+    }
+    let seg = w.active.id;
+    let mut removed = Vec::new();
+    for (ns, key, off) in log.unflushed_puts(&w) {
+        let id = index.key_id(ns, &key);
+        if let Some(kd) = index.get(ns)
+            && kd.remove_if(id, |s| s.seg == seg && s.off == off).is_some()
+        {
+            removed.push(id);
+        }
+    }
+    let cut = log.discard_unflushed(&w);
+    log.resume();
+    drop(w);
+    if !removed.is_empty() {
+        policy.note_removed(&removed, &Keys::new(index, log));
+    }
+    tracing::debug!(
+        dropped = removed.len(),
+        bytes = cut,
+        "retrying writes; records of refused writes were given up"
+    );
 }
 
 pub(crate) fn write_pending_hints(log: &Log, index: &Index, dir: &Path, storage: &dyn Storage) {

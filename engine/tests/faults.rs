@@ -76,6 +76,25 @@ fn failed_write_refuses_writes_until_a_retry_succeeds() {
         generation,
         "giving up unwritten records is visible to flushers"
     );
+    drop(e);
+
+    // With the background thread's timer out of reach, a write attempt retries itself.
+    let fs = FaultStorage::new();
+    let mut o = mem_options(&fs, &clock, Fsync::Always);
+    o.maintenance_interval = std::time::Duration::from_secs(3600);
+    let e = open(&o);
+    e.put(0, b"a", b"1", None).expect("put");
+    fs.fail_nth_write(1);
+    e.put(0, b"b", &[5u8; 100], None)
+        .expect_err("write failure reported");
+    let started = std::time::Instant::now();
+    while e.put(0, b"c", b"3", None).is_err() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "a write attempt never retried"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // The refused write's record was given up, never served; the older value of its
     // key went with it (a miss, never the refused value or a resurrected one).
     assert_eq!(get(&e, 0, b"b"), None);
