@@ -12,7 +12,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-const READ_CHUNK: usize = 16 * 1024;
+/// The most one read asks for. A connection starts with [`FIRST_CHUNK`] and doubles
+/// up to this while reads fill what it offers (pipelines), so an idle connection holds
+/// a small buffer and a busy one makes few system calls.
+const READ_CHUNK: usize = 64 * 1024;
+/// What a new connection's first read offers.
+const FIRST_CHUNK: usize = 1024;
+/// Buffers grown past this for a large request or reply are freed once empty, so a
+/// connection does not keep the memory of its largest request.
+const KEEP_BUFFER: usize = 2 * READ_CHUNK;
 
 /// Serves one client until it leaves, is killed, or breaks the protocol.
 pub async fn serve<S>(shared: Arc<Shared>, mut stream: S, addr: String)
@@ -33,13 +41,15 @@ where
         )
     };
     let mut parser = RequestParser::new(max_bulk, max_args);
-    let mut inbuf = BytesMut::with_capacity(READ_CHUNK);
-    let mut out = BytesMut::with_capacity(READ_CHUNK);
+    let mut inbuf = BytesMut::new();
+    let mut out = BytesMut::new();
     let mut writes = Vec::new();
+    let mut chunk = FIRST_CHUNK;
     'conn: loop {
-        if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
-            inbuf.reserve(READ_CHUNK);
+        if inbuf.capacity() - inbuf.len() < chunk / 4 {
+            inbuf.reserve(chunk);
         }
+        let offered = inbuf.capacity() - inbuf.len();
         let read = async {
             tokio::select! {
                 r = stream.read_buf(&mut inbuf) => Some(r),
@@ -59,6 +69,7 @@ where
         }
         match got {
             Some(Ok(0)) | Some(Err(_)) => break,
+            Some(Ok(n)) if n == offered => chunk = (chunk * 2).min(READ_CHUNK),
             Some(Ok(_)) => {}
             None => continue,
         }
@@ -108,9 +119,12 @@ where
                 break;
             }
             out.clear();
-            if out.capacity() > 4 << 20 {
-                out = BytesMut::with_capacity(READ_CHUNK);
+            if out.capacity() > KEEP_BUFFER {
+                out = BytesMut::new();
             }
+        }
+        if inbuf.is_empty() && inbuf.capacity() > KEEP_BUFFER {
+            inbuf = BytesMut::new();
         }
     }
     let _ = stream.shutdown().await;
