@@ -11,6 +11,8 @@ mod error;
 mod eviction;
 mod filter;
 mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 pub mod io;
 mod keydir;

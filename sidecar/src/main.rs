@@ -7,6 +7,8 @@ mod cmd;
 mod config;
 mod conn;
 mod export;
+#[cfg(test)]
+mod fuzz_tests;
 mod glob;
 mod keyspace;
 mod metrics;

@@ -1,0 +1,99 @@
+//! Fuzz targets for the request parser and the config parser, driven by the engine's
+//! stable harness (`caskade_engine::fuzzing`): a few thousand inputs per test run,
+//! `CASKADE_FUZZ_SECS` seconds each under `bench/fuzz.sh`.
+
+use crate::config::Config;
+use crate::protocol::request::RequestParser;
+use bytes::{Bytes, BytesMut};
+use caskade_engine::fuzzing;
+use std::time::Duration;
+
+/// Every command (or the error) the parser makes of `data` fed in pieces of the given
+/// sizes (cycled), until it needs more bytes or refuses.
+fn parse_all(data: &[u8], pieces: &[usize]) -> (Vec<Vec<Bytes>>, Option<String>) {
+    let mut p = RequestParser::new(1 << 16, 1024);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut i = 0;
+    while at < data.len() {
+        let n = pieces[i % pieces.len()].max(1).min(data.len() - at);
+        i += 1;
+        buf.extend_from_slice(&data[at..at + n]);
+        at += n;
+        loop {
+            match p.next(&mut buf) {
+                Ok(Some(cmd)) => out.push(cmd),
+                Ok(None) => break,
+                Err(e) => return (out, Some(e.0)),
+            }
+        }
+    }
+    (out, None)
+}
+
+/// The parser never panics, and how the bytes arrive does not change what it makes of
+/// them: fed all at once or in pieces, the same commands and the same error.
+fn request_target(data: &[u8]) {
+    let whole = parse_all(data, &[usize::MAX]);
+    let sizes: Vec<usize> = data
+        .iter()
+        .take(8)
+        .map(|&b| 1 + (b as usize % 17))
+        .collect();
+    let pieces = parse_all(data, if sizes.is_empty() { &[1] } else { &sizes });
+    assert_eq!(whole, pieces, "chunking changed the parse of {data:?}");
+}
+
+fn request_seeds() -> Vec<Vec<u8>> {
+    vec![
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n*1\r\n$4\r\nPING\r\n".to_vec(),
+        b"PING\r\nSET a b\r\nGET \"a b\" 'c'\r\n".to_vec(),
+        b"*2\r\n$3\r\nGET\r\n$-1\r\n*0\r\n\r\n".to_vec(),
+        b"*1\r\n$70000\r\n".to_vec(),
+    ]
+}
+
+/// The config parser never panics on any text.
+fn config_target(data: &[u8]) {
+    let _ = Config::parse(&String::from_utf8_lossy(data));
+}
+
+fn config_seeds() -> Vec<Vec<u8>> {
+    vec![
+        b"port: 6380\nstorage:\n  dir: /data\n  fsync: always\n  max_disk_bytes: 1gb\nlimits:\n  max_clients: 10\n"
+            .to_vec(),
+        b"read_through:\n  routes:\n    - prefix: \"user:\"\n      plugin: /p.wasm\n      ttl: 5m\n".to_vec(),
+        b"plugins:\n  eviction:\n    path: x.wasm\n    memory: 16mb\nlog:\n  level: debug\n".to_vec(),
+    ]
+}
+
+fn go(name: &str, seeds: Vec<Vec<u8>>, target: fn(&[u8]), runs: u64) {
+    let secs = std::env::var("CASKADE_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let (time, min) = match secs {
+        Some(s) => (Duration::from_secs(s), 0),
+        None => (Duration::ZERO, runs),
+    };
+    let dir = std::env::var_os("CASKADE_FUZZ_FINDINGS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("caskade-fuzz-findings"));
+    let r = fuzzing::run(name, &seeds, target, time, min, 0x5EED, &dir);
+    println!(
+        "fuzz {name}: {} executions, {} findings",
+        r.executions,
+        r.findings.len()
+    );
+    assert!(r.findings.is_empty(), "{name} panicked on {:?}", r.findings);
+}
+
+#[test]
+fn fuzz_request_parser() {
+    go("request", request_seeds(), request_target, 20_000);
+}
+
+#[test]
+fn fuzz_config_parser() {
+    go("config", config_seeds(), config_target, 3000);
+}
