@@ -137,6 +137,34 @@ pub fn run(
     report
 }
 
+/// What a test runs: `target` on mutations of `seeds`, for `CASKADE_FUZZ_SECS` seconds
+/// if set (else `runs` inputs), from `CASKADE_FUZZ_SEED`, saving findings under
+/// `CASKADE_FUZZ_FINDINGS` (default: the temp dir's `caskade-fuzz-findings`). Prints
+/// the executions and panics if any input panicked.
+pub fn run_from_env(name: &str, seeds: &[Vec<u8>], target: fn(&[u8]), runs: u64) {
+    let secs = std::env::var("CASKADE_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let (time, min) = match secs {
+        Some(s) => (Duration::from_secs(s), 0),
+        None => (Duration::ZERO, runs),
+    };
+    let seed = std::env::var("CASKADE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED);
+    let dir = std::env::var_os("CASKADE_FUZZ_FINDINGS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("caskade-fuzz-findings"));
+    let r = run(name, seeds, target, time, min, seed, &dir);
+    println!(
+        "fuzz {name}: {} executions, {} findings",
+        r.executions,
+        r.findings.len()
+    );
+    assert!(r.findings.is_empty(), "{name} panicked on {:?}", r.findings);
+}
+
 /// Seeds for the record decoder and the segment walk: a segment of every record kind.
 pub fn record_seeds() -> Vec<Vec<u8>> {
     let mut seg = file_header::encode(FileKind::Segment, 1).to_vec();

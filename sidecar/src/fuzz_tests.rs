@@ -6,7 +6,6 @@ use crate::config::Config;
 use crate::protocol::request::RequestParser;
 use bytes::{Bytes, BytesMut};
 use caskade_engine::fuzzing;
-use std::time::Duration;
 
 /// Every command (or the error) the parser makes of `data` fed in pieces of the given
 /// sizes (cycled), until it needs more bytes or refuses.
@@ -68,32 +67,12 @@ fn config_seeds() -> Vec<Vec<u8>> {
     ]
 }
 
-fn go(name: &str, seeds: Vec<Vec<u8>>, target: fn(&[u8]), runs: u64) {
-    let secs = std::env::var("CASKADE_FUZZ_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok());
-    let (time, min) = match secs {
-        Some(s) => (Duration::from_secs(s), 0),
-        None => (Duration::ZERO, runs),
-    };
-    let dir = std::env::var_os("CASKADE_FUZZ_FINDINGS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("caskade-fuzz-findings"));
-    let r = fuzzing::run(name, &seeds, target, time, min, 0x5EED, &dir);
-    println!(
-        "fuzz {name}: {} executions, {} findings",
-        r.executions,
-        r.findings.len()
-    );
-    assert!(r.findings.is_empty(), "{name} panicked on {:?}", r.findings);
-}
-
 #[test]
 fn fuzz_request_parser() {
-    go("request", request_seeds(), request_target, 20_000);
+    fuzzing::run_from_env("request", &request_seeds(), request_target, 20_000);
 }
 
 #[test]
 fn fuzz_config_parser() {
-    go("config", config_seeds(), config_target, 3000);
+    fuzzing::run_from_env("config", &config_seeds(), config_target, 3000);
 }
