@@ -456,7 +456,8 @@ def idle_cost(port, pid, n):
         socks.append(s)
     for s in socks:
         s.recv(16)
-    time.sleep(0.5)
+    # Redis shrinks an idle client's query buffer after a couple of seconds.
+    time.sleep(3)
     after = rss_kib(pid)
     for s in socks:
         s.close()

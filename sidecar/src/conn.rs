@@ -45,6 +45,10 @@ where
     let mut out = BytesMut::new();
     let mut writes = Vec::new();
     let mut chunk = FIRST_CHUNK;
+    let mut gauge = BufferGauge {
+        total: &shared.stats.client_buffer_bytes,
+        reported: 0,
+    };
     'conn: loop {
         if inbuf.capacity() - inbuf.len() < chunk / 4 {
             inbuf.reserve(chunk);
@@ -126,9 +130,37 @@ where
         if inbuf.is_empty() && inbuf.capacity() > KEEP_BUFFER {
             inbuf = BytesMut::new();
         }
+        gauge.set(inbuf.capacity() + out.capacity());
     }
     let _ = stream.shutdown().await;
     shared.unregister(id);
+}
+
+/// This connection's share of the server's buffer bytes, kept current after each
+/// batch and given back when the connection ends.
+struct BufferGauge<'a> {
+    total: &'a std::sync::atomic::AtomicU64,
+    reported: u64,
+}
+
+impl BufferGauge<'_> {
+    fn set(&mut self, bytes: usize) {
+        let bytes = bytes as u64;
+        if bytes > self.reported {
+            self.total
+                .fetch_add(bytes - self.reported, Ordering::Relaxed);
+        } else if bytes < self.reported {
+            self.total
+                .fetch_sub(self.reported - bytes, Ordering::Relaxed);
+        }
+        self.reported = bytes;
+    }
+}
+
+impl Drop for BufferGauge<'_> {
+    fn drop(&mut self) {
+        self.set(0);
+    }
 }
 
 /// Where a write's success reply sits in the outgoing buffer, until the batch's writes
@@ -227,6 +259,40 @@ mod tests {
         closed(&mut c).await;
         task.await.expect("served");
         assert_eq!(sh.client_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn buffers_grown_for_a_large_value_are_freed_and_counted() {
+        let (_d, sh) = shared();
+        let (mut c, s) = tokio::io::duplex(1 << 20);
+        let task = tokio::spawn(serve(sh.clone(), s, "test".into()));
+        let bytes = || sh.stats.client_buffer_bytes.load(Ordering::Relaxed);
+        c.write_all(b"PING\r\n").await.expect("write");
+        expect(&mut c, b"+PONG\r\n").await;
+        let idle = bytes();
+        assert!(
+            idle > 0 && idle <= 4096,
+            "an idle connection holds {idle} bytes"
+        );
+        let big = vec![b'x'; 1 << 20];
+        let mut req = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1048576\r\n".to_vec();
+        req.extend_from_slice(&big);
+        req.extend_from_slice(b"\r\nGET k\r\n");
+        c.write_all(&req).await.expect("write");
+        let mut want = b"+OK\r\n$1048576\r\n".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"\r\n");
+        expect(&mut c, &want).await;
+        c.write_all(b"PING\r\n").await.expect("write");
+        expect(&mut c, b"+PONG\r\n").await;
+        let after = bytes();
+        assert!(
+            after <= 2 * KEEP_BUFFER as u64,
+            "{after} bytes kept after the large request was served"
+        );
+        drop(c);
+        task.await.expect("served");
+        assert_eq!(bytes(), 0, "a closed connection's buffers are given back");
     }
 
     #[tokio::test]

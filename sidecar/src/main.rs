@@ -2,6 +2,7 @@
 //! SIGTERM, then close cleanly.
 
 mod admin;
+mod alloc;
 mod cli;
 mod cmd;
 mod config;
@@ -25,6 +26,7 @@ use anyhow::Context;
 use std::sync::Arc;
 
 fn main() -> std::process::ExitCode {
+    alloc::tune();
     let cli = cli::Cli::parse();
     if let Some(path) = &cli.check_config {
         return match config::Config::load(path) {

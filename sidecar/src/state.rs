@@ -19,6 +19,8 @@ pub struct ServerStats {
     pub connections: AtomicU64,
     /// Connections refused at max_clients.
     pub rejected: AtomicU64,
+    /// Bytes the connections' read and write buffers hold (INFO `mem_clients_normal`).
+    pub client_buffer_bytes: AtomicU64,
 }
 
 /// What CLIENT LIST shows of one connection.

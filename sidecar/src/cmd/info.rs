@@ -84,6 +84,10 @@ fn sections(s: &Shared) -> Vec<Section> {
             )
             .field("used_memory_rss", rss)
             .field("used_memory_peak", rss)
+            .field(
+                "mem_clients_normal",
+                s.stats.client_buffer_bytes.load(Ordering::Relaxed),
+            )
             .field("maxmemory", 0)
             .field("maxmemory_policy", "noeviction")
             .field("mem_fragmentation_ratio", "1.00"),
