@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the end-to-end tests need when it is missing
-# (redis-cli from Debian's redis-tools; Python's redis, helm-python-sdk and
+# (redis-cli and redis-server from Debian; Python's redis, helm-python-sdk and
 # kubernetes-validate), builds the example WebAssembly plugins (plugins/build.sh
 # installs Debian's Rust to build std for wasm32 if no rustup wasm32 target is there),
 # then runs every crate's tests. Extra arguments go to `cargo test`.
@@ -11,10 +11,12 @@ sudo_if_needed() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v redis-cli >/dev/null 2>&1; then
-  echo "== installing redis-tools (redis-cli)"
+# redis-cli for the client tests; redis-server is the reference the differential test
+# compares every reply with.
+if ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server and redis-tools (Debian's Redis 7.0)"
   sudo_if_needed apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-tools
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools
 fi
 if ! python3 -c 'import redis' >/dev/null 2>&1; then
   echo "== installing the Python redis package"

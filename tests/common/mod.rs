@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod plugin_files;
+pub mod resp;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
