@@ -70,6 +70,60 @@ def check(client: redis.Redis) -> None:
     assert client.get(blob) == blob
 
 
+def transactions(client: redis.Redis) -> None:
+    """pipeline() is a MULTI/EXEC transaction by default; transaction() retries a
+    WATCH loop until EXEC succeeds."""
+    client.delete("tx:a", "tx:b")
+    with client.pipeline() as p:
+        p.set("tx:a", 1).incr("tx:a").get("tx:a")
+        assert p.execute() == [True, 2, b"2"]
+    with client.pipeline(transaction=False) as p:
+        p.set("tx:b", "x").get("tx:b")
+        assert p.execute() == [True, b"x"]
+    # A runtime error inside EXEC is raised, and the other commands took effect.
+    with client.pipeline() as p:
+        p.incr("tx:b").set("tx:c", "y")
+        try:
+            p.execute()
+            raise AssertionError("the INCR of a non-integer was not reported")
+        except redis.ResponseError:
+            pass
+    assert client.get("tx:c") == b"y"
+
+    def double(pipe):
+        v = int(pipe.get("tx:a"))
+        pipe.multi()
+        pipe.set("tx:a", v * 2)
+
+    client.transaction(double, "tx:a")
+    assert client.get("tx:a") == b"4"
+    # A WATCHed key changed by someone else: WatchError, as from Redis.
+    other = redis.Redis(connection_pool=client.connection_pool)
+    with client.pipeline() as p:
+        p.watch("tx:a")
+        other.set("tx:a", 100)
+        p.multi()
+        p.set("tx:a", 0)
+        try:
+            p.execute()
+            raise AssertionError("EXEC ran although a watched key changed")
+        except redis.WatchError:
+            pass
+    assert client.get("tx:a") == b"100"
+
+
+def watch_increments(port: int, n: int) -> None:
+    c = redis.Redis(port=port)
+
+    def incr(pipe):
+        v = int(pipe.get("tx:counter") or 0)
+        pipe.multi()
+        pipe.set("tx:counter", v + 1)
+
+    for _ in range(n):
+        c.transaction(incr, "tx:counter")
+
+
 def hammer(port: int, n: int) -> None:
     c = redis.Redis(port=port, protocol=3)
     for _ in range(n):
@@ -88,6 +142,15 @@ def main() -> None:
     for t in threads:
         t.join()
     assert int(c.get("shared-counter")) == 800
+    transactions(redis.Redis(port=port))
+    transactions(redis.Redis(port=port, protocol=3))
+    c.delete("tx:counter")
+    threads = [threading.Thread(target=watch_increments, args=(port, 100)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert int(c.get("tx:counter")) == 400, c.get("tx:counter")
     print("python redis: all checks passed")
 
 

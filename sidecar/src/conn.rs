@@ -133,6 +133,7 @@ where
         gauge.set(inbuf.capacity() + out.capacity());
     }
     let _ = stream.shutdown().await;
+    session.watching.clear(&shared.watches);
     shared.unregister(id);
 }
 

@@ -1,9 +1,10 @@
 //! The keyspace as a command sees it: [`Keyspace`] is the narrow handle one command
 //! applies to (one database of the engine, the engine's clock, this command's
-//! read-through answers, and who to tell about flushes).
+//! read-through answers, who to tell about flushes, and the watches its writes touch).
 
 use crate::origin::{OriginError, Reads};
 use crate::store::KeyspaceEvents;
+use crate::watch::Watches;
 use bytes::Bytes;
 use caskade_engine::{Engine, Error as EngineError, Item, Result as EngineResult, ScanPage};
 use std::cell::Cell;
@@ -27,6 +28,7 @@ pub struct Keyspace<'a> {
     now: Cell<Option<u64>>,
     reads: Option<&'a mut Reads>,
     events: Option<&'a dyn KeyspaceEvents>,
+    watches: Option<&'a Watches>,
 }
 
 impl<'a> Keyspace<'a> {
@@ -38,6 +40,20 @@ impl<'a> Keyspace<'a> {
             now: Cell::new(None),
             reads: None,
             events: None,
+            watches: None,
+        }
+    }
+
+    /// Writes touch the keys `watches` holds (failing their watchers' EXEC).
+    pub fn with_watches(mut self, watches: Option<&'a Watches>) -> Self {
+        self.watches = watches;
+        self
+    }
+
+    /// A write changed `key`.
+    fn touch(&self, key: &[u8]) {
+        if let Some(w) = self.watches {
+            w.touch(self.db, key);
         }
     }
 
@@ -61,6 +77,7 @@ impl<'a> Keyspace<'a> {
             now: self.now.clone(),
             reads: None,
             events: self.events,
+            watches: self.watches,
         }
     }
 
@@ -106,7 +123,9 @@ impl<'a> Keyspace<'a> {
 
     /// Stores `value` under `key` with an optional expiry (Unix ms).
     pub fn put(&self, key: &[u8], value: &[u8], expire_at_ms: Option<u64>) -> EngineResult<()> {
-        self.engine.put(self.db, key, value, expire_at_ms)
+        self.engine.put(self.db, key, value, expire_at_ms)?;
+        self.touch(key);
+        Ok(())
     }
 
     /// [`Keyspace::put`] with record metadata.
@@ -118,12 +137,18 @@ impl<'a> Keyspace<'a> {
         meta: &[u8],
     ) -> EngineResult<()> {
         self.engine
-            .put_item(self.db, key, value, expire_at_ms, meta)
+            .put_item(self.db, key, value, expire_at_ms, meta)?;
+        self.touch(key);
+        Ok(())
     }
 
     /// Deletes `key`; whether it existed.
     pub fn delete(&self, key: &[u8]) -> EngineResult<bool> {
-        self.engine.delete(self.db, key)
+        let gone = self.engine.delete(self.db, key)?;
+        if gone {
+            self.touch(key);
+        }
+        Ok(gone)
     }
 
     /// Whether `key` exists.
@@ -143,17 +168,29 @@ impl<'a> Keyspace<'a> {
         at_ms: Option<u64>,
         allow: impl Fn(Option<u64>) -> bool,
     ) -> EngineResult<bool> {
-        self.engine.expire_if(self.db, key, at_ms, allow)
+        let changed = self.engine.expire_if(self.db, key, at_ms, allow)?;
+        if changed {
+            self.touch(key);
+        }
+        Ok(changed)
     }
 
     /// Sets the expiry of `key`.
     pub fn expire(&self, key: &[u8], at_ms: u64) -> EngineResult<bool> {
-        self.engine.expire(self.db, key, at_ms)
+        let changed = self.engine.expire(self.db, key, at_ms)?;
+        if changed {
+            self.touch(key);
+        }
+        Ok(changed)
     }
 
     /// Removes the expiry of `key`.
     pub fn persist(&self, key: &[u8]) -> EngineResult<bool> {
-        self.engine.persist(self.db, key)
+        let changed = self.engine.persist(self.db, key)?;
+        if changed {
+            self.touch(key);
+        }
+        Ok(changed)
     }
 
     /// One page of keys in hash order.

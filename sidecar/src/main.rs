@@ -21,6 +21,7 @@ mod settings;
 mod state;
 mod store;
 mod unit;
+mod watch;
 
 use anyhow::Context;
 use std::sync::Arc;

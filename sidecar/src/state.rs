@@ -119,6 +119,8 @@ pub struct Shared {
     pub plugins: Option<Arc<crate::plugins::Plugins>>,
     /// Read-through routes, if any are configured.
     pub read_through: Option<Arc<crate::origin::ReadThrough>>,
+    /// Which clients WATCH which keys.
+    pub watches: crate::watch::Watches,
 }
 
 impl Shared {
@@ -144,6 +146,7 @@ impl Shared {
             metrics,
             plugins,
             read_through,
+            watches: crate::watch::Watches::default(),
         }
     }
 

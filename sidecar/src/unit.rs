@@ -54,12 +54,13 @@ pub enum Span<'a> {
 }
 
 impl<'a> Span<'a> {
-    /// What a command naming `keys` (a writer if `write`) with arguments `rest` must
-    /// hold, alone (`in_group` false) or as one step of a group. Alone, a read of one
-    /// key needs no stripe (one engine read is atomic) and a whole-keyspace read (SCAN,
-    /// KEYS) holds none either; in a group both hold theirs, so the group's view stays
-    /// still between its steps.
-    pub fn of(keys: KeySpec, write: bool, rest: &'a [Bytes], in_group: bool) -> Span<'a> {
+    /// What a command naming `keys` with arguments `rest` must
+    /// hold, alone (`in_group` false) or as one step of a group. Every command holds
+    /// the stripes of the keys it names, reads included: a read must not see a
+    /// transaction or script half done. Alone, a whole-keyspace read (SCAN, KEYS)
+    /// holds none (as Redis' SCAN, it guarantees no snapshot); in a group it holds
+    /// every stripe, so the group's view stays still between its steps.
+    pub fn of(keys: KeySpec, rest: &'a [Bytes], in_group: bool) -> Span<'a> {
         match keys {
             KeySpec::None => Span::Nothing,
             KeySpec::Every { write } if write || in_group => Span::Everything,
@@ -67,7 +68,6 @@ impl<'a> Span<'a> {
             // One key named at one position: no iterator, no allocation.
             KeySpec::Range(first, last, _) if first == last && first >= 1 => {
                 match rest.get(first as usize - 1) {
-                    Some(_) if !in_group && !write => Span::Nothing,
                     Some(k) => Span::One(k),
                     None => Span::Nothing,
                 }
@@ -76,7 +76,6 @@ impl<'a> Span<'a> {
                 let mut named = keys.keys_in(rest).map(|k| &k[..]);
                 match (named.next(), named.next()) {
                     (None, _) => Span::Nothing,
-                    (Some(_), None) if !in_group && !write => Span::Nothing,
                     (Some(k), None) => Span::One(k),
                     (Some(a), Some(b)) => Span::Keys([a, b].into_iter().chain(named).collect()),
                 }
@@ -108,38 +107,29 @@ mod tests {
     #[test]
     fn spans_come_from_key_positions() {
         let a = v(&["k1", "v1", "k2", "v2"]);
-        assert_eq!(
-            Span::of(PAIRS, true, &a, false),
-            Span::Keys(vec![b"k1", b"k2"])
-        );
+        assert_eq!(Span::of(PAIRS, &a, false), Span::Keys(vec![b"k1", b"k2"]));
         let a = v(&["src", "dst", "DB", "3"]);
-        assert_eq!(
-            Span::of(TWO, true, &a, false),
-            Span::Keys(vec![b"src", b"dst"])
-        );
+        assert_eq!(Span::of(TWO, &a, false), Span::Keys(vec![b"src", b"dst"]));
         let a = v(&["a", "b", "c"]);
-        assert_eq!(
-            Span::of(ALL, false, &a, false),
-            Span::Keys(vec![b"a", b"b", b"c"])
-        );
+        assert_eq!(Span::of(ALL, &a, false), Span::Keys(vec![b"a", b"b", b"c"]));
         let a = v(&["k", "v", "EX", "10"]);
-        assert_eq!(Span::of(ONE, true, &a, false), Span::One(b"k"));
+        assert_eq!(Span::of(ONE, &a, false), Span::One(b"k"));
         assert_eq!(KeySpec::Range(2, 1, 1).keys_in(&a).count(), 0);
         assert_eq!(KeySpec::Range(1, 9, 1).keys_in(&a).count(), 4);
     }
 
     #[test]
-    fn lone_reads_hold_nothing_but_groups_hold_their_keys() {
+    fn reads_hold_their_keys_and_whole_keyspace_reads_only_in_groups() {
         let a = v(&["k"]);
-        assert_eq!(Span::of(ONE, false, &a, false), Span::Nothing);
-        assert_eq!(Span::of(ONE, false, &a, true), Span::One(b"k"));
+        assert_eq!(Span::of(ONE, &a, false), Span::One(b"k"));
+        assert_eq!(Span::of(ONE, &a, true), Span::One(b"k"));
         let flush = KeySpec::Every { write: true };
-        assert_eq!(Span::of(flush, true, &[], false), Span::Everything);
+        assert_eq!(Span::of(flush, &[], false), Span::Everything);
         let scan = KeySpec::Every { write: false };
         let a = v(&["0"]);
-        assert_eq!(Span::of(scan, false, &a, false), Span::Nothing);
-        assert_eq!(Span::of(scan, false, &a, true), Span::Everything);
-        assert_eq!(Span::of(KeySpec::None, false, &[], true), Span::Nothing);
+        assert_eq!(Span::of(scan, &a, false), Span::Nothing);
+        assert_eq!(Span::of(scan, &a, true), Span::Everything);
+        assert_eq!(Span::of(KeySpec::None, &[], true), Span::Nothing);
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct Session {
     pub wrote: bool,
     /// This client's entry in the registry.
     pub client: Arc<ClientHandle>,
+    /// The commands queued since MULTI, while in a transaction.
+    pub multi: Option<super::transaction::Multi>,
+    /// The keys this connection WATCHes.
+    pub watching: crate::watch::Watching,
 }
 
 impl Session {
@@ -38,6 +42,8 @@ impl Session {
             quit: false,
             wrote: false,
             client,
+            multi: None,
+            watching: crate::watch::Watching::default(),
         }
     }
 }
@@ -68,6 +74,8 @@ pub fn quit(_s: &Shared, sess: &mut Session, _a: &mut Args<'_>) -> CmdResult {
 }
 
 pub fn reset(s: &Shared, sess: &mut Session, _a: &mut Args<'_>) -> CmdResult {
+    sess.multi = None;
+    sess.watching.clear(&s.watches);
     sess.db = 0;
     sess.resp3 = false;
     sess.authenticated = s.config.lock().requirepass.is_none();

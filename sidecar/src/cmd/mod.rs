@@ -10,6 +10,7 @@ mod info;
 mod keys;
 mod server;
 mod strings;
+mod transaction;
 
 use crate::keyspace::Keyspace;
 use crate::origin::Reads;
@@ -56,6 +57,8 @@ pub enum Run {
     Data(for<'a, 'b> fn(&'b mut Args<'a>) -> Result<DataCmd<'a>, CmdError>),
     /// Acts on the connection or the server.
     Control(fn(&Shared, &mut Session, &mut Args<'_>) -> CmdResult),
+    /// EXEC: runs the commands queued since MULTI as one unit.
+    Exec,
 }
 
 /// One command as the table describes it.
@@ -93,7 +96,7 @@ impl Spec {
     /// What this command with arguments `rest` holds as a unit (alone, or as one step
     /// of a group).
     pub fn span<'a>(&self, rest: &'a [Bytes], in_group: bool) -> Span<'a> {
-        Span::of(self.keys, self.is_write(), rest, in_group)
+        Span::of(self.keys, rest, in_group)
     }
 
     /// `ERR wrong number of arguments` unless `n` arguments (the name included) fit.
@@ -176,6 +179,7 @@ macro_rules! ctl {
 }
 
 const WF: &[&str] = &["write", "fast"];
+const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 
 /// Every command caskade answers, in COMMAND order.
 pub static COMMANDS: &[Spec] = &[
@@ -244,6 +248,20 @@ pub static COMMANDS: &[Spec] = &[
     ctl!("object", -2, &["readonly"], server::object),
     ctl!("slowlog", -2, ADMIN, server::slowlog),
     ctl!("function", -2, &["noscript"], server::function),
+    // transactions
+    ctl!("multi", 1, TX, transaction::multi),
+    Spec {
+        name: "exec",
+        arity: 1,
+        flags: &["noscript", "loading", "stale", "skip_slowlog"],
+        keys: KeySpec::None,
+        through: false,
+        write: false,
+        run: Run::Exec,
+    },
+    ctl!("discard", 1, TX, transaction::discard),
+    ctl!("watch", -2, TX, transaction::watch),
+    ctl!("unwatch", 1, TX, transaction::unwatch),
 ];
 
 /// Looks a command up by name, case-insensitively.
@@ -275,21 +293,27 @@ pub async fn run(
         return Reply::OK;
     };
     let Some((index, spec)) = lookup_indexed(name) else {
+        transaction::flag(session);
         return unknown_command(name, &argv[1..]);
     };
     // A static name: CLIENT LIST's cmd= field costs no allocation per command.
     session.client.info.lock().last_cmd = spec.name;
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
-        return CmdError::Coded("NOAUTH Authentication required.".into()).into();
+        let e = CmdError::Coded("NOAUTH Authentication required.".into());
+        return transaction::refused(shared, session, spec, e);
     }
     if let Err(e) = spec.check_arity(argv.len()) {
-        return e.into();
+        return transaction::refused(shared, session, spec, e);
+    }
+    if session.multi.is_some() && !transaction::runs_at_once(spec.name) {
+        return transaction::queue(session, argv);
     }
     let started = std::time::Instant::now();
     let rest = &argv[1..];
     let mut args = Args::new(spec.name, rest);
     let reply = match spec.run {
         Run::Control(f) => f(shared, session, &mut args).unwrap_or_else(Reply::from),
+        Run::Exec => transaction::exec(shared, session, waits_for_fsync).await,
         Run::Data(parse) => match parse(&mut args) {
             Err(e) => e.into(),
             Ok(cmd) => {
@@ -341,13 +365,20 @@ pub fn execute(
     reads: Option<&mut Reads>,
 ) -> Reply {
     let _unit = spec.span(rest, false).lock(&shared.store.locks);
+    apply_data(shared, db, cmd, reads)
+}
+
+/// Applies a parsed data command to database `db`; the caller's unit holds its keys'
+/// stripes (its own, or a transaction's).
+pub fn apply_data(shared: &Shared, db: u8, cmd: DataCmd<'_>, reads: Option<&mut Reads>) -> Reply {
     let events = shared
         .read_through
         .as_deref()
         .map(|rt| rt as &dyn KeyspaceEvents);
     let mut ks = Keyspace::new(&shared.store.engine, db)
         .with_reads(reads)
-        .with_events(events);
+        .with_events(events)
+        .with_watches(Some(&shared.watches));
     cmd.apply(&mut ks).unwrap_or_else(Reply::from)
 }
 
@@ -466,6 +497,17 @@ pub mod testing {
             panic!("{} is not a connection or server command", spec.name)
         };
         f(sh, sess, &mut Args::new(spec.name, &argv[1..])).unwrap_or_else(Reply::from)
+    }
+
+    /// A fresh session of a registered client.
+    pub fn session(sh: &Shared) -> Session {
+        Session::new(sh, sh.register("test".into()))
+    }
+
+    /// Runs `argv` for `sess` exactly as a connection does (queueing inside MULTI,
+    /// EXEC, every check).
+    pub async fn send(sh: &Arc<Shared>, sess: &mut Session, argv: &[&str]) -> Reply {
+        super::run(sh, sess, &self::argv(argv), false).await
     }
 
     /// INFO, every section, from a session of its own.
