@@ -130,26 +130,26 @@ def hammer(port: int, n: int) -> None:
         c.incr("shared-counter")
 
 
+def in_threads(target, port: int, n: int) -> None:
+    threads = [threading.Thread(target=target, args=(port, n)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def main() -> None:
     port = int(sys.argv[1])
     check(redis.Redis(port=port))
     check(redis.Redis(port=port, protocol=3))
     c = redis.Redis(port=port)
     c.delete("shared-counter")
-    threads = [threading.Thread(target=hammer, args=(port, 200)) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(hammer, port, 200)
     assert int(c.get("shared-counter")) == 800
     transactions(redis.Redis(port=port))
     transactions(redis.Redis(port=port, protocol=3))
     c.delete("tx:counter")
-    threads = [threading.Thread(target=watch_increments, args=(port, 100)) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(watch_increments, port, 100)
     assert int(c.get("tx:counter")) == 400, c.get("tx:counter")
     print("python redis: all checks passed")
 

@@ -11,10 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const SHARDS: usize = 64;
 
+/// Watchers by key (database byte, then the key's bytes), each a client's dirty flag.
+type Shard = Mutex<HashMap<Vec<u8>, Vec<Arc<AtomicBool>>>>;
+
 /// Who watches what. Costs a write one relaxed load while nobody watches anything.
 pub struct Watches {
     watched: AtomicUsize,
-    shards: Box<[Mutex<HashMap<Vec<u8>, Vec<Arc<AtomicBool>>>>]>,
+    shards: Box<[Shard]>,
 }
 
 impl Default for Watches {
@@ -35,7 +38,7 @@ fn entry(db: u8, key: &[u8]) -> Vec<u8> {
 }
 
 impl Watches {
-    fn shard(&self, e: &[u8]) -> &Mutex<HashMap<Vec<u8>, Vec<Arc<AtomicBool>>>> {
+    fn shard(&self, e: &[u8]) -> &Shard {
         &self.shards[xxhash_rust::xxh3::xxh3_64(e) as usize % SHARDS]
     }
 
