@@ -32,6 +32,8 @@ pub struct Config {
     pub read_through: ReadThroughConfig,
     /// Client limits.
     pub limits: Limits,
+    /// Lua scripts.
+    pub scripting: ScriptingConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -250,6 +252,32 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
 }
 
+/// Lua scripts (EVAL and friends).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScriptingConfig {
+    /// A script running longer makes other clients' commands answer `-BUSY` until it
+    /// ends or SCRIPT KILL stops it (Redis' `busy-reply-threshold`).
+    #[serde(deserialize_with = "de_duration_ms")]
+    pub busy_timeout: u64,
+    /// A script touching a key it did not declare in KEYS gets an error, instead of
+    /// being run again holding every key.
+    pub strict_keys: bool,
+    /// Most memory one Lua state may hold; a script needing more gets an error.
+    #[serde(deserialize_with = "de_size")]
+    pub memory_limit_bytes: u64,
+}
+
+impl Default for ScriptingConfig {
+    fn default() -> Self {
+        ScriptingConfig {
+            busy_timeout: 5000,
+            strict_keys: false,
+            memory_limit_bytes: 64 << 20,
+        }
+    }
+}
+
 /// Logging output.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -271,6 +299,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             read_through: ReadThroughConfig::default(),
             limits: Limits::default(),
+            scripting: ScriptingConfig::default(),
             log: LogConfig::default(),
         }
     }

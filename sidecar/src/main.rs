@@ -16,6 +16,7 @@ mod metrics;
 mod origin;
 mod plugins;
 mod protocol;
+mod script;
 mod server;
 mod settings;
 mod state;

@@ -330,6 +330,56 @@ pub static SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        field: "scripting.busy_timeout",
+        note: "",
+        flag: None,
+        env: None,
+        redis: Some("busy-reply-threshold"),
+        live: true,
+        default_text: "5s",
+        // CONFIG GET answers milliseconds, as Redis does; a bare number is milliseconds.
+        get: |c| c.scripting.busy_timeout.to_string(),
+        set: |c, v| {
+            c.scripting.busy_timeout = match v.trim().parse::<u64>() {
+                Ok(ms) => ms,
+                Err(_) => crate::config::parse_duration_ms(v)?,
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        field: "scripting.strict_keys",
+        note: "",
+        flag: None,
+        env: None,
+        redis: Some("caskade-scripting-strict-keys"),
+        live: true,
+        default_text: "false",
+        get: |c| if c.scripting.strict_keys { "yes" } else { "no" }.to_string(),
+        set: |c, v| {
+            c.scripting.strict_keys = match v.trim() {
+                "yes" | "true" => true,
+                "no" | "false" => false,
+                _ => return Err("argument must be 'yes' or 'no'".into()),
+            };
+            Ok(())
+        },
+    },
+    Setting {
+        field: "scripting.memory_limit_bytes",
+        note: "",
+        flag: None,
+        env: None,
+        redis: None,
+        live: false,
+        default_text: "64mb",
+        get: |c| c.scripting.memory_limit_bytes.to_string(),
+        set: |c, v| {
+            c.scripting.memory_limit_bytes = parse_size(v)?;
+            Ok(())
+        },
+    },
+    Setting {
         field: "log.level",
         note: "",
         flag: Some("log"),

@@ -121,6 +121,8 @@ pub struct Shared {
     pub read_through: Option<Arc<crate::origin::ReadThrough>>,
     /// Which clients WATCH which keys.
     pub watches: crate::watch::Watches,
+    /// The script cache and the scripts running now.
+    pub scripts: Arc<crate::script::Scripts>,
 }
 
 impl Shared {
@@ -147,6 +149,7 @@ impl Shared {
             plugins,
             read_through,
             watches: crate::watch::Watches::default(),
+            scripts: Arc::default(),
         }
     }
 

@@ -53,8 +53,22 @@ impl Default for KeyLocks {
 }
 
 impl KeyLocks {
-    fn stripe(key: &[u8]) -> usize {
+    /// The stripe `key` belongs to.
+    pub fn stripe(key: &[u8]) -> usize {
         (xxhash_rust::xxh3::xxh3_64(key) as usize) % STRIPES
+    }
+
+    /// Stripe `idx`, if it can be had within `wait` (a script reaching a key it did not
+    /// declare after it wrote: waiting without bound could deadlock).
+    pub fn try_lock_stripe_for(
+        &self,
+        idx: usize,
+        wait: std::time::Duration,
+    ) -> Option<StripeGuard<'_>> {
+        let guard = self.stripes[idx % STRIPES].try_lock_for(wait)?;
+        Some(StripeGuard {
+            _held: Held::One { _guard: guard },
+        })
     }
 
     /// Locks the stripes of all `keys`, in ascending stripe order (the one global

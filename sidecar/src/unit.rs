@@ -19,6 +19,9 @@ pub enum KeySpec {
         /// Whether the command changes keys.
         write: bool,
     },
+    /// The argument at this position (the name is 0) counts the keys that follow it
+    /// (EVAL's `numkeys`).
+    Counted(usize),
 }
 
 impl KeySpec {
@@ -26,6 +29,14 @@ impl KeySpec {
     pub fn keys_in<'a>(self, rest: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
         let (first, last, step) = match self {
             KeySpec::Range(f, l, s) => (f, l, s),
+            KeySpec::Counted(at) => {
+                let n = rest
+                    .get(at - 1)
+                    .and_then(|b| crate::cmd::parse_i64(b))
+                    .filter(|&n| n > 0 && (n as usize) < rest.len().saturating_sub(at - 1))
+                    .unwrap_or(0) as i32;
+                (at as i32 + 1, at as i32 + n, 1)
+            }
             KeySpec::None | KeySpec::Every { .. } => (1, 0, 1),
         };
         let n = rest.len() as i32;
@@ -38,6 +49,16 @@ impl KeySpec {
         };
         rest.get(range).unwrap_or_default().iter().step_by(step)
     }
+}
+
+/// What a running group (EXEC) holds, for a script run inside it: the script takes
+/// no stripes of its own then.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Holding {
+    /// Every stripe.
+    All,
+    /// These stripes.
+    Stripes(Vec<usize>),
 }
 
 /// What a unit must hold.
@@ -72,7 +93,7 @@ impl<'a> Span<'a> {
                     None => Span::Nothing,
                 }
             }
-            KeySpec::Range(..) => {
+            KeySpec::Range(..) | KeySpec::Counted(_) => {
                 let mut named = keys.keys_in(rest).map(|k| &k[..]);
                 match (named.next(), named.next()) {
                     (None, _) => Span::Nothing,

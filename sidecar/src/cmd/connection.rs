@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// The version caskade reports to clients that check for a Redis they know.
-pub const REDIS_VERSION: &str = "7.2.4";
+pub const REDIS_VERSION: &str = "7.0.15";
 
 /// What a connection remembers between commands.
 pub struct Session {
@@ -30,6 +30,8 @@ pub struct Session {
     pub multi: Option<super::transaction::Multi>,
     /// The keys this connection WATCHes.
     pub watching: crate::watch::Watching,
+    /// While EXEC runs its commands: the stripes it holds (a script inside takes none).
+    pub holding: Option<crate::unit::Holding>,
 }
 
 impl Session {
@@ -44,6 +46,7 @@ impl Session {
             client,
             multi: None,
             watching: crate::watch::Watching::default(),
+            holding: None,
         }
     }
 }

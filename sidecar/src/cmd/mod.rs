@@ -8,6 +8,7 @@ mod connection;
 mod error;
 mod info;
 mod keys;
+mod scripting;
 mod server;
 mod strings;
 mod transaction;
@@ -23,7 +24,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 
 pub use args::Args;
-pub use connection::Session;
+pub use args::parse_i64;
+pub use connection::{REDIS_VERSION, Session};
 pub use error::{CmdError, CmdResult};
 
 /// A key and a value, as commands name them (borrowed from the request).
@@ -89,7 +91,7 @@ impl Spec {
     pub fn key_triple(&self) -> (i32, i32, i32) {
         match self.keys {
             KeySpec::Range(f, l, s) => (f, l, s),
-            KeySpec::None | KeySpec::Every { .. } => (0, 0, 0),
+            KeySpec::None | KeySpec::Every { .. } | KeySpec::Counted(_) => (0, 0, 0),
         }
     }
 
@@ -179,7 +181,29 @@ macro_rules! ctl {
 }
 
 const WF: &[&str] = &["write", "fast"];
-const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
+const TX: &[&str] = &["noscript", "loading", "stale", "fast"];
+
+/// EVAL and friends: `numkeys` at position 2 counts the keys after it.
+macro_rules! script {
+    ($name:literal, $run:path) => {
+        Spec {
+            name: $name,
+            arity: -3,
+            flags: &[
+                "noscript",
+                "stale",
+                "skip_monitor",
+                "may_replicate",
+                "no_mandatory_keys",
+                "movablekeys",
+            ],
+            keys: KeySpec::Counted(2),
+            through: false,
+            write: false,
+            run: Run::Control($run),
+        }
+    };
+}
 
 /// Every command caskade answers, in COMMAND order.
 pub static COMMANDS: &[Spec] = &[
@@ -248,6 +272,12 @@ pub static COMMANDS: &[Spec] = &[
     ctl!("object", -2, &["readonly"], server::object),
     ctl!("slowlog", -2, ADMIN, server::slowlog),
     ctl!("function", -2, &["noscript"], server::function),
+    // scripting
+    script!("eval", scripting::eval),
+    script!("evalsha", scripting::evalsha),
+    script!("eval_ro", scripting::eval_ro),
+    script!("evalsha_ro", scripting::evalsha_ro),
+    ctl!("script", -2, &["noscript"], scripting::script),
     // transactions
     ctl!("multi", 1, TX, transaction::multi),
     Spec {
@@ -305,6 +335,14 @@ pub async fn run(
     if let Err(e) = spec.check_arity(argv.len()) {
         return transaction::refused(shared, session, spec, e);
     }
+    if shared.scripts.is_busy() && !allowed_while_busy(spec, argv) {
+        transaction::flag(session);
+        return CmdError::Coded(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+                .into(),
+        )
+        .into();
+    }
     if session.multi.is_some() && !transaction::runs_at_once(spec.name) {
         return transaction::queue(session, argv);
     }
@@ -352,6 +390,15 @@ pub async fn run(
         record_slow(shared, session, argv, micros);
     }
     reply
+}
+
+/// What other clients may run while a script is past its busy timeout.
+fn allowed_while_busy(spec: &Spec, argv: &[Bytes]) -> bool {
+    match spec.name {
+        "script" | "function" => argv.get(1).is_some_and(|s| args::is(s, "KILL")),
+        "shutdown" | "multi" | "discard" | "watch" | "unwatch" | "reset" | "quit" => true,
+        _ => false,
+    }
 }
 
 /// Runs a parsed data command as its own unit: holding its keys' stripes, applied to

@@ -9,7 +9,8 @@ use super::{Run, Session, Spec, apply_data, lookup_indexed};
 use crate::keyspace::Keyspace;
 use crate::protocol::reply::Reply;
 use crate::state::Shared;
-use crate::unit::Span;
+use crate::store::KeyLocks;
+use crate::unit::{Holding, Span};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -163,6 +164,11 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
             }
         }
         keys.extend(sess.watching.keys().iter().map(|(_, k, _)| &k[..]));
+        let holding = if everything {
+            Holding::All
+        } else {
+            Holding::Stripes(keys.iter().map(|k| KeyLocks::stripe(k)).collect())
+        };
         let _unit = if everything {
             shared.store.locks.lock_all()
         } else {
@@ -173,6 +179,8 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
             Ok(true) => return Reply::NilArray,
             Err(e) => return e.into(),
         }
+        // A script inside runs on these stripes instead of taking its own.
+        sess.holding = Some(holding);
         let mut replies = Vec::with_capacity(steps.len());
         for &(index, spec, rest) in &steps {
             let started = std::time::Instant::now();
@@ -195,6 +203,7 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
                 .command(index, started.elapsed().as_secs_f64());
             replies.push(reply);
         }
+        sess.holding = None;
         Reply::Array(replies)
     };
     let reply = if waits_for_fsync {

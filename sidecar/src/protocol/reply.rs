@@ -27,6 +27,12 @@ pub enum Reply {
     Set(Vec<Reply>),
     /// RESP3 verbatim string `=` (format `txt`); a bulk string in RESP2.
     Verbatim(String),
+    /// A status made at run time (a script's `{ok=...}`).
+    StatusText(String),
+    /// RESP3 double `,`; a bulk string in RESP2.
+    Double(f64),
+    /// RESP3 boolean `#t`/`#f`; `:1`/`:0` in RESP2.
+    Bool(bool),
 }
 
 impl Reply {
@@ -52,6 +58,17 @@ impl Reply {
     pub fn encode(&self, out: &mut BytesMut, resp3: bool) {
         match self {
             Reply::Status(s) => line(out, b'+', s.as_bytes()),
+            Reply::StatusText(s) => {
+                let clean: Vec<u8> = s
+                    .bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                    .collect();
+                line(out, b'+', &clean);
+            }
+            Reply::Double(d) if resp3 => line(out, b',', format_double(*d).as_bytes()),
+            Reply::Double(d) => bulk(out, format_double(*d).as_bytes()),
+            Reply::Bool(b) if resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+            Reply::Bool(b) => int(out, b':', i64::from(*b)),
             Reply::Error(e) => {
                 // An error text must stay on one line.
                 let clean: Vec<u8> = e

@@ -1,0 +1,317 @@
+//! Scripting commands: EVAL, EVALSHA, their `_RO` forms and SCRIPT. A script runs as
+//! one unit holding the stripes of the keys it declares, so scripts that keep to their
+//! keys do not stop other clients. One that reaches an undeclared key before it has
+//! written is run again holding every stripe (and its sha is remembered, so later runs
+//! start that way); after a write it takes that key's stripe too, waiting at most
+//! [`UNDECLARED_WAIT`]. `scripting.strict_keys` makes such a key an error instead.
+
+use super::args::Args;
+use super::error::{CmdError, CmdResult};
+use super::{KeySpec, Run, Session, apply_data, lookup_indexed};
+use crate::protocol::reply::Reply;
+use crate::script::vm::{self, Env};
+use crate::script::{Kill, Script};
+use crate::state::Shared;
+use crate::store::{KeyLocks, StripeGuard};
+use crate::unit::Holding;
+use bytes::Bytes;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How long a script that already wrote waits for the stripe of an undeclared key.
+const UNDECLARED_WAIT: Duration = Duration::from_secs(2);
+
+/// EVAL script numkeys [key ...] [arg ...]
+pub fn eval(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    run(s, sess, a, false, false)
+}
+
+/// EVALSHA sha1 numkeys [key ...] [arg ...]
+pub fn evalsha(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    run(s, sess, a, true, false)
+}
+
+/// EVAL_RO: EVAL refusing write commands.
+pub fn eval_ro(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    run(s, sess, a, false, true)
+}
+
+/// EVALSHA_RO: EVALSHA refusing write commands.
+pub fn evalsha_ro(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    run(s, sess, a, true, true)
+}
+
+/// What a script's commands may touch without asking.
+enum Held {
+    /// Every stripe (an exclusive run, or a transaction holding them all).
+    All,
+    /// These stripes (the declared keys', then undeclared ones taken on the way).
+    Stripes(HashSet<usize>),
+}
+
+/// One run's state, shared by the script's commands.
+struct Call<'s> {
+    shared: &'s Shared,
+    declared: HashSet<Bytes>,
+    held: Held,
+    extra: Vec<StripeGuard<'s>>,
+    read_only: bool,
+    strict: bool,
+    /// Restarting holding every stripe is still possible (no write yet, not inside a
+    /// transaction that holds the stripes).
+    may_restart: bool,
+    /// Set when the script reached an undeclared key and must run again exclusively:
+    /// from then on, its commands are refused (so it cannot write).
+    restart: bool,
+    wrote: bool,
+}
+
+impl Call<'_> {
+    fn check_key(&mut self, key: &Bytes) -> Result<(), Reply> {
+        if matches!(self.held, Held::All) || self.declared.contains(key) {
+            return Ok(());
+        }
+        let stripe = KeyLocks::stripe(key);
+        if let Held::Stripes(h) = &self.held
+            && h.contains(&stripe)
+        {
+            return Ok(());
+        }
+        self.undeclared(Some(key), Some(stripe))
+    }
+
+    fn undeclared(&mut self, key: Option<&Bytes>, stripe: Option<usize>) -> Result<(), Reply> {
+        let what = key.map_or("every key".to_string(), |k| {
+            format!("key '{}'", String::from_utf8_lossy(k))
+        });
+        if self.strict {
+            return Err(Reply::err(format!(
+                "ERR Script attempted to access {what}, not declared in KEYS (scripting.strict_keys)"
+            )));
+        }
+        if self.may_restart && !self.wrote {
+            self.restart = true;
+            return Err(Reply::err("ERR script restarted holding every key"));
+        }
+        let Some(stripe) = stripe else {
+            return Err(Reply::err(format!(
+                "ERR Script attempted to access {what} after writing; declare its keys in KEYS"
+            )));
+        };
+        match self
+            .shared
+            .store
+            .locks
+            .try_lock_stripe_for(stripe, UNDECLARED_WAIT)
+        {
+            Some(g) => {
+                self.extra.push(g);
+                if let Held::Stripes(h) = &mut self.held {
+                    h.insert(stripe);
+                }
+                Ok(())
+            }
+            None => Err(Reply::err(format!(
+                "ERR Script could not lock undeclared {what} in time; declare it in KEYS"
+            ))),
+        }
+    }
+}
+
+fn run(s: &Shared, sess: &mut Session, a: &mut Args<'_>, by_sha: bool, ro: bool) -> CmdResult {
+    let first = a.next_arg()?;
+    let numkeys = a.next_i64()?;
+    if numkeys < 0 {
+        return Err(CmdError::err("Number of keys can't be negative"));
+    }
+    let rest = a.take_rest();
+    if numkeys as usize > rest.len() {
+        return Err(CmdError::err(
+            "Number of keys can't be greater than number of args",
+        ));
+    }
+    let (keys, argv) = rest.split_at(numkeys as usize);
+    let script: Arc<Script> = if by_sha {
+        s.scripts.get(first).ok_or_else(|| {
+            CmdError::Coded("NOSCRIPT No matching script. Please use EVAL.".into())
+        })?
+    } else {
+        s.scripts
+            .load(first)
+            .map_err(|e| CmdError::Coded(e.into()))?
+    };
+    let cfg = s.config.lock().scripting.clone();
+    let caller_db = sess.db;
+    let mut exclusive = s.scripts.is_exclusive(&script.sha);
+    loop {
+        let in_unit = sess.holding.clone();
+        let (_unit, held) = match &in_unit {
+            Some(Holding::All) => (StripeGuard::none(), Held::All),
+            Some(Holding::Stripes(h)) => (
+                StripeGuard::none(),
+                Held::Stripes(h.iter().copied().collect()),
+            ),
+            None if exclusive => (s.store.locks.lock_all(), Held::All),
+            None => (
+                s.store.locks.lock(keys.iter().map(|k| &k[..])),
+                Held::Stripes(keys.iter().map(|k| KeyLocks::stripe(k)).collect()),
+            ),
+        };
+        let mut call = Call {
+            shared: s,
+            declared: keys.iter().cloned().collect(),
+            held,
+            extra: Vec::new(),
+            read_only: ro || script.flags.no_writes,
+            strict: cfg.strict_keys,
+            may_restart: in_unit.is_none() && !exclusive,
+            restart: false,
+            wrote: false,
+        };
+        let guard = s.scripts.start();
+        let running = guard.running.clone();
+        let mut dispatch = |args: &[Bytes]| -> Reply {
+            if call.restart {
+                return Reply::err("ERR script restarted holding every key");
+            }
+            let reply = script_command(&mut call, sess, args);
+            if call.wrote {
+                running.wrote.store(true, Ordering::Release);
+            }
+            reply
+        };
+        let reply = vm::eval(
+            &script,
+            keys,
+            argv,
+            Env {
+                call: &mut dispatch,
+                running: guard.running.clone(),
+                scripts: s.scripts.clone(),
+                busy_after: Duration::from_millis(cfg.busy_timeout),
+                memory_limit: cfg.memory_limit_bytes as usize,
+            },
+        );
+        drop(guard);
+        // SELECT inside a script does not change the caller's database (Redis 7).
+        sess.db = caller_db;
+        if call.restart {
+            s.scripts.mark_exclusive(&script.sha);
+            exclusive = true;
+            continue;
+        }
+        return Ok(reply);
+    }
+}
+
+/// One `redis.call` / `redis.pcall`: Redis' checks for commands from scripts, the
+/// key check, then the command.
+fn script_command(call: &mut Call<'_>, sess: &mut Session, argv: &[Bytes]) -> Reply {
+    let Some((_, spec)) = argv.first().and_then(|n| lookup_indexed(n)) else {
+        return Reply::err("ERR Unknown Redis command called from script");
+    };
+    if spec.flags.contains(&"noscript") {
+        return Reply::err("ERR This Redis command is not allowed from script");
+    }
+    if spec.check_arity(argv.len()).is_err() {
+        return Reply::err("ERR Wrong number of args calling Redis command from script");
+    }
+    if spec.is_write() && call.read_only {
+        return Reply::err("ERR Write commands are not allowed from read-only scripts.");
+    }
+    let rest = &argv[1..];
+    if matches!(spec.keys, KeySpec::Every { .. }) {
+        if !matches!(call.held, Held::All)
+            && let Err(r) = call.undeclared(None, None)
+        {
+            return r;
+        }
+    } else {
+        for key in spec.key_args(rest) {
+            if let Err(r) = call.check_key(key) {
+                return r;
+            }
+        }
+    }
+    let mut args = Args::new(spec.name, rest);
+    match spec.run {
+        Run::Control(f) => f(call.shared, sess, &mut args).unwrap_or_else(Reply::from),
+        Run::Data(parse) => match parse(&mut args) {
+            Err(e) => e.into(),
+            Ok(cmd) => {
+                if spec.is_write() {
+                    call.wrote = true;
+                    sess.wrote = true;
+                }
+                apply_data(call.shared, sess.db, cmd, None)
+            }
+        },
+        Run::Exec => Reply::err("ERR This Redis command is not allowed from script"),
+    }
+}
+
+/// SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP
+pub fn script(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    let sub = a.next_arg()?;
+    let sub_text = String::from_utf8_lossy(sub).to_ascii_uppercase();
+    match sub_text.as_str() {
+        "LOAD" if a.remaining() == 1 => {
+            let body = a.next_arg()?;
+            let script = s.scripts.load(body).map_err(|e| CmdError::Coded(e.into()))?;
+            Ok(Reply::text(&script.sha))
+        }
+        "EXISTS" if a.remaining() >= 1 => Ok(Reply::Array(
+            a.take_rest()
+                .iter()
+                .map(|sha| Reply::Int(i64::from(s.scripts.get(sha).is_some())))
+                .collect(),
+        )),
+        "FLUSH" if a.remaining() <= 1 => {
+            if let Some(mode) = a.next_opt()
+                && !super::args::is(mode, "ASYNC")
+                && !super::args::is(mode, "SYNC")
+            {
+                return Err(CmdError::err("SCRIPT FLUSH only support SYNC|ASYNC option"));
+            }
+            s.scripts.flush();
+            Ok(Reply::OK)
+        }
+        "KILL" if a.is_empty() => match s.scripts.kill() {
+            Kill::Killed => Ok(Reply::OK),
+            Kill::NotBusy => Err(CmdError::Coded(
+                "NOTBUSY No scripts in execution right now.".into(),
+            )),
+            Kill::Unkillable => Err(CmdError::Coded(
+                "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.".into(),
+            )),
+        },
+        "HELP" if a.is_empty() => Ok(Reply::Array(
+            [
+                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "EXISTS <sha1> [<sha1> ...]",
+                "    Return information about the existence of the scripts in the script cache.",
+                "FLUSH [ASYNC|SYNC]",
+                "    Flush the Lua scripts cache. Very dangerous on replicas.",
+                "KILL",
+                "    Kill the currently executing Lua script.",
+                "LOAD <script>",
+                "    Load a script into the scripts cache without executing it.",
+                "HELP",
+                "    Print this help.",
+            ]
+            .iter()
+            .map(|l| Reply::StatusText((*l).into()))
+            .collect(),
+        )),
+        "LOAD" | "EXISTS" | "FLUSH" | "KILL" | "HELP" => Err(CmdError::err(format!(
+            "wrong number of arguments for 'script|{}' command",
+            sub_text.to_ascii_lowercase()
+        ))),
+        _ => Err(CmdError::err(format!(
+            "unknown subcommand '{}'. Try SCRIPT HELP.",
+            String::from_utf8_lossy(sub)
+        ))),
+    }
+}

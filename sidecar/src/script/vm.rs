@@ -1,0 +1,642 @@
+//! The Lua VM, one per thread: Redis' script environment (`redis.*`, `cjson`, `bit`),
+//! the sandbox (no `os`, `io`, `print`, file loading; read-only globals), the
+//! conversions between Lua values and replies, and running one script with a
+//! watchdog for `-BUSY` and SCRIPT KILL.
+
+use super::{Running, Script, Scripts, sha1_hex};
+use crate::protocol::reply::{Reply, format_double};
+use bytes::Bytes;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, RegistryKey, StdLib, Table, Value, Variadic};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Bumped by SCRIPT FLUSH: each thread's VM then forgets its compiled scripts.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Redis' version, as scripts see it.
+const REDIS_VERSION: &str = crate::cmd::REDIS_VERSION;
+
+/// The Lua code run once per VM: the call wrappers, logging constants and the globals
+/// protection (Redis' messages).
+const PRELUDE: &str = r#"
+redis.error_reply = function(e)
+  if type(e) ~= 'string' then error('wrong number or type of arguments', 2) end
+  return {err = e}
+end
+redis.status_reply = function(s)
+  if type(s) ~= 'string' then error('wrong number or type of arguments', 2) end
+  return {ok = s}
+end
+redis.set_repl = function() end
+redis.replicate_commands = function() return true end
+redis.breakpoint = function() return false end
+redis.debug = function() end
+redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
+redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+local allowed_nil = { loadstring = true }
+setmetatable(_G, {
+  __index = function(_, k)
+    if allowed_nil[k] then return nil end
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __newindex = function() error('Attempt to modify a readonly table', 2) end,
+  __metatable = false,
+})
+"#;
+
+struct Vm {
+    lua: Lua,
+    generation: u64,
+    compiled: HashMap<String, RegistryKey>,
+}
+
+thread_local! {
+    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
+}
+
+/// What the watchdog hook reads while a script runs.
+struct Watch {
+    running: Arc<Running>,
+    scripts: Arc<Scripts>,
+    busy_after: Duration,
+}
+
+fn new_vm(memory_limit: usize) -> mlua::Result<Lua> {
+    let lua = Lua::new_with(
+        StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+        LuaOptions::default(),
+    )?;
+    let g = lua.globals();
+    for name in [
+        "dofile",
+        "loadfile",
+        "load",
+        "loadstring",
+        "print",
+        "module",
+        "require",
+    ] {
+        g.raw_set(name, Value::Nil)?;
+    }
+    super::libs::install(&lua)?;
+    let redis = lua.create_table()?;
+    redis.set("REDIS_VERSION", REDIS_VERSION)?;
+    redis.set("REDIS_VERSION_NUM", version_num(REDIS_VERSION))?;
+    redis.set(
+        "sha1hex",
+        lua.create_function(|_, s: mlua::LuaString| Ok(sha1_hex(&s.as_bytes())))?,
+    )?;
+    redis.set(
+        "log",
+        lua.create_function(|_, (level, msg): (i64, Variadic<mlua::LuaString>)| {
+            let text: Vec<String> = msg
+                .iter()
+                .map(|m| String::from_utf8_lossy(&m.as_bytes()).into_owned())
+                .collect();
+            let text = text.join(" ");
+            match level {
+                0 => tracing::debug!(target: "caskade::script", "{text}"),
+                1 | 2 => tracing::info!(target: "caskade::script", "{text}"),
+                _ => tracing::warn!(target: "caskade::script", "{text}"),
+            }
+            Ok(())
+        })?,
+    )?;
+    g.raw_set("redis", redis)?;
+    lua.load(PRELUDE).set_name("=prelude").exec()?;
+    lua.set_memory_limit(memory_limit)?;
+    lua.set_hook(HookTriggers::new().every_nth_instruction(1000), |lua, _| {
+        if let Some(w) = lua.app_data_ref::<Watch>() {
+            if w.running.kill.load(Ordering::Acquire) {
+                return Err(mlua::Error::runtime(
+                    "Script killed by user with SCRIPT KILL...",
+                ));
+            }
+            if w.running.started.elapsed() >= w.busy_after {
+                w.scripts.mark_busy(&w.running);
+            }
+        }
+        Ok(mlua::VmState::Continue)
+    })?;
+    Ok(lua)
+}
+
+/// `7.0.15` as 0x07000f.
+fn version_num(v: &str) -> i64 {
+    v.split('.')
+        .take(3)
+        .fold(0, |acc, p| (acc << 8) | p.parse::<i64>().unwrap_or(0))
+}
+
+/// Runs `f` with this thread's VM, creating it (or clearing it after SCRIPT FLUSH).
+fn with_vm<R>(memory_limit: usize, f: impl FnOnce(&mut Vm) -> R) -> Result<R, String> {
+    VM.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let generation = GENERATION.load(Ordering::Acquire);
+        if slot.is_none() {
+            let lua = new_vm(memory_limit).map_err(|e| format!("ERR cannot start Lua: {e}"))?;
+            *slot = Some(Vm {
+                lua,
+                generation,
+                compiled: HashMap::new(),
+            });
+        }
+        let vm = slot.as_mut().ok_or("ERR no Lua VM")?;
+        if vm.generation != generation {
+            vm.compiled.clear();
+            vm.generation = generation;
+        }
+        Ok(f(vm))
+    })
+}
+
+fn compile(vm: &mut Vm, script: &Script) -> Result<Function, String> {
+    if let Some(key) = vm.compiled.get(&script.sha) {
+        return vm.lua.registry_value(key).map_err(|e| e.to_string());
+    }
+    let f = vm
+        .lua
+        .load(&script.code[..])
+        .set_name("@user_script")
+        .into_function()
+        .map_err(|e| {
+            format!(
+                "ERR Error compiling script (new function): {}",
+                lua_message(&e)
+            )
+        })?;
+    let key = vm
+        .lua
+        .create_registry_value(f.clone())
+        .map_err(|e| e.to_string())?;
+    vm.compiled.insert(script.sha.clone(), key);
+    Ok(f)
+}
+
+/// A Lua error's message without mlua's decoration.
+fn lua_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::CallbackError { cause, .. } => lua_message(cause),
+        other => other.to_string(),
+    }
+}
+
+/// Compiles `script` here, for EVAL and SCRIPT LOAD to refuse a syntax error up front.
+pub fn compile_check(script: &Script) -> Result<(), String> {
+    with_vm(64 << 20, |vm| compile(vm, script).map(|_| ()))?
+}
+
+/// SCRIPT FLUSH: every VM forgets its compiled scripts before its next run.
+pub fn forget_all() {
+    GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// What a script runs against.
+pub struct Env<'a> {
+    /// Runs one command for the script (errors come back as error replies).
+    pub call: &'a mut dyn FnMut(&[Bytes]) -> Reply,
+    /// The run's state (kill, busy).
+    pub running: Arc<Running>,
+    /// The registry, told when the run turns busy.
+    pub scripts: Arc<Scripts>,
+    /// When the run turns busy.
+    pub busy_after: Duration,
+    /// The Lua state's memory limit.
+    pub memory_limit: usize,
+}
+
+/// Runs `script` with `KEYS` and `ARGV`; the reply is the script's, converted as Redis
+/// converts it, or the error that ended it.
+pub fn eval(script: &Script, keys: &[Bytes], argv: &[Bytes], env: Env<'_>) -> Reply {
+    let Env {
+        call,
+        running,
+        scripts,
+        busy_after,
+        memory_limit,
+    } = env;
+    let outcome = with_vm(memory_limit, |vm| {
+        let f = compile(vm, script)?;
+        let lua = &vm.lua;
+        lua.set_app_data(Watch {
+            running: running.clone(),
+            scripts,
+            busy_after,
+        });
+        let result = run_in(lua, &f, script, keys, argv, call, &running);
+        lua.remove_app_data::<Watch>();
+        if lua.used_memory() > memory_limit / 2 {
+            let _ = lua.gc_collect();
+        }
+        result.map_err(|e| format!("ERR {}", lua_message(&e)))
+    });
+    match outcome {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(e)) | Err(e) => Reply::Error(e),
+    }
+}
+
+fn run_in(
+    lua: &Lua,
+    f: &Function,
+    script: &Script,
+    keys: &[Bytes],
+    argv: &[Bytes],
+    call: &mut dyn FnMut(&[Bytes]) -> Reply,
+    running: &Running,
+) -> mlua::Result<Reply> {
+    let g = lua.globals();
+    g.raw_set("KEYS", strings_table(lua, keys)?)?;
+    g.raw_set("ARGV", strings_table(lua, argv)?)?;
+    let lua_resp = Cell::new(2u8);
+    let err_line: Cell<Option<usize>> = Cell::new(None);
+    let call_line: Cell<Option<usize>> = Cell::new(None);
+    // redis.call and redis.pcall are Rust (C) functions, as in Redis: a script's
+    // `return redis.call(...)` keeps its frame, so errors can name the line.
+    let call = RefCell::new(call);
+    let run_cmd = |lua: &Lua, args: Variadic<Value>| -> mlua::Result<Result<Value, String>> {
+        let mut argv = Vec::with_capacity(args.len());
+        for a in args.iter() {
+            match a {
+                Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
+                Value::Integer(i) => argv.push(Bytes::from(i.to_string())),
+                Value::Number(n) => argv.push(Bytes::from(lua_number_text(*n))),
+                _ => {
+                    return Ok(Err(
+                        "ERR Lua redis lib command arguments must be strings or integers".into(),
+                    ));
+                }
+            }
+        }
+        if argv.is_empty() {
+            return Ok(Err(
+                "ERR Please specify at least one argument for this redis lib call".into(),
+            ));
+        }
+        let reply = (call.borrow_mut())(&argv);
+        match reply {
+            Reply::Error(e) => Ok(Err(e)),
+            r => to_lua(lua, r, lua_resp.get() == 3).map(Ok),
+        }
+    };
+    lua.scope(|scope| {
+        let redis_call =
+            scope.create_function(|lua, args: Variadic<Value>| match run_cmd(lua, args)? {
+                Ok(v) => Ok(v),
+                Err(msg) => {
+                    call_line.set(lua.inspect_stack(1, |d| d.current_line()).flatten());
+                    Err(mlua::Error::external(CallFailed(msg)))
+                }
+            })?;
+        let redis_pcall =
+            scope.create_function(|lua, args: Variadic<Value>| match run_cmd(lua, args)? {
+                Ok(v) => Ok(v),
+                Err(msg) => error_table(lua, &msg),
+            })?;
+        let setresp = scope.create_function(|_, v: Value| {
+            match v {
+                Value::Integer(2) | Value::Integer(3) => {
+                    lua_resp.set(if matches!(v, Value::Integer(3)) { 3 } else { 2 })
+                }
+                Value::Number(n) if n == 2.0 || n == 3.0 => lua_resp.set(n as u8),
+                _ => return Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
+            }
+            Ok(())
+        })?;
+        let handler = scope.create_function(|lua, e: Value| {
+            err_line.set(user_line(lua));
+            Ok(e)
+        })?;
+        let redis: Table = g.raw_get("redis")?;
+        redis.raw_set("call", redis_call)?;
+        redis.raw_set("pcall", redis_pcall)?;
+        redis.raw_set("setresp", setresp)?;
+        let xpcall: Function = g.raw_get("xpcall")?;
+        let (ok, value): (bool, Value) = xpcall.call((f.clone(), handler))?;
+        if ok {
+            // Converted by the protocol the script chose with redis.setresp (2 unless
+            // it asked for 3), as Redis does; RESP3-only types then reach a RESP2
+            // client in their RESP2 form.
+            return Ok(to_reply(&value, lua_resp.get() == 3));
+        }
+        let killed = running.kill.load(Ordering::Acquire);
+        let msg = match &value {
+            _ if killed => "ERR Script killed by user with SCRIPT KILL...".to_string(),
+            Value::Table(t) => match t.raw_get::<Value>("err")? {
+                Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+                _ => "ERR unknown error".to_string(),
+            },
+            Value::String(s) => {
+                let m = String::from_utf8_lossy(&s.as_bytes()).into_owned();
+                if m.contains("not enough memory") {
+                    "ERR the script reached the Lua memory limit (scripting.memory_limit_bytes)"
+                        .to_string()
+                } else {
+                    format!("ERR {m}")
+                }
+            }
+            Value::Error(e) => match failed_call(e) {
+                Some(msg) => msg,
+                None => format!("ERR {}", lua_message(e)),
+            },
+            other => format!("ERR {other:?}"),
+        };
+        let from_call = matches!(&value, Value::Error(e) if failed_call(e).is_some());
+        let line = if from_call { call_line.get() } else { None };
+        let line = line.or(err_line.get()).unwrap_or(0);
+        Ok(Reply::Error(format!(
+            "{msg} script: {}, on @user_script:{line}.",
+            script.sha
+        )))
+    })
+}
+
+/// The error `redis.call` raises for a command's error reply.
+#[derive(Debug)]
+struct CallFailed(String);
+
+impl std::fmt::Display for CallFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CallFailed {}
+
+/// The command error inside `e`, if `redis.call` raised it.
+fn failed_call(e: &mlua::Error) -> Option<String> {
+    match e {
+        mlua::Error::ExternalError(x) => x.downcast_ref::<CallFailed>().map(|c| c.0.clone()),
+        mlua::Error::CallbackError { cause, .. } => failed_call(cause),
+        mlua::Error::WithContext { cause, .. } => failed_call(cause),
+        _ => None,
+    }
+}
+
+/// The current line of the innermost frame of the user's script.
+fn user_line(lua: &Lua) -> Option<usize> {
+    (0..32).find_map(|level| {
+        lua.inspect_stack(level, |d| {
+            let src = d.source();
+            (src.source.as_deref() == Some("@user_script")).then(|| d.current_line())
+        })
+        .flatten()
+        .flatten()
+    })
+}
+
+/// How Lua writes a number that is an argument (integers without a fraction).
+fn lua_number_text(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        // Lua 5.1's `%.14g`.
+        let s = format!("{n:.14e}");
+        let v: f64 = s.parse().unwrap_or(n);
+        format!("{v}")
+    }
+}
+
+fn strings_table(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, b) in items.iter().enumerate() {
+        t.raw_set(i + 1, lua.create_string(&b[..])?)?;
+    }
+    Ok(t)
+}
+
+fn error_table(lua: &Lua, msg: &str) -> mlua::Result<Value> {
+    let t = lua.create_table()?;
+    t.raw_set("err", msg)?;
+    Ok(Value::Table(t))
+}
+
+/// A reply as a script sees it (Redis' RESP-to-Lua conversion; `resp3` after
+/// `redis.setresp(3)`).
+fn to_lua(lua: &Lua, reply: Reply, resp3: bool) -> mlua::Result<Value> {
+    let table1 = |k: &str, v: Value| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        t.raw_set(k, v)?;
+        Ok(Value::Table(t))
+    };
+    Ok(match reply {
+        Reply::Status(s) => table1("ok", Value::String(lua.create_string(s)?))?,
+        Reply::StatusText(s) => table1("ok", Value::String(lua.create_string(&s)?))?,
+        Reply::Error(e) => table1("err", Value::String(lua.create_string(&e)?))?,
+        Reply::Int(n) => Value::Number(n as f64),
+        Reply::Bulk(b) => Value::String(lua.create_string(&b[..])?),
+        Reply::Verbatim(s) if resp3 => {
+            let v = lua.create_table()?;
+            v.raw_set("format", "txt")?;
+            v.raw_set("string", s)?;
+            table1("verbatim_string", Value::Table(v))?
+        }
+        Reply::Verbatim(s) => Value::String(lua.create_string(&s)?),
+        Reply::Nil | Reply::NilArray if resp3 => Value::Nil,
+        Reply::Nil | Reply::NilArray => Value::Boolean(false),
+        Reply::Array(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, r) in items.into_iter().enumerate() {
+                t.raw_set(i + 1, to_lua(lua, r, resp3)?)?;
+            }
+            Value::Table(t)
+        }
+        Reply::Set(items) if resp3 => {
+            let s = lua.create_table()?;
+            for r in items {
+                s.raw_set(to_lua(lua, r, resp3)?, true)?;
+            }
+            table1("set", Value::Table(s))?
+        }
+        Reply::Set(items) => to_lua(lua, Reply::Array(items), resp3)?,
+        Reply::Map(pairs) if resp3 => {
+            let m = lua.create_table()?;
+            for (k, v) in pairs {
+                m.raw_set(to_lua(lua, k, resp3)?, to_lua(lua, v, resp3)?)?;
+            }
+            table1("map", Value::Table(m))?
+        }
+        Reply::Map(pairs) => {
+            let flat = pairs.into_iter().flat_map(|(k, v)| [k, v]).collect();
+            to_lua(lua, Reply::Array(flat), resp3)?
+        }
+        Reply::Double(d) if resp3 => table1("double", Value::Number(d))?,
+        Reply::Double(d) => Value::String(lua.create_string(format_double(d))?),
+        Reply::Bool(b) if resp3 => Value::Boolean(b),
+        Reply::Bool(b) => Value::Number(f64::from(u8::from(b))),
+    })
+}
+
+/// A script's return value as a reply (Redis' Lua-to-RESP conversion).
+fn to_reply(v: &Value, resp3: bool) -> Reply {
+    match v {
+        Value::Nil => Reply::Nil,
+        Value::Boolean(true) if resp3 => Reply::Bool(true),
+        Value::Boolean(true) => Reply::Int(1),
+        Value::Boolean(false) if resp3 => Reply::Bool(false),
+        Value::Boolean(false) => Reply::Nil,
+        Value::Integer(i) => Reply::Int(*i),
+        Value::Number(n) => Reply::Int(*n as i64),
+        Value::String(s) => Reply::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Table(t) => table_reply(t, resp3),
+        _ => Reply::Nil,
+    }
+}
+
+fn table_reply(t: &Table, resp3: bool) -> Reply {
+    let field = |k: &str| t.raw_get::<Value>(k).unwrap_or(Value::Nil);
+    if let Value::String(e) = field("err") {
+        return Reply::Error(String::from_utf8_lossy(&e.as_bytes()).into_owned());
+    }
+    if let Value::String(s) = field("ok") {
+        return Reply::StatusText(String::from_utf8_lossy(&s.as_bytes()).into_owned());
+    }
+    if resp3 {
+        match field("double") {
+            Value::Number(d) => return Reply::Double(d),
+            Value::Integer(i) => return Reply::Double(i as f64),
+            _ => {}
+        }
+        if let Value::Table(m) = field("map") {
+            let pairs = m
+                .pairs::<Value, Value>()
+                .filter_map(Result::ok)
+                .map(|(k, v)| (to_reply(&k, resp3), to_reply(&v, resp3)))
+                .collect();
+            return Reply::Map(pairs);
+        }
+        if let Value::Table(s) = field("set") {
+            let items = s
+                .pairs::<Value, Value>()
+                .filter_map(Result::ok)
+                .map(|(k, _)| to_reply(&k, resp3))
+                .collect();
+            return Reply::Set(items);
+        }
+    }
+    let mut items = Vec::new();
+    for i in 1.. {
+        match t.raw_get::<Value>(i) {
+            Ok(Value::Nil) | Err(_) => break,
+            Ok(v) => items.push(to_reply(&v, resp3)),
+        }
+    }
+    Reply::Array(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(body: &str, keys: &[&str], argv: &[&str]) -> Reply {
+        let script = Script::new(&Bytes::from(body.to_string())).expect("script");
+        let scripts = Arc::new(Scripts::default());
+        let guard = scripts.start();
+        let mut call = |args: &[Bytes]| -> Reply {
+            match &args[0][..] {
+                b"ping" | b"PING" => Reply::Status("PONG"),
+                b"get" | b"GET" => Reply::Bulk(args[1].clone()),
+                b"nil" => Reply::Nil,
+                _ => Reply::err("ERR unknown"),
+            }
+        };
+        let to_bytes =
+            |v: &[&str]| -> Vec<Bytes> { v.iter().map(|s| Bytes::from(s.to_string())).collect() };
+        eval(
+            &script,
+            &to_bytes(keys),
+            &to_bytes(argv),
+            Env {
+                call: &mut call,
+                running: guard.running.clone(),
+                scripts: scripts.clone(),
+                busy_after: Duration::from_secs(5),
+                memory_limit: 16 << 20,
+            },
+        )
+    }
+
+    fn bulk(s: &str) -> Reply {
+        Reply::Bulk(Bytes::from(s.to_string()))
+    }
+
+    #[test]
+    fn values_convert_as_in_redis() {
+        assert_eq!(run("return 3.99", &[], &[]), Reply::Int(3));
+        assert_eq!(run("return -3.99", &[], &[]), Reply::Int(-3));
+        assert_eq!(run("return true", &[], &[]), Reply::Int(1));
+        assert_eq!(run("return false", &[], &[]), Reply::Nil);
+        assert_eq!(
+            run("return {1, 'a', nil, 4}", &[], &[]),
+            Reply::Array(vec![Reply::Int(1), bulk("a")])
+        );
+        assert_eq!(
+            run("return {ok='FINE'}", &[], &[]),
+            Reply::StatusText("FINE".into())
+        );
+        assert_eq!(run("return {err='BAD x'}", &[], &[]), Reply::err("BAD x"));
+        assert_eq!(
+            run("return {KEYS[1], ARGV[1], ARGV[2]}", &["k"], &["a", "b"]),
+            Reply::Array(vec![bulk("k"), bulk("a"), bulk("b")])
+        );
+        assert_eq!(run("return redis.call('get', 'v')", &[], &[]), bulk("v"));
+        assert_eq!(run("return redis.call('nil')", &[], &[]), Reply::Nil);
+        assert_eq!(
+            run("return redis.call('ping')", &[], &[]),
+            Reply::StatusText("PONG".into())
+        );
+        assert_eq!(
+            run("return type(redis.call('nil'))", &[], &[]),
+            bulk("boolean")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_script_and_line() {
+        let r = run("local x = 1\nreturn redis.call('nope')", &[], &[]);
+        let Reply::Error(e) = r else { panic!("{r:?}") };
+        assert!(e.starts_with("ERR unknown script: "), "{e}");
+        assert!(e.ends_with(", on @user_script:2."), "{e}");
+        let r = run("return redis.pcall('nope')", &[], &[]);
+        assert_eq!(r, Reply::err("ERR unknown"));
+        let Reply::Error(e) = run("return nothere", &[], &[]) else {
+            panic!()
+        };
+        assert!(
+            e.starts_with("ERR user_script:1: Script attempted to access nonexistent global variable 'nothere'"),
+            "{e}"
+        );
+        let Reply::Error(e) = run("x = 1", &[], &[]) else {
+            panic!()
+        };
+        assert!(e.contains("Attempt to modify a readonly table"), "{e}");
+        let Reply::Error(e) = run("return os.time()", &[], &[]) else {
+            panic!()
+        };
+        assert!(e.contains("nonexistent global variable 'os'"), "{e}");
+        let Reply::Error(e) = run("return (", &[], &[]) else {
+            panic!()
+        };
+        assert!(
+            e.starts_with("ERR Error compiling script (new function): user_script:1:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_hungry_script_gets_an_error_and_the_vm_lives_on() {
+        let r = run(
+            "local t = {} for i = 1, 1e8 do t[i] = string.rep('x', 100) .. i end",
+            &[],
+            &[],
+        );
+        let Reply::Error(e) = r else { panic!("{r:?}") };
+        assert!(e.contains("memory limit"), "{e}");
+        assert_eq!(run("return 1", &[], &[]), Reply::Int(1));
+    }
+}
