@@ -58,25 +58,12 @@ impl Reply {
     pub fn encode(&self, out: &mut BytesMut, resp3: bool) {
         match self {
             Reply::Status(s) => line(out, b'+', s.as_bytes()),
-            Reply::StatusText(s) => {
-                let clean: Vec<u8> = s
-                    .bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-                    .collect();
-                line(out, b'+', &clean);
-            }
+            Reply::StatusText(s) => one_line(out, b'+', s),
             Reply::Double(d) if resp3 => line(out, b',', format_double(*d).as_bytes()),
             Reply::Double(d) => bulk(out, format_double(*d).as_bytes()),
             Reply::Bool(b) if resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
             Reply::Bool(b) => int(out, b':', i64::from(*b)),
-            Reply::Error(e) => {
-                // An error text must stay on one line.
-                let clean: Vec<u8> = e
-                    .bytes()
-                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
-                    .collect();
-                line(out, b'-', &clean);
-            }
+            Reply::Error(e) => one_line(out, b'-', e),
             Reply::Int(n) => int(out, b':', *n),
             Reply::Bulk(b) => bulk(out, b),
             Reply::Nil if resp3 => out.put_slice(b"_\r\n"),
@@ -129,6 +116,15 @@ pub fn format_double(d: f64) -> String {
         return format!("{}", d as i64);
     }
     format!("{d}")
+}
+
+/// A status or error line made at run time: it must stay one line.
+fn one_line(out: &mut BytesMut, prefix: u8, text: &str) {
+    let clean: Vec<u8> = text
+        .bytes()
+        .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+        .collect();
+    line(out, prefix, &clean);
 }
 
 fn line(out: &mut BytesMut, prefix: u8, body: &[u8]) {
