@@ -80,18 +80,66 @@ impl KeyLocks {
         self.hold(&idx)
     }
 
-    /// Locks the stripe of one key.
-    pub fn lock_one(&self, key: &[u8]) -> StripeGuard<'_> {
-        self.hold(&[Self::stripe(key)])
+    /// The stripe of one key, unless `give_up()` turns true while it waits (the
+    /// common case: no allocation).
+    pub fn lock_one_unless(
+        &self,
+        key: &[u8],
+        give_up: impl Fn() -> bool,
+    ) -> Option<StripeGuard<'_>> {
+        let stripe = &self.stripes[Self::stripe(key)];
+        loop {
+            if let Some(g) = stripe.try_lock_for(std::time::Duration::from_millis(20)) {
+                return Some(StripeGuard {
+                    _held: Held::One { _guard: g },
+                });
+            }
+            if give_up() {
+                return None;
+            }
+        }
     }
 
-    /// Locks every stripe (FLUSHALL and the like), in the same global order.
-    pub fn lock_all(&self) -> StripeGuard<'_> {
-        StripeGuard {
-            _held: Held::Many {
-                _guards: self.stripes.iter().map(|s| s.lock()).collect(),
-            },
+    /// Like [`KeyLocks::lock`] (every stripe for `None`), but gives up, releasing what
+    /// it took, when `give_up()` turns true while it waits (a script past its busy
+    /// timeout holds a stripe: the command answers `-BUSY` instead of blocking its
+    /// worker thread until the script ends).
+    pub fn lock_unless<'a, 'k>(
+        &'a self,
+        keys: Option<impl IntoIterator<Item = &'k [u8]>>,
+        give_up: impl Fn() -> bool,
+    ) -> Option<StripeGuard<'a>> {
+        let idx: Vec<usize> = match keys {
+            Some(keys) => {
+                let mut idx: Vec<usize> = keys.into_iter().map(Self::stripe).collect();
+                idx.sort_unstable();
+                idx.dedup();
+                idx
+            }
+            None => (0..STRIPES).collect(),
+        };
+        let mut guards = Vec::with_capacity(idx.len());
+        for i in idx {
+            loop {
+                if let Some(g) = self.stripes[i].try_lock_for(std::time::Duration::from_millis(20))
+                {
+                    guards.push(g);
+                    break;
+                }
+                if give_up() {
+                    return None;
+                }
+            }
         }
+        Some(StripeGuard {
+            _held: match guards.len() {
+                0 => Held::Nothing,
+                1 => Held::One {
+                    _guard: guards.pop()?,
+                },
+                _ => Held::Many { _guards: guards },
+            },
+        })
     }
 
     /// Takes `sorted` (ascending, without repeats).
@@ -161,6 +209,6 @@ mod tests {
             });
         }
         assert!(locks.stripes[KeyLocks::stripe(a)].try_lock().is_some());
-        drop(locks.lock_all());
+        drop(locks.lock_unless(None::<[&[u8]; 0]>, || false));
     }
 }

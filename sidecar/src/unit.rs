@@ -104,13 +104,18 @@ impl<'a> Span<'a> {
         }
     }
 
-    /// Takes the stripes; the unit runs while the guard lives.
-    pub fn lock(self, locks: &KeyLocks) -> StripeGuard<'_> {
+    /// Takes the stripes, unless `give_up()` turns true while it waits (see
+    /// [`KeyLocks::lock_unless`]). An uncontended stripe is taken at once.
+    pub fn lock_unless(
+        self,
+        locks: &KeyLocks,
+        give_up: impl Fn() -> bool,
+    ) -> Option<StripeGuard<'_>> {
         match self {
-            Span::Nothing => StripeGuard::none(),
-            Span::One(key) => locks.lock_one(key),
-            Span::Keys(keys) => locks.lock(keys),
-            Span::Everything => locks.lock_all(),
+            Span::Nothing => Some(StripeGuard::none()),
+            Span::One(key) => locks.lock_one_unless(key, give_up),
+            Span::Keys(keys) => locks.lock_unless(Some(keys), give_up),
+            Span::Everything => locks.lock_unless(None::<[&[u8]; 0]>, give_up),
         }
     }
 }
@@ -156,9 +161,22 @@ mod tests {
     #[test]
     fn spans_lock() {
         let locks = KeyLocks::default();
-        drop(Span::Keys(vec![b"x", b"y", b"x"]).lock(&locks));
-        drop(Span::One(b"x").lock(&locks));
-        drop(Span::Everything.lock(&locks));
-        drop(Span::Nothing.lock(&locks));
+        let never = || false;
+        drop(Span::Keys(vec![b"x", b"y", b"x"]).lock_unless(&locks, never));
+        drop(Span::One(b"x").lock_unless(&locks, never));
+        drop(Span::Everything.lock_unless(&locks, never));
+        drop(Span::Nothing.lock_unless(&locks, never));
+        let held = Span::One(b"x").lock_unless(&locks, never);
+        assert!(held.is_some());
+        assert!(
+            Span::Keys(vec![b"y", b"x"])
+                .lock_unless(&locks, || true)
+                .is_none(),
+            "a held stripe and give_up: nothing is kept"
+        );
+        assert!(
+            Span::One(b"y").lock_unless(&locks, || true).is_some(),
+            "y was released"
+        );
     }
 }

@@ -153,11 +153,25 @@ fn run(s: &Shared, sess: &mut Session, a: &mut Args<'_>, by_sha: bool, ro: bool)
                 StripeGuard::none(),
                 Held::Stripes(h.iter().copied().collect()),
             ),
-            None if exclusive => (s.store.locks.lock_all(), Held::All),
-            None => (
-                s.store.locks.lock(keys.iter().map(|k| &k[..])),
-                Held::Stripes(keys.iter().map(|k| KeyLocks::stripe(k)).collect()),
-            ),
+            None => {
+                let busy = || s.scripts.is_busy();
+                let taken = if exclusive {
+                    s.store.locks.lock_unless(None::<[&[u8]; 0]>, busy)
+                } else {
+                    s.store
+                        .locks
+                        .lock_unless(Some(keys.iter().map(|k| &k[..])), busy)
+                };
+                let Some(g) = taken else {
+                    return Ok(super::busy());
+                };
+                let held = if exclusive {
+                    Held::All
+                } else {
+                    Held::Stripes(keys.iter().map(|k| KeyLocks::stripe(k)).collect())
+                };
+                (g, held)
+            }
         };
         let mut call = Call {
             shared: s,

@@ -169,10 +169,14 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
         } else {
             Holding::Stripes(keys.iter().map(|k| KeyLocks::stripe(k)).collect())
         };
-        let _unit = if everything {
-            shared.store.locks.lock_all()
+        let busy = || shared.scripts.is_busy();
+        let unit = if everything {
+            shared.store.locks.lock_unless(None::<[&[u8]; 0]>, busy)
         } else {
-            shared.store.locks.lock(keys)
+            shared.store.locks.lock_unless(Some(keys), busy)
+        };
+        let Some(_unit) = unit else {
+            return super::busy();
         };
         match watched_changed(shared, sess) {
             Ok(false) => {}
