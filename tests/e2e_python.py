@@ -112,6 +112,41 @@ def transactions(client: redis.Redis) -> None:
     assert client.get("tx:a") == b"100"
 
 
+def scripts_and_locks(client: redis.Redis) -> None:
+    """register_script (EVALSHA, falling back to EVAL on NOSCRIPT) and redis-py's Lock,
+    whose release and extend are scripts."""
+    client.script_flush()
+    add = client.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+    client.delete("lua:n")
+    assert add(keys=["lua:n"], args=[5]) == 5
+    assert add(keys=["lua:n"], args=[2]) == 7
+    lock = client.lock("lua:lock", timeout=10)
+    assert lock.acquire(blocking=False)
+    other = redis.Redis(connection_pool=client.connection_pool).lock("lua:lock", timeout=10)
+    assert not other.acquire(blocking=False), "a held lock was taken twice"
+    assert lock.extend(5)
+    assert client.pttl("lua:lock") > 10_000
+    lock.release()
+    assert other.acquire(blocking=False), "a released lock could not be taken"
+    impostor = client.lock("lua:lock", timeout=10)
+    impostor.local.token = b"not-the-owner"
+    try:
+        impostor.release()
+        raise AssertionError("releasing a lock held by someone else succeeded")
+    except redis.exceptions.LockNotOwnedError:
+        pass
+    other.release()
+
+
+def script_increments(port: int, n: int) -> None:
+    c = redis.Redis(port=port)
+    incr = c.register_script(
+        "local v = tonumber(redis.call('get', KEYS[1]) or '0') redis.call('set', KEYS[1], v + 1) return v + 1"
+    )
+    for _ in range(n):
+        incr(keys=["lua:counter"])
+
+
 def watch_increments(port: int, n: int) -> None:
     c = redis.Redis(port=port)
 
@@ -151,6 +186,11 @@ def main() -> None:
     c.delete("tx:counter")
     in_threads(watch_increments, port, 100)
     assert int(c.get("tx:counter")) == 400, c.get("tx:counter")
+    scripts_and_locks(redis.Redis(port=port))
+    scripts_and_locks(redis.Redis(port=port, protocol=3))
+    c.delete("lua:counter")
+    in_threads(script_increments, port, 300)
+    assert int(c.get("lua:counter")) == 1200, c.get("lua:counter")
     print("python redis: all checks passed")
 
 
