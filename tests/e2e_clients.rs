@@ -103,3 +103,29 @@ fn python_redis_over_resp2_and_resp3() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `redis-cli shutdown` stops the server as SIGTERM does: exit 0, data kept; the
+/// connection closes without a reply (redis-py's `shutdown()` counts on it).
+#[test]
+fn redis_cli_shutdown_stops_the_server_cleanly() {
+    let mut s = Server::start(&[]);
+    let port = s.port.to_string();
+    let cli = |args: &[&str]| {
+        Command::new("redis-cli")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .expect("redis-cli")
+    };
+    assert!(cli(&["SET", "kept", "yes"]).status.success());
+    let out = cli(&["SHUTDOWN"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "SHUTDOWN answered: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(s.wait_exit().success(), "exit status after SHUTDOWN");
+    s.restart();
+    let out = cli(&["GET", "kept"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
+}

@@ -53,6 +53,10 @@ pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            () = shared.shutdown.notified() => {
+                tracing::info!("SHUTDOWN received");
+                break;
+            }
             accepted = accept_tcp(tcp.as_ref()) => {
                 if let Some((stream, addr)) = accepted {
                     let _ = stream.set_nodelay(true);

@@ -123,6 +123,8 @@ pub struct Shared {
     pub watches: crate::watch::Watches,
     /// The script cache and the scripts running now.
     pub scripts: Arc<crate::script::Scripts>,
+    /// Notified by SHUTDOWN: the server drains and stops as on SIGTERM.
+    pub shutdown: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -150,6 +152,7 @@ impl Shared {
             read_through,
             watches: crate::watch::Watches::default(),
             scripts: Arc::default(),
+            shutdown: tokio::sync::Notify::new(),
         }
     }
 

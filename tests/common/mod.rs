@@ -151,6 +151,19 @@ impl Server {
         }
     }
 
+    /// Waits (up to 30 s) for the process to exit by itself (SHUTDOWN).
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "caskade did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGHUP (reloads plugins).
     pub fn signal_hup(&self) {
         let child = self.child.as_ref().expect("running");

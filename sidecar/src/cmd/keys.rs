@@ -88,6 +88,13 @@ pub enum Cmd<'a> {
         /// RENAMENX.
         nx: bool,
     },
+    /// MOVE key db
+    Move {
+        /// The key moved.
+        key: &'a Bytes,
+        /// Where to.
+        db: u8,
+    },
     /// COPY src dst [DB n] [REPLACE]
     Copy {
         /// The key copied.
@@ -245,6 +252,13 @@ pub fn db_index(a: &mut Args<'_>) -> Result<u8, CmdError> {
     }
 }
 
+pub fn move_<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
+    let key = a.next_key()?;
+    let db = db_index(a)?;
+    a.finish()?;
+    keyed(Cmd::Move { key, db })
+}
+
 pub fn copy<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let (src, dst) = (a.next_key()?, a.next_key()?);
     let (mut db, mut replace) = (None, false);
@@ -393,6 +407,23 @@ impl Cmd<'_> {
                 ks.put_item(dst, &item.value, item.expire_at_ms, &item.meta)?;
                 ks.delete(src)?;
                 Ok(if nx { Reply::Int(1) } else { Reply::OK })
+            }
+            Cmd::Move { key, db } => {
+                if db == ks.db() {
+                    return Err(CmdError::err("source and destination objects are the same"));
+                }
+                let Some(item) = ks.get_item(key)? else {
+                    return Ok(Reply::Int(0));
+                };
+                let target = ks.other_db(db);
+                if target.exists(key)? {
+                    return Ok(Reply::Int(0));
+                }
+                // Both databases' copies of the key share its stripe (stripes go by
+                // name), so nobody sees it in both or in neither.
+                target.put_item(key, &item.value, item.expire_at_ms, &item.meta)?;
+                ks.delete(key)?;
+                Ok(Reply::Int(1))
             }
             Cmd::Copy {
                 src,

@@ -247,6 +247,7 @@ pub static COMMANDS: &[Spec] = &[
     data!("rename", 3, &["write"], TWO, keys::rename),
     data!("renamenx", 3, WF, TWO, keys::renamenx),
     data!("copy", -3, W, TWO, keys::copy),
+    data!("move", 3, WF, ONE, keys::move_),
     data!("scan", -2, &["readonly"], READS_EVERY, keys::scan),
     data!("keys", 2, &["readonly"], READS_EVERY, keys::keys),
     data!("randomkey", 1, &["readonly"], READS_EVERY, keys::randomkey),
@@ -272,6 +273,32 @@ pub static COMMANDS: &[Spec] = &[
     ctl!("object", -2, &["readonly"], server::object),
     ctl!("slowlog", -2, ADMIN, server::slowlog),
     ctl!("function", -2, &["noscript"], server::function),
+    ctl!(
+        "shutdown",
+        -1,
+        &[
+            "admin",
+            "noscript",
+            "loading",
+            "stale",
+            "no_multi",
+            "allow_busy"
+        ],
+        server::shutdown
+    ),
+    ctl!(
+        "save",
+        1,
+        &["admin", "noscript", "no_async_loading", "no_multi"],
+        server::save
+    ),
+    ctl!(
+        "bgsave",
+        -1,
+        &["admin", "noscript", "no_async_loading"],
+        server::bgsave
+    ),
+    ctl!("wait", 3, &["noscript"], server::wait),
     // scripting
     script!("eval", scripting::eval),
     script!("evalsha", scripting::evalsha),

@@ -156,6 +156,64 @@ pub fn time(s: &Shared, _sess: &mut Session, _args: &mut Args<'_>) -> CmdResult 
     ]))
 }
 
+/// SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]: drains, syncs, writes the hints and
+/// exits 0, as SIGTERM does (every write is on disk already, so SAVE and NOSAVE stop
+/// the same way). The connection closes without a reply, as with Redis.
+pub fn shutdown(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    let (mut save, mut nosave, mut abort) = (false, false, false);
+    while let Some(w) = a.next_opt() {
+        if is(w, "NOSAVE") {
+            nosave = true;
+        } else if is(w, "SAVE") {
+            save = true;
+        } else if is(w, "ABORT") {
+            abort = true;
+        } else if !is(w, "NOW") && !is(w, "FORCE") {
+            return Err(CmdError::Syntax);
+        }
+    }
+    if (save && nosave) || (abort && (save || nosave)) {
+        return Err(CmdError::Syntax);
+    }
+    if abort {
+        return Err(CmdError::err("No shutdown in progress."));
+    }
+    s.shutdown.notify_one();
+    sess.quit = true;
+    Ok(Reply::Silent)
+}
+
+/// SAVE: every write is in the log already; this syncs it.
+pub fn save(s: &Shared, _sess: &mut Session, _a: &mut Args<'_>) -> CmdResult {
+    s.store.engine.sync()?;
+    s.last_save.store(
+        s.store.engine.now_ms() / 1000,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    Ok(Reply::OK)
+}
+
+/// BGSAVE [SCHEDULE]: a sync, as SAVE.
+pub fn bgsave(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    if let Some(w) = a.next_opt()
+        && !is(w, "SCHEDULE")
+    {
+        return Err(CmdError::Syntax);
+    }
+    save(s, sess, a)?;
+    Ok(Reply::Status("Background saving started"))
+}
+
+/// WAIT numreplicas timeout: there are no replicas.
+pub fn wait(_s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    let _replicas = a.next_i64()?;
+    let timeout = a.next_i64()?;
+    if timeout < 0 {
+        return Err(CmdError::err("timeout is negative"));
+    }
+    Ok(Reply::Int(0))
+}
+
 pub fn lastsave(s: &Shared, _sess: &mut Session, _args: &mut Args<'_>) -> CmdResult {
     Ok(Reply::Int(super::info::last_save(s) as i64))
 }

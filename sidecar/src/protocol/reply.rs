@@ -33,6 +33,8 @@ pub enum Reply {
     Double(f64),
     /// RESP3 boolean `#t`/`#f`; `:1`/`:0` in RESP2.
     Bool(bool),
+    /// Nothing at all (SHUTDOWN closes the connection instead of answering).
+    Silent,
 }
 
 impl Reply {
@@ -59,6 +61,7 @@ impl Reply {
         match self {
             Reply::Status(s) => line(out, b'+', s.as_bytes()),
             Reply::StatusText(s) => one_line(out, b'+', s),
+            Reply::Silent => {}
             Reply::Double(d) if resp3 => line(out, b',', format_double(*d).as_bytes()),
             Reply::Double(d) => bulk(out, format_double(*d).as_bytes()),
             Reply::Bool(b) if resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),

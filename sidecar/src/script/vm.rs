@@ -437,8 +437,8 @@ fn to_lua(lua: &Lua, reply: Reply, resp3: bool) -> mlua::Result<Value> {
             table1("verbatim_string", Value::Table(v))?
         }
         Reply::Verbatim(s) => Value::String(lua.create_string(&s)?),
-        Reply::Nil | Reply::NilArray if resp3 => Value::Nil,
-        Reply::Nil | Reply::NilArray => Value::Boolean(false),
+        Reply::Nil | Reply::NilArray | Reply::Silent if resp3 => Value::Nil,
+        Reply::Nil | Reply::NilArray | Reply::Silent => Value::Boolean(false),
         Reply::Array(items) => {
             let t = lua.create_table_with_capacity(items.len(), 0)?;
             for (i, r) in items.into_iter().enumerate() {
