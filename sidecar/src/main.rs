@@ -5,6 +5,7 @@ mod admin;
 mod alloc;
 mod cli;
 mod cmd;
+mod cmdstats;
 mod config;
 mod conn;
 mod export;

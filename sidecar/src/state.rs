@@ -125,6 +125,8 @@ pub struct Shared {
     pub scripts: Arc<crate::script::Scripts>,
     /// Notified by SHUTDOWN: the server drains and stops as on SIGTERM.
     pub shutdown: tokio::sync::Notify,
+    /// INFO commandstats and errorstats.
+    pub cmdstats: crate::cmdstats::CommandStats,
 }
 
 impl Shared {
@@ -153,6 +155,7 @@ impl Shared {
             watches: crate::watch::Watches::default(),
             scripts: Arc::default(),
             shutdown: tokio::sync::Notify::new(),
+            cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::COMMANDS.len()),
         }
     }
 

@@ -217,6 +217,8 @@ pub fn split(line: &str) -> Result<Vec<Vec<u8>>, String> {
 pub struct RedisServer {
     child: Child,
     pub port: u16,
+    /// Its working directory (SAVE writes `dump.rdb` there, not into the checkout).
+    _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -227,8 +229,11 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
+        let dir = tempfile::tempdir().expect("tempdir");
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
             .args(["--bind", "127.0.0.1", "--enable-debug-command", "yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -243,7 +248,11 @@ impl RedisServer {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        RedisServer { child, port }
+        RedisServer {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 }
 

@@ -11,10 +11,12 @@ use crate::state::Shared;
 use caskade_engine::NAMESPACES;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// One section: its title, the name INFO selects it by, and its fields in order.
+/// One section: its title, the name INFO selects it by, whether a plain INFO shows
+/// it, and its fields in order.
 struct Section {
     title: &'static str,
     selector: &'static str,
+    in_default: bool,
     fields: Vec<(String, String)>,
 }
 
@@ -23,8 +25,16 @@ impl Section {
         Section {
             title,
             selector,
+            in_default: true,
             fields: Vec::new(),
         }
+    }
+
+    /// Shown only when asked for by name, `all` or `everything` (as Redis'
+    /// commandstats).
+    fn not_default(mut self) -> Self {
+        self.in_default = false;
+        self
     }
 
     fn field(mut self, name: impl Into<String>, value: impl ToString) -> Self {
@@ -38,6 +48,29 @@ fn rss_bytes() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4096)
+}
+
+/// CPU seconds (user, system) of this process, of its waited-for children, and of
+/// its main thread, from `/proc` (clock ticks of 1/100 s, Linux' fixed ABI value).
+fn cpu_seconds() -> [(f64, f64); 3] {
+    let ticks = |path: &str, at: usize| -> (f64, f64) {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+                Some((t(at)? / 100.0, t(at + 1)? / 100.0))
+            })
+            .unwrap_or((0.0, 0.0))
+    };
+    let pid = std::process::id();
+    // After the command name: field 14 (utime) is index 11; 16 (cutime) is 13.
+    [
+        ticks("/proc/self/stat", 11),
+        ticks("/proc/self/stat", 13),
+        ticks(&format!("/proc/self/task/{pid}/stat"), 11),
+    ]
 }
 
 fn count(c: &AtomicU64) -> u64 {
@@ -74,8 +107,13 @@ fn sections(s: &Shared) -> Vec<Section> {
             .field("caskade_version", env!("CARGO_PKG_VERSION")),
         Section::new("Clients", "clients")
             .field("connected_clients", s.client_count())
+            .field("cluster_connections", 0)
             .field("maxclients", cfg.limits.max_clients)
-            .field("blocked_clients", 0),
+            .field("client_recent_max_input_buffer", 0)
+            .field("client_recent_max_output_buffer", 0)
+            .field("blocked_clients", 0)
+            .field("tracking_clients", 0)
+            .field("clients_in_timeout_table", 0),
         Section::new("Memory", "memory")
             .field("used_memory", rss)
             .field(
@@ -111,10 +149,14 @@ fn sections(s: &Shared) -> Vec<Section> {
             .field("expired_keys", st.expired_keys)
             .field("evicted_keys", st.evictions_max_keys + st.evictions_disk)
             .field("keyspace_hits", st.hits)
-            .field("keyspace_misses", st.misses),
+            .field("keyspace_misses", st.misses)
+            .field("total_error_replies", s.cmdstats.total_errors()),
         Section::new("Replication", "replication")
             .field("role", "master")
             .field("connected_slaves", 0),
+        cpu_section(),
+        commandstats(s),
+        errorstats(s),
         Section::new("Cluster", "cluster").field("cluster_enabled", 0),
     ];
     let mut keyspace = Section::new("Keyspace", "keyspace");
@@ -194,6 +236,55 @@ fn sections(s: &Shared) -> Vec<Section> {
     out
 }
 
+fn cpu_section() -> Section {
+    let [own, children, main] = cpu_seconds();
+    let f = |v: f64| format!("{v:.6}");
+    Section::new("CPU", "cpu")
+        .field("used_cpu_sys", f(own.1))
+        .field("used_cpu_user", f(own.0))
+        .field("used_cpu_sys_children", f(children.1))
+        .field("used_cpu_user_children", f(children.0))
+        .field("used_cpu_sys_main_thread", f(main.1))
+        .field("used_cpu_user_main_thread", f(main.0))
+}
+
+/// `cmdstat_<name>:calls=..,usec=..,usec_per_call=..,rejected_calls=..,failed_calls=..`
+/// for every command that ran or was refused.
+fn commandstats(s: &Shared) -> Section {
+    let mut sec = Section::new("Commandstats", "commandstats").not_default();
+    for (i, spec) in super::COMMANDS.iter().enumerate() {
+        let Some(c) = s.cmdstats.command(i) else {
+            continue;
+        };
+        let (calls, usec) = (count(&c.calls), count(&c.usec));
+        let (rejected, failed) = (count(&c.rejected), count(&c.failed));
+        if calls + rejected == 0 {
+            continue;
+        }
+        let per_call = if calls > 0 {
+            usec as f64 / calls as f64
+        } else {
+            0.0
+        };
+        sec = sec.field(
+            format!("cmdstat_{}", spec.name),
+            format!(
+                "calls={calls},usec={usec},usec_per_call={per_call:.2},rejected_calls={rejected},failed_calls={failed}"
+            ),
+        );
+    }
+    sec
+}
+
+/// `errorstat_<CODE>:count=..` for every error code replied.
+fn errorstats(s: &Shared) -> Section {
+    let mut sec = Section::new("Errorstats", "errorstats");
+    for (code, n) in s.cmdstats.errors() {
+        sec = sec.field(format!("errorstat_{code}"), format!("count={n}"));
+    }
+    sec
+}
+
 /// Writes `sections` as Redis does: `# Title`, `name:value` lines, a blank line
 /// between sections, none after the last.
 fn render(sections: &[Section]) -> String {
@@ -215,12 +306,14 @@ fn render(sections: &[Section]) -> String {
     out
 }
 
-/// Whether INFO's arguments select a section by `selector`.
-fn selected(asked: &[String], selector: &str) -> bool {
-    asked.is_empty()
+/// Whether INFO's arguments select `sec`: by its name, `all` or `everything`, or (for
+/// the sections a plain INFO shows) no argument or `default`.
+fn selected(asked: &[String], sec: &Section) -> bool {
+    let default = asked.is_empty() || asked.iter().any(|a| a == "default");
+    (default && sec.in_default)
         || asked
             .iter()
-            .any(|a| a == selector || a == "all" || a == "everything" || a == "default")
+            .any(|a| a == sec.selector || a == "all" || a == "everything")
 }
 
 pub fn info(s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
@@ -231,7 +324,7 @@ pub fn info(s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
         .collect();
     let chosen: Vec<Section> = sections(s)
         .into_iter()
-        .filter(|sec| selected(&asked, sec.selector))
+        .filter(|sec| selected(&asked, sec))
         .collect();
     Ok(Reply::Verbatim(render(&chosen)))
 }
@@ -255,9 +348,46 @@ mod tests {
 
     #[test]
     fn selection() {
-        assert!(selected(&[], "server"));
-        assert!(selected(&["all".into()], "caskade"));
-        assert!(selected(&["stats".into(), "server".into()], "server"));
-        assert!(!selected(&["stats".into()], "server"));
+        let server = Section::new("Server", "server");
+        let cmds = Section::new("Commandstats", "commandstats").not_default();
+        assert!(selected(&[], &server));
+        assert!(selected(&["all".into()], &cmds));
+        assert!(selected(&["stats".into(), "server".into()], &server));
+        assert!(!selected(&["stats".into()], &server));
+        assert!(!selected(&[], &cmds), "commandstats only when asked for");
+        assert!(!selected(&["default".into()], &cmds));
+        assert!(selected(&["commandstats".into()], &cmds));
+    }
+
+    #[tokio::test]
+    async fn commandstats_and_errorstats_count_what_ran() {
+        let (_d, s) = crate::state::testing::shared();
+        let mut c = crate::cmd::testing::session(&s);
+        use crate::cmd::testing::send;
+        send(&s, &mut c, &["SET", "k", "v"]).await;
+        send(&s, &mut c, &["INCR", "k"]).await;
+        send(&s, &mut c, &["GET"]).await;
+        send(&s, &mut c, &["NOPE"]).await;
+        let Reply::Verbatim(text) = send(&s, &mut c, &["INFO", "commandstats"]).await else {
+            panic!("INFO is verbatim")
+        };
+        assert!(text.contains("cmdstat_set:calls=1,"), "{text}");
+        assert!(
+            text.contains("cmdstat_incr:calls=1,") && text.contains("failed_calls=1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cmdstat_get:calls=0,") && text.contains("rejected_calls=1"),
+            "{text}"
+        );
+        let Reply::Verbatim(text) = send(&s, &mut c, &["INFO", "errorstats"]).await else {
+            panic!("INFO is verbatim")
+        };
+        assert!(text.contains("errorstat_ERR:count=3"), "{text}");
+        let Reply::Verbatim(all) = send(&s, &mut c, &["INFO"]).await else {
+            panic!()
+        };
+        assert!(all.contains("# CPU\r\nused_cpu_sys:"), "{all}");
+        assert!(!all.contains("# Commandstats"), "not in the default INFO");
     }
 }

@@ -351,20 +351,32 @@ pub async fn run(
     };
     let Some((index, spec)) = lookup_indexed(name) else {
         transaction::flag(session);
-        return unknown_command(name, &argv[1..]);
+        let reply = unknown_command(name, &argv[1..]);
+        if let Reply::Error(e) = &reply {
+            shared.cmdstats.rejected(None, e);
+        }
+        return reply;
     };
     // A static name: CLIENT LIST's cmd= field costs no allocation per command.
     session.client.info.lock().last_cmd = spec.name;
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
         let e = CmdError::Coded("NOAUTH Authentication required.".into());
-        return transaction::refused(shared, session, spec, e);
+        return rejected(
+            shared,
+            index,
+            transaction::refused(shared, session, spec, e),
+        );
     }
     if let Err(e) = spec.check_arity(argv.len()) {
-        return transaction::refused(shared, session, spec, e);
+        return rejected(
+            shared,
+            index,
+            transaction::refused(shared, session, spec, e),
+        );
     }
     if shared.scripts.is_busy() && !allowed_while_busy(spec, argv) {
         transaction::flag(session);
-        return busy();
+        return rejected(shared, index, busy());
     }
     if session.multi.is_some() && !transaction::runs_at_once(spec.name) {
         return transaction::queue(session, argv);
@@ -373,6 +385,9 @@ pub async fn run(
     let rest = &argv[1..];
     let mut args = Args::new(spec.name, rest);
     let reply = match spec.run {
+        Run::Control(f) if runs_scripts(spec) => {
+            blocking(|| f(shared, session, &mut args).unwrap_or_else(Reply::from))
+        }
         Run::Control(f) => f(shared, session, &mut args).unwrap_or_else(Reply::from),
         Run::Exec => transaction::exec(shared, session, waits_for_fsync).await,
         Run::Data(parse) => match parse(&mut args) {
@@ -391,7 +406,7 @@ pub async fn run(
                 // Under fsync always a write waits for the disk: tell the runtime, so
                 // other connections keep their worker threads meanwhile.
                 let reply = if waits_for_fsync {
-                    tokio::task::block_in_place(apply)
+                    blocking(apply)
                 } else {
                     apply()
                 };
@@ -409,10 +424,42 @@ pub async fn run(
     let elapsed = started.elapsed();
     shared.metrics.command(index, elapsed.as_secs_f64());
     let micros = elapsed.as_micros() as u64;
+    shared.cmdstats.ran(index, micros, error_text(&reply));
     if micros >= crate::state::SLOWLOG_SLOWER_THAN_US {
         record_slow(shared, session, argv, micros);
     }
     reply
+}
+
+/// Whether the command runs a script (which may run long).
+pub(crate) fn runs_scripts(spec: &Spec) -> bool {
+    matches!(spec.keys, KeySpec::Counted(_))
+}
+
+/// Runs `f`, which may hold this thread for long (a script, a write waiting for the
+/// disk), telling a multi-threaded runtime first so the other connections this worker
+/// had queued move to another thread meanwhile.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// A refusal before the command ran, counted for INFO.
+fn rejected(shared: &Shared, index: usize, reply: Reply) -> Reply {
+    if let Some(e) = error_text(&reply) {
+        shared.cmdstats.rejected(Some(index), e);
+    }
+    reply
+}
+
+/// The text of an error reply.
+pub(crate) fn error_text(reply: &Reply) -> Option<&str> {
+    match reply {
+        Reply::Error(e) => Some(e),
+        _ => None,
+    }
 }
 
 /// What other clients may run while a script is past its busy timeout.

@@ -37,6 +37,7 @@ pub fn config(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
         config_set(s, &a[1..])
     } else if is(sub, "resetstat") && a.len() == 1 {
         s.stats.commands.store(0, Ordering::Relaxed);
+        s.cmdstats.reset();
         Ok(Reply::OK)
     } else if is(sub, "rewrite") && a.len() == 1 {
         Err(CmdError::err(

@@ -202,16 +202,18 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
                 // Not queued (runs at once inside MULTI).
                 Run::Exec => Reply::err("ERR EXEC inside EXEC"),
             };
+            let took = started.elapsed();
+            shared.metrics.command(index, took.as_secs_f64());
             shared
-                .metrics
-                .command(index, started.elapsed().as_secs_f64());
+                .cmdstats
+                .ran(index, took.as_micros() as u64, super::error_text(&reply));
             replies.push(reply);
         }
         sess.holding = None;
         Reply::Array(replies)
     };
-    let reply = if waits_for_fsync {
-        tokio::task::block_in_place(&mut run)
+    let reply = if waits_for_fsync || steps.iter().any(|(_, spec, _)| super::runs_scripts(spec)) {
+        super::blocking(&mut run)
     } else {
         run()
     };
