@@ -17,6 +17,9 @@ import sys
 import tempfile
 import threading
 import time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port  # noqa: E402
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("CASKADE_BIN", os.path.join(ROOT, "target/release/caskade"))
@@ -24,12 +27,6 @@ SECS = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
 CLIENTS, PIPELINE = 8, 16
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def encode(*args):
