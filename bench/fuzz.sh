@@ -17,7 +17,8 @@ run() {
   if ! cargo test --release "$@" -- --nocapture --test-threads 1 >"$out" 2>&1; then
     status=1
   fi
-  grep -E '^fuzz|panicked|FAILED|error' "$out" || true
+  # libtest prints a test's output after its name, on the same line.
+  grep -oE 'fuzz [a-z]+: [0-9]+ executions, [0-9]+ findings|panicked at .*|FAILED.*|^error(\[E[0-9]+\])?: .*' "$out" || true
   rm -f "$out"
 }
 run -p caskade-engine --test fuzz
