@@ -258,6 +258,15 @@ const TEMPLATES: &[&str] = &[
     "PERSIST {k}",
     "TTL {k}",
     "DBSIZE",
+    "SETBIT {k} {n} 1",
+    "GETBIT {k} {n}",
+    "BITCOUNT {k}",
+    "BITPOS {k} 1",
+    "BITOP XOR {k} {k} {k}",
+    "BITFIELD {k} INCRBY i5 {n} {v}",
+    "MULTI",
+    "EXEC",
+    "DISCARD",
 ];
 
 fn fill(template: &str, picks: &[u8]) -> String {

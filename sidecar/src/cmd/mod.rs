@@ -4,6 +4,7 @@
 //! that holds its keys' stripes. One file per command family; none panics on input.
 
 mod args;
+mod bits;
 mod connection;
 mod error;
 mod info;
@@ -39,6 +40,8 @@ pub enum DataCmd<'a> {
     Str(strings::Cmd<'a>),
     /// A keyspace command.
     Key(keys::Cmd<'a>),
+    /// A bit command.
+    Bit(bits::Cmd<'a>),
 }
 
 impl DataCmd<'_> {
@@ -47,6 +50,7 @@ impl DataCmd<'_> {
         match self {
             DataCmd::Str(c) => c.apply(ks),
             DataCmd::Key(c) => c.apply(ks),
+            DataCmd::Bit(c) => c.apply(ks),
         }
     }
 }
@@ -229,6 +233,26 @@ pub static COMMANDS: &[Spec] = &[
     data!("incrby", 3, W, ONE, strings::incrby),
     data!("decrby", 3, W, ONE, strings::decrby),
     data!("incrbyfloat", 3, W, ONE, strings::incrbyfloat),
+    // bits
+    data!("setbit", 4, W, ONE, bits::setbit),
+    data!("getbit", 3, R, ONE, bits::getbit),
+    data!("bitcount", -2, &["readonly"], ONE, bits::bitcount),
+    data!("bitpos", -3, &["readonly"], ONE, bits::bitpos),
+    data!(
+        "bitop",
+        -4,
+        &["write", "denyoom"],
+        KeySpec::Range(2, -1, 1),
+        bits::bitop
+    ),
+    data!("bitfield", -2, &["write", "denyoom"], ONE, bits::bitfield),
+    data!(
+        "bitfield_ro",
+        -2,
+        &["readonly", "fast"],
+        ONE,
+        bits::bitfield_ro
+    ),
     // keys
     data!("del", -2, &["write"], ALL_ARGS, keys::del),
     data!("unlink", -2, WF, ALL_ARGS, keys::del),
