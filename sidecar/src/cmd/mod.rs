@@ -9,6 +9,7 @@ mod connection;
 mod error;
 mod info;
 mod keys;
+mod lcs;
 mod scripting;
 mod server;
 mod strings;
@@ -42,6 +43,8 @@ pub enum DataCmd<'a> {
     Key(keys::Cmd<'a>),
     /// A bit command.
     Bit(bits::Cmd<'a>),
+    /// LCS.
+    Lcs(lcs::Cmd<'a>),
 }
 
 impl DataCmd<'_> {
@@ -51,6 +54,7 @@ impl DataCmd<'_> {
             DataCmd::Str(c) => c.apply(ks),
             DataCmd::Key(c) => c.apply(ks),
             DataCmd::Bit(c) => c.apply(ks),
+            DataCmd::Lcs(c) => c.apply(ks),
         }
     }
 }
@@ -233,6 +237,7 @@ pub static COMMANDS: &[Spec] = &[
     data!("incrby", 3, W, ONE, strings::incrby),
     data!("decrby", 3, W, ONE, strings::decrby),
     data!("incrbyfloat", 3, W, ONE, strings::incrbyfloat),
+    data!("lcs", -3, &["readonly"], TWO, lcs::lcs),
     // bits
     data!("setbit", 4, W, ONE, bits::setbit),
     data!("getbit", 3, R, ONE, bits::getbit),
