@@ -92,3 +92,31 @@ fn increments_through_a_script_from_many_clients_are_exact() {
     assert_eq!(c.cmd("GET n"), Value::Bulk(b"1000".to_vec()));
     assert_eq!(c.cmd("GET undeclared"), Value::Bulk(b"1000".to_vec()));
 }
+
+/// Function libraries are kept in the data directory: a restart (clean or kill -9)
+/// still has them.
+#[test]
+fn function_libraries_survive_a_restart() {
+    let mut s = Server::start(&[]);
+    let mut c = Conn::connect(s.port);
+    let load = "FUNCTION LOAD \"#!lua name=counters\nredis.register_function('bump', function(keys, args) return redis.call('incrby', keys[1], args[1]) end)\"";
+    assert_eq!(c.cmd(load), Value::Bulk(b"counters".to_vec()));
+    assert_eq!(c.cmd("FCALL bump 1 n 5"), Value::Int(5));
+    drop(c);
+    s.kill();
+    s.restart();
+    let mut c = Conn::connect(s.port);
+    assert_eq!(c.cmd("FCALL bump 1 n 2"), Value::Int(7));
+    assert_eq!(
+        c.cmd("FUNCTION DELETE counters"),
+        Value::Status("OK".into())
+    );
+    drop(c);
+    assert!(s.stop().success());
+    s.restart();
+    let mut c = Conn::connect(s.port);
+    assert!(is_error(
+        &c.cmd("FCALL bump 1 n 1"),
+        "ERR Function not found"
+    ));
+}

@@ -127,7 +127,12 @@ pub struct Shared {
     pub shutdown: tokio::sync::Notify,
     /// INFO commandstats and errorstats.
     pub cmdstats: crate::cmdstats::CommandStats,
+    /// Function libraries (kept in the data directory).
+    pub functions: crate::script::functions::Functions,
 }
+
+/// Where the function libraries are kept, in the data directory.
+pub const FUNCTIONS_FILE: &str = "FUNCTIONS";
 
 impl Shared {
     /// Wraps an open engine.
@@ -139,6 +144,9 @@ impl Shared {
         read_through: Option<Arc<crate::origin::ReadThrough>>,
     ) -> Self {
         let started_ms = store.engine.now_ms();
+        let functions = crate::script::functions::Functions::open(Some(
+            config.storage.dir.join(FUNCTIONS_FILE),
+        ));
         Shared {
             store,
             config: Mutex::new(config),
@@ -156,6 +164,7 @@ impl Shared {
             scripts: Arc::default(),
             shutdown: tokio::sync::Notify::new(),
             cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::COMMANDS.len()),
+            functions,
         }
     }
 

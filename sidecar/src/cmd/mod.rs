@@ -7,6 +7,7 @@ mod args;
 mod bits;
 mod connection;
 mod error;
+mod functions;
 mod info;
 mod keys;
 mod lcs;
@@ -301,7 +302,7 @@ pub static COMMANDS: &[Spec] = &[
     ctl!("memory", -2, &["readonly"], server::memory),
     ctl!("object", -2, &["readonly"], server::object),
     ctl!("slowlog", -2, ADMIN, server::slowlog),
-    ctl!("function", -2, &["noscript"], server::function),
+    ctl!("function", -2, &["noscript"], functions::function),
     ctl!(
         "shutdown",
         -1,
@@ -333,6 +334,8 @@ pub static COMMANDS: &[Spec] = &[
     script!("evalsha", scripting::evalsha),
     script!("eval_ro", scripting::eval_ro),
     script!("evalsha_ro", scripting::evalsha_ro),
+    script!("fcall", scripting::fcall),
+    script!("fcall_ro", scripting::fcall_ro),
     ctl!("script", -2, &["noscript"], scripting::script),
     // transactions
     ctl!("multi", 1, TX, transaction::multi),

@@ -120,9 +120,12 @@ impl Call<'_> {
     }
 }
 
-fn run(s: &Shared, sess: &mut Session, a: &mut Args<'_>, by_sha: bool, ro: bool) -> CmdResult {
-    let first = a.next_arg()?;
-    let numkeys = a.next_i64()?;
+/// `numkeys` and the keys and arguments after it.
+fn split_keys<'a>(
+    a: &mut Args<'a>,
+    not_integer: &'static str,
+) -> Result<(&'a [Bytes], &'a [Bytes]), CmdError> {
+    let numkeys = super::args::parse_i64(a.next_arg()?).ok_or(CmdError::err(not_integer))?;
     if numkeys < 0 {
         return Err(CmdError::err("Number of keys can't be negative"));
     }
@@ -132,7 +135,12 @@ fn run(s: &Shared, sess: &mut Session, a: &mut Args<'_>, by_sha: bool, ro: bool)
             "Number of keys can't be greater than number of args",
         ));
     }
-    let (keys, argv) = rest.split_at(numkeys as usize);
+    Ok(rest.split_at(numkeys as usize))
+}
+
+fn run(s: &Shared, sess: &mut Session, a: &mut Args<'_>, by_sha: bool, ro: bool) -> CmdResult {
+    let first = a.next_arg()?;
+    let (keys, argv) = split_keys(a, "value is not an integer or out of range")?;
     let script: Arc<Script> = if by_sha {
         s.scripts.get(first).ok_or_else(|| {
             CmdError::Coded("NOSCRIPT No matching script. Please use EVAL.".into())
@@ -142,9 +150,63 @@ fn run(s: &Shared, sess: &mut Session, a: &mut Args<'_>, by_sha: bool, ro: bool)
             .load(first)
             .map_err(|e| CmdError::Coded(e.into()))?
     };
+    let read_only = ro || script.flags.no_writes;
+    Ok(run_unit(
+        s,
+        sess,
+        keys,
+        read_only,
+        &script.sha,
+        &mut |env| vm::eval(&script, keys, argv, env),
+    ))
+}
+
+/// FCALL function numkeys [key ...] [arg ...]
+pub fn fcall(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    call_function(s, sess, a, false)
+}
+
+/// FCALL_RO: FCALL of a function flagged `no-writes`.
+pub fn fcall_ro(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
+    call_function(s, sess, a, true)
+}
+
+fn call_function(s: &Shared, sess: &mut Session, a: &mut Args<'_>, ro: bool) -> CmdResult {
+    let name = String::from_utf8_lossy(a.next_arg()?).into_owned();
+    let (keys, argv) = split_keys(a, "Bad number of keys provided")?;
+    let Some((_, meta)) = s.functions.find(&name) else {
+        return Err(CmdError::err("Function not found"));
+    };
+    if ro && !meta.no_writes() {
+        return Err(CmdError::err(
+            "Can not execute a script with write flag using *_ro command.",
+        ));
+    }
+    let unit_name = format!("function:{name}");
+    Ok(run_unit(
+        s,
+        sess,
+        keys,
+        ro || meta.no_writes(),
+        &unit_name,
+        &mut |env| vm::fcall(&s.functions, &name, keys, argv, env),
+    ))
+}
+
+/// Runs a script or function as one unit over its declared `keys`: locking, the
+/// undeclared-key rule (a rerun holding every stripe, remembered under `name`), the
+/// busy watchdog, and the caller's database restored afterwards.
+fn run_unit(
+    s: &Shared,
+    sess: &mut Session,
+    keys: &[Bytes],
+    read_only: bool,
+    name: &str,
+    body: &mut dyn FnMut(Env<'_>) -> Reply,
+) -> Reply {
     let cfg = s.config.lock().scripting.clone();
     let caller_db = sess.db;
-    let mut exclusive = s.scripts.is_exclusive(&script.sha);
+    let mut exclusive = s.scripts.is_exclusive(name);
     loop {
         let in_unit = sess.holding.clone();
         let (_unit, held) = match &in_unit {
@@ -163,7 +225,7 @@ fn run(s: &Shared, sess: &mut Session, a: &mut Args<'_>, by_sha: bool, ro: bool)
                         .lock_unless(Some(keys.iter().map(|k| &k[..])), busy)
                 };
                 let Some(g) = taken else {
-                    return Ok(super::busy());
+                    return super::busy();
                 };
                 let held = if exclusive {
                     Held::All
@@ -178,7 +240,7 @@ fn run(s: &Shared, sess: &mut Session, a: &mut Args<'_>, by_sha: bool, ro: bool)
             declared: keys.iter().cloned().collect(),
             held,
             extra: Vec::new(),
-            read_only: ro || script.flags.no_writes,
+            read_only,
             strict: cfg.strict_keys,
             may_restart: in_unit.is_none() && !exclusive,
             restart: false,
@@ -196,27 +258,22 @@ fn run(s: &Shared, sess: &mut Session, a: &mut Args<'_>, by_sha: bool, ro: bool)
             }
             reply
         };
-        let reply = vm::eval(
-            &script,
-            keys,
-            argv,
-            Env {
-                call: &mut dispatch,
-                running: guard.running.clone(),
-                scripts: s.scripts.clone(),
-                busy_after: Duration::from_millis(cfg.busy_timeout),
-                memory_limit: cfg.memory_limit_bytes as usize,
-            },
-        );
+        let reply = body(Env {
+            call: &mut dispatch,
+            running: guard.running.clone(),
+            scripts: s.scripts.clone(),
+            busy_after: Duration::from_millis(cfg.busy_timeout),
+            memory_limit: cfg.memory_limit_bytes as usize,
+        });
         drop(guard);
         // SELECT inside a script does not change the caller's database (Redis 7).
         sess.db = caller_db;
         if call.restart {
-            s.scripts.mark_exclusive(&script.sha);
+            s.scripts.mark_exclusive(name);
             exclusive = true;
             continue;
         }
-        return Ok(reply);
+        return reply;
     }
 }
 
@@ -266,6 +323,19 @@ fn script_command(call: &mut Call<'_>, sess: &mut Session, argv: &[Bytes]) -> Re
     }
 }
 
+/// SCRIPT KILL and FUNCTION KILL: stops the running scripts that have not written.
+pub fn kill(s: &Shared) -> CmdResult {
+    match s.scripts.kill() {
+        Kill::Killed => Ok(Reply::OK),
+        Kill::NotBusy => Err(CmdError::Coded(
+            "NOTBUSY No scripts in execution right now.".into(),
+        )),
+        Kill::Unkillable => Err(CmdError::Coded(
+            "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.".into(),
+        )),
+    }
+}
+
 /// SCRIPT LOAD | EXISTS | FLUSH | KILL | HELP
 pub fn script(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
     let sub = a.next_arg()?;
@@ -273,7 +343,10 @@ pub fn script(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
     match sub_text.as_str() {
         "LOAD" if a.remaining() == 1 => {
             let body = a.next_arg()?;
-            let script = s.scripts.load(body).map_err(|e| CmdError::Coded(e.into()))?;
+            let script = s
+                .scripts
+                .load(body)
+                .map_err(|e| CmdError::Coded(e.into()))?;
             Ok(Reply::text(&script.sha))
         }
         "EXISTS" if a.remaining() >= 1 => Ok(Reply::Array(
@@ -292,15 +365,7 @@ pub fn script(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
             s.scripts.flush();
             Ok(Reply::OK)
         }
-        "KILL" if a.is_empty() => match s.scripts.kill() {
-            Kill::Killed => Ok(Reply::OK),
-            Kill::NotBusy => Err(CmdError::Coded(
-                "NOTBUSY No scripts in execution right now.".into(),
-            )),
-            Kill::Unkillable => Err(CmdError::Coded(
-                "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.".into(),
-            )),
-        },
+        "KILL" if a.is_empty() => kill(s),
         "HELP" if a.is_empty() => Ok(Reply::Array(
             [
                 "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

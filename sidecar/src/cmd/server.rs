@@ -306,15 +306,6 @@ pub fn slowlog(s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResul
     }
 }
 
-pub fn function(_s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
-    let sub = args.next_arg()?;
-    if is(sub, "flush") && args.remaining() <= 1 {
-        Ok(Reply::OK)
-    } else {
-        Err(CmdError::unknown_subcommand("FUNCTION", sub))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::testing::control;

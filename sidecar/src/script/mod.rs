@@ -2,6 +2,7 @@
 //! scripts running now (for `-BUSY` and SCRIPT KILL), and the shas found touching keys
 //! they did not declare (run holding every key). The Lua VM itself is in [`vm`].
 
+pub mod functions;
 mod libs;
 pub mod vm;
 

@@ -3,6 +3,7 @@
 //! conversions between Lua values and replies, and running one script with a
 //! watchdog for `-BUSY` and SCRIPT KILL.
 
+use super::functions::{FunctionMeta, Functions};
 use super::{Running, Script, Scripts, sha1_hex};
 use crate::protocol::reply::{Reply, format_double};
 use bytes::Bytes;
@@ -51,6 +52,9 @@ struct Vm {
     lua: Lua,
     generation: u64,
     compiled: HashMap<String, RegistryKey>,
+    /// The libraries' generation these callbacks were loaded at.
+    fn_generation: Option<u64>,
+    functions: HashMap<String, RegistryKey>,
 }
 
 thread_local! {
@@ -142,6 +146,8 @@ fn with_vm<R>(memory_limit: usize, f: impl FnOnce(&mut Vm) -> R) -> Result<R, St
                 lua,
                 generation,
                 compiled: HashMap::new(),
+                fn_generation: None,
+                functions: HashMap::new(),
             });
         }
         let vm = slot.as_mut().ok_or("ERR no Lua VM")?;
@@ -180,7 +186,11 @@ fn compile(vm: &mut Vm, script: &Script) -> Result<Function, String> {
 fn lua_message(e: &mlua::Error) -> String {
     match e {
         mlua::Error::SyntaxError { message, .. } => message.clone(),
-        mlua::Error::RuntimeError(m) => m.clone(),
+        // mlua appends a traceback to errors it surfaces; Redis' messages have none.
+        mlua::Error::RuntimeError(m) => m
+            .split_once("\nstack traceback:")
+            .map_or(m.as_str(), |(head, _)| head)
+            .to_string(),
         mlua::Error::CallbackError { cause, .. } => lua_message(cause),
         other => other.to_string(),
     }
@@ -194,6 +204,208 @@ pub fn compile_check(script: &Script) -> Result<(), String> {
 /// SCRIPT FLUSH: every VM forgets its compiled scripts before its next run.
 pub fn forget_all() {
     GENERATION.fetch_add(1, Ordering::AcqRel);
+}
+
+/// One `redis.register_function` call: `(name, callback)` or a table with
+/// `function_name`, `callback`, `flags` and `description`.
+fn registration(args: Variadic<Value>) -> mlua::Result<(FunctionMeta, Function)> {
+    let bad = |m: &str| Err(mlua::Error::runtime(m.to_string()));
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(String::from_utf8_lossy(&s.as_bytes()).into_owned()),
+        _ => None,
+    };
+    let (name, callback, flags, description) = match (args.first(), args.get(1)) {
+        (Some(Value::Table(t)), None) => {
+            let name = text(&t.raw_get::<Value>("function_name")?);
+            let cb = t.raw_get::<Value>("callback")?;
+            let mut flags = Vec::new();
+            match t.raw_get::<Value>("flags")? {
+                Value::Table(f) => {
+                    for v in f.sequence_values::<Value>() {
+                        match text(&v?) {
+                            Some(s) => flags.push(s),
+                            None => return bad("unknown flag given"),
+                        }
+                    }
+                }
+                Value::Nil => {}
+                _ => {
+                    return bad(
+                        "flags argument to redis.register_function must be a table representing function flags",
+                    );
+                }
+            }
+            (name, cb, flags, text(&t.raw_get::<Value>("description")?))
+        }
+        (Some(n), Some(cb)) if args.len() == 2 => (text(n), cb.clone(), Vec::new(), None),
+        (Some(_), None) => {
+            return bad(
+                "calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).",
+            );
+        }
+        _ => return bad("wrong number of arguments to redis.register_function"),
+    };
+    let Some(name) = name else {
+        return bad("function_name argument given to redis.register_function must be a string");
+    };
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        // Redis 7.0 words this with "Library names" too.
+        return bad(
+            "Library names can only contain letters, numbers, or underscores(_) and must be at least one character long",
+        );
+    }
+    let Value::Function(callback) = callback else {
+        return bad("callback argument given to redis.register_function must be a function");
+    };
+    for f in &flags {
+        if !matches!(
+            f.as_str(),
+            "no-writes" | "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys"
+        ) {
+            return bad("unknown flag given");
+        }
+    }
+    Ok((
+        FunctionMeta {
+            name,
+            description,
+            flags,
+        },
+        callback,
+    ))
+}
+
+/// A library's code as Lua compiles it: the shebang line turned into a comment, so
+/// line numbers stay those of the code.
+fn library_chunk(code: &[u8]) -> Vec<u8> {
+    let mut c = b"--".to_vec();
+    c.extend_from_slice(code);
+    c
+}
+
+/// Runs a library's code once in a fresh state (as FUNCTION LOAD does) whose `redis`
+/// offers only what loading may use, and returns what it registered.
+pub fn register_library(code: &[u8]) -> Result<Vec<FunctionMeta>, String> {
+    let failed =
+        |e: mlua::Error| format!("ERR Error registering functions: ERR {}", lua_message(&e));
+    let lua = new_vm(64 << 20).map_err(|e| format!("ERR cannot start Lua: {e}"))?;
+    let registered: RefCell<Vec<FunctionMeta>> = RefCell::new(Vec::new());
+    let loaded = lua.scope(|scope| {
+        let register = scope.create_function(|_, args: Variadic<Value>| {
+            let (meta, _) = registration(args)?;
+            let mut r = registered.borrow_mut();
+            if r.iter().any(|m| m.name == meta.name) {
+                return Err(mlua::Error::runtime(
+                    "Function already exists in the library",
+                ));
+            }
+            r.push(meta);
+            Ok(())
+        })?;
+        let redis = load_time_redis(&lua, register)?;
+        lua.globals().raw_set("redis", redis)?;
+        lua.load(&library_chunk(code)[..])
+            .set_name("@user_function")
+            .exec()
+    });
+    loaded.map_err(failed)?;
+    let registered = registered.into_inner();
+    if registered.is_empty() {
+        return Err("ERR No functions registered".into());
+    }
+    Ok(registered)
+}
+
+/// The `redis` table a library sees while it loads: registration, logging and the
+/// version; anything else is a nonexistent global, as in Redis.
+fn load_time_redis(lua: &Lua, register: Function) -> mlua::Result<Table> {
+    let full: Table = lua.globals().raw_get("redis")?;
+    let t = lua.create_table()?;
+    t.raw_set("register_function", register)?;
+    for k in [
+        "log",
+        "LOG_DEBUG",
+        "LOG_VERBOSE",
+        "LOG_NOTICE",
+        "LOG_WARNING",
+        "REDIS_VERSION",
+        "REDIS_VERSION_NUM",
+    ] {
+        t.raw_set(k, full.raw_get::<Value>(k)?)?;
+    }
+    let meta: Table = lua
+        .load(
+            r#"return { __index = function(_, k)
+                error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+            end }"#,
+        )
+        .set_name("=prelude")
+        .eval()?;
+    t.set_metatable(Some(meta))?;
+    Ok(t)
+}
+
+/// Loads every library into this VM (after a change), keeping their callbacks.
+fn load_libraries(vm: &mut Vm, functions: &Functions) -> Result<(), String> {
+    let generation = functions.generation();
+    if vm.fn_generation == Some(generation) {
+        return Ok(());
+    }
+    vm.functions.clear();
+    let lua = &vm.lua;
+    let mut got: Vec<(String, Function)> = Vec::new();
+    for lib in functions.list() {
+        let collected: RefCell<Vec<(String, Function)>> = RefCell::new(Vec::new());
+        let loaded = lua.scope(|scope| {
+            let register = scope.create_function(|_, args: Variadic<Value>| {
+                let (meta, cb) = registration(args)?;
+                collected.borrow_mut().push((meta.name, cb));
+                Ok(())
+            })?;
+            let redis: Table = lua.globals().raw_get("redis")?;
+            redis.raw_set("register_function", register)?;
+            let r = lua
+                .load(&library_chunk(&lib.code)[..])
+                .set_name("@user_function")
+                .exec();
+            redis.raw_set("register_function", Value::Nil)?;
+            r
+        });
+        loaded.map_err(|e| {
+            format!(
+                "ERR library {} failed to load: {}",
+                lib.name,
+                lua_message(&e)
+            )
+        })?;
+        got.extend(collected.into_inner());
+    }
+    for (name, f) in got {
+        let key = lua.create_registry_value(f).map_err(|e| e.to_string())?;
+        vm.functions.insert(name, key);
+    }
+    vm.fn_generation = Some(generation);
+    Ok(())
+}
+
+/// Runs function `name` (FCALL) with `keys` and `args` as its parameters.
+pub fn fcall(
+    functions: &Functions,
+    name: &str,
+    keys: &[Bytes],
+    argv: &[Bytes],
+    env: Env<'_>,
+) -> Reply {
+    execute(env, keys, argv, |vm| {
+        load_libraries(vm, functions)?;
+        let key = vm.functions.get(name).ok_or("ERR Function not found")?;
+        Ok(Target {
+            f: vm.lua.registry_value(key).map_err(|e| e.to_string())?,
+            label: name,
+            source: "@user_function",
+            function: true,
+        })
+    })
 }
 
 /// What a script runs against.
@@ -213,6 +425,23 @@ pub struct Env<'a> {
 /// Runs `script` with `KEYS` and `ARGV`; the reply is the script's, converted as Redis
 /// converts it, or the error that ended it.
 pub fn eval(script: &Script, keys: &[Bytes], argv: &[Bytes], env: Env<'_>) -> Reply {
+    execute(env, keys, argv, |vm| {
+        Ok(Target {
+            f: compile(vm, script)?,
+            label: &script.sha,
+            source: "@user_script",
+            function: false,
+        })
+    })
+}
+
+/// Runs what `prepare` picks in this thread's VM, under the watchdog.
+fn execute<'t>(
+    env: Env<'_>,
+    keys: &[Bytes],
+    argv: &[Bytes],
+    prepare: impl FnOnce(&mut Vm) -> Result<Target<'t>, String>,
+) -> Reply {
     let Env {
         call,
         running,
@@ -221,14 +450,14 @@ pub fn eval(script: &Script, keys: &[Bytes], argv: &[Bytes], env: Env<'_>) -> Re
         memory_limit,
     } = env;
     let outcome = with_vm(memory_limit, |vm| {
-        let f = compile(vm, script)?;
+        let target = prepare(vm)?;
         let lua = &vm.lua;
         lua.set_app_data(Watch {
             running: running.clone(),
             scripts,
             busy_after,
         });
-        let result = run_in(lua, &f, script, keys, argv, call, &running);
+        let result = run_in(lua, target, keys, argv, call, &running);
         lua.remove_app_data::<Watch>();
         if lua.used_memory() > memory_limit / 2 {
             let _ = lua.gc_collect();
@@ -241,18 +470,40 @@ pub fn eval(script: &Script, keys: &[Bytes], argv: &[Bytes], env: Env<'_>) -> Re
     }
 }
 
+/// What runs: a script body (KEYS and ARGV as globals) or a library's function
+/// (keys and args as its two parameters).
+struct Target<'a> {
+    f: Function,
+    /// The script's sha or the function's name, for error messages.
+    label: &'a str,
+    /// `@user_script` or `@user_function`.
+    source: &'static str,
+    function: bool,
+}
+
 fn run_in(
     lua: &Lua,
-    f: &Function,
-    script: &Script,
+    target: Target<'_>,
     keys: &[Bytes],
     argv: &[Bytes],
     call: &mut dyn FnMut(&[Bytes]) -> Reply,
     running: &Running,
 ) -> mlua::Result<Reply> {
     let g = lua.globals();
-    g.raw_set("KEYS", strings_table(lua, keys)?)?;
-    g.raw_set("ARGV", strings_table(lua, argv)?)?;
+    let (keys_t, argv_t) = (strings_table(lua, keys)?, strings_table(lua, argv)?);
+    let f = if target.function {
+        // xpcall in Lua 5.1 passes no arguments: bind them in a closure.
+        let bind: Function = lua
+            .load("local f, k, a = ... return function() return f(k, a) end")
+            .set_name("=bind")
+            .call((target.f.clone(), keys_t, argv_t))?;
+        bind
+    } else {
+        g.raw_set("KEYS", keys_t)?;
+        g.raw_set("ARGV", argv_t)?;
+        target.f.clone()
+    };
+    let source = target.source;
     let lua_resp = Cell::new(2u8);
     let err_line: Cell<Option<usize>> = Cell::new(None);
     let call_line: Cell<Option<usize>> = Cell::new(None);
@@ -309,7 +560,7 @@ fn run_in(
             Ok(())
         })?;
         let handler = scope.create_function(|lua, e: Value| {
-            err_line.set(user_line(lua));
+            err_line.set(user_line(lua, source));
             Ok(e)
         })?;
         let redis: Table = g.raw_get("redis")?;
@@ -350,8 +601,8 @@ fn run_in(
         let line = if from_call { call_line.get() } else { None };
         let line = line.or(err_line.get()).unwrap_or(0);
         Ok(Reply::Error(format!(
-            "{msg} script: {}, on @user_script:{line}.",
-            script.sha
+            "{msg} script: {}, on {source}:{line}.",
+            target.label
         )))
     })
 }
@@ -379,11 +630,11 @@ fn failed_call(e: &mlua::Error) -> Option<String> {
 }
 
 /// The current line of the innermost frame of the user's script.
-fn user_line(lua: &Lua) -> Option<usize> {
+fn user_line(lua: &Lua, source: &str) -> Option<usize> {
     (0..32).find_map(|level| {
         lua.inspect_stack(level, |d| {
             let src = d.source();
-            (src.source.as_deref() == Some("@user_script")).then(|| d.current_line())
+            (src.source.as_deref() == Some(source)).then(|| d.current_line())
         })
         .flatten()
         .flatten()
