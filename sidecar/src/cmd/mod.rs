@@ -417,9 +417,6 @@ pub async fn run(
     let rest = &argv[1..];
     let mut args = Args::new(spec.name, rest);
     let reply = match spec.run {
-        Run::Control(f) if runs_scripts(spec) => {
-            blocking(|| f(shared, session, &mut args).unwrap_or_else(Reply::from))
-        }
         Run::Control(f) => f(shared, session, &mut args).unwrap_or_else(Reply::from),
         Run::Exec => transaction::exec(shared, session, waits_for_fsync).await,
         Run::Data(parse) => match parse(&mut args) {
@@ -461,11 +458,6 @@ pub async fn run(
         record_slow(shared, session, argv, micros);
     }
     reply
-}
-
-/// Whether the command runs a script (which may run long).
-pub(crate) fn runs_scripts(spec: &Spec) -> bool {
-    matches!(spec.keys, KeySpec::Counted(_))
 }
 
 /// Runs `f`, which may hold this thread for long (a script, a write waiting for the

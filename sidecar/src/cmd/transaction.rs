@@ -212,7 +212,7 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
         sess.holding = None;
         Reply::Array(replies)
     };
-    let reply = if waits_for_fsync || steps.iter().any(|(_, spec, _)| super::runs_scripts(spec)) {
+    let reply = if waits_for_fsync {
         super::blocking(&mut run)
     } else {
         run()

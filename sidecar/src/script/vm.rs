@@ -17,6 +17,20 @@ use std::time::Duration;
 /// Bumped by SCRIPT FLUSH: each thread's VM then forgets its compiled scripts.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// Registry names: the running script's command dispatcher, the error handler, and
+/// the function that binds a library function's arguments.
+const DISPATCH: &str = "caskade.dispatch";
+const HANDLER: &str = "caskade.handler";
+const BIND: &str = "caskade.bind";
+
+/// A Lua string's text (or empty).
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+        _ => String::new(),
+    }
+}
+
 /// Redis' version, as scripts see it.
 const REDIS_VERSION: &str = crate::cmd::REDIS_VERSION;
 
@@ -61,11 +75,34 @@ thread_local! {
     static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
 }
 
-/// What the watchdog hook reads while a script runs.
+/// What the hook and the static `redis.*` functions read while a script runs.
 struct Watch {
     running: Arc<Running>,
     scripts: Arc<Scripts>,
     busy_after: Duration,
+    /// The protocol `redis.setresp` chose (2 or 3).
+    lua_resp: Cell<u8>,
+    /// Where the error handler found the user's frame.
+    err_line: Cell<Option<usize>>,
+    /// The line of the `redis.call` whose command failed.
+    call_line: Cell<Option<usize>>,
+    /// `@user_script` or `@user_function`.
+    source: &'static str,
+    /// The worker's other tasks were handed to another thread (a long script).
+    handed_off: Cell<bool>,
+}
+
+/// A script running this long hands its worker thread's other connections to
+/// another thread (they would wait for it otherwise); short scripts never pay for it.
+const HAND_OFF_AFTER: Duration = Duration::from_millis(5);
+
+/// Moves this worker's queued tasks to another thread, on the multi-threaded runtime.
+fn hand_off() {
+    if let Ok(h) = tokio::runtime::Handle::try_current()
+        && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        tokio::task::block_in_place(|| {});
+    }
 }
 
 fn new_vm(memory_limit: usize) -> mlua::Result<Lua> {
@@ -109,6 +146,64 @@ fn new_vm(memory_limit: usize) -> mlua::Result<Lua> {
             Ok(())
         })?,
     )?;
+    // redis.call and redis.pcall are Rust (C) functions, as in Redis: a script's
+    // `return redis.call(...)` keeps its frame, so errors can name the line. They
+    // reach the run's command dispatcher through the registry.
+    redis.set(
+        "call",
+        lua.create_function(|lua, args: Variadic<Value>| {
+            let d: Function = lua.named_registry_value(DISPATCH)?;
+            let (ok, v): (bool, Value) = d.call(args)?;
+            if ok {
+                return Ok(v);
+            }
+            if let Some(w) = lua.app_data_ref::<Watch>() {
+                w.call_line
+                    .set(lua.inspect_stack(1, |d| d.current_line()).flatten());
+            }
+            Err(mlua::Error::external(CallFailed(text_of(&v))))
+        })?,
+    )?;
+    redis.set(
+        "pcall",
+        lua.create_function(|lua, args: Variadic<Value>| {
+            let d: Function = lua.named_registry_value(DISPATCH)?;
+            let (ok, v): (bool, Value) = d.call(args)?;
+            if ok {
+                Ok(v)
+            } else {
+                error_table(lua, &text_of(&v))
+            }
+        })?,
+    )?;
+    redis.set(
+        "setresp",
+        lua.create_function(|lua, v: Value| {
+            let resp = match v {
+                Value::Integer(n @ (2 | 3)) => n as u8,
+                Value::Number(n) if n == 2.0 || n == 3.0 => n as u8,
+                _ => return Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
+            };
+            if let Some(w) = lua.app_data_ref::<Watch>() {
+                w.lua_resp.set(resp);
+            }
+            Ok(())
+        })?,
+    )?;
+    lua.set_named_registry_value(
+        HANDLER,
+        lua.create_function(|lua, e: Value| {
+            if let Some(w) = lua.app_data_ref::<Watch>() {
+                w.err_line.set(user_line(lua, w.source));
+            }
+            Ok(e)
+        })?,
+    )?;
+    let bind: Function = lua
+        .load("return function(f, k, a) return function() return f(k, a) end end")
+        .set_name("=bind")
+        .eval()?;
+    lua.set_named_registry_value(BIND, bind)?;
     g.raw_set("redis", redis)?;
     lua.load(PRELUDE).set_name("=prelude").exec()?;
     lua.set_memory_limit(memory_limit)?;
@@ -119,7 +214,11 @@ fn new_vm(memory_limit: usize) -> mlua::Result<Lua> {
                     "Script killed by user with SCRIPT KILL...",
                 ));
             }
-            if w.running.started.elapsed() >= w.busy_after {
+            let ran = w.running.started.elapsed();
+            if ran >= HAND_OFF_AFTER && !w.handed_off.replace(true) {
+                hand_off();
+            }
+            if ran >= w.busy_after {
                 w.scripts.mark_busy(&w.running);
             }
         }
@@ -456,6 +555,11 @@ fn execute<'t>(
             running: running.clone(),
             scripts,
             busy_after,
+            lua_resp: Cell::new(2),
+            err_line: Cell::new(None),
+            call_line: Cell::new(None),
+            source: target.source,
+            handed_off: Cell::new(false),
         });
         let result = run_in(lua, target, keys, argv, call, &running);
         lua.remove_app_data::<Watch>();
@@ -493,118 +597,88 @@ fn run_in(
     let (keys_t, argv_t) = (strings_table(lua, keys)?, strings_table(lua, argv)?);
     let f = if target.function {
         // xpcall in Lua 5.1 passes no arguments: bind them in a closure.
-        let bind: Function = lua
-            .load("local f, k, a = ... return function() return f(k, a) end")
-            .set_name("=bind")
-            .call((target.f.clone(), keys_t, argv_t))?;
-        bind
+        let bind: Function = lua.named_registry_value(BIND)?;
+        bind.call((target.f.clone(), keys_t, argv_t))?
     } else {
         g.raw_set("KEYS", keys_t)?;
         g.raw_set("ARGV", argv_t)?;
         target.f.clone()
     };
     let source = target.source;
-    let lua_resp = Cell::new(2u8);
-    let err_line: Cell<Option<usize>> = Cell::new(None);
-    let call_line: Cell<Option<usize>> = Cell::new(None);
-    // redis.call and redis.pcall are Rust (C) functions, as in Redis: a script's
-    // `return redis.call(...)` keeps its frame, so errors can name the line.
-    let call = RefCell::new(call);
-    let run_cmd = |lua: &Lua, args: Variadic<Value>| -> mlua::Result<Result<Value, String>> {
-        let mut argv = Vec::with_capacity(args.len());
-        for a in args.iter() {
-            match a {
-                Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
-                Value::Integer(i) => argv.push(Bytes::from(i.to_string())),
-                Value::Number(n) => argv.push(Bytes::from(lua_number_text(*n))),
-                _ => {
-                    return Ok(Err(
-                        "ERR Lua redis lib command arguments must be strings or integers".into(),
-                    ));
-                }
-            }
-        }
-        if argv.is_empty() {
-            return Ok(Err(
-                "ERR Please specify at least one argument for this redis lib call".into(),
-            ));
-        }
-        let reply = (call.borrow_mut())(&argv);
-        match reply {
-            Reply::Error(e) => Ok(Err(e)),
-            r => to_lua(lua, r, lua_resp.get() == 3).map(Ok),
-        }
+    let resp3 = || {
+        lua.app_data_ref::<Watch>()
+            .is_some_and(|w| w.lua_resp.get() == 3)
     };
-    lua.scope(|scope| {
-        let redis_call =
-            scope.create_function(|lua, args: Variadic<Value>| match run_cmd(lua, args)? {
-                Ok(v) => Ok(v),
-                Err(msg) => {
-                    call_line.set(lua.inspect_stack(1, |d| d.current_line()).flatten());
-                    Err(mlua::Error::external(CallFailed(msg)))
+    let result = lua.scope(|scope| {
+        // The one function made per run: the static redis.call / redis.pcall reach
+        // it through the registry. It answers (true, value) or (false, error text).
+        let dispatch = scope.create_function_mut(|lua, args: Variadic<Value>| {
+            let mut argv = Vec::with_capacity(args.len());
+            for a in args.iter() {
+                match a {
+                    Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
+                    Value::Integer(i) => argv.push(Bytes::from(i.to_string())),
+                    Value::Number(n) => argv.push(Bytes::from(lua_number_text(*n))),
+                    _ => {
+                        let e = "ERR Lua redis lib command arguments must be strings or integers";
+                        return Ok((false, Value::String(lua.create_string(e)?)));
+                    }
                 }
-            })?;
-        let redis_pcall =
-            scope.create_function(|lua, args: Variadic<Value>| match run_cmd(lua, args)? {
-                Ok(v) => Ok(v),
-                Err(msg) => error_table(lua, &msg),
-            })?;
-        let setresp = scope.create_function(|_, v: Value| {
-            match v {
-                Value::Integer(2) | Value::Integer(3) => {
-                    lua_resp.set(if matches!(v, Value::Integer(3)) { 3 } else { 2 })
-                }
-                Value::Number(n) if n == 2.0 || n == 3.0 => lua_resp.set(n as u8),
-                _ => return Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
             }
-            Ok(())
+            if argv.is_empty() {
+                let e = "ERR Please specify at least one argument for this redis lib call";
+                return Ok((false, Value::String(lua.create_string(e)?)));
+            }
+            match call(&argv) {
+                Reply::Error(e) => Ok((false, Value::String(lua.create_string(&e)?))),
+                r => Ok((true, to_lua(lua, r, resp3())?)),
+            }
         })?;
-        let handler = scope.create_function(|lua, e: Value| {
-            err_line.set(user_line(lua, source));
-            Ok(e)
-        })?;
-        let redis: Table = g.raw_get("redis")?;
-        redis.raw_set("call", redis_call)?;
-        redis.raw_set("pcall", redis_pcall)?;
-        redis.raw_set("setresp", setresp)?;
+        lua.set_named_registry_value(DISPATCH, dispatch)?;
+        let handler: Function = lua.named_registry_value(HANDLER)?;
         let xpcall: Function = g.raw_get("xpcall")?;
-        let (ok, value): (bool, Value) = xpcall.call((f.clone(), handler))?;
-        if ok {
-            // Converted by the protocol the script chose with redis.setresp (2 unless
-            // it asked for 3), as Redis does; RESP3-only types then reach a RESP2
-            // client in their RESP2 form.
-            return Ok(to_reply(&value, lua_resp.get() == 3));
-        }
-        let killed = running.kill.load(Ordering::Acquire);
-        let msg = match &value {
-            _ if killed => "ERR Script killed by user with SCRIPT KILL...".to_string(),
-            Value::Table(t) => match t.raw_get::<Value>("err")? {
-                Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
-                _ => "ERR unknown error".to_string(),
-            },
-            Value::String(s) => {
-                let m = String::from_utf8_lossy(&s.as_bytes()).into_owned();
-                if m.contains("not enough memory") {
-                    "ERR the script reached the Lua memory limit (scripting.memory_limit_bytes)"
-                        .to_string()
-                } else {
-                    format!("ERR {m}")
-                }
+        xpcall.call::<(bool, Value)>((f.clone(), handler))
+    });
+    lua.set_named_registry_value(DISPATCH, Value::Nil)?;
+    let (ok, value) = result?;
+    if ok {
+        // Converted by the protocol the script chose with redis.setresp (2 unless
+        // it asked for 3), as Redis does; RESP3-only types then reach a RESP2
+        // client in their RESP2 form.
+        return Ok(to_reply(&value, resp3()));
+    }
+    let killed = running.kill.load(Ordering::Acquire);
+    let msg = match &value {
+        _ if killed => "ERR Script killed by user with SCRIPT KILL...".to_string(),
+        Value::Table(t) => match t.raw_get::<Value>("err")? {
+            Value::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+            _ => "ERR unknown error".to_string(),
+        },
+        Value::String(s) => {
+            let m = String::from_utf8_lossy(&s.as_bytes()).into_owned();
+            if m.contains("not enough memory") {
+                "ERR the script reached the Lua memory limit (scripting.memory_limit_bytes)"
+                    .to_string()
+            } else {
+                format!("ERR {m}")
             }
-            Value::Error(e) => match failed_call(e) {
-                Some(msg) => msg,
-                None => format!("ERR {}", lua_message(e)),
-            },
-            other => format!("ERR {other:?}"),
-        };
-        let from_call = matches!(&value, Value::Error(e) if failed_call(e).is_some());
-        let line = if from_call { call_line.get() } else { None };
-        let line = line.or(err_line.get()).unwrap_or(0);
-        Ok(Reply::Error(format!(
-            "{msg} script: {}, on {source}:{line}.",
-            target.label
-        )))
-    })
+        }
+        Value::Error(e) => match failed_call(e) {
+            Some(msg) => msg,
+            None => format!("ERR {}", lua_message(e)),
+        },
+        other => format!("ERR {other:?}"),
+    };
+    let from_call = matches!(&value, Value::Error(e) if failed_call(e).is_some());
+    let (call_line, err_line) = lua
+        .app_data_ref::<Watch>()
+        .map_or((None, None), |w| (w.call_line.get(), w.err_line.get()));
+    let line = if from_call { call_line } else { None };
+    let line = line.or(err_line).unwrap_or(0);
+    Ok(Reply::Error(format!(
+        "{msg} script: {}, on {source}:{line}.",
+        target.label
+    )))
 }
 
 /// The error `redis.call` raises for a command's error reply.
