@@ -204,6 +204,31 @@ fn run_unit(
     name: &str,
     body: &mut dyn FnMut(Env<'_>) -> Reply,
 ) -> Reply {
+    // A script not known to be quick runs telling the runtime it may block, so the
+    // connections queued on this worker move to another thread meanwhile (a task in
+    // tokio's LIFO slot would otherwise wait for the script to end); one whose last
+    // run was quick skips that hand-off, which costs more than such a script.
+    let started = std::time::Instant::now();
+    let reply = if s.scripts.is_quick(name) {
+        run_unit_here(s, sess, keys, read_only, name, body)
+    } else {
+        super::blocking(|| run_unit_here(s, sess, keys, read_only, name, body))
+    };
+    s.scripts.note_duration(name, started.elapsed() < QUICK);
+    reply
+}
+
+/// A run shorter than this marks its script quick.
+const QUICK: Duration = Duration::from_millis(1);
+
+fn run_unit_here(
+    s: &Shared,
+    sess: &mut Session,
+    keys: &[Bytes],
+    read_only: bool,
+    name: &str,
+    body: &mut dyn FnMut(Env<'_>) -> Reply,
+) -> Reply {
     let cfg = s.config.lock().scripting.clone();
     let caller_db = sess.db;
     let mut exclusive = s.scripts.is_exclusive(name);

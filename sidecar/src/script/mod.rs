@@ -100,6 +100,7 @@ pub struct Running {
 pub struct Scripts {
     cache: Mutex<HashMap<String, Arc<Script>>>,
     exclusive: Mutex<HashSet<String>>,
+    quick: Mutex<HashSet<String>>,
     running: Mutex<Vec<Arc<Running>>>,
     busy: AtomicUsize,
 }
@@ -138,7 +139,25 @@ impl Scripts {
     pub fn flush(&self) {
         self.cache.lock().clear();
         self.exclusive.lock().clear();
+        self.quick.lock().clear();
         vm::forget_all();
+    }
+
+    /// Whether the last run of `name` (a sha or a function) was quick.
+    pub fn is_quick(&self, name: &str) -> bool {
+        self.quick.lock().contains(name)
+    }
+
+    /// A run of `name` ended; `quick` says whether it was.
+    pub fn note_duration(&self, name: &str, quick: bool) {
+        let mut q = self.quick.lock();
+        if quick {
+            if q.len() < 100_000 && !q.contains(name) {
+                q.insert(name.to_string());
+            }
+        } else {
+            q.remove(name);
+        }
     }
 
     /// Whether `sha` touched undeclared keys before (it then runs holding every key).

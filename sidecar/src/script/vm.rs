@@ -92,16 +92,18 @@ struct Watch {
     handed_off: Cell<bool>,
 }
 
-/// A script running this long hands its worker thread's other connections to
-/// another thread (they would wait for it otherwise); short scripts never pay for it.
+/// A script that started as "quick" (run without telling the runtime it blocks) and
+/// runs this long tries to hand its worker's other connections to another thread.
 const HAND_OFF_AFTER: Duration = Duration::from_millis(5);
 
-/// Moves this worker's queued tasks to another thread, on the multi-threaded runtime.
+/// Offers this worker's queued tasks to another thread, on the multi-threaded
+/// runtime: the pause lets the thread tokio starts take them before this one would
+/// reclaim them (a no-op if this thread already gave them up).
 fn hand_off() {
     if let Ok(h) = tokio::runtime::Handle::try_current()
         && h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
     {
-        tokio::task::block_in_place(|| {});
+        tokio::task::block_in_place(|| std::thread::sleep(Duration::from_millis(2)));
     }
 }
 
