@@ -209,10 +209,11 @@ fn run_unit(
     // tokio's LIFO slot would otherwise wait for the script to end); one whose last
     // run was quick skips that hand-off, which costs more than such a script.
     let started = std::time::Instant::now();
+    let mut run = || run_unit_here(s, sess, keys, read_only, name, body);
     let reply = if s.scripts.is_quick(name) {
-        run_unit_here(s, sess, keys, read_only, name, body)
+        run()
     } else {
-        super::blocking(|| run_unit_here(s, sess, keys, read_only, name, body))
+        super::blocking(run)
     };
     s.scripts.note_duration(name, started.elapsed() < QUICK);
     reply
@@ -221,6 +222,7 @@ fn run_unit(
 /// A run shorter than this marks its script quick.
 const QUICK: Duration = Duration::from_millis(1);
 
+/// [`run_unit`] on this thread.
 fn run_unit_here(
     s: &Shared,
     sess: &mut Session,
