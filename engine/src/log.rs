@@ -514,7 +514,15 @@ impl Log {
                 len: old.len(),
             });
         }
-        let seg = self.create_segment(w.next_id)?;
+        let seg = match self.create_segment(w.next_id) {
+            Ok(seg) => seg,
+            Err(e) => {
+                // A full disk can strike here too: refuse writes (and retry) as for a
+                // failed write; what was appended is synced in the old segment.
+                self.poison_write(e.to_string());
+                return Err(Error::Poisoned(e.to_string()));
+            }
+        };
         w.next_id += 1;
         self.start_tail(&seg);
         w.active = seg;
@@ -538,10 +546,16 @@ impl Log {
             .open(&path, OpenMode::CreateNew)
             .map_err(|e| Error::io("create", &path, e))?;
         let header = file_header::encode(FileKind::Segment, id);
-        file.write_all_at(&header, 0)
+        if let Err(e) = file
+            .write_all_at(&header, 0)
             .and_then(|()| file.sync())
             .and_then(|()| storage.sync_dir(&self.dir))
-            .map_err(|e| Error::io("create", &path, e))?;
+        {
+            // Leave no half-made segment behind: the retry creates it again.
+            drop(file);
+            let _ = storage.remove(&path);
+            return Err(Error::io("create", &path, e));
+        }
         let seg = Arc::new(Segment::new(id, path, file, FILE_HEADER_LEN as u64));
         self.segments.write().insert(id, seg.clone());
         self.disk_bytes
