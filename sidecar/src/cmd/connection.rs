@@ -320,14 +320,9 @@ fn client_kill(s: &Shared, rest: &[Bytes]) -> CmdResult {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::control;
+    use super::super::testing::call;
     use super::*;
     use crate::state::testing::shared;
-
-    fn call(s: &Shared, sess: &mut Session, name: &str, a: &[&str]) -> Reply {
-        let argv: Vec<&str> = std::iter::once(name).chain(a.iter().copied()).collect();
-        control(s, sess, &argv)
-    }
 
     #[test]
     fn hello_auth_select_and_client() {

@@ -411,7 +411,7 @@ pub async fn run(
         return rejected(shared, index, busy());
     }
     if session.multi.is_some() && !transaction::runs_at_once(spec.name) {
-        return transaction::queue(session, argv);
+        return transaction::queue(session, index, argv);
     }
     let started = std::time::Instant::now();
     let rest = &argv[1..];
@@ -663,6 +663,12 @@ pub mod testing {
     /// EXEC, every check).
     pub async fn send(sh: &Arc<Shared>, sess: &mut Session, argv: &[&str]) -> Reply {
         super::run(sh, sess, &self::argv(argv), false).await
+    }
+
+    /// [`control`] with the command's name apart from its arguments.
+    pub fn call(sh: &Shared, sess: &mut Session, name: &str, args: &[&str]) -> Reply {
+        let argv: Vec<&str> = std::iter::once(name).chain(args.iter().copied()).collect();
+        control(sh, sess, &argv)
     }
 
     /// INFO, every section, from a session of its own.

@@ -308,14 +308,9 @@ pub fn slowlog(s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResul
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::control;
+    use super::super::testing::call;
     use super::*;
     use crate::state::testing::shared;
-
-    fn call(s: &Shared, sess: &mut Session, name: &str, a: &[&str]) -> Reply {
-        let argv: Vec<&str> = std::iter::once(name).chain(a.iter().copied()).collect();
-        control(s, sess, &argv)
-    }
 
     #[test]
     fn config_get_and_set_follow_the_settings() {

@@ -5,7 +5,7 @@
 
 use super::args::Args;
 use super::error::{CmdError, CmdResult};
-use super::{Run, Session, Spec, apply_data, lookup_indexed};
+use super::{COMMANDS, Run, Session, Spec, apply_data};
 use crate::keyspace::Keyspace;
 use crate::protocol::reply::Reply;
 use crate::state::Shared;
@@ -17,7 +17,8 @@ use std::sync::Arc;
 /// The commands queued since MULTI, and whether queueing one of them failed.
 #[derive(Debug, Default)]
 pub struct Multi {
-    queued: Vec<Vec<Bytes>>,
+    /// Each command's index in the table (looked up when queued) and its arguments.
+    queued: Vec<(usize, Vec<Bytes>)>,
     failed: bool,
 }
 
@@ -29,10 +30,11 @@ pub fn runs_at_once(name: &str) -> bool {
     )
 }
 
-/// Queues `argv` (already checked: a known command with a fitting arity).
-pub fn queue(session: &mut Session, argv: &[Bytes]) -> Reply {
+/// Queues `argv`, the command at `index` of the table (already checked: a fitting
+/// arity).
+pub fn queue(session: &mut Session, index: usize, argv: &[Bytes]) -> Reply {
     if let Some(m) = session.multi.as_mut() {
-        m.queued.push(argv.to_vec());
+        m.queued.push((index, argv.to_vec()));
     }
     Reply::Status("QUEUED")
 }
@@ -129,10 +131,7 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
     let steps: Vec<(usize, &'static Spec, &[Bytes])> = multi
         .queued
         .iter()
-        .filter_map(|argv| {
-            let (index, spec) = lookup_indexed(argv.first()?)?;
-            Some((index, spec, &argv[1..]))
-        })
+        .filter_map(|(index, argv)| Some((*index, COMMANDS.get(*index)?, argv.get(1..)?)))
         .collect();
     // Routed misses are fetched before the unit takes its stripes (handlers never
     // wait), for the database the transaction starts in.

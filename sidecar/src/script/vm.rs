@@ -23,6 +23,13 @@ const DISPATCH: &str = "caskade.dispatch";
 const HANDLER: &str = "caskade.handler";
 const BIND: &str = "caskade.bind";
 
+/// Runs a command through the running script's dispatcher: (true, reply) or
+/// (false, error text).
+fn dispatch(lua: &Lua, args: Variadic<Value>) -> mlua::Result<(bool, Value)> {
+    let d: Function = lua.named_registry_value(DISPATCH)?;
+    d.call(args)
+}
+
 /// A Lua string's text (or empty).
 fn text_of(v: &Value) -> String {
     match v {
@@ -154,8 +161,7 @@ fn new_vm(memory_limit: usize) -> mlua::Result<Lua> {
     redis.set(
         "call",
         lua.create_function(|lua, args: Variadic<Value>| {
-            let d: Function = lua.named_registry_value(DISPATCH)?;
-            let (ok, v): (bool, Value) = d.call(args)?;
+            let (ok, v) = dispatch(lua, args)?;
             if ok {
                 return Ok(v);
             }
@@ -169,8 +175,7 @@ fn new_vm(memory_limit: usize) -> mlua::Result<Lua> {
     redis.set(
         "pcall",
         lua.create_function(|lua, args: Variadic<Value>| {
-            let d: Function = lua.named_registry_value(DISPATCH)?;
-            let (ok, v): (bool, Value) = d.call(args)?;
+            let (ok, v) = dispatch(lua, args)?;
             if ok {
                 Ok(v)
             } else {
