@@ -360,15 +360,28 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
 
 /// [`lookup`] with the command's position in [`COMMANDS`].
 fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static Spec)> {
-    if name.len() > 16 {
+    const LONGEST: usize = 24;
+    if name.len() > LONGEST {
         return None;
     }
-    let lower = name.to_ascii_lowercase();
-    COMMANDS
-        .iter()
-        .enumerate()
-        .find(|(_, s)| s.name.as_bytes() == lower.as_slice())
+    let mut buf = [0u8; LONGEST];
+    let lower = &mut buf[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    let by_name = &*BY_NAME;
+    let at = by_name
+        .binary_search_by(|&i| COMMANDS[i].name.as_bytes().cmp(lower))
+        .ok()?;
+    let i = by_name[at];
+    Some((i, &COMMANDS[i]))
 }
+
+/// [`COMMANDS`]' positions in name order, for the lookup every command makes.
+static BY_NAME: std::sync::LazyLock<Vec<usize>> = std::sync::LazyLock::new(|| {
+    let mut v: Vec<usize> = (0..COMMANDS.len()).collect();
+    v.sort_by_key(|&i| COMMANDS[i].name);
+    v
+});
 
 /// Runs one command for a session: checks, parse, read-through prefetch (the one
 /// place a command waits), then the unit, and the command's counters.
@@ -624,6 +637,8 @@ mod tests {
             assert!(spec.through == matches!(spec.name, "get" | "mget" | "getex"));
             assert_eq!(spec.write, spec.flags.contains(&"write"), "{}", spec.name);
         }
+        assert!(lookup(b"getx").is_none() && lookup(b"").is_none());
+        assert!(lookup(&[b'g'; 100]).is_none());
     }
 }
 

@@ -131,8 +131,14 @@ impl Scripts {
 
     /// The cached script with this sha (any case).
     pub fn get(&self, sha: &[u8]) -> Option<Arc<Script>> {
-        let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
-        self.cache.lock().get(&sha).cloned()
+        let mut buf = [0u8; 40];
+        if sha.len() != buf.len() {
+            return None;
+        }
+        buf.copy_from_slice(sha);
+        buf.make_ascii_lowercase();
+        let sha = std::str::from_utf8(&buf).ok()?;
+        self.cache.lock().get(sha).cloned()
     }
 
     /// SCRIPT FLUSH.

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, RegistryKey, StdLib, Table, Value, Variadic};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,17 +18,110 @@ use std::time::Duration;
 /// Bumped by SCRIPT FLUSH: each thread's VM then forgets its compiled scripts.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
-/// Registry names: the running script's command dispatcher, the error handler, and
-/// the function that binds a library function's arguments.
-const DISPATCH: &str = "caskade.dispatch";
-const HANDLER: &str = "caskade.handler";
-const BIND: &str = "caskade.bind";
+/// The running script's command dispatcher: runs one command, errors as error replies.
+type Dispatcher<'a> = dyn FnMut(&[Bytes]) -> Reply + 'a;
 
-/// Runs a command through the running script's dispatcher: (true, reply) or
-/// (false, error text).
-fn dispatch(lua: &Lua, args: Variadic<Value>) -> mlua::Result<(bool, Value)> {
-    let d: Function = lua.named_registry_value(DISPATCH)?;
-    d.call(args)
+thread_local! {
+    /// This thread's running script's dispatcher, while [`Current`] is alive.
+    static CURRENT: Cell<Option<NonNull<Dispatcher<'static>>>> = const { Cell::new(None) };
+}
+
+/// Makes a dispatcher the one `redis.call` reaches on this thread, for the guard's
+/// life. A scoped Lua function per run would do the same safely, but creating and
+/// invalidating it, and calling through it, cost more than a small script itself.
+struct Current<'a> {
+    prev: Option<NonNull<Dispatcher<'static>>>,
+    _call: std::marker::PhantomData<&'a mut Dispatcher<'a>>,
+}
+
+impl<'a> Current<'a> {
+    #[allow(unsafe_code)] // The lifetime erasure (see SAFETY).
+    fn set(call: &'a mut Dispatcher<'a>) -> Current<'a> {
+        let ptr: NonNull<Dispatcher<'a>> = NonNull::from(call);
+        // SAFETY: only the lifetime is erased (same pointee type and vtable). The
+        // pointer is reachable only through this thread's CURRENT, which the guard
+        // restores when it drops, and the guard holds the `&'a mut` borrow, so the
+        // pointer is never used after the dispatcher's borrow ends.
+        let ptr: NonNull<Dispatcher<'static>> = unsafe { std::mem::transmute(ptr) };
+        Current {
+            prev: CURRENT.replace(Some(ptr)),
+            _call: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for Current<'_> {
+    fn drop(&mut self) {
+        CURRENT.set(self.prev);
+    }
+}
+
+/// Runs `args` through this thread's running dispatcher; `None` when no script runs
+/// (or the dispatcher is already in use further up this stack).
+#[allow(unsafe_code)] // The dispatcher's one use (see SAFETY).
+fn dispatch_current(args: &[Bytes]) -> Option<Reply> {
+    struct PutBack(NonNull<Dispatcher<'static>>);
+    impl Drop for PutBack {
+        fn drop(&mut self) {
+            CURRENT.set(Some(self.0));
+        }
+    }
+    let ptr = CURRENT.take()?;
+    let back = PutBack(ptr);
+    // SAFETY: the pointer came from a live `Current` guard (which outlives this call:
+    // it is further up this thread's stack, around the script's run), and it was
+    // taken out of CURRENT, so no other reference to the dispatcher exists until
+    // `back` puts it back after this call.
+    let call = unsafe { &mut *back.0.as_ptr() };
+    Some(call(args))
+}
+
+/// Registry names: the error handler and the function that runs a script or a
+/// library function (both made once per VM).
+const HANDLER: &str = "caskade.handler";
+const RUNNER: &str = "caskade.runner";
+
+/// Sets up one run in Lua (where it costs a fraction of the same through mlua's
+/// API): KEYS and ARGV from the arguments after `nkeys` (or given as two tables when
+/// `nkeys` is -1), the memory limit on, then the script (as the body, KEYS and ARGV
+/// globals) or the library function (called with the two tables) under xpcall.
+const RUNNER_CODE: &str = r#"
+local xpcall, rawset, G, arm = xpcall, rawset, _G, ...
+return function(handler, f, is_function, nkeys, ...)
+  local keys, argv
+  if nkeys < 0 then
+    keys, argv = ...
+  else
+    local all = {...}
+    keys, argv = {}, {}
+    for i = 1, nkeys do keys[i] = all[i] end
+    for i = nkeys + 1, #all do argv[i - nkeys] = all[i] end
+  end
+  if is_function then
+    arm()
+    return xpcall(function() return f(keys, argv) end, handler)
+  end
+  rawset(G, 'KEYS', keys)
+  rawset(G, 'ARGV', argv)
+  arm()
+  return xpcall(f, handler)
+end
+"#;
+
+/// Beyond this many keys and arguments, KEYS and ARGV are built as tables first
+/// (a call's arguments go on the Lua stack, which is limited).
+const MAX_STACK_ARGS: usize = 256;
+
+/// One `redis.call` / `redis.pcall`: the limit off while the command runs and its
+/// reply converts, then on again; (true, reply) or (false, error text).
+fn dispatch(lua: &Lua, args: &[Value]) -> mlua::Result<(bool, Value)> {
+    let (limit, resp3) = lua
+        .app_data_ref::<Watch>()
+        .map_or((Limit(0), false), |w| (w.limit, w.lua_resp.get() == 3));
+    Limit::off(lua);
+    let r = dispatch_command(lua, args, resp3);
+    limit.on(lua);
+    r
 }
 
 /// A Lua string's text (or empty).
@@ -76,6 +170,9 @@ struct Vm {
     /// The libraries' generation these callbacks were loaded at.
     fn_generation: Option<u64>,
     functions: HashMap<String, RegistryKey>,
+    /// [`RUNNER_CODE`] and the error handler, kept at hand.
+    runner: Function,
+    handler: Function,
 }
 
 thread_local! {
@@ -87,6 +184,8 @@ struct Watch {
     running: Arc<Running>,
     scripts: Arc<Scripts>,
     busy_after: Duration,
+    /// The run's memory limit.
+    limit: Limit,
     /// The protocol `redis.setresp` chose (2 or 3).
     lua_resp: Cell<u8>,
     /// Where the error handler found the user's frame.
@@ -114,7 +213,10 @@ fn hand_off() {
     }
 }
 
-fn new_vm(memory_limit: usize) -> mlua::Result<Lua> {
+/// A new Lua state with Redis' environment. With `memory_limit` it is limited from the
+/// start (a library's load-time state); a thread's VM is created unlimited and limited
+/// only while a script's own code runs (see [`Limit`]).
+fn new_vm(memory_limit: Option<usize>) -> mlua::Result<Lua> {
     let lua = Lua::new_with(
         StdLib::TABLE | StdLib::STRING | StdLib::MATH,
         LuaOptions::default(),
@@ -157,11 +259,11 @@ fn new_vm(memory_limit: usize) -> mlua::Result<Lua> {
     )?;
     // redis.call and redis.pcall are Rust (C) functions, as in Redis: a script's
     // `return redis.call(...)` keeps its frame, so errors can name the line. They
-    // reach the run's command dispatcher through the registry.
+    // reach the run's command dispatcher through [`CURRENT`].
     redis.set(
         "call",
         lua.create_function(|lua, args: Variadic<Value>| {
-            let (ok, v) = dispatch(lua, args)?;
+            let (ok, v) = dispatch(lua, &args)?;
             if ok {
                 return Ok(v);
             }
@@ -175,7 +277,7 @@ fn new_vm(memory_limit: usize) -> mlua::Result<Lua> {
     redis.set(
         "pcall",
         lua.create_function(|lua, args: Variadic<Value>| {
-            let (ok, v) = dispatch(lua, args)?;
+            let (ok, v) = dispatch(lua, &args)?;
             if ok {
                 Ok(v)
             } else {
@@ -206,14 +308,19 @@ fn new_vm(memory_limit: usize) -> mlua::Result<Lua> {
             Ok(e)
         })?,
     )?;
-    let bind: Function = lua
-        .load("return function(f, k, a) return function() return f(k, a) end end")
-        .set_name("=bind")
-        .eval()?;
-    lua.set_named_registry_value(BIND, bind)?;
+    let arm = lua.create_function(|lua, ()| {
+        if let Some(w) = lua.app_data_ref::<Watch>() {
+            w.limit.on(lua);
+        }
+        Ok(())
+    })?;
+    let runner: Function = lua.load(RUNNER_CODE).set_name("=runner").call(arm)?;
+    lua.set_named_registry_value(RUNNER, runner)?;
     g.raw_set("redis", redis)?;
     lua.load(PRELUDE).set_name("=prelude").exec()?;
-    lua.set_memory_limit(memory_limit)?;
+    if let Some(limit) = memory_limit {
+        lua.set_memory_limit(limit)?;
+    }
     lua.set_hook(HookTriggers::new().every_nth_instruction(1000), |lua, _| {
         if let Some(w) = lua.app_data_ref::<Watch>() {
             if w.running.kill.load(Ordering::Acquire) {
@@ -242,18 +349,23 @@ fn version_num(v: &str) -> i64 {
 }
 
 /// Runs `f` with this thread's VM, creating it (or clearing it after SCRIPT FLUSH).
-fn with_vm<R>(memory_limit: usize, f: impl FnOnce(&mut Vm) -> R) -> Result<R, String> {
+fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Result<R, String> {
     VM.with(|cell| {
         let mut slot = cell.borrow_mut();
         let generation = GENERATION.load(Ordering::Acquire);
         if slot.is_none() {
-            let lua = new_vm(memory_limit).map_err(|e| format!("ERR cannot start Lua: {e}"))?;
+            let failed = |e: mlua::Error| format!("ERR cannot start Lua: {e}");
+            let lua = new_vm(None).map_err(failed)?;
+            let runner = lua.named_registry_value(RUNNER).map_err(failed)?;
+            let handler = lua.named_registry_value(HANDLER).map_err(failed)?;
             *slot = Some(Vm {
                 lua,
                 generation,
                 compiled: HashMap::new(),
                 fn_generation: None,
                 functions: HashMap::new(),
+                runner,
+                handler,
             });
         }
         let vm = slot.as_mut().ok_or("ERR no Lua VM")?;
@@ -304,7 +416,7 @@ fn lua_message(e: &mlua::Error) -> String {
 
 /// Compiles `script` here, for EVAL and SCRIPT LOAD to refuse a syntax error up front.
 pub fn compile_check(script: &Script) -> Result<(), String> {
-    with_vm(64 << 20, |vm| compile(vm, script).map(|_| ()))?
+    with_vm(|vm| compile(vm, script).map(|_| ()))?
 }
 
 /// SCRIPT FLUSH: every VM forgets its compiled scripts before its next run.
@@ -394,7 +506,7 @@ fn library_chunk(code: &[u8]) -> Vec<u8> {
 pub fn register_library(code: &[u8]) -> Result<Vec<FunctionMeta>, String> {
     let failed =
         |e: mlua::Error| format!("ERR Error registering functions: ERR {}", lua_message(&e));
-    let lua = new_vm(64 << 20).map_err(|e| format!("ERR cannot start Lua: {e}"))?;
+    let lua = new_vm(Some(64 << 20)).map_err(|e| format!("ERR cannot start Lua: {e}"))?;
     let registered: RefCell<Vec<FunctionMeta>> = RefCell::new(Vec::new());
     let loaded = lua.scope(|scope| {
         let register = scope.create_function(|_, args: Variadic<Value>| {
@@ -555,20 +667,26 @@ fn execute<'t>(
         busy_after,
         memory_limit,
     } = env;
-    let outcome = with_vm(memory_limit, |vm| {
+    let outcome = with_vm(|vm| {
         let target = prepare(vm)?;
         let lua = &vm.lua;
         lua.set_app_data(Watch {
             running: running.clone(),
             scripts,
             busy_after,
+            limit: Limit(memory_limit),
             lua_resp: Cell::new(2),
             err_line: Cell::new(None),
             call_line: Cell::new(None),
             source: target.source,
             handed_off: Cell::new(false),
         });
-        let result = run_in(lua, target, keys, argv, call, &running);
+        let result = {
+            let _current = Current::set(call);
+            run_in(vm, target, keys, argv, &running)
+        };
+        let lua = &vm.lua;
+        Limit::off(lua);
         lua.remove_app_data::<Watch>();
         if lua.used_memory() > memory_limit / 2 {
             let _ = lua.gc_collect();
@@ -592,61 +710,60 @@ struct Target<'a> {
     function: bool,
 }
 
+/// The Lua state's memory limit, on only while the script's own code runs. mlua runs
+/// every API operation of a limited state as a protected call (a C closure allocated
+/// and called, about 1,500 instructions: most of what a small script cost), which
+/// our own conversions do not need: what they allocate is bounded by the command's
+/// data, not by the script. Lua code, where a loop can grow without bound, runs
+/// limited; each `redis.call` lifts the limit on entry and sets it again on return.
+#[derive(Clone, Copy)]
+struct Limit(usize);
+
+impl Limit {
+    fn on(self, lua: &Lua) {
+        let _ = lua.set_memory_limit(self.0);
+    }
+    fn off(lua: &Lua) {
+        let _ = lua.set_memory_limit(0);
+    }
+}
+
 fn run_in(
-    lua: &Lua,
+    vm: &Vm,
     target: Target<'_>,
     keys: &[Bytes],
     argv: &[Bytes],
-    call: &mut dyn FnMut(&[Bytes]) -> Reply,
     running: &Running,
 ) -> mlua::Result<Reply> {
-    let g = lua.globals();
-    let (keys_t, argv_t) = (strings_table(lua, keys)?, strings_table(lua, argv)?);
-    let f = if target.function {
-        // xpcall in Lua 5.1 passes no arguments: bind them in a closure.
-        let bind: Function = lua.named_registry_value(BIND)?;
-        bind.call((target.f.clone(), keys_t, argv_t))?
-    } else {
-        g.raw_set("KEYS", keys_t)?;
-        g.raw_set("ARGV", argv_t)?;
-        target.f.clone()
-    };
+    let lua = &vm.lua;
     let source = target.source;
     let resp3 = || {
         lua.app_data_ref::<Watch>()
             .is_some_and(|w| w.lua_resp.get() == 3)
     };
-    let result = lua.scope(|scope| {
-        // The one function made per run: the static redis.call / redis.pcall reach
-        // it through the registry. It answers (true, value) or (false, error text).
-        let dispatch = scope.create_function_mut(|lua, args: Variadic<Value>| {
-            let mut argv = Vec::with_capacity(args.len());
-            for a in args.iter() {
-                match a {
-                    Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
-                    Value::Integer(i) => argv.push(Bytes::from(i.to_string())),
-                    Value::Number(n) => argv.push(Bytes::from(lua_number_text(*n))),
-                    _ => {
-                        let e = "ERR Lua redis lib command arguments must be strings or integers";
-                        return Ok((false, Value::String(lua.create_string(e)?)));
-                    }
-                }
-            }
-            if argv.is_empty() {
-                let e = "ERR Please specify at least one argument for this redis lib call";
-                return Ok((false, Value::String(lua.create_string(e)?)));
-            }
-            match call(&argv) {
-                Reply::Error(e) => Ok((false, Value::String(lua.create_string(&e)?))),
-                r => Ok((true, to_lua(lua, r, resp3())?)),
-            }
-        })?;
-        lua.set_named_registry_value(DISPATCH, dispatch)?;
-        let handler: Function = lua.named_registry_value(HANDLER)?;
-        let xpcall: Function = g.raw_get("xpcall")?;
-        xpcall.call::<(bool, Value)>((f.clone(), handler))
-    });
-    lua.set_named_registry_value(DISPATCH, Value::Nil)?;
+    let result = if keys.len() + argv.len() <= MAX_STACK_ARGS {
+        let mut args = Vec::with_capacity(4 + keys.len() + argv.len());
+        args.push(Value::Function(vm.handler.clone()));
+        args.push(Value::Function(target.f.clone()));
+        args.push(Value::Boolean(target.function));
+        args.push(Value::Integer(keys.len() as i64));
+        for b in keys.iter().chain(argv) {
+            args.push(Value::String(lua.create_string(&b[..])?));
+        }
+        vm.runner
+            .call::<(bool, Value)>(mlua::MultiValue::from_vec(args))
+    } else {
+        let (keys_t, argv_t) = (strings_table(lua, keys)?, strings_table(lua, argv)?);
+        vm.runner.call::<(bool, Value)>((
+            vm.handler.clone(),
+            target.f.clone(),
+            target.function,
+            -1,
+            keys_t,
+            argv_t,
+        ))
+    };
+    Limit::off(lua);
     let (ok, value) = result?;
     if ok {
         // Converted by the protocol the script chose with redis.setresp (2 unless
@@ -686,6 +803,34 @@ fn run_in(
         "{msg} script: {}, on {source}:{line}.",
         target.label
     )))
+}
+
+/// One command from a script: its arguments as bytes, run by the running script's
+/// dispatcher; answers
+/// (true, the reply as Lua sees it) or (false, the error text).
+fn dispatch_command(lua: &Lua, args: &[Value], resp3: bool) -> mlua::Result<(bool, Value)> {
+    let mut argv = Vec::with_capacity(args.len());
+    for a in args {
+        match a {
+            Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
+            Value::Integer(i) => argv.push(Bytes::from(i.to_string())),
+            Value::Number(n) => argv.push(Bytes::from(lua_number_text(*n))),
+            _ => {
+                let e = "ERR Lua redis lib command arguments must be strings or integers";
+                return Ok((false, Value::String(lua.create_string(e)?)));
+            }
+        }
+    }
+    if argv.is_empty() {
+        let e = "ERR Please specify at least one argument for this redis lib call";
+        return Ok((false, Value::String(lua.create_string(e)?)));
+    }
+    let reply = dispatch_current(&argv)
+        .unwrap_or_else(|| Reply::err("ERR redis.call is only available while a script runs"));
+    match reply {
+        Reply::Error(e) => Ok((false, Value::String(lua.create_string(&e)?))),
+        r => Ok((true, to_lua(lua, r, resp3)?)),
+    }
 }
 
 /// The error `redis.call` raises for a command's error reply.
