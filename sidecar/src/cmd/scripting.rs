@@ -10,7 +10,7 @@ use super::error::{CmdError, CmdResult};
 use super::{KeySpec, Run, Session, apply_data, lookup_indexed};
 use crate::protocol::reply::Reply;
 use crate::script::vm::{self, Env};
-use crate::script::{Kill, Script};
+use crate::script::{Habits, Kill, Script};
 use crate::state::Shared;
 use crate::store::{KeyLocks, StripeGuard};
 use crate::unit::Holding;
@@ -156,7 +156,7 @@ fn run(s: &Shared, sess: &mut Session, a: &mut Args<'_>, by_sha: bool, ro: bool)
         sess,
         keys,
         read_only,
-        &script.sha,
+        &script.habits,
         &mut |env| vm::eval(&script, keys, argv, env),
     ))
 }
@@ -182,26 +182,26 @@ fn call_function(s: &Shared, sess: &mut Session, a: &mut Args<'_>, ro: bool) -> 
             "Can not execute a script with write flag using *_ro command.",
         ));
     }
-    let unit_name = format!("function:{name}");
+    let habits = s.scripts.function_habits(&name);
     Ok(run_unit(
         s,
         sess,
         keys,
         ro || meta.no_writes(),
-        &unit_name,
+        &habits,
         &mut |env| vm::fcall(&s.functions, &name, keys, argv, env),
     ))
 }
 
 /// Runs a script or function as one unit over its declared `keys`: locking, the
-/// undeclared-key rule (a rerun holding every stripe, remembered under `name`), the
+/// undeclared-key rule (a rerun holding every stripe, remembered in `habits`), the
 /// busy watchdog, and the caller's database restored afterwards.
 fn run_unit(
     s: &Shared,
     sess: &mut Session,
     keys: &[Bytes],
     read_only: bool,
-    name: &str,
+    habits: &Habits,
     body: &mut dyn FnMut(Env<'_>) -> Reply,
 ) -> Reply {
     // A script not known to be quick runs telling the runtime it may block, so the
@@ -209,13 +209,13 @@ fn run_unit(
     // tokio's LIFO slot would otherwise wait for the script to end); one whose last
     // run was quick skips that hand-off, which costs more than such a script.
     let started = std::time::Instant::now();
-    let mut run = || run_unit_here(s, sess, keys, read_only, name, body);
-    let reply = if s.scripts.is_quick(name) {
+    let mut run = || run_unit_here(s, sess, keys, read_only, habits, body);
+    let reply = if habits.is_quick() {
         run()
     } else {
         super::blocking(run)
     };
-    s.scripts.note_duration(name, started.elapsed() < QUICK);
+    habits.note_duration(started.elapsed() < QUICK);
     reply
 }
 
@@ -228,12 +228,12 @@ fn run_unit_here(
     sess: &mut Session,
     keys: &[Bytes],
     read_only: bool,
-    name: &str,
+    habits: &Habits,
     body: &mut dyn FnMut(Env<'_>) -> Reply,
 ) -> Reply {
     let cfg = s.config.lock().scripting.clone();
     let caller_db = sess.db;
-    let mut exclusive = s.scripts.is_exclusive(name);
+    let mut exclusive = habits.is_exclusive();
     loop {
         let in_unit = sess.holding.clone();
         let (_unit, held) = match &in_unit {
@@ -296,7 +296,7 @@ fn run_unit_here(
         // SELECT inside a script does not change the caller's database (Redis 7).
         sess.db = caller_db;
         if call.restart {
-            s.scripts.mark_exclusive(name);
+            habits.mark_exclusive();
             exclusive = true;
             continue;
         }

@@ -8,10 +8,11 @@ pub mod vm;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 /// A script's flags (`#!lua flags=...`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -22,9 +23,47 @@ pub struct Flags {
     pub shebang: bool,
 }
 
+/// What earlier runs of a script or function showed, which decides how the next
+/// one runs.
+#[derive(Debug, Default)]
+pub struct Habits {
+    /// Its last run was quick (it runs without handing its worker's other
+    /// connections to another thread first).
+    quick: AtomicBool,
+    /// It touched keys it did not declare (it runs holding every key).
+    exclusive: AtomicBool,
+}
+
+impl Habits {
+    /// Whether the last run was quick.
+    pub fn is_quick(&self) -> bool {
+        self.quick.load(Ordering::Relaxed)
+    }
+
+    /// A run ended; `quick` says whether it was.
+    pub fn note_duration(&self, quick: bool) {
+        self.quick.store(quick, Ordering::Relaxed);
+    }
+
+    /// Whether it touched undeclared keys before.
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive.load(Ordering::Relaxed)
+    }
+
+    /// It touched an undeclared key.
+    pub fn mark_exclusive(&self) {
+        self.exclusive.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Gives each [`Script`] its own number (the key of its compiled form in each VM).
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// A script, compiled per VM on first use.
 #[derive(Debug)]
 pub struct Script {
+    /// This script object's number, unique in the process.
+    pub id: u64,
     /// Lower-case hex SHA1 of the body.
     pub sha: String,
     /// The body as Lua sees it (a shebang line turned into a comment, so line numbers
@@ -32,6 +71,8 @@ pub struct Script {
     pub code: Bytes,
     /// Its flags.
     pub flags: Flags,
+    /// What its runs showed.
+    pub habits: Habits,
 }
 
 /// Lower-case hex SHA1 (`redis.sha1hex`, script names).
@@ -45,9 +86,11 @@ impl Script {
         let sha = sha1_hex(body);
         if !body.starts_with(b"#!") {
             return Ok(Script {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
                 sha,
                 code: body.clone(),
                 flags: Flags::default(),
+                habits: Habits::default(),
             });
         }
         let end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
@@ -75,9 +118,11 @@ impl Script {
         let mut code = b"--".to_vec();
         code.extend_from_slice(body);
         Ok(Script {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             sha,
             code: code.into(),
             flags,
+            habits: Habits::default(),
         })
     }
 }
@@ -98,9 +143,9 @@ pub struct Running {
 /// The script cache and the scripts running now.
 #[derive(Default)]
 pub struct Scripts {
-    cache: Mutex<HashMap<String, Arc<Script>>>,
-    exclusive: Mutex<HashSet<String>>,
-    quick: Mutex<HashSet<String>>,
+    cache: Mutex<HashMap<String, Arc<Script>, Xxh3DefaultBuilder>>,
+    /// Functions' habits, by name.
+    functions: Mutex<HashMap<String, Arc<Habits>>>,
     running: Mutex<Vec<Arc<Running>>>,
     busy: AtomicUsize,
 }
@@ -144,36 +189,19 @@ impl Scripts {
     /// SCRIPT FLUSH.
     pub fn flush(&self) {
         self.cache.lock().clear();
-        self.exclusive.lock().clear();
-        self.quick.lock().clear();
+        self.functions.lock().clear();
         vm::forget_all();
     }
 
-    /// Whether the last run of `name` (a sha or a function) was quick.
-    pub fn is_quick(&self, name: &str) -> bool {
-        self.quick.lock().contains(name)
-    }
-
-    /// A run of `name` ended; `quick` says whether it was.
-    pub fn note_duration(&self, name: &str, quick: bool) {
-        let mut q = self.quick.lock();
-        if quick {
-            if q.len() < 100_000 && !q.contains(name) {
-                q.insert(name.to_string());
-            }
-        } else {
-            q.remove(name);
+    /// The habits of function `name`.
+    pub fn function_habits(&self, name: &str) -> Arc<Habits> {
+        let mut f = self.functions.lock();
+        if let Some(h) = f.get(name) {
+            return h.clone();
         }
-    }
-
-    /// Whether `sha` touched undeclared keys before (it then runs holding every key).
-    pub fn is_exclusive(&self, sha: &str) -> bool {
-        self.exclusive.lock().contains(sha)
-    }
-
-    /// `sha` touched an undeclared key.
-    pub fn mark_exclusive(&self, sha: &str) {
-        self.exclusive.lock().insert(sha.to_string());
+        let h = Arc::new(Habits::default());
+        f.insert(name.to_string(), h.clone());
+        h
     }
 
     /// A script starts; it is tracked until the guard drops.

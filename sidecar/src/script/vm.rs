@@ -14,6 +14,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 /// Bumped by SCRIPT FLUSH: each thread's VM then forgets its compiled scripts.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -86,10 +87,17 @@ const RUNNER: &str = "caskade.runner";
 /// `nkeys` is -1), the memory limit on, then the script (as the body, KEYS and ARGV
 /// globals) or the library function (called with the two tables) under xpcall.
 const RUNNER_CODE: &str = r#"
-local xpcall, rawset, G, arm = xpcall, rawset, _G, ...
+local xpcall, rawset, select, G, arm = xpcall, rawset, select, _G, ...
 return function(handler, f, is_function, nkeys, ...)
   local keys, argv
-  if nkeys < 0 then
+  if nkeys == 0 then
+    keys, argv = {}, {...}
+  elseif nkeys == 1 then
+    keys, argv = {(...)}, {select(2, ...)}
+  elseif nkeys == 2 then
+    local k1, k2 = ...
+    keys, argv = {k1, k2}, {select(3, ...)}
+  elseif nkeys < 0 then
     keys, argv = ...
   else
     local all = {...}
@@ -166,7 +174,8 @@ setmetatable(_G, {
 struct Vm {
     lua: Lua,
     generation: u64,
-    compiled: HashMap<String, RegistryKey>,
+    /// Compiled scripts by [`Script::id`].
+    compiled: HashMap<u64, RegistryKey, Xxh3DefaultBuilder>,
     /// The libraries' generation these callbacks were loaded at.
     fn_generation: Option<u64>,
     functions: HashMap<String, RegistryKey>,
@@ -321,6 +330,12 @@ fn new_vm(memory_limit: Option<usize>) -> mlua::Result<Lua> {
     if let Some(limit) = memory_limit {
         lua.set_memory_limit(limit)?;
     }
+    // A cycle when the heap reaches 4x what the last one left live (Lua's default is
+    // 2x): a small script's garbage is then collected a third as often, while a
+    // script holding a quarter of the memory limit live still fits its garbage.
+    lua.load("collectgarbage('setpause', 400)")
+        .set_name("=prelude")
+        .exec()?;
     lua.set_hook(HookTriggers::new().every_nth_instruction(1000), |lua, _| {
         if let Some(w) = lua.app_data_ref::<Watch>() {
             if w.running.kill.load(Ordering::Acquire) {
@@ -361,7 +376,7 @@ fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Result<R, String> {
             *slot = Some(Vm {
                 lua,
                 generation,
-                compiled: HashMap::new(),
+                compiled: HashMap::default(),
                 fn_generation: None,
                 functions: HashMap::new(),
                 runner,
@@ -378,7 +393,7 @@ fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Result<R, String> {
 }
 
 fn compile(vm: &mut Vm, script: &Script) -> Result<Function, String> {
-    if let Some(key) = vm.compiled.get(&script.sha) {
+    if let Some(key) = vm.compiled.get(&script.id) {
         return vm.lua.registry_value(key).map_err(|e| e.to_string());
     }
     let f = vm
@@ -396,7 +411,7 @@ fn compile(vm: &mut Vm, script: &Script) -> Result<Function, String> {
         .lua
         .create_registry_value(f.clone())
         .map_err(|e| e.to_string())?;
-    vm.compiled.insert(script.sha.clone(), key);
+    vm.compiled.insert(script.id, key);
     Ok(f)
 }
 
