@@ -160,6 +160,21 @@ redis.breakpoint = function() return false end
 redis.debug = function() end
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_SLAVE, redis.REPL_REPLICA, redis.REPL_ALL = 0, 1, 2, 2, 3
+-- What scripts see of errors, as in Redis: an xpcall handler gets a failed
+-- redis.call as a table {err = message}, pcall returns an error table's message
+-- as a string. `plain` turns the userdata mlua raises for a Rust function's error
+-- into that table (a failed command) or the message.
+local plain, raw_pcall, raw_xpcall, type = ...
+local function caught(ok, ...)
+  if ok then return ok, ... end
+  local e = plain((...))
+  if type(e) == 'table' and type(e.err) == 'string' then return false, e.err end
+  return false, e
+end
+pcall = function(f, ...) return caught(raw_pcall(f, ...)) end
+xpcall = function(f, h)
+  return raw_xpcall(f, function(e) return h(plain(e)) end)
+end
 local allowed_nil = { loadstring = true }
 setmetatable(_G, {
   __index = function(_, k)
@@ -326,7 +341,23 @@ fn new_vm(memory_limit: Option<usize>) -> mlua::Result<Lua> {
     let runner: Function = lua.load(RUNNER_CODE).set_name("=runner").call(arm)?;
     lua.set_named_registry_value(RUNNER, runner)?;
     g.raw_set("redis", redis)?;
-    lua.load(PRELUDE).set_name("=prelude").exec()?;
+    let plain = lua.create_function(|lua, e: Value| match &e {
+        Value::Error(err) => match failed_call(err) {
+            Some(text) => {
+                let t = lua.create_table()?;
+                t.raw_set("err", text)?;
+                t.raw_set("ignore_error_stats_update", true)?;
+                Ok(Value::Table(t))
+            }
+            None => Ok(Value::String(lua.create_string(lua_message(err))?)),
+        },
+        _ => Ok(e),
+    })?;
+    let (pcall, xpcall): (Value, Value) = (g.raw_get("pcall")?, g.raw_get("xpcall")?);
+    let type_fn: Value = g.raw_get("type")?;
+    lua.load(PRELUDE)
+        .set_name("=prelude")
+        .call::<()>((plain, pcall, xpcall, type_fn))?;
     if let Some(limit) = memory_limit {
         lua.set_memory_limit(limit)?;
     }
