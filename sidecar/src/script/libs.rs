@@ -1,68 +1,94 @@
 //! The libraries Redis gives scripts besides `redis`: `bit` (LuaBitOp: 32-bit
-//! operations) and `cjson` (encode and decode JSON).
+//! operations) and `cjson` (encode and decode JSON) here, `cmsgpack` and `struct` in
+//! their own modules; and the error text Lua's C libraries give a bad argument.
 
 use mlua::{LightUserData, Lua, Table, Value, Variadic};
 
-/// Installs `bit` and `cjson` as globals.
+/// Installs `bit`, `cjson`, `cmsgpack` and `struct` as globals.
 pub fn install(lua: &Lua) -> mlua::Result<()> {
     let g = lua.globals();
     g.raw_set("bit", bit(lua)?)?;
     g.raw_set("cjson", cjson(lua)?)?;
+    g.raw_set("cmsgpack", super::msgpack::table(lua)?)?;
+    g.raw_set("struct", super::structlib::table(lua)?)?;
     Ok(())
 }
 
-/// A Lua number as LuaBitOp reads it: modulo 2^32, as a signed 32-bit integer.
-fn tobit(v: &Value) -> mlua::Result<i32> {
-    let n = match v {
-        Value::Integer(i) => *i as f64,
-        Value::Number(n) => *n,
-        Value::String(s) => String::from_utf8_lossy(&s.as_bytes())
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| mlua::Error::runtime("bad argument (number expected)"))?,
-        _ => {
-            return Err(mlua::Error::runtime(
-                "bad argument (number expected, got no value)",
-            ));
+/// `luaL_argerror`'s text: argument `n` of function `name` is wrong.
+pub fn arg_error(n: usize, name: &str, msg: &str) -> mlua::Error {
+    mlua::Error::runtime(format!("bad argument #{n} to '{name}' ({msg})"))
+}
+
+/// Argument `n` of bit function `name` as LuaBitOp reads it: modulo 2^32, as a
+/// signed 32-bit integer.
+fn tobit(v: Option<&Value>, n: usize, name: &str) -> mlua::Result<i32> {
+    let x = match v {
+        Some(Value::Integer(i)) => *i as f64,
+        Some(Value::Number(x)) => *x,
+        Some(Value::String(s)) => std::str::from_utf8(&s.as_bytes())
+            .ok()
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .ok_or_else(|| arg_error(n, name, "number expected, got string"))?,
+        Some(other) => {
+            let msg = format!("number expected, got {}", other.type_name());
+            return Err(arg_error(n, name, &msg));
         }
+        None => return Err(arg_error(n, name, "number expected, got no value")),
     };
-    Ok((n.rem_euclid(4_294_967_296.0) as u64 as u32) as i32)
+    Ok((x.rem_euclid(4_294_967_296.0) as u64 as u32) as i32)
 }
 
 fn bit(lua: &Lua) -> mlua::Result<Table> {
     let t = lua.create_table()?;
-    let fold = |lua: &Lua, f: fn(i32, i32) -> i32| {
+    let fold = |lua: &Lua, name: &'static str, f: fn(i32, i32) -> i32| {
         lua.create_function(move |_, args: Variadic<Value>| {
-            let mut it = args.iter();
-            let first = tobit(it.next().unwrap_or(&Value::Nil))?;
-            it.try_fold(first, |acc, v| Ok(f(acc, tobit(v)?)))
+            let first = tobit(args.first(), 1, name)?;
+            args.iter()
+                .enumerate()
+                .skip(1)
+                .try_fold(first, |acc, (i, v)| {
+                    Ok(f(acc, tobit(Some(v), i + 1, name)?))
+                })
         })
     };
-    t.raw_set("band", fold(lua, |a, b| a & b)?)?;
-    t.raw_set("bor", fold(lua, |a, b| a | b)?)?;
-    t.raw_set("bxor", fold(lua, |a, b| a ^ b)?)?;
-    t.raw_set("tobit", lua.create_function(|_, v: Value| tobit(&v))?)?;
-    t.raw_set("bnot", lua.create_function(|_, v: Value| Ok(!tobit(&v)?))?)?;
+    t.raw_set("band", fold(lua, "band", |a, b| a & b)?)?;
+    t.raw_set("bor", fold(lua, "bor", |a, b| a | b)?)?;
+    t.raw_set("bxor", fold(lua, "bxor", |a, b| a ^ b)?)?;
+    let unary = |lua: &Lua, name: &'static str, f: fn(i32) -> i32| {
+        lua.create_function(move |_, v: Option<Value>| Ok(f(tobit(v.as_ref(), 1, name)?)))
+    };
+    t.raw_set("tobit", unary(lua, "tobit", |x| x)?)?;
+    t.raw_set("bnot", unary(lua, "bnot", |x| !x)?)?;
+    t.raw_set("bswap", unary(lua, "bswap", i32::swap_bytes)?)?;
+    let shift = |lua: &Lua, name: &'static str, f: fn(i32, u32) -> i32| {
+        lua.create_function(move |_, (v, n): (Option<Value>, Option<Value>)| {
+            let x = tobit(v.as_ref(), 1, name)?;
+            Ok(f(x, (tobit(n.as_ref(), 2, name)? & 31) as u32))
+        })
+    };
     t.raw_set(
-        "bswap",
-        lua.create_function(|_, v: Value| Ok(tobit(&v)?.swap_bytes()))?,
+        "lshift",
+        shift(lua, "lshift", |a, n| ((a as u32) << n) as i32)?,
     )?;
-    let shift = |lua: &Lua, f: fn(i32, u32) -> i32| {
-        lua.create_function(move |_, (v, n): (Value, Value)| {
-            Ok(f(tobit(&v)?, (tobit(&n)? & 31) as u32))
-        })
-    };
-    t.raw_set("lshift", shift(lua, |a, n| ((a as u32) << n) as i32)?)?;
-    t.raw_set("rshift", shift(lua, |a, n| ((a as u32) >> n) as i32)?)?;
-    t.raw_set("arshift", shift(lua, |a, n| a >> n)?)?;
-    t.raw_set("rol", shift(lua, |a, n| (a as u32).rotate_left(n) as i32)?)?;
-    t.raw_set("ror", shift(lua, |a, n| (a as u32).rotate_right(n) as i32)?)?;
+    t.raw_set(
+        "rshift",
+        shift(lua, "rshift", |a, n| ((a as u32) >> n) as i32)?,
+    )?;
+    t.raw_set("arshift", shift(lua, "arshift", |a, n| a >> n)?)?;
+    t.raw_set(
+        "rol",
+        shift(lua, "rol", |a, n| (a as u32).rotate_left(n) as i32)?,
+    )?;
+    t.raw_set(
+        "ror",
+        shift(lua, "ror", |a, n| (a as u32).rotate_right(n) as i32)?,
+    )?;
     t.raw_set(
         "tohex",
-        lua.create_function(|_, (v, n): (Value, Option<Value>)| {
-            let x = tobit(&v)? as u32;
+        lua.create_function(|_, (v, n): (Option<Value>, Option<Value>)| {
+            let x = tobit(v.as_ref(), 1, "tohex")? as u32;
             let n = match n {
-                Some(n) => tobit(&n)?,
+                Some(n) => tobit(Some(&n), 2, "tohex")?,
                 None => 8,
             };
             let digits = n.unsigned_abs().min(8) as usize;

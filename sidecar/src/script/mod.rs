@@ -4,6 +4,8 @@
 
 pub mod functions;
 mod libs;
+mod msgpack;
+mod structlib;
 pub mod vm;
 
 use bytes::Bytes;

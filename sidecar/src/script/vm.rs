@@ -315,7 +315,11 @@ fn new_vm(memory_limit: Option<usize>) -> mlua::Result<Lua> {
             let resp = match v {
                 Value::Integer(n @ (2 | 3)) => n as u8,
                 Value::Number(n) if n == 2.0 || n == 3.0 => n as u8,
-                _ => return Err(mlua::Error::runtime("RESP version must be 2 or 3.")),
+                // Raised as Redis' own functions raise, without a position.
+                _ => {
+                    let e = CallFailed("ERR RESP version must be 2 or 3.".into());
+                    return Err(mlua::Error::external(e));
+                }
             };
             if let Some(w) = lua.app_data_ref::<Watch>() {
                 w.lua_resp.set(resp);
@@ -818,6 +822,14 @@ fn run_in(
         return Ok(to_reply(&value, resp3()));
     }
     let killed = running.kill.load(Ordering::Acquire);
+    let from_call = matches!(&value, Value::Error(e) if failed_call(e).is_some());
+    let (call_line, err_line) = lua
+        .app_data_ref::<Watch>()
+        .map_or((None, None), |w| (w.call_line.get(), w.err_line.get()));
+    let line = if from_call { call_line } else { None };
+    let line = line.or(err_line).unwrap_or(0);
+    const MEMORY: &str =
+        "ERR the script reached the Lua memory limit (scripting.memory_limit_bytes)";
     let msg = match &value {
         _ if killed => "ERR Script killed by user with SCRIPT KILL...".to_string(),
         Value::Table(t) => match t.raw_get::<Value>("err")? {
@@ -827,24 +839,23 @@ fn run_in(
         Value::String(s) => {
             let m = String::from_utf8_lossy(&s.as_bytes()).into_owned();
             if m.contains("not enough memory") {
-                "ERR the script reached the Lua memory limit (scripting.memory_limit_bytes)"
-                    .to_string()
+                MEMORY.to_string()
             } else {
                 format!("ERR {m}")
             }
         }
         Value::Error(e) => match failed_call(e) {
             Some(msg) => msg,
-            None => format!("ERR {}", lua_message(e)),
+            None if is_memory_error(e) => MEMORY.to_string(),
+            // A library function's error, placed as Lua's luaL_error places one.
+            None => format!(
+                "ERR {}:{line}: {}",
+                source.trim_start_matches('@'),
+                lua_message(e)
+            ),
         },
         other => format!("ERR {other:?}"),
     };
-    let from_call = matches!(&value, Value::Error(e) if failed_call(e).is_some());
-    let (call_line, err_line) = lua
-        .app_data_ref::<Watch>()
-        .map_or((None, None), |w| (w.call_line.get(), w.err_line.get()));
-    let line = if from_call { call_line } else { None };
-    let line = line.or(err_line).unwrap_or(0);
     Ok(Reply::Error(format!(
         "{msg} script: {}, on {source}:{line}.",
         target.label
@@ -876,6 +887,17 @@ fn dispatch_command(lua: &Lua, args: &[Value], resp3: bool) -> mlua::Result<(boo
     match reply {
         Reply::Error(e) => Ok((false, Value::String(lua.create_string(&e)?))),
         r => Ok((true, to_lua(lua, r, resp3)?)),
+    }
+}
+
+/// Whether `e` is Lua running out of its memory limit.
+fn is_memory_error(e: &mlua::Error) -> bool {
+    match e {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => {
+            is_memory_error(cause)
+        }
+        _ => false,
     }
 }
 
