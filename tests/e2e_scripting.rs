@@ -120,3 +120,42 @@ fn function_libraries_survive_a_restart() {
         "ERR Function not found"
     ));
 }
+
+#[test]
+fn monitor_shows_every_client_command_and_a_script_s_commands() {
+    let s = Server::start(&[]);
+    let mut watcher = Conn::connect(s.port);
+    assert_eq!(watcher.cmd("MONITOR"), Value::Status("OK".into()));
+    let mut c = Conn::connect(s.port);
+    assert_eq!(c.cmd("SET mk \"a b\""), Value::Status("OK".into()));
+    assert_eq!(
+        c.cmd("EVAL \"return redis.call('incr', KEYS[1])\" 1 mn"),
+        Value::Int(1)
+    );
+    assert_eq!(c.cmd("AUTH secret"), c.cmd("AUTH secret"));
+    let mut lines = Vec::new();
+    while lines.len() < 5 {
+        match watcher.read() {
+            Value::Status(l) => lines.push(l),
+            other => panic!("not a monitor line: {other:?}"),
+        }
+    }
+    let shown: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_once("] ").map_or("", |(_, args)| args))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "\"SET\" \"mk\" \"a b\"",
+            "\"incr\" \"mn\"",
+            "\"EVAL\" \"return redis.call('incr', KEYS[1])\" \"1\" \"mn\"",
+            "\"AUTH\" \"(redacted)\"",
+            "\"AUTH\" \"(redacted)\"",
+        ]
+    );
+    assert!(lines[1].contains(" [0 lua] "), "{}", lines[1]);
+    assert!(lines[0].contains(" [0 127.0.0.1:"), "{}", lines[0]);
+    // The monitoring connection still answers its own commands.
+    assert_eq!(watcher.cmd("PING"), Value::Status("PONG".into()));
+}

@@ -54,10 +54,17 @@ where
             inbuf.reserve(chunk);
         }
         let offered = inbuf.capacity() - inbuf.len();
+        let monitor = session.monitor.as_mut();
         let read = async {
             tokio::select! {
                 r = stream.read_buf(&mut inbuf) => Some(r),
                 () = client.wake.notified() => None,
+                line = next_line(monitor) => {
+                    if let Some(line) = line {
+                        out.extend_from_slice(&line);
+                    }
+                    None
+                }
             }
         };
         let got = if idle > 0 {
@@ -75,7 +82,21 @@ where
             Some(Ok(0)) | Some(Err(_)) => break,
             Some(Ok(n)) if n == offered => chunk = (chunk * 2).min(READ_CHUNK),
             Some(Ok(_)) => {}
-            None => continue,
+            None => {
+                // Woken, or a MONITOR line to pass on (with any others queued).
+                if let Some(m) = session.monitor.as_mut() {
+                    while let Ok(line) = m.rx.try_recv() {
+                        out.extend_from_slice(&line);
+                    }
+                }
+                if !out.is_empty() {
+                    if stream.write_all(&out).await.is_err() {
+                        break;
+                    }
+                    out.clear();
+                }
+                continue;
+            }
         }
         // Noted once per batch, before any of its writes (see `settle`).
         let generation = shared.store.engine.write_generation();
@@ -135,6 +156,21 @@ where
     let _ = stream.shutdown().await;
     session.watching.clear(&shared.watches);
     shared.unregister(id);
+}
+
+/// The next MONITOR line for this connection; never, when it does not monitor (a
+/// monitor that fell behind skips what it missed).
+async fn next_line(monitor: Option<&mut crate::monitor::Feed>) -> Option<bytes::Bytes> {
+    let Some(m) = monitor else {
+        return std::future::pending().await;
+    };
+    loop {
+        match m.rx.recv().await {
+            Ok(line) => return Some(line),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+        }
+    }
 }
 
 /// This connection's share of the server's buffer bytes, kept current after each

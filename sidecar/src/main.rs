@@ -14,6 +14,7 @@ mod fuzz_tests;
 mod glob;
 mod keyspace;
 mod metrics;
+mod monitor;
 mod origin;
 mod plugins;
 mod protocol;

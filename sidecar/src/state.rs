@@ -123,6 +123,8 @@ pub struct Shared {
     pub watches: crate::watch::Watches,
     /// The script cache and the scripts running now.
     pub scripts: Arc<crate::script::Scripts>,
+    /// The clients in MONITOR mode.
+    pub monitors: crate::monitor::Monitors,
     /// Notified by SHUTDOWN: the server drains and stops as on SIGTERM.
     pub shutdown: tokio::sync::Notify,
     /// INFO commandstats and errorstats.
@@ -162,6 +164,7 @@ impl Shared {
             read_through,
             watches: crate::watch::Watches::default(),
             scripts: Arc::default(),
+            monitors: crate::monitor::Monitors::default(),
             shutdown: tokio::sync::Notify::new(),
             cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::COMMANDS.len()),
             functions,

@@ -32,6 +32,8 @@ pub struct Session {
     pub watching: crate::watch::Watching,
     /// While EXEC runs its commands: the stripes it holds (a script inside takes none).
     pub holding: Option<crate::unit::Holding>,
+    /// After MONITOR: the commands the server runs, to be sent to this client.
+    pub monitor: Option<crate::monitor::Feed>,
 }
 
 impl Session {
@@ -47,6 +49,7 @@ impl Session {
             multi: None,
             watching: crate::watch::Watching::default(),
             holding: None,
+            monitor: None,
         }
     }
 }

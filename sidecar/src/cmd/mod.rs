@@ -329,6 +329,12 @@ pub static COMMANDS: &[Spec] = &[
         server::bgsave
     ),
     ctl!("wait", 3, &["noscript"], server::wait),
+    ctl!(
+        "monitor",
+        1,
+        &["admin", "noscript", "loading", "stale"],
+        server::monitor
+    ),
     // scripting
     script!("eval", scripting::eval),
     script!("evalsha", scripting::evalsha),
@@ -459,6 +465,11 @@ pub async fn run(
             }
         },
     };
+    // Shown after it ran, as Redis 7 does; administrative commands are not shown.
+    if shared.monitors.active() && !spec.flags.contains(&"admin") && spec.name != "monitor" {
+        let addr = session.client.info.lock().addr.clone();
+        shared.monitors.feed(session.db, &addr, argv);
+    }
     shared
         .stats
         .commands

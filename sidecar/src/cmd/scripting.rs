@@ -333,6 +333,9 @@ fn script_command(call: &mut Call<'_>, sess: &mut Session, argv: &[Bytes]) -> Re
             }
         }
     }
+    if call.shared.monitors.active() {
+        call.shared.monitors.feed(sess.db, "lua", argv);
+    }
     let mut args = Args::new(spec.name, rest);
     match spec.run {
         Run::Control(f) => f(call.shared, sess, &mut args).unwrap_or_else(Reply::from),

@@ -194,6 +194,14 @@ pub fn save(s: &Shared, _sess: &mut Session, _a: &mut Args<'_>) -> CmdResult {
     Ok(Reply::OK)
 }
 
+/// MONITOR: from now on this connection is also sent every command the server runs.
+pub fn monitor(s: &Shared, sess: &mut Session, _a: &mut Args<'_>) -> CmdResult {
+    if sess.monitor.is_none() {
+        sess.monitor = Some(s.monitors.subscribe());
+    }
+    Ok(Reply::OK)
+}
+
 /// BGSAVE [SCHEDULE]: a sync, as SAVE.
 pub fn bgsave(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
     if let Some(w) = a.next_opt()
