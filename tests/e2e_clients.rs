@@ -1,6 +1,7 @@
 //! End-to-end with the clients people actually use: `redis-cli` (plain, `-3` for
-//! RESP3, `--pipe` mass insert, `--scan`) and Python's `redis` package over RESP2 and
-//! RESP3. `tests/run.sh` installs both; a missing one fails the test with the reason.
+//! RESP3, `--pipe` mass insert, `--scan`), Python's `redis` package over RESP2 and
+//! RESP3, and Node.js' ioredis and node-redis. `tests/run.sh` installs them; a missing
+//! one fails the test with the reason.
 
 mod common;
 
@@ -99,6 +100,25 @@ fn python_redis_over_resp2_and_resp3() {
     assert!(
         out.status.success(),
         "python redis checks failed (run tests/run.sh to install the redis package):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// ioredis (multi, WATCH, defineCommand) and node-redis (multi, eval, concurrent
+/// transactions): tests/node/e2e.js.
+#[test]
+fn node_ioredis_and_node_redis() {
+    let s = Server::start(&[]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/node/e2e.js");
+    let out = Command::new("node")
+        .arg(script)
+        .arg(s.port.to_string())
+        .output()
+        .expect("node is missing (run tests/run.sh to install it)");
+    assert!(
+        out.status.success(),
+        "Node.js client checks failed (run tests/run.sh to install tests/node's packages):\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -2,7 +2,8 @@
 # The whole test suite. Installs what the end-to-end tests need when it is missing
 # (redis-cli and redis-server from Debian; Python's redis, helm-python-sdk and
 # kubernetes-validate), builds the example WebAssembly plugins (plugins/build.sh
-# installs Debian's Rust to build std for wasm32 if no rustup wasm32 target is there),
+# installs Debian's Rust to build std for wasm32 if no rustup wasm32 target is there;
+# Node.js's ioredis and node-redis from tests/node),
 # then runs every crate's tests. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,17 @@ if ! python3 -c 'import helm_python, kubernetes_validate' >/dev/null 2>&1; then
   echo "== installing helm-python-sdk and kubernetes-validate"
   python3 -m pip install --quiet --disable-pip-version-check \
     helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
+fi
+
+# Node.js clients (ioredis, node-redis) for the client tests, from tests/node's lock file.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "== installing Node.js and npm (Debian's)"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then
+  echo "== installing the Node.js client packages (tests/node)"
+  (cd tests/node && npm ci --silent --no-audit --no-fund)
 fi
 
 # The example plugins the plugin tests load, built from source.
