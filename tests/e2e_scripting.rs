@@ -133,8 +133,14 @@ fn monitor_shows_every_client_command_and_a_script_s_commands() {
         Value::Int(1)
     );
     assert_eq!(c.cmd("AUTH secret"), c.cmd("AUTH secret"));
+    c.cmd("MULTI");
+    c.cmd("SET mt 1");
+    assert_eq!(
+        c.cmd("EXEC"),
+        Value::Array(vec![Value::Status("OK".into())])
+    );
     let mut lines = Vec::new();
-    while lines.len() < 5 {
+    while lines.len() < 8 {
         match watcher.read() {
             Value::Status(l) => lines.push(l),
             other => panic!("not a monitor line: {other:?}"),
@@ -152,6 +158,9 @@ fn monitor_shows_every_client_command_and_a_script_s_commands() {
             "\"EVAL\" \"return redis.call('incr', KEYS[1])\" \"1\" \"mn\"",
             "\"AUTH\" \"(redacted)\"",
             "\"AUTH\" \"(redacted)\"",
+            "\"MULTI\"",
+            "\"SET\" \"mt\" \"1\"",
+            "\"EXEC\"",
         ]
     );
     assert!(lines[1].contains(" [0 lua] "), "{}", lines[1]);

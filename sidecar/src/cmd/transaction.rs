@@ -128,10 +128,12 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
         )
         .into();
     }
-    let steps: Vec<(usize, &'static Spec, &[Bytes])> = multi
+    let steps: Vec<(usize, &'static Spec, &[Bytes], &[Bytes])> = multi
         .queued
         .iter()
-        .filter_map(|(index, argv)| Some((*index, COMMANDS.get(*index)?, argv.get(1..)?)))
+        .filter_map(|(index, argv)| {
+            Some((*index, COMMANDS.get(*index)?, argv.get(1..)?, &argv[..]))
+        })
         .collect();
     // Routed misses are fetched before the unit takes its stripes (handlers never
     // wait), for the database the transaction starts in.
@@ -140,8 +142,8 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
         Some(rt) => {
             let keys: Vec<&Bytes> = steps
                 .iter()
-                .filter(|(_, spec, _)| spec.through)
-                .flat_map(|(_, spec, rest)| spec.key_args(rest))
+                .filter(|(_, spec, _, _)| spec.through)
+                .flat_map(|(_, spec, rest, _)| spec.key_args(rest))
                 .collect();
             if rt.routes_any(keys.iter().copied()) {
                 Some(Box::pin(rt.prefetch(&shared.store, db, keys.into_iter())).await)
@@ -154,7 +156,7 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
     let mut run = || {
         let mut everything = false;
         let mut keys: Vec<&[u8]> = Vec::new();
-        for (_, spec, rest) in &steps {
+        for (_, spec, rest, _) in &steps {
             match spec.span(rest, true) {
                 Span::Nothing => {}
                 Span::One(k) => keys.push(k),
@@ -185,7 +187,7 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
         // A script inside runs on these stripes instead of taking its own.
         sess.holding = Some(holding);
         let mut replies = Vec::with_capacity(steps.len());
-        for &(index, spec, rest) in &steps {
+        for &(index, spec, rest, argv) in &steps {
             let started = std::time::Instant::now();
             let mut args = Args::new(spec.name, rest);
             let reply = match spec.run {
@@ -201,6 +203,10 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
                 // Not queued (runs at once inside MULTI).
                 Run::Exec => Reply::err("ERR EXEC inside EXEC"),
             };
+            if shared.monitors.active() && !spec.flags.contains(&"admin") {
+                let addr = sess.client.info.lock().addr.clone();
+                shared.monitors.feed(sess.db, &addr, argv);
+            }
             let took = started.elapsed();
             shared.metrics.command(index, took.as_secs_f64());
             shared
