@@ -88,20 +88,29 @@ fn redis_cli_pipe_mass_insert_and_scan() {
     assert_eq!(keys, want);
 }
 
-#[test]
-fn python_redis_over_resp2_and_resp3() {
+/// Runs a client library's check script (`program script PORT`) against a fresh
+/// server; `setup` says what tests/run.sh installs for it.
+fn client_script(program: &str, script: &str, setup: &str) {
     let s = Server::start(&[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e_python.py");
-    let out = Command::new("python3")
+    let out = Command::new(program)
         .arg(script)
         .arg(s.port.to_string())
         .output()
-        .expect("python3 is missing");
+        .unwrap_or_else(|e| panic!("{program} is missing (run tests/run.sh): {e}"));
     assert!(
         out.status.success(),
-        "python redis checks failed (run tests/run.sh to install the redis package):\n{}\n{}",
+        "{script} failed (run tests/run.sh to install {setup}):\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn python_redis_over_resp2_and_resp3() {
+    client_script(
+        "python3",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/e2e_python.py"),
+        "the redis package",
     );
 }
 
@@ -109,18 +118,10 @@ fn python_redis_over_resp2_and_resp3() {
 /// transactions): tests/node/e2e.js.
 #[test]
 fn node_ioredis_and_node_redis() {
-    let s = Server::start(&[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/node/e2e.js");
-    let out = Command::new("node")
-        .arg(script)
-        .arg(s.port.to_string())
-        .output()
-        .expect("node is missing (run tests/run.sh to install it)");
-    assert!(
-        out.status.success(),
-        "Node.js client checks failed (run tests/run.sh to install tests/node's packages):\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    client_script(
+        "node",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/node/e2e.js"),
+        "tests/node's packages",
     );
 }
 

@@ -389,6 +389,15 @@ static BY_NAME: std::sync::LazyLock<Vec<usize>> = std::sync::LazyLock::new(|| {
     v
 });
 
+/// Shows a client's command to the MONITOR clients, after it ran as Redis 7 does;
+/// administrative commands (MONITOR among them) are not shown.
+fn show_to_monitors(shared: &Shared, session: &Session, spec: &Spec, argv: &[Bytes]) {
+    if shared.monitors.active() && !spec.flags.contains(&"admin") {
+        let addr = session.client.info.lock().addr.clone();
+        shared.monitors.feed(session.db, &addr, argv);
+    }
+}
+
 /// Runs one command for a session: checks, parse, read-through prefetch (the one
 /// place a command waits), then the unit, and the command's counters.
 pub async fn run(
@@ -465,11 +474,7 @@ pub async fn run(
             }
         },
     };
-    // Shown after it ran, as Redis 7 does; administrative commands are not shown.
-    if shared.monitors.active() && !spec.flags.contains(&"admin") && spec.name != "monitor" {
-        let addr = session.client.info.lock().addr.clone();
-        shared.monitors.feed(session.db, &addr, argv);
-    }
+    show_to_monitors(shared, session, spec, argv);
     shared
         .stats
         .commands

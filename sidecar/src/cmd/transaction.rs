@@ -203,10 +203,7 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
                 // Not queued (runs at once inside MULTI).
                 Run::Exec => Reply::err("ERR EXEC inside EXEC"),
             };
-            if shared.monitors.active() && !spec.flags.contains(&"admin") {
-                let addr = sess.client.info.lock().addr.clone();
-                shared.monitors.feed(sess.db, &addr, argv);
-            }
+            super::show_to_monitors(shared, sess, spec, argv);
             let took = started.elapsed();
             shared.metrics.command(index, took.as_secs_f64());
             shared

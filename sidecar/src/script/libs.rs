@@ -19,22 +19,31 @@ pub fn arg_error(n: usize, name: &str, msg: &str) -> mlua::Error {
     mlua::Error::runtime(format!("bad argument #{n} to '{name}' ({msg})"))
 }
 
+/// What Lua's `luaL_check*` says of a wrong argument.
+pub fn expected(what: &str, got: Option<&Value>) -> String {
+    let got = match got {
+        None => "no value",
+        Some(v) => v.type_name(),
+    };
+    format!("{what} expected, got {got}")
+}
+
+/// A Lua value as `luaL_checknumber` reads it (numbers and numeric strings).
+pub fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Number(n) => Some(*n),
+        Value::String(s) => std::str::from_utf8(&s.as_bytes()).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 /// Argument `n` of bit function `name` as LuaBitOp reads it: modulo 2^32, as a
 /// signed 32-bit integer.
 fn tobit(v: Option<&Value>, n: usize, name: &str) -> mlua::Result<i32> {
-    let x = match v {
-        Some(Value::Integer(i)) => *i as f64,
-        Some(Value::Number(x)) => *x,
-        Some(Value::String(s)) => std::str::from_utf8(&s.as_bytes())
-            .ok()
-            .and_then(|t| t.trim().parse::<f64>().ok())
-            .ok_or_else(|| arg_error(n, name, "number expected, got string"))?,
-        Some(other) => {
-            let msg = format!("number expected, got {}", other.type_name());
-            return Err(arg_error(n, name, &msg));
-        }
-        None => return Err(arg_error(n, name, "number expected, got no value")),
-    };
+    let x = v
+        .and_then(number)
+        .ok_or_else(|| arg_error(n, name, &expected("number", v)))?;
     Ok((x.rem_euclid(4_294_967_296.0) as u64 as u32) as i32)
 }
 

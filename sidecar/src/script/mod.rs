@@ -85,48 +85,48 @@ pub fn sha1_hex(b: &[u8]) -> String {
 impl Script {
     /// Reads the shebang, if any; the error is Redis' text.
     pub fn new(body: &Bytes) -> Result<Script, String> {
-        let sha = sha1_hex(body);
-        if !body.starts_with(b"#!") {
-            return Ok(Script {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                sha,
-                code: body.clone(),
-                flags: Flags::default(),
-                habits: Habits::default(),
-            });
-        }
-        let end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
-        let line = String::from_utf8_lossy(&body[..end]).into_owned();
-        let mut words = line.split_ascii_whitespace();
-        if words.next() != Some("#!lua") {
-            return Err(format!("ERR Unexpected engine in script shebang: {line}"));
-        }
-        let mut flags = Flags {
-            shebang: true,
-            ..Flags::default()
+        let (code, flags) = if body.starts_with(b"#!") {
+            let mut code = b"--".to_vec();
+            code.extend_from_slice(body);
+            (code.into(), shebang_flags(body)?)
+        } else {
+            (body.clone(), Flags::default())
         };
-        for w in words {
-            let Some(list) = w.strip_prefix("flags=") else {
-                return Err(format!("ERR Unknown lua shebang option: {w}"));
-            };
-            for f in list.split(',').filter(|f| !f.is_empty()) {
-                match f {
-                    "no-writes" => flags.no_writes = true,
-                    "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
-                    other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
-                }
-            }
-        }
-        let mut code = b"--".to_vec();
-        code.extend_from_slice(body);
         Ok(Script {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            sha,
-            code: code.into(),
+            sha: sha1_hex(body),
+            code,
             flags,
             habits: Habits::default(),
         })
     }
+}
+
+/// The flags of a body that starts with a shebang line; the error is Redis' text.
+fn shebang_flags(body: &[u8]) -> Result<Flags, String> {
+    let end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+    let line = String::from_utf8_lossy(&body[..end]).into_owned();
+    let mut words = line.split_ascii_whitespace();
+    if words.next() != Some("#!lua") {
+        return Err(format!("ERR Unexpected engine in script shebang: {line}"));
+    }
+    let mut flags = Flags {
+        shebang: true,
+        ..Flags::default()
+    };
+    for w in words {
+        let Some(list) = w.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {w}"));
+        };
+        for f in list.split(',').filter(|f| !f.is_empty()) {
+            match f {
+                "no-writes" => flags.no_writes = true,
+                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
+            }
+        }
+    }
+    Ok(flags)
 }
 
 /// One script running now.

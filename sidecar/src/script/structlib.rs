@@ -2,7 +2,7 @@
 //! ...)`, `unpack(fmt, s [, pos])` (the values, then the position after them) and
 //! `size(fmt)` over formats of `<` `>` `!n` `x` `b B h H l L T i[n] I[n] f d s c[n]`.
 
-use super::libs::arg_error;
+use super::libs::{arg_error, expected, number};
 use mlua::{Lua, Table, Value, Variadic};
 
 /// The widest integer a format may name (`i32`).
@@ -51,30 +51,11 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-/// What Lua's `luaL_check*` says of a wrong argument.
-fn expected(what: &str, got: Option<&Value>) -> String {
-    let got = match got {
-        None => "no value",
-        Some(v) => v.type_name(),
-    };
-    format!("{what} expected, got {got}")
-}
-
 fn format_arg(v: Option<&Value>, name: &str) -> mlua::Result<Vec<u8>> {
     match v {
         Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
         Some(Value::Integer(i)) => Ok(i.to_string().into_bytes()),
         other => Err(arg_error(1, name, &expected("string", other))),
-    }
-}
-
-/// A Lua value as `luaL_checknumber` reads it (numbers and numeric strings).
-fn number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Integer(i) => Some(*i as f64),
-        Value::Number(n) => Some(*n),
-        Value::String(s) => std::str::from_utf8(&s.as_bytes()).ok()?.trim().parse().ok(),
-        _ => None,
     }
 }
 
