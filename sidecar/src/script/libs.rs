@@ -38,6 +38,54 @@ pub fn number(v: &Value) -> Option<f64> {
     }
 }
 
+/// How Lua 5.1 writes a number as a string (`%.14g`).
+pub fn number_text(n: f64) -> String {
+    printf_g(n, 14)
+}
+
+/// C's `%.<digits>g`: `digits` significant digits, fixed notation for exponents from
+/// -4 to `digits - 1`, trailing zeros dropped. Lua writes numbers with 14 digits,
+/// Redis' `redis.call` its numeric arguments with 17.
+pub fn printf_g(n: f64, digits: usize) -> String {
+    if n.is_nan() {
+        return if n.is_sign_negative() { "-nan" } else { "nan" }.into();
+    }
+    if n.is_infinite() {
+        return if n < 0.0 { "-inf" } else { "inf" }.into();
+    }
+    if n == 0.0 {
+        return if n.is_sign_negative() { "-0" } else { "0" }.into();
+    }
+    let digits = digits.max(1) as i32;
+    // The exponent after rounding to 14 significant digits.
+    let sci = format!("{:.*e}", (digits - 1) as usize, n);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |t: &str| -> String {
+        if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            t.to_string()
+        }
+    };
+    if (-4..digits).contains(&exp) {
+        trim(&format!("{:.*}", (digits - 1 - exp) as usize, n))
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    }
+}
+
+/// An argument as `luaL_checklstring` reads it: a string, or a number as Lua writes it.
+pub fn string_arg(v: Option<&Value>, n: usize, name: &str) -> mlua::Result<Vec<u8>> {
+    match v {
+        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
+        Some(Value::Integer(i)) => Ok(i.to_string().into_bytes()),
+        Some(Value::Number(x)) => Ok(number_text(*x).into_bytes()),
+        other => Err(arg_error(n, name, &expected("string", other))),
+    }
+}
+
 /// Argument `n` of bit function `name` as LuaBitOp reads it: modulo 2^32, as a
 /// signed 32-bit integer.
 fn tobit(v: Option<&Value>, n: usize, name: &str) -> mlua::Result<i32> {
@@ -234,4 +282,32 @@ fn decode(lua: &Lua, j: &serde_json::Value) -> mlua::Result<Value> {
             Value::Table(t)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_as_lua_writes_them() {
+        for (n, text) in [
+            (1.0, "1"),
+            (-3.0, "-3"),
+            (0.1 + 0.2, "0.3"),
+            (1.0 / 3.0, "0.33333333333333"),
+            (1e20, "1e+20"),
+            (123456789012345.0, "1.2345678901234e+14"),
+            (12345678901234.0, "12345678901234"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (2.5e-300, "2.5e-300"),
+            (-0.0, "-0"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(number_text(n), text, "{n}");
+        }
+        assert_eq!(printf_g(1.0 / 3.0, 17), "0.33333333333333331");
+        assert_eq!(printf_g(0.00001, 17), "1.0000000000000001e-05");
+        assert_eq!(printf_g(9_007_199_254_740_992.0, 17), "9007199254740992");
+    }
 }

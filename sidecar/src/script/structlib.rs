@@ -2,7 +2,7 @@
 //! ...)`, `unpack(fmt, s [, pos])` (the values, then the position after them) and
 //! `size(fmt)` over formats of `<` `>` `!n` `x` `b B h H l L T i[n] I[n] f d s c[n]`.
 
-use super::libs::{arg_error, expected, number};
+use super::libs::{arg_error, expected, number, string_arg};
 use mlua::{Lua, Table, Value, Variadic};
 
 /// The widest integer a format may name (`i32`).
@@ -16,19 +16,15 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     t.raw_set(
         "pack",
         lua.create_function(|lua, args: Variadic<Value>| {
-            let fmt = format_arg(args.first(), "pack")?;
+            let fmt = string_arg(args.first(), 1, "pack")?;
             lua.create_string(pack(&fmt, &args[1..])?)
         })?,
     )?;
     t.raw_set(
         "unpack",
         lua.create_function(|lua, args: Variadic<Value>| {
-            let fmt = format_arg(args.first(), "unpack")?;
-            let data = match args.get(1) {
-                Some(Value::String(s)) => s.as_bytes().to_vec(),
-                Some(Value::Integer(i)) => i.to_string().into_bytes(),
-                other => return Err(arg_error(2, "unpack", &expected("string", other))),
-            };
+            let fmt = string_arg(args.first(), 1, "unpack")?;
+            let data = string_arg(args.get(1), 2, "unpack")?;
             let pos = match args.get(2) {
                 None | Some(Value::Nil) => 1,
                 Some(v) => number(v)
@@ -44,19 +40,11 @@ pub fn table(lua: &Lua) -> mlua::Result<Table> {
     t.raw_set(
         "size",
         lua.create_function(|_, fmt: Value| {
-            let fmt = format_arg(Some(&fmt), "size")?;
+            let fmt = string_arg(Some(&fmt), 1, "size")?;
             size(&fmt)
         })?,
     )?;
     Ok(t)
-}
-
-fn format_arg(v: Option<&Value>, name: &str) -> mlua::Result<Vec<u8>> {
-    match v {
-        Some(Value::String(s)) => Ok(s.as_bytes().to_vec()),
-        Some(Value::Integer(i)) => Ok(i.to_string().into_bytes()),
-        other => Err(arg_error(1, name, &expected("string", other))),
-    }
 }
 
 /// One item of a format.
@@ -128,7 +116,13 @@ impl<'a> Format<'a> {
                     None
                 }
                 b'!' => {
-                    self.align = self.number().unwrap_or(NATIVE_ALIGN);
+                    let a = self.number().unwrap_or(NATIVE_ALIGN);
+                    if !a.is_power_of_two() {
+                        return Err(mlua::Error::runtime(format!(
+                            "alignment {a} is not a power of 2"
+                        )));
+                    }
+                    self.align = a;
                     None
                 }
                 b'=' => {
@@ -166,7 +160,8 @@ impl<'a> Format<'a> {
         }
     }
 
-    /// Padding before an item of `size` bytes at offset `len`.
+    /// Padding before an item of `size` bytes at offset `len`: the C library's
+    /// formula, also for sizes that are not powers of two (`i3`).
     fn padding(&self, item: Item, len: usize) -> usize {
         let size = match item {
             Item::Int { size, .. } => size,
@@ -175,7 +170,7 @@ impl<'a> Format<'a> {
             Item::Pad | Item::Zstr | Item::Chars(_) => return 0,
         };
         let a = size.min(self.align);
-        if a <= 1 || !a.is_power_of_two() {
+        if a == 0 {
             return 0;
         }
         (a - (len & (a - 1))) & (a - 1)
@@ -231,12 +226,7 @@ fn pack(fmt: &[u8], args: &[Value]) -> mlua::Result<Vec<u8>> {
                 });
             }
             Item::Zstr | Item::Chars(_) => {
-                let s = match value {
-                    Some(Value::String(s)) => s.as_bytes().to_vec(),
-                    Some(Value::Integer(i)) => i.to_string().into_bytes(),
-                    Some(Value::Number(x)) => format!("{x}").into_bytes(),
-                    other => return Err(arg_error(n, "pack", &expected("string", other))),
-                };
+                let s = string_arg(value, n, "pack")?;
                 match item {
                     Item::Zstr => {
                         if s.contains(&0) {

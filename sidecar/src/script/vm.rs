@@ -871,7 +871,8 @@ fn dispatch_command(lua: &Lua, args: &[Value], resp3: bool) -> mlua::Result<(boo
         match a {
             Value::String(s) => argv.push(Bytes::copy_from_slice(&s.as_bytes())),
             Value::Integer(i) => argv.push(Bytes::from(i.to_string())),
-            Value::Number(n) => argv.push(Bytes::from(lua_number_text(*n))),
+            // As Redis writes a Lua number given to a command (`%.17g`).
+            Value::Number(n) => argv.push(Bytes::from(super::libs::printf_g(*n, 17))),
             _ => {
                 let e = "ERR Lua redis lib command arguments must be strings or integers";
                 return Ok((false, Value::String(lua.create_string(e)?)));
@@ -933,18 +934,6 @@ fn user_line(lua: &Lua, source: &str) -> Option<usize> {
         .flatten()
         .flatten()
     })
-}
-
-/// How Lua writes a number that is an argument (integers without a fraction).
-fn lua_number_text(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        // Lua 5.1's `%.14g`.
-        let s = format!("{n:.14e}");
-        let v: f64 = s.parse().unwrap_or(n);
-        format!("{v}")
-    }
 }
 
 fn strings_table(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
