@@ -196,6 +196,12 @@ pub fn save(s: &Shared, _sess: &mut Session, _a: &mut Args<'_>) -> CmdResult {
 
 /// MONITOR: from now on this connection is also sent every command the server runs.
 pub fn monitor(s: &Shared, sess: &mut Session, _a: &mut Args<'_>) -> CmdResult {
+    // Inside EXEC a client expects one reply per command, as Redis says.
+    if sess.holding.is_some() {
+        return Err(CmdError::err(
+            "MONITOR isn't allowed for DENY BLOCKING client",
+        ));
+    }
     if sess.monitor.is_none() {
         sess.monitor = Some(s.monitors.subscribe());
     }
