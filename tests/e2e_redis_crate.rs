@@ -378,3 +378,31 @@ fn sigterm_exits_cleanly_and_restart_serves_the_same_data() {
     q::<()>(&mut c, &["SELECT", "3"]);
     assert_eq!(q::<String>(&mut c, &["GET", "in-db3"]), "yes");
 }
+
+/// SWAPDB's +OK means the exchange is on disk: after kill -9 each database still
+/// holds what the other held, and a write after the swap lands where it was sent.
+#[test]
+fn swapdb_survives_a_crash() {
+    let mut s = Server::start(&["--fsync", "always"]);
+    {
+        let mut c = s.client();
+        q::<()>(&mut c, &["SET", "where", "was-0"]);
+        q::<()>(&mut c, &["SELECT", "5"]);
+        q::<()>(&mut c, &["SET", "where", "was-5"]);
+        q::<()>(&mut c, &["SWAPDB", "0", "5"]);
+        q::<()>(&mut c, &["SET", "after", "in-5"]);
+    }
+    s.kill();
+    s.restart();
+    let mut c = s.client();
+    assert_eq!(q::<String>(&mut c, &["GET", "where"]), "was-5");
+    assert_eq!(q::<Option<String>>(&mut c, &["GET", "after"]), None);
+    q::<()>(&mut c, &["SELECT", "5"]);
+    assert_eq!(q::<String>(&mut c, &["GET", "where"]), "was-0");
+    assert_eq!(q::<String>(&mut c, &["GET", "after"]), "in-5");
+    let info: String = q(&mut c, &["INFO", "keyspace"]);
+    assert!(
+        info.contains("db0:keys=1,") && info.contains("db5:keys=2,"),
+        "{info}"
+    );
+}

@@ -3,7 +3,7 @@
 //! read-through answers, who to tell about flushes, and the watches its writes touch).
 
 use crate::origin::{OriginError, Reads};
-use crate::store::KeyspaceEvents;
+use crate::store::{KeyspaceEvents, Store};
 use crate::watch::Watches;
 use bytes::Bytes;
 use caskade_engine::{Engine, Error as EngineError, Item, Result as EngineResult, ScanPage};
@@ -23,8 +23,12 @@ pub enum ReadError {
 /// What one command applies to: a database of the engine, read and written through
 /// the engine's clock. The unit running the command holds the key stripes.
 pub struct Keyspace<'a> {
+    store: &'a Store,
     engine: &'a Engine,
+    /// The database the client named.
     db: u8,
+    /// The engine namespace that holds it.
+    ns: u8,
     now: Cell<Option<u64>>,
     reads: Option<&'a mut Reads>,
     events: Option<&'a dyn KeyspaceEvents>,
@@ -32,11 +36,13 @@ pub struct Keyspace<'a> {
 }
 
 impl<'a> Keyspace<'a> {
-    /// Database `db` of `engine`.
-    pub fn new(engine: &'a Engine, db: u8) -> Self {
+    /// Database `db` of `store`.
+    pub fn new(store: &'a Store, db: u8) -> Self {
         Keyspace {
-            engine,
+            store,
+            engine: &store.engine,
             db,
+            ns: store.ns(db),
             now: Cell::new(None),
             reads: None,
             events: None,
@@ -72,8 +78,10 @@ impl<'a> Keyspace<'a> {
     /// The same engine, database `db` (for COPY ... DB); plain reads only.
     pub fn other_db(&self, db: u8) -> Keyspace<'_> {
         Keyspace {
+            store: self.store,
             engine: self.engine,
             db,
+            ns: self.store.ns(db),
             now: self.now.clone(),
             reads: None,
             events: self.events,
@@ -98,12 +106,12 @@ impl<'a> Keyspace<'a> {
 
     /// The value of `key`.
     pub fn get(&self, key: &[u8]) -> EngineResult<Option<Bytes>> {
-        self.engine.get(self.db, key)
+        self.engine.get(self.ns, key)
     }
 
     /// The value of `key` with its metadata and expiry.
     pub fn get_item(&self, key: &[u8]) -> EngineResult<Option<Item>> {
-        self.engine.get_item(self.db, key)
+        self.engine.get_item(self.ns, key)
     }
 
     /// The value of `key` as a client reads it: a routed key (read-through) is answered
@@ -123,7 +131,7 @@ impl<'a> Keyspace<'a> {
 
     /// Stores `value` under `key` with an optional expiry (Unix ms).
     pub fn put(&self, key: &[u8], value: &[u8], expire_at_ms: Option<u64>) -> EngineResult<()> {
-        self.engine.put(self.db, key, value, expire_at_ms)?;
+        self.engine.put(self.ns, key, value, expire_at_ms)?;
         self.touch(key);
         Ok(())
     }
@@ -137,14 +145,14 @@ impl<'a> Keyspace<'a> {
         meta: &[u8],
     ) -> EngineResult<()> {
         self.engine
-            .put_item(self.db, key, value, expire_at_ms, meta)?;
+            .put_item(self.ns, key, value, expire_at_ms, meta)?;
         self.touch(key);
         Ok(())
     }
 
     /// Deletes `key`; whether it existed.
     pub fn delete(&self, key: &[u8]) -> EngineResult<bool> {
-        let gone = self.engine.delete(self.db, key)?;
+        let gone = self.engine.delete(self.ns, key)?;
         if gone {
             self.touch(key);
         }
@@ -153,12 +161,12 @@ impl<'a> Keyspace<'a> {
 
     /// Whether `key` exists.
     pub fn exists(&self, key: &[u8]) -> EngineResult<bool> {
-        self.engine.exists(self.db, key)
+        self.engine.exists(self.ns, key)
     }
 
     /// `None`: no such key; `Some(None)`: no expiry; `Some(Some(ms))`: expires then.
     pub fn ttl(&self, key: &[u8]) -> EngineResult<Option<Option<u64>>> {
-        self.engine.ttl(self.db, key)
+        self.engine.ttl(self.ns, key)
     }
 
     /// Sets the expiry of `key` if `allow(current expiry)` says so.
@@ -168,7 +176,7 @@ impl<'a> Keyspace<'a> {
         at_ms: Option<u64>,
         allow: impl Fn(Option<u64>) -> bool,
     ) -> EngineResult<bool> {
-        let changed = self.engine.expire_if(self.db, key, at_ms, allow)?;
+        let changed = self.engine.expire_if(self.ns, key, at_ms, allow)?;
         if changed {
             self.touch(key);
         }
@@ -177,7 +185,7 @@ impl<'a> Keyspace<'a> {
 
     /// Sets the expiry of `key`.
     pub fn expire(&self, key: &[u8], at_ms: u64) -> EngineResult<bool> {
-        let changed = self.engine.expire(self.db, key, at_ms)?;
+        let changed = self.engine.expire(self.ns, key, at_ms)?;
         if changed {
             self.touch(key);
         }
@@ -186,7 +194,7 @@ impl<'a> Keyspace<'a> {
 
     /// Removes the expiry of `key`.
     pub fn persist(&self, key: &[u8]) -> EngineResult<bool> {
-        let changed = self.engine.persist(self.db, key)?;
+        let changed = self.engine.persist(self.ns, key)?;
         if changed {
             self.touch(key);
         }
@@ -195,24 +203,47 @@ impl<'a> Keyspace<'a> {
 
     /// One page of keys in hash order.
     pub fn scan(&self, cursor: u64, count: usize) -> EngineResult<ScanPage> {
-        self.engine.scan(self.db, cursor, count)
+        self.engine.scan(self.ns, cursor, count)
     }
 
     /// Keys in this database.
     pub fn len(&self) -> usize {
-        self.engine.len(self.db)
+        self.engine.len(self.ns)
     }
 
     /// Whether this database has no key.
     pub fn is_empty(&self) -> bool {
-        self.engine.is_empty(self.db)
+        self.engine.is_empty(self.ns)
     }
 
     /// Drops every key of this database.
     pub fn flush_db(&self) -> EngineResult<()> {
-        self.engine.flush_namespace(self.db)?;
+        self.engine.flush_namespace(self.ns)?;
         if let Some(e) = self.events {
             e.flushed(Some(self.db));
+        }
+        Ok(())
+    }
+
+    /// Exchanges databases `a` and `b` (SWAPDB): a client watching a key that either
+    /// holds is told, as in Redis, and so is whoever keeps state per database
+    /// (read-through).
+    pub fn swap_databases(&self, a: u8, b: u8) -> std::io::Result<()> {
+        self.store.databases.swap(a, b)?;
+        let (na, nb) = (self.store.ns(a), self.store.ns(b));
+        // A key whose presence cannot be read counts as changed.
+        let held = |key: &[u8]| {
+            [na, nb]
+                .iter()
+                .any(|&ns| self.engine.exists(ns, key).unwrap_or(true))
+        };
+        for db in [a, b] {
+            if let Some(w) = self.watches {
+                w.touch_db(db, held);
+            }
+            if let Some(e) = self.events {
+                e.flushed(Some(db));
+            }
         }
         Ok(())
     }
@@ -242,7 +273,7 @@ mod tests {
         }
         let (_d, store) = store();
         let seen = Count(Default::default());
-        let ks = Keyspace::new(&store.engine, 3).with_events(Some(&seen));
+        let ks = Keyspace::new(&store, 3).with_events(Some(&seen));
         ks.put(b"k", b"v", None).expect("put");
         assert_eq!(ks.len(), 1);
         ks.flush_db().expect("flush");

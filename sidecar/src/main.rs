@@ -8,7 +8,9 @@ mod cmd;
 mod cmdstats;
 mod config;
 mod conn;
+mod databases;
 mod export;
+mod files;
 #[cfg(test)]
 mod fuzz_tests;
 mod glob;
@@ -115,7 +117,8 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             .await
             .context("engine recovery task")?
             .with_context(|| format!("opening data directory {}", dir.display()))?;
-        let store = Arc::new(store::Store::new(engine));
+        let databases = databases::Databases::open(&dir)?;
+        let store = Arc::new(store::Store::new(engine).with_databases(databases));
         let shared = Arc::new(state::Shared::new(
             store.clone(),
             cfg,

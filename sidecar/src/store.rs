@@ -1,6 +1,6 @@
-//! The store every unit of execution and every read-through fill shares: the engine
-//! and the key stripe locks that make a unit atomic, and the events (flushes) other
-//! subsystems keep state about.
+//! The store every unit of execution and every read-through fill shares: the engine,
+//! the key stripe locks that make a unit atomic, the map of databases to engine
+//! namespaces, and the events (flushes) other subsystems keep state about.
 
 use caskade_engine::Engine;
 use parking_lot::{Mutex, MutexGuard};
@@ -164,15 +164,29 @@ pub struct Store {
     pub engine: Engine,
     /// The key stripe locks.
     pub locks: KeyLocks,
+    /// Which engine namespace holds each database.
+    pub databases: crate::databases::Databases,
 }
 
 impl Store {
-    /// Wraps an open engine.
+    /// Wraps an open engine, each database in its own namespace.
     pub fn new(engine: Engine) -> Self {
         Store {
             engine,
             locks: KeyLocks::default(),
+            databases: crate::databases::Databases::default(),
         }
+    }
+
+    /// The same store with the database map kept in the data directory.
+    pub fn with_databases(mut self, databases: crate::databases::Databases) -> Self {
+        self.databases = databases;
+        self
+    }
+
+    /// The engine namespace of database `db`.
+    pub fn ns(&self, db: u8) -> u8 {
+        self.databases.physical(db)
     }
 }
 

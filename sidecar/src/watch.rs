@@ -82,6 +82,25 @@ impl Watches {
     }
 }
 
+impl Watches {
+    /// Database `db` was replaced (SWAPDB): the watchers of its keys for which
+    /// `changed` holds fail their EXEC.
+    pub fn touch_db(&self, db: u8, changed: impl Fn(&[u8]) -> bool) {
+        if self.watched.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for shard in self.shards.iter() {
+            for (e, flags) in shard.lock().iter() {
+                if e.first() == Some(&db) && changed(&e[1..]) {
+                    for f in flags {
+                        f.store(true, Ordering::Release);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What a key looked like at WATCH: absent, or present with its expiry (Unix ms).
 pub type KeyState = Option<Option<u64>>;
 

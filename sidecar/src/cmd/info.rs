@@ -161,9 +161,9 @@ fn sections(s: &Shared) -> Vec<Section> {
     ];
     let mut keyspace = Section::new("Keyspace", "keyspace");
     for db in 0..NAMESPACES {
-        let n = s.store.engine.len(db);
+        let n = s.store.engine.len(s.store.ns(db));
         if n > 0 {
-            let e = s.store.engine.expiring_len(db);
+            let e = s.store.engine.expiring_len(s.store.ns(db));
             keyspace = keyspace.field(format!("db{db}"), format!("keys={n},expires={e},avg_ttl=0"));
         }
     }

@@ -119,6 +119,8 @@ pub enum Cmd<'a> {
         /// FLUSHALL.
         all: bool,
     },
+    /// SWAPDB index1 index2
+    SwapDb(u8, u8),
 }
 
 fn keyed(c: Cmd<'_>) -> Result<DataCmd<'_>, CmdError> {
@@ -339,6 +341,23 @@ pub fn flushall<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     flush(a, true)
 }
 
+/// SWAPDB index1 index2: a non-integer is named (`invalid first DB index`), an index
+/// out of range is not, as in Redis.
+pub fn swapdb<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
+    let mut index = |which: &str| {
+        let n = super::args::parse_i64(a.next_arg()?)
+            .ok_or_else(|| CmdError::err(format!("invalid {which} DB index")))?;
+        Ok::<_, CmdError>(n)
+    };
+    let (first, second) = (index("first")?, index("second")?);
+    a.finish()?;
+    let in_range = |n: i64| u8::try_from(n).ok().filter(|&d| d < NAMESPACES);
+    match (in_range(first), in_range(second)) {
+        (Some(x), Some(y)) => keyed(Cmd::SwapDb(x, y)),
+        _ => Err(CmdError::err("DB index is out of range")),
+    }
+}
+
 impl Cmd<'_> {
     /// Applies the command to `ks`.
     pub fn apply(self, ks: &mut Keyspace<'_>) -> CmdResult {
@@ -484,6 +503,14 @@ impl Cmd<'_> {
                     ks.flush_all()?;
                 } else {
                     ks.flush_db()?;
+                }
+                Ok(Reply::OK)
+            }
+            Cmd::SwapDb(x, y) => {
+                if x != y {
+                    ks.swap_databases(x, y).map_err(|e| {
+                        CmdError::err(format!("could not keep the database map: {e}"))
+                    })?;
                 }
                 Ok(Reply::OK)
             }

@@ -284,6 +284,7 @@ pub static COMMANDS: &[Spec] = &[
     data!("dbsize", 1, R, READS_EVERY, keys::dbsize),
     data!("flushdb", -1, &["write"], WRITES_EVERY, keys::flushdb),
     data!("flushall", -1, &["write"], WRITES_EVERY, keys::flushall),
+    data!("swapdb", 3, &["write", "fast"], WRITES_EVERY, keys::swapdb),
     // connection
     ctl!("ping", -1, F, connection::ping),
     ctl!("echo", 2, F, connection::echo),
@@ -559,7 +560,7 @@ pub fn apply_data(shared: &Shared, db: u8, cmd: DataCmd<'_>, reads: Option<&mut 
         .read_through
         .as_deref()
         .map(|rt| rt as &dyn KeyspaceEvents);
-    let mut ks = Keyspace::new(&shared.store.engine, db)
+    let mut ks = Keyspace::new(&shared.store, db)
         .with_reads(reads)
         .with_events(events)
         .with_watches(Some(&shared.watches));
@@ -728,7 +729,7 @@ pub mod testing {
             Err(e) => e.into(),
             Ok(cmd) => {
                 let _unit = spec.span(rest, false).lock_unless(&store.locks, || false);
-                let mut ks = Keyspace::new(&store.engine, db);
+                let mut ks = Keyspace::new(store, db);
                 cmd.apply(&mut ks).unwrap_or_else(Reply::from)
             }
         }

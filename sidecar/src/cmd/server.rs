@@ -238,7 +238,7 @@ pub fn memory(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
     let word = String::from_utf8_lossy(sub).to_ascii_lowercase();
     match (word.as_str(), args.take_rest()) {
         ("usage", [key] | [key, _, _]) => {
-            let Some(item) = s.store.engine.get_item(sess.db, key)? else {
+            let Some(item) = s.store.engine.get_item(s.store.ns(sess.db), key)? else {
                 return Ok(Reply::Nil);
             };
             // On disk: record header, key, metadata and value; in DRAM: one index slot.
@@ -261,7 +261,7 @@ pub fn object(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
     let [key] = args.take_rest() else {
         return Err(CmdError::unknown_subcommand("OBJECT", sub));
     };
-    let Some(item) = s.store.engine.get_item(sess.db, key)? else {
+    let Some(item) = s.store.engine.get_item(s.store.ns(sess.db), key)? else {
         return Ok(Reply::Nil);
     };
     if is(sub, "encoding") {

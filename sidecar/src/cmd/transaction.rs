@@ -87,7 +87,7 @@ pub fn watch(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
     if sess.multi.is_some() {
         return Err(CmdError::err("WATCH inside MULTI is not allowed"));
     }
-    let ks = Keyspace::new(&s.store.engine, sess.db);
+    let ks = Keyspace::new(&s.store, sess.db);
     for key in a.take_rest() {
         let state = ks.ttl(key)?;
         sess.watching.add(&s.watches, sess.db, key.clone(), state);

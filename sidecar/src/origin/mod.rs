@@ -304,7 +304,7 @@ impl ReadThrough {
                 continue;
             };
             // A read error is left for the apply, which meets it again and says so.
-            let Ok(item) = store.engine.get_item(db, key) else {
+            let Ok(item) = store.engine.get_item(store.ns(db), key) else {
                 continue;
             };
             let memory = RouteMemory {
@@ -458,7 +458,7 @@ impl Drop for Landing {
 /// One fetch of `key`: revalidates what the engine holds (with its ETag) or fetches it
 /// anew, stores the outcome and says what it means for the waiting commands.
 async fn fly(store: &Arc<Store>, route: &Route, db: u8, key: &Bytes) -> Fetched {
-    let held = match store.engine.get_item(db, key) {
+    let held = match store.engine.get_item(store.ns(db), key) {
         Ok(item) => item.and_then(|i| Entry::decode(&i.meta).map(|e| (i.value, e))),
         Err(e) => {
             return Fetched::Failed(OriginError::Read {
@@ -575,7 +575,7 @@ async fn persist(
     // Engine writes may wait for disk space or an fsync: keep them off the workers.
     let r = tokio::task::spawn_blocking(move || {
         let _g = st.locks.lock([&k[..]]);
-        let cur = st.engine.get_item(db, &k)?;
+        let cur = st.engine.get_item(st.ns(db), &k)?;
         if cur
             .as_ref()
             .is_some_and(|c| Entry::decode(&c.meta).is_none())
@@ -612,10 +612,10 @@ async fn remove_stale(store: &Arc<Store>, db: u8, key: &Bytes) -> Result<(), Str
     let (st, k) = (store.clone(), key.clone());
     tokio::task::spawn_blocking(move || {
         let _g = st.locks.lock([&k[..]]);
-        if let Some(cur) = st.engine.get_item(db, &k)?
+        if let Some(cur) = st.engine.get_item(st.ns(db), &k)?
             && Entry::decode(&cur.meta).is_some()
         {
-            st.engine.delete(db, &k)?;
+            st.engine.delete(st.ns(db), &k)?;
             st.engine.flush_writes()?;
         }
         Ok::<_, caskade_engine::Error>(())

@@ -181,11 +181,7 @@ impl Functions {
         let Some(path) = &self.file else {
             return;
         };
-        let tmp = path.with_extension("tmp");
-        let written = std::fs::write(&tmp, encode(libs))
-            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
+        if let Err(e) = crate::files::replace_durably(path, &encode(libs)) {
             tracing::error!(path = %path.display(), error = %e, "could not keep the function libraries; they last until a restart");
         }
     }
