@@ -60,6 +60,11 @@ impl<'a> Args<'a> {
     }
 
     /// The next argument, if any.
+    /// The next argument, left in place.
+    pub fn peek(&self) -> Option<&'a Bytes> {
+        self.rest.first()
+    }
+
     pub fn next_opt(&mut self) -> Option<&'a Bytes> {
         let (first, rest) = self.rest.split_first()?;
         self.rest = rest;

@@ -32,6 +32,15 @@ pub enum CmdError {
         /// The command, upper-case.
         cmd: &'static str,
     },
+    /// `ERR unknown subcommand 'x'. Try CMD HELP.` (the subcommand is not one the
+    /// command has).
+    #[error("ERR unknown subcommand '{sub}'. Try {cmd} HELP.")]
+    NoSuchSubcommand {
+        /// The subcommand as given, at most 128 bytes of it.
+        sub: String,
+        /// The command, upper-case.
+        cmd: String,
+    },
     /// Any other `ERR ...`: the text after the code.
     #[error("ERR {0}")]
     Err(Cow<'static, str>),

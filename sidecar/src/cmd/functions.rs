@@ -87,23 +87,6 @@ pub fn function(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult 
             ]))
         }
         "KILL" if a.is_empty() => super::scripting::kill(s),
-        "HELP" if a.is_empty() => Ok(Reply::Array(
-            [
-                "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "LOAD [REPLACE] <FUNCTION CODE>",
-                "DELETE <LIBRARY NAME>",
-                "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
-                "FLUSH [ASYNC|SYNC]",
-                "DUMP",
-                "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
-                "STATS",
-                "KILL",
-                "HELP",
-            ]
-            .iter()
-            .map(|l| Reply::StatusText((*l).into()))
-            .collect(),
-        )),
         "LOAD" | "DELETE" | "FLUSH" | "DUMP" | "RESTORE" | "STATS" | "KILL" | "HELP" => {
             Err(CmdError::err(format!(
                 "wrong number of arguments for 'function|{}' command",

@@ -6,6 +6,7 @@
 mod args;
 mod bits;
 mod connection;
+mod docs;
 mod error;
 mod functions;
 mod info;
@@ -86,6 +87,8 @@ pub struct Spec {
     pub through: bool,
     /// Whether it changes data (the `write` flag, looked up once at compile time).
     pub write: bool,
+    /// Whether its first argument is a subcommand (documented in `docs.txt`).
+    pub subcommands: bool,
     /// How it runs.
     pub run: Run,
 }
@@ -112,12 +115,21 @@ impl Spec {
 
     /// `ERR wrong number of arguments` unless `n` arguments (the name included) fit.
     pub fn check_arity(&self, n: usize) -> Result<(), CmdError> {
-        let n = n as i32;
-        if (self.arity > 0 && n != self.arity) || (self.arity < 0 && n < -self.arity) {
-            Err(CmdError::Arity(self.name))
-        } else {
+        if docs::arity_fits(self.arity, n) {
             Ok(())
+        } else {
+            Err(CmdError::Arity(self.name))
         }
+    }
+
+    /// The checks before a command runs or is queued: its arity, and for a command
+    /// with subcommands, that the subcommand exists and its arity fits.
+    pub fn check_args(&self, argv: &[Bytes]) -> Result<(), CmdError> {
+        self.check_arity(argv.len())?;
+        if self.subcommands {
+            docs::check_subcommand(self.name, argv)?;
+        }
+        Ok(())
     }
 
     /// Whether the command changes data.
@@ -126,11 +138,21 @@ impl Spec {
     }
 }
 
-const W: &[&str] = &["write", "denyoom"];
 const R: &[&str] = &["readonly", "fast"];
+const RO: &[&str] = &["readonly"];
+const W: &[&str] = &["write", "denyoom"];
+const WDF: &[&str] = &["write", "denyoom", "fast"];
 const F: &[&str] = &["fast"];
+const LSF: &[&str] = &["loading", "stale", "fast"];
 const ADMIN: &[&str] = &["admin", "noscript"];
-const NOAUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
+const NOAUTH: &[&str] = &[
+    "noscript",
+    "loading",
+    "stale",
+    "fast",
+    "no_auth",
+    "allow_busy",
+];
 
 /// Whether `flags` holds `flag` (for the table, at compile time).
 const fn has_flag(flags: &[&str], flag: &str) -> bool {
@@ -170,6 +192,7 @@ macro_rules! data {
             keys: $keys,
             through: $through,
             write: has_flag($flags, "write"),
+            subcommands: false,
             run: Run::Data($parse),
         }
     };
@@ -184,81 +207,95 @@ macro_rules! ctl {
             keys: KeySpec::None,
             through: false,
             write: has_flag($flags, "write"),
+            subcommands: false,
             run: Run::Control($run),
+        }
+    };
+}
+
+/// A command whose first argument is a subcommand: [`Spec::check_args`] checks it
+/// against `docs.txt`, and HELP lists the subcommands from there.
+macro_rules! container {
+    ($name:literal, $arity:expr, $flags:expr, $run:path) => {
+        Spec {
+            subcommands: true,
+            run: Run::Control(|s, sess, a| match a.peek() {
+                Some(sub) if args::is(sub, "HELP") => Ok(docs::help($name)),
+                _ => $run(s, sess, a),
+            }),
+            ..ctl!($name, $arity, $flags, $run)
         }
     };
 }
 
 const WF: &[&str] = &["write", "fast"];
-const TX: &[&str] = &["noscript", "loading", "stale", "fast"];
+const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 
 /// EVAL and friends: `numkeys` at position 2 counts the keys after it.
 macro_rules! script {
-    ($name:literal, $run:path) => {
+    ($name:literal, $flags:expr, $run:path) => {
         Spec {
             name: $name,
             arity: -3,
-            flags: &[
-                "noscript",
-                "stale",
-                "skip_monitor",
-                "may_replicate",
-                "no_mandatory_keys",
-                "movablekeys",
-            ],
+            flags: $flags,
             keys: KeySpec::Counted(2),
             through: false,
             write: false,
+            subcommands: false,
             run: Run::Control($run),
         }
     };
 }
+
+const SCRIPT: &[&str] = &[
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const SCRIPT_RO: &[&str] = &[
+    "readonly",
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
 
 /// Every command caskade answers, in COMMAND order.
 pub static COMMANDS: &[Spec] = &[
     // strings
     data!("get", 2, R, ONE, strings::get, true),
     data!("set", -3, W, ONE, strings::set),
-    data!("setnx", 3, W, ONE, strings::setnx),
+    data!("setnx", 3, WDF, ONE, strings::setnx),
     data!("setex", 4, W, ONE, strings::setex),
     data!("psetex", 4, W, ONE, strings::psetex),
-    data!("getset", 3, W, ONE, strings::getset),
-    data!("getdel", 2, W, ONE, strings::getdel),
-    data!("getex", -2, W, ONE, strings::getex, true),
+    data!("getset", 3, WDF, ONE, strings::getset),
+    data!("getdel", 2, WF, ONE, strings::getdel),
+    data!("getex", -2, WF, ONE, strings::getex, true),
     data!("mget", -2, R, ALL_ARGS, strings::mget, true),
     data!("mset", -3, W, PAIRS, strings::mset),
     data!("msetnx", -3, W, PAIRS, strings::msetnx),
-    data!("append", 3, W, ONE, strings::append),
+    data!("append", 3, WDF, ONE, strings::append),
     data!("strlen", 2, R, ONE, strings::strlen),
-    data!("getrange", 4, R, ONE, strings::getrange),
-    data!("substr", 4, R, ONE, strings::getrange),
+    data!("getrange", 4, RO, ONE, strings::getrange),
+    data!("substr", 4, RO, ONE, strings::getrange),
     data!("setrange", 4, W, ONE, strings::setrange),
-    data!("incr", 2, W, ONE, strings::incr),
-    data!("decr", 2, W, ONE, strings::decr),
-    data!("incrby", 3, W, ONE, strings::incrby),
-    data!("decrby", 3, W, ONE, strings::decrby),
-    data!("incrbyfloat", 3, W, ONE, strings::incrbyfloat),
-    data!("lcs", -3, &["readonly"], TWO, lcs::lcs),
+    data!("incr", 2, WDF, ONE, strings::incr),
+    data!("decr", 2, WDF, ONE, strings::decr),
+    data!("incrby", 3, WDF, ONE, strings::incrby),
+    data!("decrby", 3, WDF, ONE, strings::decrby),
+    data!("incrbyfloat", 3, WDF, ONE, strings::incrbyfloat),
+    data!("lcs", -3, RO, TWO, lcs::lcs),
     // bits
     data!("setbit", 4, W, ONE, bits::setbit),
     data!("getbit", 3, R, ONE, bits::getbit),
-    data!("bitcount", -2, &["readonly"], ONE, bits::bitcount),
-    data!("bitpos", -3, &["readonly"], ONE, bits::bitpos),
-    data!(
-        "bitop",
-        -4,
-        &["write", "denyoom"],
-        KeySpec::Range(2, -1, 1),
-        bits::bitop
-    ),
-    data!("bitfield", -2, &["write", "denyoom"], ONE, bits::bitfield),
-    data!(
-        "bitfield_ro",
-        -2,
-        &["readonly", "fast"],
-        ONE,
-        bits::bitfield_ro
-    ),
+    data!("bitcount", -2, RO, ONE, bits::bitcount),
+    data!("bitpos", -3, RO, ONE, bits::bitpos),
+    data!("bitop", -4, W, KeySpec::Range(2, -1, 1), bits::bitop),
+    data!("bitfield", -2, W, ONE, bits::bitfield),
+    data!("bitfield_ro", -2, R, ONE, bits::bitfield_ro),
     // keys
     data!("del", -2, &["write"], ALL_ARGS, keys::del),
     data!("unlink", -2, WF, ALL_ARGS, keys::del),
@@ -278,32 +315,32 @@ pub static COMMANDS: &[Spec] = &[
     data!("renamenx", 3, WF, TWO, keys::renamenx),
     data!("copy", -3, W, TWO, keys::copy),
     data!("move", 3, WF, ONE, keys::move_),
-    data!("scan", -2, &["readonly"], READS_EVERY, keys::scan),
-    data!("keys", 2, &["readonly"], READS_EVERY, keys::keys),
-    data!("randomkey", 1, &["readonly"], READS_EVERY, keys::randomkey),
+    data!("scan", -2, RO, READS_EVERY, keys::scan),
+    data!("keys", 2, RO, READS_EVERY, keys::keys),
+    data!("randomkey", 1, RO, READS_EVERY, keys::randomkey),
     data!("dbsize", 1, R, READS_EVERY, keys::dbsize),
     data!("flushdb", -1, &["write"], WRITES_EVERY, keys::flushdb),
     data!("flushall", -1, &["write"], WRITES_EVERY, keys::flushall),
-    data!("swapdb", 3, &["write", "fast"], WRITES_EVERY, keys::swapdb),
+    data!("swapdb", 3, WF, WRITES_EVERY, keys::swapdb),
     // connection
     ctl!("ping", -1, F, connection::ping),
-    ctl!("echo", 2, F, connection::echo),
+    ctl!("echo", 2, LSF, connection::echo),
     ctl!("quit", -1, NOAUTH, connection::quit),
     ctl!("reset", 1, NOAUTH, connection::reset),
     ctl!("hello", -1, NOAUTH, connection::hello),
     ctl!("auth", -2, NOAUTH, connection::auth),
-    ctl!("select", 2, F, connection::select),
-    ctl!("client", -2, &["noscript"], connection::client),
+    ctl!("select", 2, LSF, connection::select),
+    container!("client", -2, &["noscript"], connection::client),
     // server
     ctl!("info", -1, &["loading", "stale"], info::info),
-    ctl!("config", -2, ADMIN, server::config),
-    ctl!("command", -1, &["loading", "stale"], server::command),
-    ctl!("time", 1, F, server::time),
-    ctl!("lastsave", 1, F, server::lastsave),
-    ctl!("memory", -2, &["readonly"], server::memory),
-    ctl!("object", -2, &["readonly"], server::object),
-    ctl!("slowlog", -2, ADMIN, server::slowlog),
-    ctl!("function", -2, &["noscript"], functions::function),
+    container!("config", -2, ADMIN, server::config),
+    container!("command", -1, &["loading", "stale"], server::command),
+    ctl!("time", 1, LSF, server::time),
+    ctl!("lastsave", 1, LSF, server::lastsave),
+    container!("memory", -2, RO, server::memory),
+    container!("object", -2, RO, server::object),
+    container!("slowlog", -2, ADMIN, server::slowlog),
+    container!("function", -2, &["noscript"], functions::function),
     ctl!(
         "shutdown",
         -1,
@@ -337,13 +374,13 @@ pub static COMMANDS: &[Spec] = &[
         server::monitor
     ),
     // scripting
-    script!("eval", scripting::eval),
-    script!("evalsha", scripting::evalsha),
-    script!("eval_ro", scripting::eval_ro),
-    script!("evalsha_ro", scripting::evalsha_ro),
-    script!("fcall", scripting::fcall),
-    script!("fcall_ro", scripting::fcall_ro),
-    ctl!("script", -2, &["noscript"], scripting::script),
+    script!("eval", SCRIPT, scripting::eval),
+    script!("evalsha", SCRIPT, scripting::evalsha),
+    script!("eval_ro", SCRIPT_RO, scripting::eval_ro),
+    script!("evalsha_ro", SCRIPT_RO, scripting::evalsha_ro),
+    script!("fcall", SCRIPT, scripting::fcall),
+    script!("fcall_ro", SCRIPT_RO, scripting::fcall_ro),
+    container!("script", -2, &["noscript"], scripting::script),
     // transactions
     ctl!("multi", 1, TX, transaction::multi),
     Spec {
@@ -353,6 +390,7 @@ pub static COMMANDS: &[Spec] = &[
         keys: KeySpec::None,
         through: false,
         write: false,
+        subcommands: false,
         run: Run::Exec,
     },
     ctl!("discard", 1, TX, transaction::discard),
@@ -428,7 +466,7 @@ pub async fn run(
             transaction::refused(shared, session, spec, e),
         );
     }
-    if let Err(e) = spec.check_arity(argv.len()) {
+    if let Err(e) = spec.check_args(argv) {
         return rejected(
             shared,
             index,
@@ -677,7 +715,7 @@ pub mod testing {
     pub fn control(sh: &Shared, sess: &mut Session, argv: &[&str]) -> Reply {
         let argv = self::argv(argv);
         let spec = lookup(&argv[0]).expect("a known command");
-        if let Err(e) = spec.check_arity(argv.len()) {
+        if let Err(e) = spec.check_args(&argv) {
             return e.into();
         }
         let Run::Control(f) = spec.run else {

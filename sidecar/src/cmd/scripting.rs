@@ -310,11 +310,18 @@ fn script_command(call: &mut Call<'_>, sess: &mut Session, argv: &[Bytes]) -> Re
     let Some((_, spec)) = argv.first().and_then(|n| lookup_indexed(n)) else {
         return Reply::err("ERR Unknown Redis command called from script");
     };
+    match spec.check_args(argv) {
+        Ok(()) => {}
+        // A subcommand the command does not have is an unknown command, as in Redis.
+        Err(CmdError::NoSuchSubcommand { .. }) => {
+            return Reply::err("ERR Unknown Redis command called from script");
+        }
+        Err(_) => {
+            return Reply::err("ERR Wrong number of args calling Redis command from script");
+        }
+    }
     if spec.flags.contains(&"noscript") {
         return Reply::err("ERR This Redis command is not allowed from script");
-    }
-    if spec.check_arity(argv.len()).is_err() {
-        return Reply::err("ERR Wrong number of args calling Redis command from script");
     }
     if spec.is_write() && call.read_only {
         return Reply::err("ERR Write commands are not allowed from read-only scripts.");
@@ -396,24 +403,6 @@ pub fn script(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
             Ok(Reply::OK)
         }
         "KILL" if a.is_empty() => kill(s),
-        "HELP" if a.is_empty() => Ok(Reply::Array(
-            [
-                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-                "EXISTS <sha1> [<sha1> ...]",
-                "    Return information about the existence of the scripts in the script cache.",
-                "FLUSH [ASYNC|SYNC]",
-                "    Flush the Lua scripts cache. Very dangerous on replicas.",
-                "KILL",
-                "    Kill the currently executing Lua script.",
-                "LOAD <script>",
-                "    Load a script into the scripts cache without executing it.",
-                "HELP",
-                "    Print this help.",
-            ]
-            .iter()
-            .map(|l| Reply::StatusText((*l).into()))
-            .collect(),
-        )),
         "LOAD" | "EXISTS" | "FLUSH" | "KILL" | "HELP" => Err(CmdError::err(format!(
             "wrong number of arguments for 'script|{}' command",
             sub_text.to_ascii_lowercase()

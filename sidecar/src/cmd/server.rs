@@ -3,7 +3,7 @@
 
 use super::args::{Args, is, parse_i64};
 use super::error::{CmdError, CmdResult};
-use super::{COMMANDS, Session, Spec};
+use super::{COMMANDS, Session, docs};
 use crate::glob;
 use crate::protocol::reply::Reply;
 use crate::state::Shared;
@@ -79,68 +79,108 @@ fn config_set(s: &Shared, pairs: &[Bytes]) -> CmdResult {
     Ok(Reply::OK)
 }
 
-fn command_info(spec: &Spec) -> Reply {
-    Reply::Array(vec![
-        Reply::text(spec.name),
-        Reply::Int(spec.arity as i64),
-        Reply::Set(spec.flags.iter().map(|f| Reply::Status(f)).collect()),
-        Reply::Int(spec.key_triple().0 as i64),
-        Reply::Int(spec.key_triple().1 as i64),
-        Reply::Int(spec.key_triple().2 as i64),
-        Reply::Set(vec![]),
-        Reply::Set(vec![]),
-        Reply::Set(vec![]),
-        Reply::Array(vec![]),
-    ])
-}
-
 pub fn command(_s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
     let a = args.take_rest();
     let Some((sub, names)) = a.split_first() else {
-        return Ok(Reply::Array(COMMANDS.iter().map(command_info).collect()));
+        return Ok(Reply::Array(COMMANDS.iter().map(docs::info).collect()));
     };
-    let all_or_named = || -> Vec<&'static Spec> {
-        if names.is_empty() {
-            COMMANDS.iter().collect()
-        } else {
-            names.iter().filter_map(|n| super::lookup(n)).collect()
+    if is(sub, "count") {
+        if !names.is_empty() {
+            return Err(CmdError::Arity("command|count"));
         }
-    };
-    if is(sub, "count") && names.is_empty() {
         Ok(Reply::Int(COMMANDS.len() as i64))
     } else if is(sub, "info") {
         if names.is_empty() {
-            return Ok(Reply::Array(COMMANDS.iter().map(command_info).collect()));
+            return Ok(Reply::Array(COMMANDS.iter().map(docs::info).collect()));
         }
         Ok(Reply::Array(
             names
                 .iter()
-                .map(|n| super::lookup(n).map_or(Reply::NilArray, command_info))
+                .map(|n| info_of(n).unwrap_or(Reply::Nil))
                 .collect(),
         ))
     } else if is(sub, "docs") {
+        let found: Vec<&docs::Doc> = if names.is_empty() {
+            docs::all().iter().collect()
+        } else {
+            names.iter().filter_map(|n| doc_of(n)).collect()
+        };
         Ok(Reply::Map(
-            all_or_named()
+            found
                 .into_iter()
-                .map(|spec| {
-                    (
-                        Reply::text(spec.name),
-                        Reply::Map(vec![
-                            (Reply::text("summary"), Reply::text(spec.name)),
-                            (Reply::text("since"), Reply::text("1.0.0")),
-                            (Reply::text("group"), Reply::text("generic")),
-                        ]),
-                    )
-                })
+                .map(|d| (Reply::text(d.name), docs::reply(d)))
                 .collect(),
         ))
-    } else if is(sub, "list") && names.is_empty() {
-        Ok(Reply::Array(
-            COMMANDS.iter().map(|c| Reply::text(c.name)).collect(),
-        ))
+    } else if is(sub, "list") {
+        command_list(names)
     } else {
         Err(CmdError::unknown_subcommand("COMMAND", sub))
     }
+}
+
+/// The documentation of a command or `parent|sub` subcommand, by any case of its name.
+fn doc_of(name: &[u8]) -> Option<&'static docs::Doc> {
+    let name = std::str::from_utf8(name).ok()?.to_ascii_lowercase();
+    match name.split_once('|') {
+        None => docs::find(&name),
+        Some((parent, _)) => docs::find(parent)?
+            .subcommands
+            .iter()
+            .find(|s| s.name == name),
+    }
+}
+
+/// COMMAND INFO of a command or subcommand.
+fn info_of(name: &[u8]) -> Option<Reply> {
+    if name.contains(&b'|') {
+        return doc_of(name).and_then(docs::sub_info);
+    }
+    super::lookup(name).map(docs::info)
+}
+
+/// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern].
+fn command_list(filter: &[Bytes]) -> CmdResult {
+    let names = || {
+        COMMANDS.iter().flat_map(|spec| {
+            let subs = docs::find(spec.name).map_or(&[][..], |d| &d.subcommands[..]);
+            std::iter::once(spec.name).chain(subs.iter().map(|s| s.name))
+        })
+    };
+    let listed: Vec<Reply> = match filter {
+        [] => COMMANDS.iter().map(|c| Reply::text(c.name)).collect(),
+        [by, kind, value] if is(by, "FILTERBY") => {
+            if is(kind, "MODULE") {
+                // No modules: nothing comes from one.
+                Vec::new()
+            } else if is(kind, "ACLCAT") {
+                let cat = format!("@{}", String::from_utf8_lossy(value).to_ascii_lowercase());
+                let cat = cat.as_str();
+                COMMANDS
+                    .iter()
+                    .flat_map(|spec| {
+                        let subs = docs::find(spec.name).map_or(&[][..], |d| &d.subcommands[..]);
+                        let own = docs::command_categories(spec).contains(&cat);
+                        own.then_some(spec.name).into_iter().chain(
+                            subs.iter()
+                                .filter(|s| docs::sub_categories(s).contains(&cat))
+                                .map(|s| s.name),
+                        )
+                    })
+                    .map(Reply::text)
+                    .collect()
+            } else if is(kind, "PATTERN") {
+                let pat = value.to_ascii_lowercase();
+                names()
+                    .filter(|n| glob::matches(&pat, n.as_bytes()))
+                    .map(Reply::text)
+                    .collect()
+            } else {
+                return Err(CmdError::Syntax);
+            }
+        }
+        _ => return Err(CmdError::Syntax),
+    };
+    Ok(Reply::Array(listed))
 }
 
 pub fn time(s: &Shared, _sess: &mut Session, _args: &mut Args<'_>) -> CmdResult {
@@ -399,9 +439,7 @@ mod tests {
         assert_eq!(call(&sh, &mut sess, "slowlog", &["len"]), Reply::Int(0));
         assert_eq!(
             call(&sh, &mut sess, "memory", &["nope"]),
-            Reply::err(
-                "ERR unknown subcommand or wrong number of arguments for 'nope'. Try MEMORY HELP."
-            )
+            Reply::err("ERR unknown subcommand 'nope'. Try MEMORY HELP.")
         );
         let Reply::Verbatim(info) = call(&sh, &mut sess, "info", &["keyspace"]) else {
             panic!("text")
