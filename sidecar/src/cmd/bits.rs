@@ -346,7 +346,17 @@ impl Cmd<'_> {
     pub fn apply(self, ks: &mut Keyspace<'_>) -> CmdResult {
         match self {
             Cmd::SetBit(key, at, bit) => {
-                let (mut v, exp) = match ks.get_item(key)? {
+                let item = ks.get_item(key)?;
+                if let Some(i) = &item
+                    && at / 8 < i.value.len() as u64
+                    && get_bit(&i.value, at) == bit
+                {
+                    // The bit already has the value and the string its length: nothing
+                    // is written and watchers see no change, as with Redis (a Bloom
+                    // filter's or a "seen" bitmap's common case).
+                    return Ok(Reply::Int(i64::from(bit)));
+                }
+                let (mut v, exp) = match item {
                     Some(i) => (i.value.to_vec(), i.expire_at_ms),
                     None => (Vec::new(), None),
                 };
@@ -508,6 +518,18 @@ mod tests {
             run(&st, &["SETBIT", "b", "4294967296", "1"]),
             Reply::err("ERR bit offset is not an integer or out of range")
         );
+    }
+
+    #[test]
+    fn a_setbit_that_changes_nothing_writes_no_record() {
+        let (_d, st) = store();
+        assert_eq!(run(&st, &["SETBIT", "b", "9", "1"]), Reply::Int(0));
+        let puts = st.engine.stats().puts;
+        assert_eq!(run(&st, &["SETBIT", "b", "9", "1"]), Reply::Int(1));
+        assert_eq!(run(&st, &["SETBIT", "b", "8", "0"]), Reply::Int(0));
+        assert_eq!(st.engine.stats().puts, puts);
+        assert_eq!(run(&st, &["SETBIT", "b", "9", "0"]), Reply::Int(1));
+        assert_eq!(run(&st, &["GETBIT", "b", "9"]), Reply::Int(0));
     }
 
     #[test]

@@ -208,18 +208,16 @@ fn run_unit(
     // connections queued on this worker move to another thread meanwhile (a task in
     // tokio's LIFO slot would otherwise wait for the script to end); one whose last
     // run was quick skips that hand-off, which costs more than such a script.
-    let started = std::time::Instant::now();
     let mut run = || run_unit_here(s, sess, keys, read_only, habits, body);
-    let reply = if habits.is_quick() {
+    if habits.is_quick() {
         run()
     } else {
         super::blocking(run)
-    };
-    habits.note_duration(started.elapsed() < QUICK);
-    reply
+    }
 }
 
-/// A run shorter than this marks its script quick.
+/// A run shorter than this marks its script quick (the time its body ran, not the
+/// time it waited for its keys: a quick script on a hot key stays quick).
 const QUICK: Duration = Duration::from_millis(1);
 
 /// [`run_unit`] on this thread.
@@ -285,6 +283,7 @@ fn run_unit_here(
             }
             reply
         };
+        let started = std::time::Instant::now();
         let reply = body(Env {
             call: &mut dispatch,
             running: guard.running.clone(),
@@ -292,6 +291,7 @@ fn run_unit_here(
             busy_after: Duration::from_millis(cfg.busy_timeout),
             memory_limit: cfg.memory_limit_bytes as usize,
         });
+        habits.note_duration(started.elapsed() < QUICK);
         drop(guard);
         // SELECT inside a script does not change the caller's database (Redis 7).
         sess.db = caller_db;
