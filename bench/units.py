@@ -72,8 +72,17 @@ def wait_ready(port):
     raise RuntimeError("server did not start")
 
 
-def run(port, unit, replies_per_unit):
-    """Units per second over CLIENTS connections for SECS."""
+def cpu_seconds(pid):
+    """User + system CPU time the process has used, every thread included."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(port, unit, replies_per_unit, pid):
+    """Units per second over CLIENTS connections for SECS, and the server's CPU
+    microseconds per unit."""
+    cpu0 = cpu_seconds(pid)
     done = [0] * CLIENTS
     stop = time.time() + SECS
     batch = unit * PIPELINE
@@ -94,7 +103,8 @@ def run(port, unit, replies_per_unit):
         t.start()
     for t in threads:
         t.join()
-    return sum(done) / (time.time() - t0)
+    units = sum(done)
+    return units / (time.time() - t0), (cpu_seconds(pid) - cpu0) * 1e6 / max(units, 1)
 
 
 def main():
@@ -128,15 +138,17 @@ def main():
         if probe.recv(64).startswith(b":"):
             workloads.append(("SETBIT + BITCOUNT", encode("SETBIT", "b:k", 12345, 1) + encode("BITCOUNT", "b:k"), 2))
         probe.close()
-        print(f"{CLIENTS} clients x pipeline {PIPELINE}, {SECS:.0f} s per run, best of 2 interleaved")
-        print("| unit | redis units/s | caskade units/s | caskade/redis |")
-        print("|---|---:|---:|---:|")
+        print(f"{CLIENTS} clients x pipeline {PIPELINE}, {SECS:.0f} s per run, best of 2 interleaved;")
+        print("CPU: the server process' CPU time per unit, all threads, in the best run")
+        print("| unit | redis units/s | caskade units/s | caskade/redis | redis CPU µs/unit | caskade CPU µs/unit |")
+        print("|---|---:|---:|---:|---:|---:|")
         for name, unit, n in workloads:
-            best = {"c": 0.0, "r": 0.0}
+            best = {"c": (0.0, 0.0), "r": (0.0, 0.0)}
             for _ in range(2):
-                best["c"] = max(best["c"], run(cport, unit, n))
-                best["r"] = max(best["r"], run(rport, unit, n))
-            print(f"| {name} | {best['r']:.0f} | {best['c']:.0f} | {best['c'] / best['r']:.2f}x |", flush=True)
+                best["c"] = max(best["c"], run(cport, unit, n, caskade.pid))
+                best["r"] = max(best["r"], run(rport, unit, n, redis.pid))
+            (c, c_cpu), (r, r_cpu) = best["c"], best["r"]
+            print(f"| {name} | {r:.0f} | {c:.0f} | {c / r:.2f}x | {r_cpu:.2f} | {c_cpu:.2f} |", flush=True)
     finally:
         caskade.terminate()
         redis.terminate()

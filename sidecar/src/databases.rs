@@ -96,6 +96,15 @@ impl Databases {
             .map_or(db, |n| n.load(Ordering::Acquire))
     }
 
+    /// The database that engine namespace `ns` holds (the inverse of [`physical`]).
+    ///
+    /// [`physical`]: Databases::physical
+    pub fn logical(&self, ns: u8) -> u8 {
+        (0..COUNT as u8)
+            .find(|&db| self.physical(db) == ns)
+            .unwrap_or(ns)
+    }
+
     /// Exchanges databases `a` and `b`; the new map is on disk before it is used.
     /// The caller holds every key stripe, so no command sees the map change under it.
     pub fn swap(&self, a: u8, b: u8) -> std::io::Result<()> {
@@ -127,6 +136,10 @@ mod tests {
         assert_eq!(
             (dbs.physical(0), dbs.physical(3), dbs.physical(5)),
             (3, 5, 0)
+        );
+        assert_eq!(
+            (dbs.logical(dbs.physical(0)), dbs.logical(dbs.physical(3))),
+            (0, 3)
         );
         let again = Databases::open(dir.path()).expect("reopen");
         assert_eq!(

@@ -95,11 +95,12 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             }
             _ => None,
         };
+        // Read before the engine opens: the compaction filter shows plugins databases.
+        let databases = Arc::new(databases::Databases::open(&cfg.storage.dir)?);
         if let Some(p) = &plugins {
             opts.compaction_filter = p
-                .load_filter()
-                .context("loading the compaction filter plugin")?
-                .map(|f| f as Arc<dyn caskade_engine::CompactionFilter>);
+                .load_filter(&databases)
+                .context("loading the compaction filter plugin")?;
             if let Some(policy) = p
                 .load_policy()
                 .context("loading the eviction policy plugin")?
@@ -117,7 +118,6 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             .await
             .context("engine recovery task")?
             .with_context(|| format!("opening data directory {}", dir.display()))?;
-        let databases = databases::Databases::open(&dir)?;
         let store = Arc::new(store::Store::new(engine).with_databases(databases));
         let shared = Arc::new(state::Shared::new(
             store.clone(),

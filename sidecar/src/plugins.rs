@@ -8,9 +8,11 @@
 //! one that fails to reload leaves the old one in place.
 
 use crate::config::{PluginConfig, PluginsConfig, RouteConfig};
+use crate::databases::Databases;
 use crate::origin::ReadThrough;
+use crate::store::Store;
 use anyhow::Context;
-use caskade_engine::{Engine, EvictionPolicy};
+use caskade_engine::{CompactionFilter, EvictionPolicy, FilterRecord, Verdict};
 use caskade_plugins::{
     Component, FetcherOptions, HostRule, Limits, PluginStats, Runtime, WasmFetcher, WasmFilter,
     WasmPolicy,
@@ -63,6 +65,26 @@ fn limits(p: &PluginConfig) -> Limits {
 
 fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
+}
+
+/// A compaction filter shown each record's database rather than the engine namespace
+/// that holds it (the two differ after SWAPDB; the WIT promises the database).
+struct ByDatabase<F> {
+    inner: F,
+    databases: Arc<Databases>,
+}
+
+impl<F: CompactionFilter> CompactionFilter for ByDatabase<F> {
+    fn filter(&self, now_ms: u64, records: &[FilterRecord<'_>], out: &mut Vec<Verdict>) {
+        let shown: Vec<FilterRecord<'_>> = records
+            .iter()
+            .map(|r| FilterRecord {
+                ns: self.databases.logical(r.ns),
+                ..*r
+            })
+            .collect();
+        self.inner.filter(now_ms, &shown, out);
+    }
 }
 
 impl Plugins {
@@ -192,8 +214,12 @@ impl Plugins {
         }
     }
 
-    /// The compaction filter, freshly loaded from its file.
-    pub fn load_filter(&self) -> anyhow::Result<Option<Arc<WasmFilter>>> {
+    /// The compaction filter, freshly loaded from its file, shown each record's
+    /// database as `databases` maps it.
+    pub fn load_filter(
+        &self,
+        databases: &Arc<Databases>,
+    ) -> anyhow::Result<Option<Arc<dyn CompactionFilter>>> {
         let Some(f) = &self.filter else {
             return Ok(None);
         };
@@ -207,7 +233,10 @@ impl Plugins {
             limits(f),
             self.filter_stats.clone(),
         )?;
-        Ok(Some(Arc::new(filter)))
+        Ok(Some(Arc::new(ByDatabase {
+            inner: filter,
+            databases: databases.clone(),
+        })))
     }
 
     /// The eviction policy, freshly loaded from its file.
@@ -234,11 +263,12 @@ impl Plugins {
     /// Reloads the engine's plugins among `which` (the filter, the policy); on error
     /// the old plugins stay. A policy reload re-seeds the new policy with every key, so
     /// a changed filter file does not reload the policy.
-    pub fn reload(&self, engine: &Engine, which: &[Slot]) {
+    pub fn reload(&self, store: &Store, which: &[Slot]) {
+        let engine = &store.engine;
         let result = (|| -> anyhow::Result<()> {
             // Load both before installing either, so a bad file changes nothing.
             let filter = if which.contains(&Slot::Filter) {
-                self.load_filter()?
+                self.load_filter(&store.databases)?
             } else {
                 None
             };
@@ -313,7 +343,7 @@ impl Plugins {
             };
             if which.contains(&Slot::Filter) || which.contains(&Slot::Policy) {
                 let (me, st, w) = (self.clone(), store.clone(), which.clone());
-                let _ = tokio::task::spawn_blocking(move || me.reload(&st.engine, &w)).await;
+                let _ = tokio::task::spawn_blocking(move || me.reload(&st, &w)).await;
             }
             let routes: Vec<usize> = which
                 .iter()
@@ -328,5 +358,45 @@ impl Plugins {
                 self.reload_fetchers(rt, &routes).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the namespaces it is shown and keeps everything.
+    struct Seen(Mutex<Vec<u8>>);
+
+    impl CompactionFilter for Seen {
+        fn filter(&self, _now: u64, records: &[FilterRecord<'_>], out: &mut Vec<Verdict>) {
+            self.0.lock().extend(records.iter().map(|r| r.ns));
+            out.extend(records.iter().map(|_| Verdict::Keep));
+        }
+    }
+
+    #[test]
+    fn a_compaction_filter_is_shown_databases_not_namespaces() {
+        let dbs = Arc::new(Databases::default());
+        dbs.swap(0, 5).expect("swap");
+        let f = ByDatabase {
+            inner: Seen(Mutex::new(Vec::new())),
+            databases: dbs.clone(),
+        };
+        let rec = |ns| FilterRecord {
+            ns,
+            key: b"k",
+            value_len: 1,
+            expire_at_ms: None,
+            meta: b"",
+        };
+        let mut out = Vec::new();
+        f.filter(
+            0,
+            &[rec(dbs.physical(0)), rec(dbs.physical(5)), rec(2)],
+            &mut out,
+        );
+        assert_eq!(*f.inner.0.lock(), [0, 5, 2]);
+        assert_eq!(out, [Verdict::Keep; 3]);
     }
 }

@@ -4,6 +4,7 @@
 
 use caskade_engine::Engine;
 use parking_lot::{Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// Told of keyspace events that other subsystems keep state about.
 pub trait KeyspaceEvents: Send + Sync {
@@ -164,8 +165,9 @@ pub struct Store {
     pub engine: Engine,
     /// The key stripe locks.
     pub locks: KeyLocks,
-    /// Which engine namespace holds each database.
-    pub databases: crate::databases::Databases,
+    /// Which engine namespace holds each database (shared with the compaction
+    /// filter, which shows plugins databases, not namespaces).
+    pub databases: Arc<crate::databases::Databases>,
 }
 
 impl Store {
@@ -174,12 +176,12 @@ impl Store {
         Store {
             engine,
             locks: KeyLocks::default(),
-            databases: crate::databases::Databases::default(),
+            databases: Arc::default(),
         }
     }
 
     /// The same store with the database map kept in the data directory.
-    pub fn with_databases(mut self, databases: crate::databases::Databases) -> Self {
+    pub fn with_databases(mut self, databases: Arc<crate::databases::Databases>) -> Self {
         self.databases = databases;
         self
     }
