@@ -12,7 +12,7 @@ use crate::format::record::{self, Kind, NAMESPACES};
 use crate::format::sync_mark::{self, Mark};
 use crate::index::Index;
 use crate::io::{OpenMode, join, write_atomic};
-use crate::keydir::{Keydir, Slot, coarse_expiry};
+use crate::keydir::{Keydir, Slot, coarse_expiry, shard_of_hash};
 use crate::log::Log;
 use crate::options::Options;
 use crate::policy_host::PolicyHost;
@@ -251,6 +251,127 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
             inner.log.mark_dead_all(removed);
         }
     }
+}
+
+/// Applies a hint file's entries as [`apply`] would one by one, in log order, but shard
+/// by shard: each shard is locked once per run, its table grown once and resident in
+/// cache while its keys go in, and runs of many keys are split over threads by shard.
+/// Order within a shard, the only order that decides which record wins, is the log's.
+/// A flush applies to every shard, so it separates runs.
+fn apply_hinted(inner: &Inner, seg: &Segment, entries: &[HintEntry], now: u64) {
+    let mut start = 0;
+    for (i, e) in entries.iter().enumerate() {
+        if e.kind == Kind::Flush {
+            apply_run(inner, seg, &entries[start..i], now);
+            apply(inner, seg, e, now);
+            start = i + 1;
+        }
+    }
+    apply_run(inner, seg, &entries[start..], now);
+}
+
+/// A run below this many entries is applied on the calling thread alone.
+const PARALLEL_RUN: usize = 1 << 16;
+
+/// [`apply_hinted`] for a run without flushes.
+fn apply_run(inner: &Inner, seg: &Segment, run: &[HintEntry], now: u64) {
+    const BUCKETS: usize = NAMESPACES as usize * Keydir::SHARDS;
+    let bucket = |e: &HintEntry| -> Option<usize> {
+        let keyed = matches!(e.kind, Kind::Put | Kind::Tombstone | Kind::Evict);
+        (keyed && e.ns < NAMESPACES && e.hash != 0)
+            .then(|| e.ns as usize * Keydir::SHARDS + shard_of_hash(e.hash))
+    };
+    // A stable counting sort of the entries by (namespace, shard).
+    let mut starts = vec![0u32; BUCKETS + 1];
+    let mut dead = 0u64;
+    for e in run {
+        match bucket(e) {
+            Some(b) => starts[b + 1] += 1,
+            // Seals, and entries no key can have: dead bytes only.
+            None => dead += e.len as u64,
+        }
+    }
+    for b in 0..BUCKETS {
+        starts[b + 1] += starts[b];
+    }
+    let mut next = starts.clone();
+    let mut order = vec![0u32; starts[BUCKETS] as usize];
+    for (i, e) in run.iter().enumerate() {
+        if let Some(b) = bucket(e) {
+            order[next[b] as usize] = i as u32;
+            next[b] += 1;
+        }
+    }
+    // Applies buckets `range`; returns the slots replaced and the bytes made dead.
+    let apply_buckets = |range: std::ops::Range<usize>| -> (Vec<Slot>, u64) {
+        let mut replaced = Vec::new();
+        let mut dead = 0u64;
+        for b in range {
+            let members = &order[starts[b] as usize..starts[b + 1] as usize];
+            if members.is_empty() {
+                continue;
+            }
+            let kd = inner.index.keydir((b / Keydir::SHARDS) as u8);
+            let mut shard = kd.shard_batch(b % Keydir::SHARDS);
+            shard.reserve(members.len());
+            for &i in members {
+                let e = &run[i as usize];
+                let expired = e.expire_at_ms != 0 && e.expire_at_ms <= now;
+                let old = if e.kind == Kind::Put && !expired {
+                    shard.insert(Slot {
+                        hash: e.hash,
+                        seg: seg.id,
+                        off: e.offset,
+                        len: e.len,
+                        exp_s: coarse_expiry(e.expire_at_ms),
+                    })
+                } else {
+                    dead += e.len as u64;
+                    shard.remove(e.hash)
+                };
+                replaced.extend(old);
+            }
+        }
+        (replaced, dead)
+    };
+    let threads = if run.len() < PARALLEL_RUN {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    };
+    let results: Vec<(Vec<Slot>, u64)> = if threads == 1 {
+        vec![apply_buckets(0..BUCKETS)]
+    } else {
+        // Contiguous bucket ranges of about equal entry counts, one per thread.
+        let total = order.len().max(1);
+        let mut cuts = vec![0usize];
+        for b in 0..BUCKETS {
+            let done = starts[b + 1] as usize;
+            if done * threads >= total * cuts.len() && cuts.len() < threads {
+                cuts.push(b + 1);
+            }
+        }
+        cuts.push(BUCKETS);
+        cuts.dedup();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = cuts
+                .windows(2)
+                .map(|w| {
+                    let range = w[0]..w[1];
+                    s.spawn(|| apply_buckets(range))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    for (replaced, d) in results {
+        dead += d;
+        inner.log.mark_dead_all(replaced);
+    }
+    seg.add_dead(dead);
 }
 
 /// What recovery learned about damage to synced bytes.
@@ -548,25 +669,27 @@ fn load_hint(
         }
     }
     let mut missing = 0;
-    for e in &entries {
-        if e.offset as u64 + e.len as u64 <= file_len {
-            apply(inner, seg, e, now);
-            continue;
-        }
-        missing += 1;
-        if e.kind != Kind::Flush {
-            lost.push(e.hash);
-        }
-        let removal = HintEntry {
-            kind: if e.kind == Kind::Put {
-                Kind::Tombstone
-            } else {
-                e.kind
-            },
-            ..*e
-        };
-        apply(inner, seg, &removal, now);
-    }
+    let effective: Vec<HintEntry> = entries
+        .iter()
+        .map(|e| {
+            if e.offset as u64 + e.len as u64 <= file_len {
+                return *e;
+            }
+            missing += 1;
+            if e.kind != Kind::Flush {
+                lost.push(e.hash);
+            }
+            HintEntry {
+                kind: if e.kind == Kind::Put {
+                    Kind::Tombstone
+                } else {
+                    e.kind
+                },
+                ..*e
+            }
+        })
+        .collect();
+    apply_hinted(inner, seg, &effective, now);
     if h.covered_len > file_len {
         return Ok(HintLoad::Truncated { lost: missing });
     }

@@ -25,6 +25,76 @@ pub(crate) struct Keydir {
     live: std::sync::atomic::AtomicU64,
 }
 
+/// One shard held for a batch of changes; the keydir's counters take the batch's net
+/// change when it ends, while the shard is still held (so they never wrap).
+pub(crate) struct ShardBatch<'a> {
+    table: parking_lot::RwLockWriteGuard<'a, Table>,
+    kd: &'a Keydir,
+    len: i64,
+    live: i64,
+    expiring: i64,
+}
+
+impl ShardBatch<'_> {
+    /// Room for `more` inserts.
+    pub fn reserve(&mut self, more: usize) {
+        self.table.reserve(more);
+    }
+
+    fn count(&mut self, slot: &Slot, sign: i64) {
+        self.len += sign;
+        self.live += sign * slot.len as i64;
+        if slot.exp_s != 0 {
+            self.expiring += sign;
+        }
+    }
+
+    /// Inserts or replaces; returns the slot it replaced.
+    pub fn insert(&mut self, slot: Slot) -> Option<Slot> {
+        let old = self.table.insert(slot);
+        if let Some(o) = &old {
+            self.count(o, -1);
+        }
+        self.count(&slot, 1);
+        old
+    }
+
+    /// Removes `hash`; returns its slot.
+    pub fn remove(&mut self, hash: u64) -> Option<Slot> {
+        let old = self.table.remove_if(hash, |_| true);
+        if let Some(o) = &old {
+            self.count(o, -1);
+        }
+        old
+    }
+}
+
+impl Drop for ShardBatch<'_> {
+    fn drop(&mut self) {
+        fn add_usize(a: &AtomicUsize, d: i64) {
+            if d >= 0 {
+                a.fetch_add(d as usize, Ordering::Relaxed);
+            } else {
+                a.fetch_sub(d.unsigned_abs() as usize, Ordering::Relaxed);
+            }
+        }
+        add_usize(&self.kd.len, self.len);
+        add_usize(&self.kd.expiring, self.expiring);
+        if self.live >= 0 {
+            self.kd.live.fetch_add(self.live as u64, Ordering::Relaxed);
+        } else {
+            self.kd
+                .live
+                .fetch_sub(self.live.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// The shard a key hash belongs to.
+pub(crate) fn shard_of_hash(hash: u64) -> usize {
+    shard_of(hash)
+}
+
 /// Whether a slot's coarse (whole-second, rounded up) expiry settles the question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Liveness {
@@ -129,6 +199,18 @@ impl Keydir {
         }
         self.counted_in(&slot);
         old
+    }
+
+    /// Shard `shard`, write-locked for a batch of changes (recovery applies a hint
+    /// file shard by shard: one lock and a cache-resident table per run of keys).
+    pub fn shard_batch(&self, shard: usize) -> ShardBatch<'_> {
+        ShardBatch {
+            table: self.shards[shard % SHARDS].0.write(),
+            kd: self,
+            len: 0,
+            live: 0,
+            expiring: 0,
+        }
     }
 
     /// Removes `hash` only if its slot is still exactly `expected` (so a concurrent

@@ -103,6 +103,17 @@ impl Table {
         None
     }
 
+    /// Room for `more` inserts without growing meanwhile (a batch that knows its
+    /// size): grows once, by at least the usual step so growth stays amortised.
+    pub fn reserve(&mut self, more: usize) {
+        let want = self.len + more;
+        if want * MAX_LOAD_DEN > self.slots.len() * MAX_LOAD_NUM {
+            let needed = want * MAX_LOAD_DEN / MAX_LOAD_NUM + 1;
+            let step = self.slots.len() + self.slots.len() / 4 + 1;
+            self.resize(needed.max(step).max(MIN_CAP));
+        }
+    }
+
     fn place(&mut self, slot: Slot) {
         let cap = self.slots.len();
         let mut i = self.home(slot.hash);
@@ -241,6 +252,25 @@ mod tests {
                 assert!((0.6..=0.8).contains(&load), "load {load} at {n}");
             }
         }
+    }
+
+    #[test]
+    fn reserve_makes_room_once_and_keeps_every_slot() {
+        let mut t = Table::new();
+        for h in 1..=100u64 {
+            t.insert(slot(h, 0));
+        }
+        t.reserve(10_000);
+        let cap = t.heap_bytes();
+        for h in 101..=10_100u64 {
+            t.insert(slot(h, 0));
+        }
+        assert_eq!(t.heap_bytes(), cap, "no growth inside the reservation");
+        assert_eq!(t.len(), 10_100);
+        assert!((1..=10_100u64).all(|h| t.get(h).is_some()));
+        // A reservation that fits changes nothing.
+        t.reserve(0);
+        assert_eq!(t.heap_bytes(), cap);
     }
 
     #[test]
