@@ -50,6 +50,49 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// The highest `used_memory` INFO has reported.
+static PEAK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn human(bytes: u64) -> String {
+    format!("{:.2}M", bytes as f64 / (1 << 20) as f64)
+}
+
+/// INFO memory: what the allocator holds (its own statistics), the process' RSS, and
+/// the parts caskade knows the size of.
+fn memory_section(s: &Shared, st: &caskade_engine::Stats, rss: u64) -> Section {
+    let usage = crate::alloc::usage();
+    let used = usage.map_or(rss, |u| u.allocated);
+    let peak = PEAK.fetch_max(used, Ordering::Relaxed).max(used);
+    let ratio = if used > 0 {
+        rss as f64 / used as f64
+    } else {
+        0.0
+    };
+    let mut m = Section::new("Memory", "memory")
+        .field("used_memory", used)
+        .field("used_memory_human", human(used))
+        .field("used_memory_rss", rss)
+        .field("used_memory_rss_human", human(rss))
+        .field("used_memory_peak", peak)
+        .field("used_memory_peak_human", human(peak));
+    if let Some(u) = usage {
+        m = m
+            .field("allocator_allocated", u.allocated)
+            .field("allocator_active", u.held)
+            .field("allocator_resident", u.held);
+    }
+    m.field("mem_fragmentation_ratio", format!("{ratio:.2}"))
+        .field("mem_allocator", "libc")
+        .field("mem_engine_index", st.index_bytes)
+        .field("mem_eviction_policy", st.policy_bytes)
+        .field(
+            "mem_clients_normal",
+            s.stats.client_buffer_bytes.load(Ordering::Relaxed),
+        )
+        .field("maxmemory", 0)
+        .field("maxmemory_policy", "noeviction")
+}
+
 /// CPU seconds (user, system) of this process, of its waited-for children, and of
 /// its main thread, from `/proc` (clock ticks of 1/100 s, Linux' fixed ABI value).
 fn cpu_seconds() -> [(f64, f64); 3] {
@@ -114,21 +157,7 @@ fn sections(s: &Shared) -> Vec<Section> {
             .field("blocked_clients", 0)
             .field("tracking_clients", 0)
             .field("clients_in_timeout_table", 0),
-        Section::new("Memory", "memory")
-            .field("used_memory", rss)
-            .field(
-                "used_memory_human",
-                format!("{:.2}M", rss as f64 / (1 << 20) as f64),
-            )
-            .field("used_memory_rss", rss)
-            .field("used_memory_peak", rss)
-            .field(
-                "mem_clients_normal",
-                s.stats.client_buffer_bytes.load(Ordering::Relaxed),
-            )
-            .field("maxmemory", 0)
-            .field("maxmemory_policy", "noeviction")
-            .field("mem_fragmentation_ratio", "1.00"),
+        memory_section(s, &st, rss),
         Section::new("Persistence", "persistence")
             .field("loading", 0)
             .field("rdb_changes_since_last_save", 0)
