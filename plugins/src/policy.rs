@@ -29,6 +29,8 @@ pub struct WasmPolicy {
     limits: Limits,
     live: Option<Live>,
     stats: Arc<PluginStats>,
+    /// What the plugin answered `wants-keys` after `init`.
+    wants_keys: bool,
 }
 
 impl WasmPolicy {
@@ -60,11 +62,16 @@ impl WasmPolicy {
                     PluginError::Failed(s) => s,
                 })
             })?;
+        let wants_keys = plugin
+            .caskade_plugin_eviction_policy()
+            .call_wants_keys(&mut store)
+            .map_err(|e| init_err(format!("{e:#}")))?;
         Ok(WasmPolicy {
             name: name.to_string(),
             limits,
             live: Some(Live { store, plugin }),
             stats,
+            wants_keys,
         })
     }
 
@@ -112,7 +119,17 @@ impl EvictionPolicy for WasmPolicy {
     }
 
     fn on_insert(&mut self, ids: &[u64]) {
-        self.on_insert_keys(ids, &vec![&[][..]; ids.len()]);
+        // Keys it did not ask for: empty, so nothing is copied.
+        let batch: Vec<Inserted> = ids
+            .iter()
+            .map(|&id| Inserted {
+                id,
+                key: Vec::new(),
+            })
+            .collect();
+        self.call("on-insert", |p, s| {
+            p.caskade_plugin_eviction_policy().call_on_insert(s, &batch)
+        });
     }
 
     fn on_insert_keys(&mut self, ids: &[u64], keys: &[&[u8]]) {
@@ -130,7 +147,7 @@ impl EvictionPolicy for WasmPolicy {
     }
 
     fn wants_keys(&self) -> bool {
-        true
+        self.wants_keys
     }
 
     fn on_access(&mut self, ids: &[u64]) {

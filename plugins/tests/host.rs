@@ -219,6 +219,33 @@ fn misbehaving_filters_are_contained() {
 }
 
 #[test]
+fn a_policy_gets_key_bytes_only_if_it_asks_for_them() {
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("prefix_priority.wasm")).expect("load");
+    let policy = |s: &[(&str, &str)]| {
+        WasmPolicy::new(
+            &rt,
+            "prefix_priority",
+            &component,
+            &settings(s),
+            limits(50),
+            Arc::new(PluginStats::default()),
+        )
+        .expect("policy")
+    };
+    // Plain SIEVE decides by id alone; with protected prefixes it reads keys.
+    assert!(!policy(&[]).wants_keys());
+    assert!(policy(&[("protected_prefixes", "session:")]).wants_keys());
+    // Without keys it still evicts in SIEVE order.
+    let mut p = policy(&[]);
+    p.on_insert(&[16, 32, 48]);
+    p.on_access(&[16]);
+    let mut out = Vec::new();
+    p.victims(1, &mut out);
+    assert_eq!(out, [32]);
+}
+
+#[test]
 fn prefix_priority_example_protects_prefixes_in_the_engine() {
     let rt = Runtime::new(None).expect("runtime");
     let component = rt.load(&example("prefix_priority.wasm")).expect("load");
@@ -269,6 +296,7 @@ fn a_trapping_policy_hands_over_to_the_built_in_one() {
         r#"(module {REALLOC}
           (func (export "caskade:plugin/eviction-policy@0.1.0#init") (param i32 i32) (result i32)
             (i32.store8 (i32.const 1024) (i32.const 0)) (i32.const 1024))
+          (func (export "caskade:plugin/eviction-policy@0.1.0#wants-keys") (result i32) (i32.const 0))
           (func (export "caskade:plugin/eviction-policy@0.1.0#on-insert") (param i32 i32))
           (func (export "caskade:plugin/eviction-policy@0.1.0#on-access") (param i32 i32))
           (func (export "caskade:plugin/eviction-policy@0.1.0#on-remove") (param i32 i32))

@@ -122,7 +122,13 @@ pub use policy::{Inserted, PluginError};
 pub trait EvictionPolicy: Sized + 'static {
     /// Builds the policy from its settings.
     fn init(settings: &Settings) -> Result<Self, PluginError>;
-    /// Keys that were created.
+    /// Whether [`EvictionPolicy::on_insert`] should carry each key's bytes (asked once,
+    /// after `init`). The default, false, sends empty keys: nothing is copied into the
+    /// plugin and a restart does not read every key back from disk for it.
+    fn wants_keys(&self) -> bool {
+        false
+    }
+    /// Keys that were created (their bytes only if [`EvictionPolicy::wants_keys`]).
     fn on_insert(&mut self, keys: &[Inserted]);
     /// Keys that were read or overwritten.
     fn on_access(&mut self, ids: &[u64]);
@@ -155,6 +161,9 @@ macro_rules! export_eviction_policy {
                 let p = <$t as $crate::EvictionPolicy>::init(&settings)?;
                 __CASKADE_POLICY.with(|c| *c.borrow_mut() = Some(p));
                 Ok(())
+            }
+            fn wants_keys() -> bool {
+                __with(|p| $crate::EvictionPolicy::wants_keys(p))
             }
             fn on_insert(keys: ::std::vec::Vec<$crate::Inserted>) {
                 __with(|p| $crate::EvictionPolicy::on_insert(p, &keys))

@@ -167,6 +167,11 @@ impl EvictionPolicy for PrefixPriority {
         })
     }
 
+    /// Keys are needed only to tell protected ones apart: plain SIEVE does without.
+    fn wants_keys(&self) -> bool {
+        !self.protected.is_empty()
+    }
+
     fn on_insert(&mut self, keys: &[Inserted]) {
         for k in keys {
             if self.protected.iter().any(|p| k.key.starts_with(p)) {
