@@ -18,6 +18,8 @@ pub(crate) type KeyBatch<'a> = dyn FnMut(&[u64], &[Vec<u8>]) + 'a;
 pub(crate) trait KeySource {
     /// Calls `batch(ids, keys)` for every key; `keys` is empty unless `wants_keys`.
     fn for_each_key_batch(&self, wants_keys: bool, batch: &mut KeyBatch<'_>);
+    /// How many keys there are.
+    fn count(&self) -> usize;
 }
 
 const ACCESS_STRIPES: usize = 8;
@@ -197,6 +199,7 @@ impl PolicyHost {
 
 /// Tells `p` of every key `keys` holds.
 fn seed(p: &mut Box<dyn EvictionPolicy>, keys: &dyn KeySource) {
+    p.reserve(keys.count());
     keys.for_each_key_batch(p.wants_keys(), &mut |ids, ks| {
         if ids.is_empty() {
             return;
@@ -255,5 +258,9 @@ impl KeySource for Keys<'_> {
             });
         }
         batch(&ids, &keys);
+    }
+
+    fn count(&self) -> usize {
+        self.index.total_len()
     }
 }

@@ -27,6 +27,11 @@ impl EvictionPolicy for Fifo {
         "fifo"
     }
 
+    fn reserve(&mut self, n: usize) {
+        self.queue.reserve(n);
+        self.live.reserve(n);
+    }
+
     fn on_insert(&mut self, ids: &[u64]) {
         for &id in ids {
             if !self.live.contains_key(&id) {

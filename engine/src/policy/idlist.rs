@@ -35,6 +35,12 @@ impl IdList {
         self.map.len()
     }
 
+    /// Room for `n` more ids.
+    pub fn reserve(&mut self, n: usize) {
+        self.nodes.reserve(n);
+        self.map.reserve(n);
+    }
+
     pub fn push_front(&mut self, id: u64) {
         if self.map.contains_key(&id) {
             return;

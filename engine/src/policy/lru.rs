@@ -17,6 +17,10 @@ impl EvictionPolicy for Lru {
         "lru"
     }
 
+    fn reserve(&mut self, n: usize) {
+        self.list.reserve(n);
+    }
+
     fn on_insert(&mut self, ids: &[u64]) {
         for &id in ids {
             if self.list.contains(id) {

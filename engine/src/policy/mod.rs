@@ -22,6 +22,11 @@ use std::str::FromStr;
 pub trait EvictionPolicy: Send {
     /// The policy's name, for INFO and metrics.
     fn name(&self) -> &str;
+    /// About `n` keys are about to be inserted at once (a fresh policy being told of
+    /// every key): room for them now, instead of growing step by step.
+    fn reserve(&mut self, n: usize) {
+        let _ = n;
+    }
     /// Keys that were just created.
     fn on_insert(&mut self, ids: &[u64]);
     /// Keys that were just created, with their bytes, for policies that decide by key

@@ -123,6 +123,12 @@ impl S3Fifo {
 }
 
 impl EvictionPolicy for S3Fifo {
+    fn reserve(&mut self, n: usize) {
+        // New keys enter the small queue.
+        self.small.reserve(n);
+        self.meta.reserve(n);
+    }
+
     fn name(&self) -> &str {
         "s3-fifo"
     }

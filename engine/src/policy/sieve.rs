@@ -35,6 +35,10 @@ impl EvictionPolicy for Sieve {
         "sieve"
     }
 
+    fn reserve(&mut self, n: usize) {
+        self.list.reserve(n);
+    }
+
     fn on_insert(&mut self, ids: &[u64]) {
         for &id in ids {
             if self.list.contains(id) {
