@@ -54,8 +54,9 @@ start_timed() {
 
 fill() {
   commands "$1" | redis-cli -p "$PORT" --pipe >/dev/null
-  # Let background work (flushes, hint writes) settle before reading RSS.
-  sleep 2
+  # Let background work settle before reading RSS (flushes, hint writes, and caskade's
+  # hand-back of free heap memory, every 5 s).
+  sleep 6
 }
 
 caskade() {

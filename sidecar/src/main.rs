@@ -127,6 +127,14 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             read_through.clone(),
         ));
         let _ = admin.shared.set(shared.clone());
+        // Free memory left inside the allocator's heaps goes back to the system.
+        tokio::spawn(async {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let _ = tokio::task::spawn_blocking(alloc::trim_if_wasteful).await;
+            }
+        });
         if let Some(p) = plugins {
             tokio::spawn(p.watch(store, read_through));
         }
