@@ -13,13 +13,14 @@ fn coded(e: String) -> CmdError {
     CmdError::Coded(e.into())
 }
 
-/// FUNCTION LOAD | DELETE | FLUSH | LIST | DUMP | RESTORE | STATS | KILL | HELP
+/// FUNCTION LOAD | DELETE | FLUSH | LIST | DUMP | RESTORE | STATS | KILL (HELP, and the
+/// subcommand and its arity, are checked before this from `docs.txt`).
 pub fn function(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
     let sub = a.next_arg()?;
     let sub_text = String::from_utf8_lossy(sub).to_ascii_uppercase();
     let f = &s.functions;
     match sub_text.as_str() {
-        "LOAD" if !a.is_empty() => {
+        "LOAD" => {
             let replace = a.remaining() == 2 && a.eat("REPLACE");
             let code = a.next_arg()?;
             if !a.is_empty() {
@@ -31,7 +32,7 @@ pub fn function(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult 
             let name = f.load(code, replace).map_err(coded)?;
             Ok(Reply::text(&name))
         }
-        "DELETE" if a.remaining() == 1 => {
+        "DELETE" => {
             let name = String::from_utf8_lossy(a.next_arg()?).into_owned();
             f.delete(&name).map_err(coded)?;
             Ok(Reply::OK)
@@ -49,8 +50,8 @@ pub fn function(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult 
             Ok(Reply::OK)
         }
         "LIST" => list(s, a),
-        "DUMP" if a.is_empty() => Ok(Reply::Bulk(f.dump().into())),
-        "RESTORE" if !a.is_empty() && a.remaining() <= 2 => {
+        "DUMP" => Ok(Reply::Bulk(f.dump().into())),
+        "RESTORE" if a.remaining() <= 2 => {
             let payload = a.next_arg()?;
             let how = match a.next_opt() {
                 None => Restore::Append,
@@ -66,7 +67,7 @@ pub fn function(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult 
             f.restore(payload, how).map_err(coded)?;
             Ok(Reply::OK)
         }
-        "STATS" if a.is_empty() => {
+        "STATS" => {
             let libs = f.list();
             let functions: usize = libs.iter().map(|l| l.functions.len()).sum();
             Ok(Reply::Map(vec![
@@ -86,13 +87,12 @@ pub fn function(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult 
                 ),
             ]))
         }
-        "KILL" if a.is_empty() => super::scripting::kill(s),
-        "LOAD" | "DELETE" | "FLUSH" | "DUMP" | "RESTORE" | "STATS" | "KILL" | "HELP" => {
-            Err(CmdError::err(format!(
-                "wrong number of arguments for 'function|{}' command",
-                sub_text.to_ascii_lowercase()
-            )))
-        }
+        "KILL" => super::scripting::kill(s),
+        // The two whose documented arity lets extra arguments through.
+        "FLUSH" | "RESTORE" => Err(CmdError::err(format!(
+            "wrong number of arguments for 'function|{}' command",
+            sub_text.to_ascii_lowercase()
+        ))),
         _ => Err(CmdError::err(format!(
             "unknown subcommand '{}'. Try FUNCTION HELP.",
             String::from_utf8_lossy(sub)

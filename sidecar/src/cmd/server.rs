@@ -85,9 +85,6 @@ pub fn command(_s: &Shared, _sess: &mut Session, args: &mut Args<'_>) -> CmdResu
         return Ok(Reply::Array(COMMANDS.iter().map(docs::info).collect()));
     };
     if is(sub, "count") {
-        if !names.is_empty() {
-            return Err(CmdError::Arity("command|count"));
-        }
         Ok(Reply::Int(COMMANDS.len() as i64))
     } else if is(sub, "info") {
         if names.is_empty() {
