@@ -270,7 +270,8 @@ pub fn client(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
             Ok(Reply::Verbatim(out))
         }
         ("kill", [_, ..]) => client_kill(s, rest),
-        ("no-evict" | "no-touch", [_]) => Ok(Reply::OK),
+        ("no-evict" | "no-touch", [on]) if is(on, "ON") || is(on, "OFF") => Ok(Reply::OK),
+        ("no-evict" | "no-touch", [_]) => Err(CmdError::Syntax),
         _ => Err(CmdError::unknown_subcommand("CLIENT", sub)),
     }
 }

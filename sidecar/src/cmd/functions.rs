@@ -88,11 +88,9 @@ pub fn function(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult 
             ]))
         }
         "KILL" => super::scripting::kill(s),
-        // The two whose documented arity lets extra arguments through.
-        "FLUSH" | "RESTORE" => Err(CmdError::err(format!(
-            "wrong number of arguments for 'function|{}' command",
-            sub_text.to_ascii_lowercase()
-        ))),
+        // The two whose documented arity lets extra arguments through: Redis answers
+        // those with its older text.
+        "FLUSH" | "RESTORE" => Err(CmdError::unknown_subcommand("FUNCTION", sub)),
         _ => Err(CmdError::err(format!(
             "unknown subcommand '{}'. Try FUNCTION HELP.",
             String::from_utf8_lossy(sub)

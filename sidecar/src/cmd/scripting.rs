@@ -393,10 +393,11 @@ pub fn script(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
                 .map(|sha| Reply::Int(i64::from(s.scripts.get(sha).is_some())))
                 .collect(),
         )),
-        "FLUSH" if a.remaining() <= 1 => {
-            if let Some(mode) = a.next_opt()
-                && !super::args::is(mode, "ASYNC")
-                && !super::args::is(mode, "SYNC")
+        "FLUSH" => {
+            if a.remaining() > 1
+                || a.next_opt().is_some_and(|mode| {
+                    !super::args::is(mode, "ASYNC") && !super::args::is(mode, "SYNC")
+                })
             {
                 return Err(CmdError::err("SCRIPT FLUSH only support SYNC|ASYNC option"));
             }
@@ -404,11 +405,6 @@ pub fn script(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
             Ok(Reply::OK)
         }
         "KILL" => kill(s),
-        // The one whose documented arity lets extra arguments through.
-        "FLUSH" => Err(CmdError::err(format!(
-            "wrong number of arguments for 'script|{}' command",
-            sub_text.to_ascii_lowercase()
-        ))),
         _ => Err(CmdError::err(format!(
             "unknown subcommand '{}'. Try SCRIPT HELP.",
             String::from_utf8_lossy(sub)

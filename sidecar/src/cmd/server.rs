@@ -33,7 +33,11 @@ pub fn config(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
         } else {
             Reply::Array(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
         })
-    } else if is(sub, "set") && a.len() >= 3 && a.len() % 2 == 1 {
+    } else if is(sub, "set") {
+        // Parameter and value pairs (docs.txt checked there is at least one).
+        if a.len().is_multiple_of(2) {
+            return Err(CmdError::Syntax);
+        }
         config_set(s, &a[1..])
     } else if is(sub, "resetstat") && a.len() == 1 {
         s.stats.commands.store(0, Ordering::Relaxed);
@@ -274,7 +278,14 @@ pub fn memory(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
     let sub = args.next_arg()?;
     let word = String::from_utf8_lossy(sub).to_ascii_lowercase();
     match (word.as_str(), args.take_rest()) {
-        ("usage", [key] | [key, _, _]) => {
+        ("usage", [key, rest @ ..]) => {
+            match rest {
+                [] => {}
+                [w, n] if is(w, "SAMPLES") => {
+                    parse_i64(n).ok_or(CmdError::NotInteger)?;
+                }
+                _ => return Err(CmdError::Syntax),
+            }
             let Some(item) = s.store.engine.get_item(s.store.ns(sess.db), key)? else {
                 return Ok(Reply::Nil);
             };
