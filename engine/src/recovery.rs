@@ -12,7 +12,7 @@ use crate::format::record::{self, Kind, NAMESPACES};
 use crate::format::sync_mark::{self, Mark};
 use crate::index::Index;
 use crate::io::{OpenMode, join, write_atomic};
-use crate::keydir::{Keydir, Slot, coarse_expiry, shard_of_hash};
+use crate::keydir::{Keydir, Slot, coarse_expiry, shard_of};
 use crate::log::Log;
 use crate::options::Options;
 use crate::policy_host::PolicyHost;
@@ -279,7 +279,7 @@ fn apply_run(inner: &Inner, seg: &Segment, run: &[HintEntry], now: u64) {
     let bucket = |e: &HintEntry| -> Option<usize> {
         let keyed = matches!(e.kind, Kind::Put | Kind::Tombstone | Kind::Evict);
         (keyed && e.ns < NAMESPACES && e.hash != 0)
-            .then(|| e.ns as usize * Keydir::SHARDS + shard_of_hash(e.hash))
+            .then(|| e.ns as usize * Keydir::SHARDS + shard_of(e.hash))
     };
     // A stable counting sort of the entries by (namespace, shard).
     let mut starts = vec![0u32; BUCKETS + 1];

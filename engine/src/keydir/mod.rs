@@ -90,11 +90,6 @@ impl Drop for ShardBatch<'_> {
     }
 }
 
-/// The shard a key hash belongs to.
-pub(crate) fn shard_of_hash(hash: u64) -> usize {
-    shard_of(hash)
-}
-
 /// Whether a slot's coarse (whole-second, rounded up) expiry settles the question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Liveness {
@@ -138,7 +133,8 @@ impl Slot {
     }
 }
 
-fn shard_of(hash: u64) -> usize {
+/// The shard a key hash belongs to.
+pub(crate) fn shard_of(hash: u64) -> usize {
     (hash >> (64 - SHARD_BITS)) as usize
 }
 
