@@ -33,12 +33,18 @@ pub fn caskade(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     c.output().expect("run caskade")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// Two distinct free ports: both listeners are held until both are known, since the
+/// kernel may hand the same port out again once the first one is closed.
+fn free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("free port");
+    let b = TcpListener::bind("127.0.0.1:0").expect("free port");
+    let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
+    (port(&a), port(&b))
 }
+
+/// How often a first start is retried on fresh ports when the process exits before it
+/// is ready: another test may take a port between the pick and the bind.
+const START_ATTEMPTS: usize = 4;
 
 impl Server {
     pub fn start(args: &[&str]) -> Server {
@@ -48,27 +54,29 @@ impl Server {
     /// Starts the binary from `cwd` without `--dir`, so it uses its default data
     /// directory, `caskade-data`, a relative path.
     pub fn start_in(cwd: &Path, args: &[&str]) -> Server {
+        let (port, admin_port) = free_ports();
         let mut s = Server {
             child: None,
-            port: free_port(),
-            admin_port: free_port(),
+            port,
+            admin_port,
             dir: cwd.join("caskade-data"),
             _tmp: None,
             args: args.iter().map(|a| a.to_string()).collect(),
             env: Vec::new(),
             cwd: Some(cwd.to_path_buf()),
         };
-        s.spawn();
+        s.spawn_fresh();
         s
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("data");
+        let (port, admin_port) = free_ports();
         let mut s = Server {
             child: None,
-            port: free_port(),
-            admin_port: free_port(),
+            port,
+            admin_port,
             dir,
             _tmp: Some(tmp),
             args: args.iter().map(|a| a.to_string()).collect(),
@@ -78,11 +86,31 @@ impl Server {
                 .collect(),
             cwd: None,
         };
-        s.spawn();
+        s.spawn_fresh();
         s
     }
 
+    /// Spawns on the chosen ports, moving to fresh ones if the process exits before
+    /// it is ready (a port taken meanwhile); the last attempt's failure is the panic.
+    fn spawn_fresh(&mut self) {
+        for _ in 1..START_ATTEMPTS {
+            if self.try_spawn().is_ok() {
+                return;
+            }
+            (self.port, self.admin_port) = free_ports();
+        }
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
+        if let Err(e) = self.try_spawn() {
+            panic!("caskade did not report ready within 30 s: {e}");
+        }
+    }
+
+    /// Starts the process and waits for "caskade ready"; `Err` if it exited first or
+    /// took longer than 30 s (then it is killed).
+    fn try_spawn(&mut self) -> Result<(), std::sync::mpsc::RecvTimeoutError> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_caskade"));
         match &self.cwd {
             Some(cwd) => cmd.current_dir(cwd),
@@ -110,9 +138,13 @@ impl Server {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("caskade did not report ready within 30 s");
+        if let Err(e) = rx.recv_timeout(Duration::from_secs(30)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
         self.child = Some(child);
+        Ok(())
     }
 
     pub fn url(&self) -> String {

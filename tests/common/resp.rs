@@ -225,12 +225,23 @@ impl RedisServer {
     /// Starts one; panics with a clear message if `redis-server` is not installed
     /// (`tests/run.sh` installs Debian's).
     pub fn start() -> RedisServer {
+        // Retried on a fresh port if redis-server exits (another test took the port
+        // between the pick and its bind).
+        for _ in 0..4 {
+            if let Some(server) = Self::try_start() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 4 free ports");
+    }
+
+    fn try_start() -> Option<RedisServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("free port");
         let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
@@ -241,6 +252,10 @@ impl RedisServer {
             .expect("redis-server must be installed to run the differential tests (tests/run.sh installs Debian's redis-server)");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            // Exited: it could not bind; whatever answers on the port is not ours.
+            if child.try_wait().expect("wait redis-server").is_some() {
+                return None;
+            }
             if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
                 drop(s);
                 break;
@@ -248,11 +263,11 @@ impl RedisServer {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        RedisServer {
+        Some(RedisServer {
             child,
             port,
             _dir: dir,
-        }
+        })
     }
 }
 
