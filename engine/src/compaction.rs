@@ -334,7 +334,14 @@ impl Worker {
     /// policy, which forgot the evicted ones: they stay, and stay evictable.
     fn restore(&self, doomed: &Doomed) {
         let keys = self.keys();
-        for slot in &doomed.evicted {
+        // The built-in policy's bits stayed with the slots; only a plugged-in policy
+        // must hear of them again.
+        let evicted = if self.policy.plugged() {
+            &doomed.evicted[..]
+        } else {
+            &[]
+        };
+        for slot in evicted {
             let present = self.index.slot((slot.hash & 0xF) as u8, slot.hash);
             if let Some(key) = present.and_then(|now| keys.key_of(&now)) {
                 self.policy.note_insert(slot.hash, &key, &keys);
@@ -357,37 +364,38 @@ impl Worker {
         let now = self.clock.now_ms();
         // Sort the batch into live puts (the index points at them) and the rest.
         let mut live: Vec<(usize, u64)> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
         for (i, p) in batch.iter().enumerate() {
             let r = p.rec();
             if r.header.kind != Kind::Put || r.header.ns >= NAMESPACES {
                 continue;
             }
             let id = self.index.key_id(r.header.ns, r.key);
-            let points_here = self
+            if let Some(s) = self
                 .index
                 .slot(r.header.ns, id)
-                .is_some_and(|s| s.seg == seg.id && s.off == p.off);
-            if points_here {
+                .filter(|s| s.seg == seg.id && s.off == p.off)
+            {
                 live.push((i, id));
+                slots.push(s);
             }
         }
-        // The policy decides which live keys a reclaim keeps.
-        let mut keep = vec![true; live.len()];
-        if mode == Mode::Reclaim && !live.is_empty() {
-            let ids: Vec<u64> = live.iter().map(|&(_, id)| id).collect();
-            let mut out = Vec::with_capacity(ids.len());
-            let mut p = self.policy.lock(&self.keys());
-            self.policy.drain_accesses(p.as_mut());
-            p.keep_on_reclaim(&ids, &mut out);
-            for (k, o) in keep.iter_mut().zip(out) {
-                *k = o;
-            }
-        }
+        // The policy decides which live keys a reclaim keeps (`None`: evicted), and
+        // the built-in policy's bits they keep; a compaction keeps every key's bits.
+        let keep: Vec<Option<Option<u16>>> = if mode == Mode::Reclaim && !live.is_empty() {
+            self.policy
+                .keep_on_reclaim(&slots, &self.keys())
+                .into_iter()
+                .map(|k| k.map(Some))
+                .collect()
+        } else {
+            vec![Some(None); live.len()]
+        };
         // The filter sees every record that is about to be copied.
         let mut verdicts = vec![Verdict::Keep; live.len()];
         let filter = self.compactor.filter();
         if let Some(filter) = filter {
-            let kept: Vec<usize> = (0..live.len()).filter(|&j| keep[j]).collect();
+            let kept: Vec<usize> = (0..live.len()).filter(|&j| keep[j].is_some()).collect();
             let records: Vec<FilterRecord<'_>> = kept
                 .iter()
                 .map(|&j| {
@@ -430,11 +438,12 @@ impl Worker {
                 off: p.off,
                 len: p.bytes.len() as u32,
                 exp_s: coarse_expiry(r.header.expire_at_ms),
+                meta: 0,
             };
             if kd.get(id) != Some(expected) {
                 continue; // Written or removed since the batch was read.
             }
-            if !keep[j] {
+            let Some(bits) = keep[j] else {
                 if older_exists {
                     kd.remove_exact(&expected);
                     let rec = record::evict(ns, id);
@@ -449,7 +458,7 @@ impl Worker {
                 }
                 Counters::bump(&self.counters.evicted_disk);
                 continue;
-            }
+            };
             let new_exp = match verdicts[j] {
                 Verdict::Keep => Some(r.header.expire_at_ms),
                 Verdict::SetExpiry(e) => {
@@ -481,13 +490,16 @@ impl Worker {
             };
             let (s, off) = self.log.append_locked(&mut w, &copy)?;
             Counters::add(&self.counters.bytes_rewritten, copy.len() as u64);
-            kd.insert(Slot {
+            let moved = Slot {
                 hash: id,
                 seg: s.id,
                 off,
                 len: copy.len() as u32,
                 exp_s: coarse_expiry(exp),
-            });
+                meta: 0,
+            };
+            // The copy keeps the key's policy bits (those a reclaim left it).
+            kd.insert_with(moved, |old| bits.or(old.map(|o| o.meta)).unwrap_or(0));
         }
         // Markers of removals move forward while an older segment may still hold the
         // key; an expired put whose key is gone gets a tombstone for the same reason.
@@ -552,9 +564,10 @@ impl Worker {
                 if kd.remove_exact(slot) {
                     continue;
                 }
-                // Overwritten meanwhile: the key lives on, and the policy (which forgot
-                // it as a victim) must know it again.
-                if let Some(now) = kd.get(slot.hash)
+                // Overwritten meanwhile: the key lives on, and a plugged-in policy
+                // (which forgot it as a victim) must know it again.
+                if self.policy.plugged()
+                    && let Some(now) = kd.get(slot.hash)
                     && let Some(key) = keys.key_of(&now)
                 {
                     self.policy.note_insert(slot.hash, &key, &keys);

@@ -225,13 +225,15 @@ impl Inner {
             seg.add_dead(rec.len() as u64);
             expected.filter(|s| kd.remove_exact(s)).copied()
         } else {
-            kd.insert(Slot {
+            let slot = Slot {
                 hash,
                 seg: seg.id,
                 off,
                 len: rec.len() as u32,
                 exp_s: coarse_expiry(expire_at_ms),
-            })
+                meta: 0,
+            };
+            kd.insert_with(slot, |old| self.policy.written(&self.index, hash, old))
         };
         if let Some(old) = old {
             self.log.mark_dead(&old);

@@ -165,7 +165,7 @@ impl Engine {
         let Some((buf, h)) = inner.read_live(kd, ns, key, &slot, &seg, now)? else {
             return Ok(None);
         };
-        inner.note_access(slot.hash);
+        inner.note_read(kd, &slot);
         let value_at = record::value_range(&h);
         let meta_at = value_at.start - h.meta_len as usize..value_at.start;
         let buf = Bytes::from(buf);
@@ -221,17 +221,19 @@ impl Engine {
         let lsn = {
             let mut w = inner.writer()?;
             let (seg, off) = inner.log.append_locked(&mut w, &buf)?;
-            let old = kd.insert(Slot {
+            let slot = Slot {
                 hash,
                 seg: seg.id,
                 off,
                 len: buf.len() as u32,
                 exp_s: coarse_expiry(exp),
-            });
+                meta: 0,
+            };
+            let old = kd.insert_with(slot, |old| inner.policy.written(&inner.index, hash, old));
             match old {
                 Some(old) => {
                     inner.log.mark_dead(&old);
-                    inner.note_access(hash);
+                    inner.note_overwrite(hash);
                 }
                 None => {
                     inner.note_insert(hash, key);
@@ -491,10 +493,16 @@ impl Engine {
         self.inner.compactor.set_filter(filter);
     }
 
-    /// Replaces the eviction policy: the new one is told of every key first (reading
-    /// keys from disk if it wants them), then takes over atomically.
+    /// Puts a plugged-in eviction policy in force: it is told of every key first
+    /// (reading keys from disk if it wants them), then takes over atomically.
     pub fn replace_policy(&self, policy: Box<dyn EvictionPolicy>) {
         self.inner.policy.replace(policy, &self.inner.keys());
+    }
+
+    /// Hands eviction back to the built-in policy of `Options::eviction` (whose bits
+    /// the index kept meanwhile).
+    pub fn use_builtin_policy(&self) {
+        self.inner.policy.unplug_policy();
     }
 
     /// Makes every write so far durable, whatever the fsync policy.
@@ -515,10 +523,8 @@ impl Engine {
         let disk_bytes = inner.log.disk_bytes();
         let index_bytes = inner.index.heap_bytes();
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let (policy, policy_bytes) = {
-            let p = inner.policy();
-            (p.name().to_string(), p.memory_bytes() as u64)
-        };
+        let (policy, policy_bytes) = inner.policy.describe();
+        let policy_bytes = policy_bytes as u64;
         let lc = &inner.log.counters;
         let written = get(&lc.bytes_written);
         let rewritten = get(&c.bytes_rewritten);

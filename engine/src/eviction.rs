@@ -5,11 +5,10 @@
 use crate::core::Inner;
 use crate::error::Result;
 use crate::format::record::{self, NAMESPACES};
+use crate::keydir::{Keydir, Slot};
 use crate::log::Writer;
-use crate::policy::EvictionPolicy;
 use crate::policy_host::Keys;
 use crate::stats::Counters;
-use parking_lot::MutexGuard;
 use std::sync::atomic::AtomicU64;
 
 impl Inner {
@@ -18,14 +17,14 @@ impl Inner {
         Keys::new(&self.index, &self.log)
     }
 
-    /// The policy, with every pending insert handed to it.
-    pub fn policy(&self) -> MutexGuard<'_, Box<dyn EvictionPolicy>> {
-        self.policy.lock(&self.keys())
+    /// A read hit of the key at `slot` in `kd`.
+    pub fn note_read(&self, kd: &Keydir, slot: &Slot) {
+        self.policy.note_read(kd, slot, &self.keys());
     }
 
-    /// A read hit or an overwrite of key `id`.
-    pub fn note_access(&self, id: u64) {
-        self.policy.note_access(id, &self.keys());
+    /// An overwrite of key `id`.
+    pub fn note_overwrite(&self, id: u64) {
+        self.policy.note_overwrite(id, &self.keys());
     }
 
     /// Key `id` was created.
@@ -43,34 +42,38 @@ impl Inner {
         let Some(max) = self.opts.max_keys else {
             return Ok(());
         };
-        let mut victims = Vec::new();
         loop {
             let total = self.index.counted_len() as u64;
             if total <= max {
                 return Ok(());
             }
-            victims.clear();
-            {
-                let mut p = self.policy();
-                self.policy.drain_accesses(p.as_mut());
-                // Evict a little below the limit, so the next inserts do not each
-                // need a round trip to the policy.
-                let slack = (max / 256).min(64);
-                let n = (total - max + slack) as usize;
-                p.victims(n, &mut victims);
-                if victims.is_empty() && p.failed() {
-                    self.policy.replace_failed(&mut p, &self.keys());
-                    p.victims(n, &mut victims);
-                }
-            }
+            // Evict a little below the limit, so the next inserts do not each need a
+            // round trip to the policy.
+            let slack = (max / 256).min(64);
+            let n = (total - max + slack) as usize;
+            let victims = self.policy.victims(&self.index, n, &self.keys());
             if victims.is_empty() {
                 tracing::warn!(total, max, "eviction policy offered no victims");
                 return Ok(());
             }
-            for &id in &victims {
+            for slot in &victims.removed {
+                self.log_eviction(w, slot, &self.counters.evicted_max_keys)?;
+            }
+            for &id in &victims.ids {
                 self.evict_id(w, id, &self.counters.evicted_max_keys)?;
             }
         }
+    }
+
+    /// Logs the eviction of `slot`, which has left the index.
+    fn log_eviction(&self, w: &mut Writer, slot: &Slot, counter: &AtomicU64) -> Result<()> {
+        self.log.mark_dead(slot);
+        let ns = (slot.hash & 0xF) as u8;
+        let rec = record::evict(ns, slot.hash);
+        let (seg, _) = self.log.append_locked(w, &rec)?;
+        seg.add_dead(rec.len() as u64);
+        Counters::bump(counter);
+        Ok(())
     }
 
     /// Removes key `id` from the index and logs an evict record for it; returns whether
@@ -86,11 +89,7 @@ impl Inner {
         let Some(slot) = kd.remove_if(id, |_| true) else {
             return Ok(false);
         };
-        self.log.mark_dead(&slot);
-        let rec = record::evict(ns, id);
-        let (seg, _) = self.log.append_locked(w, &rec)?;
-        seg.add_dead(rec.len() as u64);
-        Counters::bump(counter);
+        self.log_eviction(w, &slot, counter)?;
         Ok(true)
     }
 }

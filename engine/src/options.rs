@@ -37,8 +37,9 @@ impl FromStr for Fsync {
     }
 }
 
-/// Builds an eviction policy.
-pub type PolicyFactory = Arc<dyn Fn() -> Box<dyn EvictionPolicy> + Send + Sync>;
+/// Builds a plugged-in eviction policy, once, when the engine opens (`None`: the
+/// built-in one).
+pub type PolicyFactory = Arc<dyn Fn() -> Option<Box<dyn EvictionPolicy>> + Send + Sync>;
 
 /// Options for [`crate::Engine::open`].
 #[derive(Clone)]
@@ -61,9 +62,11 @@ pub struct Options {
     /// wait while the background thread frees room. `None` = unbounded. At least three
     /// segments.
     pub max_disk_bytes: Option<u64>,
-    /// The eviction policy, unless `policy_factory` supplies one.
+    /// The built-in eviction policy: in force unless `policy_factory` supplies one,
+    /// and taking over if that one fails.
     pub eviction: PolicyKind,
-    /// Builds a custom (e.g. WebAssembly) eviction policy instead of a built-in one.
+    /// Builds a custom (e.g. WebAssembly) eviction policy to use instead of the
+    /// built-in one.
     pub policy_factory: Option<PolicyFactory>,
     /// Asked about every live record that compaction copies.
     pub compaction_filter: Option<Arc<dyn CompactionFilter>>,

@@ -1,14 +1,18 @@
-//! The policy host: the eviction policy in force and what feeds it. Accesses are
-//! collected in striped buffers and handed over in batches, inserts in batches too,
-//! removals as they happen; a policy that fails is replaced by the built-in one, seeded
-//! with every key from a [`KeySource`].
+//! The policy host: the eviction policy in force and what feeds it. The built-in
+//! policy lives in the index (its bits are set on the read and write paths, at no cost
+//! when they do not change); a plugged-in policy is fed accesses in striped buffers
+//! handed over in batches, inserts in batches too, removals as they happen, and is
+//! seeded with every key from a [`KeySource`]. A plugged-in policy that fails hands
+//! eviction back to the built-in one.
 
 use crate::format::record::{HEADER_LEN, Header};
 use crate::index::Index;
-use crate::keydir::Slot;
+use crate::keydir::{Keydir, Slot};
 use crate::log::Log;
+use crate::policy::builtin::Builtin;
 use crate::policy::{EvictionPolicy, PolicyKind};
 use parking_lot::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Receives one batch of key ids and, if asked for, their keys.
 pub(crate) type KeyBatch<'a> = dyn FnMut(&[u64], &[Vec<u8>]) + 'a;
@@ -24,12 +28,29 @@ pub(crate) trait KeySource {
 
 const ACCESS_STRIPES: usize = 8;
 
-/// The policy and its pending inputs.
+/// The policies and a plugged-in policy's pending inputs.
 pub(crate) struct PolicyHost {
-    policy: Mutex<Box<dyn EvictionPolicy>>,
-    fallback: PolicyKind,
+    builtin: Builtin,
+    /// A plugged-in policy, if one is in force.
+    plugin: Mutex<Option<Box<dyn EvictionPolicy>>>,
+    /// Whether `plugin` is set, read without its lock on every access.
+    plugged: AtomicBool,
     pending_inserts: Mutex<PendingInserts>,
     access_bufs: Box<[Mutex<Vec<u64>>]>,
+}
+
+/// Keys chosen for eviction: built-in victims have left the index already; a plugged-in
+/// policy names ids, which the caller removes.
+#[derive(Default)]
+pub(crate) struct Victims {
+    pub removed: Vec<Slot>,
+    pub ids: Vec<u64>,
+}
+
+impl Victims {
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.ids.is_empty()
+    }
 }
 
 /// Accesses buffered per stripe before they are handed to the policy.
@@ -65,11 +86,13 @@ impl PendingInserts {
 }
 
 impl PolicyHost {
-    /// Hosts `policy`; `fallback` takes over if it fails.
-    pub fn new(policy: Box<dyn EvictionPolicy>, fallback: PolicyKind) -> Self {
+    /// The built-in policy `kind`, and `plugin` in force over it if given (it must be
+    /// seeded with [`PolicyHost::seed_policy`] once the keys are known).
+    pub fn new(kind: PolicyKind, plugin: Option<Box<dyn EvictionPolicy>>) -> Self {
         PolicyHost {
-            policy: Mutex::new(policy),
-            fallback,
+            builtin: Builtin::new(kind),
+            plugged: AtomicBool::new(plugin.is_some()),
+            plugin: Mutex::new(plugin),
             pending_inserts: Mutex::new(PendingInserts::default()),
             access_bufs: (0..ACCESS_STRIPES)
                 .map(|_| Mutex::new(Vec::new()))
@@ -77,9 +100,94 @@ impl PolicyHost {
         }
     }
 
-    /// A read hit or an overwrite. Under contention the access is dropped rather than
-    /// waited for: policies are statistical, the read path must not queue.
-    pub fn note_access(&self, id: u64, keys: &dyn KeySource) {
+    /// Whether a plugged-in policy is in force.
+    pub fn plugged(&self) -> bool {
+        self.plugged.load(Ordering::Relaxed)
+    }
+
+    /// The policy in force: its name and the heap bytes it holds.
+    pub fn describe(&self) -> (String, usize) {
+        if self.plugged()
+            && let Some(p) = self.plugin.lock().as_ref()
+        {
+            return (p.name().to_string(), p.memory_bytes());
+        }
+        (
+            self.builtin.kind().as_str().to_string(),
+            self.builtin.memory_bytes(),
+        )
+    }
+
+    /// The built-in policy's bits for a key being written over `old` (or created)
+    /// in `index`.
+    pub fn written(&self, index: &Index, id: u64, old: Option<&Slot>) -> u16 {
+        self.builtin.written(id, old, &|| index.total_len())
+    }
+
+    /// A read hit of the key at `slot` in `kd`: the built-in bits change if they must;
+    /// a plugged-in policy gets the id in a batch.
+    pub fn note_read(&self, kd: &Keydir, slot: &Slot, keys: &dyn KeySource) {
+        if self.plugged() {
+            self.note_access(slot.hash, keys);
+        } else if self.builtin.accessed(slot.meta).is_some() {
+            kd.update_meta(slot.hash, |m| self.builtin.accessed(m));
+        }
+    }
+
+    /// An overwrite (the built-in bits were set by the write): a plugged-in policy is
+    /// told.
+    pub fn note_overwrite(&self, id: u64, keys: &dyn KeySource) {
+        if self.plugged() {
+            self.note_access(id, keys);
+        }
+    }
+
+    /// Up to `n` victims (at least one unless the policy has none).
+    pub fn victims(&self, index: &Index, n: usize, keys: &dyn KeySource) -> Victims {
+        let mut v = Victims::default();
+        if self.plugged() {
+            let mut guard = self.lock_plugin(keys);
+            if let Some(p) = guard.as_mut() {
+                self.drain_accesses(p.as_mut());
+                p.victims(n, &mut v.ids);
+                if !(v.ids.is_empty() && p.failed()) {
+                    return v;
+                }
+                self.unplug(&mut guard);
+            }
+        }
+        self.builtin.evict(index, n, &mut v.removed);
+        v
+    }
+
+    /// For the live keys of a segment being reclaimed (their slots), whether each is
+    /// copied forward: `Some(bits)` with the built-in bits it keeps, `None` if not.
+    pub fn keep_on_reclaim(&self, slots: &[Slot], keys: &dyn KeySource) -> Vec<Option<u16>> {
+        if self.plugged() {
+            let mut guard = self.lock_plugin(keys);
+            if let Some(p) = guard.as_mut() {
+                self.drain_accesses(p.as_mut());
+                let ids: Vec<u64> = slots.iter().map(|s| s.hash).collect();
+                let mut out = Vec::with_capacity(ids.len());
+                p.keep_on_reclaim(&ids, &mut out);
+                out.resize(ids.len(), true);
+                return slots
+                    .iter()
+                    .zip(out)
+                    .map(|(s, keep)| keep.then_some(s.meta))
+                    .collect();
+            }
+        }
+        slots
+            .iter()
+            .map(|s| self.builtin.keep_on_reclaim(s.meta))
+            .collect()
+    }
+
+    /// Read hit or overwrite, for a plugged-in policy. Under contention the access is
+    /// dropped rather than waited for: policies are statistical, the read path must
+    /// not queue.
+    fn note_access(&self, id: u64, keys: &dyn KeySource) {
         let stripe = &self.access_bufs[(id >> 61) as usize % self.access_bufs.len()];
         let Some(mut buf) = stripe.try_lock() else {
             return;
@@ -91,7 +199,11 @@ impl PolicyHost {
             // Handed over only if the policy is free; otherwise the batch waits for the
             // next one (and is dropped if it grows too long): readers never queue here.
             match self.try_lock(keys) {
-                Some(mut p) => p.on_access(&batch),
+                Some(mut p) => {
+                    if let Some(p) = p.as_mut() {
+                        p.on_access(&batch);
+                    }
+                }
                 None => {
                     let mut buf = stripe.lock();
                     if buf.len() < 16 * ACCESS_BATCH {
@@ -103,7 +215,7 @@ impl PolicyHost {
     }
 
     /// Hands every buffered access to the policy (before it picks victims).
-    pub fn drain_accesses(&self, p: &mut dyn EvictionPolicy) {
+    fn drain_accesses(&self, p: &mut dyn EvictionPolicy) {
         for stripe in self.access_bufs.iter() {
             let batch = std::mem::take(&mut *stripe.lock());
             if !batch.is_empty() {
@@ -112,50 +224,62 @@ impl PolicyHost {
         }
     }
 
-    /// A key was created. Inserts reach the policy in batches; every other policy
-    /// call goes through [`PolicyHost::lock`], which hands over the pending ones first, so
-    /// the policy sees events in order.
+    /// A key was created. Inserts reach a plugged-in policy in batches; every other
+    /// call goes through [`PolicyHost::lock_plugin`], which hands over the pending ones
+    /// first, so the policy sees events in order.
     pub fn note_insert(&self, id: u64, key: &[u8], keys: &dyn KeySource) {
+        if !self.plugged() {
+            return;
+        }
         let full = {
             let mut pending = self.pending_inserts.lock();
             pending.push(id, key);
             pending.ids.len() >= INSERT_BATCH
         };
         if full {
-            drop(self.lock(keys));
+            drop(self.lock_plugin(keys));
         }
     }
 
-    /// The policy, with every pending insert handed to it.
-    pub fn lock(&self, keys: &dyn KeySource) -> MutexGuard<'_, Box<dyn EvictionPolicy>> {
-        self.hand_over_inserts(self.policy.lock(), keys)
+    /// The plugged-in policy (if any), with every pending insert handed to it.
+    fn lock_plugin(&self, keys: &dyn KeySource) -> MutexGuard<'_, Option<Box<dyn EvictionPolicy>>> {
+        self.hand_over_inserts(self.plugin.lock(), keys)
     }
 
-    /// [`PolicyHost::lock`], unless someone else holds it.
-    fn try_lock(&self, keys: &dyn KeySource) -> Option<MutexGuard<'_, Box<dyn EvictionPolicy>>> {
-        self.policy
+    /// [`PolicyHost::lock_plugin`], unless someone else holds it.
+    fn try_lock(
+        &self,
+        keys: &dyn KeySource,
+    ) -> Option<MutexGuard<'_, Option<Box<dyn EvictionPolicy>>>> {
+        self.plugin
             .try_lock()
             .map(|p| self.hand_over_inserts(p, keys))
     }
 
-    /// Replaces a failed policy with the built-in one, told of every key (pending
-    /// inserts included: they are in the index already).
-    pub fn replace_failed(&self, p: &mut Box<dyn EvictionPolicy>, keys: &dyn KeySource) {
-        tracing::error!(policy = %p.name(), fallback = self.fallback.as_str(), "eviction policy failed; the built-in policy takes over");
-        let mut fresh = self.fallback.build();
+    /// Drops a failed plugged-in policy: the built-in one, whose bits the index kept
+    /// all along, takes over at once.
+    fn unplug(&self, p: &mut Option<Box<dyn EvictionPolicy>>) {
+        if let Some(old) = p.take() {
+            tracing::error!(policy = %old.name(), fallback = self.builtin.kind().as_str(), "eviction policy failed; the built-in policy takes over");
+        }
+        self.plugged.store(false, Ordering::Relaxed);
         self.pending_inserts.lock().clear();
-        seed(&mut fresh, keys);
-        *p = fresh;
+        for stripe in self.access_bufs.iter() {
+            stripe.lock().clear();
+        }
     }
 
     fn hand_over_inserts<'a>(
         &self,
-        mut p: MutexGuard<'a, Box<dyn EvictionPolicy>>,
-        keys: &dyn KeySource,
-    ) -> MutexGuard<'a, Box<dyn EvictionPolicy>> {
-        if p.failed() {
-            self.replace_failed(&mut p, keys);
+        mut guard: MutexGuard<'a, Option<Box<dyn EvictionPolicy>>>,
+        _keys: &dyn KeySource,
+    ) -> MutexGuard<'a, Option<Box<dyn EvictionPolicy>>> {
+        if guard.as_ref().is_some_and(|p| p.failed()) {
+            self.unplug(&mut guard);
         }
+        let Some(p) = guard.as_mut() else {
+            return guard;
+        };
         let mut pending = self.pending_inserts.lock();
         if !pending.ids.is_empty() {
             if p.wants_keys() {
@@ -167,33 +291,47 @@ impl PolicyHost {
             pending.clear();
         }
         drop(pending);
-        p
+        guard
     }
 
+    /// Keys `ids` are gone (a plugged-in policy must forget them; the built-in bits
+    /// left with the slots).
     pub fn note_removed(&self, ids: &[u64], keys: &dyn KeySource) {
-        if !ids.is_empty() {
-            self.lock(keys).on_remove(ids);
+        if !ids.is_empty()
+            && self.plugged()
+            && let Some(p) = self.lock_plugin(keys).as_mut()
+        {
+            p.on_remove(ids);
         }
     }
 
-    /// Tells a fresh policy about every key recovery found (reading the keys back from
-    /// disk if the policy wants them).
+    /// Tells a plugged-in policy about every key recovery found (reading the keys back
+    /// from disk if the policy wants them). The built-in policy needs nothing.
     pub fn seed_policy(&self, keys: &dyn KeySource) {
-        let mut p = self.policy.lock();
-        seed(&mut p, keys);
+        if let Some(p) = self.plugin.lock().as_mut() {
+            seed(p, keys);
+        }
     }
 
-    /// Seeds `policy` with every key, then swaps it in. Inserts, removals and evictions
-    /// wait meanwhile, so the new policy starts with exactly the engine's keys.
+    /// Seeds `policy` with every key, then puts it in force. Inserts, removals and
+    /// evictions wait meanwhile, so it starts with exactly the engine's keys.
     pub fn replace(&self, policy: Box<dyn EvictionPolicy>, keys: &dyn KeySource) {
-        // Holding the policy lock for the whole swap keeps the two views consistent:
+        // Holding the plugin lock for the whole swap keeps the two views consistent:
         // inserts and removals wait for it. Pending inserts are in the index, so the
         // seeding covers them; they are dropped rather than told twice.
-        let mut current = self.policy.lock();
+        let mut current = self.plugin.lock();
         self.pending_inserts.lock().clear();
         let mut fresh = policy;
         seed(&mut fresh, keys);
-        *current = fresh;
+        *current = Some(fresh);
+        self.plugged.store(true, Ordering::Relaxed);
+    }
+
+    /// Hands eviction back to the built-in policy.
+    pub fn unplug_policy(&self) {
+        let mut current = self.plugin.lock();
+        current.take();
+        self.unplug(&mut current);
     }
 }
 

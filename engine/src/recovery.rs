@@ -65,11 +65,8 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         counters: Arc::new(Counters::default()),
         dir_lock: Mutex::new(Some(lock)),
         policy: Arc::new(PolicyHost::new(
-            match &opts.policy_factory {
-                Some(f) => f(),
-                None => opts.eviction.build(),
-            },
             opts.eviction,
+            opts.policy_factory.as_ref().and_then(|f| f()),
         )),
         compactor: Arc::new(Compactor::new(&opts)),
         opts,
@@ -229,6 +226,7 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
                 off,
                 len,
                 exp_s: coarse_expiry(expire_at_ms),
+                meta: 0,
             };
             let expired = expire_at_ms != 0 && expire_at_ms <= now;
             // One index operation per record: most records are live puts, which replace.
@@ -324,6 +322,7 @@ fn apply_run(inner: &Inner, seg: &Segment, run: &[HintEntry], now: u64) {
                         off: e.offset,
                         len: e.len,
                         exp_s: coarse_expiry(e.expire_at_ms),
+                        meta: 0,
                     })
                 } else {
                     dead += e.len as u64;

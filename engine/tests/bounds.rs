@@ -335,8 +335,38 @@ fn mem_options_like(o: &Options, fs: &FaultStorage) -> Options {
     o
 }
 
+/// A plugged-in policy as a plugin would keep it: a FIFO queue of ids.
+#[derive(Default)]
+struct QueuePolicy {
+    queue: std::collections::VecDeque<u64>,
+}
+
+impl caskade_engine::EvictionPolicy for QueuePolicy {
+    fn name(&self) -> &str {
+        "queue"
+    }
+    fn on_insert(&mut self, ids: &[u64]) {
+        self.queue.extend(ids);
+    }
+    fn on_access(&mut self, _ids: &[u64]) {}
+    fn on_remove(&mut self, ids: &[u64]) {
+        self.queue.retain(|id| !ids.contains(id));
+    }
+    fn victims(&mut self, n: usize, out: &mut Vec<u64>) {
+        let n = n.min(self.queue.len());
+        out.extend(self.queue.drain(..n));
+    }
+    fn keep_on_reclaim(&mut self, ids: &[u64], out: &mut Vec<bool>) {
+        self.on_remove(ids);
+        out.extend(ids.iter().map(|_| false));
+    }
+    fn memory_bytes(&self) -> usize {
+        self.queue.capacity() * 8
+    }
+}
+
 #[test]
-fn a_replaced_policy_is_seeded_with_every_key() {
+fn a_plugged_in_policy_is_seeded_with_every_key_and_can_be_unplugged() {
     let fs = FaultStorage::new();
     let clock = Arc::new(ManualClock::new(T0));
     let mut o = mem_options(&fs, &clock, Fsync::Never);
@@ -347,8 +377,8 @@ fn a_replaced_policy_is_seeded_with_every_key() {
         e.put(0, format!("old:{i}").as_bytes(), b"v", None)
             .expect("put");
     }
-    e.replace_policy(PolicyKind::Fifo.build());
-    assert_eq!(e.stats().policy, "fifo");
+    e.replace_policy(Box::new(QueuePolicy::default()));
+    assert_eq!(e.stats().policy, "queue");
     for i in 0..50u32 {
         e.put(0, format!("new:{i}").as_bytes(), b"v", None)
             .expect("put");
@@ -362,6 +392,23 @@ fn a_replaced_policy_is_seeded_with_every_key() {
         );
     }
     assert!(e.stats().evictions_max_keys >= 50);
+    // Back to the built-in LRU, which kept its bits meanwhile: the keys read since
+    // stay while new ones push the rest out.
+    e.use_builtin_policy();
+    assert_eq!(e.stats().policy, "lru");
+    for i in 0..10u32 {
+        assert!(
+            e.get(0, format!("new:{i}").as_bytes())
+                .expect("get")
+                .is_some()
+        );
+    }
+    for i in 0..200u32 {
+        e.put(0, format!("newer:{i}").as_bytes(), b"v", None)
+            .expect("put");
+    }
+    assert!(e.total_len() <= 100);
+    assert!(e.stats().evictions_max_keys >= 150);
 }
 
 /// Blocks the compactor inside its second filter call (the second batch of a

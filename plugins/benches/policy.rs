@@ -49,11 +49,7 @@ fn engine_run(policy: Option<Box<dyn EvictionPolicy>>, ops: u64) -> (f64, f64) {
     o.max_keys = Some(keys / 10);
     if let Some(p) = policy {
         let slot = parking_lot::Mutex::new(Some(p));
-        o.policy_factory = Some(Arc::new(move || {
-            slot.lock()
-                .take()
-                .unwrap_or_else(|| PolicyKind::Sieve.build())
-        }));
+        o.policy_factory = Some(Arc::new(move || slot.lock().take()));
     }
     let e = Engine::open(o).expect("open");
     let mut r = 0x9e37_79b9u64;

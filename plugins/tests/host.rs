@@ -266,7 +266,7 @@ fn prefix_priority_example_protects_prefixes_in_the_engine() {
             s2.clone(),
         )
         .expect("policy");
-        Box::new(p) as Box<dyn EvictionPolicy>
+        Some(Box::new(p) as Box<dyn EvictionPolicy>)
     }));
     let e = Engine::open(o).expect("open");
     for i in 0..50 {
@@ -316,7 +316,7 @@ fn a_trapping_policy_hands_over_to_the_built_in_one() {
     let (rt2, s2) = (rt.clone(), stats.clone());
     o.policy_factory = Some(Arc::new(move || {
         let p = WasmPolicy::new(&rt2, "trapping", &c, &[], limits(50), s2.clone()).expect("policy");
-        Box::new(p) as Box<dyn EvictionPolicy>
+        Some(Box::new(p) as Box<dyn EvictionPolicy>)
     }));
     let e = Engine::open(o).expect("open");
     for k in ["a", "b", "c", "d", "e"] {

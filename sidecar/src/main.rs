@@ -107,10 +107,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
             {
                 // The engine asks for its policy once, at open.
                 let slot = parking_lot::Mutex::new(Some(policy));
-                let fallback = cfg.storage.eviction_policy;
-                opts.policy_factory = Some(Arc::new(move || {
-                    slot.lock().take().unwrap_or_else(|| fallback.build())
-                }));
+                opts.policy_factory = Some(Arc::new(move || slot.lock().take()));
             }
         }
         let dir = cfg.storage.dir.clone();

@@ -4,7 +4,7 @@
 
 mod table;
 
-pub(crate) use table::Slot;
+pub(crate) use table::{HandStep, Slot};
 use table::{SHARD_BITS, Table};
 
 use parking_lot::RwLock;
@@ -22,7 +22,60 @@ pub(crate) struct Keydir {
     /// one key the increment always precedes the decrement and the sums never wrap.
     len: AtomicUsize,
     expiring: AtomicUsize,
+    /// Keys whose policy bits have [`TAGGED`] set (S3-FIFO: those in its small queue).
+    tagged: AtomicUsize,
     live: std::sync::atomic::AtomicU64,
+}
+
+/// The policy bit the keydir counts keys by.
+pub(crate) const TAGGED: u16 = 1;
+
+/// Changes to a keydir's counters, applied at once.
+#[derive(Default)]
+struct Delta {
+    len: i64,
+    live: i64,
+    expiring: i64,
+    tagged: i64,
+}
+
+impl Delta {
+    fn count(&mut self, slot: &Slot, sign: i64) {
+        self.len += sign;
+        self.live += sign * slot.len as i64;
+        if slot.exp_s != 0 {
+            self.expiring += sign;
+        }
+        if slot.meta & TAGGED != 0 {
+            self.tagged += sign;
+        }
+    }
+
+    fn retag(&mut self, old: u16, new: u16) {
+        self.tagged += ((new & TAGGED) as i64) - ((old & TAGGED) as i64);
+    }
+
+    fn apply(&self, kd: &Keydir) {
+        if (self.len, self.live, self.expiring, self.tagged) == (0, 0, 0, 0) {
+            return;
+        }
+        fn add_usize(a: &AtomicUsize, d: i64) {
+            if d >= 0 {
+                a.fetch_add(d as usize, Ordering::Relaxed);
+            } else {
+                a.fetch_sub(d.unsigned_abs() as usize, Ordering::Relaxed);
+            }
+        }
+        add_usize(&kd.len, self.len);
+        add_usize(&kd.expiring, self.expiring);
+        add_usize(&kd.tagged, self.tagged);
+        if self.live >= 0 {
+            kd.live.fetch_add(self.live as u64, Ordering::Relaxed);
+        } else {
+            kd.live
+                .fetch_sub(self.live.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
 }
 
 /// One shard held for a batch of changes; the keydir's counters take the batch's net
@@ -30,9 +83,7 @@ pub(crate) struct Keydir {
 pub(crate) struct ShardBatch<'a> {
     table: parking_lot::RwLockWriteGuard<'a, Table>,
     kd: &'a Keydir,
-    len: i64,
-    live: i64,
-    expiring: i64,
+    delta: Delta,
 }
 
 impl ShardBatch<'_> {
@@ -41,21 +92,13 @@ impl ShardBatch<'_> {
         self.table.reserve(more);
     }
 
-    fn count(&mut self, slot: &Slot, sign: i64) {
-        self.len += sign;
-        self.live += sign * slot.len as i64;
-        if slot.exp_s != 0 {
-            self.expiring += sign;
-        }
-    }
-
     /// Inserts or replaces; returns the slot it replaced.
     pub fn insert(&mut self, slot: Slot) -> Option<Slot> {
         let old = self.table.insert(slot);
         if let Some(o) = &old {
-            self.count(o, -1);
+            self.delta.count(o, -1);
         }
-        self.count(&slot, 1);
+        self.delta.count(&slot, 1);
         old
     }
 
@@ -63,7 +106,7 @@ impl ShardBatch<'_> {
     pub fn remove(&mut self, hash: u64) -> Option<Slot> {
         let old = self.table.remove_if(hash, |_| true);
         if let Some(o) = &old {
-            self.count(o, -1);
+            self.delta.count(o, -1);
         }
         old
     }
@@ -71,22 +114,7 @@ impl ShardBatch<'_> {
 
 impl Drop for ShardBatch<'_> {
     fn drop(&mut self) {
-        fn add_usize(a: &AtomicUsize, d: i64) {
-            if d >= 0 {
-                a.fetch_add(d as usize, Ordering::Relaxed);
-            } else {
-                a.fetch_sub(d.unsigned_abs() as usize, Ordering::Relaxed);
-            }
-        }
-        add_usize(&self.kd.len, self.len);
-        add_usize(&self.kd.expiring, self.expiring);
-        if self.live >= 0 {
-            self.kd.live.fetch_add(self.live as u64, Ordering::Relaxed);
-        } else {
-            self.kd
-                .live
-                .fetch_sub(self.live.unsigned_abs(), Ordering::Relaxed);
-        }
+        self.delta.apply(self.kd);
     }
 }
 
@@ -146,10 +174,11 @@ impl Keydir {
     pub fn new() -> Self {
         Keydir {
             shards: (0..SHARDS)
-                .map(|_| Shard(RwLock::new(Table::new())))
+                .map(|i| Shard(RwLock::new(Table::new(shard_start(i)))))
                 .collect(),
             len: AtomicUsize::new(0),
             expiring: AtomicUsize::new(0),
+            tagged: AtomicUsize::new(0),
             live: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -163,7 +192,12 @@ impl Keydir {
     }
 
     pub fn get(&self, hash: u64) -> Option<Slot> {
-        self.shard(hash).read().get(hash).copied()
+        self.shard(hash).read().get(hash)
+    }
+
+    /// Keys whose policy bits are [`TAGGED`].
+    pub fn tagged(&self) -> usize {
+        self.tagged.load(Ordering::Relaxed)
     }
 
     /// Keys with an expiry (expired keys not yet swept included).
@@ -171,30 +205,89 @@ impl Keydir {
         self.expiring.load(Ordering::Relaxed)
     }
 
-    fn counted_in(&self, slot: &Slot) {
-        self.len.fetch_add(1, Ordering::Relaxed);
-        self.live.fetch_add(slot.len as u64, Ordering::Relaxed);
-        if slot.exp_s != 0 {
-            self.expiring.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     fn counted_out(&self, slot: &Slot) {
-        self.len.fetch_sub(1, Ordering::Relaxed);
-        self.live.fetch_sub(slot.len as u64, Ordering::Relaxed);
-        if slot.exp_s != 0 {
-            self.expiring.fetch_sub(1, Ordering::Relaxed);
+        let mut d = Delta::default();
+        d.count(slot, -1);
+        d.apply(self);
+    }
+
+    /// Inserts or replaces `slot` as it is (policy bits included); returns the slot it
+    /// replaced.
+    pub fn insert(&self, slot: Slot) -> Option<Slot> {
+        self.insert_with(slot, |_| slot.meta)
+    }
+
+    /// Inserts or replaces `slot` with the policy bits `meta` picks from the slot it
+    /// replaces (if any); returns that slot. `meta` runs under the shard's lock.
+    pub fn insert_with(&self, slot: Slot, meta: impl FnOnce(Option<&Slot>) -> u16) -> Option<Slot> {
+        let mut t = self.shard(slot.hash).write();
+        let mut chosen = 0;
+        let old = t.insert_with(slot, |old| {
+            chosen = meta(old);
+            chosen
+        });
+        let mut d = Delta::default();
+        if let Some(o) = &old {
+            d.count(o, -1);
+        }
+        d.count(
+            &Slot {
+                meta: chosen,
+                ..slot
+            },
+            1,
+        );
+        d.apply(self);
+        old
+    }
+
+    /// Changes the policy bits of `hash` to what `f` makes of them (`None`: leave
+    /// them). Gives up rather than wait if the shard is busy: it is a read's
+    /// bookkeeping, and policies are statistical.
+    pub fn update_meta(&self, hash: u64, f: impl FnOnce(u16) -> Option<u16>) {
+        let Some(mut t) = self.shard(hash).try_write() else {
+            return;
+        };
+        if let Some((old, new)) = t.update_meta(hash, f) {
+            let mut d = Delta::default();
+            d.retag(old, new);
+            d.apply(self);
         }
     }
 
-    pub fn insert(&self, slot: Slot) -> Option<Slot> {
-        let mut t = self.shard(slot.hash).write();
-        let old = t.insert(slot);
-        if let Some(o) = &old {
-            self.counted_out(o);
-        }
-        self.counted_in(&slot);
-        old
+    /// An eviction hand's walk over shard `shard` from position `from` (see
+    /// [`HandStep`]); evicted slots leave the index and go to `evicted`. Returns the
+    /// position it stopped at, or `None` at the shard's end.
+    pub fn sweep(
+        &self,
+        shard: usize,
+        from: usize,
+        step: impl FnMut(&Slot) -> HandStep,
+        mut evicted: impl FnMut(Slot),
+    ) -> Option<usize> {
+        let mut t = self.shards[shard % SHARDS].0.write();
+        let mut d = Delta::default();
+        let mut retagged = Delta::default();
+        let mut step = step;
+        let at = t.sweep(
+            from,
+            |s| {
+                let r = step(s);
+                if let HandStep::Set(m) = r {
+                    retagged.retag(s.meta, m);
+                }
+                r
+            },
+            |s| {
+                d.count(&s, -1);
+                evicted(s);
+            },
+        );
+        d.tagged += retagged.tagged;
+        t.shrink_if_sparse();
+        let cap = t.capacity();
+        d.apply(self);
+        (at < cap).then_some(at)
     }
 
     /// Shard `shard`, write-locked for a batch of changes (recovery applies a hint
@@ -203,9 +296,7 @@ impl Keydir {
         ShardBatch {
             table: self.shards[shard % SHARDS].0.write(),
             kd: self,
-            len: 0,
-            live: 0,
-            expiring: 0,
+            delta: Delta::default(),
         }
     }
 
@@ -257,7 +348,7 @@ impl Keydir {
     /// Calls `f` with every slot, one shard (read-locked, then released) at a time.
     pub fn for_each_slot(&self, mut f: impl FnMut(&Slot)) {
         for shard in self.shards.iter() {
-            let slots: Vec<Slot> = shard.0.read().iter().copied().collect();
+            let slots: Vec<Slot> = shard.0.read().iter().collect();
             slots.iter().for_each(&mut f);
         }
     }
@@ -281,7 +372,6 @@ impl Keydir {
                 .read()
                 .iter()
                 .filter(|s| s.hash >= from && keep(s))
-                .copied()
                 .collect();
             let need = count - out.len();
             if found.len() > need {
@@ -328,6 +418,7 @@ mod tests {
             off: 0,
             len: 1,
             exp_s: 0,
+            meta: 0,
         }
     }
 
