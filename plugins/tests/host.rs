@@ -323,9 +323,8 @@ fn a_trapping_policy_hands_over_to_the_built_in_one() {
         e.put(0, k.as_bytes(), b"v", None).expect("put never fails");
         assert!(e.total_len() <= 3, "max_keys holds through the failure");
     }
-    // The plugin trapped on its first victims call; the built-in FIFO, told of every
-    // key (in index order: it cannot know their age), took over. Keys inserted after
-    // the hand-over are the newest it knows.
+    // The plugin trapped on its first victims call; the built-in FIFO, whose order the
+    // index kept all along, took over: the newest key stays.
     assert_eq!(stats.traps.load(Ordering::Relaxed), 1);
     assert_eq!(e.stats().policy, "fifo");
     assert_eq!(e.total_len(), 3);

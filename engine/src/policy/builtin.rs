@@ -1,10 +1,9 @@
 //! The built-in policies, kept in the index itself: a key's policy bits live in its
 //! index slot ([`Slot::meta`]) and eviction hands walk the index, so a built-in policy
 //! costs no memory per key and nothing to rebuild at a restart. The hands are CLOCK
-//! hands over the index in hash order. Where a policy needs insertion order, slots
-//! carry it coarsely: FIFO's hand takes the keys of the oldest segment that still has
-//! any (order from the log), SIEVE's hand looks only at keys stamped with the
-//! insertion epochs its window has reached (order from an 8-bit epoch stamp).
+//! hands over the index in hash order. FIFO and SIEVE need insertion order: their
+//! slots carry an 8-bit insertion-epoch stamp, and their hand looks only at keys of
+//! the epochs its window has reached, oldest first.
 
 use super::PolicyKind;
 use super::ghost::Ghost;
@@ -18,11 +17,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 const VISITED: u16 = 1 << 1;
 /// LRU: used since a reclaim last kept the key (VISITED is also set on insert).
 const USED: u16 = 1 << 3;
-/// SIEVE: the insertion epoch, 8 bits.
+/// FIFO and SIEVE: the insertion epoch, 8 bits.
 const STAMP_SHIFT: u16 = 2;
 const STAMP_MASK: u16 = 0xFF << STAMP_SHIFT;
-/// SIEVE's epochs: about this many per cache's worth of inserts, and its window takes
-/// about one epoch's worth of keys per revolution.
+/// FIFO's and SIEVE's epochs: about this many per cache's worth of inserts, and their
+/// window takes about one epoch's worth of keys per revolution.
 const EPOCHS_PER_CACHE: usize = 16;
 const FREQ_SHIFT: u16 = 1;
 const FREQ_MASK: u16 = 0b11 << FREQ_SHIFT;
@@ -41,11 +40,7 @@ struct Hand {
     /// `ns * SHARDS + shard`.
     cell: usize,
     pos: usize,
-    /// FIFO: the newest segment whose keys are evictable now, and the oldest segment
-    /// among the keys the hand passed in this revolution (the next limit).
-    limit: u32,
-    oldest_passed: u32,
-    /// SIEVE: the epochs `(lo, hi]` this revolution looks at; the current epoch; and
+    /// FIFO and SIEVE: the epochs `(lo, hi]` this revolution looks at; the current epoch; and
     /// how many keys of each epoch (by stamp) it left in place, to pick the next one.
     lo: i64,
     hi: i64,
@@ -58,8 +53,6 @@ impl Default for Hand {
         Hand {
             cell: 0,
             pos: 0,
-            limit: 0,
-            oldest_passed: u32::MAX,
             lo: -1,
             hi: 0,
             now: 0,
@@ -69,13 +62,13 @@ impl Default for Hand {
 }
 
 impl Hand {
-    /// The epoch a SIEVE stamp stands for: the latest one at or before `now`.
+    /// The epoch a stamp stands for: the latest one at or before `now`.
     fn epoch_of(&self, meta: u16) -> i64 {
         let stamp = ((meta & STAMP_MASK) >> STAMP_SHIFT) as i64;
         self.now - ((self.now - stamp) & 0xFF)
     }
 
-    /// SIEVE, at the end of a revolution: the next window is the epochs after this
+    /// At the end of a revolution: the next window is the epochs after this
     /// one up to about `target` keys, or, once the window reached the newest epoch,
     /// the oldest epochs again (the hand wraps to the tail).
     fn next_window(&mut self, target: usize) {
@@ -113,7 +106,8 @@ pub(crate) struct Builtin {
     /// and its main queue the second.
     hands: Mutex<[Hand; 2]>,
     ghost: Mutex<Ghost>,
-    /// SIEVE: the current insertion epoch, keys inserted in it, and how many make one.
+    /// FIFO and SIEVE: the current insertion epoch, keys inserted in it, and how many
+    /// make one.
     epoch: AtomicU64,
     in_epoch: AtomicUsize,
     epoch_len: AtomicUsize,
@@ -140,7 +134,7 @@ impl Builtin {
         }
     }
 
-    /// SIEVE: the stamp of a key inserted now into a cache of `cached()` keys (inserts
+    /// The stamp of a key inserted now into a cache of `cached()` keys (inserts
     /// come one at a time, under the log's writer, so relaxed counting is exact
     /// enough). An epoch lasts 1/EPOCHS_PER_CACHE of the cache's keys in inserts.
     fn stamp(&self, cached: &dyn Fn() -> usize) -> u16 {
@@ -172,8 +166,7 @@ impl Builtin {
         match old {
             Some(o) => self.accessed(o.meta).unwrap_or(o.meta),
             None => match self.kind {
-                PolicyKind::Fifo => 0,
-                PolicyKind::Sieve => self.stamp(cached),
+                PolicyKind::Fifo | PolicyKind::Sieve => self.stamp(cached),
                 // LRU: a new key is the most recently used one, so it gets a pass.
                 PolicyKind::Lru => VISITED,
                 PolicyKind::S3Fifo => {
@@ -220,21 +213,13 @@ impl Builtin {
         }
         let m = slot.meta;
         match (self.kind, queue) {
-            (PolicyKind::Fifo, _) => {
-                if slot.seg <= hand.limit {
-                    HandStep::Evict
-                } else {
-                    hand.oldest_passed = hand.oldest_passed.min(slot.seg);
-                    HandStep::Pass
-                }
-            }
-            (PolicyKind::Sieve, _) => {
+            (PolicyKind::Fifo | PolicyKind::Sieve, _) => {
                 let e = hand.epoch_of(m);
                 if e <= hand.lo || e > hand.hi {
                     // Not reached yet, or already passed in this cycle.
                     hand.left[(e & 0xFF) as usize] += 1;
                     HandStep::Pass
-                } else if m & VISITED != 0 {
+                } else if self.kind == PolicyKind::Sieve && m & VISITED != 0 {
                     // Stays where it is: restamped with the window's last epoch, so
                     // the epochs behind the hand merge and the next cycle's windows
                     // are as full as the first.
@@ -285,17 +270,14 @@ impl Builtin {
         }
         let mut hands = self.hands.lock();
         let want = out.len() + n.min(total);
-        if self.kind == PolicyKind::Sieve {
+        let windowed = matches!(self.kind, PolicyKind::Fifo | PolicyKind::Sieve);
+        if windowed {
             hands[0].now = self.epoch.load(Ordering::Relaxed) as i64;
         }
         // A hand gives up looking after a few revolutions (S3-FIFO's main queue needs
         // up to four to wear a frequency of 3 down) and then takes what it meets.
-        // SIEVE's window covers about 1/EPOCHS_PER_CACHE of the keys per revolution.
-        let windows = if self.kind == PolicyKind::Sieve {
-            EPOCHS_PER_CACHE + 1
-        } else {
-            1
-        };
+        // A window covers about 1/EPOCHS_PER_CACHE of the keys per revolution.
+        let windows = if windowed { EPOCHS_PER_CACHE + 1 } else { 1 };
         let budget = 6 * windows * (total + CELLS);
         let mut looked = 0usize;
         while out.len() < want {
@@ -382,13 +364,8 @@ impl Builtin {
                 hand.cell += 1;
                 if hand.cell == CELLS {
                     hand.cell = 0;
-                    // A revolution ends: FIFO moves on to the oldest segment it passed,
-                    // SIEVE's window to the next epochs.
-                    if hand.oldest_passed != u32::MAX {
-                        hand.limit = hand.limit.max(hand.oldest_passed);
-                    }
-                    hand.oldest_passed = u32::MAX;
-                    if self.kind == PolicyKind::Sieve {
+                    // A revolution ends: the window moves on to the next epochs.
+                    if matches!(self.kind, PolicyKind::Fifo | PolicyKind::Sieve) {
                         hand.next_window(target);
                     }
                 }
@@ -434,26 +411,33 @@ mod tests {
     }
 
     #[test]
-    fn fifo_takes_the_oldest_segment_first() {
+    fn fifo_takes_the_oldest_keys_first() {
         let p = Builtin::new(PolicyKind::Fifo);
         let index = Index::new(1);
-        let all = ids(300);
-        for (i, &id) in all.iter().enumerate() {
-            insert(&p, &index, id, 1 + i as u32 / 100);
+        let all = ids(320);
+        for &id in &all {
+            insert(&p, &index, id, 1);
         }
+        // Order is kept by epoch (1/16 of the keys each), so the first 100 victims
+        // come from about the oldest 100 keys.
         let mut out = Vec::new();
         p.evict(&index, 100, &mut out);
         assert_eq!(out.len(), 100);
-        assert!(
-            out.iter().all(|s| s.seg == 1),
-            "{:?}",
-            out.iter().map(|s| s.seg).collect::<Vec<_>>()
-        );
-        out.clear();
-        p.evict(&index, 150, &mut out);
-        assert_eq!(out.iter().filter(|s| s.seg == 2).count(), 100);
-        assert_eq!(out.iter().filter(|s| s.seg == 3).count(), 50);
-        assert_eq!(index.total_len(), 50);
+        let old: std::collections::HashSet<u64> = all[..120].iter().copied().collect();
+        assert!(out.iter().all(|s| old.contains(&s.hash)));
+        // A tiny cache keeps exact order: the newest key is never the victim.
+        let index = Index::new(1);
+        let p = Builtin::new(PolicyKind::Fifo);
+        for &id in &all[..3] {
+            insert(&p, &index, id, 1);
+        }
+        for &id in &all[3..40] {
+            insert(&p, &index, id, 1);
+            out.clear();
+            p.evict(&index, 1, &mut out);
+            assert_ne!(out[0].hash, id);
+            assert_eq!(index.total_len(), 3);
+        }
     }
 
     #[test]
