@@ -600,6 +600,18 @@ fn shutdown(inner: &Inner) -> Result<()> {
             let active = inner.log.active();
             result = maintenance::write_hint(&inner.log, &inner.index, dir, storage, &active);
         }
+        if result.is_ok() {
+            // Not being able to write it only makes the next open slower.
+            let started = std::time::Instant::now();
+            match crate::snapshot::write(inner) {
+                Ok(()) => tracing::info!(
+                    keys = inner.index.total_len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "index snapshot written"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not write the index snapshot"),
+            }
+        }
     }
     inner.dir_lock.lock().take();
     tracing::info!(dir = %inner.opts.dir.display(), "engine closed");

@@ -35,6 +35,11 @@ impl Index {
         if id == 0 { 16 } else { id }
     }
 
+    /// The seed key ids are hashed with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// The keydir of `ns`, created if it has none yet.
     pub fn keydir(&self, ns: u8) -> &Keydir {
         self.keydirs[ns as usize].get_or_init(Keydir::new)

@@ -23,6 +23,7 @@ pub mod policy;
 mod policy_host;
 mod recovery;
 mod segment;
+mod snapshot;
 mod stats;
 mod stopper;
 

@@ -142,6 +142,17 @@ impl PolicyHost {
         }
     }
 
+    /// The built-in policy's insertion epoch, which its slots' stamps count from (kept
+    /// across a restart with the slots themselves).
+    pub fn epoch(&self) -> u64 {
+        self.builtin.epoch()
+    }
+
+    /// Restores [`PolicyHost::epoch`].
+    pub fn set_epoch(&self, epoch: u64) {
+        self.builtin.set_epoch(epoch);
+    }
+
     /// Up to `n` victims (at least one unless the policy has none).
     pub fn victims(&self, index: &Index, n: usize, keys: &dyn KeySource) -> Victims {
         let mut v = Victims::default();

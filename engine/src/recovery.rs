@@ -72,12 +72,26 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         opts,
     };
 
-    let mark = read_sync_mark(&inner);
-    let seals = read_seals(&inner, &seg_ids);
     let total = seg_ids.len();
     let mut damage = Damage::default();
     let mut last: Option<(Arc<Segment>, bool)> = None;
-    for (i, &id) in seg_ids.iter().enumerate() {
+    // After a clean shutdown the index comes from its snapshot; otherwise from hints.
+    let from_snapshot = if total > 0 {
+        crate::snapshot::load(&inner, &seg_ids)
+    } else {
+        None
+    };
+    let snapshot_used = from_snapshot.is_some();
+    if let Some(seg) = from_snapshot {
+        last = Some((seg, false));
+    }
+    let (mark, seals) = if snapshot_used {
+        (None, HashMap::new())
+    } else {
+        (read_sync_mark(&inner), read_seals(&inner, &seg_ids))
+    };
+    let replay: &[u32] = if snapshot_used { &[] } else { &seg_ids };
+    for (i, &id) in replay.iter().enumerate() {
         let is_last = i + 1 == total;
         // Sealed segments were synced whole when they were sealed; the last one is
         // known synced only up to the mark.
@@ -153,6 +167,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         dir = %inner.opts.dir.display(),
         segments = total,
         keys = inner.index.total_len(),
+        snapshot = snapshot_used,
         ms = started.elapsed().as_millis() as u64,
         "engine opened"
     );

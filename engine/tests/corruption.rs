@@ -130,6 +130,9 @@ fn every_single_byte_flip_in_a_segment_is_survived() {
     }
     let seg = seg_path(Path::new("/db"), 1);
     let hint = Path::new("/db/0000000001.hint");
+    // The scan path is the subject: no index snapshot, no hint.
+    fs.remove(Path::new("/db/INDEX"))
+        .expect("remove the snapshot");
     let pristine = fs.read_file(&seg).expect("segment");
     // Where each key's record starts (22 header bytes before its key).
     let starts: Vec<usize> = keys.iter().map(|(k, _)| find(&fs, &seg, k) - 22).collect();

@@ -21,6 +21,7 @@ pub(crate) enum FileKind {
     Hint = 2,
     Meta = 3,
     SyncMark = 4,
+    Snapshot = 5,
 }
 
 pub(crate) fn encode(kind: FileKind, segment_id: u32) -> [u8; HEADER_LEN] {

@@ -5,6 +5,7 @@ pub(crate) mod file_header;
 pub(crate) mod hint;
 pub(crate) mod meta;
 pub(crate) mod record;
+pub(crate) mod snapshot;
 pub(crate) mod sync_mark;
 
 /// Reads a little-endian `u16` at `at`; callers have checked the length.

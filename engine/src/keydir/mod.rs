@@ -4,7 +4,7 @@
 
 mod table;
 
-pub(crate) use table::{HandStep, Slot};
+pub(crate) use table::{ENTRY_BYTES, HandStep, Slot};
 use table::{SHARD_BITS, Table};
 
 use parking_lot::RwLock;
@@ -298,6 +298,50 @@ impl Keydir {
             kd: self,
             delta: Delta::default(),
         }
+    }
+
+    /// Appends shard `shard`'s entries to `out` (see [`Table::encode_into`]); returns
+    /// the table's capacity and how many entries it wrote.
+    pub fn encode_shard(&self, shard: usize, out: &mut Vec<u8>) -> (usize, usize) {
+        let t = self.shards[shard % SHARDS].0.read();
+        (t.capacity(), t.encode_into(out))
+    }
+
+    /// Puts the table that `bytes` encodes (with `capacity` entries) in place of shard
+    /// `shard`'s, which must be empty, leaving out keys whose coarse expiry says they
+    /// expired by `now_ms` (handed to `expired`); `false` if the bytes are not a valid
+    /// table.
+    pub fn decode_shard(
+        &self,
+        shard: usize,
+        capacity: usize,
+        bytes: &[u8],
+        now_ms: u64,
+        mut expired: impl FnMut(Slot),
+    ) -> bool {
+        let shard = shard % SHARDS;
+        let Some(mut table) = Table::decode(shard_start(shard), capacity, bytes) else {
+            return false;
+        };
+        let gone: Vec<u64> = table
+            .iter()
+            .filter(|s| s.liveness(now_ms) == Liveness::Expired)
+            .map(|s| s.hash)
+            .collect();
+        for h in gone {
+            if let Some(s) = table.remove_if(h, |_| true) {
+                expired(s);
+            }
+        }
+        let mut t = self.shards[shard].0.write();
+        if t.len() != 0 {
+            return false;
+        }
+        let mut d = Delta::default();
+        table.iter().for_each(|s| d.count(&s, 1));
+        *t = table;
+        d.apply(self);
+        true
     }
 
     /// Removes `hash` only if its slot is still exactly `expected` (so a concurrent

@@ -14,6 +14,8 @@ const MIN_CAP: usize = 8;
 /// Where the shard bits, and in an entry the policy's bits, start.
 const META_SHIFT: u32 = 64 - SHARD_BITS;
 const LOW_MASK: u64 = (1 << META_SHIFT) - 1;
+/// Bytes of one entry in [`Table::encode_into`]'s form.
+pub(crate) const ENTRY_BYTES: usize = 24;
 /// The largest meta value an entry can hold.
 pub(crate) const META_MAX: u16 = (1 << SHARD_BITS) - 1;
 
@@ -140,7 +142,6 @@ impl Table {
         self.slots.len()
     }
 
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.len
     }
@@ -339,6 +340,53 @@ impl Table {
         removed
     }
 
+    /// Appends the table's entries, as stored, to `out` (24 bytes each: the hash's low
+    /// bits under the policy bits, segment, offset, length, expiry); returns how many.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> usize {
+        let mut n = 0;
+        for e in self.slots.iter().filter(|e| !e.is_empty()) {
+            out.extend_from_slice(&e.tagged.to_le_bytes());
+            out.extend_from_slice(&e.seg.to_le_bytes());
+            out.extend_from_slice(&e.off.to_le_bytes());
+            out.extend_from_slice(&e.len.to_le_bytes());
+            out.extend_from_slice(&e.exp_s.to_le_bytes());
+            n += 1;
+        }
+        n
+    }
+
+    /// A table of `capacity` entries for `prefix` holding the entries `bytes` encodes
+    /// (see [`Table::encode_into`]); `None` if they do not fit or one is malformed.
+    pub fn decode(prefix: u64, capacity: usize, bytes: &[u8]) -> Option<Table> {
+        if !bytes.len().is_multiple_of(ENTRY_BYTES) {
+            return None;
+        }
+        let n = bytes.len() / ENTRY_BYTES;
+        if n * MAX_LOAD_DEN > capacity * MAX_LOAD_NUM || (n > 0 && capacity == 0) {
+            return None;
+        }
+        let mut t = Table::new(prefix);
+        t.slots = vec![Entry::EMPTY; capacity].into_boxed_slice();
+        let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        for b in bytes.chunks_exact(ENTRY_BYTES) {
+            let mut tagged = [0u8; 8];
+            tagged.copy_from_slice(&b[..8]);
+            let e = Entry {
+                tagged: u64::from_le_bytes(tagged),
+                seg: u32_at(b, 8),
+                off: u32_at(b, 12),
+                len: u32_at(b, 16),
+                exp_s: u32_at(b, 20),
+            };
+            if e.is_empty() || t.find(prefix | e.low()).is_some() {
+                return None;
+            }
+            t.place(e);
+            t.len += 1;
+        }
+        Some(t)
+    }
+
     /// Empties the table, returning what it held.
     pub fn take_all(&mut self) -> Vec<Slot> {
         let old = std::mem::replace(&mut self.slots, Box::new([]));
@@ -530,5 +578,35 @@ mod tests {
         );
         assert!(at < t.capacity());
         assert_eq!(t.len(), 2000);
+    }
+
+    #[test]
+    fn encoded_entries_decode_into_the_same_table() {
+        let prefix = 3u64 << (64 - SHARD_BITS);
+        let mut t = Table::new(prefix);
+        for h in 1..=2000u64 {
+            t.insert(Slot {
+                meta: (h % 7) as u16,
+                exp_s: h as u32,
+                ..slot(prefix | (h * 0x1_0001), h as u32)
+            });
+        }
+        let mut bytes = Vec::new();
+        assert_eq!(t.encode_into(&mut bytes), 2000);
+        let back = Table::decode(prefix, t.capacity(), &bytes).expect("decodes");
+        assert_eq!((back.len(), back.capacity()), (2000, t.capacity()));
+        for s in t.iter() {
+            let b = back.get(s.hash).expect("present");
+            assert_eq!((b, b.meta), (s, s.meta));
+        }
+        // Too many for the capacity, a torn entry, an empty one or a duplicate: refused.
+        assert!(Table::decode(prefix, 100, &bytes).is_none());
+        assert!(Table::decode(prefix, t.capacity(), &bytes[..bytes.len() - 1]).is_none());
+        let mut zero = bytes.clone();
+        zero[16..20].fill(0);
+        assert!(Table::decode(prefix, t.capacity(), &zero).is_none());
+        let mut twice = bytes[..48].to_vec();
+        twice.extend_from_slice(&bytes[..24]);
+        assert!(Table::decode(prefix, t.capacity(), &twice).is_none());
     }
 }

@@ -79,7 +79,7 @@ impl Hand {
             let oldest = (0..256i64)
                 .rev()
                 .map(|age| self.now - age)
-                .find(|&e| e >= 0 && self.left[(e & 0xFF) as usize] > 0)
+                .find(|&e| self.left[(e & 0xFF) as usize] > 0)
                 .unwrap_or(self.now);
             oldest - 1
         } else {
@@ -152,6 +152,16 @@ impl Builtin {
 
     pub fn kind(&self) -> PolicyKind {
         self.kind
+    }
+
+    /// The current insertion epoch (FIFO and SIEVE stamps count from it).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    /// Restores the insertion epoch of slots loaded as they were.
+    pub fn set_epoch(&self, epoch: u64) {
+        self.epoch.store(epoch, Ordering::Relaxed);
     }
 
     /// Heap bytes beyond the index (the ghost table).
@@ -272,7 +282,14 @@ impl Builtin {
         let want = out.len() + n.min(total);
         let windowed = matches!(self.kind, PolicyKind::Fifo | PolicyKind::Sieve);
         if windowed {
-            hands[0].now = self.epoch.load(Ordering::Relaxed) as i64;
+            let hand = &mut hands[0];
+            hand.now = self.epoch.load(Ordering::Relaxed) as i64;
+            // Stamps name the 256 epochs up to now: a window further back (a fresh
+            // hand over slots restored with their epoch) starts at the oldest of them.
+            if hand.hi <= hand.now - 256 {
+                hand.lo = hand.now - 256;
+                hand.hi = hand.lo + 1;
+            }
         }
         // A hand gives up looking after a few revolutions (S3-FIFO's main queue needs
         // up to four to wear a frequency of 3 down) and then takes what it meets.
