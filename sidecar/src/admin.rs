@@ -29,14 +29,6 @@ pub async fn start(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on admin address {addr}: {e}"))?;
     tracing::info!(addr = %listener.local_addr()?, "admin HTTP (metrics, healthz, readyz)");
-    let upkeep = metrics.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            upkeep.upkeep();
-        }
-    });
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {

@@ -68,7 +68,8 @@ impl Metrics {
         }
     }
 
-    /// Drains histogram samples into buckets; call every few seconds.
+    /// Drains histogram samples into buckets; call every second (samples hold memory
+    /// until drained).
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
     }
