@@ -5,7 +5,7 @@
 
 use crate::format::file_header::{self, FileKind};
 use crate::format::record::{self, Kind};
-use crate::format::{hint, meta, sync_mark};
+use crate::format::{hint, meta, snapshot, sync_mark};
 use crate::io::{FaultStorage, OpenMode, Storage};
 use crate::{Engine, Fsync, ManualClock, Options};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -211,7 +211,7 @@ pub fn record_target(data: &[u8]) {
     }
 }
 
-/// Seeds for the hint decoder.
+/// Seeds for the hint decoder (and the index snapshot's head).
 pub fn hint_seeds() -> Vec<Vec<u8>> {
     let entries = [
         hint::HintEntry {
@@ -231,7 +231,30 @@ pub fn hint_seeds() -> Vec<Vec<u8>> {
             expire_at_ms: 5,
         },
     ];
-    vec![hint::encode(1, &entries, 86), hint::encode(1, &[], 16)]
+    let head = snapshot::Head {
+        active: 2,
+        seed: 7,
+        epoch: 40,
+        segments: vec![snapshot::SegmentInfo {
+            id: 2,
+            len: 4096,
+            dead: 100,
+            hint_bytes: 60,
+            pinned: false,
+        }],
+        blocks: vec![snapshot::Block {
+            ns: 0,
+            shard: 3,
+            capacity: 8,
+            entries: 2,
+            crc: 0,
+        }],
+    };
+    vec![
+        hint::encode(1, &entries, 86),
+        hint::encode(1, &[], 16),
+        snapshot::encode_head(&head),
+    ]
 }
 
 /// The hint decoder over arbitrary bytes: never a panic.
@@ -243,6 +266,7 @@ pub fn hint_target(data: &[u8]) {
     }
     let _ = meta::decode(data);
     let _ = sync_mark::decode(data);
+    let _ = snapshot::decode_head(data);
 }
 
 /// Seeds for recovery: directories (see [`recovery_target`]) written by the engine.
@@ -289,19 +313,23 @@ fn options(fs: &FaultStorage) -> Options {
 
 /// The file names a packed directory may hold, by index.
 fn name_of(i: u8) -> String {
-    match i % 12 {
+    match i % FILES {
         0 => meta::FILE_NAME.to_string(),
         1 => sync_mark::FILE_NAME.to_string(),
+        12 => snapshot::FILE_NAME.to_string(),
         n @ 2..=6 => crate::segment::segment_name(u32::from(n) - 1),
         n => crate::segment::hint_name(u32::from(n) - 6),
     }
 }
 
+/// How many names [`name_of`] knows.
+const FILES: u8 = 13;
+
 /// A directory as bytes: per file, a name index (1 byte), a length (4 bytes LE) and
 /// the contents.
 fn pack(fs: &FaultStorage) -> Vec<u8> {
     let mut out = Vec::new();
-    for i in 0..12u8 {
+    for i in 0..FILES {
         let path = Path::new("/db").join(name_of(i));
         if let Some(bytes) = fs.read_file(&path) {
             out.push(i);

@@ -365,6 +365,11 @@ impl Table {
         if n * MAX_LOAD_DEN > capacity * MAX_LOAD_NUM || (n > 0 && capacity == 0) {
             return None;
         }
+        // A table shrinks once it is a quarter full, so a far larger capacity is not
+        // one this engine wrote (and must not become an allocation).
+        if capacity > 8 * n + 1024 {
+            return None;
+        }
         let mut t = Table::new(prefix);
         t.slots = vec![Entry::EMPTY; capacity].into_boxed_slice();
         let u32_at = |b: &[u8], i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
@@ -599,8 +604,10 @@ mod tests {
             let b = back.get(s.hash).expect("present");
             assert_eq!((b, b.meta), (s, s.meta));
         }
-        // Too many for the capacity, a torn entry, an empty one or a duplicate: refused.
+        // Too many for the capacity, far too few, a torn entry, an empty one or a
+        // duplicate: refused.
         assert!(Table::decode(prefix, 100, &bytes).is_none());
+        assert!(Table::decode(prefix, 1 << 30, &bytes).is_none());
         assert!(Table::decode(prefix, t.capacity(), &bytes[..bytes.len() - 1]).is_none());
         let mut zero = bytes.clone();
         zero[16..20].fill(0);
