@@ -187,8 +187,9 @@ impl EvictionPolicy for WasmPolicy {
         }
     }
 
+    /// The instance's linear memory (guest state lives there).
     fn memory_bytes(&self) -> usize {
-        0
+        self.stats.memory_bytes.load(Ordering::Relaxed) as usize
     }
 
     fn failed(&self) -> bool {

@@ -6,6 +6,8 @@
 use crate::error::Error;
 use crate::stats::PluginStats;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use std::time::Duration;
 use wasmtime::component::{Component, InstancePre, Linker};
@@ -61,6 +63,19 @@ pub(crate) struct MemoryLimitReached {
 pub(crate) struct Limiter {
     memory_bytes: usize,
     instances: usize,
+    /// The linear memory this store's instances hold, also counted in `gauge`.
+    held: usize,
+    gauge: Option<Arc<PluginStats>>,
+}
+
+impl Drop for Limiter {
+    fn drop(&mut self) {
+        // The store, and its memories with it, is going.
+        if let Some(g) = &self.gauge {
+            g.memory_bytes
+                .fetch_sub(self.held as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Limiter {
@@ -70,6 +85,8 @@ impl Limiter {
         Limiter {
             memory_bytes,
             instances,
+            held: 0,
+            gauge: None,
         }
     }
 }
@@ -77,7 +94,7 @@ impl Limiter {
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -88,7 +105,15 @@ impl ResourceLimiter for Limiter {
             }
             .into());
         }
-        Ok(maximum.is_none_or(|m| desired <= m))
+        let grows = maximum.is_none_or(|m| desired <= m);
+        if grows {
+            let more = desired.saturating_sub(current);
+            self.held += more;
+            if let Some(g) = &self.gauge {
+                g.memory_bytes.fetch_add(more as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(grows)
     }
 
     fn table_growing(
@@ -212,7 +237,12 @@ impl Runtime {
 
     /// A new store for one instance: the one place stores are built, with their
     /// limiter in force and counted as an instance. The caller sets the deadline.
-    pub(crate) fn new_store<T: HasLimiter>(&self, data: T, stats: &PluginStats) -> Store<T> {
+    pub(crate) fn new_store<T: HasLimiter>(
+        &self,
+        mut data: T,
+        stats: &Arc<PluginStats>,
+    ) -> Store<T> {
+        data.limiter().gauge = Some(stats.clone());
         let mut store = Store::new(&self.engine, data);
         store.limiter(|d| d.limiter());
         PluginStats::bump(&stats.instances);
@@ -220,7 +250,7 @@ impl Runtime {
     }
 
     /// A store for a filter or policy instance (no imports), with its call deadline.
-    pub(crate) fn store(&self, limits: &Limits, stats: &PluginStats) -> Store<HostState> {
+    pub(crate) fn store(&self, limits: &Limits, stats: &Arc<PluginStats>) -> Store<HostState> {
         let data = HostState {
             limiter: Limiter::new(limits.memory_bytes, 8),
         };

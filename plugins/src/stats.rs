@@ -19,6 +19,8 @@ pub struct PluginStats {
     pub bad_answers: AtomicU64,
     /// Instances created (the first one, then one after each failure).
     pub instances: AtomicU64,
+    /// Linear memory the plugin's live instances hold, in bytes.
+    pub memory_bytes: AtomicU64,
 }
 
 impl PluginStats {

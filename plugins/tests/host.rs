@@ -129,7 +129,7 @@ fn ttl_cap_example_caps_and_removes() {
     }
     assert_eq!(v[1], Verdict::Remove);
     assert_eq!(v[2], Verdict::Keep, "an expiry already under the cap stays");
-    assert_eq!(stats.failures(), 0);
+    assert_eq!(stats.failures(), 0, "{stats:?}");
 }
 
 #[test]
@@ -246,6 +246,43 @@ fn a_policy_gets_key_bytes_only_if_it_asks_for_them() {
 }
 
 #[test]
+fn an_instance_s_linear_memory_is_counted_while_it_lives() {
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("prefix_priority.wasm")).expect("load");
+    let stats = Arc::new(PluginStats::default());
+    let mut p = WasmPolicy::new(
+        &rt,
+        "prefix_priority",
+        &component,
+        &[],
+        limits(2000),
+        stats.clone(),
+    )
+    .expect("policy");
+    let at_start = stats.memory_bytes.load(Ordering::Relaxed);
+    assert!(at_start > 0, "an instance has linear memory");
+    assert_eq!(p.memory_bytes() as u64, at_start);
+    // A policy told of many keys grows its memory, and says so.
+    let ids: Vec<u64> = (1..=40_000u64).map(|i| i << 4).collect();
+    for chunk in ids.chunks(4096) {
+        p.on_insert(chunk);
+    }
+    assert_eq!(stats.failures(), 0, "{stats:?}");
+    assert!(
+        stats.memory_bytes.load(Ordering::Relaxed) > at_start,
+        "{} then {}",
+        at_start,
+        stats.memory_bytes.load(Ordering::Relaxed)
+    );
+    drop(p);
+    assert_eq!(
+        stats.memory_bytes.load(Ordering::Relaxed),
+        0,
+        "gone with the instance"
+    );
+}
+
+#[test]
 fn prefix_priority_example_protects_prefixes_in_the_engine() {
     let rt = Runtime::new(None).expect("runtime");
     let component = rt.load(&example("prefix_priority.wasm")).expect("load");
@@ -285,7 +322,7 @@ fn prefix_priority_example_protects_prefixes_in_the_engine() {
             "session:{i} was evicted"
         );
     }
-    assert_eq!(stats.failures(), 0);
+    assert_eq!(stats.failures(), 0, "{stats:?}");
     assert!(stats.calls.load(Ordering::Relaxed) > 0);
     assert_eq!(e.stats().policy, "prefix_priority");
 }

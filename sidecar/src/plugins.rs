@@ -146,6 +146,16 @@ impl Plugins {
     }
 
     /// Every route's index, for loading all fetchers.
+    /// Linear memory every live plugin instance holds (outside the allocator: wasmtime
+    /// maps it), for INFO memory.
+    pub fn memory_bytes(&self) -> u64 {
+        [&self.filter_stats, &self.policy_stats]
+            .into_iter()
+            .chain(self.fetcher_stats.iter())
+            .map(|s| s.memory_bytes.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn all_routes(&self) -> Vec<usize> {
         (0..self.routes.len()).collect()
     }

@@ -86,6 +86,10 @@ fn memory_section(s: &Shared, st: &caskade_engine::Stats, rss: u64) -> Section {
         .field("mem_engine_index", st.index_bytes)
         .field("mem_eviction_policy", st.policy_bytes)
         .field(
+            "mem_plugins",
+            s.plugins.as_ref().map_or(0, |p| p.memory_bytes()),
+        )
+        .field(
             "mem_clients_normal",
             s.stats.client_buffer_bytes.load(Ordering::Relaxed),
         )
