@@ -325,7 +325,7 @@ impl Worker {
                 keys = lost.len(),
                 "records found damaged during compaction; their keys are dropped"
             );
-            self.policy.note_removed(&lost, &self.keys());
+            self.policy.note_removed(&lost);
         }
         Ok(())
     }
@@ -344,7 +344,7 @@ impl Worker {
         for slot in evicted {
             let present = self.index.slot((slot.hash & 0xF) as u8, slot.hash);
             if let Some(key) = present.and_then(|now| keys.key_of(&now)) {
-                self.policy.note_insert(slot.hash, &key, &keys);
+                self.policy.note_insert(slot.hash, &key);
             }
         }
         self.index.undoom(doomed.len());
@@ -384,7 +384,7 @@ impl Worker {
         // the built-in policy's bits they keep; a compaction keeps every key's bits.
         let keep: Vec<Option<Option<u16>>> = if mode == Mode::Reclaim && !live.is_empty() {
             self.policy
-                .keep_on_reclaim(&slots, &self.keys())
+                .keep_on_reclaim(&slots)
                 .into_iter()
                 .map(|k| k.map(Some))
                 .collect()
@@ -533,7 +533,7 @@ impl Worker {
             }
         }
         drop(w);
-        self.policy.note_removed(&removed_ids, &self.keys());
+        self.policy.note_removed(&removed_ids);
         batch.clear();
         Ok(())
     }
@@ -570,7 +570,7 @@ impl Worker {
                     && let Some(now) = kd.get(slot.hash)
                     && let Some(key) = keys.key_of(&now)
                 {
-                    self.policy.note_insert(slot.hash, &key, &keys);
+                    self.policy.note_insert(slot.hash, &key);
                 }
             }
             for slot in &doomed.removed {
@@ -583,7 +583,7 @@ impl Worker {
             self.index.undoom(doomed.len());
             self.log.remove_segment(seg);
         }
-        self.policy.note_removed(&removed, &keys);
+        self.policy.note_removed(&removed);
         Ok(())
     }
 

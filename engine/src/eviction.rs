@@ -19,22 +19,22 @@ impl Inner {
 
     /// A read hit of the key at `slot` in `kd`.
     pub fn note_read(&self, kd: &Keydir, slot: &Slot) {
-        self.policy.note_read(kd, slot, &self.keys());
+        self.policy.note_read(kd, slot);
     }
 
     /// An overwrite of key `id`.
     pub fn note_overwrite(&self, id: u64) {
-        self.policy.note_overwrite(id, &self.keys());
+        self.policy.note_overwrite(id);
     }
 
     /// Key `id` was created.
     pub fn note_insert(&self, id: u64, key: &[u8]) {
-        self.policy.note_insert(id, key, &self.keys());
+        self.policy.note_insert(id, key);
     }
 
     /// Keys `ids` are gone.
     pub fn note_removed(&self, ids: &[u64]) {
-        self.policy.note_removed(ids, &self.keys());
+        self.policy.note_removed(ids);
     }
 
     /// Evicts until the key count is within `max_keys`. Called with the writer held.
@@ -51,7 +51,7 @@ impl Inner {
             // round trip to the policy.
             let slack = (max / 256).min(64);
             let n = (total - max + slack) as usize;
-            let victims = self.policy.victims(&self.index, n, &self.keys());
+            let victims = self.policy.victims(&self.index, n);
             if victims.is_empty() {
                 tracing::warn!(total, max, "eviction policy offered no victims");
                 return Ok(());

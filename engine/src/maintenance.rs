@@ -10,7 +10,6 @@ use crate::index::Index;
 use crate::io::{Storage, write_atomic};
 use crate::keydir::{Keydir, Liveness};
 use crate::log::Log;
-use crate::policy_host::Keys;
 use crate::policy_host::PolicyHost;
 use crate::segment::{Segment, hint_name, walk};
 use crate::stats::Counters;
@@ -73,10 +72,6 @@ pub(crate) fn spawn(upkeep: Upkeep, stopper: Stopper) -> Result<JoinHandle<()>> 
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 impl Upkeep {
-    fn keys(&self) -> Keys<'_> {
-        Keys::new(&self.index, &self.log)
-    }
-
     fn resume_writes(&self) {
         retry_writes(&self.log, &self.index, &self.policy);
     }
@@ -118,7 +113,7 @@ impl Upkeep {
             Counters::add(&self.counters.expired, removed.len() as u64);
             let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
             self.log.mark_dead_all(removed);
-            self.policy.note_removed(&ids, &self.keys());
+            self.policy.note_removed(&ids);
         }
     }
 }
@@ -147,7 +142,7 @@ pub(crate) fn retry_writes(log: &Log, index: &Index, policy: &PolicyHost) {
     log.resume();
     drop(w);
     if !removed.is_empty() {
-        policy.note_removed(&removed, &Keys::new(index, log));
+        policy.note_removed(&removed);
     }
     tracing::debug!(
         dropped = removed.len(),

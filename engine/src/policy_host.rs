@@ -126,9 +126,9 @@ impl PolicyHost {
 
     /// A read hit of the key at `slot` in `kd`: the built-in bits change if they must;
     /// a plugged-in policy gets the id in a batch.
-    pub fn note_read(&self, kd: &Keydir, slot: &Slot, keys: &dyn KeySource) {
+    pub fn note_read(&self, kd: &Keydir, slot: &Slot) {
         if self.plugged() {
-            self.note_access(slot.hash, keys);
+            self.note_access(slot.hash);
         } else if self.builtin.accessed(slot.meta).is_some() {
             kd.update_meta(slot.hash, |m| self.builtin.accessed(m));
         }
@@ -136,9 +136,9 @@ impl PolicyHost {
 
     /// An overwrite (the built-in bits were set by the write): a plugged-in policy is
     /// told.
-    pub fn note_overwrite(&self, id: u64, keys: &dyn KeySource) {
+    pub fn note_overwrite(&self, id: u64) {
         if self.plugged() {
-            self.note_access(id, keys);
+            self.note_access(id);
         }
     }
 
@@ -154,10 +154,10 @@ impl PolicyHost {
     }
 
     /// Up to `n` victims (at least one unless the policy has none).
-    pub fn victims(&self, index: &Index, n: usize, keys: &dyn KeySource) -> Victims {
+    pub fn victims(&self, index: &Index, n: usize) -> Victims {
         let mut v = Victims::default();
         if self.plugged() {
-            let mut guard = self.lock_plugin(keys);
+            let mut guard = self.lock_plugin();
             if let Some(p) = guard.as_mut() {
                 self.drain_accesses(p.as_mut());
                 p.victims(n, &mut v.ids);
@@ -173,9 +173,9 @@ impl PolicyHost {
 
     /// For the live keys of a segment being reclaimed (their slots), whether each is
     /// copied forward: `Some(bits)` with the built-in bits it keeps, `None` if not.
-    pub fn keep_on_reclaim(&self, slots: &[Slot], keys: &dyn KeySource) -> Vec<Option<u16>> {
+    pub fn keep_on_reclaim(&self, slots: &[Slot]) -> Vec<Option<u16>> {
         if self.plugged() {
-            let mut guard = self.lock_plugin(keys);
+            let mut guard = self.lock_plugin();
             if let Some(p) = guard.as_mut() {
                 self.drain_accesses(p.as_mut());
                 let ids: Vec<u64> = slots.iter().map(|s| s.hash).collect();
@@ -198,7 +198,7 @@ impl PolicyHost {
     /// Read hit or overwrite, for a plugged-in policy. Under contention the access is
     /// dropped rather than waited for: policies are statistical, the read path must
     /// not queue.
-    fn note_access(&self, id: u64, keys: &dyn KeySource) {
+    fn note_access(&self, id: u64) {
         let stripe = &self.access_bufs[(id >> 61) as usize % self.access_bufs.len()];
         let Some(mut buf) = stripe.try_lock() else {
             return;
@@ -209,7 +209,7 @@ impl PolicyHost {
             drop(buf);
             // Handed over only if the policy is free; otherwise the batch waits for the
             // next one (and is dropped if it grows too long): readers never queue here.
-            match self.try_lock(keys) {
+            match self.try_lock() {
                 Some(mut p) => {
                     if let Some(p) = p.as_mut() {
                         p.on_access(&batch);
@@ -238,7 +238,7 @@ impl PolicyHost {
     /// A key was created. Inserts reach a plugged-in policy in batches; every other
     /// call goes through [`PolicyHost::lock_plugin`], which hands over the pending ones
     /// first, so the policy sees events in order.
-    pub fn note_insert(&self, id: u64, key: &[u8], keys: &dyn KeySource) {
+    pub fn note_insert(&self, id: u64, key: &[u8]) {
         if !self.plugged() {
             return;
         }
@@ -248,23 +248,18 @@ impl PolicyHost {
             pending.ids.len() >= INSERT_BATCH
         };
         if full {
-            drop(self.lock_plugin(keys));
+            drop(self.lock_plugin());
         }
     }
 
     /// The plugged-in policy (if any), with every pending insert handed to it.
-    fn lock_plugin(&self, keys: &dyn KeySource) -> MutexGuard<'_, Option<Box<dyn EvictionPolicy>>> {
-        self.hand_over_inserts(self.plugin.lock(), keys)
+    fn lock_plugin(&self) -> MutexGuard<'_, Option<Box<dyn EvictionPolicy>>> {
+        self.hand_over_inserts(self.plugin.lock())
     }
 
     /// [`PolicyHost::lock_plugin`], unless someone else holds it.
-    fn try_lock(
-        &self,
-        keys: &dyn KeySource,
-    ) -> Option<MutexGuard<'_, Option<Box<dyn EvictionPolicy>>>> {
-        self.plugin
-            .try_lock()
-            .map(|p| self.hand_over_inserts(p, keys))
+    fn try_lock(&self) -> Option<MutexGuard<'_, Option<Box<dyn EvictionPolicy>>>> {
+        self.plugin.try_lock().map(|p| self.hand_over_inserts(p))
     }
 
     /// Drops a failed plugged-in policy: the built-in one, whose bits the index kept
@@ -283,7 +278,6 @@ impl PolicyHost {
     fn hand_over_inserts<'a>(
         &self,
         mut guard: MutexGuard<'a, Option<Box<dyn EvictionPolicy>>>,
-        _keys: &dyn KeySource,
     ) -> MutexGuard<'a, Option<Box<dyn EvictionPolicy>>> {
         if guard.as_ref().is_some_and(|p| p.failed()) {
             self.unplug(&mut guard);
@@ -307,10 +301,10 @@ impl PolicyHost {
 
     /// Keys `ids` are gone (a plugged-in policy must forget them; the built-in bits
     /// left with the slots).
-    pub fn note_removed(&self, ids: &[u64], keys: &dyn KeySource) {
+    pub fn note_removed(&self, ids: &[u64]) {
         if !ids.is_empty()
             && self.plugged()
-            && let Some(p) = self.lock_plugin(keys).as_mut()
+            && let Some(p) = self.lock_plugin().as_mut()
         {
             p.on_remove(ids);
         }
