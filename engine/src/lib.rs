@@ -19,6 +19,7 @@ mod keydir;
 mod log;
 mod maintenance;
 mod options;
+mod parallel;
 pub mod policy;
 mod policy_host;
 mod recovery;

@@ -351,36 +351,10 @@ fn apply_run(inner: &Inner, seg: &Segment, run: &[HintEntry], now: u64) {
     let threads = if run.len() < PARALLEL_RUN {
         1
     } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+        crate::parallel::threads()
     };
-    let results: Vec<(Vec<Slot>, u64)> = if threads == 1 {
-        vec![apply_buckets(0..BUCKETS)]
-    } else {
-        // Contiguous bucket ranges of about equal entry counts, one per thread.
-        let total = order.len().max(1);
-        let mut cuts = vec![0usize];
-        for b in 0..BUCKETS {
-            let done = starts[b + 1] as usize;
-            if done * threads >= total * cuts.len() && cuts.len() < threads {
-                cuts.push(b + 1);
-            }
-        }
-        cuts.push(BUCKETS);
-        cuts.dedup();
-        std::thread::scope(|s| {
-            let handles: Vec<_> = cuts
-                .windows(2)
-                .map(|w| {
-                    let range = w[0]..w[1];
-                    s.spawn(|| apply_buckets(range))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
-    };
+    // Bucket ranges of about equal entry counts, one per thread.
+    let results = crate::parallel::split(BUCKETS, threads, |b| starts[b] as u64, apply_buckets);
     for (replaced, d) in results {
         dead += d;
         inner.log.mark_dead_all(replaced);

@@ -198,17 +198,6 @@ fn load_blocks(
         offsets.push(at);
         at += b.entries as u64 * ENTRY_BYTES as u64;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let total = (at - start).max(1);
-    // Contiguous ranges of about equal bytes, one per thread.
-    let mut cuts = vec![0usize];
-    for (i, &o) in offsets.iter().enumerate() {
-        if (o - start) * threads as u64 >= total * cuts.len() as u64 && cuts.len() < threads {
-            cuts.push(i);
-        }
-    }
-    cuts.push(blocks.len());
-    cuts.dedup();
     let now = inner.now_ms();
     let load_range = |range: std::ops::Range<usize>| -> Result<Vec<Slot>, String> {
         let mut buf = Vec::new();
@@ -239,20 +228,12 @@ fn load_blocks(
         }
         Ok(expired)
     };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = cuts
-            .windows(2)
-            .map(|w| {
-                let range = w[0]..w[1];
-                s.spawn(move || load_range(range))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .try_fold(Vec::new(), |mut all, r| {
-                all.extend(r?);
-                Ok(all)
-            })
-    })
+    // Block ranges of about equal bytes, one per thread.
+    let before = |i: usize| offsets.get(i).map_or(at, |&o| o) - start;
+    crate::parallel::split(blocks.len(), crate::parallel::threads(), before, load_range)
+        .into_iter()
+        .try_fold(Vec::new(), |mut all, r| {
+            all.extend(r?);
+            Ok(all)
+        })
 }
