@@ -204,6 +204,28 @@ impl Inner {
         }
     }
 
+    /// Points `hash`'s slot at the record of `len` bytes just appended at `off` in
+    /// `seg`, with the built-in policy's bits for the write; returns the slot replaced.
+    pub fn point_at(
+        &self,
+        kd: &Keydir,
+        hash: u64,
+        seg: &Segment,
+        off: u32,
+        len: usize,
+        expire_at_ms: u64,
+    ) -> Option<Slot> {
+        let slot = Slot {
+            hash,
+            seg: seg.id,
+            off,
+            len: len as u32,
+            exp_s: coarse_expiry(expire_at_ms),
+            meta: 0,
+        };
+        kd.insert_with(slot, |old| self.policy.written(&self.index, hash, old))
+    }
+
     /// Appends `rec` for `key` if its slot is still `expected`, then points the index
     /// at the new record (or removes the key, for a tombstone). Returns the LSN to wait
     /// for, or `None` if the slot changed meanwhile (the caller retries).
@@ -225,15 +247,7 @@ impl Inner {
             seg.add_dead(rec.len() as u64);
             expected.filter(|s| kd.remove_exact(s)).copied()
         } else {
-            let slot = Slot {
-                hash,
-                seg: seg.id,
-                off,
-                len: rec.len() as u32,
-                exp_s: coarse_expiry(expire_at_ms),
-                meta: 0,
-            };
-            kd.insert_with(slot, |old| self.policy.written(&self.index, hash, old))
+            self.point_at(kd, hash, &seg, off, rec.len(), expire_at_ms)
         };
         if let Some(old) = old {
             self.log.mark_dead(&old);

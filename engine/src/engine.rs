@@ -9,7 +9,7 @@ use crate::filter::CompactionFilter;
 use crate::format::record::{
     self, ALL_NAMESPACES, HEADER_LEN, Header, Kind, MAX_KEY_LEN, MAX_META_LEN, NAMESPACES,
 };
-use crate::keydir::{Keydir, Liveness, Slot, coarse_expiry};
+use crate::keydir::{Keydir, Liveness, Slot};
 use crate::maintenance;
 use crate::maintenance::Upkeep;
 use crate::options::Options;
@@ -221,16 +221,7 @@ impl Engine {
         let lsn = {
             let mut w = inner.writer()?;
             let (seg, off) = inner.log.append_locked(&mut w, &buf)?;
-            let slot = Slot {
-                hash,
-                seg: seg.id,
-                off,
-                len: buf.len() as u32,
-                exp_s: coarse_expiry(exp),
-                meta: 0,
-            };
-            let old = kd.insert_with(slot, |old| inner.policy.written(&inner.index, hash, old));
-            match old {
+            match inner.point_at(kd, hash, &seg, off, buf.len(), exp) {
                 Some(old) => {
                     inner.log.mark_dead(&old);
                     inner.note_overwrite(hash);
