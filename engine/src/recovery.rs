@@ -91,6 +91,8 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         (read_sync_mark(&inner), read_seals(&inner, &seg_ids))
     };
     let replay: &[u32] = if snapshot_used { &[] } else { &seg_ids };
+    let mut scratch = HintScratch::default();
+    let sizes = segment_sizes(&inner, replay);
     for (i, &id) in replay.iter().enumerate() {
         let is_last = i + 1 == total;
         // Sealed segments were synced whole when they were sealed; the last one is
@@ -107,7 +109,17 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
             Some(&len) if by_mark == u64::MAX || len > by_mark => len,
             _ => by_mark,
         };
-        if let Some(loaded) = load_segment(&inner, id, is_last, synced_below, &mut damage)? {
+        let bytes_after = sizes[i + 1..].iter().sum();
+        let loaded = load_segment(
+            &inner,
+            id,
+            is_last,
+            synced_below,
+            bytes_after,
+            &mut damage,
+            &mut scratch,
+        )?;
+        if let Some(loaded) = loaded {
             last = Some(loaded);
         }
         if total >= 16 && (i + 1) % (total / 8).max(1) == 0 {
@@ -121,6 +133,9 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
     }
     if let Some(h) = damage.horizon {
         distrust_before(&inner, h)?;
+    }
+    if !snapshot_used {
+        inner.index.all().for_each(Keydir::fit);
     }
 
     let segment_bytes = inner.opts.segment_bytes;
@@ -172,6 +187,20 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         "engine opened"
     );
     Ok(inner)
+}
+
+/// Each segment's length (0 for one that cannot be opened: loading it reports why).
+fn segment_sizes(inner: &Inner, ids: &[u32]) -> Vec<u64> {
+    let storage = inner.opts.storage.as_ref();
+    ids.iter()
+        .map(|&id| {
+            let path = join(&inner.opts.dir, &crate::segment::segment_name(id));
+            storage
+                .open(&path, OpenMode::Read)
+                .and_then(|f| f.size())
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 fn has_hint_for(inner: &Inner, id: u32) -> bool {
@@ -267,35 +296,85 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
 }
 
 /// Applies a hint file's entries as [`apply`] would one by one, in log order, but shard
-/// by shard: each shard is locked once per run, its table grown once and resident in
-/// cache while its keys go in, and runs of many keys are split over threads by shard.
+/// by shard: each shard is locked once per run and grown at most once, its entries
+/// read in sequence with the homes of the next ones touched ahead (their cache misses
+/// overlap), and runs of many keys are split over threads by shard.
 /// Order within a shard, the only order that decides which record wins, is the log's.
 /// A flush applies to every shard, so it separates runs.
-fn apply_hinted(inner: &Inner, seg: &Segment, entries: &[HintEntry], now: u64) {
+fn apply_hinted(
+    inner: &Inner,
+    seg: &Segment,
+    entries: &[HintEntry],
+    now: u64,
+    ahead: f64,
+    scratch: &mut HintScratch,
+) {
     let mut start = 0;
     for (i, e) in entries.iter().enumerate() {
         if e.kind == Kind::Flush {
-            apply_run(inner, seg, &entries[start..i], now);
+            apply_run(inner, seg, &entries[start..i], now, 0.0, scratch);
             apply(inner, seg, e, now);
             start = i + 1;
         }
     }
-    apply_run(inner, seg, &entries[start..], now);
+    apply_run(inner, seg, &entries[start..], now, ahead, scratch);
 }
+
+/// How many entries ahead a shard touches the homes of the keys it inserts.
+const TOUCH_AHEAD: usize = 32;
 
 /// A run below this many entries is applied on the calling thread alone.
 const PARALLEL_RUN: usize = 1 << 16;
 
+/// Buffers reused from one hint file to the next, so that loading many does not
+/// allocate (and fault in) fresh ones for each.
+#[derive(Default)]
+struct HintScratch {
+    /// The hint file's bytes.
+    bytes: Vec<u8>,
+    /// Its entries as they are applied (missing records turned into removals).
+    entries: Vec<HintEntry>,
+    /// Where each (namespace, shard) bucket starts in `sorted`.
+    starts: Vec<u32>,
+    /// A run's keyed entries, grouped by bucket, in log order within each.
+    sorted: Vec<Sorted>,
+}
+
+/// A keyed hint entry as a shard applies it.
+#[derive(Clone, Copy, Default)]
+struct Sorted {
+    hash: u64,
+    off: u32,
+    len: u32,
+    exp_s: u32,
+    /// A live put (inserted); otherwise the key is removed.
+    put: bool,
+}
+
 /// [`apply_hinted`] for a run without flushes.
-fn apply_run(inner: &Inner, seg: &Segment, run: &[HintEntry], now: u64) {
+///
+/// `ahead` is how many times this segment's bytes the log holds after it: a shard
+/// that gained keys here makes room for as many more per segment to come, so a table
+/// grows about once to its final size instead of in many small steps (each a rehash).
+fn apply_run(
+    inner: &Inner,
+    seg: &Segment,
+    run: &[HintEntry],
+    now: u64,
+    ahead: f64,
+    scratch: &mut HintScratch,
+) {
     const BUCKETS: usize = NAMESPACES as usize * Keydir::SHARDS;
     let bucket = |e: &HintEntry| -> Option<usize> {
         let keyed = matches!(e.kind, Kind::Put | Kind::Tombstone | Kind::Evict);
         (keyed && e.ns < NAMESPACES && e.hash != 0)
             .then(|| e.ns as usize * Keydir::SHARDS + shard_of(e.hash))
     };
-    // A stable counting sort of the entries by (namespace, shard).
-    let mut starts = vec![0u32; BUCKETS + 1];
+    // A stable counting sort of the entries by (namespace, shard), copied into bucket
+    // order: a shard then reads its entries in sequence instead of one cache miss each.
+    let starts = &mut scratch.starts;
+    starts.clear();
+    starts.resize(BUCKETS + 1, 0);
     let mut dead = 0u64;
     for e in run {
         match bucket(e) {
@@ -307,36 +386,56 @@ fn apply_run(inner: &Inner, seg: &Segment, run: &[HintEntry], now: u64) {
     for b in 0..BUCKETS {
         starts[b + 1] += starts[b];
     }
-    let mut next = starts.clone();
-    let mut order = vec![0u32; starts[BUCKETS] as usize];
-    for (i, e) in run.iter().enumerate() {
-        if let Some(b) = bucket(e) {
-            order[next[b] as usize] = i as u32;
-            next[b] += 1;
+    let sorted = &mut scratch.sorted;
+    sorted.clear();
+    sorted.resize(starts[BUCKETS] as usize, Sorted::default());
+    {
+        let mut next = starts.clone();
+        for e in run {
+            if let Some(b) = bucket(e) {
+                let expired = e.expire_at_ms != 0 && e.expire_at_ms <= now;
+                sorted[next[b] as usize] = Sorted {
+                    hash: e.hash,
+                    off: e.offset,
+                    len: e.len,
+                    exp_s: coarse_expiry(e.expire_at_ms),
+                    put: e.kind == Kind::Put && !expired,
+                };
+                next[b] += 1;
+            }
         }
     }
+    let (starts, sorted) = (&scratch.starts, &scratch.sorted);
     // Applies buckets `range`; returns the slots replaced and the bytes made dead.
     let apply_buckets = |range: std::ops::Range<usize>| -> (Vec<Slot>, u64) {
         let mut replaced = Vec::new();
         let mut dead = 0u64;
         for b in range {
-            let members = &order[starts[b] as usize..starts[b + 1] as usize];
+            let members = &sorted[starts[b] as usize..starts[b + 1] as usize];
             if members.is_empty() {
                 continue;
             }
             let kd = inner.index.keydir((b / Keydir::SHARDS) as u8);
             let mut shard = kd.shard_batch(b % Keydir::SHARDS);
             shard.reserve(members.len());
-            for &i in members {
-                let e = &run[i as usize];
-                let expired = e.expire_at_ms != 0 && e.expire_at_ms <= now;
-                let old = if e.kind == Kind::Put && !expired {
+            let before = shard.len();
+            let mut touched = 0u32;
+            for e in members.iter().take(TOUCH_AHEAD) {
+                touched ^= shard.touch(e.hash);
+            }
+            for (i, e) in members.iter().enumerate() {
+                if i % TOUCH_AHEAD == 0 {
+                    for next in members.iter().skip(i + TOUCH_AHEAD).take(TOUCH_AHEAD) {
+                        touched ^= shard.touch(next.hash);
+                    }
+                }
+                let old = if e.put {
                     shard.insert(Slot {
                         hash: e.hash,
                         seg: seg.id,
-                        off: e.offset,
+                        off: e.off,
                         len: e.len,
-                        exp_s: coarse_expiry(e.expire_at_ms),
+                        exp_s: e.exp_s,
                         meta: 0,
                     })
                 } else {
@@ -345,6 +444,13 @@ fn apply_run(inner: &Inner, seg: &Segment, run: &[HintEntry], now: u64) {
                 };
                 replaced.extend(old);
             }
+            std::hint::black_box(touched);
+            // At most 8 times what the shard holds, so a log whose new keys dry up
+            // (overwrites of a working set) cannot reserve far more than it fills;
+            // recovery fits what stays too empty at the end.
+            let gained = shard.len().saturating_sub(before);
+            let more = (gained as f64 * ahead) as usize;
+            shard.reserve(more.min(shard.len() * 8));
         }
         (replaced, dead)
     };
@@ -500,7 +606,9 @@ fn load_segment(
     id: u32,
     is_last: bool,
     synced_below: u64,
+    bytes_after: u64,
     damage: &mut Damage,
+    scratch: &mut HintScratch,
 ) -> Result<Option<(Arc<Segment>, bool)>> {
     let storage = inner.opts.storage.as_ref();
     let dir = &inner.opts.dir;
@@ -545,7 +653,14 @@ fn load_segment(
     let mut damaged = false;
     let hint_path = join(dir, &hint_name(id));
     if let Ok(hf) = storage.open(&hint_path, OpenMode::Read) {
-        match load_hint(inner, &seg, hf.as_ref(), file_len, now, &mut damage.lost) {
+        let load = load_hint(seg.id, hf.as_ref(), file_len, &mut damage.lost, scratch);
+        if load.is_ok() {
+            let ahead = bytes_after as f64 / file_len.max(1) as f64;
+            let entries = std::mem::take(&mut scratch.entries);
+            apply_hinted(inner, &seg, &entries, now, ahead, scratch);
+            scratch.entries = entries;
+        }
+        match load {
             Ok(HintLoad::Covers(covered)) => {
                 seg.hint_bytes
                     .store(hf.size().unwrap_or(0), Ordering::Relaxed);
@@ -630,56 +745,73 @@ enum HintLoad {
     Truncated { lost: usize },
 }
 
-/// Applies a hint file. Records it names past the end of the segment are applied as
-/// removals of their keys (and their ids added to `lost`); a flush is applied as
-/// named, since its loss would bring back what it removed.
+/// Reads and checks a hint file, leaving its entries in `scratch.entries` for
+/// [`apply_hinted`]. Records it names past the end of the segment become removals of
+/// their keys (and their ids are added to `lost`); a flush stays as named, since its
+/// loss would bring back what it removed.
 fn load_hint(
-    inner: &Inner,
-    seg: &Segment,
+    id: u32,
     hf: &dyn crate::io::FileHandle,
     file_len: u64,
-    now: u64,
     lost: &mut Vec<u64>,
+    scratch: &mut HintScratch,
 ) -> Result<HintLoad, String> {
     let len = hf.size().map_err(|e| e.to_string())?;
-    let mut bytes = vec![0u8; len as usize];
-    hf.read_exact_at(&mut bytes, 0).map_err(|e| e.to_string())?;
-    let h = hint::decode(&bytes, seg.id)?;
+    let mut bytes = std::mem::take(&mut scratch.bytes);
+    bytes.clear();
+    bytes.resize(len as usize, 0);
+    let read = hf.read_exact_at(&mut bytes, 0).map_err(|e| e.to_string());
+    scratch.entries.clear();
+    let checked = read.and_then(|()| check_hint(&bytes, id, file_len, &mut scratch.entries));
+    scratch.bytes = bytes;
+    let (covered_len, missing) = checked?;
+    // Only now, with every entry valid, are the missing records' keys given up.
+    lost.extend(
+        scratch
+            .entries
+            .iter()
+            .filter(|e| e.offset as u64 + e.len as u64 > file_len && e.kind != Kind::Flush)
+            .map(|e| e.hash),
+    );
+    if covered_len > file_len {
+        return Ok(HintLoad::Truncated { lost: missing });
+    }
+    Ok(HintLoad::Covers(covered_len))
+}
+
+/// Validates a hint file's bytes and fills `out` with its entries as they are to be
+/// applied: a put whose record lies past `file_len` (the segment lost it) becomes a
+/// removal. Returns the length the hint covers and how many records are missing.
+fn check_hint(
+    bytes: &[u8],
+    id: u32,
+    file_len: u64,
+    out: &mut Vec<HintEntry>,
+) -> Result<(u64, usize), String> {
+    let h = hint::decode(bytes, id)?;
     if h.covered_len < FILE_HEADER_LEN as u64 {
         return Err(format!("covers only {} bytes", h.covered_len));
     }
-    // Validate every entry before applying any, so a bad hint changes nothing.
-    let entries = h.entries().collect::<Result<Vec<_>, _>>()?;
-    for e in &entries {
+    let mut missing = 0;
+    for e in h.entries() {
+        let e = e?;
         let end = e.offset as u64 + e.len as u64;
         if (e.offset as u64) < FILE_HEADER_LEN as u64 || end > h.covered_len {
             return Err(format!("entry at {} runs outside the segment", e.offset));
         }
+        if end <= file_len {
+            out.push(e);
+            continue;
+        }
+        missing += 1;
+        out.push(HintEntry {
+            kind: if e.kind == Kind::Put {
+                Kind::Tombstone
+            } else {
+                e.kind
+            },
+            ..e
+        });
     }
-    let mut missing = 0;
-    let effective: Vec<HintEntry> = entries
-        .iter()
-        .map(|e| {
-            if e.offset as u64 + e.len as u64 <= file_len {
-                return *e;
-            }
-            missing += 1;
-            if e.kind != Kind::Flush {
-                lost.push(e.hash);
-            }
-            HintEntry {
-                kind: if e.kind == Kind::Put {
-                    Kind::Tombstone
-                } else {
-                    e.kind
-                },
-                ..*e
-            }
-        })
-        .collect();
-    apply_hinted(inner, seg, &effective, now);
-    if h.covered_len > file_len {
-        return Ok(HintLoad::Truncated { lost: missing });
-    }
-    Ok(HintLoad::Covers(h.covered_len))
+    Ok((h.covered_len, missing))
 }

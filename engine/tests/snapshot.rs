@@ -133,3 +133,42 @@ fn policy_bits_survive_a_restart_through_the_snapshot() {
         .count();
     assert_eq!(kept, 100);
 }
+
+/// Without a snapshot the index is rebuilt from hints, each shard reserving room for
+/// the keys the rest of the log is expected to bring: the rebuilt index is no larger
+/// than the one grown key by key, whether the log holds new keys or overwrites.
+#[test]
+fn an_index_rebuilt_from_hints_is_no_larger_than_one_grown_by_writes() {
+    for (keys, rounds) in [(40_000u32, 1u32), (4_000, 10)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = Engine::open(options(dir.path())).expect("open");
+        for r in 0..rounds {
+            for i in 0..keys {
+                e.put(
+                    0,
+                    format!("key:{i}").as_bytes(),
+                    format!("v{r}").as_bytes(),
+                    None,
+                )
+                .expect("put");
+            }
+        }
+        let grown = e.stats();
+        assert!(grown.segments > 2, "several segments: {}", grown.segments);
+        e.close().expect("close");
+        std::fs::remove_file(dir.path().join("INDEX")).expect("remove the snapshot");
+        let e = Engine::open(options(dir.path())).expect("reopen from hints");
+        assert_eq!(e.total_len(), keys as usize);
+        let last = format!("v{}", rounds - 1);
+        assert_eq!(
+            e.get(0, b"key:7").expect("get").as_deref(),
+            Some(last.as_bytes())
+        );
+        let rebuilt = e.stats().index_bytes;
+        assert!(
+            rebuilt * 10 <= grown.index_bytes * 11,
+            "{keys} keys x {rounds}: {rebuilt} bytes rebuilt, {} grown",
+            grown.index_bytes
+        );
+    }
+}

@@ -92,6 +92,15 @@ impl ShardBatch<'_> {
         self.table.reserve(more);
     }
 
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// See [`Table::touch`].
+    pub fn touch(&self, hash: u64) -> u32 {
+        self.table.touch(hash)
+    }
+
     /// Inserts or replaces; returns the slot it replaced.
     pub fn insert(&mut self, slot: Slot) -> Option<Slot> {
         let old = self.table.insert(slot);
@@ -292,6 +301,13 @@ impl Keydir {
 
     /// Shard `shard`, write-locked for a batch of changes (recovery applies a hint
     /// file shard by shard: one lock and a cache-resident table per run of keys).
+    /// Shrinks every shard's table that is less than 60% full (see [`Table::fit`]).
+    pub fn fit(&self) {
+        for s in self.shards.iter() {
+            s.0.write().fit();
+        }
+    }
+
     pub fn shard_batch(&self, shard: usize) -> ShardBatch<'_> {
         ShardBatch {
             table: self.shards[shard % SHARDS].0.write(),

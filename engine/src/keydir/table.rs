@@ -181,6 +181,16 @@ impl Table {
         }
     }
 
+    /// Reads the entry where `hash` would be looked for first and returns a word of
+    /// it: a batch that touches its next entries' homes before inserting them has
+    /// their cache misses in flight together instead of one after another.
+    pub fn touch(&self, hash: u64) -> u32 {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        self.slots[self.home(hash & LOW_MASK)].len
+    }
+
     pub fn get(&self, hash: u64) -> Option<Slot> {
         self.find(hash).map(|i| self.slot(&self.slots[i]))
     }
@@ -302,6 +312,15 @@ impl Table {
     }
 
     /// Gives memory back once the table is mostly empty.
+    /// Shrinks a table less than 60% full (a recovery that reserved for more keys than
+    /// came) to the load a resize leaves; growth alone keeps tables above 64%.
+    pub fn fit(&mut self) {
+        let target = (self.len * 10 / 7 + 1).max(MIN_CAP);
+        if self.len * 5 < self.slots.len() * 3 && target < self.slots.len() {
+            self.resize(target);
+        }
+    }
+
     pub fn shrink_if_sparse(&mut self) {
         let cap = self.slots.len();
         if cap > 64 && self.len * 4 < cap {
@@ -492,6 +511,25 @@ mod tests {
         // A reservation that fits changes nothing.
         t.reserve(0);
         assert_eq!(t.heap_bytes(), cap);
+    }
+
+    #[test]
+    fn fit_shrinks_only_an_overreserved_table_and_keeps_every_slot() {
+        let mut t = Table::new(0);
+        for h in 1..=1000u64 {
+            t.insert(slot(h, 0));
+        }
+        let grown = t.capacity();
+        t.fit();
+        assert_eq!(t.capacity(), grown, "growth leaves a table full enough");
+        t.reserve(20_000);
+        t.fit();
+        assert!(t.capacity() < grown * 2, "{} slots for 1000", t.capacity());
+        assert!(
+            t.len() * 10 <= t.capacity() * 8,
+            "still under the maximum load"
+        );
+        assert!((1..=1000u64).all(|h| t.get(h).is_some()));
     }
 
     #[test]
