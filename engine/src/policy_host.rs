@@ -35,6 +35,8 @@ pub(crate) struct PolicyHost {
     plugin: Mutex<Option<Box<dyn EvictionPolicy>>>,
     /// Whether `plugin` is set, read without its lock on every access.
     plugged: AtomicBool,
+    /// Whether `plugin` wants key bytes with its inserts (else none are buffered).
+    wants_keys: AtomicBool,
     pending_inserts: Mutex<PendingInserts>,
     access_bufs: Box<[Mutex<Vec<u64>>]>,
 }
@@ -55,8 +57,10 @@ impl Victims {
 
 /// Accesses buffered per stripe before they are handed to the policy.
 const ACCESS_BATCH: usize = 256;
-/// Inserts buffered before they are handed to the policy.
-const INSERT_BATCH: usize = 64;
+/// Inserts buffered before they are handed to the policy. Asking for victims hands
+/// over what is pending anyway, so under eviction pressure a batch rarely fills: it is
+/// large enough that inserts and victims then cost one call each per eviction round.
+const INSERT_BATCH: usize = 256;
 
 /// Inserts not yet handed to the policy: ids, and their keys end to end.
 #[derive(Default)]
@@ -92,6 +96,7 @@ impl PolicyHost {
         PolicyHost {
             builtin: Builtin::new(kind),
             plugged: AtomicBool::new(plugin.is_some()),
+            wants_keys: AtomicBool::new(plugin.as_ref().is_some_and(|p| p.wants_keys())),
             plugin: Mutex::new(plugin),
             pending_inserts: Mutex::new(PendingInserts::default()),
             access_bufs: (0..ACCESS_STRIPES)
@@ -225,13 +230,22 @@ impl PolicyHost {
         }
     }
 
-    /// Hands every buffered access to the policy (before it picks victims).
+    /// Hands every buffered access to the policy (before it picks victims), in one
+    /// call: a call into a plugin costs about a microsecond however short its batch.
     fn drain_accesses(&self, p: &mut dyn EvictionPolicy) {
+        let mut batch = Vec::new();
         for stripe in self.access_bufs.iter() {
-            let batch = std::mem::take(&mut *stripe.lock());
-            if !batch.is_empty() {
-                p.on_access(&batch);
+            let mut buf = stripe.lock();
+            if batch.is_empty() {
+                // The first non-empty stripe's buffer is taken, not copied.
+                batch = std::mem::take(&mut *buf);
+            } else {
+                batch.extend_from_slice(&buf);
+                buf.clear();
             }
+        }
+        if !batch.is_empty() {
+            p.on_access(&batch);
         }
     }
 
@@ -244,6 +258,11 @@ impl PolicyHost {
         }
         let full = {
             let mut pending = self.pending_inserts.lock();
+            let key = if self.wants_keys.load(Ordering::Relaxed) {
+                key
+            } else {
+                &[]
+            };
             pending.push(id, key);
             pending.ids.len() >= INSERT_BATCH
         };
@@ -328,6 +347,7 @@ impl PolicyHost {
         self.pending_inserts.lock().clear();
         let mut fresh = policy;
         seed(&mut fresh, keys);
+        self.wants_keys.store(fresh.wants_keys(), Ordering::Relaxed);
         *current = Some(fresh);
         self.plugged.store(true, Ordering::Relaxed);
     }

@@ -70,7 +70,13 @@ fn readers_only_ever_see_values_written_for_their_key() {
     for r in readers {
         assert!(r.join().expect("reader") > 0);
     }
-    assert!(e.stats().segments > 1, "the run crossed segment boundaries");
+    // Compaction may have merged the segments again by now: what was written says
+    // whether the readers raced segment rollovers.
+    let written = e.stats().bytes_written;
+    assert!(
+        written > 2 * (256 << 10),
+        "the run crossed segment boundaries: {written} bytes"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The built-in SIEVE policy against the same policy as a WebAssembly plugin (the
 //! prefix-priority example with no protected prefixes is plain SIEVE), in one run
-//! (three interleaved rounds of each, the best one counted):
+//! (five interleaved rounds of each, the best one counted):
 //! engine throughput under eviction, the cost of one plugin call, and the resident
 //! memory of one plugin instance. Needs `bash plugins/build.sh` first.
 //!
@@ -93,7 +93,7 @@ fn main() {
     );
     // Interleaved rounds, best of each: this machine's speed drifts between runs.
     let (mut b_ops, mut b_hit, mut w_ops, mut w_hit) = (0.0f64, 0.0, 0.0f64, 0.0);
-    for _ in 0..3 {
+    for _ in 0..5 {
         let (o, h) = engine_run(None, ops);
         (b_ops, b_hit) = (b_ops.max(o), h);
         let (o, h) = engine_run(Some(Box::new(wasm_policy(&rt, &c))), ops);

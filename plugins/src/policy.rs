@@ -4,7 +4,6 @@
 //! policy, told of every key. Until then, a failed call evicts nothing and keeps
 //! everything (the safe answers). A reload of the plugin brings a fresh instance.
 
-use crate::bindings::policy::exports::caskade::plugin::eviction_policy::Inserted;
 use crate::bindings::policy::{
     EvictionPolicyPlugin, EvictionPolicyPluginPre, caskade::plugin::types::PluginError,
 };
@@ -119,30 +118,23 @@ impl EvictionPolicy for WasmPolicy {
     }
 
     fn on_insert(&mut self, ids: &[u64]) {
-        // Keys it did not ask for: empty, so nothing is copied.
-        let batch: Vec<Inserted> = ids
-            .iter()
-            .map(|&id| Inserted {
-                id,
-                key: Vec::new(),
-            })
-            .collect();
+        // Keys it did not ask for: ids alone.
         self.call("on-insert", |p, s| {
-            p.caskade_plugin_eviction_policy().call_on_insert(s, &batch)
+            p.caskade_plugin_eviction_policy()
+                .call_on_insert(s, ids, &[], &[])
         });
     }
 
     fn on_insert_keys(&mut self, ids: &[u64], keys: &[&[u8]]) {
-        let batch: Vec<Inserted> = ids
-            .iter()
-            .zip(keys)
-            .map(|(&id, k)| Inserted {
-                id,
-                key: k.to_vec(),
-            })
-            .collect();
+        let mut bytes = Vec::with_capacity(keys.iter().map(|k| k.len()).sum());
+        let mut ends = Vec::with_capacity(keys.len());
+        for k in keys {
+            bytes.extend_from_slice(k);
+            ends.push(bytes.len().min(u32::MAX as usize) as u32);
+        }
         self.call("on-insert", |p, s| {
-            p.caskade_plugin_eviction_policy().call_on_insert(s, &batch)
+            p.caskade_plugin_eviction_policy()
+                .call_on_insert(s, ids, &bytes, &ends)
         });
     }
 

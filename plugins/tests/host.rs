@@ -68,9 +68,9 @@ fn bad_filter(body: &str) -> Vec<u8> {
     from_wat(
         &format!(
             r#"(module {REALLOC}
-              (func (export "caskade:plugin/compaction-filter@0.1.0#init") (param i32 i32) (result i32)
+              (func (export "caskade:plugin/compaction-filter@0.2.0#init") (param i32 i32) (result i32)
                 (i32.store8 (i32.const 1024) (i32.const 0)) (i32.const 1024))
-              (func (export "caskade:plugin/compaction-filter@0.1.0#filter") (param i32 i32 i64) (result i32)
+              (func (export "caskade:plugin/compaction-filter@0.2.0#filter") (param i32 i32 i64) (result i32)
                 {body}))"#
         ),
         "compaction-filter-plugin",
@@ -245,6 +245,133 @@ fn a_policy_gets_key_bytes_only_if_it_asks_for_them() {
     assert_eq!(out, [32]);
 }
 
+/// SIEVE as the paper states it, over a plain list: what the example must match.
+#[derive(Default)]
+struct SieveModel {
+    /// Oldest first: (id, visited).
+    order: Vec<(u64, bool)>,
+    hand: usize,
+}
+
+impl SieveModel {
+    fn position(&self, id: u64) -> Option<usize> {
+        self.order.iter().position(|e| e.0 == id)
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        self.order.remove(i);
+        if i < self.hand {
+            self.hand -= 1;
+        }
+    }
+
+    fn victim(&mut self) -> Option<u64> {
+        if self.order.is_empty() {
+            return None;
+        }
+        loop {
+            if self.hand >= self.order.len() {
+                self.hand = 0;
+            }
+            if self.order[self.hand].1 {
+                self.order[self.hand].1 = false;
+                self.hand += 1;
+                continue;
+            }
+            let id = self.order[self.hand].0;
+            // The hand now points at the next newer key.
+            self.order.remove(self.hand);
+            return Some(id);
+        }
+    }
+}
+
+#[test]
+fn the_prefix_priority_example_without_prefixes_is_sieve() {
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("prefix_priority.wasm")).expect("load");
+    let stats = Arc::new(PluginStats::default());
+    let mut p = WasmPolicy::new(
+        &rt,
+        "prefix_priority",
+        &component,
+        &[],
+        limits(2000),
+        stats.clone(),
+    )
+    .expect("policy");
+    let mut m = SieveModel::default();
+    let mut r = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        r
+    };
+    // Enough events for the array's holes to be squeezed out many times over.
+    for round in 0..3000 {
+        let id = |x: u64| ((x % 6000) + 1) << 4;
+        match next() % 10 {
+            0..=3 => {
+                let ids: Vec<u64> = (0..next() % 40).map(|_| id(next())).collect();
+                for &i in &ids {
+                    if m.position(i).is_none() {
+                        m.order.push((i, false));
+                    }
+                }
+                p.on_insert(&ids);
+            }
+            4..=5 => {
+                let ids: Vec<u64> = (0..next() % 40).map(|_| id(next())).collect();
+                for &i in &ids {
+                    if let Some(at) = m.position(i) {
+                        m.order[at].1 = true;
+                    }
+                }
+                p.on_access(&ids);
+            }
+            6 => {
+                let ids: Vec<u64> = (0..next() % 20).map(|_| id(next())).collect();
+                for &i in &ids {
+                    if let Some(at) = m.position(i) {
+                        m.remove_at(at);
+                    }
+                }
+                p.on_remove(&ids);
+            }
+            7 => {
+                let ids: Vec<u64> = (0..next() % 20).map(|_| id(next())).collect();
+                let want: Vec<bool> = ids
+                    .iter()
+                    .map(|&i| match m.position(i) {
+                        Some(at) if m.order[at].1 => {
+                            m.order[at].1 = false;
+                            true
+                        }
+                        Some(at) => {
+                            m.remove_at(at);
+                            false
+                        }
+                        None => false,
+                    })
+                    .collect();
+                let mut got = Vec::new();
+                p.keep_on_reclaim(&ids, &mut got);
+                assert_eq!(got, want, "round {round}: keep-on-reclaim");
+            }
+            _ => {
+                let n = (next() % 60) as usize;
+                let want: Vec<u64> = (0..n).map_while(|_| m.victim()).collect();
+                let mut got = Vec::new();
+                p.victims(n, &mut got);
+                assert_eq!(got, want, "round {round}: victims");
+            }
+        }
+    }
+    assert_eq!(stats.failures(), 0, "{stats:?}");
+    assert!(!m.order.is_empty(), "the run ends with keys in the cache");
+}
+
 #[test]
 fn an_instance_s_linear_memory_is_counted_while_it_lives() {
     let rt = Runtime::new(None).expect("runtime");
@@ -331,14 +458,14 @@ fn prefix_priority_example_protects_prefixes_in_the_engine() {
 fn a_trapping_policy_hands_over_to_the_built_in_one() {
     let wat = format!(
         r#"(module {REALLOC}
-          (func (export "caskade:plugin/eviction-policy@0.1.0#init") (param i32 i32) (result i32)
+          (func (export "caskade:plugin/eviction-policy@0.2.0#init") (param i32 i32) (result i32)
             (i32.store8 (i32.const 1024) (i32.const 0)) (i32.const 1024))
-          (func (export "caskade:plugin/eviction-policy@0.1.0#wants-keys") (result i32) (i32.const 0))
-          (func (export "caskade:plugin/eviction-policy@0.1.0#on-insert") (param i32 i32))
-          (func (export "caskade:plugin/eviction-policy@0.1.0#on-access") (param i32 i32))
-          (func (export "caskade:plugin/eviction-policy@0.1.0#on-remove") (param i32 i32))
-          (func (export "caskade:plugin/eviction-policy@0.1.0#victims") (param i32) (result i32) (unreachable))
-          (func (export "caskade:plugin/eviction-policy@0.1.0#keep-on-reclaim") (param i32 i32) (result i32) (unreachable)))"#
+          (func (export "caskade:plugin/eviction-policy@0.2.0#wants-keys") (result i32) (i32.const 0))
+          (func (export "caskade:plugin/eviction-policy@0.2.0#on-insert") (param i32 i32 i32 i32 i32 i32))
+          (func (export "caskade:plugin/eviction-policy@0.2.0#on-access") (param i32 i32))
+          (func (export "caskade:plugin/eviction-policy@0.2.0#on-remove") (param i32 i32))
+          (func (export "caskade:plugin/eviction-policy@0.2.0#victims") (param i32) (result i32) (unreachable))
+          (func (export "caskade:plugin/eviction-policy@0.2.0#keep-on-reclaim") (param i32 i32) (result i32) (unreachable)))"#
     );
     let rt = Runtime::new(None).expect("runtime");
     let c = rt

@@ -366,6 +366,12 @@ impl Keydir {
         self.remove_if(expected.hash, |s| s == expected).is_some()
     }
 
+    /// Reads the entry where `hash` would be looked for first (see [`Table::touch`]);
+    /// never waits for the shard.
+    pub fn touch(&self, hash: u64) -> u32 {
+        self.shard(hash).try_read().map_or(0, |t| t.touch(hash))
+    }
+
     pub fn remove_if(&self, hash: u64, pred: impl FnOnce(&Slot) -> bool) -> Option<Slot> {
         let mut t = self.shard(hash).write();
         let old = t.remove_if(hash, pred);

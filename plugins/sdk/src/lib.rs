@@ -111,11 +111,56 @@ pub mod policy {
     });
 
     pub use caskade::plugin::types::PluginError;
-    pub use exports::caskade::plugin::eviction_policy::Inserted;
 }
 
 #[cfg(feature = "policy")]
-pub use policy::{Inserted, PluginError};
+pub use policy::PluginError;
+
+/// Keys that were created, as [`EvictionPolicy::on_insert`] receives them: ids, and
+/// their bytes if the policy wants keys.
+#[cfg(feature = "policy")]
+pub struct Inserted<'a> {
+    ids: &'a [u64],
+    keys: &'a [u8],
+    ends: &'a [u32],
+}
+
+#[cfg(feature = "policy")]
+impl<'a> Inserted<'a> {
+    #[doc(hidden)]
+    pub fn new(ids: &'a [u64], keys: &'a [u8], ends: &'a [u32]) -> Self {
+        Inserted { ids, keys, ends }
+    }
+
+    /// The keys' ids, oldest first.
+    pub fn ids(&self) -> &'a [u64] {
+        self.ids
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Key `i`'s bytes: empty unless the policy wants keys (or if caskade sent fewer
+    /// than it should have).
+    pub fn key(&self, i: usize) -> &'a [u8] {
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).map_or(0, |&e| e as usize),
+        };
+        let end = self.ends.get(i).map_or(start, |&e| e as usize);
+        self.keys.get(start..end).unwrap_or(&[])
+    }
+
+    /// Each key's id and bytes.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &'a [u8])> + '_ {
+        self.ids.iter().enumerate().map(|(i, &id)| (id, self.key(i)))
+    }
+}
 
 /// An eviction policy: it keeps its state between calls, for the instance's lifetime.
 #[cfg(feature = "policy")]
@@ -123,13 +168,13 @@ pub trait EvictionPolicy: Sized + 'static {
     /// Builds the policy from its settings.
     fn init(settings: &Settings) -> Result<Self, PluginError>;
     /// Whether [`EvictionPolicy::on_insert`] should carry each key's bytes (asked once,
-    /// after `init`). The default, false, sends empty keys: nothing is copied into the
+    /// after `init`). The default, false, sends ids alone: nothing is copied into the
     /// plugin and a restart does not read every key back from disk for it.
     fn wants_keys(&self) -> bool {
         false
     }
     /// Keys that were created (their bytes only if [`EvictionPolicy::wants_keys`]).
-    fn on_insert(&mut self, keys: &[Inserted]);
+    fn on_insert(&mut self, keys: &Inserted<'_>);
     /// Keys that were read or overwritten.
     fn on_access(&mut self, ids: &[u64]);
     /// Keys removed for another reason than eviction.
@@ -165,8 +210,13 @@ macro_rules! export_eviction_policy {
             fn wants_keys() -> bool {
                 __with(|p| $crate::EvictionPolicy::wants_keys(p))
             }
-            fn on_insert(keys: ::std::vec::Vec<$crate::Inserted>) {
-                __with(|p| $crate::EvictionPolicy::on_insert(p, &keys))
+            fn on_insert(
+                ids: ::std::vec::Vec<u64>,
+                keys: ::std::vec::Vec<u8>,
+                ends: ::std::vec::Vec<u32>,
+            ) {
+                let batch = $crate::Inserted::new(&ids, &keys, &ends);
+                __with(|p| $crate::EvictionPolicy::on_insert(p, &batch))
             }
             fn on_access(ids: ::std::vec::Vec<u64>) {
                 __with(|p| $crate::EvictionPolicy::on_access(p, &ids))
