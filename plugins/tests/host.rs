@@ -245,6 +245,22 @@ fn a_policy_gets_key_bytes_only_if_it_asks_for_them() {
     assert_eq!(out, [32]);
 }
 
+/// The prefix-priority example without protected prefixes (plain SIEVE), counting
+/// into `stats`.
+fn plain_sieve(stats: &Arc<PluginStats>) -> WasmPolicy {
+    let rt = Runtime::new(None).expect("runtime");
+    let component = rt.load(&example("prefix_priority.wasm")).expect("load");
+    WasmPolicy::new(
+        &rt,
+        "prefix_priority",
+        &component,
+        &[],
+        limits(2000),
+        stats.clone(),
+    )
+    .expect("policy")
+}
+
 /// SIEVE as the paper states it, over a plain list: what the example must match.
 #[derive(Default)]
 struct SieveModel {
@@ -288,18 +304,8 @@ impl SieveModel {
 
 #[test]
 fn the_prefix_priority_example_without_prefixes_is_sieve() {
-    let rt = Runtime::new(None).expect("runtime");
-    let component = rt.load(&example("prefix_priority.wasm")).expect("load");
     let stats = Arc::new(PluginStats::default());
-    let mut p = WasmPolicy::new(
-        &rt,
-        "prefix_priority",
-        &component,
-        &[],
-        limits(2000),
-        stats.clone(),
-    )
-    .expect("policy");
+    let mut p = plain_sieve(&stats);
     let mut m = SieveModel::default();
     let mut r = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
@@ -374,18 +380,8 @@ fn the_prefix_priority_example_without_prefixes_is_sieve() {
 
 #[test]
 fn an_instance_s_linear_memory_is_counted_while_it_lives() {
-    let rt = Runtime::new(None).expect("runtime");
-    let component = rt.load(&example("prefix_priority.wasm")).expect("load");
     let stats = Arc::new(PluginStats::default());
-    let mut p = WasmPolicy::new(
-        &rt,
-        "prefix_priority",
-        &component,
-        &[],
-        limits(2000),
-        stats.clone(),
-    )
-    .expect("policy");
+    let mut p = plain_sieve(&stats);
     let at_start = stats.memory_bytes.load(Ordering::Relaxed);
     assert!(at_start > 0, "an instance has linear memory");
     assert_eq!(p.memory_bytes() as u64, at_start);
