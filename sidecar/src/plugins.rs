@@ -145,7 +145,6 @@ impl Plugins {
             .collect()
     }
 
-    /// Every route's index, for loading all fetchers.
     /// Linear memory every live plugin instance holds (outside the allocator: wasmtime
     /// maps it), for INFO memory.
     pub fn memory_bytes(&self) -> u64 {
@@ -156,6 +155,7 @@ impl Plugins {
             .sum()
     }
 
+    /// Every route's index, for loading all fetchers.
     pub fn all_routes(&self) -> Vec<usize> {
         (0..self.routes.len()).collect()
     }

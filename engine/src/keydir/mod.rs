@@ -299,8 +299,6 @@ impl Keydir {
         (at < cap).then_some(at)
     }
 
-    /// Shard `shard`, write-locked for a batch of changes (recovery applies a hint
-    /// file shard by shard: one lock and a cache-resident table per run of keys).
     /// Shrinks every shard's table that is less than 60% full (see [`Table::fit`]).
     pub fn fit(&self) {
         for s in self.shards.iter() {
@@ -308,6 +306,8 @@ impl Keydir {
         }
     }
 
+    /// Shard `shard`, write-locked for a batch of changes (recovery applies a hint
+    /// file shard by shard: one lock and a cache-resident table per run of keys).
     pub fn shard_batch(&self, shard: usize) -> ShardBatch<'_> {
         ShardBatch {
             table: self.shards[shard % SHARDS].0.write(),

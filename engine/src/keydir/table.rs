@@ -311,7 +311,6 @@ impl Table {
         Some(removed)
     }
 
-    /// Gives memory back once the table is mostly empty.
     /// Shrinks a table less than 60% full (a recovery that reserved for more keys than
     /// came) to the load a resize leaves; growth alone keeps tables above 64%.
     pub fn fit(&mut self) {
@@ -321,6 +320,7 @@ impl Table {
         }
     }
 
+    /// Gives memory back once the table is mostly empty.
     pub fn shrink_if_sparse(&mut self) {
         let cap = self.slots.len();
         if cap > 64 && self.len * 4 < cap {
