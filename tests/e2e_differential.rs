@@ -5,7 +5,8 @@
 //! Scripts are `tests/differential/*.redis`, one command per line as redis-cli takes
 //! it. A line may start with `@N ` to run on connection N (default 1; for WATCH and
 //! other clients' effects), `? ` to run without comparing (a nondeterministic reply),
-//! `~ ` to compare only the reply's shape (types and lengths), or `!sleep MS`. Each
+//! `~ ` to compare only the reply's shape (types and lengths), `% ` to compare the
+//! elements in any order (a big collection's order is its table's), or `!sleep MS`. Each
 //! script starts from FLUSHALL. Where caskade differs on purpose, the difference is
 //! listed in `tests/differential/DIFFERENCES` with its reason; a listed difference that
 //! no longer differs fails the test too, so the list stays true. Generated sequences
@@ -57,6 +58,27 @@ enum Compare {
     Exact,
     Shape,
     Not,
+    /// `%`: the same elements in any order (a big hash's or set's order is its table's).
+    Unordered,
+}
+
+/// `v` with the elements of its arrays, sets and maps sorted (one level down, so a
+/// flat RESP2 field-value array compares as a multiset).
+fn sorted(v: &Value) -> Value {
+    let key = |x: &Value| format!("{x:?}");
+    match v {
+        Value::Array(items) | Value::Set(items) => {
+            let mut items: Vec<Value> = items.iter().map(sorted).collect();
+            items.sort_by_key(key);
+            Value::Array(items)
+        }
+        Value::Map(pairs) => {
+            let mut pairs = pairs.clone();
+            pairs.sort_by_key(|(k, _)| key(k));
+            Value::Map(pairs)
+        }
+        other => other.clone(),
+    }
 }
 
 /// One script line, parsed.
@@ -84,6 +106,7 @@ fn parse_script(name: &str, text: &str) -> Vec<Line> {
         let compare = match l.as_bytes().first() {
             Some(b'?') => Compare::Not,
             Some(b'~') => Compare::Shape,
+            Some(b'%') => Compare::Unordered,
             _ => Compare::Exact,
         };
         if compare != Compare::Exact {
@@ -157,6 +180,7 @@ fn compare(
         let same = match line.compare {
             Compare::Exact => got == want,
             Compare::Shape => got.same_shape(&want),
+            Compare::Unordered => sorted(&got) == sorted(&want),
             Compare::Not => true,
         };
         if same {

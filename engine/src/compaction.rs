@@ -10,7 +10,7 @@
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::filter::{CompactionFilter, FilterRecord, Verdict};
-use crate::format::record::{self, Header, Kind, NAMESPACES};
+use crate::format::record::{self, ALL_NS, Header, Kind, NAMESPACES};
 use crate::index::Index;
 use crate::io::{Storage, join};
 use crate::keydir::{Keydir, Slot, coarse_expiry};
@@ -173,6 +173,8 @@ pub(crate) struct Worker {
     pub compactor: Arc<Compactor>,
     /// The engine's figures.
     pub counters: Arc<Counters>,
+    /// Told of collection roots filtered away.
+    pub families: Arc<crate::families::Families>,
     /// The data directory and its storage.
     pub dir: PathBuf,
     /// See `dir`.
@@ -307,13 +309,13 @@ impl Worker {
     fn forget_unreadable(&self, seg: &Segment) -> Result<()> {
         let mut w = self.log.lock_writer()?;
         let mut lost = Vec::new();
-        for kd in self.index.all() {
+        for (ns, kd) in self.index.every() {
             for shard in 0..Keydir::SHARDS {
-                kd.sweep_shard(shard, |s| s.seg == seg.id, |s| lost.push(s.hash));
+                kd.sweep_shard(shard, |s| s.seg == seg.id, |s| lost.push((ns, s.hash)));
             }
         }
-        for &id in &lost {
-            let rec = record::evict((id & 0xF) as u8, id);
+        for &(ns, id) in &lost {
+            let rec = record::evict(ns, id);
             let (s, _) = self.log.append_locked(&mut w, &rec)?;
             s.add_dead(rec.len() as u64);
             Counters::bump(&self.counters.corrupt);
@@ -325,7 +327,13 @@ impl Worker {
                 keys = lost.len(),
                 "records found damaged during compaction; their keys are dropped"
             );
-            self.policy.note_removed(&lost);
+            let ids: Vec<u64> = lost
+                .iter()
+                .filter(|(ns, _)| *ns < NAMESPACES)
+                .map(|&(_, id)| id)
+                .collect();
+            self.families.dropped(&ids);
+            self.policy.note_removed(&ids);
         }
         Ok(())
     }
@@ -367,7 +375,7 @@ impl Worker {
         let mut slots: Vec<Slot> = Vec::new();
         for (i, p) in batch.iter().enumerate() {
             let r = p.rec();
-            if r.header.kind != Kind::Put || r.header.ns >= NAMESPACES {
+            if r.header.kind != Kind::Put || r.header.ns >= ALL_NS {
                 continue;
             }
             let id = self.index.key_id(r.header.ns, r.key);
@@ -391,11 +399,21 @@ impl Worker {
         } else {
             vec![Some(None); live.len()]
         };
+        // A collection's chunks go only with their root: a reclaim copies them, and
+        // the filter sees the root alone (the collection as one key).
+        let chunk = |j: usize| batch[live[j].0].rec().header.ns >= NAMESPACES;
+        let keep: Vec<Option<Option<u16>>> = keep
+            .into_iter()
+            .enumerate()
+            .map(|(j, k)| if chunk(j) { Some(None) } else { k })
+            .collect();
         // The filter sees every record that is about to be copied.
         let mut verdicts = vec![Verdict::Keep; live.len()];
         let filter = self.compactor.filter();
         if let Some(filter) = filter {
-            let kept: Vec<usize> = (0..live.len()).filter(|&j| keep[j].is_some()).collect();
+            let kept: Vec<usize> = (0..live.len())
+                .filter(|&j| keep[j].is_some() && !chunk(j))
+                .collect();
             let records: Vec<FilterRecord<'_>> = kept
                 .iter()
                 .map(|&j| {
@@ -449,6 +467,7 @@ impl Worker {
                     let rec = record::evict(ns, id);
                     let (s, _) = self.log.append_locked(&mut w, &rec)?;
                     s.add_dead(rec.len() as u64);
+                    self.families.dropped(&[id]);
                 } else {
                     // Nothing older holds the key, so no marker is needed: the record
                     // goes with its file. Until the file is gone the key stays
@@ -482,10 +501,23 @@ impl Worker {
                 continue;
             };
             let copy = if exp == r.header.expire_at_ms {
-                p.bytes.clone()
+                let mut b = p.bytes.clone();
+                // A copy stands alone: the change it was part of is whole on disk.
+                record::clear_continued(&mut b);
+                b
             } else {
                 let mut b = Vec::with_capacity(p.bytes.len());
-                record::encode_into(&mut b, Kind::Put, ns, r.key, r.meta, r.value, exp);
+                record::encode_typed(
+                    &mut b,
+                    Kind::Put as u8,
+                    r.header.vtype,
+                    ns,
+                    r.key,
+                    r.meta,
+                    r.value,
+                    exp,
+                );
+                self.families.set_expiry(id, exp);
                 b
             };
             let (s, off) = self.log.append_locked(&mut w, &copy)?;
@@ -507,7 +539,7 @@ impl Worker {
             for p in batch.iter() {
                 let r = p.rec();
                 let h = r.header;
-                if h.ns >= NAMESPACES {
+                if h.ns >= ALL_NS {
                     continue;
                 }
                 let id = match h.kind {
@@ -525,13 +557,16 @@ impl Worker {
                 let rec = if h.kind == Kind::Put {
                     record::tombstone(h.ns, r.key)
                 } else {
-                    p.bytes.clone()
+                    let mut b = p.bytes.clone();
+                    record::clear_continued(&mut b);
+                    b
                 };
                 let (s, _) = self.log.append_locked(&mut w, &rec)?;
                 s.add_dead(rec.len() as u64);
                 Counters::add(&self.counters.bytes_rewritten, rec.len() as u64);
             }
         }
+        self.families.dropped(&removed_ids);
         drop(w);
         self.policy.note_removed(&removed_ids);
         batch.clear();
@@ -562,6 +597,7 @@ impl Worker {
                     continue;
                 };
                 if kd.remove_exact(slot) {
+                    self.families.dropped(&[slot.hash]);
                     continue;
                 }
                 // Overwritten meanwhile: the key lives on, and a plugged-in policy
@@ -582,6 +618,7 @@ impl Worker {
             }
             self.index.undoom(doomed.len());
             self.log.remove_segment(seg);
+            self.families.dropped(&removed);
         }
         self.policy.note_removed(&removed);
         Ok(())

@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     pub compactor: Arc<Compactor>,
     /// The engine's figures.
     pub counters: Arc<Counters>,
+    /// Collections with chunks, so that a root dropped drops its chunks.
+    pub families: Arc<crate::families::Families>,
     /// Held while open.
     pub dir_lock: Mutex<Option<LockGuard>>,
 }
@@ -170,6 +172,7 @@ impl Inner {
         if kd.remove_exact(slot) {
             Counters::bump(&self.counters.expired);
             self.log.mark_dead(slot);
+            self.families.dropped_unlocked(&[slot.hash]);
             self.note_removed(&[slot.hash]);
         }
     }
@@ -199,6 +202,9 @@ impl Inner {
         }
         if kd.remove_exact(slot) {
             self.log.mark_dead(slot);
+            if ns < crate::format::record::NAMESPACES {
+                self.families.dropped(&[slot.hash]);
+            }
             drop(w);
             self.note_removed(&[slot.hash]);
         }
@@ -242,11 +248,14 @@ impl Inner {
         if kd.get(hash).as_ref() != expected {
             return Ok(None);
         }
+        self.families.settle();
         let (seg, off) = self.log.append_locked(&mut w, rec)?;
         let old = if tombstone {
             seg.add_dead(rec.len() as u64);
+            self.families.dropped(&[hash]);
             expected.filter(|s| kd.remove_exact(s)).copied()
         } else {
+            self.families.set_expiry(hash, expire_at_ms);
             self.point_at(kd, hash, &seg, off, rec.len(), expire_at_ms)
         };
         if let Some(old) = old {

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::filter::CompactionFilter;
 use crate::format::record::{
     self, ALL_NAMESPACES, HEADER_LEN, Header, Kind, MAX_KEY_LEN, MAX_META_LEN, NAMESPACES,
+    ValueType,
 };
 use crate::keydir::{Keydir, Liveness, Slot};
 use crate::maintenance;
@@ -32,6 +33,8 @@ pub struct Item {
     pub meta: Bytes,
     /// Expiry in Unix milliseconds, if the key has one.
     pub expire_at_ms: Option<u64>,
+    /// What the key holds.
+    pub vtype: ValueType,
 }
 
 /// One page of a [`Engine::scan`].
@@ -52,6 +55,7 @@ impl Inner {
             policy: self.policy.clone(),
             compactor: self.compactor.clone(),
             counters: self.counters.clone(),
+            families: self.families.clone(),
             dir: self.opts.dir.clone(),
             storage: self.opts.storage.clone(),
             clock: self.opts.clock.clone(),
@@ -68,6 +72,7 @@ impl Inner {
             index: self.index.clone(),
             policy: self.policy.clone(),
             counters: self.counters.clone(),
+            families: self.families.clone(),
             clock: self.opts.clock.clone(),
             dir: self.opts.dir.clone(),
             storage: self.opts.storage.clone(),
@@ -80,7 +85,7 @@ impl Inner {
 ///
 /// Share it between threads with an `Arc`; every operation takes `&self`.
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     stopper: Stopper,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -140,8 +145,17 @@ impl Engine {
         Ok(self.get_item(ns, key)?.map(|i| i.value))
     }
 
-    /// The value of `key` with its metadata and expiry.
+    /// The value of `key` with its metadata and expiry; [`Error::WrongType`] if it
+    /// holds a collection.
     pub fn get_item(&self, ns: u8, key: &[u8]) -> Result<Option<Item>> {
+        match self.get_typed(ns, key)? {
+            Some(i) if i.vtype != ValueType::String => Err(Error::WrongType),
+            found => Ok(found),
+        }
+    }
+
+    /// The record of `key` whatever it holds (a collection's root, for a collection).
+    pub fn get_typed(&self, ns: u8, key: &[u8]) -> Result<Option<Item>> {
         check_ns(ns)?;
         let inner = &*self.inner;
         if inner.log.is_closed() {
@@ -173,6 +187,7 @@ impl Engine {
             value: buf.slice(value_at),
             meta: buf.slice(meta_at),
             expire_at_ms: (h.expire_at_ms != 0).then_some(h.expire_at_ms),
+            vtype: h.vtype,
         }))
     }
 
@@ -220,7 +235,9 @@ impl Engine {
         inner.compactor.wait_for_space(&inner.log, buf.len())?;
         let lsn = {
             let mut w = inner.writer()?;
+            inner.families.settle();
             let (seg, off) = inner.log.append_locked(&mut w, &buf)?;
+            inner.families.dropped(&[hash]);
             match inner.point_at(kd, hash, &seg, off, buf.len(), exp) {
                 Some(old) => {
                     inner.log.mark_dead(&old);
@@ -331,7 +348,16 @@ impl Engine {
             let mut out = Vec::new();
             let value_at = record::value_range(&h);
             let meta = &buf[value_at.start - h.meta_len as usize..value_at.start];
-            record::encode_into(&mut out, Kind::Put, ns, key, meta, &buf[value_at], exp);
+            record::encode_typed(
+                &mut out,
+                Kind::Put as u8,
+                h.vtype,
+                ns,
+                key,
+                meta,
+                &buf[value_at],
+                exp,
+            );
             inner.compactor.wait_for_space(&inner.log, out.len())?;
             if let Some(lsn) =
                 inner.replace_if_unchanged(kd, Some(&slot), hash, &out, exp, false)?
@@ -453,9 +479,15 @@ impl Engine {
             let (seg, _) = inner.log.append_locked(&mut w, &buf)?;
             seg.add_dead(buf.len() as u64);
             let mut removed = Vec::new();
-            inner.index.clear(ns, |s| removed.push(*s));
-            let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
+            let mut ids = Vec::new();
+            inner.index.clear(ns, |kd_ns, s| {
+                if kd_ns < NAMESPACES {
+                    ids.push(s.hash);
+                }
+                removed.push(*s);
+            });
             inner.log.mark_dead_all(removed);
+            inner.families.flushed(ns);
             inner.note_removed(&ids);
             w.lsn
         };
@@ -550,6 +582,10 @@ impl Engine {
             },
             policy_bytes,
             policy,
+            chunks: inner.index.chunk_len() as u64,
+            chunked_collections: inner.families.len() as u64,
+            collection_registry_bytes: inner.families.heap_bytes() as u64,
+            chunk_reads: get(&c.chunk_reads),
         }
     }
 

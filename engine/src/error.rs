@@ -17,6 +17,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A collection change that cannot be written as given (a caller's bug).
+    #[error("invalid collection change: {0}")]
+    BadChange(&'static str),
+    /// A string was asked of a key that holds a collection (Redis' WRONGTYPE).
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
     /// Another process (or another `Engine` in this one) holds the directory's lock.
     #[error("data directory {0} is locked by another caskade process")]
     Locked(PathBuf),

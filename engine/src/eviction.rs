@@ -75,6 +75,7 @@ impl Inner {
     /// Logs the eviction of `slot`, which has left the index.
     fn log_eviction(&self, w: &mut Writer, slot: &Slot, counter: &AtomicU64) -> Result<()> {
         self.log.mark_dead(slot);
+        self.families.dropped(&[slot.hash]);
         let ns = (slot.hash & 0xF) as u8;
         let rec = record::evict(ns, slot.hash);
         let (seg, _) = self.log.append_locked(w, &rec)?;

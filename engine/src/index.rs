@@ -2,16 +2,16 @@
 //! 64-bit id. Keys themselves stay on disk; the index holds ids and record positions.
 
 use crate::format::hint::HintEntry;
-use crate::format::record::{self, ALL_NAMESPACES, Kind, NAMESPACES};
+use crate::format::record::{self, ALL_NAMESPACES, ALL_NS, Kind, NAMESPACES};
 use crate::keydir::{Keydir, Slot};
 use crate::segment::Found;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Every namespace's keydir, created on first write.
+/// Every namespace's keydir (the shadows' too), created on first write.
 pub(crate) struct Index {
     seed: u64,
-    keydirs: [OnceLock<Keydir>; NAMESPACES as usize],
+    keydirs: [OnceLock<Keydir>; ALL_NS as usize],
     /// Keys still in a keydir that a running reclaim has already evicted (they leave
     /// when their segment's file is gone): not counted against `max_keys`.
     doomed: AtomicUsize,
@@ -55,19 +55,30 @@ impl Index {
         self.get(ns).and_then(|kd| kd.get(id))
     }
 
-    /// Every keydir that exists.
+    /// Every keydir of keys that exists (not the shadows, whose slots are collection
+    /// chunks: never counted, swept, or seen by a policy).
     pub fn all(&self) -> impl Iterator<Item = &Keydir> {
-        self.keydirs.iter().filter_map(OnceLock::get)
+        self.keydirs[..NAMESPACES as usize]
+            .iter()
+            .filter_map(OnceLock::get)
     }
 
-    /// Empties namespace `ns` (or all of them, for [`ALL_NAMESPACES`]), handing each
-    /// removed slot to `removed`.
-    pub fn clear(&self, ns: u8, mut removed: impl FnMut(&Slot)) {
+    /// Every keydir that exists with its namespace, shadows included.
+    pub fn every(&self) -> impl Iterator<Item = (u8, &Keydir)> {
+        self.keydirs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, kd)| kd.get().map(|kd| (i as u8, kd)))
+    }
+
+    /// Empties namespace `ns` and its shadow (or all of them, for [`ALL_NAMESPACES`]),
+    /// handing each removed slot to `removed`.
+    pub fn clear(&self, ns: u8, mut removed: impl FnMut(u8, &Slot)) {
         for (i, kd) in self.keydirs.iter().enumerate() {
-            if (ns == ALL_NAMESPACES || i == ns as usize)
+            if (ns == ALL_NAMESPACES || i % NAMESPACES as usize == ns as usize)
                 && let Some(kd) = kd.get()
             {
-                kd.clear(&mut removed);
+                kd.clear(|s| removed(i as u8, s));
             }
         }
     }
@@ -75,6 +86,15 @@ impl Index {
     /// Keys in every namespace.
     pub fn total_len(&self) -> usize {
         self.all().map(Keydir::len).sum()
+    }
+
+    /// Collection chunks in every shadow namespace.
+    pub fn chunk_len(&self) -> usize {
+        self.keydirs[NAMESPACES as usize..]
+            .iter()
+            .filter_map(OnceLock::get)
+            .map(Keydir::len)
+            .sum()
     }
 
     /// Keys that count against `max_keys`: all but those a reclaim is removing.
@@ -95,12 +115,12 @@ impl Index {
 
     /// Heap bytes of every keydir.
     pub fn heap_bytes(&self) -> usize {
-        self.all().map(Keydir::heap_bytes).sum()
+        self.every().map(|(_, kd)| kd.heap_bytes()).sum()
     }
 
     /// Bytes of the live records the index points at.
     pub fn live_bytes(&self) -> u64 {
-        self.all().map(Keydir::live_bytes).sum()
+        self.every().map(|(_, kd)| kd.live_bytes()).sum()
     }
 
     /// What a record found by a segment walk means for the index. A corrupt record

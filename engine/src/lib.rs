@@ -4,11 +4,13 @@
 //! no async runtime inside. All file I/O goes through [`io::Storage`].
 
 mod clock;
+mod collection;
 mod compaction;
 mod core;
 mod engine;
 mod error;
 mod eviction;
+mod families;
 mod filter;
 mod format;
 #[doc(hidden)]
@@ -29,10 +31,12 @@ mod stats;
 mod stopper;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use collection::{ChunkWrite, CollectionWrite, RootWrite};
 pub use engine::{Engine, Item, ScanPage};
 pub use error::{Error, Result};
+pub use families::{CHUNK_KEY_EXTRA, FAMILY_META_LEN, Family};
 pub use filter::{CompactionFilter, FilterRecord, Verdict};
-pub use format::record::{MAX_KEY_LEN, MAX_META_LEN, MAX_VALUE_LEN, NAMESPACES};
+pub use format::record::{MAX_KEY_LEN, MAX_META_LEN, MAX_VALUE_LEN, NAMESPACES, ValueType};
 pub use options::{Fsync, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, PolicyFactory};
 pub use policy::{EvictionPolicy, PolicyKind};
 pub use stats::Stats;

@@ -33,6 +33,8 @@ pub(crate) struct Upkeep {
     pub policy: Arc<PolicyHost>,
     /// The engine's figures.
     pub counters: Arc<Counters>,
+    /// Told of expired collection roots.
+    pub families: Arc<crate::families::Families>,
     /// The engine's clock.
     pub clock: Arc<dyn Clock>,
     /// The data directory and its storage (hint files).
@@ -100,6 +102,11 @@ impl Upkeep {
             }
         }
         *sweep_at = (*sweep_at + SWEEP_SHARDS_PER_TICK) % Keydir::SHARDS;
+        if self.families.has_pending()
+            && let Ok(_w) = self.log.lock_writer()
+        {
+            self.families.settle();
+        }
     }
 
     fn sweep(&self, kd: &Keydir, shard: usize, now: u64) {
@@ -113,6 +120,7 @@ impl Upkeep {
             Counters::add(&self.counters.expired, removed.len() as u64);
             let ids: Vec<u64> = removed.iter().map(|s| s.hash).collect();
             self.log.mark_dead_all(removed);
+            self.families.dropped_unlocked(&ids);
             self.policy.note_removed(&ids);
         }
     }

@@ -5,10 +5,12 @@
 use crate::compaction::Compactor;
 use crate::core::Inner;
 use crate::error::{Error, Result};
+use crate::families::Families;
+use crate::families::Family;
 use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
 use crate::format::hint::{self, HintEntry};
 use crate::format::meta;
-use crate::format::record::{self, Kind, NAMESPACES};
+use crate::format::record::{self, ALL_NS, Kind, NAMESPACES, ValueType};
 use crate::format::sync_mark::{self, Mark};
 use crate::index::Index;
 use crate::io::{OpenMode, join, write_atomic};
@@ -59,9 +61,12 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
     }
 
     let seed = read_or_create_meta(&opts, !seg_ids.is_empty())?;
+    let index = Arc::new(Index::new(seed));
+    let log = Arc::new(Log::new(&opts));
     let inner = Inner {
-        index: Arc::new(Index::new(seed)),
-        log: Arc::new(Log::new(&opts)),
+        families: Arc::new(Families::new(index.clone(), log.clone())),
+        index,
+        log,
         counters: Arc::new(Counters::default()),
         dir_lock: Mutex::new(Some(lock)),
         policy: Arc::new(PolicyHost::new(
@@ -135,7 +140,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
         distrust_before(&inner, h)?;
     }
     if !snapshot_used {
-        inner.index.all().for_each(Keydir::fit);
+        inner.index.every().for_each(|(_, kd)| kd.fit());
     }
 
     let segment_bytes = inner.opts.segment_bytes;
@@ -173,6 +178,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
     }
     inner.log.persist_sync_mark(true)?;
     mark_lost(&inner, &damage.lost)?;
+    check_chunks(&inner)?;
     inner.policy.seed_policy(&inner.keys());
     {
         let mut w = inner.log.lock_writer()?;
@@ -259,7 +265,7 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
     } = *e;
     match kind {
         Kind::Put | Kind::Tombstone | Kind::Evict => {
-            if ns >= NAMESPACES || hash == 0 {
+            if ns >= ALL_NS || hash == 0 {
                 seg.add_dead(len as u64);
                 return;
             }
@@ -289,8 +295,9 @@ fn apply(inner: &Inner, seg: &Segment, e: &HintEntry, now: u64) {
             seg.pinned.store(true, Ordering::Relaxed);
             seg.add_dead(len as u64);
             let mut removed = Vec::new();
-            inner.index.clear(ns, |s| removed.push(*s));
+            inner.index.clear(ns, |_, s| removed.push(*s));
             inner.log.mark_dead_all(removed);
+            inner.families.flushed(ns);
         }
     }
 }
@@ -364,10 +371,10 @@ fn apply_run(
     ahead: f64,
     scratch: &mut HintScratch,
 ) {
-    const BUCKETS: usize = NAMESPACES as usize * Keydir::SHARDS;
+    const BUCKETS: usize = ALL_NS as usize * Keydir::SHARDS;
     let bucket = |e: &HintEntry| -> Option<usize> {
         let keyed = matches!(e.kind, Kind::Put | Kind::Tombstone | Kind::Evict);
-        (keyed && e.ns < NAMESPACES && e.hash != 0)
+        (keyed && e.ns < ALL_NS && e.hash != 0)
             .then(|| e.ns as usize * Keydir::SHARDS + shard_of(e.hash))
     };
     // A stable counting sort of the entries by (namespace, shard), copied into bucket
@@ -535,7 +542,7 @@ fn read_sync_mark(inner: &Inner) -> Option<Mark> {
 fn distrust_before(inner: &Inner, h: Mark) -> Result<()> {
     let before = |s: &Slot| s.seg < h.seg || (s.seg == h.seg && (s.off as u64) < h.len);
     let mut dropped = Vec::new();
-    for kd in inner.index.all() {
+    for (_, kd) in inner.index.every() {
         for shard in 0..Keydir::SHARDS {
             kd.sweep_shard(shard, before, |s| dropped.push(*s));
         }
@@ -568,6 +575,84 @@ fn distrust_before(inner: &Inner, h: Mark) -> Result<()> {
         "synced data is damaged and no hint names what was lost: every key last written before the damage is dropped, since it may have been overwritten there"
     );
     Ok(())
+}
+
+/// Checks every collection chunk against its root, registering the families found:
+/// a chunk whose root is gone, names another family or is past its root's chunk count
+/// (dropped without a record, see `families`) leaves the index. Chunks are read in log
+/// order; only collections with chunks cost anything here.
+fn check_chunks(inner: &Inner) -> Result<()> {
+    let now = inner.now_ms();
+    for ns in 0..NAMESPACES {
+        let shadow = ns + NAMESPACES;
+        let Some(kd) = inner.index.get(shadow) else {
+            continue;
+        };
+        let mut slots = Vec::with_capacity(kd.len());
+        kd.for_each_slot(|s| slots.push(*s));
+        if slots.is_empty() {
+            continue;
+        }
+        slots.sort_unstable_by_key(|s| (s.seg, s.off));
+        let mut roots: HashMap<Vec<u8>, Option<FoundRoot>> = HashMap::new();
+        let mut orphans = Vec::new();
+        for s in &slots {
+            let Some(seg) = inner.log.segment(s.seg) else {
+                orphans.push(*s);
+                continue;
+            };
+            let buf = inner.read_record(&seg, s)?;
+            let Some(r) = buf.as_deref().and_then(record::decode) else {
+                orphans.push(*s);
+                continue;
+            };
+            let Some((root, version, n)) = crate::families::parse_chunk_key(r.key) else {
+                orphans.push(*s);
+                continue;
+            };
+            if r.header.kind != Kind::Put
+                || r.header.ns != shadow
+                || inner.index.key_id(shadow, r.key) != s.hash
+            {
+                orphans.push(*s);
+                continue;
+            }
+            let known = roots
+                .entry(root.to_vec())
+                .or_insert_with(|| read_root(inner, ns, root, now));
+            match known {
+                Some((_, _, f, _)) if f.version == version && n < f.chunks => {}
+                _ => orphans.push(*s),
+            }
+        }
+        let dropped = orphans.len();
+        let gone: Vec<Slot> = orphans.into_iter().filter(|s| kd.remove_exact(s)).collect();
+        inner.log.mark_dead_all(gone);
+        for (key, found) in roots {
+            if let Some((id, vtype, family, exp)) = found {
+                inner.families.register(id, &key, vtype, family, exp);
+            }
+        }
+        if dropped > 0 {
+            tracing::debug!(ns, dropped, "collection chunks of gone families dropped");
+        }
+    }
+    Ok(())
+}
+
+/// A live collection root: its id, type, family and exact expiry.
+type FoundRoot = (u64, ValueType, Family, u64);
+
+/// The family a live collection root at `key` names.
+fn read_root(inner: &Inner, ns: u8, key: &[u8], now: u64) -> Option<FoundRoot> {
+    let (kd, slot, seg) = inner.find(ns, key, now)?;
+    let (buf, h) = inner.read_live(kd, ns, key, &slot, &seg, now).ok()??;
+    if h.vtype == ValueType::String {
+        return None;
+    }
+    let r = record::parts(&buf, h);
+    let family = Family::decode(r.meta)?;
+    Some((slot.hash, h.vtype, family, h.expire_at_ms))
 }
 
 /// Logs an evict record for each lost key that recovery left absent.
@@ -685,7 +770,11 @@ fn load_segment(
         }
     }
     if scan_from < file_len {
-        let end = walk(file.as_ref(), scan_from, file_len, |off, found| {
+        // The records of a change of several records wait for its last one: a change
+        // torn by a crash is not applied, and is cut off with the tail.
+        let mut run: Vec<HintEntry> = Vec::new();
+        let mut run_start = None;
+        let mut end = walk(file.as_ref(), scan_from, file_len, |off, found| {
             if let Found::Corrupt { .. } = found {
                 Counters::bump(&inner.counters.corrupt);
                 tracing::warn!(
@@ -694,9 +783,31 @@ fn load_segment(
                     "corrupt record skipped; its key is dropped"
                 );
             }
-            apply(inner, &seg, &inner.index.describe(off, &found), now);
+            let continued = matches!(&found, Found::Record(r) if r.header.continued);
+            let e = inner.index.describe(off, &found);
+            if continued {
+                run_start.get_or_insert(off);
+                run.push(e);
+                return;
+            }
+            for e in run.drain(..) {
+                apply(inner, &seg, &e, now);
+            }
+            run_start = None;
+            apply(inner, &seg, &e, now);
         })
         .map_err(|e| Error::io("read", &path, e))?;
+        if let Some(at) = run_start {
+            if is_last {
+                end.valid_end = end.valid_end.min(at);
+            } else {
+                // Only damage can leave a sealed segment ending inside a change: what
+                // is intact of it is kept, as a damaged record's neighbours are.
+                for e in run.drain(..) {
+                    apply(inner, &seg, &e, now);
+                }
+            }
+        }
         if end.corrupt_bytes > 0 {
             seg.add_dead(end.corrupt_bytes);
         }

@@ -5,7 +5,7 @@
 
 use crate::core::Inner;
 use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
-use crate::format::record::NAMESPACES;
+use crate::format::record::ALL_NS;
 use crate::format::snapshot::{self, Block, FILE_NAME, Head, SegmentInfo};
 use crate::io::{FileHandle, OpenMode, join};
 use crate::keydir::{ENTRY_BYTES, Keydir, Slot};
@@ -34,9 +34,7 @@ pub(crate) fn write(inner: &Inner) -> std::io::Result<()> {
             pinned: s.pinned.load(Ordering::Relaxed),
         })
         .collect();
-    let keydirs: Vec<(u8, &Keydir)> = (0..NAMESPACES)
-        .filter_map(|ns| inner.index.get(ns).map(|kd| (ns, kd)))
-        .collect();
+    let keydirs: Vec<(u8, &Keydir)> = inner.index.every().collect();
     let start = snapshot::head_len(segments.len(), keydirs.len() * Keydir::SHARDS);
     let tmp = join(dir, &format!("{FILE_NAME}.tmp"));
     storage.remove(&tmp)?;
@@ -92,7 +90,7 @@ pub(crate) fn load(inner: &Inner, seg_ids: &[u32]) -> Option<Arc<Segment>> {
             tracing::info!(path = %path.display(), %reason, "index snapshot not used; reading hint files");
             inner
                 .index
-                .clear(crate::format::record::ALL_NAMESPACES, |_| {});
+                .clear(crate::format::record::ALL_NAMESPACES, |_, _| {});
             None
         }
     };
@@ -103,7 +101,7 @@ pub(crate) fn load(inner: &Inner, seg_ids: &[u32]) -> Option<Arc<Segment>> {
         if loaded.is_some() {
             inner
                 .index
-                .clear(crate::format::record::ALL_NAMESPACES, |_| {});
+                .clear(crate::format::record::ALL_NAMESPACES, |_, _| {});
             return None;
         }
     }
@@ -192,7 +190,7 @@ fn load_blocks(
     let mut offsets = Vec::with_capacity(blocks.len());
     let mut at = start;
     for b in blocks {
-        if b.ns >= NAMESPACES || b.shard as usize >= Keydir::SHARDS {
+        if b.ns >= ALL_NS || b.shard as usize >= Keydir::SHARDS {
             return Err(format!("block for namespace {} shard {}", b.ns, b.shard));
         }
         offsets.push(at);

@@ -17,6 +17,7 @@ pub(crate) struct Counters {
     pub compactions: AtomicU64,
     pub reclaims: AtomicU64,
     pub bytes_rewritten: AtomicU64,
+    pub chunk_reads: AtomicU64,
 }
 
 impl Counters {
@@ -81,4 +82,12 @@ pub struct Stats {
     pub policy_bytes: u64,
     /// The eviction policy's name.
     pub policy: String,
+    /// Chunk records of collections (in the index's shadow namespaces, not in `keys`).
+    pub chunks: u64,
+    /// Collections that have chunks.
+    pub chunked_collections: u64,
+    /// Heap bytes of the registry of chunked collections.
+    pub collection_registry_bytes: u64,
+    /// Chunk reads that found their chunk.
+    pub chunk_reads: u64,
 }

@@ -6,7 +6,10 @@ use crate::origin::{OriginError, Reads};
 use crate::store::{KeyspaceEvents, Store};
 use crate::watch::Watches;
 use bytes::Bytes;
-use caskade_engine::{Engine, Error as EngineError, Item, Result as EngineResult, ScanPage};
+use caskade_engine::{
+    CollectionWrite, Engine, Error as EngineError, Family, Item, Result as EngineResult, ScanPage,
+    ValueType,
+};
 use std::cell::Cell;
 
 /// Why a read through read-through failed.
@@ -112,6 +115,28 @@ impl<'a> Keyspace<'a> {
     /// The value of `key` with its metadata and expiry.
     pub fn get_item(&self, key: &[u8]) -> EngineResult<Option<Item>> {
         self.engine.get_item(self.ns, key)
+    }
+
+    /// The record of `key` whatever it holds (a collection's root, for a collection).
+    pub fn get_typed(&self, key: &[u8]) -> EngineResult<Option<Item>> {
+        self.engine.get_typed(self.ns, key)
+    }
+
+    /// The family of a chunked collection at `key`, from memory.
+    pub fn family(&self, key: &[u8]) -> Option<(ValueType, Family, Option<u64>)> {
+        self.engine.family(self.ns, key)
+    }
+
+    /// Chunk `n` of `family` of the collection at `key`.
+    pub fn chunk(&self, key: &[u8], family: Family, n: u32) -> EngineResult<Option<Bytes>> {
+        self.engine.chunk(self.ns, key, family, n)
+    }
+
+    /// Applies one change of the collection at `key`, atomically.
+    pub fn write_collection(&self, key: &[u8], change: &CollectionWrite<'_>) -> EngineResult<()> {
+        self.engine.write_collection(self.ns, key, change)?;
+        self.touch(key);
+        Ok(())
     }
 
     /// The value of `key` as a client reads it: a routed key (read-through) is answered

@@ -25,6 +25,7 @@ mod server;
 mod settings;
 mod state;
 mod store;
+mod types;
 mod unit;
 mod watch;
 

@@ -6,7 +6,7 @@
 //! | 4             | 1         | kind: 1 put, 2 tombstone, 3 flush, 4 evict, 5 seal   |
 //! | 5             | 1         | namespace 0..16 (255 = every namespace, flush only)  |
 //! | 6             | 1         | metadata length `m` (0..=255)                        |
-//! | 7             | 1         | reserved, 0                                          |
+//! | 7             | 1         | value type of a put: 0 string, 1 hash, 2 set, 3 zset, 4 list; 0 otherwise |
 //! | 8             | 2         | key length `k` (1..=65535; 0 flush; 8 evict)         |
 //! | 10            | 4         | value length `v`                                     |
 //! | 14            | 8         | expiry, Unix milliseconds (0 = never)                |
@@ -19,6 +19,14 @@
 //! the first record of a segment started by sealing the one before: its 12-byte "key"
 //! is that segment's id (4 bytes) and final length (8 bytes), so recovery can tell a
 //! sealed segment cut short even without its hint file.
+//!
+//! The kind byte's top bit (`0x80`) marks a record that is not the last of one change:
+//! a change of several records (a collection's chunks and its root) is written as one
+//! run whose last record has the bit clear, and recovery applies a run whole or not at
+//! all (a run torn by a crash is cut off with the tail).
+//!
+//! Namespaces 16..32 are shadows: namespace `n + 16` holds the chunks of the
+//! collections of namespace `n` (see `families`), never counted or evicted as keys.
 //!
 //! The CRC covers the header after itself, so a flipped length or expiry is caught as
 //! surely as a flipped value byte.
@@ -36,6 +44,41 @@ pub const MAX_VALUE_LEN: usize = 512 << 20;
 pub(crate) const ALL_NAMESPACES: u8 = 255;
 /// How many namespaces there are (Redis `SELECT 0..15`).
 pub const NAMESPACES: u8 = 16;
+/// Namespaces including the shadows that hold collection chunks.
+pub(crate) const ALL_NS: u8 = 2 * NAMESPACES;
+/// The kind byte's mark of a record that more records of the same change follow.
+pub(crate) const CONTINUED: u8 = 0x80;
+
+/// What a key holds, as the type byte of its record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum ValueType {
+    /// A string (every record written before types existed).
+    #[default]
+    String = 0,
+    /// A hash.
+    Hash = 1,
+    /// A set.
+    Set = 2,
+    /// A sorted set.
+    ZSet = 3,
+    /// A list.
+    List = 4,
+}
+
+impl ValueType {
+    /// The type a type byte names.
+    pub fn from_byte(b: u8) -> Option<ValueType> {
+        Some(match b {
+            0 => ValueType::String,
+            1 => ValueType::Hash,
+            2 => ValueType::Set,
+            3 => ValueType::ZSet,
+            4 => ValueType::List,
+            _ => return None,
+        })
+    }
+}
 
 /// What a record does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +108,10 @@ pub(crate) struct Header {
     pub key_len: u16,
     pub value_len: u32,
     pub expire_at_ms: u64,
+    /// What a put holds (always a string for other kinds).
+    pub vtype: ValueType,
+    /// More records of the same change follow this one.
+    pub continued: bool,
 }
 
 impl Header {
@@ -76,10 +123,11 @@ impl Header {
     /// Parses a header, refusing anything the encoder could not have written. This is
     /// what lets recovery tell a torn or corrupt region from a record before the CRC.
     pub fn parse(b: &[u8]) -> Option<Header> {
-        if b.len() < HEADER_LEN || b[7] != 0 {
+        if b.len() < HEADER_LEN {
             return None;
         }
-        let kind = match b[4] {
+        let vtype = ValueType::from_byte(b[7])?;
+        let kind = match b[4] & !CONTINUED {
             1 => Kind::Put,
             2 => Kind::Tombstone,
             3 => Kind::Flush,
@@ -94,15 +142,18 @@ impl Header {
             key_len: le_u16(b, 8),
             value_len: le_u32(b, 10),
             expire_at_ms: le_u64(b, 14),
+            vtype,
+            continued: b[4] & CONTINUED != 0,
         };
+        if kind != Kind::Put && vtype != ValueType::String {
+            return None;
+        }
         let plausible = match kind {
-            Kind::Put => h.ns < NAMESPACES && h.key_len > 0,
+            Kind::Put => h.ns < ALL_NS && h.key_len > 0,
             Kind::Tombstone => {
-                h.ns < NAMESPACES && h.key_len > 0 && h.value_len == 0 && h.meta_len == 0
+                h.ns < ALL_NS && h.key_len > 0 && h.value_len == 0 && h.meta_len == 0
             }
-            Kind::Evict => {
-                h.ns < NAMESPACES && h.key_len == 8 && h.value_len == 0 && h.meta_len == 0
-            }
+            Kind::Evict => h.ns < ALL_NS && h.key_len == 8 && h.value_len == 0 && h.meta_len == 0,
             Kind::Seal => {
                 h.ns == 0 && h.key_len == SEAL_KEY_LEN && h.value_len == 0 && h.meta_len == 0
             }
@@ -144,14 +195,39 @@ pub(crate) fn encode_into(
     value: &[u8],
     expire_at_ms: u64,
 ) {
+    encode_typed(
+        buf,
+        kind as u8,
+        ValueType::String,
+        ns,
+        key,
+        meta,
+        value,
+        expire_at_ms,
+    );
+}
+
+/// [`encode_into`] with the kind byte as written (a [`Kind`], perhaps with
+/// [`CONTINUED`]) and the value type.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn encode_typed(
+    buf: &mut Vec<u8>,
+    kind: u8,
+    vtype: ValueType,
+    ns: u8,
+    key: &[u8],
+    meta: &[u8],
+    value: &[u8],
+    expire_at_ms: u64,
+) {
     debug_assert!(key.len() <= MAX_KEY_LEN && meta.len() <= MAX_META_LEN);
     let start = buf.len();
     buf.reserve(HEADER_LEN + key.len() + meta.len() + value.len());
     buf.extend_from_slice(&[0; 4]);
-    buf.push(kind as u8);
+    buf.push(kind);
     buf.push(ns);
     buf.push(meta.len() as u8);
-    buf.push(0);
+    buf.push(vtype as u8);
     buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
     buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
     buf.extend_from_slice(&expire_at_ms.to_le_bytes());
@@ -217,6 +293,16 @@ pub(crate) fn parts(b: &[u8], header: Header) -> RecordRef<'_> {
     }
 }
 
+/// Clears the [`CONTINUED`] mark of the encoded record `b` (a copy made by compaction
+/// stands alone), fixing its CRC.
+pub(crate) fn clear_continued(b: &mut [u8]) {
+    if b.len() > HEADER_LEN && b[4] & CONTINUED != 0 {
+        b[4] &= !CONTINUED;
+        let crc = crc32fast::hash(&b[4..]);
+        b[..4].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
 /// Whether the CRC at the start of `b` matches the rest of `b`.
 pub(crate) fn crc_ok(b: &[u8]) -> bool {
     b.len() >= 4 && le_u32(b, 0) == crc32fast::hash(&b[4..])
@@ -267,7 +353,7 @@ mod tests {
         encode_into(&mut flush, Kind::Flush, ALL_NAMESPACES, b"", b"", b"", 0);
         assert!(decode(&flush).is_some());
         let mut bad_ns = put(b"k", b"", b"v", 0);
-        bad_ns[5] = 16;
+        bad_ns[5] = ALL_NS;
         assert!(Header::parse(&bad_ns).is_none());
         let mut empty_key = put(b"k", b"", b"v", 0);
         empty_key[8] = 0;
@@ -276,6 +362,36 @@ mod tests {
             Header::parse(&[0u8; HEADER_LEN]).is_none(),
             "zeros are not a record"
         );
+    }
+
+    #[test]
+    fn types_and_the_continued_mark_round_trip() {
+        let mut b = Vec::new();
+        encode_typed(
+            &mut b,
+            Kind::Put as u8 | CONTINUED,
+            ValueType::ZSet,
+            17,
+            b"k",
+            b"",
+            b"v",
+            0,
+        );
+        let r = decode(&b).expect("decodes");
+        assert_eq!(
+            (r.header.vtype, r.header.continued),
+            (ValueType::ZSet, true)
+        );
+        assert_eq!(r.header.kind, Kind::Put);
+        clear_continued(&mut b);
+        let r = decode(&b).expect("still decodes");
+        assert!(!r.header.continued);
+        let mut bad = b.clone();
+        bad[7] = 9;
+        assert!(Header::parse(&bad).is_none(), "an unknown type is refused");
+        let mut t = tombstone(0, b"k");
+        t[7] = 1;
+        assert!(Header::parse(&t).is_none(), "only a put has a type");
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub enum CmdError {
     /// The storage engine refused or failed.
     #[error("{}", engine_text(.0))]
     Engine(#[from] EngineError),
+    /// `WRONGTYPE Operation against a key holding the wrong kind of value`
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
     /// A read-through fetch failed.
     #[error("ERR {0}")]
     Origin(#[from] OriginError),
@@ -76,6 +79,7 @@ fn engine_text(e: &EngineError) -> String {
         // Redis' code for writes refused after a persistence failure.
         EngineError::Poisoned(_) => format!("MISCONF {e}"),
         EngineError::Io { .. } => format!("IOERR storage failure: {e}"),
+        EngineError::WrongType => e.to_string(),
         other => format!("ERR {other}"),
     }
 }

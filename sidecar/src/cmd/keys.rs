@@ -9,7 +9,7 @@ use crate::glob;
 use crate::keyspace::Keyspace;
 use crate::protocol::reply::Reply;
 use bytes::Bytes;
-use caskade_engine::NAMESPACES;
+use caskade_engine::{NAMESPACES, ValueType};
 
 /// EXPIRE's conditions (NX, XX, GT, LT).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -49,8 +49,33 @@ pub struct Scan<'a> {
     cursor: u64,
     pattern: Option<&'a Bytes>,
     count: usize,
-    /// TYPE given and not `string`: no key matches (every key is a string today).
+    /// TYPE given and not a type's name: no key matches.
     no_match: bool,
+    /// TYPE given: only keys of that type.
+    vtype: Option<ValueType>,
+}
+
+/// Redis' name of a type.
+pub fn type_name(t: ValueType) -> &'static str {
+    match t {
+        ValueType::String => "string",
+        ValueType::Hash => "hash",
+        ValueType::Set => "set",
+        ValueType::ZSet => "zset",
+        ValueType::List => "list",
+    }
+}
+
+fn type_named(name: &[u8]) -> Option<ValueType> {
+    [
+        ValueType::String,
+        ValueType::Hash,
+        ValueType::Set,
+        ValueType::ZSet,
+        ValueType::List,
+    ]
+    .into_iter()
+    .find(|&t| is(name, type_name(t)))
 }
 
 /// A keyspace command, parsed; it borrows its keys from the request.
@@ -291,6 +316,7 @@ pub fn scan<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
         pattern: None,
         count: 10,
         no_match: false,
+        vtype: None,
     };
     while let Some(opt) = a.next_opt() {
         let v = a.value_of_option()?;
@@ -303,7 +329,8 @@ pub fn scan<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
                 None => return Err(CmdError::NotInteger),
             }
         } else if is(opt, "type") {
-            scan.no_match = !is(v, "string");
+            scan.vtype = type_named(v);
+            scan.no_match = scan.vtype.is_none();
         } else {
             return Err(CmdError::Syntax);
         }
@@ -376,10 +403,9 @@ impl Cmd<'_> {
                 }
                 Ok(Reply::Int(n))
             }
-            Cmd::Type(key) => Ok(Reply::Status(if ks.exists(key)? {
-                "string"
-            } else {
-                "none"
+            Cmd::Type(key) => Ok(Reply::Status(match ks.get_typed(key)? {
+                Some(i) => type_name(i.vtype),
+                None => "none",
             })),
             Cmd::Expire {
                 key,
@@ -414,7 +440,7 @@ impl Cmd<'_> {
             })),
             Cmd::Persist(key) => Ok(Reply::Int(ks.persist(key)? as i64)),
             Cmd::Rename { src, dst, nx } => {
-                let Some(item) = ks.get_item(src)? else {
+                let Some(item) = ks.get_typed(src)? else {
                     return Err(CmdError::err("no such key"));
                 };
                 if src == dst {
@@ -423,7 +449,7 @@ impl Cmd<'_> {
                 if nx && ks.exists(dst)? {
                     return Ok(Reply::Int(0));
                 }
-                ks.put_item(dst, &item.value, item.expire_at_ms, &item.meta)?;
+                crate::types::copy_value(ks, src, item, ks, dst)?;
                 ks.delete(src)?;
                 Ok(if nx { Reply::Int(1) } else { Reply::OK })
             }
@@ -431,7 +457,7 @@ impl Cmd<'_> {
                 if db == ks.db() {
                     return Err(CmdError::err("source and destination objects are the same"));
                 }
-                let Some(item) = ks.get_item(key)? else {
+                let Some(item) = ks.get_typed(key)? else {
                     return Ok(Reply::Int(0));
                 };
                 let target = ks.other_db(db);
@@ -440,7 +466,7 @@ impl Cmd<'_> {
                 }
                 // Both databases' copies of the key share its stripe (stripes go by
                 // name), so nobody sees it in both or in neither.
-                target.put_item(key, &item.value, item.expire_at_ms, &item.meta)?;
+                crate::types::copy_value(ks, key, item, &target, key)?;
                 ks.delete(key)?;
                 Ok(Reply::Int(1))
             }
@@ -454,14 +480,14 @@ impl Cmd<'_> {
                 if src == dst && dst_db == ks.db() {
                     return Err(CmdError::err("source and destination objects are the same"));
                 }
-                let Some(item) = ks.get_item(src)? else {
+                let Some(item) = ks.get_typed(src)? else {
                     return Ok(Reply::Int(0));
                 };
                 let target = ks.other_db(dst_db);
                 if !replace && target.exists(dst)? {
                     return Ok(Reply::Int(0));
                 }
-                target.put_item(dst, &item.value, item.expire_at_ms, &item.meta)?;
+                crate::types::copy_value(ks, src, item, &target, dst)?;
                 Ok(Reply::Int(1))
             }
             Cmd::Scan(s) => {
@@ -470,7 +496,11 @@ impl Cmd<'_> {
                     .keys
                     .into_iter()
                     .filter(|k| {
-                        !s.no_match && s.pattern.as_ref().is_none_or(|p| glob::matches(p, k))
+                        !s.no_match
+                            && s.pattern.as_ref().is_none_or(|p| glob::matches(p, k))
+                            && s.vtype.is_none_or(|t| {
+                                ks.get_typed(k).ok().flatten().is_some_and(|i| i.vtype == t)
+                            })
                     })
                     .map(Reply::Bulk)
                     .collect();

@@ -9,6 +9,7 @@ mod connection;
 mod docs;
 mod error;
 mod functions;
+mod hashes;
 mod info;
 mod keys;
 mod lcs;
@@ -47,6 +48,8 @@ pub enum DataCmd<'a> {
     Bit(bits::Cmd<'a>),
     /// LCS.
     Lcs(lcs::Cmd<'a>),
+    /// A hash command.
+    Hash(hashes::Cmd<'a>),
 }
 
 impl DataCmd<'_> {
@@ -57,6 +60,7 @@ impl DataCmd<'_> {
             DataCmd::Key(c) => c.apply(ks),
             DataCmd::Bit(c) => c.apply(ks),
             DataCmd::Lcs(c) => c.apply(ks),
+            DataCmd::Hash(c) => c.apply(ks),
         }
     }
 }
@@ -296,6 +300,23 @@ pub static COMMANDS: &[Spec] = &[
     data!("bitop", -4, W, KeySpec::Range(2, -1, 1), bits::bitop),
     data!("bitfield", -2, W, ONE, bits::bitfield),
     data!("bitfield_ro", -2, R, ONE, bits::bitfield_ro),
+    // hashes
+    data!("hset", -4, WDF, ONE, hashes::hset),
+    data!("hsetnx", 4, WDF, ONE, hashes::hsetnx),
+    data!("hmset", -4, WDF, ONE, hashes::hmset),
+    data!("hget", 3, R, ONE, hashes::hget),
+    data!("hmget", -3, R, ONE, hashes::hmget),
+    data!("hgetall", 2, RO, ONE, hashes::hgetall),
+    data!("hkeys", 2, RO, ONE, hashes::hkeys),
+    data!("hvals", 2, RO, ONE, hashes::hvals),
+    data!("hdel", -3, WF, ONE, hashes::hdel),
+    data!("hexists", 3, R, ONE, hashes::hexists),
+    data!("hlen", 2, R, ONE, hashes::hlen),
+    data!("hstrlen", 3, R, ONE, hashes::hstrlen),
+    data!("hincrby", 4, WDF, ONE, hashes::hincrby),
+    data!("hincrbyfloat", 4, WDF, ONE, hashes::hincrbyfloat),
+    data!("hrandfield", -2, RO, ONE, hashes::hrandfield),
+    data!("hscan", -3, RO, ONE, hashes::hscan),
     // keys
     data!("del", -2, &["write"], ALL_ARGS, keys::del),
     data!("unlink", -2, WF, ALL_ARGS, keys::del),

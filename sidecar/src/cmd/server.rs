@@ -286,15 +286,24 @@ pub fn memory(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
                 }
                 _ => return Err(CmdError::Syntax),
             }
-            let Some(item) = s.store.engine.get_item(s.store.ns(sess.db), key)? else {
+            let Some(item) = s.store.engine.get_typed(s.store.ns(sess.db), key)? else {
                 return Ok(Reply::Nil);
             };
             // On disk: record header, key, metadata and value; in DRAM: one index slot.
-            let bytes = 22
+            // A chunked collection adds its chunks (each a record and a slot).
+            let mut bytes = 22
                 + key.len()
                 + item.meta.len()
                 + item.value.len()
                 + caskade_engine::INDEX_SLOT_BYTES;
+            if let Some(f) = caskade_engine::Family::decode(&item.meta)
+                && item.vtype != caskade_engine::ValueType::String
+            {
+                let ks = crate::keyspace::Keyspace::new(&s.store, sess.db);
+                let h = crate::types::hashed::Hashed::open(&ks, key, item.vtype)?;
+                bytes += h.stored_bytes() as usize
+                    + f.chunks as usize * (22 + key.len() + 12 + caskade_engine::INDEX_SLOT_BYTES);
+            }
             Ok(Reply::Int(bytes as i64))
         }
         ("doctor", []) => Ok(Reply::Verbatim(
@@ -309,10 +318,14 @@ pub fn object(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
     let [key] = args.take_rest() else {
         return Err(CmdError::unknown_subcommand("OBJECT", sub));
     };
-    let Some(item) = s.store.engine.get_item(s.store.ns(sess.db), key)? else {
+    let Some(item) = s.store.engine.get_typed(s.store.ns(sess.db), key)? else {
         return Ok(Reply::Nil);
     };
-    if is(sub, "encoding") {
+    if is(sub, "encoding") && item.vtype != caskade_engine::ValueType::String {
+        let ks = crate::keyspace::Keyspace::new(&s.store, sess.db);
+        let h = crate::types::hashed::Hashed::open(&ks, key, item.vtype)?;
+        Ok(Reply::text(h.encoding()))
+    } else if is(sub, "encoding") {
         let v = &item.value;
         let int = v.len() <= 20 && parse_i64(v).is_some();
         Ok(Reply::text(if int {

@@ -370,7 +370,13 @@ impl Cmd<'_> {
             Cmd::MGet(keys) => {
                 let mut out = Vec::with_capacity(keys.len());
                 for k in keys {
-                    out.push(Reply::opt(ks.get_through(k)?));
+                    // A key of another type reads as nil here, as in Redis.
+                    match ks.get_through(k) {
+                        Err(crate::keyspace::ReadError::Engine(
+                            caskade_engine::Error::WrongType,
+                        )) => out.push(Reply::Nil),
+                        r => out.push(Reply::opt(r?)),
+                    }
                 }
                 Ok(Reply::Array(out))
             }

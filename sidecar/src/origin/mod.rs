@@ -681,6 +681,7 @@ mod tests {
             value: Bytes::copy_from_slice(value.as_bytes()),
             meta: Entry::fresh(fetched_at, 10_000, None).encode().into(),
             expire_at_ms: None,
+            vtype: caskade_engine::ValueType::String,
         }
     }
 
@@ -739,6 +740,7 @@ mod tests {
             value: Bytes::from_static(b"mine"),
             meta: Bytes::new(),
             expire_at_ms: None,
+            vtype: caskade_engine::ValueType::String,
         };
         assert!(matches!(
             decide(&c, &NOTHING, Some(written), None, 1_000_000),

@@ -23,6 +23,9 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// RESP3 map `%n`; a flat array in RESP2.
     Map(Vec<(Reply, Reply)>),
+    /// Pairs: an array of two-element arrays in RESP3, one flat array in RESP2 (as
+    /// HRANDFIELD WITHVALUES and ZRANGE WITHSCORES answer).
+    Pairs(Vec<(Reply, Reply)>),
     /// RESP3 set `~n`; an array in RESP2.
     Set(Vec<Reply>),
     /// RESP3 verbatim string `=` (format `txt`); a bulk string in RESP2.
@@ -80,6 +83,20 @@ impl Reply {
             Reply::Set(items) => {
                 int(out, if resp3 { b'~' } else { b'*' }, items.len() as i64);
                 items.iter().for_each(|i| i.encode(out, resp3));
+            }
+            Reply::Pairs(pairs) => {
+                if resp3 {
+                    int(out, b'*', pairs.len() as i64);
+                } else {
+                    int(out, b'*', pairs.len() as i64 * 2);
+                }
+                for (k, v) in pairs {
+                    if resp3 {
+                        out.put_slice(b"*2\r\n");
+                    }
+                    k.encode(out, resp3);
+                    v.encode(out, resp3);
+                }
             }
             Reply::Map(pairs) => {
                 if resp3 {

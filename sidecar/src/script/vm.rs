@@ -999,6 +999,17 @@ fn to_lua(lua: &Lua, reply: Reply, resp3: bool) -> mlua::Result<Value> {
             let flat = pairs.into_iter().flat_map(|(k, v)| [k, v]).collect();
             to_lua(lua, Reply::Array(flat), resp3)?
         }
+        Reply::Pairs(pairs) if resp3 => {
+            let nested = pairs
+                .into_iter()
+                .map(|(k, v)| Reply::Array(vec![k, v]))
+                .collect();
+            to_lua(lua, Reply::Array(nested), resp3)?
+        }
+        Reply::Pairs(pairs) => {
+            let flat = pairs.into_iter().flat_map(|(k, v)| [k, v]).collect();
+            to_lua(lua, Reply::Array(flat), resp3)?
+        }
         Reply::Double(d) if resp3 => table1("double", Value::Number(d))?,
         Reply::Double(d) => Value::String(lua.create_string(format_double(d))?),
         Reply::Bool(b) if resp3 => Value::Boolean(b),

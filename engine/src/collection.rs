@@ -1,0 +1,219 @@
+//! The engine's collection operations: a collection's change (its chunks and its root)
+//! appended as one run that recovery applies whole or not at all, chunk reads, and the
+//! registry lookup that lets a point read skip the root. The layout of a collection's
+//! values is the caller's; the engine keeps its records and drops them as one key.
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::families::{CHUNK_KEY_EXTRA, Family, chunk_key};
+use crate::format::record::{
+    self, CONTINUED, Kind, MAX_KEY_LEN, MAX_META_LEN, NAMESPACES, ValueType,
+};
+use crate::keydir::Slot;
+use crate::stats::Counters;
+use bytes::Bytes;
+
+/// One chunk of a [`CollectionWrite`].
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkWrite<'a> {
+    /// The chunk's number.
+    pub n: u32,
+    /// Its new bytes; `None` removes it.
+    pub value: Option<&'a [u8]>,
+}
+
+/// A collection's root after a change.
+#[derive(Debug, Clone, Copy)]
+pub struct RootWrite<'a> {
+    /// What the key holds.
+    pub vtype: ValueType,
+    /// The root's value (the whole collection, when it has no chunks).
+    pub value: &'a [u8],
+    /// Its chunks' family, if it has chunks.
+    pub family: Option<Family>,
+    /// Expiry in Unix ms (one in the past removes the key).
+    pub expire_at_ms: Option<u64>,
+}
+
+/// One change of a collection, applied atomically (in the index and after a crash).
+#[derive(Debug, Clone)]
+pub struct CollectionWrite<'a> {
+    /// The root after the change; `None` removes the key with every chunk.
+    pub root: Option<RootWrite<'a>>,
+    /// Chunks of the root's family written or removed.
+    pub chunks: Vec<ChunkWrite<'a>>,
+}
+
+fn check(ns: u8, key: &[u8]) -> Result<()> {
+    if ns >= NAMESPACES {
+        return Err(Error::BadNamespace(ns));
+    }
+    if key.is_empty() || key.len() + CHUNK_KEY_EXTRA > MAX_KEY_LEN {
+        return Err(Error::KeyTooLong {
+            len: key.len(),
+            max: MAX_KEY_LEN - CHUNK_KEY_EXTRA,
+        });
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// The family of the collection at `key`, its type and expiry, if it has chunks:
+    /// from memory, so a point read of a large collection reads only its chunk.
+    pub fn family(&self, ns: u8, key: &[u8]) -> Option<(ValueType, Family, Option<u64>)> {
+        let inner = &*self.inner;
+        if ns >= NAMESPACES || inner.families.len() == 0 {
+            return None;
+        }
+        let id = inner.index.key_id(ns, key);
+        let (t, f, exp) = inner.families.get(ns, id, inner.now_ms())?;
+        Some((t, f, (exp != 0).then_some(exp)))
+    }
+
+    /// Chunk `n` of `family` of the collection at `key`; `None` if it is missing.
+    pub fn chunk(&self, ns: u8, key: &[u8], family: Family, n: u32) -> Result<Option<Bytes>> {
+        check(ns, key)?;
+        let inner = &*self.inner;
+        if inner.log.is_closed() {
+            return Err(Error::Closed);
+        }
+        let shadow = ns + NAMESPACES;
+        let ck = chunk_key(key, family.version, n);
+        let now = inner.now_ms();
+        let Some((kd, slot, seg)) = inner.find(shadow, &ck, now) else {
+            return Ok(None);
+        };
+        let Some((buf, h)) = inner.read_live(kd, shadow, &ck, &slot, &seg, now)? else {
+            return Ok(None);
+        };
+        Counters::bump(&inner.counters.chunk_reads);
+        let buf = Bytes::from(buf);
+        Ok(Some(buf.slice(record::value_range(&h))))
+    }
+
+    /// Applies one change of the collection at `key`: every chunk record and the root
+    /// are appended as one run, then the index takes them all, so no reader and no
+    /// restart sees part of the change. The caller holds whatever makes the change
+    /// exclusive (the server's key lock).
+    pub fn write_collection(&self, ns: u8, key: &[u8], change: &CollectionWrite<'_>) -> Result<()> {
+        check(ns, key)?;
+        let inner = &*self.inner;
+        let now = inner.now_ms();
+        let root = match change.root {
+            Some(r) if !r.expire_at_ms.is_some_and(|at| at == 0 || at <= now) => r,
+            _ => {
+                self.delete(ns, key)?;
+                return Ok(());
+            }
+        };
+        let max = inner.opts.max_value_bytes;
+        let too_long = |len: usize| Error::ValueTooLong { len, max };
+        if root.value.len() > max {
+            return Err(too_long(root.value.len()));
+        }
+        let meta = root.family.map(|f| f.encode());
+        let meta: &[u8] = meta.as_ref().map_or(&[], |m| &m[..]);
+        debug_assert!(meta.len() <= MAX_META_LEN);
+        let shadow = ns + NAMESPACES;
+        let exp = root.expire_at_ms.unwrap_or(0);
+        // (chunk id, offset in `buf`, length, written or removed)
+        let mut parts: Vec<(u64, usize, usize, bool)> = Vec::with_capacity(change.chunks.len());
+        let mut buf = Vec::new();
+        if !change.chunks.is_empty() {
+            let Some(family) = root.family else {
+                return Err(Error::BadChange("chunks written without a family"));
+            };
+            for c in &change.chunks {
+                let ck = chunk_key(key, family.version, c.n);
+                let at = buf.len();
+                match c.value {
+                    Some(v) => {
+                        if v.len() > max {
+                            return Err(too_long(v.len()));
+                        }
+                        record::encode_typed(
+                            &mut buf,
+                            Kind::Put as u8 | CONTINUED,
+                            ValueType::String,
+                            shadow,
+                            &ck,
+                            b"",
+                            v,
+                            0,
+                        );
+                    }
+                    None => record::encode_typed(
+                        &mut buf,
+                        Kind::Tombstone as u8 | CONTINUED,
+                        ValueType::String,
+                        shadow,
+                        &ck,
+                        b"",
+                        b"",
+                        0,
+                    ),
+                }
+                let id = inner.index.key_id(shadow, &ck);
+                parts.push((id, at, buf.len() - at, c.value.is_some()));
+            }
+        }
+        let root_at = buf.len();
+        record::encode_typed(
+            &mut buf,
+            Kind::Put as u8,
+            root.vtype,
+            ns,
+            key,
+            meta,
+            root.value,
+            exp,
+        );
+        let root_len = buf.len() - root_at;
+        let hash = inner.index.key_id(ns, key);
+        inner.compactor.wait_for_space(&inner.log, buf.len())?;
+        let lsn = {
+            let mut w = inner.writer()?;
+            inner.families.settle();
+            let (seg, off) = inner.log.append_locked(&mut w, &buf)?;
+            if !parts.is_empty() {
+                let kd = inner.index.keydir(shadow);
+                let mut dead = Vec::new();
+                for &(id, at, len, put) in &parts {
+                    let old = if put {
+                        kd.insert(Slot {
+                            hash: id,
+                            seg: seg.id,
+                            off: off + at as u32,
+                            len: len as u32,
+                            exp_s: 0,
+                            meta: 0,
+                        })
+                    } else {
+                        seg.add_dead(len as u64);
+                        kd.remove_if(id, |_| true)
+                    };
+                    dead.extend(old);
+                }
+                inner.log.mark_dead_all(dead);
+            }
+            let kd = inner.index.keydir(ns);
+            let old = inner.point_at(kd, hash, &seg, off + root_at as u32, root_len, exp);
+            inner
+                .families
+                .set(ns, hash, key, root.family.map(|f| (root.vtype, f, exp)));
+            match old {
+                Some(old) => {
+                    inner.log.mark_dead(&old);
+                    inner.note_overwrite(hash);
+                }
+                None => {
+                    inner.note_insert(hash, key);
+                    inner.enforce_max_keys(&mut w)?;
+                }
+            }
+            w.lsn
+        };
+        Counters::bump(&inner.counters.puts);
+        inner.log.after_write(lsn)
+    }
+}

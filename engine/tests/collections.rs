@@ -1,0 +1,180 @@
+//! Collections as families of records: a change is whole or absent after a crash, and a
+//! root dropped by any path (delete, overwrite, expiry, eviction, flush, shrinking)
+//! drops its chunks, while the engine is open and after a restart.
+
+mod common;
+
+use caskade_engine::io::{CrashMode, FaultStorage};
+use caskade_engine::{
+    ChunkWrite, CollectionWrite, Engine, Error, Family, Fsync, ManualClock, RootWrite, ValueType,
+};
+use common::{T0, mem_options, open};
+use std::sync::Arc;
+
+fn setup() -> (FaultStorage, Arc<ManualClock>) {
+    (FaultStorage::new(), Arc::new(ManualClock::new(T0)))
+}
+
+/// Writes a hash at `key` whose root says `tag` and whose chunks `0..n` say `tag:i`.
+fn write(e: &Engine, key: &[u8], family: Family, tag: &str, exp: Option<u64>) {
+    let values: Vec<Vec<u8>> = (0..family.chunks)
+        .map(|i| format!("{tag}:{i}").repeat(20).into_bytes())
+        .collect();
+    let change = CollectionWrite {
+        root: Some(RootWrite {
+            vtype: ValueType::Hash,
+            value: tag.as_bytes(),
+            family: Some(family),
+            expire_at_ms: exp,
+        }),
+        chunks: values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ChunkWrite {
+                n: i as u32,
+                value: Some(v),
+            })
+            .collect(),
+    };
+    e.write_collection(0, key, &change).expect("write");
+}
+
+/// The root's tag, checking that every chunk says the same.
+fn read(e: &Engine, key: &[u8]) -> Option<String> {
+    let root = e.get_typed(0, key).expect("get")?;
+    assert_eq!(root.vtype, ValueType::Hash);
+    let tag = String::from_utf8(root.value.to_vec()).expect("utf8");
+    let family = Family::decode(&root.meta).expect("a family");
+    assert_eq!(
+        e.family(0, key).map(|(t, f, _)| (t, f)),
+        Some((ValueType::Hash, family)),
+        "the registry knows the family"
+    );
+    for i in 0..family.chunks {
+        let c = e.chunk(0, key, family, i).expect("chunk").expect("present");
+        assert_eq!(
+            c.to_vec(),
+            format!("{tag}:{i}").repeat(20).into_bytes(),
+            "chunk {i} belongs to the root's state"
+        );
+    }
+    Some(tag)
+}
+
+fn fam(version: u64, chunks: u32) -> Family {
+    Family { version, chunks }
+}
+
+#[test]
+fn chunks_are_read_back_and_survive_a_restart() {
+    let (fs, clock) = setup();
+    let o = mem_options(&fs, &clock, Fsync::Never);
+    let e = open(&o);
+    write(&e, b"h", fam(7, 5), "one", None);
+    assert_eq!(read(&e, b"h").as_deref(), Some("one"));
+    assert_eq!(e.len(0), 1, "a collection is one key");
+    assert_eq!(e.stats().chunks, 5);
+    assert!(matches!(e.get(0, b"h"), Err(Error::WrongType)));
+    drop(e);
+    let e = open(&o);
+    assert_eq!(read(&e, b"h").as_deref(), Some("one"));
+    assert_eq!((e.len(0), e.stats().chunks), (1, 5));
+    assert_eq!(e.scan(0, 0, 100).expect("scan").keys.len(), 1);
+}
+
+#[test]
+fn every_way_a_root_goes_takes_its_chunks() {
+    let (fs, clock) = setup();
+    let o = mem_options(&fs, &clock, Fsync::Never);
+    let e = open(&o);
+    write(&e, b"del", fam(1, 3), "a", None);
+    write(&e, b"set", fam(2, 3), "b", None);
+    write(&e, b"exp", fam(3, 3), "c", Some(T0 + 1000));
+    write(&e, b"new", fam(4, 3), "d", None);
+    write(&e, b"shrink", fam(5, 4), "e", None);
+    write(&e, b"keep", fam(6, 2), "f", None);
+    assert_eq!(e.stats().chunks, 18);
+    assert!(e.delete(0, b"del").expect("delete"));
+    e.put(0, b"set", b"a string now", None).expect("put");
+    clock.advance(2000);
+    assert_eq!(e.get_typed(0, b"exp").expect("get"), None);
+    // A new family at the same key replaces the old one's chunks.
+    write(&e, b"new", fam(40, 1), "g", None);
+    write(&e, b"shrink", fam(5, 2), "h", None);
+    e.put(0, b"unrelated", b"x", None)
+        .expect("a write settles expired roots");
+    assert_eq!(
+        e.stats().chunks,
+        2 + 1 + 2,
+        "only live families' chunks remain"
+    );
+    assert_eq!(e.stats().chunked_collections, 3);
+    for (k, want) in [(&b"new"[..], "g"), (b"shrink", "h"), (b"keep", "f")] {
+        assert_eq!(read(&e, k).as_deref(), Some(want));
+    }
+    drop(e);
+    let e = open(&o);
+    assert_eq!(
+        e.stats().chunks,
+        5,
+        "dropped chunks stay dropped after a restart"
+    );
+    assert_eq!(e.stats().chunked_collections, 3);
+    for (k, want) in [(&b"new"[..], "g"), (b"shrink", "h"), (b"keep", "f")] {
+        assert_eq!(read(&e, k).as_deref(), Some(want));
+    }
+    assert_eq!(
+        e.get(0, b"set").expect("get").as_deref(),
+        Some(&b"a string now"[..])
+    );
+    e.flush_namespace(0).expect("flush");
+    assert_eq!((e.stats().chunks, e.stats().chunked_collections), (0, 0));
+}
+
+#[test]
+fn eviction_treats_a_collection_as_one_key() {
+    let (fs, clock) = setup();
+    let mut o = mem_options(&fs, &clock, Fsync::Never);
+    o.max_keys = Some(4);
+    o.eviction = caskade_engine::PolicyKind::Fifo;
+    let e = open(&o);
+    write(&e, b"big", fam(9, 6), "x", None);
+    for i in 0..10 {
+        e.put(0, format!("k{i}").as_bytes(), b"v", None)
+            .expect("put");
+    }
+    assert!(e.len(0) <= 4);
+    assert_eq!(
+        e.get_typed(0, b"big").expect("get"),
+        None,
+        "the oldest key went"
+    );
+    assert_eq!(e.stats().chunks, 0, "and its chunks with it");
+}
+
+#[test]
+fn a_change_torn_by_a_crash_is_before_or_after_never_between() {
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..60u64 {
+        let (fs, clock) = setup();
+        let mut o = mem_options(&fs, &clock, Fsync::Never);
+        o.segment_bytes = 1 << 20;
+        {
+            let e = open(&o);
+            write(&e, b"h", fam(3, 6), "before", None);
+            e.sync().expect("sync");
+            write(&e, b"h", fam(3, 6), "after", None);
+            e.flush_writes().expect("flush");
+            let crashed = fs.crash(CrashMode::TornTail { seed });
+            std::mem::forget(e);
+            let o2 = mem_options(&crashed, &clock, Fsync::Never);
+            let e2 = open(&o2);
+            let got = read(&e2, b"h").expect("the synced state at least");
+            seen.insert(got);
+        }
+    }
+    assert!(
+        seen.contains("before"),
+        "some crashes cut the change: {seen:?}"
+    );
+}

@@ -1,0 +1,579 @@
+//! A collection of unique fields with values, on the log (hashes; sets with empty
+//! values): one record while small, in insertion order; past [`INLINE_MAX`] bytes, a
+//! family of chunks chosen by linear hashing of the field, each change rewriting only
+//! the chunks it touches (and at most one split or merge) plus a small root.
+//!
+//! | root value (inline)  | size | meaning                                        |
+//! |----------------------|-----:|------------------------------------------------|
+//! | form                 |    1 | 0: inline                                      |
+//! | flags                |    1 | bit 0: Redis would use its big encoding        |
+//! | count                |    4 | fields, little-endian                          |
+//! | entries              |    … | each: field length (4) · field · value length (4) · value |
+//!
+//! | root value (chunked) | size | meaning                                        |
+//! |----------------------|-----:|------------------------------------------------|
+//! | form                 |    1 | 1: chunked                                     |
+//! | flags                |    1 | as above                                       |
+//! | count                |    8 | fields                                         |
+//! | bytes                |    8 | encoded bytes of every entry                   |
+//!
+//! A chunk's value is its entries, encoded as above. Chunk `i` of `n` holds the fields
+//! whose hash `h` gives `h mod 2^(L+1) = i` (or `h mod 2^L = i` where `h mod 2^(L+1) >= n`),
+//! with `L = floor(log2 n)`.
+
+use crate::cmd::CmdError;
+use crate::keyspace::Keyspace;
+use bytes::Bytes;
+use caskade_engine::{ChunkWrite, CollectionWrite, Family, RootWrite, ValueType};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Above this many encoded bytes a collection is chunked.
+pub const INLINE_MAX: usize = 8 << 10;
+/// A chunked collection splits a chunk when its chunks average more than this.
+const CHUNK_TARGET: usize = 2 << 10;
+/// Redis keeps a hash in a listpack up to this many fields...
+const LISTPACK_ENTRIES: usize = 128;
+/// ...each field and value at most this long.
+const LISTPACK_VALUE: usize = 64;
+
+/// One field and its value.
+pub type Entry = (Bytes, Bytes);
+
+fn entry_bytes(f: &[u8], v: &[u8]) -> usize {
+    8 + f.len() + v.len()
+}
+
+fn encode_entries(out: &mut Vec<u8>, entries: &[Entry]) {
+    for (f, v) in entries {
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(v);
+    }
+}
+
+fn decode_entries(b: &Bytes) -> Result<Vec<Entry>, CmdError> {
+    let bad = || CmdError::err("collection record is damaged");
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let take = |at: &mut usize| -> Result<Bytes, CmdError> {
+        let len_end = at
+            .checked_add(4)
+            .filter(|&e| e <= b.len())
+            .ok_or_else(bad)?;
+        let len = u32::from_le_bytes(b[*at..len_end].try_into().map_err(|_| bad())?) as usize;
+        let end = len_end
+            .checked_add(len)
+            .filter(|&e| e <= b.len())
+            .ok_or_else(bad)?;
+        *at = end;
+        Ok(b.slice(len_end..end))
+    };
+    while at < b.len() {
+        let f = take(&mut at)?;
+        let v = take(&mut at)?;
+        out.push((f, v));
+    }
+    Ok(out)
+}
+
+fn field_hash(f: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(f, 0x6361_736b)
+}
+
+/// The chunk of `n` that holds fields of hash `h`.
+fn bucket(h: u64, n: u32) -> u32 {
+    let level = 31 - n.leading_zeros();
+    let wide = (h % (2u64 << level)) as u32;
+    if wide < n {
+        wide
+    } else {
+        (h % (1u64 << level)) as u32
+    }
+}
+
+enum Form {
+    Inline(Vec<Entry>),
+    Chunked {
+        family: Family,
+        /// Chunks read so far (and changed ones), by number.
+        chunks: BTreeMap<u32, Vec<Entry>>,
+        dirty: BTreeSet<u32>,
+    },
+}
+
+/// A hashed collection opened for reading or changing; changes are written by
+/// [`Hashed::commit`] as one atomic change.
+pub struct Hashed<'k, 'a> {
+    ks: &'k Keyspace<'a>,
+    key: &'k [u8],
+    vtype: ValueType,
+    exists: bool,
+    expire_at_ms: Option<u64>,
+    big: bool,
+    count: u64,
+    bytes: u64,
+    form: Form,
+    changed: bool,
+}
+
+impl<'k, 'a> Hashed<'k, 'a> {
+    /// The collection of type `vtype` at `key` (empty if absent); WRONGTYPE if the key
+    /// holds another type.
+    pub fn open(ks: &'k Keyspace<'a>, key: &'k [u8], vtype: ValueType) -> Result<Self, CmdError> {
+        let mut h = Hashed {
+            ks,
+            key,
+            vtype,
+            exists: false,
+            expire_at_ms: None,
+            big: false,
+            count: 0,
+            bytes: 0,
+            form: Form::Inline(Vec::new()),
+            changed: false,
+        };
+        let Some(item) = ks.get_typed(key)? else {
+            return Ok(h);
+        };
+        if item.vtype != vtype {
+            return Err(CmdError::WrongType);
+        }
+        h.exists = true;
+        h.expire_at_ms = item.expire_at_ms;
+        let v = &item.value;
+        let bad = || CmdError::err("collection record is damaged");
+        match v.first() {
+            Some(0) if v.len() >= 6 => {
+                h.big = v[1] & 1 != 0;
+                let entries = decode_entries(&v.slice(6..))?;
+                h.count = entries.len() as u64;
+                h.bytes = entries.iter().map(|(f, v)| entry_bytes(f, v) as u64).sum();
+                h.form = Form::Inline(entries);
+            }
+            Some(1) if v.len() >= 18 => {
+                h.big = v[1] & 1 != 0;
+                h.count = u64::from_le_bytes(v[2..10].try_into().map_err(|_| bad())?);
+                h.bytes = u64::from_le_bytes(v[10..18].try_into().map_err(|_| bad())?);
+                let family = Family::decode(&item.meta).ok_or_else(bad)?;
+                h.form = Form::Chunked {
+                    family,
+                    chunks: BTreeMap::new(),
+                    dirty: BTreeSet::new(),
+                };
+            }
+            _ => return Err(bad()),
+        }
+        Ok(h)
+    }
+
+    /// The collection at `key` from its fields alone, replacing nothing (the caller
+    /// removed what `key` held): for RENAME and COPY of a chunked collection.
+    pub fn fill(
+        ks: &'k Keyspace<'a>,
+        key: &'k [u8],
+        vtype: ValueType,
+        entries: Vec<Entry>,
+        big: bool,
+        expire_at_ms: Option<u64>,
+    ) -> Result<(), CmdError> {
+        let mut h = Hashed::open(ks, key, vtype)?;
+        for (f, v) in entries {
+            h.set(&f, &v)?;
+        }
+        h.big |= big;
+        h.expire_at_ms = expire_at_ms;
+        h.commit()
+    }
+
+    /// The collection at `key` for point reads: a chunked one is known from memory,
+    /// so a read costs only its chunk (its count is not known this way).
+    pub fn open_point(
+        ks: &'k Keyspace<'a>,
+        key: &'k [u8],
+        vtype: ValueType,
+    ) -> Result<Self, CmdError> {
+        let Some((t, family, exp)) = ks.family(key) else {
+            return Hashed::open(ks, key, vtype);
+        };
+        if t != vtype {
+            return Err(CmdError::WrongType);
+        }
+        Ok(Hashed {
+            ks,
+            key,
+            vtype,
+            exists: true,
+            expire_at_ms: exp,
+            big: true,
+            count: 0,
+            bytes: 0,
+            form: Form::Chunked {
+                family,
+                chunks: BTreeMap::new(),
+                dirty: BTreeSet::new(),
+            },
+            changed: false,
+        })
+    }
+
+    /// Encoded bytes of every entry.
+    pub fn stored_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Whether Redis would hold it in its big encoding.
+    pub fn is_big(&self) -> bool {
+        self.big
+    }
+
+    /// Whether the collection exists (has at least one field).
+    pub fn exists(&self) -> bool {
+        self.exists
+    }
+
+    /// How many fields it has.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// The name Redis' OBJECT ENCODING gives it.
+    pub fn encoding(&self) -> &'static str {
+        if self.big { "hashtable" } else { "listpack" }
+    }
+
+    fn chunk_mut(&mut self, n: u32) -> Result<&mut Vec<Entry>, CmdError> {
+        let Form::Chunked { family, chunks, .. } = &mut self.form else {
+            return Err(CmdError::err("collection record is damaged"));
+        };
+        match chunks.entry(n) {
+            std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let entries = match self.ks.chunk(self.key, *family, n)? {
+                    Some(b) => decode_entries(&b)?,
+                    None => Vec::new(),
+                };
+                Ok(e.insert(entries))
+            }
+        }
+    }
+
+    /// The entries holding `field`'s place: the inline list, or its chunk.
+    fn place(&mut self, field: &[u8]) -> Result<(&mut Vec<Entry>, Option<u32>), CmdError> {
+        match &self.form {
+            Form::Inline(_) => {
+                let Form::Inline(e) = &mut self.form else {
+                    return Err(CmdError::err("collection record is damaged"));
+                };
+                Ok((e, None))
+            }
+            Form::Chunked { family, .. } => {
+                let n = bucket(field_hash(field), family.chunks);
+                Ok((self.chunk_mut(n)?, Some(n)))
+            }
+        }
+    }
+
+    /// The value of `field`.
+    pub fn get(&mut self, field: &[u8]) -> Result<Option<Bytes>, CmdError> {
+        if !self.exists {
+            return Ok(None);
+        }
+        let (entries, _) = self.place(field)?;
+        Ok(entries
+            .iter()
+            .find(|(f, _)| f == field)
+            .map(|(_, v)| v.clone()))
+    }
+
+    /// Sets `field` to `value`; whether the field is new.
+    pub fn set(&mut self, field: &Bytes, value: &Bytes) -> Result<bool, CmdError> {
+        let (entries, n) = self.place(field)?;
+        let (grow, new) = match entries.iter_mut().find(|(f, _)| f == field) {
+            Some(e) => {
+                let delta = value.len() as i64 - e.1.len() as i64;
+                e.1 = value.clone();
+                (delta, false)
+            }
+            None => {
+                entries.push((field.clone(), value.clone()));
+                (entry_bytes(field, value) as i64, true)
+            }
+        };
+        self.mark(n);
+        self.bytes = (self.bytes as i64 + grow).max(0) as u64;
+        if new {
+            self.count += 1;
+        }
+        if field.len() > LISTPACK_VALUE
+            || value.len() > LISTPACK_VALUE
+            || self.count as usize > LISTPACK_ENTRIES
+        {
+            self.big = true;
+        }
+        self.exists = true;
+        self.changed = true;
+        Ok(new)
+    }
+
+    /// Removes `field`; whether it was there.
+    pub fn remove(&mut self, field: &[u8]) -> Result<bool, CmdError> {
+        if !self.exists {
+            return Ok(false);
+        }
+        let (entries, n) = self.place(field)?;
+        let Some(i) = entries.iter().position(|(f, _)| f == field) else {
+            return Ok(false);
+        };
+        // Order is kept: a small collection answers in insertion order, as Redis' does.
+        let (f, v) = entries.remove(i);
+        self.mark(n);
+        self.bytes = self.bytes.saturating_sub(entry_bytes(&f, &v) as u64);
+        self.count -= 1;
+        self.changed = true;
+        Ok(true)
+    }
+
+    fn mark(&mut self, n: Option<u32>) {
+        if let (Some(n), Form::Chunked { dirty, .. }) = (n, &mut self.form) {
+            dirty.insert(n);
+        }
+    }
+
+    /// Every entry: in insertion order while inline, chunk by chunk otherwise.
+    pub fn all(&mut self) -> Result<Vec<Entry>, CmdError> {
+        if !self.exists {
+            return Ok(Vec::new());
+        }
+        match &self.form {
+            Form::Inline(e) => Ok(e.clone()),
+            Form::Chunked { family, .. } => {
+                let n = family.chunks;
+                let mut out = Vec::with_capacity(self.count as usize);
+                for i in 0..n {
+                    out.extend(self.chunk_mut(i)?.iter().cloned());
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// One page of a scan from `cursor` (0 to start) with at least `count` entries
+    /// unless the walk ends; the next cursor (0 when done).
+    pub fn scan(&mut self, cursor: u64, count: usize) -> Result<(u64, Vec<Entry>), CmdError> {
+        if !self.exists {
+            return Ok((0, Vec::new()));
+        }
+        let n = match &self.form {
+            Form::Inline(e) => return Ok((0, e.clone())),
+            Form::Chunked { family, .. } => family.chunks as u64,
+        };
+        let mut out = Vec::new();
+        let mut at = cursor;
+        while at < n && out.len() < count.max(1) {
+            out.extend(self.chunk_mut(at as u32)?.iter().cloned());
+            at += 1;
+        }
+        Ok((if at >= n { 0 } else { at }, out))
+    }
+
+    /// A uniformly chosen entry, or `None` if empty.
+    pub fn random(&mut self, rng: &mut impl FnMut(u64) -> u64) -> Result<Option<Entry>, CmdError> {
+        if !self.exists || self.count == 0 {
+            return Ok(None);
+        }
+        match &self.form {
+            Form::Inline(e) => Ok(Some(e[rng(e.len() as u64) as usize].clone())),
+            Form::Chunked { family, .. } => {
+                // A chunk by its share of the fields would need every count; chunks are
+                // balanced by hashing, so a random chunk's random entry is close to fair.
+                let n = family.chunks as u64;
+                for _ in 0..64 {
+                    let c = self.chunk_mut(rng(n) as u32)?;
+                    if !c.is_empty() {
+                        let i = rng(c.len() as u64) as usize;
+                        return Ok(Some(c[i].clone()));
+                    }
+                }
+                let all = self.all()?;
+                Ok((!all.is_empty()).then(|| all[rng(all.len() as u64) as usize].clone()))
+            }
+        }
+    }
+
+    /// Writes the changes as one atomic change of the log (removing the key once it
+    /// has no fields), splitting or merging at most a few chunks to keep them near
+    /// their target size.
+    pub fn commit(mut self) -> Result<(), CmdError> {
+        if !self.changed {
+            return Ok(());
+        }
+        if self.count == 0 {
+            if self.exists {
+                self.ks.delete(self.key)?;
+            }
+            return Ok(());
+        }
+        self.reshape()?;
+        let mut root = Vec::with_capacity(18);
+        let flags = self.big as u8;
+        let mut bodies: Vec<(u32, Vec<u8>)> = Vec::new();
+        let family = match &self.form {
+            Form::Inline(e) => {
+                root.extend_from_slice(&[0, flags]);
+                root.extend_from_slice(&(e.len() as u32).to_le_bytes());
+                encode_entries(&mut root, e);
+                None
+            }
+            Form::Chunked {
+                family,
+                chunks,
+                dirty,
+            } => {
+                root.extend_from_slice(&[1, flags]);
+                root.extend_from_slice(&self.count.to_le_bytes());
+                root.extend_from_slice(&self.bytes.to_le_bytes());
+                for &n in dirty {
+                    let mut b = Vec::new();
+                    encode_entries(&mut b, &chunks[&n]);
+                    bodies.push((n, b));
+                }
+                Some(*family)
+            }
+        };
+        let change = CollectionWrite {
+            root: Some(RootWrite {
+                vtype: self.vtype,
+                value: &root,
+                family,
+                expire_at_ms: self.expire_at_ms,
+            }),
+            chunks: bodies
+                .iter()
+                .map(|(n, b)| ChunkWrite {
+                    n: *n,
+                    value: Some(b),
+                })
+                .collect(),
+        };
+        self.ks.write_collection(self.key, &change)?;
+        Ok(())
+    }
+
+    /// Moves between the inline and chunked forms, and splits or merges chunks.
+    fn reshape(&mut self) -> Result<(), CmdError> {
+        let bytes = self.bytes as usize;
+        match &mut self.form {
+            Form::Inline(e) if bytes > INLINE_MAX => {
+                // Chunked from the start at about the target size each.
+                let entries = std::mem::take(e);
+                let n = bytes.div_ceil(CHUNK_TARGET).max(2) as u32;
+                let mut chunks: BTreeMap<u32, Vec<Entry>> =
+                    (0..n).map(|i| (i, Vec::new())).collect();
+                for (f, v) in entries {
+                    let b = bucket(field_hash(&f), n);
+                    chunks.get_mut(&b).expect("every chunk").push((f, v));
+                }
+                self.form = Form::Chunked {
+                    family: Family {
+                        version: Family::new_version(),
+                        chunks: n,
+                    },
+                    dirty: (0..n).collect(),
+                    chunks,
+                };
+            }
+            Form::Chunked { family, .. } if bytes <= INLINE_MAX / 4 => {
+                let n = family.chunks;
+                let mut all = Vec::with_capacity(self.count as usize);
+                for i in 0..n {
+                    all.append(self.chunk_mut(i)?);
+                }
+                self.form = Form::Inline(all);
+            }
+            Form::Chunked { family, .. } => {
+                let n = family.chunks;
+                if bytes > n as usize * CHUNK_TARGET {
+                    self.split()?;
+                } else if n > 2 && bytes < n as usize * CHUNK_TARGET / 4 {
+                    self.merge()?;
+                }
+            }
+            Form::Inline(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Linear hashing's split: chunk `n - 2^L` gives the fields that now map to `n`.
+    fn split(&mut self) -> Result<(), CmdError> {
+        let Form::Chunked { family, .. } = &self.form else {
+            return Ok(());
+        };
+        let n = family.chunks;
+        let level = 31 - n.leading_zeros();
+        let from = n - (1 << level);
+        let old = std::mem::take(self.chunk_mut(from)?);
+        let (moved, kept): (Vec<Entry>, Vec<Entry>) = old
+            .into_iter()
+            .partition(|(f, _)| bucket(field_hash(f), n + 1) == n);
+        *self.chunk_mut(from)? = kept;
+        let Form::Chunked {
+            family,
+            chunks,
+            dirty,
+        } = &mut self.form
+        else {
+            return Ok(());
+        };
+        chunks.insert(n, moved);
+        family.chunks = n + 1;
+        dirty.insert(from);
+        dirty.insert(n);
+        Ok(())
+    }
+
+    /// The reverse of [`Hashed::split`]: the last chunk goes back into its buddy.
+    fn merge(&mut self) -> Result<(), CmdError> {
+        let Form::Chunked { family, .. } = &self.form else {
+            return Ok(());
+        };
+        let last = family.chunks - 1;
+        let level = 31 - last.leading_zeros();
+        let into = last - (1 << level);
+        let moved = std::mem::take(self.chunk_mut(last)?);
+        self.chunk_mut(into)?.extend(moved);
+        let Form::Chunked {
+            family,
+            chunks,
+            dirty,
+        } = &mut self.form
+        else {
+            return Ok(());
+        };
+        chunks.remove(&last);
+        dirty.remove(&last);
+        family.chunks = last;
+        dirty.insert(into);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_hashing_moves_only_the_split_chunk() {
+        for n in 2..200u32 {
+            let level = 31 - n.leading_zeros();
+            let from = n - (1 << level);
+            for h in (0..5000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15)) {
+                let (before, after) = (bucket(h, n), bucket(h, n + 1));
+                assert!(before < n && after <= n);
+                if before != after {
+                    assert_eq!((before, after), (from, n), "n={n} h={h}");
+                }
+            }
+        }
+    }
+}
