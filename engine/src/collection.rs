@@ -201,16 +201,7 @@ impl Engine {
             inner
                 .families
                 .set(ns, hash, key, root.family.map(|f| (root.vtype, f, exp)));
-            match old {
-                Some(old) => {
-                    inner.log.mark_dead(&old);
-                    inner.note_overwrite(hash);
-                }
-                None => {
-                    inner.note_insert(hash, key);
-                    inner.enforce_max_keys(&mut w)?;
-                }
-            }
+            inner.key_written(&mut w, hash, key, old)?;
             w.lsn
         };
         Counters::bump(&inner.counters.puts);

@@ -238,16 +238,8 @@ impl Engine {
             inner.families.settle();
             let (seg, off) = inner.log.append_locked(&mut w, &buf)?;
             inner.families.dropped(&[hash]);
-            match inner.point_at(kd, hash, &seg, off, buf.len(), exp) {
-                Some(old) => {
-                    inner.log.mark_dead(&old);
-                    inner.note_overwrite(hash);
-                }
-                None => {
-                    inner.note_insert(hash, key);
-                    inner.enforce_max_keys(&mut w)?;
-                }
-            }
+            let old = inner.point_at(kd, hash, &seg, off, buf.len(), exp);
+            inner.key_written(&mut w, hash, key, old)?;
             w.lsn
         };
         Counters::bump(&inner.counters.puts);

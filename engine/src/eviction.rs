@@ -37,6 +37,29 @@ impl Inner {
         self.policy.note_removed(ids);
     }
 
+    /// Key `id` (`key`) was just written over `old`: the old record is garbage and the
+    /// policy hears of an overwrite, or of a new key (which may evict others). Called
+    /// with the writer held.
+    pub fn key_written(
+        &self,
+        w: &mut Writer,
+        id: u64,
+        key: &[u8],
+        old: Option<Slot>,
+    ) -> Result<()> {
+        match old {
+            Some(old) => {
+                self.log.mark_dead(&old);
+                self.note_overwrite(id);
+                Ok(())
+            }
+            None => {
+                self.note_insert(id, key);
+                self.enforce_max_keys(w)
+            }
+        }
+    }
+
     /// Evicts until the key count is within `max_keys`. Called with the writer held.
     pub fn enforce_max_keys(&self, w: &mut Writer) -> Result<()> {
         let Some(max) = self.opts.max_keys else {
