@@ -372,6 +372,7 @@ impl Worker {
         let now = self.clock.now_ms();
         // Sort the batch into live puts (the index points at them) and the rest.
         let mut live: Vec<(usize, u64)> = Vec::new();
+        // The live keys' slots: a collection's chunks are not keys (see `chunk`).
         let mut slots: Vec<Slot> = Vec::new();
         for (i, p) in batch.iter().enumerate() {
             let r = p.rec();
@@ -385,28 +386,30 @@ impl Worker {
                 .filter(|s| s.seg == seg.id && s.off == p.off)
             {
                 live.push((i, id));
-                slots.push(s);
+                if r.header.ns < NAMESPACES {
+                    slots.push(s);
+                }
             }
         }
+        // A collection's chunks go only with their root: a reclaim copies them, and
+        // the filter sees the root alone (the collection as one key).
+        let chunk = |j: usize| batch[live[j].0].rec().header.ns >= NAMESPACES;
         // The policy decides which live keys a reclaim keeps (`None`: evicted), and
         // the built-in policy's bits they keep; a compaction keeps every key's bits.
-        let keep: Vec<Option<Option<u16>>> = if mode == Mode::Reclaim && !live.is_empty() {
-            self.policy
-                .keep_on_reclaim(&slots)
-                .into_iter()
-                .map(|k| k.map(Some))
+        let keep: Vec<Option<Option<u16>>> = if mode == Mode::Reclaim && !slots.is_empty() {
+            let mut asked = self.policy.keep_on_reclaim(&slots).into_iter();
+            (0..live.len())
+                .map(|j| {
+                    if chunk(j) {
+                        Some(None)
+                    } else {
+                        asked.next().flatten().map(Some)
+                    }
+                })
                 .collect()
         } else {
             vec![Some(None); live.len()]
         };
-        // A collection's chunks go only with their root: a reclaim copies them, and
-        // the filter sees the root alone (the collection as one key).
-        let chunk = |j: usize| batch[live[j].0].rec().header.ns >= NAMESPACES;
-        let keep: Vec<Option<Option<u16>>> = keep
-            .into_iter()
-            .enumerate()
-            .map(|(j, k)| if chunk(j) { Some(None) } else { k })
-            .collect();
         // The filter sees every record that is about to be copied.
         let mut verdicts = vec![Verdict::Keep; live.len()];
         let filter = self.compactor.filter();

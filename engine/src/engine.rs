@@ -284,6 +284,17 @@ impl Engine {
     /// `None` if `key` is absent; `Some(None)` if it never expires; `Some(Some(ms))`
     /// with its expiry in Unix ms otherwise.
     pub fn ttl(&self, ns: u8, key: &[u8]) -> Result<Option<Option<u64>>> {
+        let head = self.live_head(ns, key)?;
+        Ok(head.map(|h| (h.expire_at_ms != 0).then_some(h.expire_at_ms)))
+    }
+
+    /// What `key` holds, if it exists (a short read of the record's header and key).
+    pub fn type_of(&self, ns: u8, key: &[u8]) -> Result<Option<ValueType>> {
+        Ok(self.live_head(ns, key)?.map(|h| h.vtype))
+    }
+
+    /// The header of `key`'s live record, dropping it on the way if it expired.
+    fn live_head(&self, ns: u8, key: &[u8]) -> Result<Option<Header>> {
         check_ns(ns)?;
         check_key(key)?;
         let inner = &*self.inner;
@@ -298,7 +309,7 @@ impl Engine {
             inner.drop_expired(kd, &slot);
             return Ok(None);
         }
-        Ok(Some((head.expire_at_ms != 0).then_some(head.expire_at_ms)))
+        Ok(Some(head))
     }
 
     /// Sets (`Some(ms)`) or removes (`None`) the expiry of `key` if `cond` accepts its

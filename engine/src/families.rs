@@ -137,13 +137,17 @@ impl Families {
         if self.len() == 0 {
             return None;
         }
-        let e = self.shard(id).lock().get(&id).cloned()?;
-        if exact_expired(e.expire_at_ms, now) {
+        let found = self
+            .shard(id)
+            .lock()
+            .get(&id)
+            .map(|e| (e.vtype, e.family, e.expire_at_ms))?;
+        if exact_expired(found.2, now) {
             return None;
         }
         // A root removed by expiry is still registered until its chunks go.
         self.index.slot(ns, id)?;
-        Some((e.vtype, e.family, e.expire_at_ms))
+        Some(found)
     }
 
     /// Root `id` (of `key` in `ns`) now names `family` (`None`: it names none, or is
@@ -280,25 +284,6 @@ impl Families {
             }
         }
         self.log.mark_dead_all(dead);
-    }
-
-    /// Registers a family found at open (see `recovery`).
-    pub fn register(&self, id: u64, key: &[u8], vtype: ValueType, family: Family, exp: u64) {
-        let mut shard = self.shard(id).lock();
-        let fresh = shard
-            .insert(
-                id,
-                Entry {
-                    key: Arc::from(key),
-                    vtype,
-                    family,
-                    expire_at_ms: exp,
-                },
-            )
-            .is_none();
-        if fresh {
-            self.len.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     /// Bytes the registry holds (about).

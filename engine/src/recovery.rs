@@ -5,8 +5,7 @@
 use crate::compaction::Compactor;
 use crate::core::Inner;
 use crate::error::{Error, Result};
-use crate::families::Families;
-use crate::families::Family;
+use crate::families::{Families, Family};
 use crate::format::file_header::{self, FileKind, HEADER_LEN as FILE_HEADER_LEN};
 use crate::format::hint::{self, HintEntry};
 use crate::format::meta;
@@ -630,7 +629,7 @@ fn check_chunks(inner: &Inner) -> Result<()> {
         inner.log.mark_dead_all(gone);
         for (key, found) in roots {
             if let Some((id, vtype, family, exp)) = found {
-                inner.families.register(id, &key, vtype, family, exp);
+                inner.families.set(ns, id, &key, Some((vtype, family, exp)));
             }
         }
         if dropped > 0 {

@@ -122,6 +122,11 @@ impl<'a> Keyspace<'a> {
         self.engine.get_typed(self.ns, key)
     }
 
+    /// What `key` holds, if it exists (no value is read).
+    pub fn type_of(&self, key: &[u8]) -> EngineResult<Option<ValueType>> {
+        self.engine.type_of(self.ns, key)
+    }
+
     /// The family of a chunked collection at `key`, from memory.
     pub fn family(&self, key: &[u8]) -> Option<(ValueType, Family, Option<u64>)> {
         self.engine.family(self.ns, key)

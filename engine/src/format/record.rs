@@ -4,7 +4,7 @@
 //! |--------------:|----------:|------------------------------------------------------|
 //! | 0             | 4         | CRC32 (`crc32fast`) of bytes 4..end of the record    |
 //! | 4             | 1         | kind: 1 put, 2 tombstone, 3 flush, 4 evict, 5 seal   |
-//! | 5             | 1         | namespace 0..16 (255 = every namespace, flush only)  |
+//! | 5             | 1         | namespace 0..32 (16..32 shadows, below; 255 = every namespace, flush only) |
 //! | 6             | 1         | metadata length `m` (0..=255)                        |
 //! | 7             | 1         | value type of a put: 0 string, 1 hash, 2 set, 3 zset, 4 list; 0 otherwise |
 //! | 8             | 2         | key length `k` (1..=65535; 0 flush; 8 evict)         |

@@ -118,6 +118,41 @@ impl<'a> Args<'a> {
         std::mem::take(&mut self.rest)
     }
 
+    /// A SCAN-family cursor (`ERR invalid cursor` unless an unsigned integer).
+    pub fn next_cursor(&mut self) -> Result<u64, CmdError> {
+        std::str::from_utf8(self.next_arg()?)
+            .ok()
+            .and_then(|c| c.parse::<u64>().ok())
+            .ok_or(CmdError::err("invalid cursor"))
+    }
+
+    /// The options of a SCAN-family command, to the end: MATCH, COUNT (at least 1) and,
+    /// when `with_type` (SCAN itself), TYPE.
+    pub fn scan_options(&mut self, with_type: bool) -> Result<ScanOptions<'a>, CmdError> {
+        let mut o = ScanOptions {
+            pattern: None,
+            count: 10,
+            type_name: None,
+        };
+        while let Some(opt) = self.next_opt() {
+            let v = self.value_of_option()?;
+            if is(opt, "match") {
+                o.pattern = Some(v);
+            } else if is(opt, "count") {
+                match parse_i64(v) {
+                    Some(n) if n >= 1 => o.count = n as usize,
+                    Some(_) => return Err(CmdError::Syntax),
+                    None => return Err(CmdError::NotInteger),
+                }
+            } else if with_type && is(opt, "type") {
+                o.type_name = Some(v);
+            } else {
+                return Err(CmdError::Syntax);
+            }
+        }
+        Ok(o)
+    }
+
     /// Succeeds only if every argument was consumed (`ERR syntax error` otherwise).
     pub fn finish(&self) -> Result<(), CmdError> {
         if self.rest.is_empty() {
@@ -188,4 +223,15 @@ mod tests {
         assert_eq!(c.next_f64(), Err(CmdError::NotFloat));
         assert!(is(b"KeepTTL", "keepttl"));
     }
+}
+
+/// What [`Args::scan_options`] read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScanOptions<'a> {
+    /// MATCH's pattern.
+    pub pattern: Option<&'a Bytes>,
+    /// COUNT (10 unless given).
+    pub count: usize,
+    /// TYPE's name, as given.
+    pub type_name: Option<&'a Bytes>,
 }

@@ -172,32 +172,15 @@ pub fn hrandfield<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
 
 pub fn hscan<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let key = a.next_key()?;
-    let cursor = std::str::from_utf8(a.next_arg()?)
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-        .ok_or(CmdError::err("invalid cursor"))?;
-    let (mut pattern, mut count) = (None, 10usize);
-    while let Some(opt) = a.next_opt() {
-        let v = a.value_of_option()?;
-        if is(opt, "MATCH") {
-            pattern = Some(v);
-        } else if is(opt, "COUNT") {
-            match parse_i64(v) {
-                Some(n) if n >= 1 => count = n as usize,
-                Some(_) => return Err(CmdError::Syntax),
-                None => return Err(CmdError::NotInteger),
-            }
-        } else {
-            return Err(CmdError::Syntax);
-        }
-    }
+    let cursor = a.next_cursor()?;
+    let o = a.scan_options(false)?;
     done(
         a,
         Cmd::Scan {
             key,
             cursor,
-            pattern,
-            count,
+            pattern: o.pattern,
+            count: o.count,
         },
     )
 }

@@ -307,35 +307,16 @@ pub fn copy<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
 }
 
 pub fn scan<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let cursor = std::str::from_utf8(a.next_arg()?)
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-        .ok_or(CmdError::err("invalid cursor"))?;
-    let mut scan = Scan {
+    let cursor = a.next_cursor()?;
+    let o = a.scan_options(true)?;
+    let vtype = o.type_name.and_then(|t| type_named(t));
+    keyed(Cmd::Scan(Scan {
         cursor,
-        pattern: None,
-        count: 10,
-        no_match: false,
-        vtype: None,
-    };
-    while let Some(opt) = a.next_opt() {
-        let v = a.value_of_option()?;
-        if is(opt, "match") {
-            scan.pattern = Some(v);
-        } else if is(opt, "count") {
-            match super::args::parse_i64(v) {
-                Some(n) if n >= 1 => scan.count = n as usize,
-                Some(_) => return Err(CmdError::Syntax),
-                None => return Err(CmdError::NotInteger),
-            }
-        } else if is(opt, "type") {
-            scan.vtype = type_named(v);
-            scan.no_match = scan.vtype.is_none();
-        } else {
-            return Err(CmdError::Syntax);
-        }
-    }
-    keyed(Cmd::Scan(scan))
+        pattern: o.pattern,
+        count: o.count,
+        no_match: o.type_name.is_some() && vtype.is_none(),
+        vtype,
+    }))
 }
 
 pub fn keys<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
@@ -403,10 +384,7 @@ impl Cmd<'_> {
                 }
                 Ok(Reply::Int(n))
             }
-            Cmd::Type(key) => Ok(Reply::Status(match ks.get_typed(key)? {
-                Some(i) => type_name(i.vtype),
-                None => "none",
-            })),
+            Cmd::Type(key) => Ok(Reply::Status(ks.type_of(key)?.map_or("none", type_name))),
             Cmd::Expire {
                 key,
                 ms,
@@ -498,9 +476,8 @@ impl Cmd<'_> {
                     .filter(|k| {
                         !s.no_match
                             && s.pattern.as_ref().is_none_or(|p| glob::matches(p, k))
-                            && s.vtype.is_none_or(|t| {
-                                ks.get_typed(k).ok().flatten().is_some_and(|i| i.vtype == t)
-                            })
+                            && s.vtype
+                                .is_none_or(|t| ks.type_of(k).ok().flatten() == Some(t))
                     })
                     .map(Reply::Bulk)
                     .collect();

@@ -300,9 +300,11 @@ pub fn memory(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
                 && item.vtype != caskade_engine::ValueType::String
             {
                 let ks = crate::keyspace::Keyspace::new(&s.store, sess.db);
-                let h = crate::types::hashed::Hashed::open(&ks, key, item.vtype)?;
+                let vtype = item.vtype;
+                let h = crate::types::hashed::Hashed::from_item(&ks, key, vtype, Some(item))?;
+                let chunk_key = key.len() + caskade_engine::CHUNK_KEY_EXTRA;
                 bytes += h.stored_bytes() as usize
-                    + f.chunks as usize * (22 + key.len() + 12 + caskade_engine::INDEX_SLOT_BYTES);
+                    + f.chunks as usize * (22 + chunk_key + caskade_engine::INDEX_SLOT_BYTES);
             }
             Ok(Reply::Int(bytes as i64))
         }
@@ -323,7 +325,8 @@ pub fn object(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
     };
     if is(sub, "encoding") && item.vtype != caskade_engine::ValueType::String {
         let ks = crate::keyspace::Keyspace::new(&s.store, sess.db);
-        let h = crate::types::hashed::Hashed::open(&ks, key, item.vtype)?;
+        let vtype = item.vtype;
+        let h = crate::types::hashed::Hashed::from_item(&ks, key, vtype, Some(item))?;
         Ok(Reply::text(h.encoding()))
     } else if is(sub, "encoding") {
         let v = &item.value;

@@ -24,7 +24,7 @@
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::Bytes;
-use caskade_engine::{ChunkWrite, CollectionWrite, Family, RootWrite, ValueType};
+use caskade_engine::{ChunkWrite, CollectionWrite, Family, Item, RootWrite, ValueType};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Above this many encoded bytes a collection is chunked.
@@ -53,7 +53,7 @@ fn encode_entries(out: &mut Vec<u8>, entries: &[Entry]) {
 }
 
 fn decode_entries(b: &Bytes) -> Result<Vec<Entry>, CmdError> {
-    let bad = || CmdError::err("collection record is damaged");
+    let bad = damaged;
     let mut out = Vec::new();
     let mut at = 0usize;
     let take = |at: &mut usize| -> Result<Bytes, CmdError> {
@@ -77,6 +77,11 @@ fn decode_entries(b: &Bytes) -> Result<Vec<Entry>, CmdError> {
     Ok(out)
 }
 
+/// A collection's record that does not decode.
+fn damaged() -> CmdError {
+    CmdError::err("collection record is damaged")
+}
+
 fn field_hash(f: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(f, 0x6361_736b)
 }
@@ -92,12 +97,15 @@ fn bucket(h: u64, n: u32) -> u32 {
     }
 }
 
+/// Chunks' entries by chunk number.
+type Chunks = BTreeMap<u32, Vec<Entry>>;
+
 enum Form {
     Inline(Vec<Entry>),
     Chunked {
         family: Family,
         /// Chunks read so far (and changed ones), by number.
-        chunks: BTreeMap<u32, Vec<Entry>>,
+        chunks: Chunks,
         dirty: BTreeSet<u32>,
     },
 }
@@ -121,6 +129,16 @@ impl<'k, 'a> Hashed<'k, 'a> {
     /// The collection of type `vtype` at `key` (empty if absent); WRONGTYPE if the key
     /// holds another type.
     pub fn open(ks: &'k Keyspace<'a>, key: &'k [u8], vtype: ValueType) -> Result<Self, CmdError> {
+        Hashed::from_item(ks, key, vtype, ks.get_typed(key)?)
+    }
+
+    /// [`Hashed::open`] from the root already read (`None`: the key is absent).
+    pub fn from_item(
+        ks: &'k Keyspace<'a>,
+        key: &'k [u8],
+        vtype: ValueType,
+        item: Option<Item>,
+    ) -> Result<Self, CmdError> {
         let mut h = Hashed {
             ks,
             key,
@@ -133,7 +151,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
             form: Form::Inline(Vec::new()),
             changed: false,
         };
-        let Some(item) = ks.get_typed(key)? else {
+        let Some(item) = item else {
             return Ok(h);
         };
         if item.vtype != vtype {
@@ -142,7 +160,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
         h.exists = true;
         h.expire_at_ms = item.expire_at_ms;
         let v = &item.value;
-        let bad = || CmdError::err("collection record is damaged");
+        let bad = damaged;
         match v.first() {
             Some(0) if v.len() >= 6 => {
                 h.big = v[1] & 1 != 0;
@@ -244,7 +262,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
 
     fn chunk_mut(&mut self, n: u32) -> Result<&mut Vec<Entry>, CmdError> {
         let Form::Chunked { family, chunks, .. } = &mut self.form else {
-            return Err(CmdError::err("collection record is damaged"));
+            return Err(damaged());
         };
         match chunks.entry(n) {
             std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
@@ -260,17 +278,13 @@ impl<'k, 'a> Hashed<'k, 'a> {
 
     /// The entries holding `field`'s place: the inline list, or its chunk.
     fn place(&mut self, field: &[u8]) -> Result<(&mut Vec<Entry>, Option<u32>), CmdError> {
-        match &self.form {
-            Form::Inline(_) => {
-                let Form::Inline(e) = &mut self.form else {
-                    return Err(CmdError::err("collection record is damaged"));
-                };
-                Ok((e, None))
-            }
-            Form::Chunked { family, .. } => {
-                let n = bucket(field_hash(field), family.chunks);
-                Ok((self.chunk_mut(n)?, Some(n)))
-            }
+        if let Form::Chunked { family, .. } = &self.form {
+            let n = bucket(field_hash(field), family.chunks);
+            return Ok((self.chunk_mut(n)?, Some(n)));
+        }
+        match &mut self.form {
+            Form::Inline(e) => Ok((e, None)),
+            Form::Chunked { .. } => Err(damaged()),
         }
     }
 
@@ -504,12 +518,21 @@ impl<'k, 'a> Hashed<'k, 'a> {
         Ok(())
     }
 
+    /// The chunked form's parts.
+    fn chunked(&mut self) -> Result<(&mut Family, &mut Chunks, &mut BTreeSet<u32>), CmdError> {
+        match &mut self.form {
+            Form::Chunked {
+                family,
+                chunks,
+                dirty,
+            } => Ok((family, chunks, dirty)),
+            Form::Inline(_) => Err(damaged()),
+        }
+    }
+
     /// Linear hashing's split: chunk `n - 2^L` gives the fields that now map to `n`.
     fn split(&mut self) -> Result<(), CmdError> {
-        let Form::Chunked { family, .. } = &self.form else {
-            return Ok(());
-        };
-        let n = family.chunks;
+        let n = self.chunked()?.0.chunks;
         let level = 31 - n.leading_zeros();
         let from = n - (1 << level);
         let old = std::mem::take(self.chunk_mut(from)?);
@@ -517,39 +540,21 @@ impl<'k, 'a> Hashed<'k, 'a> {
             .into_iter()
             .partition(|(f, _)| bucket(field_hash(f), n + 1) == n);
         *self.chunk_mut(from)? = kept;
-        let Form::Chunked {
-            family,
-            chunks,
-            dirty,
-        } = &mut self.form
-        else {
-            return Ok(());
-        };
+        let (family, chunks, dirty) = self.chunked()?;
         chunks.insert(n, moved);
         family.chunks = n + 1;
-        dirty.insert(from);
-        dirty.insert(n);
+        dirty.extend([from, n]);
         Ok(())
     }
 
     /// The reverse of [`Hashed::split`]: the last chunk goes back into its buddy.
     fn merge(&mut self) -> Result<(), CmdError> {
-        let Form::Chunked { family, .. } = &self.form else {
-            return Ok(());
-        };
-        let last = family.chunks - 1;
+        let last = self.chunked()?.0.chunks - 1;
         let level = 31 - last.leading_zeros();
         let into = last - (1 << level);
         let moved = std::mem::take(self.chunk_mut(last)?);
         self.chunk_mut(into)?.extend(moved);
-        let Form::Chunked {
-            family,
-            chunks,
-            dirty,
-        } = &mut self.form
-        else {
-            return Ok(());
-        };
+        let (family, chunks, dirty) = self.chunked()?;
         chunks.remove(&last);
         dirty.remove(&last);
         family.chunks = last;
@@ -561,6 +566,80 @@ impl<'k, 'a> Hashed<'k, 'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Applies `f` to the hash at `key` and commits.
+    fn change(ks: &Keyspace<'_>, f: impl FnOnce(&mut Hashed<'_, '_>)) {
+        let mut h = Hashed::open(ks, b"h", ValueType::Hash).expect("open");
+        f(&mut h);
+        h.commit().expect("commit");
+    }
+
+    #[test]
+    fn a_hash_grows_into_chunks_and_shrinks_back_against_a_model() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        let mut model = std::collections::BTreeMap::new();
+        let field = |i: u32| Bytes::from(format!("field:{i}"));
+        let value =
+            |i: u32, round: u32| Bytes::from(format!("{round}:{}", "v".repeat(i as usize % 40)));
+        for round in 0..3u32 {
+            // Grows well past one record, then most of it goes again.
+            for i in 0..2000u32 {
+                change(&ks, |h| {
+                    h.set(&field(i), &value(i, round)).expect("set");
+                });
+                model.insert(field(i), value(i, round));
+            }
+            let chunks = store.engine.stats().chunks;
+            assert!(
+                chunks > 20,
+                "round {round}: {chunks} chunks for 2000 fields"
+            );
+            for i in (0..2000u32).filter(|i| i % 10 != 0) {
+                change(&ks, |h| {
+                    assert!(h.remove(&field(i)).expect("remove"));
+                });
+                model.remove(&field(i));
+            }
+            let mut h = Hashed::open(&ks, b"h", ValueType::Hash).expect("open");
+            assert_eq!(h.len(), model.len() as u64);
+            let mut all = h.all().expect("all");
+            all.sort();
+            let want: Vec<Entry> = model.iter().map(|(f, v)| (f.clone(), v.clone())).collect();
+            assert_eq!(all, want, "round {round}");
+            for (f, v) in &model {
+                let mut p = Hashed::open_point(&ks, b"h", ValueType::Hash).expect("open");
+                assert_eq!(p.get(f).expect("get").as_ref(), Some(v));
+            }
+        }
+        let merged = store.engine.stats().chunks;
+        assert!(
+            merged <= 20,
+            "200 fields left in {merged} chunks: merges follow removals"
+        );
+        change(&ks, |h| {
+            for i in (0..2000u32).filter(|i| i % 10 == 0 && i % 100 != 0) {
+                assert!(h.remove(&field(i)).expect("remove"));
+                model.remove(&field(i));
+            }
+        });
+        assert_eq!(
+            store.engine.stats().chunks,
+            0,
+            "20 fields fit one record again"
+        );
+        let mut h = Hashed::open(&ks, b"h", ValueType::Hash).expect("open");
+        let mut all = h.all().expect("all");
+        all.sort();
+        let want: Vec<Entry> = model.iter().map(|(f, v)| (f.clone(), v.clone())).collect();
+        assert_eq!(all, want);
+        change(&ks, |h| {
+            for f in model.keys() {
+                h.remove(f).expect("remove");
+            }
+        });
+        assert!(!ks.exists(b"h").expect("exists"), "an empty hash is no key");
+    }
 
     #[test]
     fn linear_hashing_moves_only_the_split_chunk() {

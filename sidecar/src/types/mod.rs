@@ -35,9 +35,11 @@ pub fn copy_value(
         to.write_collection(dst, &change)?;
         return Ok(());
     }
-    let mut source = hashed::Hashed::open(from, src, item.vtype)?;
+    let vtype = item.vtype;
+    let exp = item.expire_at_ms;
+    let mut source = hashed::Hashed::from_item(from, src, vtype, Some(item))?;
     let entries = source.all()?;
     let big = source.is_big();
     to.delete(dst)?;
-    hashed::Hashed::fill(to, dst, item.vtype, entries, big, item.expire_at_ms)
+    hashed::Hashed::fill(to, dst, vtype, entries, big, exp)
 }
