@@ -113,9 +113,30 @@ impl<'a> Args<'a> {
         }
     }
 
+    /// Everything not consumed yet, consuming it (for the `parse!` parsers).
+    pub fn rest(&mut self) -> Result<&'a [Bytes], CmdError> {
+        Ok(self.take_rest())
+    }
+
     /// Everything not consumed yet, consuming it.
     pub fn take_rest(&mut self) -> &'a [Bytes] {
         std::mem::take(&mut self.rest)
+    }
+
+    /// A `numkeys` argument and the keys it counts (SINTERCARD, LMPOP, ZMPOP, ...):
+    /// Redis' errors for a count below 1 or past the arguments.
+    pub fn numkeys(&mut self) -> Result<&'a [Bytes], CmdError> {
+        let n = parse_i64(self.next_arg()?)
+            .filter(|&n| n > 0)
+            .ok_or(CmdError::err("numkeys should be greater than 0"))?;
+        if n as u64 > self.rest.len() as u64 {
+            return Err(CmdError::err(
+                "Number of keys can't be greater than number of args",
+            ));
+        }
+        let (keys, rest) = self.rest.split_at(n as usize);
+        self.rest = rest;
+        Ok(keys)
     }
 
     /// A SCAN-family cursor (`ERR invalid cursor` unless an unsigned integer).
@@ -151,6 +172,19 @@ impl<'a> Args<'a> {
             }
         }
         Ok(o)
+    }
+
+    /// The arguments of HSCAN, SSCAN and ZSCAN: a key, a cursor, MATCH and COUNT.
+    pub fn element_scan(&mut self) -> Result<ElementScan<'a>, CmdError> {
+        let key = self.next_key()?;
+        let cursor = self.next_cursor()?;
+        let o = self.scan_options(false)?;
+        Ok(ElementScan {
+            key,
+            cursor,
+            pattern: o.pattern,
+            count: o.count,
+        })
     }
 
     /// Succeeds only if every argument was consumed (`ERR syntax error` otherwise).
@@ -234,4 +268,17 @@ pub struct ScanOptions<'a> {
     pub count: usize,
     /// TYPE's name, as given.
     pub type_name: Option<&'a Bytes>,
+}
+
+/// What HSCAN, SSCAN and ZSCAN were asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElementScan<'a> {
+    /// The collection.
+    pub key: &'a Bytes,
+    /// Where to go on from (0: the start).
+    pub cursor: u64,
+    /// MATCH
+    pub pattern: Option<&'a Bytes>,
+    /// COUNT (at least 1)
+    pub count: usize,
 }

@@ -1,7 +1,7 @@
 //! The hash commands (HSET ... HSCAN): parsed into [`Cmd`], applied to a [`Hashed`]
 //! collection of the keyspace, whose changes reach the log as one atomic change.
 
-use super::args::{Args, is, parse_f64, parse_i64};
+use super::args::{Args, ElementScan, is, parse_f64, parse_i64};
 use super::{CmdError, CmdResult, DataCmd};
 use crate::glob;
 use crate::keyspace::Keyspace;
@@ -46,12 +46,7 @@ pub enum Cmd<'a> {
         values: bool,
     },
     /// HSCAN
-    Scan {
-        key: &'a Bytes,
-        cursor: u64,
-        pattern: Option<&'a Bytes>,
-        count: usize,
-    },
+    Scan(ElementScan<'a>),
 }
 
 /// What HGETALL-like commands answer with.
@@ -71,8 +66,7 @@ fn done<'a>(a: &Args<'a>, c: Cmd<'a>) -> Result<DataCmd<'a>, CmdError> {
 }
 
 fn set_pairs<'a>(a: &mut Args<'a>, ok: bool) -> Result<DataCmd<'a>, CmdError> {
-    let key = a.next_key()?;
-    let pairs = a.take_rest();
+    let (key, pairs) = (a.next_key()?, a.take_rest());
     if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
         return Err(CmdError::Arity(a.cmd()));
     }
@@ -87,21 +81,11 @@ pub fn hmset<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     set_pairs(a, true)
 }
 
-pub fn hsetnx<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let (k, f, v) = (a.next_key()?, a.next_arg()?, a.next_arg()?);
-    done(a, Cmd::SetNx(k, f, v))
-}
+parse!(hsetnx(k: next_key, f: next_arg, v: next_arg) => Cmd::SetNx(k, f, v));
 
-pub fn hget<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let (k, f) = (a.next_key()?, a.next_arg()?);
-    done(a, Cmd::Get(k, f))
-}
+parse!(hget(k: next_key, f: next_arg) => Cmd::Get(k, f));
 
-pub fn hmget<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let k = a.next_key()?;
-    let fields = a.take_rest();
-    done(a, Cmd::MGet(k, fields))
-}
+parse!(hmget(k: next_key, fields: rest) => Cmd::MGet(k, fields));
 
 fn all<'a>(a: &mut Args<'a>, part: Part) -> Result<DataCmd<'a>, CmdError> {
     let k = a.next_key()?;
@@ -120,32 +104,15 @@ pub fn hvals<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     all(a, Part::Values)
 }
 
-pub fn hdel<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let k = a.next_key()?;
-    let fields = a.take_rest();
-    done(a, Cmd::Del(k, fields))
-}
+parse!(hdel(k: next_key, fields: rest) => Cmd::Del(k, fields));
 
-pub fn hexists<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let (k, f) = (a.next_key()?, a.next_arg()?);
-    done(a, Cmd::Exists(k, f))
-}
+parse!(hexists(k: next_key, f: next_arg) => Cmd::Exists(k, f));
 
-pub fn hlen<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let k = a.next_key()?;
-    done(a, Cmd::Len(k))
-}
+parse!(hlen(k: next_key) => Cmd::Len(k));
 
-pub fn hstrlen<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let (k, f) = (a.next_key()?, a.next_arg()?);
-    done(a, Cmd::StrLen(k, f))
-}
+parse!(hstrlen(k: next_key, f: next_arg) => Cmd::StrLen(k, f));
 
-pub fn hincrby<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let (k, f) = (a.next_key()?, a.next_arg()?);
-    let by = a.next_i64()?;
-    done(a, Cmd::IncrBy(k, f, by))
-}
+parse!(hincrby(k: next_key, f: next_arg, by: next_i64) => Cmd::IncrBy(k, f, by));
 
 pub fn hincrbyfloat<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     let (k, f) = (a.next_key()?, a.next_arg()?);
@@ -170,20 +137,7 @@ pub fn hrandfield<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
     done(a, Cmd::RandField { key, count, values })
 }
 
-pub fn hscan<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let key = a.next_key()?;
-    let cursor = a.next_cursor()?;
-    let o = a.scan_options(false)?;
-    done(
-        a,
-        Cmd::Scan {
-            key,
-            cursor,
-            pattern: o.pattern,
-            count: o.count,
-        },
-    )
-}
+parse!(hscan(s: element_scan) => Cmd::Scan(s));
 
 /// A small pseudo-random source (HRANDFIELD needs no more).
 pub fn rng() -> impl FnMut(u64) -> u64 {
@@ -312,12 +266,12 @@ impl Cmd<'_> {
                 Ok(Reply::text(&text))
             }
             Cmd::RandField { key, count, values } => rand_field(ks, key, count, values),
-            Cmd::Scan {
+            Cmd::Scan(ElementScan {
                 key,
                 cursor,
                 pattern,
                 count,
-            } => {
+            }) => {
                 let (next, entries) = open(ks, key)?.scan(cursor, count)?;
                 let mut out = Vec::new();
                 for (f, v) in entries {

@@ -3,6 +3,18 @@
 //! typed value; a data command then applies that value to a [`Keyspace`] inside a unit
 //! that holds its keys' stripes. One file per command family; none panics on input.
 
+/// A command's parser that takes its arguments in order, each by an [`Args`] method,
+/// and builds its typed value: `parse!(hget(k: next_key, f: next_arg) => Cmd::Get(k, f));`.
+/// The family's own `done` checks that nothing is left and wraps the value.
+macro_rules! parse {
+    ($name:ident($($arg:ident: $how:ident),*) => $value:expr) => {
+        pub fn $name<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
+            $(let $arg = a.$how()?;)*
+            done(a, $value)
+        }
+    };
+}
+
 mod args;
 mod bits;
 mod connection;
@@ -15,6 +27,7 @@ mod keys;
 mod lcs;
 mod scripting;
 mod server;
+mod sets;
 mod strings;
 mod transaction;
 
@@ -50,6 +63,8 @@ pub enum DataCmd<'a> {
     Lcs(lcs::Cmd<'a>),
     /// A hash command.
     Hash(hashes::Cmd<'a>),
+    /// A set command.
+    Set(sets::Cmd<'a>),
 }
 
 impl DataCmd<'_> {
@@ -61,6 +76,7 @@ impl DataCmd<'_> {
             DataCmd::Bit(c) => c.apply(ks),
             DataCmd::Lcs(c) => c.apply(ks),
             DataCmd::Hash(c) => c.apply(ks),
+            DataCmd::Set(c) => c.apply(ks),
         }
     }
 }
@@ -180,6 +196,8 @@ const fn has_flag(flags: &[&str], flag: &str) -> bool {
 const ONE: KeySpec = KeySpec::Range(1, 1, 1);
 const ALL_ARGS: KeySpec = KeySpec::Range(1, -1, 1);
 const TWO: KeySpec = KeySpec::Range(1, 2, 1);
+/// `numkeys` first, then the keys it counts (SINTERCARD, ZUNION, LMPOP, ...).
+const COUNTED: KeySpec = KeySpec::Counted(1);
 const PAIRS: KeySpec = KeySpec::Range(1, -1, 2);
 const READS_EVERY: KeySpec = KeySpec::Every { write: false };
 const WRITES_EVERY: KeySpec = KeySpec::Every { write: true };
@@ -317,6 +335,30 @@ pub static COMMANDS: &[Spec] = &[
     data!("hincrbyfloat", 4, WDF, ONE, hashes::hincrbyfloat),
     data!("hrandfield", -2, RO, ONE, hashes::hrandfield),
     data!("hscan", -3, RO, ONE, hashes::hscan),
+    // sets
+    data!("sadd", -3, WDF, ONE, sets::sadd),
+    data!("srem", -3, WF, ONE, sets::srem),
+    data!("smembers", 2, RO, ONE, sets::smembers),
+    data!("sismember", 3, R, ONE, sets::sismember),
+    data!("smismember", -3, R, ONE, sets::smismember),
+    data!("scard", 2, R, ONE, sets::scard),
+    data!("spop", -2, WF, ONE, sets::spop),
+    data!("srandmember", -2, RO, ONE, sets::srandmember),
+    data!("smove", 4, WF, TWO, sets::smove),
+    data!("sinter", -2, RO, ALL_ARGS, sets::sinter),
+    data!(
+        "sintercard",
+        -3,
+        &["readonly", "movablekeys"],
+        COUNTED,
+        sets::sintercard
+    ),
+    data!("sinterstore", -3, W, ALL_ARGS, sets::sinterstore),
+    data!("sunion", -2, RO, ALL_ARGS, sets::sunion),
+    data!("sunionstore", -3, W, ALL_ARGS, sets::sunionstore),
+    data!("sdiff", -2, RO, ALL_ARGS, sets::sdiff),
+    data!("sdiffstore", -3, W, ALL_ARGS, sets::sdiffstore),
+    data!("sscan", -3, RO, ONE, sets::sscan),
     // keys
     data!("del", -2, &["write"], ALL_ARGS, keys::del),
     data!("unlink", -2, WF, ALL_ARGS, keys::del),

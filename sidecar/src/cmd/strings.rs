@@ -470,7 +470,12 @@ fn apply_set(ks: &mut Keyspace<'_>, s: Set<'_>) -> CmdResult {
         SetTtl::Clear | SetTtl::Keep => None,
     };
     let needs_old = s.get || s.cond != Cond::Always || s.ttl == SetTtl::Keep;
-    let old = if needs_old { ks.get_item(s.key)? } else { None };
+    // Without GET, a key of any type counts as present (and is replaced), as in Redis.
+    let old = match (needs_old, s.get) {
+        (false, _) => None,
+        (true, true) => ks.get_item(s.key)?,
+        (true, false) => ks.get_typed(s.key)?,
+    };
     let old_reply = || Reply::opt(old.as_ref().map(|o| o.value.clone()));
     let blocked = match s.cond {
         Cond::Always => false,

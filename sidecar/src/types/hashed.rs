@@ -35,6 +35,13 @@ const CHUNK_TARGET: usize = 2 << 10;
 const LISTPACK_ENTRIES: usize = 128;
 /// ...each field and value at most this long.
 const LISTPACK_VALUE: usize = 64;
+/// Redis keeps a set of integers in an intset up to this many members.
+pub const INTSET_ENTRIES: usize = 512;
+
+/// The integer Redis' intset would hold `member` as (its canonical decimal form).
+pub fn intset_value(member: &[u8]) -> Option<i64> {
+    crate::cmd::parse_i64(member)
+}
 
 /// One field and its value.
 pub type Entry = (Bytes, Bytes);
@@ -257,7 +264,11 @@ impl<'k, 'a> Hashed<'k, 'a> {
 
     /// The name Redis' OBJECT ENCODING gives it.
     pub fn encoding(&self) -> &'static str {
-        if self.big { "hashtable" } else { "listpack" }
+        match (self.big, self.vtype) {
+            (true, _) => "hashtable",
+            (false, ValueType::Set) => "intset",
+            (false, _) => "listpack",
+        }
     }
 
     fn chunk_mut(&mut self, n: u32) -> Result<&mut Vec<Entry>, CmdError> {
@@ -319,12 +330,14 @@ impl<'k, 'a> Hashed<'k, 'a> {
         if new {
             self.count += 1;
         }
-        if field.len() > LISTPACK_VALUE
-            || value.len() > LISTPACK_VALUE
-            || self.count as usize > LISTPACK_ENTRIES
-        {
-            self.big = true;
-        }
+        self.big |= match self.vtype {
+            ValueType::Set => self.count as usize > INTSET_ENTRIES || intset_value(field).is_none(),
+            _ => {
+                field.len() > LISTPACK_VALUE
+                    || value.len() > LISTPACK_VALUE
+                    || self.count as usize > LISTPACK_ENTRIES
+            }
+        };
         self.exists = true;
         self.changed = true;
         Ok(new)
@@ -354,22 +367,27 @@ impl<'k, 'a> Hashed<'k, 'a> {
         }
     }
 
-    /// Every entry: in insertion order while inline, chunk by chunk otherwise.
+    /// Every entry, in the order Redis answers with where it has one: a small hash in
+    /// insertion order, an intset in numeric order; chunk by chunk otherwise.
     pub fn all(&mut self) -> Result<Vec<Entry>, CmdError> {
         if !self.exists {
             return Ok(Vec::new());
         }
-        match &self.form {
-            Form::Inline(e) => Ok(e.clone()),
+        let mut out = match &self.form {
+            Form::Inline(e) => e.clone(),
             Form::Chunked { family, .. } => {
                 let n = family.chunks;
                 let mut out = Vec::with_capacity(self.count as usize);
                 for i in 0..n {
                     out.extend(self.chunk_mut(i)?.iter().cloned());
                 }
-                Ok(out)
+                out
             }
+        };
+        if self.vtype == ValueType::Set && !self.big {
+            out.sort_by_key(|(m, _)| intset_value(m));
         }
+        Ok(out)
     }
 
     /// One page of a scan from `cursor` (0 to start) with at least `count` entries
@@ -378,9 +396,10 @@ impl<'k, 'a> Hashed<'k, 'a> {
         if !self.exists {
             return Ok((0, Vec::new()));
         }
+        // Redis answers a collection in its small encoding in one page.
         let n = match &self.form {
-            Form::Inline(e) => return Ok((0, e.clone())),
-            Form::Chunked { family, .. } => family.chunks as u64,
+            Form::Chunked { family, .. } if self.big => family.chunks as u64,
+            _ => return Ok((0, self.all()?)),
         };
         let mut out = Vec::new();
         let mut at = cursor;
