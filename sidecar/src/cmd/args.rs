@@ -124,15 +124,14 @@ impl<'a> Args<'a> {
     }
 
     /// A `numkeys` argument and the keys it counts (SINTERCARD, LMPOP, ZMPOP, ...):
-    /// Redis' errors for a count below 1 or past the arguments.
-    pub fn numkeys(&mut self) -> Result<&'a [Bytes], CmdError> {
+    /// Redis' error for a count below 1, and `past_end` for one past the arguments
+    /// (commands differ there).
+    pub fn numkeys(&mut self, past_end: CmdError) -> Result<&'a [Bytes], CmdError> {
         let n = parse_i64(self.next_arg()?)
             .filter(|&n| n > 0)
             .ok_or(CmdError::err("numkeys should be greater than 0"))?;
         if n as u64 > self.rest.len() as u64 {
-            return Err(CmdError::err(
-                "Number of keys can't be greater than number of args",
-            ));
+            return Err(past_end);
         }
         let (keys, rest) = self.rest.split_at(n as usize);
         self.rest = rest;

@@ -25,6 +25,7 @@ mod hashes;
 mod info;
 mod keys;
 mod lcs;
+mod lists;
 mod scripting;
 mod server;
 mod sets;
@@ -65,6 +66,8 @@ pub enum DataCmd<'a> {
     Hash(hashes::Cmd<'a>),
     /// A set command.
     Set(sets::Cmd<'a>),
+    /// A list command.
+    List(lists::Cmd<'a>),
 }
 
 impl DataCmd<'_> {
@@ -77,6 +80,7 @@ impl DataCmd<'_> {
             DataCmd::Lcs(c) => c.apply(ks),
             DataCmd::Hash(c) => c.apply(ks),
             DataCmd::Set(c) => c.apply(ks),
+            DataCmd::List(c) => c.apply(ks),
         }
     }
 }
@@ -335,6 +339,30 @@ pub static COMMANDS: &[Spec] = &[
     data!("hincrbyfloat", 4, WDF, ONE, hashes::hincrbyfloat),
     data!("hrandfield", -2, RO, ONE, hashes::hrandfield),
     data!("hscan", -3, RO, ONE, hashes::hscan),
+    // lists
+    data!("lpush", -3, WDF, ONE, lists::lpush),
+    data!("rpush", -3, WDF, ONE, lists::rpush),
+    data!("lpushx", -3, WDF, ONE, lists::lpushx),
+    data!("rpushx", -3, WDF, ONE, lists::rpushx),
+    data!("lpop", -2, WF, ONE, lists::lpop),
+    data!("rpop", -2, WF, ONE, lists::rpop),
+    data!("llen", 2, R, ONE, lists::llen),
+    data!("lrange", 4, RO, ONE, lists::lrange),
+    data!("lindex", 3, RO, ONE, lists::lindex),
+    data!("lset", 4, W, ONE, lists::lset),
+    data!("lrem", 4, &["write"], ONE, lists::lrem),
+    data!("ltrim", 4, &["write"], ONE, lists::ltrim),
+    data!("linsert", 5, W, ONE, lists::linsert),
+    data!("lpos", -3, RO, ONE, lists::lpos),
+    data!("lmove", 5, W, TWO, lists::lmove),
+    data!("rpoplpush", 3, W, TWO, lists::rpoplpush),
+    data!(
+        "lmpop",
+        -4,
+        &["write", "movablekeys"],
+        COUNTED,
+        lists::lmpop
+    ),
     // sets
     data!("sadd", -3, WDF, ONE, sets::sadd),
     data!("srem", -3, WF, ONE, sets::srem),

@@ -300,10 +300,9 @@ pub fn memory(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
                 && item.vtype != caskade_engine::ValueType::String
             {
                 let ks = crate::keyspace::Keyspace::new(&s.store, sess.db);
-                let vtype = item.vtype;
-                let h = crate::types::hashed::Hashed::from_item(&ks, key, vtype, Some(item))?;
+                let shape = crate::types::shape(&ks, key, item)?;
                 let chunk_key = key.len() + caskade_engine::CHUNK_KEY_EXTRA;
-                bytes += h.stored_bytes() as usize
+                bytes += shape.stored_bytes as usize
                     + f.chunks as usize * (22 + chunk_key + caskade_engine::INDEX_SLOT_BYTES);
             }
             Ok(Reply::Int(bytes as i64))
@@ -325,9 +324,7 @@ pub fn object(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
     };
     if is(sub, "encoding") && item.vtype != caskade_engine::ValueType::String {
         let ks = crate::keyspace::Keyspace::new(&s.store, sess.db);
-        let vtype = item.vtype;
-        let h = crate::types::hashed::Hashed::from_item(&ks, key, vtype, Some(item))?;
-        Ok(Reply::text(h.encoding()))
+        Ok(Reply::text(crate::types::shape(&ks, key, item)?.encoding))
     } else if is(sub, "encoding") {
         let v = &item.value;
         let int = v.len() <= 20 && parse_i64(v).is_some();

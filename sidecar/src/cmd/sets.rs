@@ -145,7 +145,9 @@ pub fn sdiffstore<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
 }
 
 pub fn sintercard<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let keys = a.numkeys()?;
+    let keys = a.numkeys(CmdError::err(
+        "Number of keys can't be greater than number of args",
+    ))?;
     let mut limit = 0;
     while let Some(opt) = a.next_opt() {
         if !is(opt, "LIMIT") {

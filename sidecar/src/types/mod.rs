@@ -3,6 +3,7 @@
 //! any type for RENAME, COPY and MOVE).
 
 pub mod hashed;
+pub mod listed;
 
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
@@ -37,9 +38,39 @@ pub fn copy_value(
     }
     let vtype = item.vtype;
     let exp = item.expire_at_ms;
+    if vtype == ValueType::List {
+        let elems = listed::Listed::from_item(from, src, Some(item))?.all()?;
+        to.delete(dst)?;
+        return listed::Listed::fill(to, dst, elems, exp);
+    }
     let mut source = hashed::Hashed::from_item(from, src, vtype, Some(item))?;
     let entries = source.all()?;
     let big = source.is_big();
     to.delete(dst)?;
     hashed::Hashed::fill(to, dst, vtype, entries, big, exp)
+}
+
+/// What OBJECT ENCODING and MEMORY USAGE say of a collection.
+pub struct Shape {
+    /// Redis' name for the encoding it would use.
+    pub encoding: &'static str,
+    /// Encoded bytes of every element.
+    pub stored_bytes: u64,
+}
+
+/// The [`Shape`] of the collection whose root `item` is at `key`.
+pub fn shape(ks: &Keyspace<'_>, key: &[u8], item: Item) -> Result<Shape, CmdError> {
+    if item.vtype == ValueType::List {
+        let l = listed::Listed::from_item(ks, key, Some(item))?;
+        return Ok(Shape {
+            encoding: l.encoding(),
+            stored_bytes: l.stored_bytes(),
+        });
+    }
+    let vtype = item.vtype;
+    let h = hashed::Hashed::from_item(ks, key, vtype, Some(item))?;
+    Ok(Shape {
+        encoding: h.encoding(),
+        stored_bytes: h.stored_bytes(),
+    })
 }
