@@ -10,3 +10,12 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def rss_kib(pid):
+    """Process `pid`'s resident set size in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

@@ -1,5 +1,6 @@
 //! The short fault campaign (`bench/chaos/chaos.py --short all`) against this build:
-//! kill -9 under acknowledged writes (`always`, `everysec`) and during eviction with
+//! kill -9 under acknowledged writes (`always`, `everysec`), under multi-element
+//! collection writes (no command half applied), and during eviction with
 //! each policy, a full disk (when run as root), damaged segments and hints, connection
 //! bursts at `max_clients`, and the memory of closed connections. Any lost, wrong or
 //! older value fails it; the long campaign is run by hand (see README "Reliability").

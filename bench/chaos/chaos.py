@@ -5,10 +5,15 @@ what is allowed (the newest acknowledged value, or a miss where eviction or dama
 permits one; never an older version, never a wrong value).
 
 Usage: python3 bench/chaos/chaos.py [--bin PATH] [--short] CAMPAIGN...
-  CAMPAIGN: kill9 evict diskfull damage burst memory all
+  CAMPAIGN: kill9 collections evict diskfull damage burst memory all
   --bin    the caskade binary (default: $CASKADE_BIN, else target/release/caskade)
   --short  a few seconds per campaign (what the test suite runs)
   --rounds N  rounds for kill9/evict/damage (default 20, short 2-3)
+
+`collections` kills caskade under pipelined multi-element HSET, SADD and RPUSH on
+chunked collections: every acknowledged element must be there, and no command may be
+half applied (all of its fields, members or elements, or none; a list a prefix of what
+was pushed, in order).
 
 Each campaign prints one line per round and a summary: rounds, operations, lost,
 wrong, older; it exits non-zero if anything was lost, wrong or older. `diskfull`
@@ -30,20 +35,12 @@ import time
 
 import redis
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchlib import free_port  # noqa: E402
+from benchlib import free_port, rss_kib  # noqa: E402
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Server:
@@ -187,6 +184,19 @@ def check_keys(srv, logs, tally, evicting):
                 tally.notes.append(f"{k}: version {ver} never sent")
 
 
+def kill_during(srv, threads, stop, short):
+    """Starts the writer `threads`, kills the server -9 a moment later, stops the
+    writers and starts the server again on the same data."""
+    for t in threads:
+        t.start()
+    time.sleep(random.uniform(0.3, 0.8 if short else 2.5))
+    srv.kill9()
+    stop.set()
+    for t in threads:
+        t.join()
+    srv.start()
+
+
 def kill9_campaign(binary, work, rounds, short, name, flags, evicting, keys, value_len):
     total = Tally(name)
     data = os.path.join(work, name.replace(" ", "_"))
@@ -198,18 +208,120 @@ def kill9_campaign(binary, work, rounds, short, name, flags, evicting, keys, val
         threads = [threading.Thread(target=writer, args=(srv, w, keys, stop, logs, 16, 0.05,
                                                          value_len, counter, (rnd + 1) * 10**8))
                    for w in range(4)]
-        for t in threads:
-            t.start()
-        time.sleep(random.uniform(0.3, 0.8 if short else 2.5))
-        srv.kill9()
-        stop.set()
-        for t in threads:
-            t.join()
-        srv.start()
+        kill_during(srv, threads, stop, short)
         t = Tally(name)
         t.rounds = 1
         t.ops = counter[0]
         check_keys(srv, logs, t, evicting)
+        total.rounds += 1
+        total.add(t)
+        print(f"  round {rnd + 1}: {t.line()}", flush=True)
+        total.notes += t.notes[:5]
+    srv.stop()
+    return total
+
+
+# --- kill -9 under multi-element collection writes ------------------------------------
+
+
+def collection_writer(srv, wid, rnd, stop, sent, acked, counter):
+    """Pipelines of HSET/SADD of three new fields/members and RPUSH of two elements,
+    all named by one version; `sent` in order, `acked` once the pipeline answered."""
+    r = srv.client()
+    ver = 0
+    h, s, l = f"h{rnd}:{wid}", f"s{rnd}:{wid}", f"l{rnd}:{wid}"
+    while not stop.is_set():
+        pipe = r.pipeline(transaction=False)
+        staged = []
+        for _ in range(8):
+            ver += 1
+            pipe.hset(h, mapping={f"f:{ver}:{x}": f"{ver}:{x}".ljust(24, "v") for x in "abc"})
+            pipe.sadd(s, *(f"m:{ver}:{x}" for x in "abc"))
+            pipe.rpush(l, f"{ver}:a", f"{ver}:b")
+            sent.append(ver)
+            staged.append(ver)
+        try:
+            pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            return
+        acked.update(staged)
+        counter[0] += 3 * len(staged)
+
+
+def check_collection(names, sent, acked, tally, what):
+    """`names` (fields or members `x:VER:y`) against the versions sent and acked: each
+    version all three or none, every acked one there, none never sent."""
+    seen = {}
+    for n in names:
+        n = n.decode()
+        if n.startswith("p:"):
+            continue
+        try:
+            ver = int(n.split(":")[1])
+        except (IndexError, ValueError):
+            tally.wrong += 1
+            tally.notes.append(f"{what}: unparseable {n[:40]!r}")
+            continue
+        seen[ver] = seen.get(ver, 0) + 1
+    sent_set = set(sent)
+    for ver, n in seen.items():
+        if ver not in sent_set:
+            tally.wrong += 1
+            tally.notes.append(f"{what}: version {ver} never sent")
+        elif n != 3:
+            tally.wrong += 1
+            tally.notes.append(f"{what}: version {ver} half applied ({n} of 3)")
+    for ver in acked:
+        if ver not in seen:
+            tally.lost += 1
+            tally.notes.append(f"{what}: acknowledged version {ver} lost")
+
+
+def collections_campaign(binary, work, rounds, short, fsync):
+    total = Tally(f"collections fsync {fsync}")
+    data = os.path.join(work, f"collections_{fsync}")
+    srv = Server(binary, data, "--fsync", fsync).start()
+    writers = 3
+    for rnd in range(rounds):
+        r = srv.client()
+        # Big enough to be chunked from the start: every change then rewrites chunks
+        # and a root as one run, and growth splits chunks.
+        for w in range(writers):
+            r.hset(f"h{rnd}:{w}", mapping={f"p:{i}": "x" * 20 for i in range(1500)})
+            r.sadd(f"s{rnd}:{w}", *(f"p:{i}" for i in range(1500)))
+            r.rpush(f"l{rnd}:{w}", *(f"p:{i}" for i in range(3000)))
+        r.close()
+        stop = threading.Event()
+        counter = [0]
+        sent = [[] for _ in range(writers)]
+        acked = [set() for _ in range(writers)]
+        threads = [threading.Thread(target=collection_writer,
+                                    args=(srv, w, rnd, stop, sent[w], acked[w], counter))
+                   for w in range(writers)]
+        kill_during(srv, threads, stop, short)
+        t = Tally(total.name)
+        t.rounds, t.ops = 1, counter[0]
+        r = srv.client()
+        for w in range(writers):
+            check_collection(r.hkeys(f"h{rnd}:{w}"), sent[w], acked[w], t, f"h{rnd}:{w}")
+            check_collection(r.smembers(f"s{rnd}:{w}"), sent[w], acked[w], t, f"s{rnd}:{w}")
+            got = [e.decode() for e in r.lrange(f"l{rnd}:{w}", 0, -1)]
+            prefill = [f"p:{i}" for i in range(3000)]
+            if got[:3000] != prefill:
+                t.wrong += 1
+                t.notes.append(f"l{rnd}:{w}: the prefilled elements changed")
+            pushed = got[3000:]
+            # The pushes after the prefill: exactly the first k versions sent, in order,
+            # both elements each, k at least every acknowledged one.
+            k = len(pushed) // 2
+            want = [e for ver in sent[w][:k] for e in (f"{ver}:a", f"{ver}:b")]
+            if pushed != want:
+                t.wrong += 1
+                t.notes.append(f"l{rnd}:{w}: {len(pushed)} pushed elements are not a prefix of what was sent")
+            if k < len(acked[w]):
+                t.lost += len(acked[w]) - k
+                t.notes.append(f"l{rnd}:{w}: {len(acked[w]) - k} acknowledged pushes lost")
+        r.close()
         total.rounds += 1
         total.add(t)
         print(f"  round {rnd + 1}: {t.line()}", flush=True)
@@ -512,7 +624,7 @@ def main():
     a = ap.parse_args()
     names = a.campaigns
     if names == ["all"]:
-        names = ["kill9", "evict", "diskfull", "damage", "burst", "memory"]
+        names = ["kill9", "collections", "evict", "diskfull", "damage", "burst", "memory"]
     rounds = a.rounds or (2 if a.short else 20)
     work = tempfile.mkdtemp(prefix="caskade-chaos-")
     results = []
@@ -524,6 +636,9 @@ def main():
                 for fsync in ("always", "everysec"):
                     results.append(kill9_campaign(a.bin, work, rounds, a.short, f"kill9 fsync {fsync}",
                                                   ["--fsync", fsync], False, 2000, 100))
+            elif name == "collections":
+                for fsync in ("always", "everysec"):
+                    results.append(collections_campaign(a.bin, work, rounds, a.short, fsync))
             elif name == "evict":
                 for policy in ("lru", "fifo", "sieve", "s3-fifo"):
                     budget = ["--max-disk-bytes", "8mb", "--segment-bytes", "1mb"] if a.short else \

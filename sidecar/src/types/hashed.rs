@@ -435,8 +435,8 @@ impl<'k, 'a> Hashed<'k, 'a> {
     }
 
     /// Writes the changes as one atomic change of the log (removing the key once it
-    /// has no fields), splitting or merging at most a few chunks to keep them near
-    /// their target size.
+    /// has no fields), splitting or merging chunks to keep them near their target
+    /// size: one split per chunk's worth of growth.
     pub fn commit(mut self) -> Result<(), CmdError> {
         if !self.changed {
             return Ok(());
@@ -524,11 +524,17 @@ impl<'k, 'a> Hashed<'k, 'a> {
                 }
                 self.form = Form::Inline(all);
             }
-            Form::Chunked { family, .. } => {
-                let n = family.chunks;
-                if bytes > n as usize * CHUNK_TARGET {
+            Form::Chunked { .. } => {
+                // As many splits (or merges) as this change's growth (or shrinkage)
+                // calls for: one for a field or two, more for a command of many.
+                while bytes > self.chunked()?.0.chunks as usize * CHUNK_TARGET {
                     self.split()?;
-                } else if n > 2 && bytes < n as usize * CHUNK_TARGET / 4 {
+                }
+                loop {
+                    let n = self.chunked()?.0.chunks as usize;
+                    if n <= 2 || bytes >= n * CHUNK_TARGET / 4 {
+                        break;
+                    }
                     self.merge()?;
                 }
             }
@@ -658,6 +664,29 @@ mod tests {
             }
         });
         assert!(!ks.exists(b"h").expect("exists"), "an empty hash is no key");
+    }
+
+    #[test]
+    fn one_command_of_many_fields_splits_as_often_as_it_grows() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        // Chunked first, then 20 changes of 1,000 fields each (about 36 KiB apiece).
+        for round in 0..21u32 {
+            change(&ks, |h| {
+                for i in 0..1000u32 {
+                    let f = Bytes::from(format!("field:{round}:{i:06}"));
+                    h.set(&f, &Bytes::from_static(b"0123456789abcdef"))
+                        .expect("set");
+                }
+            });
+        }
+        let h = Hashed::open(&ks, b"h", ValueType::Hash).expect("open");
+        let chunks = store.engine.stats().chunks;
+        let average = h.stored_bytes() / chunks;
+        assert!(
+            average <= CHUNK_TARGET as u64,
+            "{chunks} chunks average {average} bytes: a point read stays one small chunk"
+        );
     }
 
     #[test]
