@@ -22,6 +22,9 @@ pub enum KeySpec {
     /// The argument at this position (the name is 0) counts the keys that follow it
     /// (EVAL's `numkeys`).
     Counted(usize),
+    /// SORT's: the first argument, and STORE's destination. A SORT whose BY or GET
+    /// patterns read other keys holds every stripe.
+    Sort,
 }
 
 impl KeySpec {
@@ -37,6 +40,7 @@ impl KeySpec {
                     .unwrap_or(0) as i32;
                 (at as i32 + 1, at as i32 + n, 1)
             }
+            KeySpec::Sort => (1, 1, 1),
             KeySpec::None | KeySpec::Every { .. } => (1, 0, 1),
         };
         let n = rest.len() as i32;
@@ -47,7 +51,15 @@ impl KeySpec {
         } else {
             0..0
         };
-        rest.get(range).unwrap_or_default().iter().step_by(step)
+        let store = match self {
+            KeySpec::Sort => crate::cmd::sort_store_target(rest),
+            _ => None,
+        };
+        rest.get(range)
+            .unwrap_or_default()
+            .iter()
+            .step_by(step)
+            .chain(store)
     }
 }
 
@@ -93,7 +105,8 @@ impl<'a> Span<'a> {
                     None => Span::Nothing,
                 }
             }
-            KeySpec::Range(..) | KeySpec::Counted(_) => {
+            KeySpec::Sort if crate::cmd::sort_reads_patterns(rest) => Span::Everything,
+            KeySpec::Range(..) | KeySpec::Counted(_) | KeySpec::Sort => {
                 let mut named = keys.keys_in(rest).map(|k| &k[..]);
                 match (named.next(), named.next()) {
                     (None, _) => Span::Nothing,
@@ -129,6 +142,21 @@ mod tests {
     const TWO: KeySpec = KeySpec::Range(1, 2, 1);
     const ALL: KeySpec = KeySpec::Range(1, -1, 1);
     const PAIRS: KeySpec = KeySpec::Range(1, -1, 2);
+
+    #[test]
+    fn a_sort_holds_its_key_and_destination_or_everything_for_patterns() {
+        let a = v(&["l", "DESC", "STORE", "dst"]);
+        assert_eq!(
+            Span::of(KeySpec::Sort, &a, false),
+            Span::Keys(vec![b"l", b"dst"])
+        );
+        let a = v(&["l", "ALPHA"]);
+        assert_eq!(Span::of(KeySpec::Sort, &a, false), Span::One(b"l"));
+        let a = v(&["l", "BY", "w_*", "STORE", "dst"]);
+        assert_eq!(Span::of(KeySpec::Sort, &a, false), Span::Everything);
+        let a = v(&["l", "get", "#"]);
+        assert_eq!(Span::of(KeySpec::Sort, &a, false), Span::Everything);
+    }
 
     #[test]
     fn spans_come_from_key_positions() {

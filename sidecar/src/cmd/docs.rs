@@ -613,18 +613,18 @@ impl Parser {
             let Some(ty) = VALUE_TYPES.iter().find(|t| **t == ty) else {
                 return self.err(&format!("unknown type {ty:?}"));
             };
-            let key = if *ty == "key" {
-                let index = if self.eat(b'#') {
-                    let w = self.word();
-                    w.parse().map_err(|_| format!("bad key index {w:?}"))?
-                } else {
-                    self.keys
-                };
-                self.keys = self.keys.max(index + 1);
-                Some(index)
+            // A key counts in order unless `#N` names its key spec; a value of another
+            // type has one only when named (SORT's patterns name the keys they read).
+            let index = if self.eat(b'#') {
+                let w = self.word();
+                Some(w.parse().map_err(|_| format!("bad key index {w:?}"))?)
             } else {
-                None
+                (*ty == "key").then_some(self.keys)
             };
+            if let Some(i) = index {
+                self.keys = self.keys.max(i + 1);
+            }
+            let key = index;
             (name.to_owned(), Kind::Value(ty, key))
         } else if word.bytes().all(|c| !c.is_ascii_lowercase()) {
             token = Some(word);

@@ -29,6 +29,7 @@ mod lists;
 mod scripting;
 mod server;
 mod sets;
+mod sort;
 mod strings;
 mod transaction;
 
@@ -46,6 +47,7 @@ pub use args::Args;
 pub use args::parse_i64;
 pub use connection::{REDIS_VERSION, Session};
 pub use error::{CmdError, CmdResult};
+pub use sort::{reads_patterns as sort_reads_patterns, store_target as sort_store_target};
 
 /// A key and a value, as commands name them (borrowed from the request).
 pub type KeyPair<'a> = (&'a Bytes, &'a Bytes);
@@ -68,6 +70,8 @@ pub enum DataCmd<'a> {
     Set(sets::Cmd<'a>),
     /// A list command.
     List(lists::Cmd<'a>),
+    /// SORT, SORT_RO.
+    Sort(sort::Cmd<'a>),
 }
 
 impl DataCmd<'_> {
@@ -81,6 +85,7 @@ impl DataCmd<'_> {
             DataCmd::Hash(c) => c.apply(ks),
             DataCmd::Set(c) => c.apply(ks),
             DataCmd::List(c) => c.apply(ks),
+            DataCmd::Sort(c) => c.apply(ks),
         }
     }
 }
@@ -127,6 +132,7 @@ impl Spec {
     pub fn key_triple(&self) -> (i32, i32, i32) {
         match self.keys {
             KeySpec::Range(f, l, s) => (f, l, s),
+            KeySpec::Sort => (1, 1, 1),
             KeySpec::None | KeySpec::Every { .. } | KeySpec::Counted(_) => (0, 0, 0),
         }
     }
@@ -413,6 +419,20 @@ pub static COMMANDS: &[Spec] = &[
     data!("flushdb", -1, &["write"], WRITES_EVERY, keys::flushdb),
     data!("flushall", -1, &["write"], WRITES_EVERY, keys::flushall),
     data!("swapdb", 3, WF, WRITES_EVERY, keys::swapdb),
+    data!(
+        "sort",
+        -2,
+        &["write", "denyoom", "movablekeys"],
+        KeySpec::Sort,
+        sort::sort
+    ),
+    data!(
+        "sort_ro",
+        -2,
+        &["readonly", "movablekeys"],
+        KeySpec::Sort,
+        sort::sort_ro
+    ),
     // connection
     ctl!("ping", -1, F, connection::ping),
     ctl!("echo", 2, LSF, connection::echo),
