@@ -21,10 +21,11 @@
 //! whose hash `h` gives `h mod 2^(L+1) = i` (or `h mod 2^L = i` where `h mod 2^(L+1) >= n`),
 //! with `L = floor(log2 n)`.
 
+use super::take_prefixed;
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::Bytes;
-use caskade_engine::{ChunkWrite, CollectionWrite, Family, Item, RootWrite, ValueType};
+use caskade_engine::{Family, Item, ValueType};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Above this many encoded bytes a collection is chunked.
@@ -60,25 +61,11 @@ fn encode_entries(out: &mut Vec<u8>, entries: &[Entry]) {
 }
 
 fn decode_entries(b: &Bytes) -> Result<Vec<Entry>, CmdError> {
-    let bad = damaged;
     let mut out = Vec::new();
     let mut at = 0usize;
-    let take = |at: &mut usize| -> Result<Bytes, CmdError> {
-        let len_end = at
-            .checked_add(4)
-            .filter(|&e| e <= b.len())
-            .ok_or_else(bad)?;
-        let len = u32::from_le_bytes(b[*at..len_end].try_into().map_err(|_| bad())?) as usize;
-        let end = len_end
-            .checked_add(len)
-            .filter(|&e| e <= b.len())
-            .ok_or_else(bad)?;
-        *at = end;
-        Ok(b.slice(len_end..end))
-    };
     while at < b.len() {
-        let f = take(&mut at)?;
-        let v = take(&mut at)?;
+        let f = take_prefixed(b, &mut at).ok_or_else(damaged)?;
+        let v = take_prefixed(b, &mut at).ok_or_else(damaged)?;
         out.push((f, v));
     }
     Ok(out)
@@ -450,7 +437,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
         self.reshape()?;
         let mut root = Vec::with_capacity(18);
         let flags = self.big as u8;
-        let mut bodies: Vec<(u32, Vec<u8>)> = Vec::new();
+        let mut bodies: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
         let family = match &self.form {
             Form::Inline(e) => {
                 root.extend_from_slice(&[0, flags]);
@@ -469,28 +456,13 @@ impl<'k, 'a> Hashed<'k, 'a> {
                 for &n in dirty {
                     let mut b = Vec::new();
                     encode_entries(&mut b, &chunks[&n]);
-                    bodies.push((n, b));
+                    bodies.push((n, Some(b)));
                 }
                 Some(*family)
             }
         };
-        let change = CollectionWrite {
-            root: Some(RootWrite {
-                vtype: self.vtype,
-                value: &root,
-                family,
-                expire_at_ms: self.expire_at_ms,
-            }),
-            chunks: bodies
-                .iter()
-                .map(|(n, b)| ChunkWrite {
-                    n: *n,
-                    value: Some(b),
-                })
-                .collect(),
-        };
-        self.ks.write_collection(self.key, &change)?;
-        Ok(())
+        let (vtype, exp) = (self.vtype, self.expire_at_ms);
+        super::write_change(self.ks, self.key, vtype, &root, family, exp, &bodies)
     }
 
     /// Moves between the inline and chunked forms, and splits or merges chunks.

@@ -21,10 +21,11 @@
 //! chunk count) or beyond it.
 
 use super::hashed::INLINE_MAX;
+use super::take_prefixed;
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::Bytes;
-use caskade_engine::{ChunkWrite, CollectionWrite, Family, Item, RootWrite, ValueType};
+use caskade_engine::{Family, Item, ValueType};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// A chunk past this many bytes takes no more pushes; one past twice this is split.
@@ -63,11 +64,7 @@ fn decode_elems(b: &Bytes) -> Result<VecDeque<Bytes>, CmdError> {
     let mut out = VecDeque::new();
     let mut at = 0usize;
     while at < b.len() {
-        let len = le_u32(b, at)? as usize;
-        let end = (at + 4).checked_add(len).filter(|&e| e <= b.len());
-        let end = end.ok_or_else(damaged)?;
-        out.push_back(b.slice(at + 4..end));
-        at = end;
+        out.push_back(take_prefixed(b, &mut at).ok_or_else(damaged)?);
     }
     Ok(out)
 }
@@ -715,23 +712,16 @@ impl<'k, 'a> Listed<'k, 'a> {
                 })
             }
         };
-        let change = CollectionWrite {
-            root: Some(RootWrite {
-                vtype: ValueType::List,
-                value: &root,
-                family,
-                expire_at_ms: self.expire_at_ms,
-            }),
-            chunks: bodies
-                .iter()
-                .map(|(n, b)| ChunkWrite {
-                    n: *n,
-                    value: b.as_deref(),
-                })
-                .collect(),
-        };
-        self.ks.write_collection(self.key, &change)?;
-        Ok(())
+        let exp = self.expire_at_ms;
+        super::write_change(
+            self.ks,
+            self.key,
+            ValueType::List,
+            &root,
+            family,
+            exp,
+            &bodies,
+        )
     }
 
     /// Moves between the inline and chunked forms, and merges a changed small chunk

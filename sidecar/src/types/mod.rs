@@ -7,7 +7,49 @@ pub mod listed;
 
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
-use caskade_engine::{CollectionWrite, Family, Item, RootWrite, ValueType};
+use bytes::Bytes;
+use caskade_engine::{ChunkWrite, CollectionWrite, Family, Item, RootWrite, ValueType};
+
+/// Writes one change of the collection at `key` as one atomic change of the log: the
+/// root's value, its family (`None`: no chunks) and expiry, and each changed chunk's
+/// new body (`None`: the chunk is removed).
+pub(crate) fn write_change(
+    ks: &Keyspace<'_>,
+    key: &[u8],
+    vtype: ValueType,
+    root: &[u8],
+    family: Option<Family>,
+    expire_at_ms: Option<u64>,
+    chunks: &[(u32, Option<Vec<u8>>)],
+) -> Result<(), CmdError> {
+    let change = CollectionWrite {
+        root: Some(RootWrite {
+            vtype,
+            value: root,
+            family,
+            expire_at_ms,
+        }),
+        chunks: chunks
+            .iter()
+            .map(|(n, b)| ChunkWrite {
+                n: *n,
+                value: b.as_deref(),
+            })
+            .collect(),
+    };
+    ks.write_collection(key, &change)?;
+    Ok(())
+}
+
+/// The length-prefixed bytes at `*at` of `b` (a 4-byte little-endian length, then
+/// that many bytes), moving `*at` past them; `None` if `b` ends first.
+pub(crate) fn take_prefixed(b: &Bytes, at: &mut usize) -> Option<Bytes> {
+    let len_end = at.checked_add(4).filter(|&e| e <= b.len())?;
+    let len = u32::from_le_bytes(b[*at..len_end].try_into().ok()?) as usize;
+    let end = len_end.checked_add(len).filter(|&e| e <= b.len())?;
+    *at = end;
+    Some(b.slice(len_end..end))
+}
 
 /// Writes `item` (the record of `src` in `from`) as `dst` in `to`, replacing whatever
 /// `dst` held; a chunked collection is written anew under its new key (its chunks'
@@ -24,17 +66,8 @@ pub fn copy_value(
         return Ok(());
     }
     if Family::decode(&item.meta).is_none() {
-        let change = CollectionWrite {
-            root: Some(RootWrite {
-                vtype: item.vtype,
-                value: &item.value,
-                family: None,
-                expire_at_ms: item.expire_at_ms,
-            }),
-            chunks: Vec::new(),
-        };
-        to.write_collection(dst, &change)?;
-        return Ok(());
+        let (vtype, exp) = (item.vtype, item.expire_at_ms);
+        return write_change(to, dst, vtype, &item.value, None, exp, &[]);
     }
     let vtype = item.vtype;
     let exp = item.expire_at_ms;
