@@ -197,6 +197,14 @@ def kill_during(srv, threads, stop, short):
     srv.start()
 
 
+def end_round(total, t, rnd):
+    """Adds round `rnd`'s tally `t` to `total` and prints it."""
+    total.rounds += 1
+    total.add(t)
+    print(f"  round {rnd + 1}: {t.line()}", flush=True)
+    total.notes += t.notes[:5]
+
+
 def kill9_campaign(binary, work, rounds, short, name, flags, evicting, keys, value_len):
     total = Tally(name)
     data = os.path.join(work, name.replace(" ", "_"))
@@ -213,10 +221,7 @@ def kill9_campaign(binary, work, rounds, short, name, flags, evicting, keys, val
         t.rounds = 1
         t.ops = counter[0]
         check_keys(srv, logs, t, evicting)
-        total.rounds += 1
-        total.add(t)
-        print(f"  round {rnd + 1}: {t.line()}", flush=True)
-        total.notes += t.notes[:5]
+        end_round(total, t, rnd)
     srv.stop()
     return total
 
@@ -322,10 +327,7 @@ def collections_campaign(binary, work, rounds, short, fsync):
                 t.lost += len(acked[w]) - k
                 t.notes.append(f"l{rnd}:{w}: {len(acked[w]) - k} acknowledged pushes lost")
         r.close()
-        total.rounds += 1
-        total.add(t)
-        print(f"  round {rnd + 1}: {t.line()}", flush=True)
-        total.notes += t.notes[:5]
+        end_round(total, t, rnd)
     srv.stop()
     return total
 
