@@ -209,6 +209,11 @@ fn scripts_answer_as_redis_does_in_resp2_and_resp3() {
         .expect("tests/differential")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "redis"))
+        // DIFFERENTIAL_ONLY=name runs one script (while working on it).
+        .filter(|p| {
+            std::env::var("DIFFERENTIAL_ONLY")
+                .map_or(true, |only| p.file_stem().is_some_and(|s| *s == *only))
+        })
         .collect();
     scripts.sort();
     assert!(!scripts.is_empty());

@@ -34,27 +34,51 @@ pub struct Family {
     pub version: u64,
     /// Chunks `0..chunks` exist.
     pub chunks: u32,
+    /// A word of the collection's own, kept in memory with the family so a point read
+    /// can find its chunk without reading the root (a sorted set's member-index chunk
+    /// count); 0 for most collections.
+    pub aux: u32,
 }
 
-/// Bytes of a [`Family`] as a root's metadata.
+/// Bytes of a [`Family`] as a root's metadata (without its `aux` word)...
 pub const FAMILY_META_LEN: usize = 12;
+/// ...and with it (written only when it is not 0).
+pub const FAMILY_META_AUX_LEN: usize = 16;
 /// Bytes a chunk key adds to its root's key.
 pub const CHUNK_KEY_EXTRA: usize = 12;
 
 impl Family {
-    /// The root metadata naming this family.
-    pub fn encode(&self) -> [u8; FAMILY_META_LEN] {
-        let mut b = [0u8; FAMILY_META_LEN];
-        b[..8].copy_from_slice(&self.version.to_le_bytes());
-        b[8..].copy_from_slice(&self.chunks.to_le_bytes());
+    /// A family with no `aux` word.
+    pub fn new(version: u64, chunks: u32) -> Family {
+        Family {
+            version,
+            chunks,
+            aux: 0,
+        }
+    }
+
+    /// The root metadata naming this family: 12 bytes, or 16 with a nonzero `aux`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(FAMILY_META_AUX_LEN);
+        b.extend_from_slice(&self.version.to_le_bytes());
+        b.extend_from_slice(&self.chunks.to_le_bytes());
+        if self.aux != 0 {
+            b.extend_from_slice(&self.aux.to_le_bytes());
+        }
         b
     }
 
     /// The family a root's metadata names, if it names one.
     pub fn decode(meta: &[u8]) -> Option<Family> {
-        (meta.len() == FAMILY_META_LEN).then(|| Family {
+        let aux = match meta.len() {
+            FAMILY_META_LEN => 0,
+            FAMILY_META_AUX_LEN => crate::format::le_u32(meta, 12),
+            _ => return None,
+        };
+        Some(Family {
             version: crate::format::le_u64(meta, 0),
             chunks: crate::format::le_u32(meta, 8),
+            aux,
         })
     }
 
@@ -312,11 +336,11 @@ mod tests {
             None,
             "a chunk key has a root key"
         );
-        let f = Family {
-            version: 42,
-            chunks: 9,
-        };
+        let f = Family::new(42, 9);
+        assert_eq!(f.encode().len(), FAMILY_META_LEN);
         assert_eq!(Family::decode(&f.encode()), Some(f));
+        let g = Family { aux: 5, ..f };
+        assert_eq!(Family::decode(&g.encode()), Some(g));
         assert_eq!(Family::decode(b"etag"), None);
         assert_ne!(Family::new_version(), Family::new_version());
     }

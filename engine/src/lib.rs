@@ -34,7 +34,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use collection::{ChunkWrite, CollectionWrite, RootWrite};
 pub use engine::{Engine, Item, ScanPage};
 pub use error::{Error, Result};
-pub use families::{CHUNK_KEY_EXTRA, FAMILY_META_LEN, Family};
+pub use families::{CHUNK_KEY_EXTRA, FAMILY_META_AUX_LEN, FAMILY_META_LEN, Family};
 pub use filter::{CompactionFilter, FilterRecord, Verdict};
 pub use format::record::{MAX_KEY_LEN, MAX_META_LEN, MAX_VALUE_LEN, NAMESPACES, ValueType};
 pub use options::{Fsync, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, PolicyFactory};

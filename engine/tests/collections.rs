@@ -62,7 +62,7 @@ fn read(e: &Engine, key: &[u8]) -> Option<String> {
 }
 
 fn fam(version: u64, chunks: u32) -> Family {
-    Family { version, chunks }
+    Family::new(version, chunks)
 }
 
 #[test]

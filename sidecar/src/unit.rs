@@ -22,6 +22,9 @@ pub enum KeySpec {
     /// The argument at this position (the name is 0) counts the keys that follow it
     /// (EVAL's `numkeys`).
     Counted(usize),
+    /// The first argument (a destination), then `numkeys` at position 2 counting the
+    /// keys after it (ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE).
+    DestCounted,
     /// SORT's: the first argument, and STORE's destination. A SORT whose BY or GET
     /// patterns read other keys holds every stripe.
     Sort,
@@ -32,7 +35,12 @@ impl KeySpec {
     pub fn keys_in<'a>(self, rest: &'a [Bytes]) -> impl Iterator<Item = &'a Bytes> + 'a {
         let (first, last, step) = match self {
             KeySpec::Range(f, l, s) => (f, l, s),
-            KeySpec::Counted(at) => {
+            KeySpec::Counted(_) | KeySpec::DestCounted => {
+                let at = if let KeySpec::Counted(at) = self {
+                    at
+                } else {
+                    2
+                };
                 let n = rest
                     .get(at - 1)
                     .and_then(|b| crate::cmd::parse_i64(b))
@@ -53,6 +61,7 @@ impl KeySpec {
         };
         let store = match self {
             KeySpec::Sort => crate::cmd::sort_store_target(rest),
+            KeySpec::DestCounted => rest.first(),
             _ => None,
         };
         rest.get(range)
@@ -106,7 +115,7 @@ impl<'a> Span<'a> {
                 }
             }
             KeySpec::Sort if crate::cmd::sort_reads_patterns(rest) => Span::Everything,
-            KeySpec::Range(..) | KeySpec::Counted(_) | KeySpec::Sort => {
+            KeySpec::Range(..) | KeySpec::Counted(_) | KeySpec::DestCounted | KeySpec::Sort => {
                 let mut named = keys.keys_in(rest).map(|k| &k[..]);
                 match (named.next(), named.next()) {
                     (None, _) => Span::Nothing,

@@ -281,3 +281,23 @@ pub struct ElementScan<'a> {
     /// COUNT (at least 1)
     pub count: usize,
 }
+
+impl ElementScan<'_> {
+    /// The reply to one page: the next cursor, then each element whose name matches
+    /// MATCH, followed by its value where the collection has values (HSCAN, ZSCAN).
+    pub fn page(
+        &self,
+        next: u64,
+        elements: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
+    ) -> crate::protocol::reply::Reply {
+        use crate::protocol::reply::Reply;
+        let mut out = Vec::new();
+        for (name, value) in elements {
+            if self.pattern.is_none_or(|p| crate::glob::matches(p, &name)) {
+                out.push(Reply::Bulk(name));
+                out.extend(value.map(Reply::Bulk));
+            }
+        }
+        Reply::Array(vec![Reply::text(&next.to_string()), Reply::Array(out)])
+    }
+}

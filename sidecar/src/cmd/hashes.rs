@@ -3,7 +3,6 @@
 
 use super::args::{Args, ElementScan, is, parse_f64, parse_i64};
 use super::{CmdError, CmdResult, DataCmd};
-use crate::glob;
 use crate::keyspace::Keyspace;
 use crate::protocol::reply::{Reply, format_double};
 use crate::types::hashed::Hashed;
@@ -266,24 +265,9 @@ impl Cmd<'_> {
                 Ok(Reply::text(&text))
             }
             Cmd::RandField { key, count, values } => rand_field(ks, key, count, values),
-            Cmd::Scan(ElementScan {
-                key,
-                cursor,
-                pattern,
-                count,
-            }) => {
-                let (next, entries) = open(ks, key)?.scan(cursor, count)?;
-                let mut out = Vec::new();
-                for (f, v) in entries {
-                    if pattern.is_none_or(|p| glob::matches(p, &f)) {
-                        out.push(Reply::Bulk(f));
-                        out.push(Reply::Bulk(v));
-                    }
-                }
-                Ok(Reply::Array(vec![
-                    Reply::text(&next.to_string()),
-                    Reply::Array(out),
-                ]))
+            Cmd::Scan(s) => {
+                let (next, entries) = open(ks, s.key)?.scan(s.cursor, s.count)?;
+                Ok(s.page(next, entries.into_iter().map(|(f, v)| (f, Some(v)))))
             }
         }
     }

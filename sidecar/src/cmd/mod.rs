@@ -32,6 +32,7 @@ mod sets;
 mod sort;
 mod strings;
 mod transaction;
+mod zsets;
 
 use crate::keyspace::Keyspace;
 use crate::origin::Reads;
@@ -70,6 +71,8 @@ pub enum DataCmd<'a> {
     Set(sets::Cmd<'a>),
     /// A list command.
     List(lists::Cmd<'a>),
+    /// A sorted set command.
+    ZSet(zsets::Cmd<'a>),
     /// SORT, SORT_RO.
     Sort(sort::Cmd<'a>),
 }
@@ -85,6 +88,7 @@ impl DataCmd<'_> {
             DataCmd::Hash(c) => c.apply(ks),
             DataCmd::Set(c) => c.apply(ks),
             DataCmd::List(c) => c.apply(ks),
+            DataCmd::ZSet(c) => c.apply(ks),
             DataCmd::Sort(c) => c.apply(ks),
         }
     }
@@ -132,7 +136,7 @@ impl Spec {
     pub fn key_triple(&self) -> (i32, i32, i32) {
         match self.keys {
             KeySpec::Range(f, l, s) => (f, l, s),
-            KeySpec::Sort => (1, 1, 1),
+            KeySpec::Sort | KeySpec::DestCounted => (1, 1, 1),
             KeySpec::None | KeySpec::Every { .. } | KeySpec::Counted(_) => (0, 0, 0),
         }
     }
@@ -261,6 +265,8 @@ macro_rules! container {
 }
 
 const WF: &[&str] = &["write", "fast"];
+const RMOV: &[&str] = &["readonly", "movablekeys"];
+const WMOV: &[&str] = &["write", "denyoom", "movablekeys"];
 const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 
 /// EVAL and friends: `numkeys` at position 2 counts the keys after it.
@@ -393,6 +399,75 @@ pub static COMMANDS: &[Spec] = &[
     data!("sdiff", -2, RO, ALL_ARGS, sets::sdiff),
     data!("sdiffstore", -3, W, ALL_ARGS, sets::sdiffstore),
     data!("sscan", -3, RO, ONE, sets::sscan),
+    // sorted sets
+    data!("zadd", -4, WDF, ONE, zsets::zadd),
+    data!("zincrby", 4, WDF, ONE, zsets::zincrby),
+    data!("zrem", -3, WF, ONE, zsets::zrem),
+    data!("zscore", 3, R, ONE, zsets::zscore),
+    data!("zmscore", -3, R, ONE, zsets::zmscore),
+    data!("zcard", 2, R, ONE, zsets::zcard),
+    data!("zcount", 4, R, ONE, zsets::zcount),
+    data!("zlexcount", 4, R, ONE, zsets::zlexcount),
+    data!("zrange", -4, RO, ONE, zsets::zrange),
+    data!("zrangestore", -5, W, TWO, zsets::zrangestore),
+    data!("zrevrange", -4, RO, ONE, zsets::zrevrange),
+    data!("zrangebyscore", -4, RO, ONE, zsets::zrangebyscore),
+    data!("zrevrangebyscore", -4, RO, ONE, zsets::zrevrangebyscore),
+    data!("zrangebylex", -4, RO, ONE, zsets::zrangebylex),
+    data!("zrevrangebylex", -4, RO, ONE, zsets::zrevrangebylex),
+    data!("zrank", 3, R, ONE, zsets::zrank),
+    data!("zrevrank", 3, R, ONE, zsets::zrevrank),
+    data!(
+        "zremrangebyrank",
+        4,
+        &["write"],
+        ONE,
+        zsets::zremrangebyrank
+    ),
+    data!(
+        "zremrangebyscore",
+        4,
+        &["write"],
+        ONE,
+        zsets::zremrangebyscore
+    ),
+    data!("zremrangebylex", 4, &["write"], ONE, zsets::zremrangebylex),
+    data!("zpopmin", -2, WF, ONE, zsets::zpopmin),
+    data!("zpopmax", -2, WF, ONE, zsets::zpopmax),
+    data!(
+        "zmpop",
+        -4,
+        &["write", "movablekeys"],
+        COUNTED,
+        zsets::zmpop
+    ),
+    data!("zrandmember", -2, RO, ONE, zsets::zrandmember),
+    data!("zunion", -3, RMOV, COUNTED, zsets::zunion),
+    data!(
+        "zunionstore",
+        -4,
+        WMOV,
+        KeySpec::DestCounted,
+        zsets::zunionstore
+    ),
+    data!("zinter", -3, RMOV, COUNTED, zsets::zinter),
+    data!(
+        "zinterstore",
+        -4,
+        WMOV,
+        KeySpec::DestCounted,
+        zsets::zinterstore
+    ),
+    data!("zintercard", -3, RMOV, COUNTED, zsets::zintercard),
+    data!("zdiff", -3, RMOV, COUNTED, zsets::zdiff),
+    data!(
+        "zdiffstore",
+        -4,
+        WMOV,
+        KeySpec::DestCounted,
+        zsets::zdiffstore
+    ),
+    data!("zscan", -3, RO, ONE, zsets::zscan),
     // keys
     data!("del", -2, &["write"], ALL_ARGS, keys::del),
     data!("unlink", -2, WF, ALL_ARGS, keys::del),

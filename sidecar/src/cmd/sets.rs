@@ -4,7 +4,6 @@
 use super::args::{Args, ElementScan, is, parse_i64};
 use super::hashes::rng;
 use super::{CmdError, CmdResult, DataCmd};
-use crate::glob;
 use crate::keyspace::Keyspace;
 use crate::protocol::reply::Reply;
 use crate::types::hashed::{Entry, Hashed, INTSET_ENTRIES, intset_value};
@@ -278,22 +277,9 @@ impl Cmd<'_> {
             Cmd::InterCard(keys, limit) => Ok(Reply::Int(
                 combined(ks, Op::Inter, keys, limit)?.len() as i64,
             )),
-            Cmd::Scan(ElementScan {
-                key,
-                cursor,
-                pattern,
-                count,
-            }) => {
-                let (next, entries) = open(ks, key)?.scan(cursor, count)?;
-                let out = entries
-                    .into_iter()
-                    .filter(|(m, _)| pattern.is_none_or(|p| glob::matches(p, m)))
-                    .map(|(m, _)| Reply::Bulk(m))
-                    .collect();
-                Ok(Reply::Array(vec![
-                    Reply::text(&next.to_string()),
-                    Reply::Array(out),
-                ]))
+            Cmd::Scan(s) => {
+                let (next, entries) = open(ks, s.key)?.scan(s.cursor, s.count)?;
+                Ok(s.page(next, entries.into_iter().map(|(m, _)| (m, None))))
             }
         }
     }

@@ -8,6 +8,7 @@ use crate::keyspace::Keyspace;
 use crate::protocol::reply::Reply;
 use crate::types::hashed::Hashed;
 use crate::types::listed::Listed;
+use crate::types::sorted::Sorted;
 use bytes::Bytes;
 use caskade_engine::ValueType;
 use std::cmp::Ordering;
@@ -142,6 +143,11 @@ impl Cmd<'_> {
                 .into_iter()
                 .map(|(m, _)| m)
                 .collect(),
+            Some(ValueType::ZSet) => Sorted::from_item(ks, self.key, item)?
+                .all()?
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect(),
             Some(_) => return Err(CmdError::WrongType),
         };
         let (mut by, mut alpha) = (self.by, self.alpha);
@@ -154,6 +160,9 @@ impl Cmd<'_> {
         let mut out: Vec<Bytes> = elems;
         if sorted {
             out = order(ks, out, by, alpha, self.desc)?;
+        } else if self.desc && vtype == Some(ValueType::ZSet) {
+            // Unsorted, a sorted set keeps its own order, which DESC reverses.
+            out.reverse();
         }
         let len = out.len() as i64;
         let (offset, count) = self.limit.unwrap_or((0, -1));

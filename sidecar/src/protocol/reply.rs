@@ -65,8 +65,8 @@ impl Reply {
             Reply::Status(s) => line(out, b'+', s.as_bytes()),
             Reply::StatusText(s) => one_line(out, b'+', s),
             Reply::Silent => {}
-            Reply::Double(d) if resp3 => line(out, b',', format_double(*d).as_bytes()),
-            Reply::Double(d) => bulk(out, format_double(*d).as_bytes()),
+            Reply::Double(d) if resp3 => line(out, b',', format_score(*d).as_bytes()),
+            Reply::Double(d) => bulk(out, format_score(*d).as_bytes()),
             Reply::Bool(b) if resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
             Reply::Bool(b) => int(out, b':', i64::from(*b)),
             Reply::Error(e) => one_line(out, b'-', e),
@@ -138,6 +138,40 @@ pub fn format_double(d: f64) -> String {
     format!("{d}")
 }
 
+/// A double as Redis 7.0 replies with one (a sorted set's score): C's `%.17g`, with
+/// `inf` and `-inf` spelled out.
+pub fn format_score(d: f64) -> String {
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if d.is_nan() {
+        return "nan".into();
+    }
+    if d == 0.0 {
+        return if d.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    // %g: 17 significant digits; the exponent of the rounded value picks the style.
+    let sci = format!("{d:.16e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if !(-4..17).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{}e{sign}{:02}", trim(mantissa), exp.unsigned_abs());
+    }
+    trim(&format!("{:.*}", (16 - exp) as usize, d))
+}
+
 /// A status or error line made at run time: it must stay one line.
 fn one_line(out: &mut BytesMut, prefix: u8, text: &str) {
     let clean: Vec<u8> = text
@@ -197,6 +231,21 @@ mod tests {
     #[test]
     fn doubles_format_like_redis() {
         assert_eq!(format_double(10.5), "10.5");
+        for (d, want) in [
+            (1.1, "1.1000000000000001"),
+            (0.1, "0.10000000000000001"),
+            (1e300, "1.0000000000000001e+300"),
+            (2.0, "2"),
+            (-0.0, "-0"),
+            (1e17, "1e+17"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+            (-2.5, "-2.5"),
+            (f64::NEG_INFINITY, "-inf"),
+        ] {
+            assert_eq!(format_score(d), want, "{d}");
+        }
         assert_eq!(format_double(5.0e3), "5000");
         assert_eq!(format_double(0.1 + 0.2), "0.30000000000000004");
         assert_eq!(format_double(f64::INFINITY), "inf");

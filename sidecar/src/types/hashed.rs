@@ -76,12 +76,12 @@ fn damaged() -> CmdError {
     CmdError::err("collection record is damaged")
 }
 
-fn field_hash(f: &[u8]) -> u64 {
+pub(crate) fn field_hash(f: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(f, 0x6361_736b)
 }
 
 /// The chunk of `n` that holds fields of hash `h`.
-fn bucket(h: u64, n: u32) -> u32 {
+pub(crate) fn bucket(h: u64, n: u32) -> u32 {
     let level = 31 - n.leading_zeros();
     let wide = (h % (2u64 << level)) as u32;
     if wide < n {
@@ -480,10 +480,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
                     chunks.get_mut(&b).expect("every chunk").push((f, v));
                 }
                 self.form = Form::Chunked {
-                    family: Family {
-                        version: Family::new_version(),
-                        chunks: n,
-                    },
+                    family: Family::new(Family::new_version(), n),
                     dirty: (0..n).collect(),
                     chunks,
                 };

@@ -21,7 +21,7 @@
 //! chunk count) or beyond it.
 
 use super::hashed::INLINE_MAX;
-use super::take_prefixed;
+use super::{le_u32, le_u64, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::Bytes;
@@ -44,20 +44,6 @@ fn encode_elems<'e>(out: &mut Vec<u8>, elems: impl Iterator<Item = &'e Bytes>) {
 
 fn damaged() -> CmdError {
     CmdError::err("list record is damaged")
-}
-
-fn le_u32(b: &[u8], at: usize) -> Result<u32, CmdError> {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-        .ok_or_else(damaged)
-}
-
-fn le_u64(b: &[u8], at: usize) -> Result<u64, CmdError> {
-    b.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
-        .ok_or_else(damaged)
 }
 
 fn decode_elems(b: &Bytes) -> Result<VecDeque<Bytes>, CmdError> {
@@ -158,8 +144,8 @@ impl<'k, 'a> Listed<'k, 'a> {
                 l.form = Form::Inline(elems);
             }
             Some(1) => {
-                l.count = le_u64(v, 1)?;
-                l.bytes = le_u64(v, 9)?;
+                l.count = le_u64(v, 1).ok_or_else(damaged)?;
+                l.bytes = le_u64(v, 9).ok_or_else(damaged)?;
                 let dir_bytes = v.get(17..).ok_or_else(damaged)?;
                 if dir_bytes.len() % NODE_BYTES != 0 {
                     return Err(damaged());
@@ -167,9 +153,9 @@ impl<'k, 'a> Listed<'k, 'a> {
                 let mut dir = Vec::with_capacity(dir_bytes.len() / NODE_BYTES);
                 for at in (0..dir_bytes.len()).step_by(NODE_BYTES) {
                     dir.push(Node {
-                        slot: le_u32(dir_bytes, at)?,
-                        count: le_u32(dir_bytes, at + 4)?,
-                        bytes: le_u32(dir_bytes, at + 8)?,
+                        slot: le_u32(dir_bytes, at).ok_or_else(damaged)?,
+                        count: le_u32(dir_bytes, at + 4).ok_or_else(damaged)?,
+                        bytes: le_u32(dir_bytes, at + 8).ok_or_else(damaged)?,
                     });
                 }
                 let family = Family::decode(&item.meta).ok_or_else(damaged)?;
@@ -706,10 +692,7 @@ impl<'k, 'a> Listed<'k, 'a> {
                 for &s in freed.iter().filter(|&&s| s < top && !dirty.contains(&s)) {
                     bodies.push((s, None));
                 }
-                Some(Family {
-                    version: family.version,
-                    chunks: top,
-                })
+                Some(Family::new(family.version, top))
             }
         };
         let exp = self.expire_at_ms;
@@ -761,10 +744,7 @@ impl<'k, 'a> Listed<'k, 'a> {
                     chunks.insert(slot, c);
                 }
                 self.form = Form::Chunked {
-                    family: Family {
-                        version: Family::new_version(),
-                        chunks: dir.len() as u32,
-                    },
+                    family: Family::new(Family::new_version(), dir.len() as u32),
                     dirty: (0..dir.len() as u32).collect(),
                     dir,
                     chunks,

@@ -4,6 +4,7 @@
 
 pub mod hashed;
 pub mod listed;
+pub mod sorted;
 
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
@@ -51,6 +52,22 @@ pub(crate) fn take_prefixed(b: &Bytes, at: &mut usize) -> Option<Bytes> {
     Some(b.slice(len_end..end))
 }
 
+/// The little-endian `u32` at `at` of `b`, if `b` holds it.
+pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at.checked_add(4)?)?
+        .try_into()
+        .ok()
+        .map(u32::from_le_bytes)
+}
+
+/// The little-endian `u64` at `at` of `b`, if `b` holds it.
+pub(crate) fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    b.get(at..at.checked_add(8)?)?
+        .try_into()
+        .ok()
+        .map(u64::from_le_bytes)
+}
+
 /// Writes `item` (the record of `src` in `from`) as `dst` in `to`, replacing whatever
 /// `dst` held; a chunked collection is written anew under its new key (its chunks'
 /// keys name their root).
@@ -76,6 +93,12 @@ pub fn copy_value(
         to.delete(dst)?;
         return listed::Listed::fill(to, dst, elems, exp);
     }
+    if vtype == ValueType::ZSet {
+        let mut z = sorted::Sorted::from_item(from, src, Some(item))?;
+        let (elems, big) = (z.all()?, z.is_big());
+        to.delete(dst)?;
+        return sorted::Sorted::fill(to, dst, elems, big, exp);
+    }
     let mut source = hashed::Hashed::from_item(from, src, vtype, Some(item))?;
     let entries = source.all()?;
     let big = source.is_big();
@@ -98,6 +121,13 @@ pub fn shape(ks: &Keyspace<'_>, key: &[u8], item: Item) -> Result<Shape, CmdErro
         return Ok(Shape {
             encoding: l.encoding(),
             stored_bytes: l.stored_bytes(),
+        });
+    }
+    if item.vtype == ValueType::ZSet {
+        let z = sorted::Sorted::from_item(ks, key, Some(item))?;
+        return Ok(Shape {
+            encoding: z.encoding(),
+            stored_bytes: z.stored_bytes(),
         });
     }
     let vtype = item.vtype;

@@ -1,0 +1,1129 @@
+//! A sorted set on the log: elements ordered by (score, member) in a B+tree whose top
+//! node lives in the root record and whose other nodes are chunks, each holding the
+//! element counts of its subtrees (so ranks need no leaf but the one they end in), and
+//! a member index (chunks by linear hashing of the member) that finds a member's score
+//! with one read. A change rewrites the leaf and the nodes above it, one index chunk
+//! and the root; a small set is one record (a tree of height 0: the top is its leaf).
+//!
+//! | root value           | size | meaning                                        |
+//! |----------------------|-----:|------------------------------------------------|
+//! | form                 |    1 | 0: one record (height 0); 1: chunked           |
+//! | flags                |    1 | bit 0: Redis would use its skiplist encoding   |
+//! | count                |    8 | elements, little-endian                        |
+//! | bytes                |    8 | encoded bytes of every element                 |
+//! | index chunks         |    4 | chunked only: member-index chunks (also the family's `aux`) |
+//! | height               |    1 | chunked only: node levels below the top        |
+//! | nodes                |    4 | chunked only: one past the highest node number |
+//! | free                 |    … | chunked only: count (4) · node numbers not in use (4 each) |
+//! | top node             |    … | a node's entries (height 0: elements)          |
+//!
+//! | entry                | encoding                                                 |
+//! |----------------------|----------------------------------------------------------|
+//! | element (leaf)       | score (f64, 8) · member length (4) · member              |
+//! | child (inner node)   | node number (4) · elements below (8) · its first element |
+//! | member-index entry   | member length (4) · member · score (8)                   |
+//!
+//! A node chunk is a kind byte (0: leaf, 1: inner) and its entries. Chunk numbers
+//! interleave the two structures: member-index chunk `i` is chunk `2i`, node `j` is
+//! chunk `2j + 1`. Member-index chunk `i` of `n` holds the members whose hash gives `i`
+//! as in [`super::hashed`].
+
+use super::hashed::{bucket, field_hash};
+use super::{le_u32, le_u64, take_prefixed};
+use crate::cmd::CmdError;
+use crate::keyspace::Keyspace;
+use bytes::Bytes;
+use caskade_engine::{Family, Item, ValueType};
+use std::cmp::Ordering;
+use std::collections::{BTreeSet, HashMap};
+
+/// Above this many encoded bytes a sorted set is chunked...
+const INLINE_MAX: usize = super::hashed::INLINE_MAX;
+/// ...and at or below this many it is one record again.
+const INLINE_MIN: usize = INLINE_MAX / 4;
+/// A node past this many bytes splits; one under a quarter of it merges with a
+/// neighbour when the two fit in one.
+const NODE_MAX: usize = 4 << 10;
+/// The top node (in the root) past this many bytes moves down a level.
+const TOP_MAX: usize = 4 << 10;
+/// Member-index chunks average at most this many bytes.
+const BUCKET_TARGET: usize = 2 << 10;
+/// Redis keeps a sorted set in a listpack up to this many elements...
+pub const LISTPACK_ENTRIES: usize = 128;
+/// ...each member at most this long.
+pub const LISTPACK_VALUE: usize = 64;
+/// The node number standing for the top node (kept in the root).
+const TOP: u32 = u32::MAX;
+
+/// One element: its score and member.
+pub type Elem = (f64, Bytes);
+
+/// The order of a sorted set: by score, then by member's bytes.
+pub fn order(a: &Elem, b: &Elem) -> Ordering {
+    a.0.partial_cmp(&b.0)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| a.1.cmp(&b.1))
+}
+
+fn lt(a: &Elem, b: &Elem) -> bool {
+    order(a, b) == Ordering::Less
+}
+
+/// Encoded bytes of an element (also of its member-index entry).
+fn elem_bytes(m: &[u8]) -> usize {
+    12 + m.len()
+}
+
+fn damaged() -> CmdError {
+    CmdError::err("sorted set record is damaged")
+}
+
+/// A subtree as its parent knows it.
+#[derive(Debug, Clone)]
+struct Child {
+    no: u32,
+    count: u64,
+    first: Elem,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Leaf(Vec<Elem>),
+    Inner(Vec<Child>),
+}
+
+impl Node {
+    fn len(&self) -> usize {
+        match self {
+            Node::Leaf(v) => v.len(),
+            Node::Inner(c) => c.len(),
+        }
+    }
+
+    fn count(&self) -> u64 {
+        match self {
+            Node::Leaf(v) => v.len() as u64,
+            Node::Inner(c) => c.iter().map(|c| c.count).sum(),
+        }
+    }
+
+    fn first(&self) -> Option<Elem> {
+        match self {
+            Node::Leaf(v) => v.first().cloned(),
+            Node::Inner(c) => c.first().map(|c| c.first.clone()),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Node::Leaf(v) => v.iter().map(|e| elem_bytes(&e.1)).sum(),
+            Node::Inner(c) => c.iter().map(|c| 12 + elem_bytes(&c.first.1)).sum(),
+        }
+    }
+
+    /// Splits off the entries from `at` on as a node of the same kind.
+    fn split_off(&mut self, at: usize) -> Node {
+        match self {
+            Node::Leaf(v) => Node::Leaf(v.split_off(at)),
+            Node::Inner(c) => Node::Inner(c.split_off(at)),
+        }
+    }
+
+    /// Appends `other`'s entries (of the same kind).
+    fn append(&mut self, other: Node) -> Result<(), CmdError> {
+        match (self, other) {
+            (Node::Leaf(a), Node::Leaf(b)) => a.extend(b),
+            (Node::Inner(a), Node::Inner(b)) => a.extend(b),
+            _ => return Err(damaged()),
+        }
+        Ok(())
+    }
+
+    /// Cuts the node into pieces of about `target` bytes, in order.
+    fn pieces(self, target: usize) -> Vec<Node> {
+        let mut out = Vec::new();
+        let mut rest = self;
+        loop {
+            let mut acc = 0usize;
+            let mut cut = rest.len();
+            for i in 0..rest.len() {
+                acc += match &rest {
+                    Node::Leaf(v) => elem_bytes(&v[i].1),
+                    Node::Inner(c) => 12 + elem_bytes(&c[i].first.1),
+                };
+                if acc >= target && i + 1 < rest.len() {
+                    cut = i + 1;
+                    break;
+                }
+            }
+            if cut >= rest.len() {
+                out.push(rest);
+                return out;
+            }
+            let tail = rest.split_off(cut);
+            out.push(rest);
+            rest = tail;
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Node::Leaf(v) => {
+                for e in v {
+                    encode_elem(out, e);
+                }
+            }
+            Node::Inner(c) => {
+                for c in c {
+                    out.extend_from_slice(&c.no.to_le_bytes());
+                    out.extend_from_slice(&c.count.to_le_bytes());
+                    encode_elem(out, &c.first);
+                }
+            }
+        }
+    }
+
+    fn decode(b: &Bytes, leaf: bool) -> Result<Node, CmdError> {
+        let mut at = 0usize;
+        if leaf {
+            let mut v = Vec::new();
+            while at < b.len() {
+                v.push(take_elem(b, &mut at)?);
+            }
+            return Ok(Node::Leaf(v));
+        }
+        let mut c = Vec::new();
+        while at < b.len() {
+            let no = le_u32(b, at).ok_or_else(damaged)?;
+            let count = le_u64(b, at + 4).ok_or_else(damaged)?;
+            at += 12;
+            c.push(Child {
+                no,
+                count,
+                first: take_elem(b, &mut at)?,
+            });
+        }
+        Ok(Node::Inner(c))
+    }
+}
+
+fn encode_elem(out: &mut Vec<u8>, e: &Elem) {
+    out.extend_from_slice(&e.0.to_le_bytes());
+    out.extend_from_slice(&(e.1.len() as u32).to_le_bytes());
+    out.extend_from_slice(&e.1);
+}
+
+fn take_elem(b: &Bytes, at: &mut usize) -> Result<Elem, CmdError> {
+    let score = f64::from_bits(le_u64(b, *at).ok_or_else(damaged)?);
+    *at += 8;
+    let m = take_prefixed(b, at).ok_or_else(damaged)?;
+    Ok((score, m))
+}
+
+/// The member index's entries of one chunk.
+type Bucket = Vec<(Bytes, f64)>;
+
+fn decode_bucket(b: &Bytes) -> Result<Bucket, CmdError> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < b.len() {
+        let m = take_prefixed(b, &mut at).ok_or_else(damaged)?;
+        let s = f64::from_bits(le_u64(b, at).ok_or_else(damaged)?);
+        at += 8;
+        out.push((m, s));
+    }
+    Ok(out)
+}
+
+fn encode_bucket(out: &mut Vec<u8>, b: &Bucket) {
+    for (m, s) in b {
+        out.extend_from_slice(&(m.len() as u32).to_le_bytes());
+        out.extend_from_slice(m);
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+}
+
+fn node_chunk(j: u32) -> u32 {
+    2 * j + 1
+}
+
+fn bucket_chunk(i: u32) -> u32 {
+    2 * i
+}
+
+/// The child of `cs` whose subtree holds `e`'s place.
+fn child_for(cs: &[Child], e: &Elem) -> usize {
+    cs.partition_point(|c| !lt(e, &c.first)).saturating_sub(1)
+}
+
+/// A sorted set opened for reading or changing; changes are written by
+/// [`Sorted::commit`] as one atomic change.
+pub struct Sorted<'k, 'a> {
+    ks: &'k Keyspace<'a>,
+    key: &'k [u8],
+    exists: bool,
+    expire_at_ms: Option<u64>,
+    big: bool,
+    count: u64,
+    bytes: u64,
+    /// Levels below the top (0: one record).
+    height: u8,
+    family: Option<Family>,
+    /// Member-index chunks (chunked only).
+    buckets: u32,
+    /// One past the highest node number.
+    node_hi: u32,
+    /// Node numbers below `node_hi` not in use.
+    free: BTreeSet<u32>,
+    nodes: HashMap<u32, Node>,
+    index: HashMap<u32, Bucket>,
+    dirty_nodes: BTreeSet<u32>,
+    dirty_buckets: BTreeSet<u32>,
+    /// Chunk numbers whose records go (unless written again).
+    freed: BTreeSet<u32>,
+    changed: bool,
+}
+
+impl<'k, 'a> Sorted<'k, 'a> {
+    /// The sorted set at `key` (empty if absent); WRONGTYPE if the key holds another type.
+    pub fn open(ks: &'k Keyspace<'a>, key: &'k [u8]) -> Result<Self, CmdError> {
+        Sorted::from_item(ks, key, ks.get_typed(key)?)
+    }
+
+    /// [`Sorted::open`] from the root already read (`None`: the key is absent).
+    pub fn from_item(
+        ks: &'k Keyspace<'a>,
+        key: &'k [u8],
+        item: Option<Item>,
+    ) -> Result<Self, CmdError> {
+        let mut z = Sorted {
+            ks,
+            key,
+            exists: false,
+            expire_at_ms: None,
+            big: false,
+            count: 0,
+            bytes: 0,
+            height: 0,
+            family: None,
+            buckets: 0,
+            node_hi: 0,
+            free: BTreeSet::new(),
+            nodes: HashMap::from([(TOP, Node::Leaf(Vec::new()))]),
+            index: HashMap::new(),
+            dirty_nodes: BTreeSet::new(),
+            dirty_buckets: BTreeSet::new(),
+            freed: BTreeSet::new(),
+            changed: false,
+        };
+        let Some(item) = item else {
+            return Ok(z);
+        };
+        if item.vtype != ValueType::ZSet {
+            return Err(CmdError::WrongType);
+        }
+        z.exists = true;
+        z.expire_at_ms = item.expire_at_ms;
+        let v = &item.value;
+        if v.len() < 18 {
+            return Err(damaged());
+        }
+        z.big = v[1] & 1 != 0;
+        z.count = le_u64(v, 2).ok_or_else(damaged)?;
+        z.bytes = le_u64(v, 10).ok_or_else(damaged)?;
+        match v[0] {
+            0 => {
+                z.nodes.insert(TOP, Node::decode(&v.slice(18..), true)?);
+            }
+            1 => {
+                let family = Family::decode(&item.meta).ok_or_else(damaged)?;
+                z.buckets = le_u32(v, 18).ok_or_else(damaged)?;
+                z.height = *v.get(22).ok_or_else(damaged)?;
+                z.node_hi = le_u32(v, 23).ok_or_else(damaged)?;
+                let nfree = le_u32(v, 27).ok_or_else(damaged)? as usize;
+                let mut at = 31usize;
+                for _ in 0..nfree {
+                    z.free.insert(le_u32(v, at).ok_or_else(damaged)?);
+                    at += 4;
+                }
+                if z.buckets == 0 || z.height == 0 || at > v.len() {
+                    return Err(damaged());
+                }
+                z.family = Some(family);
+                z.nodes.insert(TOP, Node::decode(&v.slice(at..), false)?);
+            }
+            _ => return Err(damaged()),
+        }
+        Ok(z)
+    }
+
+    /// The scores of `members` in the sorted set at `key`, reading for a chunked set
+    /// only the member-index chunks they are in (its family is known from memory).
+    pub fn scores_of(
+        ks: &'k Keyspace<'a>,
+        key: &'k [u8],
+        members: &[&Bytes],
+    ) -> Result<Vec<Option<f64>>, CmdError> {
+        let mut z = match ks.family(key) {
+            Some((t, _, _)) if t != ValueType::ZSet => return Err(CmdError::WrongType),
+            Some((_, family, exp)) if family.aux > 0 => Sorted {
+                exists: true,
+                expire_at_ms: exp,
+                height: 1,
+                buckets: family.aux,
+                family: Some(family),
+                nodes: HashMap::new(),
+                ..Sorted::from_item(ks, key, None)?
+            },
+            _ => Sorted::open(ks, key)?,
+        };
+        members.iter().map(|m| z.score(m)).collect()
+    }
+
+    /// The sorted set at `key` made of `elems` (distinct members), replacing nothing
+    /// (the caller removed what `key` held).
+    pub fn fill(
+        ks: &'k Keyspace<'a>,
+        key: &'k [u8],
+        elems: Vec<Elem>,
+        big: bool,
+        expire_at_ms: Option<u64>,
+    ) -> Result<(), CmdError> {
+        let mut z = Sorted::from_item(ks, key, None)?;
+        let mut elems = elems;
+        elems.sort_by(order);
+        z.count = elems.len() as u64;
+        z.bytes = elems.iter().map(|e| elem_bytes(&e.1) as u64).sum();
+        z.big = big;
+        z.exists = true;
+        z.changed = true;
+        z.expire_at_ms = expire_at_ms;
+        z.nodes.insert(TOP, Node::Leaf(elems));
+        z.commit()
+    }
+
+    /// Whether the key exists.
+    pub fn exists(&self) -> bool {
+        self.exists
+    }
+
+    /// How many elements it has.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether Redis would hold it as a skiplist.
+    pub fn is_big(&self) -> bool {
+        self.big
+    }
+
+    /// Marks it as Redis' skiplist from now on (Redis never turns one back).
+    pub fn make_big(&mut self) {
+        self.big = true;
+    }
+
+    /// The name Redis' OBJECT ENCODING gives it.
+    pub fn encoding(&self) -> &'static str {
+        if self.big { "skiplist" } else { "listpack" }
+    }
+
+    /// Encoded bytes of every element.
+    pub fn stored_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn node(&mut self, id: u32) -> Result<&mut Node, CmdError> {
+        if !self.nodes.contains_key(&id) {
+            let family = self.family.ok_or_else(damaged)?;
+            let b = self
+                .ks
+                .chunk(self.key, family, node_chunk(id))?
+                .ok_or_else(damaged)?;
+            let node = match b.first() {
+                Some(0) => Node::decode(&b.slice(1..), true)?,
+                Some(1) => Node::decode(&b.slice(1..), false)?,
+                _ => return Err(damaged()),
+            };
+            self.nodes.insert(id, node);
+        }
+        self.nodes.get_mut(&id).ok_or_else(damaged)
+    }
+
+    fn touch(&mut self, id: u32) {
+        if id != TOP {
+            self.dirty_nodes.insert(id);
+        }
+        self.changed = true;
+    }
+
+    fn alloc(&mut self) -> u32 {
+        let id = match self.free.pop_first() {
+            Some(j) => j,
+            None => {
+                self.node_hi += 1;
+                self.node_hi - 1
+            }
+        };
+        self.freed.remove(&node_chunk(id));
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        self.nodes.remove(&id);
+        self.dirty_nodes.remove(&id);
+        self.freed.insert(node_chunk(id));
+        self.free.insert(id);
+        // The highest numbers in no use leave the count, so the family shrinks.
+        while self.node_hi > 0 && self.free.remove(&(self.node_hi - 1)) {
+            self.node_hi -= 1;
+        }
+    }
+
+    fn bucket_mut(&mut self, i: u32) -> Result<&mut Bucket, CmdError> {
+        if !self.index.contains_key(&i) {
+            let family = self.family.ok_or_else(damaged)?;
+            let b = match self.ks.chunk(self.key, family, bucket_chunk(i))? {
+                Some(b) => decode_bucket(&b)?,
+                None => Vec::new(),
+            };
+            self.index.insert(i, b);
+        }
+        self.index.get_mut(&i).ok_or_else(damaged)
+    }
+
+    /// The score of `member`.
+    pub fn score(&mut self, member: &[u8]) -> Result<Option<f64>, CmdError> {
+        if !self.exists {
+            return Ok(None);
+        }
+        if self.height == 0 {
+            let Node::Leaf(v) = self.node(TOP)? else {
+                return Err(damaged());
+            };
+            return Ok(v.iter().find(|e| e.1 == member).map(|e| e.0));
+        }
+        let i = bucket(field_hash(member), self.buckets);
+        let b = self.bucket_mut(i)?;
+        Ok(b.iter().find(|(m, _)| m == member).map(|(_, s)| *s))
+    }
+
+    /// Sets `member`'s score; its score before, if it was there.
+    pub fn set(&mut self, member: &Bytes, score: f64) -> Result<Option<f64>, CmdError> {
+        // -0 is kept as 0, as Redis' listpack keeps it.
+        let score = score + 0.0;
+        let old = self.score(member)?;
+        if old.is_none() && self.count == 0 && self.height > 0 {
+            // Emptied by this change: it starts again as one record (the old
+            // family's chunks go with the root's next write).
+            *self = Sorted {
+                exists: self.exists,
+                big: self.big,
+                expire_at_ms: self.expire_at_ms,
+                ..Sorted::from_item(self.ks, self.key, None)?
+            };
+        }
+        if let Some(o) = old {
+            // Redis compares scores as numbers: -0 is 0, and nothing changes.
+            if o == score {
+                return Ok(old);
+            }
+            self.tree_remove(&(o, member.clone()))?;
+        } else {
+            self.count += 1;
+            self.bytes += elem_bytes(member) as u64;
+            if self.count as usize > LISTPACK_ENTRIES || member.len() > LISTPACK_VALUE {
+                self.big = true;
+            }
+        }
+        self.tree_insert(&(score, member.clone()))?;
+        if self.height > 0 {
+            let i = bucket(field_hash(member), self.buckets);
+            let b = self.bucket_mut(i)?;
+            match b.iter_mut().find(|(m, _)| m == member) {
+                Some(e) => e.1 = score,
+                None => b.push((member.clone(), score)),
+            }
+            self.dirty_buckets.insert(i);
+        }
+        self.exists = true;
+        self.changed = true;
+        Ok(old)
+    }
+
+    /// Removes `member`; its score, if it was there.
+    pub fn remove(&mut self, member: &[u8]) -> Result<Option<f64>, CmdError> {
+        let Some(score) = self.score(member)? else {
+            return Ok(None);
+        };
+        let m = Bytes::copy_from_slice(member);
+        self.tree_remove(&(score, m))?;
+        if self.height > 0 {
+            let i = bucket(field_hash(member), self.buckets);
+            let b = self.bucket_mut(i)?;
+            b.retain(|(x, _)| x != member);
+            self.dirty_buckets.insert(i);
+        }
+        self.count -= 1;
+        self.bytes = self.bytes.saturating_sub(elem_bytes(member) as u64);
+        self.changed = true;
+        Ok(Some(score))
+    }
+
+    fn tree_insert(&mut self, e: &Elem) -> Result<(), CmdError> {
+        self.insert_in(TOP, e)?;
+        Ok(())
+    }
+
+    /// Inserts `e` below node `id`; the node split off to its right, if it grew too big.
+    fn insert_in(&mut self, id: u32, e: &Elem) -> Result<Option<Child>, CmdError> {
+        self.touch(id);
+        let next = match self.node(id)? {
+            Node::Leaf(v) => {
+                let pos = v.partition_point(|x| lt(x, e));
+                v.insert(pos, e.clone());
+                None
+            }
+            Node::Inner(cs) => {
+                if cs.is_empty() {
+                    return Err(damaged());
+                }
+                let i = child_for(cs, e);
+                cs[i].count += 1;
+                if lt(e, &cs[i].first) {
+                    cs[i].first = e.clone();
+                }
+                Some((i, cs[i].no))
+            }
+        };
+        if let Some((i, no)) = next
+            && let Some(new) = self.insert_in(no, e)?
+        {
+            let Node::Inner(cs) = self.node(id)? else {
+                return Err(damaged());
+            };
+            cs[i].count -= new.count;
+            cs.insert(i + 1, new);
+        }
+        if id == TOP {
+            return Ok(None);
+        }
+        let node = self.node(id)?;
+        if node.bytes() <= NODE_MAX || node.len() < 2 {
+            return Ok(None);
+        }
+        let half = node.len() / 2;
+        let right = node.split_off(half);
+        let child = Child {
+            no: 0,
+            count: right.count(),
+            first: right.first().ok_or_else(damaged)?,
+        };
+        let no = self.alloc();
+        self.nodes.insert(no, right);
+        self.touch(no);
+        Ok(Some(Child { no, ..child }))
+    }
+
+    fn tree_remove(&mut self, e: &Elem) -> Result<(), CmdError> {
+        if !self.remove_in(TOP, e)? {
+            return Err(damaged());
+        }
+        Ok(())
+    }
+
+    /// Removes `e` below node `id`; whether it was there.
+    fn remove_in(&mut self, id: u32, e: &Elem) -> Result<bool, CmdError> {
+        let (i, no) = match self.node(id)? {
+            Node::Leaf(v) => {
+                let Ok(pos) = v.binary_search_by(|x| order(x, e)) else {
+                    return Ok(false);
+                };
+                v.remove(pos);
+                self.touch(id);
+                return Ok(true);
+            }
+            Node::Inner(cs) => {
+                if cs.is_empty() {
+                    return Ok(false);
+                }
+                let i = child_for(cs, e);
+                (i, cs[i].no)
+            }
+        };
+        if !self.remove_in(no, e)? {
+            return Ok(false);
+        }
+        self.touch(id);
+        let first = self.node(no)?.first();
+        let Node::Inner(cs) = self.node(id)? else {
+            return Err(damaged());
+        };
+        cs[i].count -= 1;
+        match first {
+            None => {
+                cs.remove(i);
+                self.release(no);
+            }
+            Some(f) => {
+                cs[i].first = f;
+                self.merge_small(id, i)?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Merges child `i` of `id` with a neighbour when it has shrunk below a quarter of
+    /// a node and the two fit in one.
+    fn merge_small(&mut self, id: u32, i: usize) -> Result<(), CmdError> {
+        let Node::Inner(cs) = self.node(id)? else {
+            return Err(damaged());
+        };
+        if cs.len() < 2 {
+            return Ok(());
+        }
+        let (no, j) = (cs[i].no, if i + 1 < cs.len() { i + 1 } else { i - 1 });
+        let other = cs[j].no;
+        if self.node(no)?.bytes() >= NODE_MAX / 4 {
+            return Ok(());
+        }
+        if self.node(no)?.bytes() + self.node(other)?.bytes() > NODE_MAX * 3 / 4 {
+            return Ok(());
+        }
+        let (l, r) = (i.min(j), i.max(j));
+        let Node::Inner(cs) = self.node(id)? else {
+            return Err(damaged());
+        };
+        let (lno, rno, rcount) = (cs[l].no, cs[r].no, cs[r].count);
+        cs[l].count += rcount;
+        cs.remove(r);
+        let right = self.nodes.remove(&rno).ok_or_else(damaged)?;
+        self.node(lno)?.append(right)?;
+        self.touch(lno);
+        self.release(rno);
+        Ok(())
+    }
+
+    /// How many elements come before the first for which `below` is false (`below` is
+    /// true for a prefix of the order: "is before the bound").
+    pub fn count_below(&mut self, below: &impl Fn(&Elem) -> bool) -> Result<u64, CmdError> {
+        if !self.exists {
+            return Ok(0);
+        }
+        let mut id = TOP;
+        let mut acc = 0u64;
+        loop {
+            match self.node(id)? {
+                Node::Leaf(v) => return Ok(acc + v.partition_point(below) as u64),
+                Node::Inner(cs) => {
+                    let n = cs.partition_point(|c| below(&c.first));
+                    if n == 0 {
+                        return Ok(acc);
+                    }
+                    acc += cs[..n - 1].iter().map(|c| c.count).sum::<u64>();
+                    id = cs[n - 1].no;
+                }
+            }
+        }
+    }
+
+    /// The 0-based rank of `member` in ascending order, with its score.
+    pub fn rank(&mut self, member: &[u8]) -> Result<Option<(u64, f64)>, CmdError> {
+        let Some(s) = self.score(member)? else {
+            return Ok(None);
+        };
+        let e = (s, Bytes::copy_from_slice(member));
+        Ok(Some((self.count_below(&|x| lt(x, &e))?, s)))
+    }
+
+    /// The elements of ranks `from..to` (ascending), reading only the nodes that hold them.
+    pub fn range(&mut self, from: u64, to: u64) -> Result<Vec<Elem>, CmdError> {
+        let to = to.min(self.count);
+        let mut out = Vec::with_capacity(to.saturating_sub(from).min(1 << 16) as usize);
+        if from < to {
+            self.collect(TOP, from, to, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn collect(
+        &mut self,
+        id: u32,
+        from: u64,
+        to: u64,
+        out: &mut Vec<Elem>,
+    ) -> Result<(), CmdError> {
+        let kids: Vec<(u32, u64, u64)> = match self.node(id)? {
+            Node::Leaf(v) => {
+                let (a, b) = (from as usize, (to as usize).min(v.len()));
+                if a < b {
+                    out.extend_from_slice(&v[a..b]);
+                }
+                return Ok(());
+            }
+            Node::Inner(cs) => {
+                let mut at = 0u64;
+                let mut kids = Vec::new();
+                for c in cs.iter() {
+                    let end = at + c.count;
+                    if end > from && at < to {
+                        kids.push((c.no, from.saturating_sub(at), to.min(end) - at));
+                    }
+                    at = end;
+                    if at >= to {
+                        break;
+                    }
+                }
+                kids
+            }
+        };
+        for (no, a, b) in kids {
+            self.collect(no, a, b, out)?;
+        }
+        Ok(())
+    }
+
+    /// Every element, ascending.
+    pub fn all(&mut self) -> Result<Vec<Elem>, CmdError> {
+        self.range(0, self.count)
+    }
+
+    /// One page of a scan from `cursor` (0 to start) with at least `count` elements
+    /// unless the walk ends; the next cursor (0 when done). A small set answers in one
+    /// page, as Redis' listpack does; a chunked one by member-index chunk.
+    pub fn scan(&mut self, cursor: u64, count: usize) -> Result<(u64, Vec<Elem>), CmdError> {
+        if !self.exists {
+            return Ok((0, Vec::new()));
+        }
+        if self.height == 0 || !self.big {
+            return Ok((0, self.all()?));
+        }
+        let n = self.buckets as u64;
+        let mut out = Vec::new();
+        let mut at = cursor;
+        while at < n && out.len() < count.max(1) {
+            out.extend(
+                self.bucket_mut(at as u32)?
+                    .iter()
+                    .map(|(m, s)| (*s, m.clone())),
+            );
+            at += 1;
+        }
+        Ok((if at >= n { 0 } else { at }, out))
+    }
+
+    /// Writes the changes as one atomic change of the log (removing the key once it
+    /// has no elements), moving between one record and chunks and keeping the top
+    /// node and the member index near their sizes.
+    pub fn commit(mut self) -> Result<(), CmdError> {
+        if !self.changed {
+            return Ok(());
+        }
+        if self.count == 0 {
+            if self.exists {
+                self.ks.delete(self.key)?;
+            }
+            return Ok(());
+        }
+        if self.height == 0 && self.bytes as usize > INLINE_MAX {
+            self.chunk_up()?;
+        } else if self.height > 0 && self.bytes as usize <= INLINE_MIN {
+            let all = self.all()?;
+            self = Sorted {
+                big: self.big,
+                count: self.count,
+                bytes: self.bytes,
+                exists: true,
+                changed: true,
+                expire_at_ms: self.expire_at_ms,
+                nodes: HashMap::from([(TOP, Node::Leaf(all))]),
+                ..Sorted::from_item(self.ks, self.key, None)?
+            };
+        }
+        if self.height > 0 {
+            self.settle_top()?;
+            self.settle_index()?;
+        }
+        let mut root = Vec::with_capacity(64);
+        root.extend_from_slice(&[u8::from(self.height > 0), u8::from(self.big)]);
+        root.extend_from_slice(&self.count.to_le_bytes());
+        root.extend_from_slice(&self.bytes.to_le_bytes());
+        let mut bodies: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
+        let family = match self.family {
+            Some(f) if self.height > 0 => {
+                root.extend_from_slice(&self.buckets.to_le_bytes());
+                root.push(self.height);
+                root.extend_from_slice(&self.node_hi.to_le_bytes());
+                root.extend_from_slice(&(self.free.len() as u32).to_le_bytes());
+                for j in &self.free {
+                    root.extend_from_slice(&j.to_le_bytes());
+                }
+                let chunks = (2 * self.buckets).max(2 * self.node_hi);
+                for &j in &self.dirty_nodes {
+                    let node = self.nodes.get(&j).ok_or_else(damaged)?;
+                    let mut b = vec![u8::from(matches!(node, Node::Inner(_)))];
+                    node.encode(&mut b);
+                    bodies.push((node_chunk(j), Some(b)));
+                }
+                for &i in &self.dirty_buckets {
+                    let mut b = Vec::new();
+                    encode_bucket(&mut b, self.index.get(&i).ok_or_else(damaged)?);
+                    bodies.push((bucket_chunk(i), Some(b)));
+                }
+                let written: BTreeSet<u32> = bodies.iter().map(|(n, _)| *n).collect();
+                for &n in self.freed.iter().filter(|&&n| n < chunks) {
+                    if !written.contains(&n) {
+                        bodies.push((n, None));
+                    }
+                }
+                Some(Family {
+                    version: f.version,
+                    chunks,
+                    aux: self.buckets,
+                })
+            }
+            _ => None,
+        };
+        self.nodes.get(&TOP).ok_or_else(damaged)?.encode(&mut root);
+        let exp = self.expire_at_ms;
+        super::write_change(
+            self.ks,
+            self.key,
+            ValueType::ZSet,
+            &root,
+            family,
+            exp,
+            &bodies,
+        )
+    }
+
+    /// One record becomes chunks: leaves of about half a node, the member index at
+    /// its target size, under a top node split as often as it needs.
+    fn chunk_up(&mut self) -> Result<(), CmdError> {
+        let top = self.nodes.remove(&TOP).ok_or_else(damaged)?;
+        let Node::Leaf(elems) = top else {
+            return Err(damaged());
+        };
+        let n = (self.bytes as usize).div_ceil(BUCKET_TARGET).max(2) as u32;
+        self.buckets = n;
+        self.family = Some(Family {
+            version: Family::new_version(),
+            chunks: 0,
+            aux: n,
+        });
+        let mut index: HashMap<u32, Bucket> = (0..n).map(|i| (i, Vec::new())).collect();
+        for (s, m) in &elems {
+            let b = bucket(field_hash(m), n);
+            index.entry(b).or_default().push((m.clone(), *s));
+        }
+        self.index = index;
+        self.dirty_buckets = (0..n).collect();
+        let kids = self.plant(Node::Leaf(elems))?;
+        self.nodes.insert(TOP, Node::Inner(kids));
+        self.height = 1;
+        Ok(())
+    }
+
+    /// Cuts `node` into new nodes of about half a node each; their entries for the
+    /// level above.
+    fn plant(&mut self, node: Node) -> Result<Vec<Child>, CmdError> {
+        let mut kids = Vec::new();
+        for piece in node.pieces(NODE_MAX / 2) {
+            let no = self.alloc();
+            kids.push(Child {
+                no,
+                count: piece.count(),
+                first: piece.first().ok_or_else(damaged)?,
+            });
+            self.nodes.insert(no, piece);
+            self.touch(no);
+        }
+        Ok(kids)
+    }
+
+    /// Keeps the top node small (moving its entries a level down) and never a lone
+    /// child above another node.
+    fn settle_top(&mut self) -> Result<(), CmdError> {
+        while self.node(TOP)?.bytes() > TOP_MAX {
+            let top = self.nodes.remove(&TOP).ok_or_else(damaged)?;
+            let kids = self.plant(top)?;
+            self.nodes.insert(TOP, Node::Inner(kids));
+            self.height += 1;
+        }
+        while self.height > 1 {
+            let only = match self.node(TOP)? {
+                Node::Inner(cs) if cs.len() == 1 => cs[0].no,
+                _ => break,
+            };
+            self.node(only)?;
+            let node = self.nodes.remove(&only).ok_or_else(damaged)?;
+            self.nodes.insert(TOP, node);
+            self.release(only);
+            self.height -= 1;
+        }
+        Ok(())
+    }
+
+    /// Splits or merges member-index chunks (linear hashing) as the bytes call for.
+    fn settle_index(&mut self) -> Result<(), CmdError> {
+        let bytes = self.bytes as usize;
+        while bytes > self.buckets as usize * BUCKET_TARGET {
+            let n = self.buckets;
+            let level = 31 - n.leading_zeros();
+            let from = n - (1 << level);
+            let old = std::mem::take(self.bucket_mut(from)?);
+            let (moved, kept): (Bucket, Bucket) = old
+                .into_iter()
+                .partition(|(m, _)| bucket(field_hash(m), n + 1) == n);
+            *self.bucket_mut(from)? = kept;
+            self.index.insert(n, moved);
+            self.freed.remove(&bucket_chunk(n));
+            self.dirty_buckets.extend([from, n]);
+            self.buckets = n + 1;
+        }
+        while self.buckets > 2 && bytes < self.buckets as usize * BUCKET_TARGET / 4 {
+            let last = self.buckets - 1;
+            let level = 31 - last.leading_zeros();
+            let into = last - (1 << level);
+            let moved = std::mem::take(self.bucket_mut(last)?);
+            self.bucket_mut(into)?.extend(moved);
+            self.index.remove(&last);
+            self.dirty_buckets.remove(&last);
+            self.dirty_buckets.insert(into);
+            self.freed.insert(bucket_chunk(last));
+            self.buckets = last;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn change(ks: &Keyspace<'_>, f: impl FnOnce(&mut Sorted<'_, '_>)) {
+        let mut z = Sorted::open(ks, b"z").expect("open");
+        f(&mut z);
+        z.commit().expect("commit");
+    }
+
+    /// The model's elements in order.
+    fn ordered(model: &BTreeMap<Bytes, f64>) -> Vec<Elem> {
+        let mut v: Vec<Elem> = model.iter().map(|(m, s)| (*s, m.clone())).collect();
+        v.sort_by(order);
+        v
+    }
+
+    fn check(ks: &Keyspace<'_>, model: &BTreeMap<Bytes, f64>) {
+        let mut z = Sorted::open(ks, b"z").expect("open");
+        assert_eq!(z.len(), model.len() as u64);
+        let want = ordered(model);
+        assert_eq!(z.all().expect("all"), want);
+        for (r, e) in want.iter().enumerate().step_by(97) {
+            assert_eq!(z.rank(&e.1).expect("rank"), Some((r as u64, e.0)));
+            assert_eq!(
+                z.range(r as u64, r as u64 + 3).expect("range"),
+                want[r..(r + 3).min(want.len())]
+            );
+            let below = z.count_below(&|x: &Elem| x.0 < e.0).expect("count");
+            assert_eq!(below, want.iter().filter(|x| x.0 < e.0).count() as u64);
+        }
+        let members: Vec<&Bytes> = model.keys().step_by(13).collect();
+        let scores = Sorted::scores_of(ks, b"z", &members).expect("scores");
+        for (m, s) in members.iter().zip(scores) {
+            assert_eq!(s, model.get(*m).copied());
+        }
+    }
+
+    #[test]
+    fn a_sorted_set_grows_into_a_tree_and_shrinks_back_against_a_model() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        let mut model = BTreeMap::new();
+        let member = |i: u64| Bytes::from(format!("member:{:05}", i * 7919 % 10007));
+        let mut x = 1u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Many equal scores (lexical order) and a spread of others.
+        for i in 0..12_000u64 {
+            let s = if i % 3 == 0 {
+                0.0
+            } else {
+                (rnd() % 1000) as f64 / 8.0
+            };
+            change(&ks, |z| {
+                z.set(&member(i % 9000), s).expect("set");
+            });
+            model.insert(member(i % 9000), s);
+        }
+        check(&ks, &model);
+        let z = Sorted::open(&ks, b"z").expect("open");
+        assert!(z.height >= 1, "9,000 members make a tree");
+        assert!(store.engine.stats().chunks > 100);
+        drop(z);
+        // Most go again, in an order unlike the scores'.
+        for i in 0..8_950u64 {
+            change(&ks, |z| {
+                assert!(z.remove(&member(i)).expect("remove").is_some());
+            });
+            model.remove(&member(i));
+            if i % 3000 == 0 {
+                check(&ks, &model);
+            }
+        }
+        check(&ks, &model);
+        assert_eq!(
+            store.engine.stats().chunks,
+            0,
+            "50 members are one record again"
+        );
+        change(&ks, |z| {
+            for m in model.keys() {
+                z.remove(m).expect("remove");
+            }
+        });
+        assert!(
+            !ks.exists(b"z").expect("exists"),
+            "an empty sorted set is no key"
+        );
+    }
+
+    #[test]
+    fn one_command_of_many_elements_builds_a_balanced_tree() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        let mut model = BTreeMap::new();
+        change(&ks, |z| {
+            for i in 0..50_000u64 {
+                let m = Bytes::from(format!("m{i}"));
+                z.set(&m, (i % 977) as f64).expect("set");
+                model.insert(m, (i % 977) as f64);
+            }
+        });
+        check(&ks, &model);
+        let z = Sorted::open(&ks, b"z").expect("open");
+        assert!(
+            z.height >= 2,
+            "50,000 members make a tree of two levels or more"
+        );
+        let root = ks.get_typed(b"z").expect("get").expect("root");
+        assert!(root.value.len() <= TOP_MAX + 64, "the root stays small");
+        drop(z);
+        // A change of one element rewrites a bounded number of bytes.
+        let before = store.engine.stats().bytes_written;
+        change(&ks, |z| {
+            z.set(&Bytes::from_static(b"m7"), -5.0).expect("set");
+        });
+        let written = store.engine.stats().bytes_written - before;
+        assert!(
+            written < 6 * NODE_MAX as u64,
+            "{written} bytes for one change"
+        );
+        model.insert(Bytes::from_static(b"m7"), -5.0);
+        check(&ks, &model);
+    }
+}
