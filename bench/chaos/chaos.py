@@ -10,7 +10,7 @@ Usage: python3 bench/chaos/chaos.py [--bin PATH] [--short] CAMPAIGN...
   --short  a few seconds per campaign (what the test suite runs)
   --rounds N  rounds for kill9/evict/damage (default 20, short 2-3)
 
-`collections` kills caskade under pipelined multi-element HSET, SADD and RPUSH on
+`collections` kills caskade under pipelined multi-element HSET, SADD, ZADD and RPUSH on
 chunked collections: every acknowledged element must be there, and no command may be
 half applied (all of its fields, members or elements, or none; a list a prefix of what
 was pushed, in order).
@@ -230,11 +230,12 @@ def kill9_campaign(binary, work, rounds, short, name, flags, evicting, keys, val
 
 
 def collection_writer(srv, wid, rnd, stop, sent, acked, counter):
-    """Pipelines of HSET/SADD of three new fields/members and RPUSH of two elements,
-    all named by one version; `sent` in order, `acked` once the pipeline answered."""
+    """Pipelines of HSET/SADD/ZADD of three new fields/members and RPUSH of two
+    elements, all named by one version; `sent` in order, `acked` once the pipeline
+    answered."""
     r = srv.client()
     ver = 0
-    h, s, l = f"h{rnd}:{wid}", f"s{rnd}:{wid}", f"l{rnd}:{wid}"
+    h, s, l, z = f"h{rnd}:{wid}", f"s{rnd}:{wid}", f"l{rnd}:{wid}", f"z{rnd}:{wid}"
     while not stop.is_set():
         pipe = r.pipeline(transaction=False)
         staged = []
@@ -243,6 +244,7 @@ def collection_writer(srv, wid, rnd, stop, sent, acked, counter):
             pipe.hset(h, mapping={f"f:{ver}:{x}": f"{ver}:{x}".ljust(24, "v") for x in "abc"})
             pipe.sadd(s, *(f"m:{ver}:{x}" for x in "abc"))
             pipe.rpush(l, f"{ver}:a", f"{ver}:b")
+            pipe.zadd(z, {f"m:{ver}:{x}": ver for x in "abc"})
             sent.append(ver)
             staged.append(ver)
         try:
@@ -250,7 +252,7 @@ def collection_writer(srv, wid, rnd, stop, sent, acked, counter):
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             return
         acked.update(staged)
-        counter[0] += 3 * len(staged)
+        counter[0] += 4 * len(staged)
 
 
 def check_collection(names, sent, acked, tally, what):
@@ -282,6 +284,31 @@ def check_collection(names, sent, acked, tally, what):
             tally.notes.append(f"{what}: acknowledged version {ver} lost")
 
 
+def check_sorted(r, key, sent, acked, tally):
+    """A sorted set under kill -9: the versions as for the other types, and its tree
+    whole: every member's score is its version (the prefill's, minus its number), the
+    order is the scores', and ZCARD, ranks and ZSCORE agree with the range read."""
+    elems = r.zrange(key, 0, -1, withscores=True)
+    check_collection([m for m, _ in elems], sent, acked, tally, key)
+    scores = [s for _, s in elems]
+    if scores != sorted(scores) or r.zcard(key) != len(elems):
+        tally.wrong += 1
+        tally.notes.append(f"{key}: out of order, or its count is not its length")
+    for m, s in elems:
+        n = m.decode().split(":")
+        want = -int(n[1]) if n[0] == "p" else int(n[1])
+        if s != want:
+            tally.wrong += 1
+            tally.notes.append(f"{key}: {m!r} has score {s}, not {want}")
+            break
+    for i in range(0, len(elems), max(1, len(elems) // 20)):
+        m, s = elems[i]
+        if r.zrank(key, m) != i or r.zscore(key, m) != s:
+            tally.wrong += 1
+            tally.notes.append(f"{key}: rank or score of {m!r} differs from the range read")
+            break
+
+
 def collections_campaign(binary, work, rounds, short, fsync):
     total = Tally(f"collections fsync {fsync}")
     data = os.path.join(work, f"collections_{fsync}")
@@ -295,6 +322,7 @@ def collections_campaign(binary, work, rounds, short, fsync):
             r.hset(f"h{rnd}:{w}", mapping={f"p:{i}": "x" * 20 for i in range(1500)})
             r.sadd(f"s{rnd}:{w}", *(f"p:{i}" for i in range(1500)))
             r.rpush(f"l{rnd}:{w}", *(f"p:{i}" for i in range(3000)))
+            r.zadd(f"z{rnd}:{w}", {f"p:{i}": -i for i in range(3000)})
         r.close()
         stop = threading.Event()
         counter = [0]
@@ -310,6 +338,7 @@ def collections_campaign(binary, work, rounds, short, fsync):
         for w in range(writers):
             check_collection(r.hkeys(f"h{rnd}:{w}"), sent[w], acked[w], t, f"h{rnd}:{w}")
             check_collection(r.smembers(f"s{rnd}:{w}"), sent[w], acked[w], t, f"s{rnd}:{w}")
+            check_sorted(r, f"z{rnd}:{w}", sent[w], acked[w], t)
             got = [e.decode() for e in r.lrange(f"l{rnd}:{w}", 0, -1)]
             prefill = [f"p:{i}" for i in range(3000)]
             if got[:3000] != prefill:

@@ -218,8 +218,7 @@ fn hex_float(s: &str) -> Option<f64> {
 }
 
 /// A score as ZADD, ZINCRBY and WEIGHTS take it (Redis' rule over `strtod`: no
-/// leading blank, no overflow or underflow to zero, no NaN). `-0` is 0, as the
-/// listpack Redis stores small sets in keeps it.
+/// leading blank, no overflow or underflow to zero, no NaN).
 pub fn parse_score(b: &[u8]) -> Option<f64> {
     if b.first().is_none_or(|c| c.is_ascii_whitespace()) {
         return None;
@@ -237,7 +236,7 @@ pub fn parse_score(b: &[u8]) -> Option<f64> {
     if v == 0.0 && digits.bytes().any(|c| c.is_ascii_hexdigit() && c != b'0') {
         return None;
     }
-    Some(v + 0.0)
+    Some(v)
 }
 
 /// A bound of a score range: `(` excludes; the rest is read as C's `strtod` does

@@ -391,6 +391,11 @@ impl<'k, 'a> Sorted<'k, 'a> {
     ) -> Result<(), CmdError> {
         let mut z = Sorted::from_item(ks, key, None)?;
         let mut elems = elems;
+        if !big {
+            for e in &mut elems {
+                e.0 += 0.0;
+            }
+        }
         elems.sort_by(order);
         z.count = elems.len() as u64;
         z.bytes = elems.iter().map(|e| elem_bytes(&e.1) as u64).sum();
@@ -509,8 +514,6 @@ impl<'k, 'a> Sorted<'k, 'a> {
 
     /// Sets `member`'s score; its score before, if it was there.
     pub fn set(&mut self, member: &Bytes, score: f64) -> Result<Option<f64>, CmdError> {
-        // -0 is kept as 0, as Redis' listpack keeps it.
-        let score = score + 0.0;
         let old = self.score(member)?;
         if old.is_none() && self.count == 0 && self.height > 0 {
             // Emptied by this change: it starts again as one record (the old
@@ -535,6 +538,8 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 self.big = true;
             }
         }
+        // Redis' listpack writes -0 as 0; its skiplist keeps it.
+        let score = if self.big { score } else { score + 0.0 };
         self.tree_insert(&(score, member.clone()))?;
         if self.height > 0 {
             let i = bucket(field_hash(member), self.buckets);
