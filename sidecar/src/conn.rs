@@ -99,12 +99,35 @@ where
             }
         }
         // Noted once per batch, before any of its writes (see `settle`).
-        let generation = shared.store.engine.write_generation();
+        let mut generation = shared.store.engine.write_generation();
         loop {
             match parser.next(&mut inbuf) {
                 Ok(Some(args)) => {
-                    let earlier = std::mem::take(&mut session.wrote);
-                    let reply = cmd::run(&shared, &mut session, &args, waits_for_fsync).await;
+                    let mut earlier = std::mem::take(&mut session.wrote);
+                    let mut reply = cmd::run(&shared, &mut session, &args, waits_for_fsync).await;
+                    if let Some(block) = session.block.take() {
+                        // The replies before it leave now; it answers once served.
+                        session.wrote |= earlier;
+                        earlier = false;
+                        settle(&shared, &mut session, &mut out, &mut writes, generation);
+                        if !out.is_empty() {
+                            if stream.write_all(&out).await.is_err() {
+                                break 'conn;
+                            }
+                            out.clear();
+                        }
+                        generation = shared.store.engine.write_generation();
+                        let wait = Wait {
+                            shared: &shared,
+                            block,
+                            waits_for_fsync,
+                            max_query,
+                        };
+                        match wait.run(&mut session, &mut stream, &mut inbuf).await {
+                            Some(r) => reply = r,
+                            None => break 'conn,
+                        }
+                    }
                     let start = out.len();
                     reply.encode(&mut out, session.resp3);
                     if session.wrote && !matches!(reply, Reply::Error(_)) {
@@ -156,6 +179,76 @@ where
     let _ = stream.shutdown().await;
     session.watching.clear(&shared.watches);
     shared.unregister(id);
+}
+
+/// A blocking command that found nothing, waiting on this connection.
+struct Wait<'s> {
+    shared: &'s Shared,
+    block: cmd::Block,
+    waits_for_fsync: bool,
+    max_query: usize,
+}
+
+impl Wait<'_> {
+    /// Waits until a write to a key it names lets it pop, its timeout passes, CLIENT
+    /// UNBLOCK ends it (its reply), or the client leaves or is killed (`None`). What
+    /// the client sends meanwhile is kept for after.
+    async fn run<S>(
+        self,
+        session: &mut Session,
+        stream: &mut S,
+        inbuf: &mut BytesMut,
+    ) -> Option<Reply>
+    where
+        S: AsyncRead + Unpin,
+    {
+        let shared = self.shared;
+        let client = session.client.clone();
+        let waiter = Arc::new(crate::blocking::Waiter::default());
+        let registration = shared
+            .blocked
+            .block(self.block.db, &self.block.keys, waiter);
+        client.blocked.store(true, Ordering::Release);
+        client.take_unblock();
+        let deadline = self.block.timeout.map(|t| tokio::time::Instant::now() + t);
+        let outcome = loop {
+            // Registered first, then tried: a push in between is not missed.
+            let reply = cmd::retry(shared, session, &self.block, self.waits_for_fsync);
+            if !cmd::found_nothing(&reply) {
+                break Some(reply);
+            }
+            let timeout = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = registration.waiter().ready.notified() => {}
+                () = timeout => break Some(Reply::NilArray),
+                () = client.wake.notified() => {
+                    if client.killed.load(Ordering::Acquire) {
+                        break None;
+                    }
+                    match client.take_unblock() {
+                        Some(crate::state::Unblock::Timeout) => break Some(Reply::NilArray),
+                        Some(crate::state::Unblock::Error) => {
+                            break Some(Reply::err("UNBLOCKED client unblocked via CLIENT UNBLOCK"));
+                        }
+                        None => {}
+                    }
+                }
+                r = stream.read_buf(inbuf) => {
+                    if matches!(r, Ok(0) | Err(_)) || inbuf.len() > self.max_query {
+                        break None;
+                    }
+                }
+            }
+        };
+        client.blocked.store(false, Ordering::Release);
+        drop(registration);
+        outcome
+    }
 }
 
 /// The next MONITOR line for this connection; never, when it does not monitor (a

@@ -1,7 +1,9 @@
 //! The keyspace as a command sees it: [`Keyspace`] is the narrow handle one command
 //! applies to (one database of the engine, the engine's clock, this command's
-//! read-through answers, who to tell about flushes, and the watches its writes touch).
+//! read-through answers, who to tell about flushes, and the watches and blocked clients
+//! its writes touch).
 
+use crate::blocking::Blocked;
 use crate::origin::{OriginError, Reads};
 use crate::store::{KeyspaceEvents, Store};
 use crate::watch::Watches;
@@ -36,6 +38,7 @@ pub struct Keyspace<'a> {
     reads: Option<&'a mut Reads>,
     events: Option<&'a dyn KeyspaceEvents>,
     watches: Option<&'a Watches>,
+    blocked: Option<&'a Blocked>,
 }
 
 impl<'a> Keyspace<'a> {
@@ -50,6 +53,7 @@ impl<'a> Keyspace<'a> {
             reads: None,
             events: None,
             watches: None,
+            blocked: None,
         }
     }
 
@@ -59,10 +63,19 @@ impl<'a> Keyspace<'a> {
         self
     }
 
+    /// Writes wake the clients blocked on the keys they write (BLPOP and friends).
+    pub fn with_blocked(mut self, blocked: Option<&'a Blocked>) -> Self {
+        self.blocked = blocked;
+        self
+    }
+
     /// A write changed `key`.
     fn touch(&self, key: &[u8]) {
         if let Some(w) = self.watches {
             w.touch(self.db, key);
+        }
+        if let Some(b) = self.blocked {
+            b.touch(self.db, key);
         }
     }
 
@@ -89,6 +102,7 @@ impl<'a> Keyspace<'a> {
             reads: None,
             events: self.events,
             watches: self.watches,
+            blocked: self.blocked,
         }
     }
 

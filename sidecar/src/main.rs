@@ -3,6 +3,7 @@
 
 mod admin;
 mod alloc;
+mod blocking;
 mod cli;
 mod cmd;
 mod cmdstats;

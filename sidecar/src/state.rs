@@ -54,6 +54,41 @@ pub struct ClientHandle {
     pub killed: AtomicBool,
     /// Wakes the connection so a kill takes effect while it waits for input.
     pub wake: tokio::sync::Notify,
+    /// Whether it waits in a blocking command (CLIENT LIST's `b` flag).
+    pub blocked: AtomicBool,
+    /// Set by CLIENT UNBLOCK: how the blocked command ends (see [`Unblock`]).
+    pub unblock: std::sync::atomic::AtomicU8,
+}
+
+/// How CLIENT UNBLOCK ends a blocked command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Unblock {
+    /// As if its timeout had passed.
+    Timeout = 1,
+    /// With `-UNBLOCKED`.
+    Error = 2,
+}
+
+impl ClientHandle {
+    /// Ends the client's blocked command `how`; whether it was blocked.
+    pub fn unblock(&self, how: Unblock) -> bool {
+        if !self.blocked.load(Ordering::Acquire) {
+            return false;
+        }
+        self.unblock.store(how as u8, Ordering::Release);
+        self.wake.notify_one();
+        true
+    }
+
+    /// The CLIENT UNBLOCK waiting to be acted on, if any (taken).
+    pub fn take_unblock(&self) -> Option<Unblock> {
+        match self.unblock.swap(0, Ordering::AcqRel) {
+            1 => Some(Unblock::Timeout),
+            2 => Some(Unblock::Error),
+            _ => None,
+        }
+    }
 }
 
 /// One admitted connection's place under `max_clients`.
@@ -121,6 +156,8 @@ pub struct Shared {
     pub read_through: Option<Arc<crate::origin::ReadThrough>>,
     /// Which clients WATCH which keys.
     pub watches: crate::watch::Watches,
+    /// Which clients are blocked on which keys.
+    pub blocked: crate::blocking::Blocked,
     /// The script cache and the scripts running now.
     pub scripts: Arc<crate::script::Scripts>,
     /// The clients in MONITOR mode.
@@ -163,6 +200,7 @@ impl Shared {
             plugins,
             read_through,
             watches: crate::watch::Watches::default(),
+            blocked: crate::blocking::Blocked::default(),
             scripts: Arc::default(),
             monitors: crate::monitor::Monitors::default(),
             shutdown: tokio::sync::Notify::new(),
@@ -195,6 +233,8 @@ impl Shared {
             }),
             killed: AtomicBool::new(false),
             wake: tokio::sync::Notify::new(),
+            blocked: AtomicBool::new(false),
+            unblock: std::sync::atomic::AtomicU8::new(0),
         });
         self.clients.lock().insert(id, h.clone());
         h

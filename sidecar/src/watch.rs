@@ -29,8 +29,9 @@ impl Default for Watches {
     }
 }
 
-/// The registry's key: the database, then the key's bytes.
-fn entry(db: u8, key: &[u8]) -> Vec<u8> {
+/// The registry's key: the database, then the key's bytes (also the blocked
+/// clients' registry's).
+pub(crate) fn entry(db: u8, key: &[u8]) -> Vec<u8> {
     let mut e = Vec::with_capacity(key.len() + 1);
     e.push(db);
     e.extend_from_slice(key);

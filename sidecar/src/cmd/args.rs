@@ -138,6 +138,29 @@ impl<'a> Args<'a> {
         Ok(keys)
     }
 
+    /// The arguments of LMPOP, ZMPOP and their blocking forms: `numkeys` keys, one of
+    /// the two `ends` (whether the second), and COUNT (1 unless given).
+    pub fn mpop(&mut self, ends: [&str; 2]) -> Result<(&'a [Bytes], bool, u64), CmdError> {
+        // Redis reads the keys' count, then wants an end after them.
+        let keys = self.numkeys(CmdError::Syntax)?;
+        let w = self.next_opt().ok_or(CmdError::Syntax)?;
+        let second = match ends.iter().position(|e| is(w, e)) {
+            Some(i) => i == 1,
+            None => return Err(CmdError::Syntax),
+        };
+        let mut count = 1;
+        if let Some(opt) = self.next_opt() {
+            if !is(opt, "COUNT") {
+                return Err(CmdError::Syntax);
+            }
+            let v = self.next_opt().ok_or(CmdError::Syntax)?;
+            count = parse_i64(v)
+                .filter(|&n| n > 0)
+                .ok_or(CmdError::err("count should be greater than 0"))? as u64;
+        }
+        Ok((keys, second, count))
+    }
+
     /// A SCAN-family cursor (`ERR invalid cursor` unless an unsigned integer).
     pub fn next_cursor(&mut self) -> Result<u64, CmdError> {
         std::str::from_utf8(self.next_arg()?)

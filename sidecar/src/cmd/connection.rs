@@ -4,7 +4,7 @@
 use super::args::{Args, is, parse_i64};
 use super::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
-use crate::state::{ClientHandle, Shared};
+use crate::state::{ClientHandle, Shared, Unblock};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,6 +34,8 @@ pub struct Session {
     pub holding: Option<crate::unit::Holding>,
     /// After MONITOR: the commands the server runs, to be sent to this client.
     pub monitor: Option<crate::monitor::Feed>,
+    /// A blocking command that found nothing: the connection waits, then answers it.
+    pub block: Option<super::Block>,
 }
 
 impl Session {
@@ -50,6 +52,7 @@ impl Session {
             watching: crate::watch::Watching::default(),
             holding: None,
             monitor: None,
+            block: None,
         }
     }
 }
@@ -201,11 +204,16 @@ pub fn select(_s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
 fn client_line(c: &ClientHandle) -> String {
     let info = c.info.lock();
     format!(
-        "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
         c.id,
         info.addr,
         info.name,
         c.since.elapsed().as_secs(),
+        if c.blocked.load(Ordering::Relaxed) {
+            "b"
+        } else {
+            "N"
+        },
         info.db,
         if info.last_cmd.is_empty() {
             "NULL"
@@ -239,6 +247,21 @@ pub fn client(s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
             })
         }
         ("id", []) => Ok(Reply::Int(sess.client.id as i64)),
+        ("unblock", [id, how @ ..]) if how.len() <= 1 => {
+            let id = super::args::parse_i64(id).ok_or(CmdError::NotInteger)?;
+            let how = match how.first() {
+                None => Unblock::Timeout,
+                Some(w) if is(w, "TIMEOUT") => Unblock::Timeout,
+                Some(w) if is(w, "ERROR") => Unblock::Error,
+                Some(_) => {
+                    return Err(CmdError::err(
+                        "CLIENT UNBLOCK reason should be TIMEOUT or ERROR",
+                    ));
+                }
+            };
+            let client = s.clients.lock().get(&(id as u64)).cloned();
+            Ok(Reply::Int(client.is_some_and(|c| c.unblock(how)) as i64))
+        }
         ("setinfo", [attr, value]) => {
             let value = String::from_utf8_lossy(value).into_owned();
             if value.contains(' ') || value.contains('\n') {

@@ -158,7 +158,7 @@ fn sections(s: &Shared) -> Vec<Section> {
             .field("maxclients", cfg.limits.max_clients)
             .field("client_recent_max_input_buffer", 0)
             .field("client_recent_max_output_buffer", 0)
-            .field("blocked_clients", 0)
+            .field("blocked_clients", s.blocked.count())
             .field("tracking_clients", 0)
             .field("clients_in_timeout_table", 0),
         memory_section(s, &st, rss),

@@ -85,7 +85,7 @@ fn done<'a>(a: &Args<'a>, c: Cmd<'a>) -> Result<DataCmd<'a>, CmdError> {
 }
 
 /// LEFT or RIGHT (a syntax error when missing).
-fn next_end(a: &mut Args<'_>) -> Result<End, CmdError> {
+pub(super) fn next_end(a: &mut Args<'_>) -> Result<End, CmdError> {
     {
         let w = a.next_opt().ok_or(CmdError::Syntax)?;
         if is(w, "LEFT") {
@@ -242,17 +242,8 @@ pub fn rpoplpush<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
 }
 
 pub fn lmpop<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    // Redis reads the keys' count, then wants a direction after them.
-    let keys = a.numkeys(CmdError::Syntax)?;
-    let end = next_end(a)?;
-    let mut count = 1;
-    if let Some(opt) = a.next_opt() {
-        if !is(opt, "COUNT") {
-            return Err(CmdError::Syntax);
-        }
-        let v = a.next_opt().ok_or(CmdError::Syntax)?;
-        count = positive(v, false, "count should be greater than 0")?;
-    }
+    let (keys, right, count) = a.mpop(["LEFT", "RIGHT"])?;
+    let end = if right { End::Right } else { End::Left };
     done(a, Cmd::MPop { keys, end, count })
 }
 

@@ -17,6 +17,7 @@ macro_rules! parse {
 
 mod args;
 mod bits;
+mod blocking;
 mod connection;
 mod docs;
 mod error;
@@ -46,6 +47,7 @@ use std::sync::Arc;
 
 pub use args::Args;
 pub use args::parse_i64;
+pub use blocking::{Block, found_nothing};
 pub use connection::{REDIS_VERSION, Session};
 pub use error::{CmdError, CmdResult};
 pub use sort::{reads_patterns as sort_reads_patterns, store_target as sort_store_target};
@@ -73,6 +75,8 @@ pub enum DataCmd<'a> {
     List(lists::Cmd<'a>),
     /// A sorted set command.
     ZSet(zsets::Cmd<'a>),
+    /// A blocking pop (its non-blocking form, once).
+    Block(blocking::Cmd<'a>),
     /// SORT, SORT_RO.
     Sort(sort::Cmd<'a>),
 }
@@ -89,6 +93,7 @@ impl DataCmd<'_> {
             DataCmd::Set(c) => c.apply(ks),
             DataCmd::List(c) => c.apply(ks),
             DataCmd::ZSet(c) => c.apply(ks),
+            DataCmd::Block(c) => c.apply(ks),
             DataCmd::Sort(c) => c.apply(ks),
         }
     }
@@ -266,6 +271,11 @@ macro_rules! container {
 
 const WF: &[&str] = &["write", "fast"];
 const RMOV: &[&str] = &["readonly", "movablekeys"];
+const BLOCKS: &[&str] = &["write", "noscript", "blocking"];
+const BLOCKS_DENY: &[&str] = &["write", "denyoom", "noscript", "blocking"];
+const BLOCKS_FAST: &[&str] = &["write", "noscript", "blocking", "fast"];
+/// Every argument but the last (a timeout).
+const UNTIL_LAST: KeySpec = KeySpec::Range(1, -2, 1);
 const WMOV: &[&str] = &["write", "denyoom", "movablekeys"];
 const TX: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 
@@ -374,6 +384,27 @@ pub static COMMANDS: &[Spec] = &[
         &["write", "movablekeys"],
         COUNTED,
         lists::lmpop
+    ),
+    // blocking pops
+    data!("blpop", -3, BLOCKS, UNTIL_LAST, blocking::blpop),
+    data!("brpop", -3, BLOCKS, UNTIL_LAST, blocking::brpop),
+    data!("blmove", 6, BLOCKS_DENY, TWO, blocking::blmove),
+    data!("brpoplpush", 4, BLOCKS_DENY, TWO, blocking::brpoplpush),
+    data!(
+        "blmpop",
+        -5,
+        &["write", "blocking", "movablekeys"],
+        KeySpec::Counted(2),
+        blocking::blmpop
+    ),
+    data!("bzpopmin", -3, BLOCKS_FAST, UNTIL_LAST, blocking::bzpopmin),
+    data!("bzpopmax", -3, BLOCKS_FAST, UNTIL_LAST, blocking::bzpopmax),
+    data!(
+        "bzmpop",
+        -5,
+        &["write", "blocking", "movablekeys"],
+        KeySpec::Counted(2),
+        blocking::bzmpop
     ),
     // sets
     data!("sadd", -3, WDF, ONE, sets::sadd),
@@ -677,6 +708,10 @@ pub async fn run(
             Ok(cmd) => {
                 session.wrote |= spec.is_write();
                 let db = session.db;
+                let blocks = match &cmd {
+                    DataCmd::Block(b) => Some((b.timeout, b.keys())),
+                    _ => None,
+                };
                 let mut reads = match &shared.read_through {
                     Some(rt) if spec.through && rt.routes_any(spec.key_args(rest)) => {
                         // Boxed: the fetch's state stays off the common path's future.
@@ -695,7 +730,19 @@ pub async fn run(
                 if let Some(r) = reads {
                     r.finish(&shared.store, db, !matches!(reply, Reply::Error(_)));
                 }
-                reply
+                match blocks {
+                    // Nothing to pop: the connection waits (and answers) instead.
+                    Some((timeout, keys)) if found_nothing(&reply) => {
+                        session.block = Some(Block {
+                            argv: argv.to_vec(),
+                            db,
+                            keys,
+                            timeout,
+                        });
+                        Reply::Silent
+                    }
+                    _ => reply,
+                }
             }
         },
     };
@@ -712,6 +759,34 @@ pub async fn run(
         record_slow(shared, session, argv, micros);
     }
     reply
+}
+
+/// Runs a blocked command again (a key it waits for was written): its reply, which
+/// says it found nothing again when [`found_nothing`].
+pub fn retry(
+    shared: &Shared,
+    session: &mut Session,
+    block: &Block,
+    waits_for_fsync: bool,
+) -> Reply {
+    let Some(spec) = block.argv.first().and_then(|n| lookup(n)) else {
+        return Reply::NilArray;
+    };
+    let Run::Data(parse) = spec.run else {
+        return Reply::NilArray;
+    };
+    let rest = &block.argv[1..];
+    let cmd = match parse(&mut Args::new(spec.name, rest)) {
+        Ok(cmd) => cmd,
+        Err(e) => return e.into(),
+    };
+    session.wrote |= spec.is_write();
+    let apply = || execute(shared, spec, rest, block.db, cmd, None);
+    if waits_for_fsync {
+        blocking(apply)
+    } else {
+        apply()
+    }
 }
 
 /// Runs `f`, which may hold this thread for long (a script, a write waiting for the
@@ -787,7 +862,8 @@ pub fn apply_data(shared: &Shared, db: u8, cmd: DataCmd<'_>, reads: Option<&mut 
     let mut ks = Keyspace::new(&shared.store, db)
         .with_reads(reads)
         .with_events(events)
-        .with_watches(Some(&shared.watches));
+        .with_watches(Some(&shared.watches))
+        .with_blocked(Some(&shared.blocked));
     cmd.apply(&mut ks).unwrap_or_else(Reply::from)
 }
 

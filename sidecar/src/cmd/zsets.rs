@@ -169,7 +169,7 @@ fn done<'a>(a: &Args<'a>, c: Cmd<'a>) -> Result<DataCmd<'a>, CmdError> {
 
 /// The whole of `s` read as C's `strtod` reads a number: decimal, `inf`/`infinity`,
 /// or hexadecimal (`0x1p3`, `0x.8`); `None` if any of it is left over. NaN is refused.
-fn strtod(s: &[u8]) -> Option<f64> {
+pub(super) fn strtod(s: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(s).ok()?;
     let (neg, body) = match text.as_bytes().first()? {
         b'-' => (true, &text[1..]),
@@ -510,25 +510,7 @@ pub fn zpopmax<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
 }
 
 pub fn zmpop<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
-    let keys = a.numkeys(CmdError::Syntax)?;
-    let w = a.next_opt().ok_or(CmdError::Syntax)?;
-    let max = if is(w, "MIN") {
-        false
-    } else if is(w, "MAX") {
-        true
-    } else {
-        return Err(CmdError::Syntax);
-    };
-    let mut count = 1;
-    if let Some(opt) = a.next_opt() {
-        if !is(opt, "COUNT") {
-            return Err(CmdError::Syntax);
-        }
-        let v = a.next_opt().ok_or(CmdError::Syntax)?;
-        count = parse_i64(v)
-            .filter(|&n| n > 0)
-            .ok_or(CmdError::err("count should be greater than 0"))? as u64;
-    }
+    let (keys, max, count) = a.mpop(["MIN", "MAX"])?;
     done(a, Cmd::MPop { keys, max, count })
 }
 
