@@ -7,6 +7,7 @@ Usage: python3 bench/collections.py [--bin PATH] [-n REQUESTS] [--rounds R]
   --bin     the caskade binary (default: $CASKADE_BIN, else target/release/caskade)
   -n        requests per measurement (default 200000)
   --rounds  interleaved rounds, best kept (default 3)
+  --only    types to run, comma-separated (hash,set,list,zset; default all)
 
 Each workload runs redis-benchmark (-c 50 -P 16) against both servers, Redis first
 then caskade, round after round; the collection is prefilled before the round so a
@@ -32,6 +33,7 @@ from benchlib import free_port, rss_kib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = (10, 100_000)
+KINDS = ("hash", "set", "list", "zset")
 
 
 def wait_ping(port):
@@ -53,6 +55,8 @@ def prefill(r, kind, key, size):
             r.hset(key, mapping={f"field:{i:012d}": "v" * 16 for i in items})
         elif kind == "set":
             r.sadd(key, *(f"member:{i:012d}" for i in items))
+        elif kind == "zset":
+            r.zadd(key, {f"member:{i:012d}": i for i in items})
         else:
             r.rpush(key, *(f"element:{i:012d}" for i in items))
 
@@ -67,6 +71,11 @@ WORKLOADS = [
     ("LMOVE k k RIGHT LEFT", "list", ["LMOVE", "{key}", "{key}", "RIGHT", "LEFT"]),
     ("LINDEX -1", "list", ["LINDEX", "{key}", "-1"]),
     ("LRANGE 0 9", "list", ["LRANGE", "{key}", "0", "9"]),
+    ("ZADD", "zset", ["ZADD", "{key}", "__rand_int__", "member:__rand_int__"]),
+    ("ZINCRBY", "zset", ["ZINCRBY", "{key}", "1", "member:__rand_int__"]),
+    ("ZSCORE", "zset", ["ZSCORE", "{key}", "member:__rand_int__"]),
+    ("ZRANGE 0 9", "zset", ["ZRANGE", "{key}", "0", "9"]),
+    ("ZRANK", "zset", ["ZRANK", "{key}", "member:__rand_int__"]),
 ]
 
 
@@ -93,7 +102,10 @@ def main():
     ap.add_argument("--bin", default=os.environ.get("CASKADE_BIN", os.path.join(ROOT, "target/release/caskade")))
     ap.add_argument("-n", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", default="", help="comma-separated types to run (hash,set,list,zset)")
     a = ap.parse_args()
+    kinds = a.only.split(",") if a.only else KINDS
+    workloads = [w for w in WORKLOADS if w[1] in kinds]
     work = tempfile.mkdtemp(prefix="caskade-collections-")
     rport, cport = free_port(), free_port()
     redis_p = subprocess.Popen(
@@ -113,23 +125,23 @@ def main():
         mem = {}
         for s, (port, pid) in servers.items():
             before = rss_kib(pid)
-            for kind in ("hash", "set", "list"):
+            for kind in kinds:
                 prefill(conns[s], kind, f"mem:{kind}", SIZES[1])
             time.sleep(0.5)
-            mem[s] = (rss_kib(pid) - before) * 1024 / (3 * SIZES[1])
+            mem[s] = (rss_kib(pid) - before) * 1024 / (len(kinds) * SIZES[1])
             conns[s].flushall()
 
         best = {}
         written = {}
         for rnd in range(a.rounds):
-            for name, kind, template in WORKLOADS:
+            for name, kind, template in workloads:
                 for size in SIZES:
                     key = f"{kind}:{size}"
                     for s, (port, _) in servers.items():
                         prefill(conns[s], kind, key, size)
                         w0 = bytes_written(conns[s])
                         rps = run_workload(port, template, key, a.n, size)
-                        changes = template[0] in ("HSET", "SADD", "LMOVE")
+                        changes = template[0] in ("HSET", "SADD", "LMOVE", "ZADD", "ZINCRBY")
                         if s == "caskade" and changes:
                             written[(name, size)] = (bytes_written(conns[s]) - w0) / a.n
                         k = (name, size, s)
@@ -140,7 +152,7 @@ def main():
               "(caskade fsync everysec; Redis without persistence)\n")
         print("| op | elements | Redis req/s | caskade req/s | caskade/Redis | caskade 100k/10 cost | caskade bytes written per change |")
         print("|---|---:|---:|---:|---:|---:|---:|")
-        for name, _, _ in WORKLOADS:
+        for name, _, _ in workloads:
             for size in SIZES:
                 rr, cc = best[(name, size, "redis")], best[(name, size, "caskade")]
                 cost = ""
@@ -149,7 +161,7 @@ def main():
                 w = written.get((name, size))
                 w = f"{w:,.0f}" if w else ""
                 print(f"| {name} | {size:,} | {rr:,.0f} | {cc:,.0f} | {cc / rr:.2f}x | {cost} | {w} |")
-        print(f"\nDRAM per element (RSS growth filling a 100,000-element hash, set and list): "
+        print(f"\nDRAM per element (RSS growth filling a 100,000-element {', '.join(kinds)}): "
               f"Redis {mem['redis']:.1f} B, caskade {mem['caskade']:.1f} B "
               f"({mem['caskade'] / mem['redis']:.2f}x)")
     finally:

@@ -1,9 +1,11 @@
-//! Fuzz targets for the request parser and the config parser, driven by the engine's
+//! Fuzz targets for the request parser, the config parser and the HyperLogLog decoder
+//! (a stored string is input: SET can put any bytes there), driven by the engine's
 //! stable harness (`caskade_engine::fuzzing`): a few thousand inputs per test run,
 //! `CASKADE_FUZZ_SECS` seconds each under `bench/fuzz.sh`.
 
 use crate::config::Config;
 use crate::protocol::request::RequestParser;
+use crate::types::hll::Hll;
 use bytes::{Bytes, BytesMut};
 use caskade_engine::fuzzing;
 
@@ -65,6 +67,46 @@ fn config_seeds() -> Vec<Vec<u8>> {
         b"read_through:\n  routes:\n    - prefix: \"user:\"\n      plugin: /p.wasm\n      ttl: 5m\n".to_vec(),
         b"plugins:\n  eviction:\n    path: x.wasm\n    memory: 16mb\nlog:\n  level: debug\n".to_vec(),
     ]
+}
+
+/// Any stored string: refused as no HLL, or used (added to, counted, merged, made
+/// dense) without a panic, corrupt registers reported as such.
+fn hll_target(data: &[u8]) {
+    use crate::types::hll::{self, Hll};
+    let Ok(mut h) = Hll::from_bytes(data) else {
+        return;
+    };
+    let mut max = hll::registers();
+    let _ = h.merge_into(&mut max);
+    let _ = h.count();
+    for e in data.chunks(3).take(64) {
+        if h.add(e).is_err() {
+            return;
+        }
+    }
+    let _ = h.raise_all(&max, false);
+    let _ = h.make_dense();
+    let _ = h.count();
+}
+
+fn hll_seeds() -> Vec<Vec<u8>> {
+    let mut small = Hll::new();
+    for i in 0..50u32 {
+        let _ = small.add(&i.to_le_bytes());
+    }
+    let mut dense = small.clone();
+    let _ = dense.make_dense();
+    vec![
+        Hll::new().into_bytes(),
+        small.into_bytes(),
+        dense.into_bytes(),
+        b"HYLL\x01\0\0\0\0\0\0\0\0\0\0\0\x7f".to_vec(),
+    ]
+}
+
+#[test]
+fn fuzz_hll_decoder() {
+    fuzzing::run_from_env("hll", &hll_seeds(), hll_target, 3000);
 }
 
 #[test]

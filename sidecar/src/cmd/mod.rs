@@ -23,6 +23,7 @@ mod docs;
 mod error;
 mod functions;
 mod hashes;
+mod hll;
 mod info;
 mod keys;
 mod lcs;
@@ -75,6 +76,8 @@ pub enum DataCmd<'a> {
     List(lists::Cmd<'a>),
     /// A sorted set command.
     ZSet(zsets::Cmd<'a>),
+    /// A HyperLogLog command.
+    Hll(hll::Cmd<'a>),
     /// A blocking pop (its non-blocking form, once).
     Block(blocking::Cmd<'a>),
     /// SORT, SORT_RO.
@@ -94,6 +97,7 @@ impl DataCmd<'_> {
             DataCmd::List(c) => c.apply(ks),
             DataCmd::ZSet(c) => c.apply(ks),
             DataCmd::Block(c) => c.apply(ks),
+            DataCmd::Hll(c) => c.apply(ks),
             DataCmd::Sort(c) => c.apply(ks),
         }
     }
@@ -385,6 +389,10 @@ pub static COMMANDS: &[Spec] = &[
         COUNTED,
         lists::lmpop
     ),
+    // HyperLogLog
+    data!("pfadd", -2, WDF, ONE, hll::pfadd),
+    data!("pfcount", -2, RO, ALL_ARGS, hll::pfcount),
+    data!("pfmerge", -2, W, ALL_ARGS, hll::pfmerge),
     // blocking pops
     data!("blpop", -3, BLOCKS, UNTIL_LAST, blocking::blpop),
     data!("brpop", -3, BLOCKS, UNTIL_LAST, blocking::brpop),

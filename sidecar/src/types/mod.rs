@@ -3,6 +3,7 @@
 //! any type for RENAME, COPY and MOVE).
 
 pub mod hashed;
+pub mod hll;
 pub mod listed;
 pub mod sorted;
 

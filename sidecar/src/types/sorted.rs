@@ -42,12 +42,13 @@ const INLINE_MAX: usize = super::hashed::INLINE_MAX;
 /// ...and at or below this many it is one record again.
 const INLINE_MIN: usize = INLINE_MAX / 4;
 /// A node past this many bytes splits; one under a quarter of it merges with a
-/// neighbour when the two fit in one.
-const NODE_MAX: usize = 4 << 10;
+/// neighbour when the two fit in one. Small, since a change rewrites a node per level:
+/// bytes written per change against chunks the index holds (`bench/collections.py`).
+const NODE_MAX: usize = 1 << 10;
 /// The top node (in the root) past this many bytes moves down a level.
-const TOP_MAX: usize = 4 << 10;
+const TOP_MAX: usize = 1 << 10;
 /// Member-index chunks average at most this many bytes.
-const BUCKET_TARGET: usize = 2 << 10;
+const BUCKET_TARGET: usize = 1 << 10;
 /// Redis keeps a sorted set in a listpack up to this many elements...
 pub const LISTPACK_ENTRIES: usize = 128;
 /// ...each member at most this long.
