@@ -25,6 +25,8 @@ pub enum KeySpec {
     /// The first argument (a destination), then `numkeys` at position 2 counting the
     /// keys after it (ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE).
     DestCounted,
+    /// GEORADIUS's: the first argument, and STORE's or STOREDIST's destination.
+    RadiusStore,
     /// SORT's: the first argument, and STORE's destination. A SORT whose BY or GET
     /// patterns read other keys holds every stripe.
     Sort,
@@ -48,7 +50,7 @@ impl KeySpec {
                     .unwrap_or(0) as i32;
                 (at as i32 + 1, at as i32 + n, 1)
             }
-            KeySpec::Sort => (1, 1, 1),
+            KeySpec::Sort | KeySpec::RadiusStore => (1, 1, 1),
             KeySpec::None | KeySpec::Every { .. } => (1, 0, 1),
         };
         let n = rest.len() as i32;
@@ -62,6 +64,7 @@ impl KeySpec {
         let store = match self {
             KeySpec::Sort => crate::cmd::sort_store_target(rest),
             KeySpec::DestCounted => rest.first(),
+            KeySpec::RadiusStore => crate::cmd::radius_store_target(rest),
             _ => None,
         };
         rest.get(range)
@@ -115,7 +118,11 @@ impl<'a> Span<'a> {
                 }
             }
             KeySpec::Sort if crate::cmd::sort_reads_patterns(rest) => Span::Everything,
-            KeySpec::Range(..) | KeySpec::Counted(_) | KeySpec::DestCounted | KeySpec::Sort => {
+            KeySpec::Range(..)
+            | KeySpec::Counted(_)
+            | KeySpec::DestCounted
+            | KeySpec::RadiusStore
+            | KeySpec::Sort => {
                 let mut named = keys.keys_in(rest).map(|k| &k[..]);
                 match (named.next(), named.next()) {
                     (None, _) => Span::Nothing,

@@ -22,6 +22,7 @@ mod connection;
 mod docs;
 mod error;
 mod functions;
+mod geo;
 mod hashes;
 mod hll;
 mod info;
@@ -51,6 +52,7 @@ pub use args::parse_i64;
 pub use blocking::{Block, found_nothing};
 pub use connection::{REDIS_VERSION, Session};
 pub use error::{CmdError, CmdResult};
+pub use geo::radius_store_target;
 pub use sort::{reads_patterns as sort_reads_patterns, store_target as sort_store_target};
 
 /// A key and a value, as commands name them (borrowed from the request).
@@ -78,6 +80,8 @@ pub enum DataCmd<'a> {
     ZSet(zsets::Cmd<'a>),
     /// A HyperLogLog command.
     Hll(hll::Cmd<'a>),
+    /// A GEO command.
+    Geo(geo::Cmd<'a>),
     /// A blocking pop (its non-blocking form, once).
     Block(blocking::Cmd<'a>),
     /// SORT, SORT_RO.
@@ -98,6 +102,7 @@ impl DataCmd<'_> {
             DataCmd::ZSet(c) => c.apply(ks),
             DataCmd::Block(c) => c.apply(ks),
             DataCmd::Hll(c) => c.apply(ks),
+            DataCmd::Geo(c) => c.apply(ks),
             DataCmd::Sort(c) => c.apply(ks),
         }
     }
@@ -145,7 +150,7 @@ impl Spec {
     pub fn key_triple(&self) -> (i32, i32, i32) {
         match self.keys {
             KeySpec::Range(f, l, s) => (f, l, s),
-            KeySpec::Sort | KeySpec::DestCounted => (1, 1, 1),
+            KeySpec::Sort | KeySpec::DestCounted | KeySpec::RadiusStore => (1, 1, 1),
             KeySpec::None | KeySpec::Every { .. } | KeySpec::Counted(_) => (0, 0, 0),
         }
     }
@@ -388,6 +393,29 @@ pub static COMMANDS: &[Spec] = &[
         &["write", "movablekeys"],
         COUNTED,
         lists::lmpop
+    ),
+    // GEO
+    data!("geoadd", -5, W, ONE, geo::geoadd),
+    data!("geopos", -2, RO, ONE, geo::geopos),
+    data!("geodist", -4, RO, ONE, geo::geodist),
+    data!("geohash", -2, RO, ONE, geo::geohash),
+    data!("geosearch", -7, RO, ONE, geo::geosearch),
+    data!("geosearchstore", -8, W, TWO, geo::geosearchstore),
+    data!("georadius", -6, WMOV, KeySpec::RadiusStore, geo::georadius),
+    data!("georadius_ro", -6, RO, ONE, geo::georadius_ro),
+    data!(
+        "georadiusbymember",
+        -5,
+        WMOV,
+        KeySpec::RadiusStore,
+        geo::georadiusbymember
+    ),
+    data!(
+        "georadiusbymember_ro",
+        -5,
+        RO,
+        ONE,
+        geo::georadiusbymember_ro
     ),
     // HyperLogLog
     data!("pfadd", -2, WDF, ONE, hll::pfadd),

@@ -69,6 +69,18 @@ pub struct AddFlags {
     incr: bool,
 }
 
+impl AddFlags {
+    /// NX, XX and CH alone (GEOADD's).
+    pub fn changes(nx: bool, xx: bool, ch: bool) -> AddFlags {
+        AddFlags {
+            nx,
+            xx,
+            ch,
+            ..AddFlags::default()
+        }
+    }
+}
+
 /// How ZUNION and ZINTER combine scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregate {
@@ -897,7 +909,12 @@ impl Cmd<'_> {
 }
 
 /// ZADD (and ZINCRBY, as ZADD INCR), with Redis' rules for each flag.
-fn add(ks: &Keyspace<'_>, key: &Bytes, f: AddFlags, pairs: &[(f64, &Bytes)]) -> CmdResult {
+pub(super) fn add(
+    ks: &Keyspace<'_>,
+    key: &Bytes,
+    f: AddFlags,
+    pairs: &[(f64, &Bytes)],
+) -> CmdResult {
     let mut z = open(ks, key)?;
     let nothing = || {
         if f.incr { Reply::Nil } else { Reply::Int(0) }

@@ -32,8 +32,11 @@ pub enum Reply {
     Verbatim(String),
     /// A status made at run time (a script's `{ok=...}`).
     StatusText(String),
-    /// RESP3 double `,`; a bulk string in RESP2.
+    /// RESP3 double `,`; a bulk string in RESP2 (`%.17g`, as sorted-set scores).
     Double(f64),
+    /// A coordinate (GEOPOS, WITHCOORD): a RESP3 double or RESP2 bulk string written
+    /// as Redis writes them, `%.17Lf` without trailing zeros.
+    Coordinate(f64),
     /// RESP3 boolean `#t`/`#f`; `:1`/`:0` in RESP2.
     Bool(bool),
     /// Nothing at all (SHUTDOWN closes the connection instead of answering).
@@ -67,6 +70,8 @@ impl Reply {
             Reply::Silent => {}
             Reply::Double(d) if resp3 => line(out, b',', format_score(*d).as_bytes()),
             Reply::Double(d) => bulk(out, format_score(*d).as_bytes()),
+            Reply::Coordinate(d) if resp3 => line(out, b',', format_coordinate(*d).as_bytes()),
+            Reply::Coordinate(d) => bulk(out, format_coordinate(*d).as_bytes()),
             Reply::Bool(b) if resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
             Reply::Bool(b) => int(out, b':', i64::from(*b)),
             Reply::Error(e) => one_line(out, b'-', e),
@@ -170,6 +175,12 @@ pub fn format_score(d: f64) -> String {
         return format!("{}e{sign}{:02}", trim(mantissa), exp.unsigned_abs());
     }
     trim(&format!("{:.*}", (16 - exp) as usize, d))
+}
+
+/// A coordinate as Redis writes one: 17 decimals, trailing zeros dropped.
+pub fn format_coordinate(d: f64) -> String {
+    let s = format!("{d:.17}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// A status or error line made at run time: it must stay one line.

@@ -5,7 +5,7 @@
 
 use super::functions::{FunctionMeta, Functions};
 use super::{Running, Script, Scripts, sha1_hex};
-use crate::protocol::reply::{Reply, format_double};
+use crate::protocol::reply::{Reply, format_coordinate, format_score};
 use bytes::Bytes;
 use mlua::{Function, HookTriggers, Lua, LuaOptions, RegistryKey, StdLib, Table, Value, Variadic};
 use std::cell::{Cell, RefCell};
@@ -1010,8 +1010,9 @@ fn to_lua(lua: &Lua, reply: Reply, resp3: bool) -> mlua::Result<Value> {
             let flat = pairs.into_iter().flat_map(|(k, v)| [k, v]).collect();
             to_lua(lua, Reply::Array(flat), resp3)?
         }
-        Reply::Double(d) if resp3 => table1("double", Value::Number(d))?,
-        Reply::Double(d) => Value::String(lua.create_string(format_double(d))?),
+        Reply::Double(d) | Reply::Coordinate(d) if resp3 => table1("double", Value::Number(d))?,
+        Reply::Double(d) => Value::String(lua.create_string(format_score(d))?),
+        Reply::Coordinate(d) => Value::String(lua.create_string(format_coordinate(d))?),
         Reply::Bool(b) if resp3 => Value::Boolean(b),
         Reply::Bool(b) => Value::Number(f64::from(u8::from(b))),
     })

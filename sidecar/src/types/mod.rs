@@ -2,6 +2,7 @@
 //! chunking that keeps a change small, and what every type shares (copying a key of
 //! any type for RENAME, COPY and MOVE).
 
+pub mod geohash;
 pub mod hashed;
 pub mod hll;
 pub mod listed;
