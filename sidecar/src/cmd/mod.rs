@@ -89,6 +89,13 @@ pub enum DataCmd<'a> {
 }
 
 impl DataCmd<'_> {
+    /// Marks a command run by a script (what SORT needs to know).
+    pub fn scripted(&mut self) {
+        if let DataCmd::Sort(c) = self {
+            c.scripted();
+        }
+    }
+
     /// Applies the command. The caller's unit holds the stripes of the keys it names.
     pub fn apply(self, ks: &mut Keyspace<'_>) -> CmdResult {
         match self {

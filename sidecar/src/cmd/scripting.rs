@@ -348,11 +348,12 @@ fn script_command(call: &mut Call<'_>, sess: &mut Session, argv: &[Bytes]) -> Re
         Run::Control(f) => f(call.shared, sess, &mut args).unwrap_or_else(Reply::from),
         Run::Data(parse) => match parse(&mut args) {
             Err(e) => e.into(),
-            Ok(cmd) => {
+            Ok(mut cmd) => {
                 if spec.is_write() {
                     call.wrote = true;
                     sess.wrote = true;
                 }
+                cmd.scripted();
                 apply_data(call.shared, sess.db, cmd, None)
             }
         },

@@ -24,6 +24,15 @@ pub struct Cmd<'a> {
     desc: bool,
     alpha: bool,
     store: Option<&'a Bytes>,
+    /// Run by a script: a set is sorted even without a sort order, as in Redis.
+    scripted: bool,
+}
+
+impl Cmd<'_> {
+    /// Marks it as run by a script.
+    pub fn scripted(&mut self) {
+        self.scripted = true;
+    }
 }
 
 fn parse<'a>(a: &mut Args<'a>, read_only: bool) -> Result<DataCmd<'a>, CmdError> {
@@ -36,6 +45,7 @@ fn parse<'a>(a: &mut Args<'a>, read_only: bool) -> Result<DataCmd<'a>, CmdError>
         desc: false,
         alpha: false,
         store: None,
+        scripted: false,
     };
     while let Some(opt) = a.next_opt() {
         // An option without the arguments it takes is a syntax error, as in Redis.
@@ -153,8 +163,9 @@ impl Cmd<'_> {
         let (mut by, mut alpha) = (self.by, self.alpha);
         // BY a pattern without `*` means: keep the collection's order.
         let mut sorted = by.is_none_or(|p| p.contains(&b'*'));
-        // A set in hash order stored somewhere would differ run to run: sort it.
-        if !sorted && vtype == Some(ValueType::Set) && self.store.is_some() {
+        // A set in hash order stored somewhere, or handed to a script, would differ
+        // run to run: sort it (as Redis does, for replication's sake).
+        if !sorted && vtype == Some(ValueType::Set) && (self.store.is_some() || self.scripted) {
             (sorted, alpha, by) = (true, true, None);
         }
         let mut out: Vec<Bytes> = elems;

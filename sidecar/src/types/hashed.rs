@@ -179,8 +179,9 @@ impl<'k, 'a> Hashed<'k, 'a> {
         Ok(h)
     }
 
-    /// The collection at `key` from its fields alone, replacing nothing (the caller
-    /// removed what `key` held): for RENAME and COPY of a chunked collection.
+    /// The collection at `key` from its fields alone (distinct), replacing nothing
+    /// (the caller removed what `key` held): for RENAME, COPY and the STORE commands.
+    /// Built whole, then cut into chunks once, so filling costs O(n).
     pub fn fill(
         ks: &'k Keyspace<'a>,
         key: &'k [u8],
@@ -189,12 +190,26 @@ impl<'k, 'a> Hashed<'k, 'a> {
         big: bool,
         expire_at_ms: Option<u64>,
     ) -> Result<(), CmdError> {
-        let mut h = Hashed::open(ks, key, vtype)?;
-        for (f, v) in entries {
-            h.set(&f, &v)?;
-        }
-        h.big |= big;
+        let mut h = Hashed::from_item(ks, key, vtype, None)?;
+        h.count = entries.len() as u64;
+        h.bytes = entries.iter().map(|(f, v)| entry_bytes(f, v) as u64).sum();
+        h.big = big
+            || match vtype {
+                ValueType::Set => {
+                    entries.len() > INTSET_ENTRIES
+                        || entries.iter().any(|(f, _)| intset_value(f).is_none())
+                }
+                _ => {
+                    entries.len() > LISTPACK_ENTRIES
+                        || entries
+                            .iter()
+                            .any(|(f, v)| f.len() > LISTPACK_VALUE || v.len() > LISTPACK_VALUE)
+                }
+            };
+        h.exists = !entries.is_empty();
+        h.changed = true;
         h.expire_at_ms = expire_at_ms;
+        h.form = Form::Inline(entries);
         h.commit()
     }
 
