@@ -1,7 +1,9 @@
 //! A list on the log: one record while small; past [`INLINE_MAX`] bytes, a chain of
-//! chunks of about [`CHUNK_TARGET`] bytes in the order the root's directory gives, so a
-//! push or pop rewrites one chunk and the root, and an index finds its chunk from the
-//! directory's counts without reading the others.
+//! chunks of about [`CHUNK_TARGET`] bytes under a directory of two levels: the root
+//! lists pages, and each page (a chunk) lists up to [`PAGE_MAX`] chunks in order with
+//! their counts. A push or pop rewrites one chunk, its page and the root; an index
+//! finds its page from the root's counts and its chunk from the page's, reading no
+//! other; pages are read only where a command reaches them.
 //!
 //! | root value (inline)  | size | meaning                                        |
 //! |----------------------|-----:|------------------------------------------------|
@@ -11,14 +13,19 @@
 //!
 //! | root value (chunked) | size | meaning                                        |
 //! |----------------------|-----:|------------------------------------------------|
-//! | form                 |    1 | 1: chunked                                     |
+//! | form                 |    1 | 2: chunked, paged directory                    |
 //! | count                |    8 | elements                                       |
 //! | bytes                |    8 | encoded bytes of every element                 |
-//! | directory            |    … | per chunk, head to tail: chunk number (4) · elements (4) · bytes (4) |
+//! | numbers              |    4 | one past the highest chunk number in use (the family's count) |
+//! | free                 |    … | count (4) · chunk numbers below it not in use (4 each) |
+//! | pages                |    … | head to tail: page's chunk number (4) · chunks (4) · elements (8) · bytes (8) |
 //!
-//! A chunk's value is its elements, encoded as above. Chunk numbers are reused: a
-//! number the directory no longer names is a removed record (below the family's
-//! chunk count) or beyond it.
+//! A page's value is its chunks, head to tail: chunk number (4) · elements (4) ·
+//! bytes (4). A chunk's value is its elements, encoded as above. Form 1 (written
+//! before pages existed) is the chunked root with the whole directory in it, as one
+//! page's value after count and bytes; it is read, and written back paged. A number
+//! freed below the family's count gets a removed record, so a restart cannot bring it
+//! back.
 
 use super::hashed::INLINE_MAX;
 use super::{le_u32, le_u64, take_prefixed};
@@ -29,7 +36,11 @@ use caskade_engine::{Family, Item, ValueType};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 /// A chunk past this many bytes takes no more pushes; one past twice this is split.
-const CHUNK_TARGET: usize = 4 << 10;
+const CHUNK_TARGET: usize = 1 << 10;
+/// A page holds at most this many chunks (past it, it splits at the next write).
+const PAGE_MAX: usize = 64;
+/// The page tag of chunks no page holds yet.
+const NEW_PAGE: u32 = u32::MAX;
 
 fn elem_bytes(v: &[u8]) -> usize {
     4 + v.len()
@@ -55,17 +66,63 @@ fn decode_elems(b: &Bytes) -> Result<VecDeque<Bytes>, CmdError> {
     Ok(out)
 }
 
-/// One chunk of the directory: its number, how many elements it holds, and their
-/// encoded bytes (so trims, merges and pushes decide without reading it).
+/// One chunk in the directory: its number, how many elements it holds, their encoded
+/// bytes (so trims, merges and pushes decide without reading it), and the page that
+/// lists it (in memory only).
 #[derive(Debug, Clone, Copy)]
 struct Node {
     slot: u32,
     count: u32,
     bytes: u32,
+    page: u32,
 }
 
-/// Bytes of one directory entry.
+/// Bytes of one node in a page.
 const NODE_BYTES: usize = 12;
+
+/// A page not read yet: where it is and what it holds.
+#[derive(Debug, Clone, Copy)]
+struct Page {
+    slot: u32,
+    nodes: u32,
+    count: u64,
+    bytes: u64,
+}
+
+/// Bytes of one page in the root.
+const PAGE_BYTES: usize = 24;
+
+/// The directory in memory: chunks of the pages read, and pages not read.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Node(Node),
+    Page(Page),
+}
+
+impl Entry {
+    fn count(&self) -> u64 {
+        match self {
+            Entry::Node(n) => u64::from(n.count),
+            Entry::Page(p) => p.count,
+        }
+    }
+}
+
+fn decode_nodes(b: &[u8], page: u32) -> Result<Vec<Node>, CmdError> {
+    if !b.len().is_multiple_of(NODE_BYTES) {
+        return Err(damaged());
+    }
+    let mut out = Vec::with_capacity(b.len() / NODE_BYTES);
+    for at in (0..b.len()).step_by(NODE_BYTES) {
+        out.push(Node {
+            slot: le_u32(b, at).ok_or_else(damaged)?,
+            count: le_u32(b, at + 4).ok_or_else(damaged)?,
+            bytes: le_u32(b, at + 8).ok_or_else(damaged)?,
+            page,
+        });
+    }
+    Ok(out)
+}
 
 /// A chunk read (or made), with its encoded size.
 struct Chunk {
@@ -80,16 +137,66 @@ impl Chunk {
     }
 }
 
+/// A chunked list's state while a command works on it.
+struct Chunked {
+    family: Family,
+    dir: Vec<Entry>,
+    chunks: HashMap<u32, Chunk>,
+    /// Chunks rewritten by this change.
+    dirty: BTreeSet<u32>,
+    /// Pages (by tag) whose chunks changed.
+    dirty_pages: BTreeSet<u32>,
+    /// Pages the list had or made: one no longer there at commit is freed.
+    known_pages: BTreeSet<u32>,
+    /// Numbers freed by this change (their records go unless reused).
+    freed: BTreeSet<u32>,
+    /// Numbers below `hi` not in use.
+    free: BTreeSet<u32>,
+    /// One past the highest number in use.
+    hi: u32,
+}
+
+impl Chunked {
+    fn alloc(&mut self) -> u32 {
+        let n = match self.free.pop_first() {
+            Some(n) => n,
+            None => {
+                self.hi += 1;
+                self.hi - 1
+            }
+        };
+        self.freed.remove(&n);
+        n
+    }
+
+    fn release(&mut self, n: u32) {
+        self.chunks.remove(&n);
+        self.dirty.remove(&n);
+        self.freed.insert(n);
+        self.free.insert(n);
+        while self.hi > 0 && self.free.remove(&(self.hi - 1)) {
+            self.hi -= 1;
+        }
+    }
+
+    fn node(&self, p: usize) -> Result<Node, CmdError> {
+        match self.dir.get(p) {
+            Some(Entry::Node(n)) => Ok(*n),
+            _ => Err(damaged()),
+        }
+    }
+
+    fn node_mut(&mut self, p: usize) -> Result<&mut Node, CmdError> {
+        match self.dir.get_mut(p) {
+            Some(Entry::Node(n)) => Ok(n),
+            _ => Err(damaged()),
+        }
+    }
+}
+
 enum Form {
     Inline(VecDeque<Bytes>),
-    Chunked {
-        family: Family,
-        dir: Vec<Node>,
-        chunks: HashMap<u32, Chunk>,
-        dirty: BTreeSet<u32>,
-        /// Numbers freed by this change (their records go unless reused).
-        freed: BTreeSet<u32>,
-    },
+    Chunked(Box<Chunked>),
 }
 
 /// A list opened for reading or changing; changes are written by
@@ -144,28 +251,64 @@ impl<'k, 'a> Listed<'k, 'a> {
                 l.form = Form::Inline(elems);
             }
             Some(1) => {
+                // The directory of one level: every chunk in the root, on no page yet.
                 l.count = le_u64(v, 1).ok_or_else(damaged)?;
                 l.bytes = le_u64(v, 9).ok_or_else(damaged)?;
-                let dir_bytes = v.get(17..).ok_or_else(damaged)?;
-                if dir_bytes.len() % NODE_BYTES != 0 {
+                let nodes = decode_nodes(v.get(17..).ok_or_else(damaged)?, NEW_PAGE)?;
+                let family = Family::decode(&item.meta).ok_or_else(damaged)?;
+                let used: BTreeSet<u32> = nodes.iter().map(|n| n.slot).collect();
+                let hi = used.last().map_or(0, |s| s + 1).max(family.chunks);
+                l.form = Form::Chunked(Box::new(Chunked {
+                    family,
+                    free: (0..hi).filter(|s| !used.contains(s)).collect(),
+                    hi,
+                    dir: nodes.into_iter().map(Entry::Node).collect(),
+                    chunks: HashMap::new(),
+                    dirty: BTreeSet::new(),
+                    dirty_pages: BTreeSet::from([NEW_PAGE]),
+                    known_pages: BTreeSet::new(),
+                    freed: BTreeSet::new(),
+                }));
+            }
+            Some(2) => {
+                l.count = le_u64(v, 1).ok_or_else(damaged)?;
+                l.bytes = le_u64(v, 9).ok_or_else(damaged)?;
+                let hi = le_u32(v, 17).ok_or_else(damaged)?;
+                let nfree = le_u32(v, 21).ok_or_else(damaged)? as usize;
+                let mut at = 25usize;
+                let mut free = BTreeSet::new();
+                for _ in 0..nfree {
+                    free.insert(le_u32(v, at).ok_or_else(damaged)?);
+                    at += 4;
+                }
+                let pages = v.get(at..).ok_or_else(damaged)?;
+                if !pages.len().is_multiple_of(PAGE_BYTES) {
                     return Err(damaged());
                 }
-                let mut dir = Vec::with_capacity(dir_bytes.len() / NODE_BYTES);
-                for at in (0..dir_bytes.len()).step_by(NODE_BYTES) {
-                    dir.push(Node {
-                        slot: le_u32(dir_bytes, at).ok_or_else(damaged)?,
-                        count: le_u32(dir_bytes, at + 4).ok_or_else(damaged)?,
-                        bytes: le_u32(dir_bytes, at + 8).ok_or_else(damaged)?,
-                    });
+                let mut dir = Vec::with_capacity(pages.len() / PAGE_BYTES);
+                let mut known = BTreeSet::new();
+                for p in (0..pages.len()).step_by(PAGE_BYTES) {
+                    let page = Page {
+                        slot: le_u32(pages, p).ok_or_else(damaged)?,
+                        nodes: le_u32(pages, p + 4).ok_or_else(damaged)?,
+                        count: le_u64(pages, p + 8).ok_or_else(damaged)?,
+                        bytes: le_u64(pages, p + 16).ok_or_else(damaged)?,
+                    };
+                    known.insert(page.slot);
+                    dir.push(Entry::Page(page));
                 }
                 let family = Family::decode(&item.meta).ok_or_else(damaged)?;
-                l.form = Form::Chunked {
+                l.form = Form::Chunked(Box::new(Chunked {
                     family,
                     dir,
                     chunks: HashMap::new(),
                     dirty: BTreeSet::new(),
+                    dirty_pages: BTreeSet::new(),
+                    known_pages: known,
                     freed: BTreeSet::new(),
-                };
+                    free,
+                    hi,
+                }));
             }
             _ => return Err(damaged()),
         }
@@ -180,10 +323,12 @@ impl<'k, 'a> Listed<'k, 'a> {
         elems: Vec<Bytes>,
         expire_at_ms: Option<u64>,
     ) -> Result<(), CmdError> {
-        let mut l = Listed::open(ks, key)?;
-        for v in elems {
-            l.push(false, v)?;
-        }
+        let mut l = Listed::from_item(ks, key, None)?;
+        l.count = elems.len() as u64;
+        l.bytes = elems.iter().map(|e| elem_bytes(e) as u64).sum();
+        l.exists = !elems.is_empty();
+        l.changed = true;
+        l.form = Form::Inline(elems.into());
         l.expire_at_ms = expire_at_ms;
         l.commit()
     }
@@ -208,15 +353,21 @@ impl<'k, 'a> Listed<'k, 'a> {
         "quicklist"
     }
 
+    fn ch(&mut self) -> Result<&mut Chunked, CmdError> {
+        match &mut self.form {
+            Form::Chunked(c) => Ok(c),
+            Form::Inline(_) => Err(damaged()),
+        }
+    }
+
     /// Chunk `slot`, read on first use.
     fn chunk(&mut self, slot: u32) -> Result<&mut Chunk, CmdError> {
-        let Form::Chunked { family, chunks, .. } = &mut self.form else {
-            return Err(damaged());
-        };
-        match chunks.entry(slot) {
+        let (ks, key) = (self.ks, self.key);
+        let c = self.ch()?;
+        match c.chunks.entry(slot) {
             std::collections::hash_map::Entry::Occupied(e) => Ok(e.into_mut()),
             std::collections::hash_map::Entry::Vacant(e) => {
-                let items = match self.ks.chunk(self.key, *family, slot)? {
+                let items = match ks.chunk(key, c.family, slot)? {
                     Some(b) => decode_elems(&b)?,
                     None => return Err(damaged()),
                 };
@@ -225,104 +376,118 @@ impl<'k, 'a> Listed<'k, 'a> {
         }
     }
 
-    /// The node holding index `i` (< len) and the index within it.
-    fn locate(&self, i: u64) -> Result<(usize, usize), CmdError> {
-        let Form::Chunked { dir, .. } = &self.form else {
-            return Err(damaged());
+    /// Reads the page at directory position `p`, if it is one, putting its chunks in
+    /// its place.
+    fn expand(&mut self, p: usize) -> Result<(), CmdError> {
+        let (ks, key) = (self.ks, self.key);
+        let c = self.ch()?;
+        let Some(Entry::Page(page)) = c.dir.get(p).copied() else {
+            return Ok(());
         };
-        // From whichever end is nearer: an index near the tail walks few nodes.
-        if i < self.count / 2 {
-            let mut at = 0u64;
-            for (p, n) in dir.iter().enumerate() {
-                if i < at + n.count as u64 {
-                    return Ok((p, (i - at) as usize));
-                }
-                at += n.count as u64;
-            }
-        } else {
-            let mut end = self.count;
-            for (p, n) in dir.iter().enumerate().rev() {
-                let start = end - n.count as u64;
-                if i >= start {
-                    return Ok((p, (i - start) as usize));
-                }
-                end = start;
-            }
+        let b = ks.chunk(key, c.family, page.slot)?.ok_or_else(damaged)?;
+        let nodes = decode_nodes(&b, page.slot)?;
+        if nodes.len() != page.nodes as usize
+            || nodes.iter().map(|n| u64::from(n.count)).sum::<u64>() != page.count
+        {
+            return Err(damaged());
         }
-        Err(damaged())
+        c.dir.splice(p..=p, nodes.into_iter().map(Entry::Node));
+        Ok(())
     }
 
-    fn dir(&mut self) -> Result<&mut Vec<Node>, CmdError> {
-        match &mut self.form {
-            Form::Chunked { dir, .. } => Ok(dir),
-            Form::Inline(_) => Err(damaged()),
+    /// Reads every page.
+    fn expand_all(&mut self) -> Result<(), CmdError> {
+        let mut p = 0;
+        while p < self.ch()?.dir.len() {
+            self.expand(p)?;
+            p += 1;
+        }
+        Ok(())
+    }
+
+    /// The chunk holding index `i` (< len) and the index within it, reading only the
+    /// page that lists it.
+    fn locate(&mut self, i: u64) -> Result<(usize, usize), CmdError> {
+        let count = self.count;
+        // From whichever end is nearer: an index near the tail walks few entries.
+        loop {
+            let c = self.ch()?;
+            let mut found = None;
+            if i < count / 2 {
+                let mut at = 0u64;
+                for (p, e) in c.dir.iter().enumerate() {
+                    if i < at + e.count() {
+                        found = Some((p, i - at, matches!(e, Entry::Page(_))));
+                        break;
+                    }
+                    at += e.count();
+                }
+            } else {
+                let mut end = count;
+                for (p, e) in c.dir.iter().enumerate().rev() {
+                    let start = end.checked_sub(e.count()).ok_or_else(damaged)?;
+                    if i >= start {
+                        found = Some((p, i - start, matches!(e, Entry::Page(_))));
+                        break;
+                    }
+                    end = start;
+                }
+            }
+            match found {
+                None => return Err(damaged()),
+                Some((p, _, true)) => self.expand(p)?,
+                Some((p, at, false)) => return Ok((p, at as usize)),
+            }
         }
     }
 
     fn touched(&mut self, slot: u32) {
-        if let Form::Chunked { dirty, .. } = &mut self.form {
-            dirty.insert(slot);
+        if let Form::Chunked(c) = &mut self.form {
+            c.dirty.insert(slot);
         }
         self.changed = true;
     }
 
-    /// A chunk number no node holds (the lowest free one).
-    fn free_slot(&mut self) -> Result<u32, CmdError> {
-        let Form::Chunked { dir, freed, .. } = &mut self.form else {
-            return Err(damaged());
-        };
-        let used: BTreeSet<u32> = dir.iter().map(|n| n.slot).collect();
-        let slot = (0..).find(|s| !used.contains(s)).unwrap_or(0);
-        freed.remove(&slot);
-        Ok(slot)
-    }
-
-    /// A new, empty node at position `p` of the directory.
-    fn new_node(&mut self, p: usize) -> Result<u32, CmdError> {
-        let slot = self.free_slot()?;
-        if let Form::Chunked { dir, chunks, .. } = &mut self.form {
-            dir.insert(
-                p,
-                Node {
-                    slot,
-                    count: 0,
-                    bytes: 0,
-                },
-            );
-            chunks.insert(slot, Chunk::new(VecDeque::new()));
-        }
+    /// A new, empty chunk at position `p` of the directory, on page `page`.
+    fn new_node(&mut self, p: usize, page: u32) -> Result<u32, CmdError> {
+        let c = self.ch()?;
+        let slot = c.alloc();
+        c.dir.insert(
+            p,
+            Entry::Node(Node {
+                slot,
+                count: 0,
+                bytes: 0,
+                page,
+            }),
+        );
+        c.chunks.insert(slot, Chunk::new(VecDeque::new()));
+        c.dirty_pages.insert(page);
         self.touched(slot);
         Ok(slot)
     }
 
-    /// Records that node `p` gained or lost elements; drops it when empty, splits it
-    /// when it has grown past twice the target.
+    /// Records that the chunk at `p` gained or lost elements; drops it when empty,
+    /// splits it when it has grown past twice the target.
     fn settle_node(&mut self, p: usize) -> Result<(), CmdError> {
-        let slot = self.dir()?[p].slot;
+        let node = self.ch()?.node(p)?;
+        let slot = node.slot;
         let (len, bytes) = {
             let c = self.chunk(slot)?;
             (c.items.len(), c.bytes)
         };
-        self.dir()?[p] = Node {
-            slot,
-            count: len as u32,
-            bytes: bytes as u32,
-        };
+        {
+            let c = self.ch()?;
+            let n = c.node_mut(p)?;
+            n.count = len as u32;
+            n.bytes = bytes as u32;
+            c.dirty_pages.insert(node.page);
+        }
         self.touched(slot);
         if len == 0 {
-            if let Form::Chunked {
-                dir,
-                chunks,
-                dirty,
-                freed,
-                ..
-            } = &mut self.form
-            {
-                dir.remove(p);
-                chunks.remove(&slot);
-                dirty.remove(&slot);
-                freed.insert(slot);
-            }
+            let c = self.ch()?;
+            c.dir.remove(p);
+            c.release(slot);
         } else if bytes > 2 * CHUNK_TARGET && len > 1 {
             let tail = {
                 let c = self.chunk(slot)?;
@@ -330,15 +495,17 @@ impl<'k, 'a> Listed<'k, 'a> {
                 *c = Chunk::new(std::mem::take(&mut c.items));
                 tail
             };
-            let new = self.new_node(p + 1)?;
+            let new = self.new_node(p + 1, node.page)?;
             let tail = Chunk::new(tail);
             let (n, tail_bytes) = (tail.items.len() as u32, tail.bytes as u32);
             *self.chunk(new)? = tail;
-            let dir = self.dir()?;
-            dir[p].count = (len / 2) as u32;
-            dir[p].bytes = bytes as u32 - tail_bytes;
-            dir[p + 1].count = n;
-            dir[p + 1].bytes = tail_bytes;
+            let c = self.ch()?;
+            let here = c.node_mut(p)?;
+            here.count = (len / 2) as u32;
+            here.bytes = bytes as u32 - tail_bytes;
+            let next = c.node_mut(p + 1)?;
+            next.count = n;
+            next.bytes = tail_bytes;
         }
         Ok(())
     }
@@ -357,20 +524,27 @@ impl<'k, 'a> Listed<'k, 'a> {
             }
             return Ok(());
         }
-        let n = self.dir()?.len();
+        // The end chunk, its page read first.
+        let n = self.ch()?.dir.len();
+        if n > 0 {
+            self.expand(if front { 0 } else { n - 1 })?;
+        }
+        let n = self.ch()?.dir.len();
         let end = if front { 0 } else { n.saturating_sub(1) };
-        let full = match self.dir()?.get(end) {
+        let end_node = self.ch()?.node(end).ok();
+        let full = match end_node {
             None => true,
             Some(node) => node.bytes as usize + elem_bytes(&v) > CHUNK_TARGET,
         };
         let p = if full {
+            let page = end_node.map_or(NEW_PAGE, |n| n.page);
             let p = if front { 0 } else { n };
-            self.new_node(p)?;
+            self.new_node(p, page)?;
             p
         } else {
             end
         };
-        let slot = self.dir()?[p].slot;
+        let slot = self.ch()?.node(p)?.slot;
         let c = self.chunk(slot)?;
         c.bytes += elem_bytes(&v);
         if front {
@@ -399,7 +573,7 @@ impl<'k, 'a> Listed<'k, 'a> {
             return Ok(e.get(i as usize).cloned());
         }
         let (p, at) = self.locate(i)?;
-        let slot = self.dir()?[p].slot;
+        let slot = self.ch()?.node(p)?.slot;
         Ok(self.chunk(slot)?.items.get(at).cloned())
     }
 
@@ -413,7 +587,7 @@ impl<'k, 'a> Listed<'k, 'a> {
             return Ok(());
         }
         let (p, at) = self.locate(i)?;
-        let slot = self.dir()?[p].slot;
+        let slot = self.ch()?.node(p)?.slot;
         let c = self.chunk(slot)?;
         let old = c.items.get_mut(at).ok_or_else(damaged)?;
         let (new_len, old_len) = (v.len(), old.len());
@@ -439,7 +613,7 @@ impl<'k, 'a> Listed<'k, 'a> {
         let (p, at) = self.locate(i)?;
         self.count += 1;
         self.bytes += elem_bytes(&v) as u64;
-        let slot = self.dir()?[p].slot;
+        let slot = self.ch()?.node(p)?.slot;
         let c = self.chunk(slot)?;
         c.bytes += elem_bytes(&v);
         c.items.insert(at, v);
@@ -453,7 +627,7 @@ impl<'k, 'a> Listed<'k, 'a> {
             e.remove(i as usize).ok_or_else(damaged)?
         } else {
             let (p, at) = self.locate(i)?;
-            let slot = self.dir()?[p].slot;
+            let slot = self.ch()?.node(p)?.slot;
             let c = self.chunk(slot)?;
             let v = c.items.remove(at).ok_or_else(damaged)?;
             c.bytes -= elem_bytes(&v);
@@ -465,20 +639,22 @@ impl<'k, 'a> Listed<'k, 'a> {
         Ok(v)
     }
 
-    /// Elements `start..=stop` (both < len, `start <= stop`), reading only the chunks
-    /// that hold them.
+    /// Elements `start..=stop` (both < len, `start <= stop`), reading only the pages
+    /// and chunks that hold them.
     pub fn range(&mut self, start: u64, stop: u64) -> Result<Vec<Bytes>, CmdError> {
         let want = (stop - start + 1) as usize;
         if let Form::Inline(e) = &self.form {
             return Ok(e.iter().skip(start as usize).take(want).cloned().collect());
         }
         let (mut p, at) = self.locate(start)?;
-        let mut out = Vec::with_capacity(want);
+        let mut out = Vec::with_capacity(want.min(1 << 16));
         let mut skip = at;
         while out.len() < want {
-            let Some(slot) = self.dir()?.get(p).map(|n| n.slot) else {
+            if p >= self.ch()?.dir.len() {
                 break;
-            };
+            }
+            self.expand(p)?;
+            let slot = self.ch()?.node(p)?.slot;
             let c = self.chunk(slot)?;
             out.extend(c.items.iter().skip(skip).take(want - out.len()).cloned());
             skip = 0;
@@ -496,7 +672,8 @@ impl<'k, 'a> Listed<'k, 'a> {
     }
 
     /// Keeps elements `start..=stop` only (an empty range empties the list). Whole
-    /// chunks outside the range are dropped without being read.
+    /// chunks outside the range are dropped without being read (their pages are read
+    /// for their numbers).
     pub fn trim(&mut self, start: u64, stop: u64) -> Result<(), CmdError> {
         if start > stop || start >= self.count {
             return self.clear();
@@ -513,43 +690,46 @@ impl<'k, 'a> Listed<'k, 'a> {
             self.bytes = e.iter().map(|v| elem_bytes(v) as u64).sum();
             return Ok(());
         }
-        // Past the tail: whole nodes after stop's go; stop's is cut.
-        let (last, at_last) = self.locate(stop)?;
+        // Past the tail: whole entries after stop's go; stop's chunk is cut.
+        // Both ends' pages read first; `start`'s may come before `stop`'s and move
+        // it, so `stop` is found again (its page is read by then: nothing moves).
+        self.locate(stop)?;
         let (first, at_first) = self.locate(start)?;
-        let dropped: Vec<Node> = {
-            let dir = self.dir()?;
-            let mut d: Vec<Node> = dir.drain(last + 1..).collect();
-            d.extend(dir.drain(..first));
-            d
-        };
+        let (last, at_last) = self.locate(stop)?;
+        let (ks, key) = (self.ks, self.key);
+        let c = self.ch()?;
+        let mut dropped: Vec<Entry> = c.dir.drain(last + 1..).collect();
+        dropped.extend(c.dir.drain(..first));
         let last = last - first;
         let mut removed_bytes = 0u64;
-        for n in &dropped {
-            removed_bytes += n.bytes as u64;
-            if let Form::Chunked {
-                chunks,
-                dirty,
-                freed,
-                ..
-            } = &mut self.form
-            {
-                chunks.remove(&n.slot);
-                dirty.remove(&n.slot);
-                freed.insert(n.slot);
+        for e in dropped {
+            match e {
+                Entry::Node(n) => {
+                    removed_bytes += u64::from(n.bytes);
+                    c.dirty_pages.insert(n.page);
+                    c.release(n.slot);
+                }
+                Entry::Page(page) => {
+                    removed_bytes += page.bytes;
+                    let b = ks.chunk(key, c.family, page.slot)?.ok_or_else(damaged)?;
+                    for n in decode_nodes(&b, page.slot)? {
+                        c.release(n.slot);
+                    }
+                }
             }
         }
-        let slot_last = self.dir()?[last].slot;
-        let c = self.chunk(slot_last)?;
-        for v in c.items.drain(at_last + 1..) {
+        let slot_last = c.node(last)?.slot;
+        let ch = self.chunk(slot_last)?;
+        for v in ch.items.drain(at_last + 1..) {
             removed_bytes += elem_bytes(&v) as u64;
         }
-        *c = Chunk::new(std::mem::take(&mut c.items));
-        let slot_first = self.dir()?[0].slot;
-        let c = self.chunk(slot_first)?;
-        for v in c.items.drain(..at_first) {
+        *ch = Chunk::new(std::mem::take(&mut ch.items));
+        let slot_first = self.ch()?.node(0)?.slot;
+        let ch = self.chunk(slot_first)?;
+        for v in ch.items.drain(..at_first) {
             removed_bytes += elem_bytes(&v) as u64;
         }
-        *c = Chunk::new(std::mem::take(&mut c.items));
+        *ch = Chunk::new(std::mem::take(&mut ch.items));
         self.count = stop - start + 1;
         self.bytes -= removed_bytes;
         self.settle_node(last)?;
@@ -592,19 +772,20 @@ impl<'k, 'a> Listed<'k, 'a> {
                 e.remove(i);
             }
         } else {
-            let n = self.dir()?.len();
+            self.expand_all()?;
+            let n = self.ch()?.dir.len();
             let order: Vec<usize> = if from_tail {
                 (0..n).rev().collect()
             } else {
                 (0..n).collect()
             };
-            // Nodes change only after the walk, so positions stay valid during it.
+            // Chunks change only after the walk, so positions stay valid during it.
             let mut changed = Vec::new();
             for p in order {
                 if limit != 0 && gone == limit {
                     break;
                 }
-                let slot = self.dir()?[p].slot;
+                let slot = self.ch()?.node(p)?.slot;
                 let c = self.chunk(slot)?;
                 let before = c.items.len();
                 let mut left = if limit == 0 { u64::MAX } else { limit - gone };
@@ -659,40 +840,45 @@ impl<'k, 'a> Listed<'k, 'a> {
         self.reshape()?;
         let mut root = Vec::new();
         let mut bodies: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
-        let family = match &self.form {
+        let family = match &mut self.form {
             Form::Inline(e) => {
                 root.push(0);
                 root.extend_from_slice(&(e.len() as u32).to_le_bytes());
                 encode_elems(&mut root, e.iter());
                 None
             }
-            Form::Chunked {
-                family,
-                dir,
-                chunks,
-                dirty,
-                freed,
-            } => {
-                root.push(1);
-                root.extend_from_slice(&self.count.to_le_bytes());
-                root.extend_from_slice(&self.bytes.to_le_bytes());
-                for n in dir {
-                    root.extend_from_slice(&n.slot.to_le_bytes());
-                    root.extend_from_slice(&n.count.to_le_bytes());
-                    root.extend_from_slice(&n.bytes.to_le_bytes());
-                }
-                let top = dir.iter().map(|n| n.slot + 1).max().unwrap_or(0);
-                for &s in dirty {
+            Form::Chunked(c) => {
+                let pages = c.paginate(&mut bodies);
+                for &s in &c.dirty {
                     let mut b = Vec::new();
-                    encode_elems(&mut b, chunks[&s].items.iter());
+                    encode_elems(&mut b, c.chunks.get(&s).ok_or_else(damaged)?.items.iter());
                     bodies.push((s, Some(b)));
                 }
-                // A freed number below the new count is a hole: its record is removed.
-                // One past it goes with the family's shrinking count.
-                for &s in freed.iter().filter(|&&s| s < top && !dirty.contains(&s)) {
+                // A freed number below the count is a hole: its record is removed. One
+                // past it goes with the family's shrinking count.
+                let written: BTreeSet<u32> = bodies.iter().map(|(n, _)| *n).collect();
+                for &s in c
+                    .freed
+                    .iter()
+                    .filter(|&&s| s < c.hi && !written.contains(&s))
+                {
                     bodies.push((s, None));
                 }
-                Some(Family::new(family.version, top))
+                root.push(2);
+                root.extend_from_slice(&self.count.to_le_bytes());
+                root.extend_from_slice(&self.bytes.to_le_bytes());
+                root.extend_from_slice(&c.hi.to_le_bytes());
+                root.extend_from_slice(&(c.free.len() as u32).to_le_bytes());
+                for s in &c.free {
+                    root.extend_from_slice(&s.to_le_bytes());
+                }
+                for p in pages {
+                    root.extend_from_slice(&p.slot.to_le_bytes());
+                    root.extend_from_slice(&p.nodes.to_le_bytes());
+                    root.extend_from_slice(&p.count.to_le_bytes());
+                    root.extend_from_slice(&p.bytes.to_le_bytes());
+                }
+                Some(Family::new(c.family.version, c.hi))
             }
         };
         let exp = self.expire_at_ms;
@@ -718,45 +904,47 @@ impl<'k, 'a> Listed<'k, 'a> {
                 let mut chunks = HashMap::new();
                 let mut cur = VecDeque::new();
                 let mut cur_bytes = 0;
+                let mut cut = |cur: &mut VecDeque<Bytes>, dir: &mut Vec<Entry>| {
+                    let slot = dir.len() as u32;
+                    let c = Chunk::new(std::mem::take(cur));
+                    dir.push(Entry::Node(Node {
+                        slot,
+                        count: c.items.len() as u32,
+                        bytes: c.bytes as u32,
+                        page: NEW_PAGE,
+                    }));
+                    chunks.insert(slot, c);
+                };
                 for v in elems {
                     if cur_bytes + elem_bytes(&v) > CHUNK_TARGET && !cur.is_empty() {
-                        let slot = dir.len() as u32;
-                        let c = Chunk::new(std::mem::take(&mut cur));
-                        dir.push(Node {
-                            slot,
-                            count: c.items.len() as u32,
-                            bytes: c.bytes as u32,
-                        });
-                        chunks.insert(slot, c);
+                        cut(&mut cur, &mut dir);
                         cur_bytes = 0;
                     }
                     cur_bytes += elem_bytes(&v);
                     cur.push_back(v);
                 }
                 if !cur.is_empty() {
-                    let slot = dir.len() as u32;
-                    let c = Chunk::new(cur);
-                    dir.push(Node {
-                        slot,
-                        count: c.items.len() as u32,
-                        bytes: c.bytes as u32,
-                    });
-                    chunks.insert(slot, c);
+                    cut(&mut cur, &mut dir);
                 }
-                self.form = Form::Chunked {
-                    family: Family::new(Family::new_version(), dir.len() as u32),
-                    dirty: (0..dir.len() as u32).collect(),
+                let n = dir.len() as u32;
+                self.form = Form::Chunked(Box::new(Chunked {
+                    family: Family::new(Family::new_version(), n),
+                    dirty: (0..n).collect(),
+                    dirty_pages: BTreeSet::from([NEW_PAGE]),
+                    known_pages: BTreeSet::new(),
                     dir,
                     chunks,
                     freed: BTreeSet::new(),
-                };
+                    free: BTreeSet::new(),
+                    hi: n,
+                }));
             }
-            Form::Chunked { .. } if bytes <= INLINE_MAX / 4 => {
+            Form::Chunked(_) if bytes <= INLINE_MAX / 4 => {
                 let all = self.all()?;
                 self.form = Form::Inline(all.into());
             }
-            Form::Chunked { dirty, .. } => {
-                let small: Vec<u32> = dirty.iter().copied().collect();
+            Form::Chunked(c) => {
+                let small: Vec<u32> = c.dirty.iter().copied().collect();
                 for slot in small {
                     self.merge_forward(slot)?;
                 }
@@ -766,14 +954,18 @@ impl<'k, 'a> Listed<'k, 'a> {
         Ok(())
     }
 
-    /// Merges chunk `slot` (if still a node and small) with the next node when the
-    /// two fit in one chunk.
+    /// Merges chunk `slot` (if still listed, read and small) with the next one when
+    /// the two fit in one chunk.
     fn merge_forward(&mut self, slot: u32) -> Result<(), CmdError> {
-        let Some(p) = self.dir()?.iter().position(|n| n.slot == slot) else {
+        let c = self.ch()?;
+        let Some(p) = c
+            .dir
+            .iter()
+            .position(|e| matches!(e, Entry::Node(n) if n.slot == slot))
+        else {
             return Ok(());
         };
-        let dir = self.dir()?;
-        let (here, Some(&next)) = (dir[p], dir.get(p + 1)) else {
+        let (Ok(here), Ok(next)) = (c.node(p), c.node(p + 1)) else {
             return Ok(());
         };
         if here.bytes as usize > CHUNK_TARGET / 4
@@ -781,14 +973,89 @@ impl<'k, 'a> Listed<'k, 'a> {
         {
             return Ok(());
         }
-        let next = next.slot;
-        let moved = std::mem::take(&mut self.chunk(next)?.items);
+        let moved = std::mem::take(&mut self.chunk(next.slot)?.items);
         let c = self.chunk(slot)?;
         c.items.extend(moved);
         *c = Chunk::new(std::mem::take(&mut c.items));
-        self.chunk(next)?.bytes = 0;
+        self.chunk(next.slot)?.bytes = 0;
         self.settle_node(p + 1)?;
         self.settle_node(p)
+    }
+}
+
+impl Chunked {
+    /// The pages to list in the root, head to tail: pages not read as they were,
+    /// read ones unchanged as they were, changed ones (and chunks on no page yet)
+    /// written anew in pieces of at most [`PAGE_MAX`] chunks; pages no longer there
+    /// are freed. Pages written go to `bodies`.
+    fn paginate(&mut self, bodies: &mut Vec<(u32, Option<Vec<u8>>)>) -> Vec<Page> {
+        let mut out = Vec::new();
+        let mut runs: Vec<(u32, Vec<Node>)> = Vec::new();
+        let mut listed = Vec::new();
+        for e in &self.dir {
+            match e {
+                Entry::Page(p) => listed.push(Ok(*p)),
+                Entry::Node(n) => match runs.last_mut() {
+                    Some((tag, nodes))
+                        if *tag == n.page && matches!(listed.last(), Some(Err(_))) =>
+                    {
+                        nodes.push(*n)
+                    }
+                    _ => {
+                        runs.push((n.page, vec![*n]));
+                        listed.push(Err(runs.len() - 1));
+                    }
+                },
+            }
+        }
+        let mut kept = BTreeSet::new();
+        for item in listed {
+            let (tag, nodes) = match item {
+                Ok(p) => {
+                    kept.insert(p.slot);
+                    out.push(p);
+                    continue;
+                }
+                Err(r) => std::mem::take(&mut runs[r]),
+            };
+            let page_of = |slot: u32, nodes: &[Node]| Page {
+                slot,
+                nodes: nodes.len() as u32,
+                count: nodes.iter().map(|n| u64::from(n.count)).sum(),
+                bytes: nodes.iter().map(|n| u64::from(n.bytes)).sum(),
+            };
+            let changed = tag == NEW_PAGE || self.dirty_pages.contains(&tag) || kept.contains(&tag);
+            if !changed && nodes.len() <= PAGE_MAX {
+                kept.insert(tag);
+                out.push(page_of(tag, &nodes));
+                continue;
+            }
+            for (k, piece) in nodes.chunks(PAGE_MAX).enumerate() {
+                let slot = if k == 0 && tag != NEW_PAGE && !kept.contains(&tag) {
+                    tag
+                } else {
+                    self.alloc()
+                };
+                kept.insert(slot);
+                let mut b = Vec::with_capacity(piece.len() * NODE_BYTES);
+                for n in piece {
+                    b.extend_from_slice(&n.slot.to_le_bytes());
+                    b.extend_from_slice(&n.count.to_le_bytes());
+                    b.extend_from_slice(&n.bytes.to_le_bytes());
+                }
+                bodies.push((slot, Some(b)));
+                out.push(page_of(slot, piece));
+            }
+        }
+        let gone: Vec<u32> = self.known_pages.difference(&kept).copied().collect();
+        for slot in gone {
+            self.release(slot);
+        }
+        // A page written where a freed number was is no removal.
+        for (slot, _) in bodies.iter() {
+            self.freed.remove(slot);
+        }
+        out
     }
 }
 
@@ -818,6 +1085,34 @@ mod tests {
         }
     }
 
+    /// `n` changes in the middle of the list and of `model` alike: sets, inserts and
+    /// removals, spread by a stride.
+    fn middle_changes(
+        ks: &Keyspace<'_>,
+        model: &mut VecDeque<Bytes>,
+        n: u64,
+        val: &dyn Fn(u32) -> Bytes,
+    ) {
+        for k in 0..n {
+            let i = (k * 7919) % model.len() as u64;
+            let v = val(k as u32 + 900_000);
+            change(ks, |l| match k % 3 {
+                0 => l.set(i, v.clone()).expect("set"),
+                1 => l.insert(i, v.clone()).expect("insert"),
+                _ => {
+                    l.remove(i).expect("remove");
+                }
+            });
+            match k % 3 {
+                0 => model[i as usize] = v,
+                1 => model.insert(i as usize, v),
+                _ => {
+                    model.remove(i as usize);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_list_grows_into_chunks_changes_anywhere_and_shrinks_against_a_model() {
         let (_d, store) = crate::store::testing::store();
@@ -835,24 +1130,7 @@ mod tests {
         }
         assert!(store.engine.stats().chunks > 20);
         check(&ks, &model);
-        // Changes in the middle: sets, inserts, removals.
-        for k in 0..300u64 {
-            let i = (k * 7919) % model.len() as u64;
-            change(&ks, |l| match k % 3 {
-                0 => l.set(i, val(k as u32 + 9000)).expect("set"),
-                1 => l.insert(i, val(k as u32 + 5000)).expect("insert"),
-                _ => {
-                    l.remove(i).expect("remove");
-                }
-            });
-            match k % 3 {
-                0 => model[i as usize] = val(k as u32 + 9000),
-                1 => model.insert(i as usize, val(k as u32 + 5000)),
-                _ => {
-                    model.remove(i as usize);
-                }
-            }
-        }
+        middle_changes(&ks, &mut model, 300, &val);
         check(&ks, &model);
         let mut l = Listed::open(&ks, b"l").expect("open");
         assert_eq!(
@@ -890,5 +1168,186 @@ mod tests {
         check(&ks, &model);
         change(&ks, |l| l.trim(5, 1).expect("trim"));
         assert!(!ks.exists(b"l").expect("exists"), "an empty list is no key");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 12,
+            failure_persistence: None,
+            ..Default::default()
+        })]
+
+        /// Random pushes, pops, sets, inserts, removals, trims and LREMs in commands
+        /// of random sizes, over lists long enough for several pages, answer as a
+        /// model does.
+        #[test]
+        fn random_changes_answer_as_a_model_does(
+            ops in proptest::collection::vec((0u8..10, 0u32..1_000_000, 0usize..40), 1..2500),
+            batch in 1usize..60,
+            start in 0usize..20_000,
+        ) {
+            let (_d, store) = crate::store::testing::store();
+            let ks = Keyspace::new(&store, 0);
+            let val = |i: u32, len: usize| Bytes::from(format!("{}{}", i % 50, "v".repeat(len)));
+            let mut model: VecDeque<Bytes> = (0..start as u32).map(|i| val(i, i as usize % 9)).collect();
+            Listed::fill(&ks, b"l", model.iter().cloned().collect(), None).expect("fill");
+            for group in ops.chunks(batch) {
+                change(&ks, |l| {
+                    for &(op, x, len) in group {
+                        let n = model.len() as u64;
+                        let i = if n == 0 { 0 } else { u64::from(x) % n };
+                        match op {
+                            0 | 1 => {
+                                l.push(op == 0, val(x, len)).expect("push");
+                                if op == 0 { model.push_front(val(x, len)) } else { model.push_back(val(x, len)) }
+                            }
+                            2 | 3 => {
+                                let want = if op == 2 { model.pop_front() } else { model.pop_back() };
+                                assert_eq!(l.pop(op == 2).expect("pop"), want);
+                            }
+                            4 if n > 0 => {
+                                l.set(i, val(x, len)).expect("set");
+                                model[i as usize] = val(x, len);
+                            }
+                            5 => {
+                                l.insert(i, val(x, len)).expect("insert");
+                                model.insert(i as usize, val(x, len));
+                            }
+                            6 if n > 0 => {
+                                assert_eq!(Some(l.remove(i).expect("remove")), model.remove(i as usize));
+                            }
+                            7 if n > 0 && x % 7 == 0 => {
+                                let (a, b) = (i, (i + u64::from(x) % (n + 1)).min(n - 1));
+                                l.trim(a, b).expect("trim");
+                                model = model.range(a as usize..=b as usize).cloned().collect();
+                            }
+                            8 => {
+                                let v = val(x, len);
+                                let limit = u64::from(x % 3);
+                                let gone = l.remove_equal(&v, limit, x % 2 == 0).expect("rem");
+                                let mut left = if limit == 0 { usize::MAX } else { limit as usize };
+                                let mut idx: Vec<usize> = (0..model.len()).filter(|&k| model[k] == v).collect();
+                                if x % 2 == 0 { idx.reverse(); }
+                                idx.truncate(left.min(idx.len()));
+                                left = idx.len();
+                                assert_eq!(gone, left as u64);
+                                idx.sort_unstable();
+                                for k in idx.into_iter().rev() { model.remove(k); }
+                            }
+                            _ => {}
+                        }
+                    }
+                });
+            }
+            check(&ks, &model);
+        }
+    }
+
+    #[test]
+    fn a_long_list_reads_and_writes_only_the_pages_it_reaches() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        let val = |i: u32| Bytes::from(format!("e{i}"));
+        let mut model: VecDeque<Bytes> = (0..30_000u32).map(val).collect();
+        Listed::fill(&ks, b"l", model.iter().cloned().collect(), None).expect("fill");
+        let root = ks.get_typed(b"l").expect("get").expect("root");
+        assert_eq!(root.value[0], 2, "a paged directory");
+        assert!(
+            root.value.len() < 512,
+            "the root lists pages, not chunks: {} bytes",
+            root.value.len()
+        );
+        check(&ks, &model);
+        // A push and a pop at each end write a chunk, its page and the root.
+        let before = store.engine.stats().bytes_written;
+        change(&ks, |l| {
+            l.push(true, val(1_000_000)).expect("push");
+            assert_eq!(l.pop(false).expect("pop"), model.pop_back());
+        });
+        model.push_front(val(1_000_000));
+        let written = store.engine.stats().bytes_written - before;
+        assert!(
+            written < 6 * CHUNK_TARGET as u64,
+            "{written} bytes for a push and a pop"
+        );
+        let reads = store.engine.stats().chunk_reads;
+        let mut l = Listed::open(&ks, b"l").expect("open");
+        assert_eq!(l.get(15_000).expect("get"), model.get(15_000).cloned());
+        assert!(
+            store.engine.stats().chunk_reads - reads <= 2,
+            "an index reads its page and its chunk"
+        );
+        drop(l);
+        // Changes in the middle, then a trim that drops whole pages unread.
+        middle_changes(&ks, &mut model, 200, &val);
+        check(&ks, &model);
+        change(&ks, |l| l.trim(9_000, 12_000).expect("trim"));
+        model = model.range(9_000..=12_000).cloned().collect();
+        check(&ks, &model);
+        let chunks = store.engine.stats().chunks;
+        assert!(chunks < 60, "the dropped pages' chunks went: {chunks} left");
+        // Drained from both ends, through pages, back to one record.
+        while model.len() > 10 {
+            let front = model.len().is_multiple_of(3);
+            change(&ks, |l| {
+                let want = if front {
+                    model.pop_front()
+                } else {
+                    model.pop_back()
+                };
+                assert_eq!(l.pop(front).expect("pop"), want);
+            });
+        }
+        assert_eq!(store.engine.stats().chunks, 0);
+        check(&ks, &model);
+    }
+
+    #[test]
+    fn a_list_written_before_pages_is_read_and_written_back_paged() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        // The old form: every chunk in the root's directory.
+        let mut model: VecDeque<Bytes> = VecDeque::new();
+        let mut root = vec![1u8];
+        let mut dir = Vec::new();
+        let mut bodies = Vec::new();
+        let mut total = 0u64;
+        for slot in 0..40u32 {
+            let elems: Vec<Bytes> = (0..50)
+                .map(|i| Bytes::from(format!("{slot}:{i}")))
+                .collect();
+            let mut b = Vec::new();
+            encode_elems(&mut b, elems.iter());
+            dir.extend_from_slice(&slot.to_le_bytes());
+            dir.extend_from_slice(&50u32.to_le_bytes());
+            dir.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            total += b.len() as u64;
+            bodies.push((slot, Some(b)));
+            model.extend(elems);
+        }
+        root.extend_from_slice(&(model.len() as u64).to_le_bytes());
+        root.extend_from_slice(&total.to_le_bytes());
+        root.extend_from_slice(&dir);
+        let family = Family::new(Family::new_version(), 40);
+        crate::types::write_change(
+            &ks,
+            b"l",
+            ValueType::List,
+            &root,
+            Some(family),
+            None,
+            &bodies,
+        )
+        .expect("write");
+        check(&ks, &model);
+        change(&ks, |l| {
+            l.push(false, Bytes::from_static(b"new")).expect("push")
+        });
+        model.push_back(Bytes::from_static(b"new"));
+        assert_eq!(ks.get_typed(b"l").expect("get").expect("root").value[0], 2);
+        check(&ks, &model);
+        change(&ks, |l| l.trim(100, 1500).expect("trim"));
+        model = model.range(100..=1500).cloned().collect();
+        check(&ks, &model);
     }
 }
