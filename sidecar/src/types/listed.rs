@@ -986,8 +986,8 @@ impl<'k, 'a> Listed<'k, 'a> {
 impl Chunked {
     /// The pages to list in the root, head to tail: pages not read as they were,
     /// read ones unchanged as they were, changed ones (and chunks on no page yet)
-    /// written anew in pieces of at most [`PAGE_MAX`] chunks; pages no longer there
-    /// are freed. Pages written go to `bodies`.
+    /// written anew in even pieces of at most [`PAGE_MAX`] chunks; pages no longer
+    /// there are freed. Pages written go to `bodies`.
     fn paginate(&mut self, bodies: &mut Vec<(u32, Option<Vec<u8>>)>) -> Vec<Page> {
         let mut out = Vec::new();
         let mut runs: Vec<(u32, Vec<Node>)> = Vec::new();
@@ -1030,7 +1030,11 @@ impl Chunked {
                 out.push(page_of(tag, &nodes));
                 continue;
             }
-            for (k, piece) in nodes.chunks(PAGE_MAX).enumerate() {
+            // Cut evenly: a page split at the head by pushes keeps half its chunks, so
+            // pages stay between half full and full instead of leaving slivers.
+            let pieces = nodes.len().div_ceil(PAGE_MAX).max(1);
+            let per = nodes.len().div_ceil(pieces).max(1);
+            for (k, piece) in nodes.chunks(per).enumerate() {
                 let slot = if k == 0 && tag != NEW_PAGE && !kept.contains(&tag) {
                     tag
                 } else {
