@@ -1307,6 +1307,33 @@ mod tests {
     }
 
     #[test]
+    fn a_rotating_list_keeps_its_pages_full() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        let elems: Vec<Bytes> = (0..20_000u32)
+            .map(|i| Bytes::from(format!("e{i:06}")))
+            .collect();
+        Listed::fill(&ks, b"l", elems, None).expect("fill");
+        let root_len = || ks.get_typed(b"l").expect("get").expect("root").value.len();
+        let at_start = root_len();
+        // LMOVE l l RIGHT LEFT, 6,000 times: every chunk and page passes through.
+        for _ in 0..6_000 {
+            change(&ks, |l| {
+                let v = l.pop(false).expect("pop").expect("an element");
+                l.push(true, v).expect("push");
+            });
+        }
+        assert!(
+            root_len() <= at_start + 3 * PAGE_BYTES,
+            "the root grew from {at_start} to {} bytes: pages left as slivers",
+            root_len()
+        );
+        let mut l = Listed::open(&ks, b"l").expect("open");
+        assert_eq!(l.len(), 20_000);
+        assert_eq!(l.get(0).expect("get"), Some(Bytes::from_static(b"e014000")));
+    }
+
+    #[test]
     fn a_list_written_before_pages_is_read_and_written_back_paged() {
         let (_d, store) = crate::store::testing::store();
         let ks = Keyspace::new(&store, 0);
