@@ -84,8 +84,11 @@ impl AddFlags {
 /// How ZUNION and ZINTER combine scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregate {
+    /// The weighted scores added up.
     Sum,
+    /// The lowest weighted score.
     Min,
+    /// The highest weighted score.
     Max,
 }
 
@@ -102,8 +105,11 @@ pub struct Combine {
 /// Options that do not parse, reported after the keys' types are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OptError {
+    /// `ERR syntax error`
     Syntax,
+    /// A WEIGHTS value that is no float.
     Weight,
+    /// A negative LIMIT.
     Limit,
 }
 
@@ -120,8 +126,11 @@ impl From<OptError> for CmdError {
 /// How several sorted sets combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// Members of any input.
     Union,
+    /// Members of every input.
     Inter,
+    /// Members of the first input in none of the others.
     Diff,
 }
 

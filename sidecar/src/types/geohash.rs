@@ -7,9 +7,11 @@ use std::f64::consts::PI;
 
 /// Longitude limits.
 pub const LON_MIN: f64 = -180.0;
+/// (the other one)
 pub const LON_MAX: f64 = 180.0;
 /// Latitude limits (Web Mercator's).
 pub const LAT_MIN: f64 = -85.051_128_78;
+/// (the other one)
 pub const LAT_MAX: f64 = 85.051_128_78;
 /// The step of a stored point: 26 bits per coordinate, 52 in all.
 pub const STEP_MAX: u8 = 26;
@@ -20,18 +22,18 @@ const MERCATOR_MAX: f64 = 20_037_726.37;
 /// A geohash: `bits` interleaved (latitude in the even bits), `step` bits per
 /// coordinate. Zero bits at step 0 is "no box".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Hash {
-    pub bits: u64,
-    pub step: u8,
+struct Hash {
+    bits: u64,
+    step: u8,
 }
 
 /// A box in degrees.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Area {
-    pub lon_min: f64,
-    pub lon_max: f64,
-    pub lat_min: f64,
-    pub lat_max: f64,
+struct Area {
+    lon_min: f64,
+    lon_max: f64,
+    lat_min: f64,
+    lat_max: f64,
 }
 
 fn deg_rad(d: f64) -> f64 {
@@ -68,7 +70,7 @@ fn deinterleave(v: u64) -> (u32, u32) {
 
 /// The geohash of a point at `step` within the ranges given (`None` outside them or
 /// outside the supported limits).
-pub fn encode(lon: f64, lat: f64, step: u8, lat_range: (f64, f64)) -> Option<Hash> {
+fn encode(lon: f64, lat: f64, step: u8, lat_range: (f64, f64)) -> Option<Hash> {
     if !(LON_MIN..=LON_MAX).contains(&lon) || !(LAT_MIN..=LAT_MAX).contains(&lat) {
         return None;
     }
@@ -86,12 +88,12 @@ pub fn encode(lon: f64, lat: f64, step: u8, lat_range: (f64, f64)) -> Option<Has
 }
 
 /// [`encode`] within Web Mercator's latitudes (how points are stored).
-pub fn encode_wgs84(lon: f64, lat: f64, step: u8) -> Option<Hash> {
+fn encode_wgs84(lon: f64, lat: f64, step: u8) -> Option<Hash> {
     encode(lon, lat, step, (LAT_MIN, LAT_MAX))
 }
 
 /// The box a geohash names (Web Mercator's latitudes).
-pub fn decode(h: Hash) -> Area {
+fn decode(h: Hash) -> Area {
     let (lat_i, lon_i) = deinterleave(h.bits);
     let scale = (1u64 << h.step) as f64;
     let (lat_span, lon_span) = (LAT_MAX - LAT_MIN, LON_MAX - LON_MIN);
