@@ -70,6 +70,47 @@ def check(client: redis.Redis) -> None:
     assert client.get(blob) == blob
 
 
+def data_types(client: redis.Redis) -> None:
+    """Sorted sets, GEO, HyperLogLog and blocking pops as redis-py uses them (its
+    parsers turn scores and distances into floats, in RESP2 and RESP3 alike)."""
+    client.delete("board", "places", "visitors", "queue", "zq")
+    assert client.zadd("board", {"ann": 10, "bob": 7.5, "cy": 12}) == 3
+    assert client.zincrby("board", 5, "bob") == 12.5
+    pairs = lambda r: [tuple(x) for x in r]  # noqa: E731 (RESP3 gives lists)
+    assert pairs(client.zrange("board", 0, -1, withscores=True)) == [
+        (b"ann", 10.0), (b"cy", 12.0), (b"bob", 12.5)]
+    assert client.zrevrange("board", 0, 0) == [b"bob"]
+    assert client.zrangebyscore("board", "(10", "+inf") == [b"cy", b"bob"]
+    assert client.zrank("board", "cy") == 1
+    assert client.zscore("board", "ann") == 10.0
+    assert client.zmscore("board", ["ann", "nobody"]) == [10.0, None]
+    assert client.zpopmin("board") in ([(b"ann", 10.0)], [b"ann", 10.0])
+    assert client.zcard("board") == 2
+    # A big board: chunked on disk, ranks and ranges still exact.
+    client.zadd("board", {f"p{i:05}": i % 1000 for i in range(20_000)})
+    assert client.zcard("board") == 20_002
+    assert client.zrange("board", 0, 2) == [b"p00000", b"p01000", b"p02000"]
+    assert client.zcount("board", 0, 9) == 200
+    assert client.geoadd("places", [13.361389, 38.115556, "Palermo",
+                                    15.087269, 37.502669, "Catania"]) == 2
+    assert round(client.geodist("places", "Palermo", "Catania", unit="km"), 2) == 166.27
+    near = client.geosearch("places", longitude=15, latitude=37, radius=200, unit="km",
+                            withdist=True, sort="ASC")
+    assert [m for m, _ in near] == [b"Catania", b"Palermo"]
+    assert client.geohash("places", "Palermo") in ([b"sqc8b49rny0"], ["sqc8b49rny0"])
+    assert client.pfadd("visitors", *[f"v{i}" for i in range(1000)]) == 1
+    assert 980 <= client.pfcount("visitors") <= 1020
+    # A blocking pop served by another connection's push.
+    other = redis.Redis(port=client.connection_pool.connection_kwargs["port"])
+    timer = threading.Timer(0.2, lambda: other.rpush("queue", "job"))
+    timer.start()
+    assert tuple(client.blpop(["queue"], timeout=5)) == (b"queue", b"job")
+    timer.join()
+    assert client.blpop(["queue"], timeout=0.1) is None
+    client.zadd("zq", {"low": 1, "high": 2})
+    assert tuple(client.bzpopmax(["zq"], timeout=1)) == (b"zq", b"high", 2.0)
+
+
 def transactions(client: redis.Redis) -> None:
     """pipeline() is a MULTI/EXEC transaction by default; transaction() retries a
     WATCH loop until EXEC succeeds."""
@@ -177,6 +218,8 @@ def main() -> None:
     port = int(sys.argv[1])
     check(redis.Redis(port=port))
     check(redis.Redis(port=port, protocol=3))
+    data_types(redis.Redis(port=port))
+    data_types(redis.Redis(port=port, protocol=3))
     c = redis.Redis(port=port)
     c.delete("shared-counter")
     in_threads(hammer, port, 200)
