@@ -45,6 +45,19 @@ async function withIoredis() {
     assert.equal(await r.incrCapped('io:l', 2), 2, 'defineCommand capped');
     const piped = await r.pipeline().incrCapped('io:l', 5).incrCapped('io:l', 5).exec();
     assert.deepEqual(piped, [[null, 3], [null, 4]], 'defineCommand in a pipeline');
+
+    // Sorted sets and a blocking pop, as a leaderboard and a job queue use them.
+    await r.del('io:z', 'io:q');
+    assert.equal(await r.zadd('io:z', 10, 'ann', 7.5, 'bob', 12, 'cy'), 3);
+    assert.equal(await r.zincrby('io:z', 5, 'bob'), '12.5', 'ioredis zincrby');
+    assert.deepEqual(await r.zrevrange('io:z', 0, -1, 'WITHSCORES'),
+      ['bob', '12.5', 'cy', '12', 'ann', '10'], 'ioredis zrevrange withscores');
+    assert.equal(await r.zrank('io:z', 'ann'), 0);
+    const pusher = new Redis({ port, host: '127.0.0.1' });
+    setTimeout(() => pusher.lpush('io:q', 'job'), 200);
+    assert.deepEqual(await r.brpop('io:q', 5), ['io:q', 'job'], 'ioredis brpop served by a push');
+    assert.equal(await r.brpop('io:q', 0.1), null, 'ioredis brpop timeout');
+    pusher.disconnect();
   } finally {
     r.disconnect();
   }
@@ -81,6 +94,12 @@ async function withNodeRedis() {
     );
     await Promise.all(clients.map((k) => k.quit()));
     assert.equal(await c.get('nr:count'), '200', 'node-redis: 4 clients x 50 transactions');
+    await c.del(['nr:z', 'nr:hll']);
+    await c.zAdd('nr:z', [{ score: 1, value: 'a' }, { score: 2, value: 'b' }]);
+    assert.deepEqual(await c.zRangeWithScores('nr:z', 0, -1),
+      [{ value: 'a', score: 1 }, { value: 'b', score: 2 }], 'node-redis zRangeWithScores');
+    assert.equal(await c.pfAdd('nr:hll', ['x', 'y', 'z']), true);
+    assert.equal(await c.pfCount('nr:hll'), 3, 'node-redis pfCount');
   } finally {
     await c.quit();
   }
