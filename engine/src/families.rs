@@ -9,7 +9,8 @@
 //! | version         |    8 | big-endian: the family the chunk belongs to |
 //! | chunk number    |    4 | big-endian, `0..chunks`                     |
 //!
-//! A root's metadata is the [`Family`]: version (8, little-endian) · chunks (4). A
+//! A root's metadata is the [`Family`]: version (8, little-endian) · chunks (4), then
+//! its `aux` word (4) when that is not 0 (a sorted set's member-index chunk count). A
 //! collection small enough for one record has no metadata and no chunks.
 //!
 //! Dropping chunks writes nothing: their slots leave the shadow keydir (their bytes
