@@ -9,7 +9,7 @@ use super::{CmdError, CmdResult, DataCmd};
 use crate::keyspace::Keyspace;
 use crate::protocol::reply::Reply;
 use crate::types::geohash::{self, Shape};
-use crate::types::sorted::{Elem, LISTPACK_ENTRIES, LISTPACK_VALUE, Sorted};
+use crate::types::sorted::{Elem, Sorted};
 use bytes::Bytes;
 
 /// A search's form, which decides where its arguments start and what they may hold.
@@ -397,10 +397,7 @@ fn search_apply(ks: &Keyspace<'_>, form: Form, args: &[Bytes]) -> CmdResult {
     q.store = store;
     if !exists {
         return match &q.store {
-            Some(dst) => {
-                ks.delete(dst)?;
-                Ok(Reply::Int(0))
-            }
+            Some(dst) => zsets::store(ks, dst, Vec::new()),
             None => Ok(Reply::Array(Vec::new())),
         };
     }
@@ -470,14 +467,7 @@ fn answer(ks: &Keyspace<'_>, q: Query, mut found: Vec<Found>) -> CmdResult {
                 (s, f.member)
             })
             .collect();
-        let n = elems.len() as i64;
-        ks.delete(&dst)?;
-        if n > 0 {
-            let big =
-                elems.len() > LISTPACK_ENTRIES || elems.iter().any(|e| e.1.len() > LISTPACK_VALUE);
-            Sorted::fill(ks, &dst, elems, big, None)?;
-        }
-        return Ok(Reply::Int(n));
+        return zsets::store(ks, &dst, elems);
     }
     let extra = q.with_dist || q.with_hash || q.with_coord;
     let out = found

@@ -1029,6 +1029,17 @@ pub mod testing {
         f(sh, sess, &mut Args::new(spec.name, &argv[1..])).unwrap_or_else(Reply::from)
     }
 
+    /// A reply's elements as text, each a bulk string (members, fields, ...).
+    pub fn texts(items: Vec<Reply>) -> Vec<String> {
+        items
+            .into_iter()
+            .map(|m| match m {
+                Reply::Bulk(b) => String::from_utf8(b.to_vec()).expect("utf-8"),
+                other => panic!("a bulk string: {other:?}"),
+            })
+            .collect()
+    }
+
     /// A fresh session of a registered client.
     pub fn session(sh: &Shared) -> Session {
         Session::new(sh, sh.register("test".into()))

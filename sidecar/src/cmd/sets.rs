@@ -427,7 +427,7 @@ fn move_member(ks: &Keyspace<'_>, src: &Bytes, dst: &Bytes, m: &Bytes) -> CmdRes
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::run;
+    use super::super::testing::{run, texts};
     use crate::protocol::reply::Reply;
     use crate::store::testing::store;
     use std::collections::BTreeSet;
@@ -436,12 +436,7 @@ mod tests {
         let (Reply::Set(v) | Reply::Array(v)) = r else {
             panic!("a set reply: {r:?}")
         };
-        v.into_iter()
-            .map(|m| match m {
-                Reply::Bulk(b) => String::from_utf8(b.to_vec()).expect("utf-8"),
-                other => panic!("a member: {other:?}"),
-            })
-            .collect()
+        texts(v).into_iter().collect()
     }
 
     #[test]

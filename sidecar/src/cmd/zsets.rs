@@ -780,7 +780,7 @@ fn big_for(elems: &[Elem]) -> bool {
 
 /// Replaces `dst` with a sorted set of `elems` (removing it when there are none);
 /// how many there are.
-fn store(ks: &Keyspace<'_>, dst: &[u8], elems: Vec<Elem>) -> CmdResult {
+pub(super) fn store(ks: &Keyspace<'_>, dst: &[u8], elems: Vec<Elem>) -> CmdResult {
     ks.delete(dst)?;
     let n = elems.len() as i64;
     if n > 0 {
@@ -1196,7 +1196,7 @@ fn combined(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::run;
+    use super::super::testing::{run, texts};
     use crate::protocol::reply::Reply;
     use crate::store::testing::store;
     use std::collections::BTreeMap;
@@ -1205,12 +1205,7 @@ mod tests {
         let Reply::Array(v) = r else {
             panic!("an array: {r:?}")
         };
-        v.into_iter()
-            .map(|m| match m {
-                Reply::Bulk(b) => String::from_utf8(b.to_vec()).expect("utf-8"),
-                other => panic!("a member: {other:?}"),
-            })
-            .collect()
+        texts(v)
     }
 
     #[test]

@@ -49,6 +49,17 @@ pub fn intset_value(member: &[u8]) -> Option<i64> {
 /// One field and its value.
 pub type Entry = (Bytes, Bytes);
 
+/// Whether a collection of `count` fields holding `field` with `value` is one Redis
+/// keeps in its big encoding (a hashtable).
+fn makes_big(vtype: ValueType, count: usize, field: &[u8], value: &[u8]) -> bool {
+    match vtype {
+        ValueType::Set => count > INTSET_ENTRIES || intset_value(field).is_none(),
+        _ => {
+            field.len() > LISTPACK_VALUE || value.len() > LISTPACK_VALUE || count > LISTPACK_ENTRIES
+        }
+    }
+}
+
 fn entry_bytes(f: &[u8], v: &[u8]) -> usize {
     8 + f.len() + v.len()
 }
@@ -196,18 +207,9 @@ impl<'k, 'a> Hashed<'k, 'a> {
         h.count = entries.len() as u64;
         h.bytes = entries.iter().map(|(f, v)| entry_bytes(f, v) as u64).sum();
         h.big = big
-            || match vtype {
-                ValueType::Set => {
-                    entries.len() > INTSET_ENTRIES
-                        || entries.iter().any(|(f, _)| intset_value(f).is_none())
-                }
-                _ => {
-                    entries.len() > LISTPACK_ENTRIES
-                        || entries
-                            .iter()
-                            .any(|(f, v)| f.len() > LISTPACK_VALUE || v.len() > LISTPACK_VALUE)
-                }
-            };
+            || entries
+                .iter()
+                .any(|(f, v)| makes_big(vtype, entries.len(), f, v));
         h.exists = !entries.is_empty();
         h.changed = true;
         h.expire_at_ms = expire_at_ms;
@@ -334,14 +336,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
         if new {
             self.count += 1;
         }
-        self.big |= match self.vtype {
-            ValueType::Set => self.count as usize > INTSET_ENTRIES || intset_value(field).is_none(),
-            _ => {
-                field.len() > LISTPACK_VALUE
-                    || value.len() > LISTPACK_VALUE
-                    || self.count as usize > LISTPACK_ENTRIES
-            }
-        };
+        self.big |= makes_big(self.vtype, self.count as usize, field, value);
         self.exists = true;
         self.changed = true;
         Ok(new)

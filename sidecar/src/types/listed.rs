@@ -28,7 +28,7 @@
 //! back.
 
 use super::hashed::INLINE_MAX;
-use super::{le_u32, le_u64, take_prefixed};
+use super::{Numbers, le_u32, le_u64, push_removals, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::Bytes;
@@ -150,21 +150,13 @@ struct Chunked {
     known_pages: BTreeSet<u32>,
     /// Numbers freed by this change (their records go unless reused).
     freed: BTreeSet<u32>,
-    /// Numbers below `hi` not in use.
-    free: BTreeSet<u32>,
-    /// One past the highest number in use.
-    hi: u32,
+    /// The chunk numbers in use (chunks and pages).
+    numbers: Numbers,
 }
 
 impl Chunked {
     fn alloc(&mut self) -> u32 {
-        let n = match self.free.pop_first() {
-            Some(n) => n,
-            None => {
-                self.hi += 1;
-                self.hi - 1
-            }
-        };
+        let n = self.numbers.take();
         self.freed.remove(&n);
         n
     }
@@ -173,10 +165,7 @@ impl Chunked {
         self.chunks.remove(&n);
         self.dirty.remove(&n);
         self.freed.insert(n);
-        self.free.insert(n);
-        while self.hi > 0 && self.free.remove(&(self.hi - 1)) {
-            self.hi -= 1;
-        }
+        self.numbers.give_back(n);
     }
 
     fn node(&self, p: usize) -> Result<Node, CmdError> {
@@ -257,11 +246,9 @@ impl<'k, 'a> Listed<'k, 'a> {
                 let nodes = decode_nodes(v.get(17..).ok_or_else(damaged)?, NEW_PAGE)?;
                 let family = Family::decode(&item.meta).ok_or_else(damaged)?;
                 let used: BTreeSet<u32> = nodes.iter().map(|n| n.slot).collect();
-                let hi = used.last().map_or(0, |s| s + 1).max(family.chunks);
                 l.form = Form::Chunked(Box::new(Chunked {
+                    numbers: Numbers::from_used(&used, family.chunks),
                     family,
-                    free: (0..hi).filter(|s| !used.contains(s)).collect(),
-                    hi,
                     dir: nodes.into_iter().map(Entry::Node).collect(),
                     chunks: HashMap::new(),
                     dirty: BTreeSet::new(),
@@ -273,14 +260,8 @@ impl<'k, 'a> Listed<'k, 'a> {
             Some(2) => {
                 l.count = le_u64(v, 1).ok_or_else(damaged)?;
                 l.bytes = le_u64(v, 9).ok_or_else(damaged)?;
-                let hi = le_u32(v, 17).ok_or_else(damaged)?;
-                let nfree = le_u32(v, 21).ok_or_else(damaged)? as usize;
-                let mut at = 25usize;
-                let mut free = BTreeSet::new();
-                for _ in 0..nfree {
-                    free.insert(le_u32(v, at).ok_or_else(damaged)?);
-                    at += 4;
-                }
+                let mut at = 17usize;
+                let numbers = Numbers::decode(v, &mut at).ok_or_else(damaged)?;
                 let pages = v.get(at..).ok_or_else(damaged)?;
                 if !pages.len().is_multiple_of(PAGE_BYTES) {
                     return Err(damaged());
@@ -306,8 +287,7 @@ impl<'k, 'a> Listed<'k, 'a> {
                     dirty_pages: BTreeSet::new(),
                     known_pages: known,
                     freed: BTreeSet::new(),
-                    free,
-                    hi,
+                    numbers,
                 }));
             }
             _ => return Err(damaged()),
@@ -854,31 +834,18 @@ impl<'k, 'a> Listed<'k, 'a> {
                     encode_elems(&mut b, c.chunks.get(&s).ok_or_else(damaged)?.items.iter());
                     bodies.push((s, Some(b)));
                 }
-                // A freed number below the count is a hole: its record is removed. One
-                // past it goes with the family's shrinking count.
-                let written: BTreeSet<u32> = bodies.iter().map(|(n, _)| *n).collect();
-                for &s in c
-                    .freed
-                    .iter()
-                    .filter(|&&s| s < c.hi && !written.contains(&s))
-                {
-                    bodies.push((s, None));
-                }
+                push_removals(&mut bodies, &c.freed, c.numbers.hi());
                 root.push(2);
                 root.extend_from_slice(&self.count.to_le_bytes());
                 root.extend_from_slice(&self.bytes.to_le_bytes());
-                root.extend_from_slice(&c.hi.to_le_bytes());
-                root.extend_from_slice(&(c.free.len() as u32).to_le_bytes());
-                for s in &c.free {
-                    root.extend_from_slice(&s.to_le_bytes());
-                }
+                c.numbers.encode(&mut root);
                 for p in pages {
                     root.extend_from_slice(&p.slot.to_le_bytes());
                     root.extend_from_slice(&p.nodes.to_le_bytes());
                     root.extend_from_slice(&p.count.to_le_bytes());
                     root.extend_from_slice(&p.bytes.to_le_bytes());
                 }
-                Some(Family::new(c.family.version, c.hi))
+                Some(Family::new(c.family.version, c.numbers.hi()))
             }
         };
         let exp = self.expire_at_ms;
@@ -935,8 +902,7 @@ impl<'k, 'a> Listed<'k, 'a> {
                     dir,
                     chunks,
                     freed: BTreeSet::new(),
-                    free: BTreeSet::new(),
-                    hi: n,
+                    numbers: Numbers::from_used(&(0..n).collect(), 0),
                 }));
             }
             Form::Chunked(_) if bytes <= INLINE_MAX / 4 => {

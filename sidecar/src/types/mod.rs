@@ -12,6 +12,7 @@ use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::Bytes;
 use caskade_engine::{ChunkWrite, CollectionWrite, Family, Item, RootWrite, ValueType};
+use std::collections::BTreeSet;
 
 /// Writes one change of the collection at `key` as one atomic change of the log: the
 /// root's value, its family (`None`: no chunks) and expiry, and each changed chunk's
@@ -68,6 +69,86 @@ pub(crate) fn le_u64(b: &[u8], at: usize) -> Option<u64> {
         .try_into()
         .ok()
         .map(u64::from_le_bytes)
+}
+
+/// The numbers a collection's records use (sorted-set nodes, list chunks and pages):
+/// those below `hi`, but for the free ones, reused lowest first. Kept in the root as
+/// one past the highest (4) · free count (4) · free numbers (4 each).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Numbers {
+    hi: u32,
+    free: BTreeSet<u32>,
+}
+
+impl Numbers {
+    /// The numbers of a collection using `used`, counting at least to `at_least`.
+    pub fn from_used(used: &BTreeSet<u32>, at_least: u32) -> Numbers {
+        let hi = used.last().map_or(0, |n| n + 1).max(at_least);
+        Numbers {
+            hi,
+            free: (0..hi).filter(|n| !used.contains(n)).collect(),
+        }
+    }
+
+    /// One past the highest number in use.
+    pub fn hi(&self) -> u32 {
+        self.hi
+    }
+
+    /// A number not in use: the lowest free one, or the next past the highest.
+    pub fn take(&mut self) -> u32 {
+        self.free.pop_first().unwrap_or_else(|| {
+            self.hi += 1;
+            self.hi - 1
+        })
+    }
+
+    /// `n` is no longer in use. The highest numbers in no use leave the count, so the
+    /// family shrinks.
+    pub fn give_back(&mut self, n: u32) {
+        self.free.insert(n);
+        while self.hi > 0 && self.free.remove(&(self.hi - 1)) {
+            self.hi -= 1;
+        }
+    }
+
+    /// Appends the encoding to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.hi.to_le_bytes());
+        out.extend_from_slice(&(self.free.len() as u32).to_le_bytes());
+        for n in &self.free {
+            out.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+
+    /// The numbers encoded at `*at` of `b`, moving `*at` past them.
+    pub fn decode(b: &[u8], at: &mut usize) -> Option<Numbers> {
+        let hi = le_u32(b, *at)?;
+        let n = le_u32(b, *at + 4)? as usize;
+        let mut free = BTreeSet::new();
+        for k in 0..n {
+            free.insert(le_u32(b, *at + 8 + 4 * k)?);
+        }
+        *at += 8 + 4 * n;
+        Some(Numbers { hi, free })
+    }
+}
+
+/// Removal records for the numbers `freed` below `below` that `bodies` does not write
+/// again: a number left as a hole must not come back at a restart, while one past the
+/// family's count goes with the count.
+pub(crate) fn push_removals(
+    bodies: &mut Vec<(u32, Option<Vec<u8>>)>,
+    freed: &BTreeSet<u32>,
+    below: u32,
+) {
+    let written: BTreeSet<u32> = bodies.iter().map(|(n, _)| *n).collect();
+    for &n in freed
+        .iter()
+        .filter(|&&n| n < below && !written.contains(&n))
+    {
+        bodies.push((n, None));
+    }
 }
 
 /// Writes `item` (the record of `src` in `from`) as `dst` in `to`, replacing whatever

@@ -29,7 +29,7 @@
 //! as in [`super::hashed`].
 
 use super::hashed::{bucket, field_hash};
-use super::{le_u32, le_u64, take_prefixed};
+use super::{Numbers, le_u32, le_u64, push_removals, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::Bytes;
@@ -274,10 +274,8 @@ pub struct Sorted<'k, 'a> {
     family: Option<Family>,
     /// Member-index chunks (chunked only).
     buckets: u32,
-    /// One past the highest node number.
-    node_hi: u32,
-    /// Node numbers below `node_hi` not in use.
-    free: BTreeSet<u32>,
+    /// The node numbers in use.
+    numbers: Numbers,
     nodes: HashMap<u32, Node>,
     index: HashMap<u32, Bucket>,
     dirty_nodes: BTreeSet<u32>,
@@ -310,8 +308,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
             height: 0,
             family: None,
             buckets: 0,
-            node_hi: 0,
-            free: BTreeSet::new(),
+            numbers: Numbers::default(),
             nodes: HashMap::from([(TOP, Node::Leaf(Vec::new()))]),
             index: HashMap::new(),
             dirty_nodes: BTreeSet::new(),
@@ -342,13 +339,8 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 let family = Family::decode(&item.meta).ok_or_else(damaged)?;
                 z.buckets = le_u32(v, 18).ok_or_else(damaged)?;
                 z.height = *v.get(22).ok_or_else(damaged)?;
-                z.node_hi = le_u32(v, 23).ok_or_else(damaged)?;
-                let nfree = le_u32(v, 27).ok_or_else(damaged)? as usize;
-                let mut at = 31usize;
-                for _ in 0..nfree {
-                    z.free.insert(le_u32(v, at).ok_or_else(damaged)?);
-                    at += 4;
-                }
+                let mut at = 23usize;
+                z.numbers = Numbers::decode(v, &mut at).ok_or_else(damaged)?;
                 if z.buckets == 0 || z.height == 0 || at > v.len() {
                     return Err(damaged());
                 }
@@ -465,13 +457,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
     }
 
     fn alloc(&mut self) -> u32 {
-        let id = match self.free.pop_first() {
-            Some(j) => j,
-            None => {
-                self.node_hi += 1;
-                self.node_hi - 1
-            }
-        };
+        let id = self.numbers.take();
         self.freed.remove(&node_chunk(id));
         id
     }
@@ -480,11 +466,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
         self.nodes.remove(&id);
         self.dirty_nodes.remove(&id);
         self.freed.insert(node_chunk(id));
-        self.free.insert(id);
-        // The highest numbers in no use leave the count, so the family shrinks.
-        while self.node_hi > 0 && self.free.remove(&(self.node_hi - 1)) {
-            self.node_hi -= 1;
-        }
+        self.numbers.give_back(id);
     }
 
     fn bucket_mut(&mut self, i: u32) -> Result<&mut Bucket, CmdError> {
@@ -860,12 +842,8 @@ impl<'k, 'a> Sorted<'k, 'a> {
             Some(f) if self.height > 0 => {
                 root.extend_from_slice(&self.buckets.to_le_bytes());
                 root.push(self.height);
-                root.extend_from_slice(&self.node_hi.to_le_bytes());
-                root.extend_from_slice(&(self.free.len() as u32).to_le_bytes());
-                for j in &self.free {
-                    root.extend_from_slice(&j.to_le_bytes());
-                }
-                let chunks = (2 * self.buckets).max(2 * self.node_hi);
+                self.numbers.encode(&mut root);
+                let chunks = (2 * self.buckets).max(2 * self.numbers.hi());
                 for &j in &self.dirty_nodes {
                     let node = self.nodes.get(&j).ok_or_else(damaged)?;
                     let mut b = vec![u8::from(matches!(node, Node::Inner(_)))];
@@ -877,12 +855,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
                     encode_bucket(&mut b, self.index.get(&i).ok_or_else(damaged)?);
                     bodies.push((bucket_chunk(i), Some(b)));
                 }
-                let written: BTreeSet<u32> = bodies.iter().map(|(n, _)| *n).collect();
-                for &n in self.freed.iter().filter(|&&n| n < chunks) {
-                    if !written.contains(&n) {
-                        bodies.push((n, None));
-                    }
-                }
+                push_removals(&mut bodies, &self.freed, chunks);
                 Some(Family {
                     version: f.version,
                     chunks,
