@@ -423,6 +423,10 @@ fn command_docs_and_info_match_redis() {
             panic!("a name")
         };
         let name = String::from_utf8(name).expect("utf-8");
+        // caskade's own command (CASKADE COMPACT): Redis has nothing to compare.
+        if name == "caskade" {
+            continue;
+        }
         let doc = |side: &mut Side| match side.conn(1).call(&[
             b"COMMAND".to_vec(),
             b"DOCS".to_vec(),

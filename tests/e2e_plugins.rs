@@ -7,12 +7,12 @@
 mod common;
 
 use common::plugin_files::example;
-use common::{Server, q};
+use common::{Server, caskade, q};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn info_field(c: &mut redis::Connection, field: &str) -> u64 {
-    let info: String = q(c, &["INFO", "caskade"]);
+    let info: String = q(c, &["INFO", "caskade", "plugins"]);
     info.lines()
         .find_map(|l| l.strip_prefix(&format!("{field}:")))
         .and_then(|v| v.trim().parse().ok())
@@ -226,4 +226,149 @@ fn a_broken_plugin_file_stops_startup_with_its_name() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("broken.wasm"), "{err}");
+}
+
+/// A directory with a configuration that names its plugins by paths relative to it.
+fn relative_setup(yaml: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    for name in ["ttl_cap.wasm", "prefix_priority.wasm"] {
+        std::fs::copy(example(name), plugins.join(name)).expect("copy plugin");
+    }
+    write_config(dir.path(), yaml);
+    dir
+}
+
+#[test]
+fn check_config_loads_every_plugin_relative_to_the_config_file() {
+    let dir = relative_setup(
+        "plugins:\n  compaction_filter:\n    path: plugins/ttl_cap.wasm\n  eviction_policy:\n    path: plugins/prefix_priority.wasm\n",
+    );
+    let cfg = dir.path().join("caskade.yaml");
+    // Run from elsewhere: the paths are the configuration file's.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caskade"))
+        .current_dir("/")
+        .arg("--check-config")
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("plugins.compaction_filter: ")
+            && stdout.contains("ttl_cap.wasm (compaction-filter, ")
+            && stdout.contains("prefix_priority.wasm (eviction-policy, ")
+            && stdout.contains("compiled in"),
+        "{stdout}"
+    );
+
+    // A missing fetcher, a plugin of the wrong kind, bad settings: each refused, the
+    // entry named, the cause said once.
+    for (yaml, field, cause) in [
+        (
+            "read_through:\n  routes:\n    - prefix: 'a:'\n      fetcher: plugins/missing.wasm\n      allowed_hosts: [example.com]\n",
+            "read_through.routes[0]",
+            "No such file or directory",
+        ),
+        (
+            "plugins:\n  compaction_filter:\n    path: plugins/prefix_priority.wasm\n",
+            "plugins.compaction_filter",
+            "prefix_priority.wasm",
+        ),
+        (
+            "plugins:\n  compaction_filter:\n    path: plugins/ttl_cap.wasm\n    settings:\n      max_ttl_secs: soon\n",
+            "plugins.compaction_filter",
+            "max_ttl_secs: 'soon' is not a number",
+        ),
+    ] {
+        std::fs::write(&cfg, yaml).expect("write");
+        let out = caskade(&["--check-config", cfg.to_str().expect("path")], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {err}");
+        assert!(err.contains(field) && err.contains(cause), "{err}");
+        assert_eq!(err.matches(cause).count(), 1, "the cause once: {err}");
+        assert!(out.stdout.is_empty());
+        // The server refuses to start on the same file, with the same single cause.
+        let out = caskade(
+            &[
+                "--config",
+                cfg.to_str().expect("path"),
+                "--port",
+                "0",
+                "--unixsocket",
+                dir.path().join("s.sock").to_str().expect("path"),
+                "--admin-port",
+                "0",
+                "--dir",
+                dir.path().join("data").to_str().expect("path"),
+            ],
+            &[],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains(field), "{err}");
+        assert_eq!(err.matches(cause).count(), 1, "the cause once: {err}");
+    }
+}
+
+#[test]
+fn caskade_compact_shows_a_filter_working_and_info_plugins_lists_it() {
+    // No storage tuning: a full compaction on request reaches every key at once.
+    let dir = relative_setup(
+        "plugins:\n  compaction_filter:\n    path: plugins/ttl_cap.wasm\n    settings:\n      max_ttl_secs: 600\n      drop_prefixes: 'tmp:'\n",
+    );
+    let cfg = dir.path().join("caskade.yaml");
+    let mut s = Server::start_in(dir.path(), &["--config", cfg.to_str().expect("path")]);
+    let mut c = s.client();
+    for i in 0..20 {
+        let _: () = q(&mut c, &["SET", &format!("tmp:{i}"), "v"]);
+        let _: () = q(&mut c, &["SET", &format!("keep:{i}"), "v"]);
+    }
+    let done: redis::Value = q(&mut c, &["CASKADE", "COMPACT"]);
+    let text = format!("{done:?}");
+    assert!(
+        text.contains("filter_removals") && text.contains("20"),
+        "{text}"
+    );
+    assert_eq!(q::<i64>(&mut c, &["DBSIZE"]), 20);
+    assert_eq!(q::<i64>(&mut c, &["EXISTS", "tmp:3"]), 0);
+    let ttl: i64 = q(&mut c, &["TTL", "keep:3"]);
+    assert!((590..=600).contains(&ttl), "capped TTL {ttl}");
+
+    let plugins: String = q(&mut c, &["INFO", "plugins"]);
+    assert!(
+        plugins.starts_with("# Plugins")
+            && plugins.contains("plugins_loaded:1")
+            && plugins.contains("compaction_filter:kind=compaction-filter,path=")
+            && plugins.contains("ttl_cap.wasm,bytes="),
+        "{plugins}"
+    );
+    assert!(!plugins.contains("# Server"), "{plugins}");
+    let rt: String = q(&mut c, &["INFO", "readthrough"]);
+    assert!(
+        rt.starts_with("# ReadThrough") && rt.contains("routes:0"),
+        "{rt}"
+    );
+    let own: String = q(&mut c, &["INFO", "caskade"]);
+    assert!(
+        own.starts_with("# Caskade") && own.contains("full_compactions:1"),
+        "{own}"
+    );
+
+    // BGREWRITEAOF, as Redis users know it, runs one in the background.
+    for i in 0..5 {
+        let _: () = q(&mut c, &["SET", &format!("tmp:late{i}"), "v"]);
+    }
+    let started: String = q(&mut c, &["BGREWRITEAOF"]);
+    assert_eq!(started, "Background append only file rewriting started");
+    wait_until("the background compaction", || {
+        info_field(&mut c, "full_compactions") == 2
+    });
+    assert_eq!(q::<i64>(&mut c, &["EXISTS", "tmp:late1"]), 0);
+    assert!(s.stop().success());
 }

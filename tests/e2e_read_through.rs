@@ -150,7 +150,7 @@ fn first_get_fetches_and_then_the_cache_answers() {
         &[("route", "item:")],
     );
     assert_eq!(fetches, 4.0);
-    let info: String = q(&mut c, &["INFO", "caskade"]);
+    let info: String = q(&mut c, &["INFO", "readthrough"]);
     assert!(
         info.contains("# ReadThrough")
             && info.contains("route0:prefix=item:,fetches=4,fetch_failures=0"),

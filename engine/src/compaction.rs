@@ -80,6 +80,20 @@ pub(crate) struct Compactor {
     error: Mutex<Option<String>>,
     max_disk_bytes: Option<u64>,
     segment_bytes: u64,
+    /// Full compactions asked for and done (see [`Compactor::request_full`]).
+    full: Mutex<FullPasses>,
+    full_cv: Condvar,
+}
+
+/// Tickets of full compactions: one asked for while another runs is served by the
+/// next pass, so every caller waits for a pass that began after it asked.
+#[derive(Default)]
+struct FullPasses {
+    asked: u64,
+    done: u64,
+    running: bool,
+    /// The last pass's failure, if it failed.
+    error: Option<String>,
 }
 
 impl Compactor {
@@ -94,7 +108,57 @@ impl Compactor {
             error: Mutex::new(None),
             max_disk_bytes: opts.max_disk_bytes,
             segment_bytes: opts.segment_bytes,
+            full: Mutex::new(FullPasses::default()),
+            full_cv: Condvar::new(),
         }
+    }
+
+    /// Asks for a full compaction (every sealed segment rewritten, the active one
+    /// sealed first, each record shown to the filter); returns its ticket.
+    pub fn request_full(&self) -> u64 {
+        let ticket = {
+            let mut f = self.full.lock();
+            f.asked += 1;
+            f.asked
+        };
+        self.wake();
+        ticket
+    }
+
+    /// Whether a full compaction is asked for or running.
+    pub fn full_in_progress(&self) -> bool {
+        let f = self.full.lock();
+        f.running || f.asked > f.done
+    }
+
+    /// Waits until the pass serving `ticket` has finished; its error if it failed.
+    pub fn wait_full(&self, ticket: u64) -> std::result::Result<(), String> {
+        let mut f = self.full.lock();
+        while f.done < ticket {
+            if let Some(e) = self.error.lock().clone() {
+                return Err(e);
+            }
+            self.full_cv.wait_for(&mut f, Duration::from_millis(100));
+        }
+        f.error.clone().map_or(Ok(()), Err)
+    }
+
+    /// The ticket a pass starting now serves, if one is asked for.
+    fn start_full(&self) -> Option<u64> {
+        let mut f = self.full.lock();
+        (f.asked > f.done).then(|| {
+            f.running = true;
+            f.asked
+        })
+    }
+
+    fn finish_full(&self, ticket: u64, error: Option<String>) {
+        let mut f = self.full.lock();
+        f.done = ticket;
+        f.running = false;
+        f.error = error;
+        drop(f);
+        self.full_cv.notify_all();
     }
 
     /// Replaces the compaction filter.
@@ -627,6 +691,25 @@ impl Worker {
         Ok(())
     }
 
+    /// A full compaction: seals the active segment, then rewrites every segment that
+    /// was sealed at that moment, whatever its garbage (so the filter sees every live
+    /// key). Segments written meanwhile are left to the ordinary passes.
+    fn full_pass(&self) -> Result<u64> {
+        self.seal_active()?;
+        let active = self.log.active().id;
+        let mut rewritten = 0;
+        for seg in self.log.segments().into_iter().filter(|s| s.id < active) {
+            if self.log.is_closed() || self.log.is_poisoned() {
+                break;
+            }
+            self.rewrite_segment(&seg, Mode::Compact)?;
+            rewritten += 1;
+        }
+        Counters::bump(&self.counters.full_compactions);
+        tracing::info!(segments = rewritten, "full compaction done");
+        Ok(rewritten)
+    }
+
     /// One compactor pass: rewrite segments while there is something worth doing.
     fn compact_pass(&self) -> Result<()> {
         for _ in 0..64 {
@@ -660,7 +743,22 @@ pub(crate) fn spawn(worker: Worker, stopper: Stopper) -> Result<JoinHandle<()>> 
             loop {
                 worker.compactor.wait_wanted(Duration::from_millis(200));
                 if stopper.stopped() {
+                    worker
+                        .compactor
+                        .finish_full(u64::MAX, Some("the engine closed".into()));
                     return;
+                }
+                if let Some(ticket) = worker.compactor.start_full() {
+                    let result = worker.full_pass();
+                    let error = result.as_ref().err().map(|e| e.to_string());
+                    worker.compactor.finish_full(ticket, error);
+                    if let Err(e) = result
+                        && !matches!(e, Error::Poisoned(_))
+                    {
+                        tracing::error!(error = %e, "full compaction failed");
+                        worker.compactor.failed(e.to_string());
+                        return;
+                    }
                 }
                 match worker.compact_pass() {
                     // Writes are refused for now (a failed write, retried): try later.
@@ -668,6 +766,7 @@ pub(crate) fn spawn(worker: Worker, stopper: Stopper) -> Result<JoinHandle<()>> 
                     Err(e) => {
                         tracing::error!(error = %e, "compaction failed");
                         worker.compactor.failed(e.to_string());
+                        worker.compactor.finish_full(u64::MAX, Some(e.to_string()));
                         return;
                     }
                     Ok(()) => {}

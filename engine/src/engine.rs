@@ -531,6 +531,22 @@ impl Engine {
         self.inner.policy.unplug_policy();
     }
 
+    /// Asks for a full compaction: the active segment is sealed and every segment
+    /// rewritten, each live record shown to the compaction filter, garbage dropped.
+    /// Runs on the compactor thread; returns at once with a ticket for
+    /// [`Engine::wait_compaction`].
+    pub fn compact_all(&self) -> u64 {
+        self.inner.compactor.request_full()
+    }
+
+    /// Waits for the full compaction of `ticket` (from [`Engine::compact_all`]).
+    pub fn wait_compaction(&self, ticket: u64) -> Result<()> {
+        self.inner
+            .compactor
+            .wait_full(ticket)
+            .map_err(Error::Compaction)
+    }
+
     /// Makes every write so far durable, whatever the fsync policy.
     pub fn sync(&self) -> Result<()> {
         self.inner.log.check_writable()?;
@@ -576,6 +592,8 @@ impl Engine {
             evictions_disk: get(&c.evicted_disk),
             filter_removals: get(&c.filter_removed),
             compactions: get(&c.compactions),
+            full_compactions: get(&c.full_compactions),
+            full_compaction_running: inner.compactor.full_in_progress(),
             reclaims: get(&c.reclaims),
             bytes_rewritten: rewritten,
             write_amplification: if written > rewritten {

@@ -7,15 +7,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O call failed; `op` says what the engine was doing, `path` on which file.
-    #[error("{op} {path}: {source}")]
+    // The I/O error is part of the message rather than a `source`, so a report of
+    // the error chain says it once.
+    #[error("{op} {path}: {error}")]
     Io {
         /// What the engine was doing ("read", "write", "sync", ...).
         op: &'static str,
         /// The file or directory involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A collection change that cannot be written as given (a caller's bug).
     #[error("invalid collection change: {0}")]
@@ -76,17 +77,20 @@ pub enum Error {
     /// The engine has been closed.
     #[error("the engine is closed")]
     Closed,
+    /// A full compaction failed.
+    #[error("compaction failed: {0}")]
+    Compaction(String),
 }
 
 /// Shorthand for the engine's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            error,
         }
     }
 }

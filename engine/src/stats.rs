@@ -15,6 +15,8 @@ pub(crate) struct Counters {
     pub evicted_disk: AtomicU64,
     pub filter_removed: AtomicU64,
     pub compactions: AtomicU64,
+    /// Full compactions finished (see `Engine::compact_all`).
+    pub full_compactions: AtomicU64,
     pub reclaims: AtomicU64,
     pub bytes_rewritten: AtomicU64,
     pub chunk_reads: AtomicU64,
@@ -72,6 +74,10 @@ pub struct Stats {
     pub filter_removals: u64,
     /// Segments compacted (live records copied forward, garbage dropped).
     pub compactions: u64,
+    /// Full compactions finished (BGREWRITEAOF, CASKADE COMPACT).
+    pub full_compactions: u64,
+    /// Whether a full compaction is asked for or running.
+    pub full_compaction_running: bool,
     /// Segments reclaimed whole for space (live records kept only if the policy wished).
     pub reclaims: u64,
     /// Bytes copied forward by compaction and reclaim.

@@ -6,13 +6,14 @@ use std::path::PathBuf;
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file could not be read.
-    #[error("plugin {path}: {source}")]
+    /// The file could not be read. (The I/O error is part of the message, not a
+    /// `source`, so a report of the chain says it once.)
+    #[error("plugin {path}: {error}")]
     Read {
         /// The plugin file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bytes are not a valid component or core module for this world.
     #[error("plugin {name}: not a valid plugin: {reason}")]

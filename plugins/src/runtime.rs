@@ -184,9 +184,9 @@ impl Runtime {
     /// wasm32-unknown-unknown` produces) is turned into a component first, using the
     /// WIT world it carries.
     pub fn load(&self, path: &Path) -> Result<Component, Error> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        let bytes = std::fs::read(path).map_err(|error| Error::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         self.compile(&path.display().to_string(), &bytes)
     }

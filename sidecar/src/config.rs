@@ -342,13 +342,14 @@ impl Default for LogConfig {
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{path}: {source}")]
+    /// The file could not be read. (The I/O error is part of the message, not a
+    /// `source`, so a report of the chain says it once.)
+    #[error("{path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The YAML did not parse or did not fit the schema.
     #[error("{path}: {message}")]
@@ -373,16 +374,44 @@ pub enum ConfigError {
 impl Config {
     /// Reads and validates a YAML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
-        let cfg = Config::parse(&text).map_err(|message| ConfigError::Parse {
+        let mut cfg = Config::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.to_path_buf(),
             message,
         })?;
+        if let Some(base) = path.parent() {
+            cfg.resolve_plugin_paths(base);
+        }
         cfg.validate(&path.display().to_string())?;
         Ok(cfg)
+    }
+
+    /// Makes relative plugin paths (files and the cache directory) relative to `base`,
+    /// the configuration file's directory, so a configuration means the same files
+    /// whatever directory caskade starts in. The data directory stays relative to the
+    /// working directory, as Redis' `dir` does.
+    pub fn resolve_plugin_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        let plugins = &mut self.plugins;
+        for p in [&mut plugins.compaction_filter, &mut plugins.eviction_policy]
+            .into_iter()
+            .flatten()
+        {
+            fix(&mut p.path);
+        }
+        if let Some(dir) = &mut plugins.cache_dir {
+            fix(dir);
+        }
+        for r in &mut self.read_through.routes {
+            fix(&mut r.fetcher);
+        }
     }
 
     /// Parses YAML text (an empty document is the defaults).

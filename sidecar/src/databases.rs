@@ -16,12 +16,12 @@ pub const DATABASES_FILE: &str = "DATABASES";
 #[derive(Debug, thiserror::Error)]
 pub enum DatabasesError {
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a `source`: a report of the chain says it once).
+        error: std::io::Error,
     },
     /// The file is not a map of every database to its own namespace.
     #[error(
@@ -65,7 +65,7 @@ impl Databases {
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(dbs),
-            Err(source) => return Err(DatabasesError::Read { path, source }),
+            Err(error) => return Err(DatabasesError::Read { path, error }),
         };
         let found: Vec<Option<u8>> = text.split_whitespace().map(|w| w.parse().ok()).collect();
         let mut seen = [false; COUNT];

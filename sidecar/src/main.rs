@@ -37,22 +37,50 @@ fn main() -> std::process::ExitCode {
     alloc::tune();
     let cli = cli::Cli::parse();
     if let Some(path) = &cli.check_config {
-        return match config::Config::load(path) {
-            Ok(_) => {
-                println!("{}: OK", path.display());
-                std::process::ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                std::process::ExitCode::from(2)
-            }
-        };
+        return check_config(path);
     }
     match run(&cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("caskade: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check-config FILE`: the file parses and validates, and every plugin it names
+/// compiles and initialises with its settings. Prints what loaded, or the first error.
+fn check_config(path: &std::path::Path) -> std::process::ExitCode {
+    let cfg = match config::Config::load(path) {
+        Ok(cfg) => cfg,
+        // The error names the file already.
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let checked = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .and_then(|rt| {
+            rt.block_on(plugins::Plugins::check(
+                &cfg.plugins,
+                &cfg.read_through.routes,
+            ))
+        });
+    match checked {
+        Ok(loaded) => {
+            println!("{}: OK", path.display());
+            for l in loaded {
+                println!("  {}", l.describe());
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e:#}", path.display());
+            std::process::ExitCode::from(2)
         }
     }
 }
@@ -92,15 +120,13 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         }
         let mut opts = cfg.engine_options();
         let plugins =
-            plugins::Plugins::new(&cfg.plugins, &cfg.read_through.routes, &cfg.storage.dir)
-                .context("loading plugins")?
+            plugins::Plugins::new(&cfg.plugins, &cfg.read_through.routes, &cfg.storage.dir)?
                 .map(Arc::new);
         let read_through = match &plugins {
             Some(p) if !cfg.read_through.routes.is_empty() => {
                 let fetchers = p
                     .load_fetchers(&p.all_routes())
-                    .await
-                    .context("loading origin fetcher plugins")?
+                    .await?
                     .into_iter()
                     .flatten()
                     .collect();
@@ -111,13 +137,8 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         // Read before the engine opens: the compaction filter shows plugins databases.
         let databases = Arc::new(databases::Databases::open(&cfg.storage.dir)?);
         if let Some(p) = &plugins {
-            opts.compaction_filter = p
-                .load_filter(&databases)
-                .context("loading the compaction filter plugin")?;
-            if let Some(policy) = p
-                .load_policy()
-                .context("loading the eviction policy plugin")?
-            {
+            opts.compaction_filter = p.load_filter(&databases)?;
+            if let Some(policy) = p.load_policy()? {
                 // The engine asks for its policy once, at open.
                 let slot = parking_lot::Mutex::new(Some(policy));
                 opts.policy_factory = Some(Arc::new(move || slot.lock().take()));

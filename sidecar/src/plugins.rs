@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// One plugin a server loads, by what it is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,6 +33,54 @@ pub enum Slot {
     Policy,
     /// The fetcher of `read_through.routes[i]`.
     Fetcher(usize),
+}
+
+impl Slot {
+    /// The configuration field that names the slot's file.
+    pub fn field(self) -> String {
+        match self {
+            Slot::Filter => "plugins.compaction_filter".into(),
+            Slot::Policy => "plugins.eviction_policy".into(),
+            Slot::Fetcher(i) => format!("read_through.routes[{i}].fetcher"),
+        }
+    }
+
+    /// What kind of plugin the slot holds.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Slot::Filter => "compaction-filter",
+            Slot::Policy => "eviction-policy",
+            Slot::Fetcher(_) => "origin-fetcher",
+        }
+    }
+}
+
+/// A plugin that loaded: for the log line, INFO plugins and `--check-config`.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// Which configuration entry it is.
+    pub slot: Slot,
+    /// Its file.
+    pub path: PathBuf,
+    /// The file's size.
+    pub bytes: u64,
+    /// How long compiling it took (a compilation cache hit makes this short).
+    pub compile: Duration,
+}
+
+impl Loaded {
+    /// One line: `plugins.eviction_policy: prefix_priority.wasm (eviction-policy,
+    /// 34.1 KiB, compiled in 120 ms)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: {} ({}, {:.1} KiB, compiled in {} ms)",
+            self.slot.field(),
+            self.path.display(),
+            self.slot.kind(),
+            self.bytes as f64 / 1024.0,
+            self.compile.as_millis()
+        )
+    }
 }
 
 /// The plugin set of a running server.
@@ -54,6 +102,8 @@ pub struct Plugins {
     pub reload_failures: AtomicU64,
     /// Modification time of each slot's file when last looked at.
     seen: Mutex<HashMap<Slot, Option<SystemTime>>>,
+    /// What each slot last loaded.
+    loaded: Mutex<HashMap<Slot, Loaded>>,
 }
 
 fn limits(p: &PluginConfig) -> Limits {
@@ -103,8 +153,31 @@ impl Plugins {
             .unwrap_or_else(|| data_dir.join("plugin-cache"));
         std::fs::create_dir_all(&cache)
             .map_err(|e| anyhow::anyhow!("plugin cache directory {}: {e}", cache.display()))?;
+        Plugins::with_runtime(cfg, routes, Runtime::new(Some(&cache))?).map(Some)
+    }
+
+    /// Loads every configured plugin as a server would (compiled, instantiated and
+    /// initialised with its settings), without touching the data or cache directory:
+    /// what loaded, or an error naming the first entry that did not.
+    pub async fn check(cfg: &PluginsConfig, routes: &[RouteConfig]) -> anyhow::Result<Vec<Loaded>> {
+        let p = Plugins::with_runtime(cfg, routes, Runtime::new(None)?)?;
+        p.load_filter(&Arc::new(Databases::default()))?;
+        p.load_policy()?;
+        p.load_fetchers(&p.all_routes()).await?;
+        let loaded = p.loaded.lock();
+        Ok(p.slots()
+            .into_iter()
+            .filter_map(|(slot, _)| loaded.get(&slot).cloned())
+            .collect())
+    }
+
+    fn with_runtime(
+        cfg: &PluginsConfig,
+        routes: &[RouteConfig],
+        runtime: Runtime,
+    ) -> anyhow::Result<Plugins> {
         let p = Plugins {
-            runtime: Runtime::new(Some(&cache))?,
+            runtime,
             filter: cfg.compaction_filter.clone(),
             policy: cfg.eviction_policy.clone(),
             routes: routes.to_vec(),
@@ -115,9 +188,45 @@ impl Plugins {
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),
+            loaded: Mutex::new(HashMap::new()),
         };
         *p.seen.lock() = p.mtimes();
-        Ok(Some(p))
+        Ok(p)
+    }
+
+    /// Compiles `slot`'s file, timing it.
+    fn compile(&self, slot: Slot, path: &Path) -> anyhow::Result<(Component, Loaded)> {
+        let started = Instant::now();
+        let component = self.runtime.load(path)?;
+        let loaded = Loaded {
+            slot,
+            path: path.to_path_buf(),
+            bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
+            compile: started.elapsed(),
+        };
+        Ok((component, loaded))
+    }
+
+    /// Records and logs a plugin that is now in use.
+    fn note_loaded(&self, l: Loaded) {
+        tracing::info!(
+            plugin = %l.path.display(),
+            field = %l.slot.field(),
+            kind = l.slot.kind(),
+            bytes = l.bytes,
+            compile_ms = l.compile.as_millis() as u64,
+            "plugin loaded"
+        );
+        self.loaded.lock().insert(l.slot, l);
+    }
+
+    /// What each configured slot last loaded, in configuration order.
+    pub fn loaded(&self) -> Vec<Loaded> {
+        let loaded = self.loaded.lock();
+        self.slots()
+            .into_iter()
+            .filter_map(|(slot, _)| loaded.get(&slot).cloned())
+            .collect()
     }
 
     /// Every configured slot and its file.
@@ -164,22 +273,26 @@ impl Plugins {
     /// from their files, counting into the routes' counters; `None` for the others. A
     /// file several routes share is compiled once.
     pub async fn load_fetchers(&self, which: &[usize]) -> anyhow::Result<Vec<Option<WasmFetcher>>> {
-        let mut compiled: HashMap<&Path, Component> = HashMap::new();
+        let mut compiled: HashMap<&Path, (Component, Loaded)> = HashMap::new();
         let mut out = Vec::with_capacity(self.routes.len());
+        let mut loaded = Vec::new();
         for (i, r) in self.routes.iter().enumerate() {
             if !which.contains(&i) {
                 out.push(None);
                 continue;
             }
             let what = || format!("read_through.routes[{i}] (prefix '{}')", r.prefix);
-            let component = match compiled.get(r.fetcher.as_path()) {
+            let (component, mut info) = match compiled.get(r.fetcher.as_path()) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = self.runtime.load(&r.fetcher).with_context(what)?;
+                    let c = self
+                        .compile(Slot::Fetcher(i), &r.fetcher)
+                        .with_context(what)?;
                     compiled.insert(&r.fetcher, c.clone());
                     c
                 }
             };
+            info.slot = Slot::Fetcher(i);
             let allowed_hosts = r
                 .allowed_hosts
                 .iter()
@@ -200,6 +313,11 @@ impl Plugins {
                 .await
                 .with_context(what)?;
             out.push(Some(f));
+            loaded.push(info);
+        }
+        // Noted once all loaded: a reload that fails midway changes nothing.
+        for l in loaded {
+            self.note_loaded(l);
         }
         Ok(out)
     }
@@ -233,7 +351,8 @@ impl Plugins {
         let Some(f) = &self.filter else {
             return Ok(None);
         };
-        let component = self.runtime.load(&f.path)?;
+        let field = || Slot::Filter.field();
+        let (component, info) = self.compile(Slot::Filter, &f.path).with_context(field)?;
         let name = f.path.display().to_string();
         let filter = WasmFilter::new(
             &self.runtime,
@@ -242,7 +361,9 @@ impl Plugins {
             f.settings.clone(),
             limits(f),
             self.filter_stats.clone(),
-        )?;
+        )
+        .with_context(field)?;
+        self.note_loaded(info);
         Ok(Some(Arc::new(ByDatabase {
             inner: filter,
             databases: databases.clone(),
@@ -254,7 +375,8 @@ impl Plugins {
         let Some(p) = &self.policy else {
             return Ok(None);
         };
-        let component = self.runtime.load(&p.path)?;
+        let field = || Slot::Policy.field();
+        let (component, info) = self.compile(Slot::Policy, &p.path).with_context(field)?;
         let name = p.path.file_stem().map_or_else(
             || p.path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
@@ -266,7 +388,9 @@ impl Plugins {
             &p.settings,
             limits(p),
             self.policy_stats.clone(),
-        )?;
+        )
+        .with_context(field)?;
+        self.note_loaded(info);
         Ok(Some(Box::new(policy)))
     }
 

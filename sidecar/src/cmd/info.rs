@@ -167,6 +167,7 @@ fn sections(s: &Shared) -> Vec<Section> {
             .field("rdb_changes_since_last_save", 0)
             .field("rdb_last_save_time", last_save(s))
             .field("aof_enabled", 1)
+            .field("aof_rewrite_in_progress", st.full_compaction_running as u8)
             .field(
                 "aof_last_write_status",
                 if st.write_error.is_some() {
@@ -229,6 +230,11 @@ fn sections(s: &Shared) -> Vec<Section> {
             .field("evictions_disk", st.evictions_disk)
             .field("compaction_filter_removals", st.filter_removals)
             .field("compactions", st.compactions)
+            .field("full_compactions", st.full_compactions)
+            .field(
+                "full_compaction_in_progress",
+                st.full_compaction_running as u8,
+            )
             .field("reclaims", st.reclaims)
             .field("eviction_policy", &st.policy)
             .field("eviction_policy_bytes", st.policy_bytes)
@@ -237,35 +243,71 @@ fn sections(s: &Shared) -> Vec<Section> {
             .field("fsync", format!("{:?}", cfg.storage.fsync))
             .field("data_dir", cfg.storage.dir.display()),
     );
-    if let Some(p) = &s.plugins {
-        out.push(
-            Section::new("Plugins", "caskade")
+    let mut plugins = Section::new("Plugins", "plugins");
+    match &s.plugins {
+        None => plugins = plugins.field("plugins_loaded", 0),
+        Some(p) => {
+            let loaded = p.loaded();
+            plugins = plugins.field("plugins_loaded", loaded.len());
+            for l in &loaded {
+                let stats = match l.slot {
+                    crate::plugins::Slot::Filter => Some(&p.filter_stats),
+                    crate::plugins::Slot::Policy => Some(&p.policy_stats),
+                    crate::plugins::Slot::Fetcher(_) => None,
+                };
+                let mut line = format!(
+                    "kind={},path={},bytes={},compile_ms={}",
+                    l.slot.kind(),
+                    l.path.display().to_string().replace([',', '\r', '\n'], "_"),
+                    l.bytes,
+                    l.compile.as_millis()
+                );
+                if let Some(st) = stats {
+                    line.push_str(&format!(
+                        ",calls={},failures={}",
+                        count(&st.calls),
+                        st.failures()
+                    ));
+                }
+                let name = match l.slot {
+                    crate::plugins::Slot::Filter => "compaction_filter".to_string(),
+                    crate::plugins::Slot::Policy => "eviction_policy".to_string(),
+                    crate::plugins::Slot::Fetcher(i) => format!("route{i}_fetcher"),
+                };
+                plugins = plugins.field(name, line);
+            }
+            plugins = plugins
                 .field("filter_calls", count(&p.filter_stats.calls))
                 .field("filter_failures", p.filter_stats.failures())
                 .field("policy_calls", count(&p.policy_stats.calls))
                 .field("policy_failures", p.policy_stats.failures())
                 .field("plugin_reloads", count(&p.reloads))
-                .field("plugin_reload_failures", count(&p.reload_failures)),
-        );
-    }
-    if let Some(rt) = &s.read_through {
-        let mut sec = Section::new("ReadThrough", "caskade")
-            .field("routes", rt.routes().len())
-            .field("fetches_in_flight", rt.in_flight());
-        for (i, r) in rt.routes().iter().enumerate() {
-            sec = sec.field(
-                format!("route{i}"),
-                format!(
-                    "prefix={},fetches={},fetch_failures={},negative_entries={}",
-                    r.cfg.prefix.replace([',', '\r', '\n'], "_"),
-                    count(&r.plugin_stats.calls),
-                    r.plugin_stats.failures(),
-                    r.negative.lock().len()
-                ),
-            );
+                .field("plugin_reload_failures", count(&p.reload_failures));
         }
-        out.push(sec);
     }
+    out.push(plugins);
+    let mut sec = Section::new("ReadThrough", "readthrough");
+    match &s.read_through {
+        None => sec = sec.field("routes", 0),
+        Some(rt) => {
+            sec = sec
+                .field("routes", rt.routes().len())
+                .field("fetches_in_flight", rt.in_flight());
+            for (i, r) in rt.routes().iter().enumerate() {
+                sec = sec.field(
+                    format!("route{i}"),
+                    format!(
+                        "prefix={},fetches={},fetch_failures={},negative_entries={}",
+                        r.cfg.prefix.replace([',', '\r', '\n'], "_"),
+                        count(&r.plugin_stats.calls),
+                        r.plugin_stats.failures(),
+                        r.negative.lock().len()
+                    ),
+                );
+            }
+        }
+    }
+    out.push(sec);
     out
 }
 

@@ -18,6 +18,7 @@ macro_rules! parse {
 mod args;
 mod bits;
 mod blocking;
+mod compact;
 mod connection;
 mod docs;
 mod error;
@@ -627,6 +628,13 @@ pub static COMMANDS: &[Spec] = &[
         server::bgsave
     ),
     ctl!("wait", 3, &["noscript"], server::wait),
+    ctl!(
+        "bgrewriteaof",
+        1,
+        &["admin", "noscript", "no_async_loading"],
+        compact::bgrewriteaof
+    ),
+    container!("caskade", -2, &["admin", "noscript"], compact::caskade),
     ctl!(
         "monitor",
         1,
