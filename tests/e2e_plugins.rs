@@ -372,3 +372,77 @@ fn caskade_compact_shows_a_filter_working_and_info_plugins_lists_it() {
     assert_eq!(q::<i64>(&mut c, &["EXISTS", "tmp:late1"]), 0);
     assert!(s.stop().success());
 }
+
+/// Runs the server with `args` until it is ready, stops it with SIGTERM and returns
+/// what it wrote (stdout, stderr), neither a terminal.
+fn run_until_ready(args: &[&str]) -> (String, String) {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_caskade"))
+        .args(args)
+        .args(["--port", "0", "--admin-port", "0", "--unixsocket"])
+        .arg(dir.path().join("s.sock"))
+        .arg("--dir")
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut out = String::new();
+    while !out.contains("caskade ready") {
+        let before = out.len();
+        stdout.read_line(&mut out).expect("read stdout");
+        assert!(out.len() > before, "exited before ready");
+    }
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read stderr");
+    stdout.read_to_string(&mut out).expect("read stdout");
+    assert!(child.wait().expect("wait").success());
+    (out, err)
+}
+
+#[test]
+fn logs_carry_no_colour_off_a_terminal_and_json_lines_name_the_loaded_plugin() {
+    let dir =
+        relative_setup("plugins:\n  eviction_policy:\n    path: plugins/prefix_priority.wasm\n");
+    let cfg = dir.path().join("caskade.yaml");
+    let cfg = cfg.to_str().expect("path");
+    let (_, text) = run_until_ready(&["--config", cfg]);
+    assert!(
+        !text.contains('\x1b'),
+        "colour escapes off a terminal:\n{text}"
+    );
+    assert!(
+        text.contains("plugin loaded") && text.contains("kind=\"eviction-policy\""),
+        "{text}"
+    );
+    let (_, coloured) = run_until_ready(&["--config", cfg, "--log-color", "always"]);
+    assert!(coloured.contains("\x1b["), "{coloured}");
+
+    let (out, json) = run_until_ready(&["--config", cfg, "--log-format", "json"]);
+    let mut loaded = None;
+    for line in json.lines().chain(out.lines()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for field in ["timestamp", "level", "target", "fields"] {
+            assert!(v.get(field).is_some(), "{field} missing: {line}");
+        }
+        if v["fields"]["message"] == "plugin loaded" {
+            loaded = Some(v);
+        }
+    }
+    let loaded = loaded.unwrap_or_else(|| panic!("no plugin loaded line:\n{json}"));
+    assert_eq!(loaded["fields"]["kind"], "eviction-policy");
+    assert_eq!(loaded["fields"]["field"], "plugins.eviction_policy");
+    assert!(loaded["fields"]["bytes"].as_u64().is_some_and(|b| b > 1000));
+    assert!(loaded["fields"]["compile_ms"].is_u64());
+    assert!(out.contains("caskade ready"));
+}

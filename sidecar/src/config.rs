@@ -284,6 +284,79 @@ impl Default for ScriptingConfig {
 pub struct LogConfig {
     /// A `tracing` filter such as `info` or `caskade=debug`.
     pub level: String,
+    /// Lines for people (`text`) or JSON lines for log pipelines (`json`).
+    pub format: LogFormat,
+    /// Colour in text lines: `auto` (only when stderr is a terminal and `NO_COLOR` is
+    /// unset), `always` or `never`.
+    pub color: LogColor,
+}
+
+/// See [`LogConfig::format`].
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// `2026-12-07T01:40:34Z  INFO caskade::admin: message key=value`.
+    #[default]
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields.
+    Json,
+}
+
+/// See [`LogConfig::color`].
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogColor {
+    /// Colour only on a terminal.
+    #[default]
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl LogFormat {
+    /// The name the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("'{other}' is not one of text, json")),
+        }
+    }
+}
+
+impl LogColor {
+    /// The name the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogColor::Auto => "auto",
+            LogColor::Always => "always",
+            LogColor::Never => "never",
+        }
+    }
+}
+
+impl std::str::FromStr for LogColor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(LogColor::Auto),
+            "always" => Ok(LogColor::Always),
+            "never" => Ok(LogColor::Never),
+            other => Err(format!("'{other}' is not one of auto, always, never")),
+        }
+    }
 }
 
 impl Default for Config {
@@ -335,6 +408,8 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".into(),
+            format: LogFormat::Text,
+            color: LogColor::Auto,
         }
     }
 }

@@ -16,6 +16,7 @@ mod files;
 mod fuzz_tests;
 mod glob;
 mod keyspace;
+mod logging;
 mod metrics;
 mod monitor;
 mod origin;
@@ -87,12 +88,7 @@ fn check_config(path: &std::path::Path) -> std::process::ExitCode {
 
 fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let cfg = cli.resolve()?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&cfg.log.level)
-        .with_context(|| format!("log level '{}'", cfg.log.level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(&cfg.log)?;
     let names: Vec<&'static str> = cmd::COMMANDS.iter().map(|c| c.name).collect();
     let metrics = Arc::new(metrics::Metrics::install(&names)?);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -43,13 +43,13 @@ pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result
         }
         None => None,
     };
-    on_ready();
-    // Announce readiness on stdout for scripts and tests that wait for it.
-    println!("caskade ready");
-
-    let mut conns = JoinSet::new();
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    on_ready();
+    // Announce readiness on stdout for scripts and tests that wait for it.
+    println!("{}", crate::logging::ready_line(cfg.log.format));
+
+    let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             () = &mut shutdown => break,
@@ -161,17 +161,22 @@ async fn accept_unix(l: Option<&UnixListener>) -> Option<tokio::net::UnixStream>
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (before readiness is announced, so a
+/// stop right after "ready" is a clean shutdown) and returns the wait for either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }

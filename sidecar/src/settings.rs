@@ -393,6 +393,34 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
     },
+    Setting {
+        field: "log.format",
+        note: " (`text`, `json`: one JSON object per line)",
+        flag: Some("log-format"),
+        env: Some("CASKADE_LOG_FORMAT"),
+        redis: None,
+        live: false,
+        default_text: "text",
+        get: |c| c.log.format.as_str().to_string(),
+        set: |c, v| {
+            c.log.format = v.parse()?;
+            Ok(())
+        },
+    },
+    Setting {
+        field: "log.color",
+        note: " (`auto`: on a terminal without `NO_COLOR`; `always`, `never`)",
+        flag: Some("log-color"),
+        env: Some("CASKADE_LOG_COLOR"),
+        redis: None,
+        live: false,
+        default_text: "auto",
+        get: |c| c.log.color.as_str().to_string(),
+        set: |c, v| {
+            c.log.color = v.parse()?;
+            Ok(())
+        },
+    },
 ];
 
 /// Reads a value of a configuration as text.
