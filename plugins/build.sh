@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Builds the example plugins (plugins/examples) to target/plugins/*.wasm.
+#   bash plugins/build.sh                     the examples
+#   bash plugins/build.sh --crate DIR TARGET  one plugin crate of its own (a scaffold)
 #
 # Plugin authors elsewhere use `rustup target add wasm32-unknown-unknown` and a plain
 # `cargo build --target wasm32-unknown-unknown --release`. Machines without a rustup
@@ -31,32 +33,52 @@ debian_rust() {
   fi
 }
 
-# build TARGET PLUGIN...: with rustup's target if installed, else Debian's Rust
-# (building std from source; wasip2 links against Debian's wasi-libc).
-build() {
-  local target=$1
-  shift
+# cargo_build TARGET MANIFEST [PACKAGE]: one build, with rustup's target if installed,
+# else Debian's Rust (building std from source; wasip2 links against Debian's
+# wasi-libc). Every build shares one target directory, so std is built once. Prints the
+# directory the .wasm files land in.
+cargo_build() {
+  local target=$1 manifest=$2 pkg=${3:-}
+  local select=()
+  if [ -n "$pkg" ]; then select=(-p "$pkg"); fi
   if have_rustup_target "$target"; then
-    for p in "$@"; do
-      cargo build --release --target "$target" --manifest-path plugins/examples/Cargo.toml -p "$p"
-    done
-    cp plugins/examples/target/"$target"/release/*.wasm "$OUT/"
+    CARGO_TARGET_DIR=target/plugins-build \
+      cargo build --release --target "$target" --manifest-path "$manifest" "${select[@]}" >&2
+    echo target/plugins-build/"$target"/release
     return
   fi
-  debian_rust
+  debian_rust >&2
   local flags=""
   if [ "$target" = wasm32-wasip2 ]; then
     flags="-C link-self-contained=no -L native=/usr/lib/wasm32-wasi"
   fi
-  for p in "$@"; do
-    env -u RUSTUP_TOOLCHAIN -u CARGO -u RUSTC_WRAPPER \
-      RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" \
-      CARGO_TARGET_DIR=target/plugins-build \
-      /usr/bin/cargo build --release -Zbuild-std=std,panic_abort --target "$target" \
-      --manifest-path plugins/examples/Cargo.toml -p "$p"
-  done
-  cp target/plugins-build/"$target"/release/*.wasm "$OUT/"
+  env -u RUSTUP_TOOLCHAIN -u CARGO -u RUSTC_WRAPPER \
+    RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" \
+    CARGO_TARGET_DIR=target/plugins-build \
+    /usr/bin/cargo build --release -Zbuild-std=std,panic_abort --target "$target" \
+    --manifest-path "$manifest" "${select[@]}" >&2
+  echo target/plugins-build/"$target"/release
 }
+
+# build TARGET PLUGIN...: example plugins, each built alone (see above).
+build() {
+  local target=$1 out=""
+  shift
+  for p in "$@"; do
+    out=$(cargo_build "$target" plugins/examples/Cargo.toml "$p")
+  done
+  cp "$out"/*.wasm "$OUT/"
+}
+
+if [ "${1:-}" = "--crate" ]; then
+  dir=${2:?usage: build.sh --crate DIR TARGET}
+  target=${3:?usage: build.sh --crate DIR TARGET}
+  lib=$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -1 | tr - _)
+  out=$(cargo_build "$target" "$dir/Cargo.toml")
+  cp "$out/$lib.wasm" "$OUT/"
+  ls -l "$OUT/$lib.wasm"
+  exit 0
+fi
 
 build wasm32-unknown-unknown $CORE_PLUGINS
 build wasm32-wasip2 $WASI_PLUGINS

@@ -7,7 +7,7 @@
 mod common;
 
 use common::plugin_files::example;
-use common::{Server, caskade, q};
+use common::{Server, caskade, check_config_elsewhere, q};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -247,18 +247,8 @@ fn check_config_loads_every_plugin_relative_to_the_config_file() {
     );
     let cfg = dir.path().join("caskade.yaml");
     // Run from elsewhere: the paths are the configuration file's.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caskade"))
-        .current_dir("/")
-        .arg("--check-config")
-        .arg(&cfg)
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, stdout, stderr) = check_config_elsewhere(&cfg);
+    assert!(ok, "{stdout}{stderr}");
     assert!(
         stdout.contains("plugins.compaction_filter: ")
             && stdout.contains("ttl_cap.wasm (compaction-filter, ")

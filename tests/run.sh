@@ -3,7 +3,8 @@
 # (redis-cli and redis-server from Debian; Python's redis, helm-python-sdk and
 # kubernetes-validate), builds the example WebAssembly plugins (plugins/build.sh
 # installs Debian's Rust to build std for wasm32 if no rustup wasm32 target is there;
-# Node.js's ioredis and node-redis from tests/node),
+# Node.js's ioredis and node-redis from tests/node), scaffolds and builds a plugin of
+# each kind with `caskade plugin new`,
 # then runs every crate's tests. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,5 +45,19 @@ fi
 
 # The example plugins the plugin tests load, built from source.
 bash plugins/build.sh
+
+# A plugin of each kind as `caskade plugin new` writes it, built as a crate of its own
+# (outside any workspace, the SDK by path) exactly as its README says; tests/e2e_scaffold.rs
+# loads them. The examples' lock file pins the same dependency versions.
+cargo build --locked -q -p caskade
+for kind in filter policy fetcher; do
+  dir=target/scaffolds/scaffold-$kind
+  rm -rf "$dir"
+  target/debug/caskade plugin new --kind "$kind" "scaffold-$kind" --dir "$dir"
+  cp plugins/examples/Cargo.lock "$dir/"
+  target=wasm32-unknown-unknown
+  if [ "$kind" = fetcher ]; then target=wasm32-wasip2; fi
+  bash plugins/build.sh --crate "$dir" "$target"
+done
 
 cargo test --workspace --locked "$@"

@@ -14,7 +14,22 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     /// `--check-config FILE`: validate and exit.
     pub check_config: Option<PathBuf>,
+    /// `plugin new ...`: write a plugin crate and exit.
+    pub plugin_new: Option<PluginNew>,
     overrides: Vec<(&'static str, String)>,
+}
+
+/// `caskade plugin new --kind KIND NAME [--dir DIR] [--sdk PATH|GIT-URL]`.
+#[derive(Debug, Clone)]
+pub struct PluginNew {
+    /// What the plugin is.
+    pub kind: crate::scaffold::Kind,
+    /// The crate's name.
+    pub name: String,
+    /// Where to write it (default: `./NAME`).
+    pub dir: PathBuf,
+    /// Where the SDK comes from (default: the source tree caskade was built from).
+    pub sdk: Option<String>,
 }
 
 fn command() -> Command {
@@ -34,7 +49,37 @@ fn command() -> Command {
                 .long("check-config")
                 .value_name("FILE")
                 .value_parser(clap::value_parser!(PathBuf))
-                .help("Validate the configuration file and exit"),
+                .help("Validate the configuration file, load every plugin it names, and exit"),
+        )
+        .subcommand(
+            Command::new("plugin")
+                .about("Plugin authoring")
+                .subcommand_required(true)
+                .subcommand(
+                    Command::new("new")
+                        .about("Write a ready-to-build plugin crate (Cargo.toml, src/lib.rs, README.md, caskade.yaml)")
+                        .arg(
+                            Arg::new("kind")
+                                .long("kind")
+                                .required(true)
+                                .value_parser(["filter", "policy", "fetcher"])
+                                .help("compaction filter, eviction policy or origin fetcher"),
+                        )
+                        .arg(Arg::new("name").required(true).value_name("NAME").help("The crate's name"))
+                        .arg(
+                            Arg::new("dir")
+                                .long("dir")
+                                .value_name("DIR")
+                                .value_parser(clap::value_parser!(PathBuf))
+                                .help("Where to write it (default: ./NAME)"),
+                        )
+                        .arg(
+                            Arg::new("sdk")
+                                .long("sdk")
+                                .value_name("PATH|GIT-URL")
+                                .help("The caskade-plugin-sdk crate: a path, or a git URL of caskade's repository (default: the SDK of the source caskade was built from)"),
+                        ),
+                ),
         );
     for s in SETTINGS {
         let Some(flag) = s.flag else { continue };
@@ -66,9 +111,29 @@ impl Cli {
                 Some((s.field, v.clone()))
             })
             .collect();
+        let plugin_new = m
+            .subcommand_matches("plugin")
+            .and_then(|p| p.subcommand_matches("new"))
+            .map(|n| {
+                let name = n.get_one::<String>("name").cloned().unwrap_or_default();
+                PluginNew {
+                    // clap checked the value against the kinds' names.
+                    kind: n
+                        .get_one::<String>("kind")
+                        .and_then(|k| k.parse().ok())
+                        .unwrap_or(crate::scaffold::Kind::Filter),
+                    dir: n
+                        .get_one::<PathBuf>("dir")
+                        .cloned()
+                        .unwrap_or_else(|| PathBuf::from(&name)),
+                    name,
+                    sdk: n.get_one::<String>("sdk").cloned(),
+                }
+            });
         Cli {
             config: m.get_one::<PathBuf>("config").cloned(),
             check_config: m.get_one::<PathBuf>("check-config").cloned(),
+            plugin_new,
             overrides,
         }
     }
@@ -121,6 +186,23 @@ mod tests {
         assert_eq!(c.port, 7000);
         assert_eq!(c.storage.max_keys, Some(5));
         assert_eq!(c.storage.fsync, caskade_engine::Fsync::Always);
+    }
+
+    #[test]
+    fn plugin_new_takes_a_kind_a_name_and_options() {
+        let c = cli(&["plugin", "new", "--kind", "policy", "lru-ish"]);
+        let n = c.plugin_new.expect("plugin new");
+        assert_eq!(n.kind, crate::scaffold::Kind::Policy);
+        assert_eq!(
+            (n.name.as_str(), n.dir.as_path()),
+            ("lru-ish", std::path::Path::new("lru-ish"))
+        );
+        assert!(
+            command()
+                .try_get_matches_from(["caskade", "plugin", "new", "--kind", "sieve", "x"])
+                .is_err()
+        );
+        assert!(cli(&[]).plugin_new.is_none());
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod monitor;
 mod origin;
 mod plugins;
 mod protocol;
+mod scaffold;
 mod script;
 mod server;
 mod settings;
@@ -39,6 +40,22 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     if let Some(path) = &cli.check_config {
         return check_config(path);
+    }
+    if let Some(new) = &cli.plugin_new {
+        return match scaffold::write(new.kind, &new.name, &new.dir, new.sdk.as_deref()) {
+            Ok(()) => {
+                println!(
+                    "wrote {}: build it as its README.md says, then `caskade --check-config {}`",
+                    new.dir.display(),
+                    new.dir.join("caskade.yaml").display()
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("caskade plugin new: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
     }
     match run(&cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

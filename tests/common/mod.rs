@@ -33,6 +33,19 @@ pub fn caskade(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     c.output().expect("run caskade")
 }
 
+/// `caskade --check-config CFG` run from `/`, so relative paths can only resolve
+/// against the configuration file: (succeeded, stdout, stderr).
+pub fn check_config_elsewhere(cfg: &Path) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_caskade"))
+        .current_dir("/")
+        .arg("--check-config")
+        .arg(cfg)
+        .output()
+        .expect("run caskade");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
 /// Two distinct free ports: both listeners are held until both are known, since the
 /// kernel may hand the same port out again once the first one is closed.
 fn free_ports() -> (u16, u16) {

@@ -2,7 +2,9 @@
 //! [`OriginFetcher`] for a type, invoke [`export_compaction_filter!`],
 //! [`export_eviction_policy!`] or [`export_origin_fetcher!`] once, and build for a
 //! wasm32 target. The bindings come from `wit/caskade-plugin.wit`; this crate hides them
-//! behind plain Rust types.
+//! behind plain Rust types. The WIT travels inside this crate (`wit/`, a copy of
+//! caskade's `wit/` kept identical by a test), so a plugin can depend on the SDK by
+//! path or git from anywhere.
 //!
 //! Enable the crate feature of the plugin kind (`filter`, `policy` or `fetcher`): each
 //! compiles the bindings of one world, and a plugin is exactly one kind. The `http`
@@ -40,7 +42,7 @@ pub fn setting<'a>(settings: &'a Settings, name: &str) -> Option<&'a str> {
 #[cfg(feature = "filter")]
 pub mod filter {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "compaction-filter-plugin",
         pub_export_macro: true,
         export_macro_name: "export_filter_world",
@@ -102,7 +104,7 @@ macro_rules! export_compaction_filter {
 #[cfg(feature = "policy")]
 pub mod policy {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "eviction-policy-plugin",
         pub_export_macro: true,
         export_macro_name: "export_policy_world",
@@ -239,7 +241,7 @@ macro_rules! export_eviction_policy {
 #[cfg(feature = "fetcher")]
 pub mod fetcher {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "origin-fetcher-plugin",
         pub_export_macro: true,
         export_macro_name: "export_fetcher_world",
