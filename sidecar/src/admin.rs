@@ -1,6 +1,8 @@
 //! The admin HTTP port: `/metrics` (Prometheus), `/healthz` (the process answers) and
 //! `/readyz` (recovery finished and RESP is being served). A deliberately tiny HTTP/1.1
-//! responder: one GET per connection, no keep-alive, bounded request size.
+//! responder: one GET per connection, no keep-alive, bounded request size. Also the
+//! client side of a probe (`caskade probe`), for containers whose admin port is bound
+//! to the loopback address, where the kubelet's HTTP probes cannot reach it.
 
 use crate::metrics::Metrics;
 use crate::state::Shared;
@@ -46,6 +48,40 @@ pub async fn start(
         }
     });
     Ok(())
+}
+
+/// `caskade probe`: GETs `/healthz` (or `/readyz`) from the admin port at `addr`;
+/// `Ok` if it answered 200 within `timeout`, else why not.
+pub fn probe(addr: &str, ready: bool, timeout: Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let path = if ready { "/readyz" } else { "/healthz" };
+    let target = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: no address"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&target, timeout)
+        .map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .and_then(|()| s.set_write_timeout(Some(timeout)))
+        .map_err(|e| format!("{addr}: {e}"))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .map_err(|e| format!("{addr}: {e}"))?;
+    let mut answer = Vec::new();
+    // The responder closes after one answer; a short read is still an answer.
+    let _ = s.take(4096).read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else if status.is_empty() {
+        Err(format!("{addr}{path}: no answer"))
+    } else {
+        Err(format!("{addr}{path}: {status}"))
+    }
 }
 
 async fn respond(

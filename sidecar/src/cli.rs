@@ -16,6 +16,8 @@ pub struct Cli {
     pub check_config: Option<PathBuf>,
     /// `plugin new ...`: write a plugin crate and exit.
     pub plugin_new: Option<PluginNew>,
+    /// `probe [--ready] [--addr A]`: ask a running server's admin port and exit.
+    pub probe: Option<(String, bool)>,
     overrides: Vec<(&'static str, String)>,
 }
 
@@ -50,6 +52,23 @@ fn command() -> Command {
                 .value_name("FILE")
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("Validate the configuration file, load every plugin it names, and exit"),
+        )
+        .subcommand(
+            Command::new("probe")
+                .about("Ask a running caskade's admin port whether it is alive (or ready); exit 0 if so. For exec probes when the admin port is bound to the loopback address")
+                .arg(
+                    Arg::new("addr")
+                        .long("addr")
+                        .value_name("HOST:PORT")
+                        .default_value("127.0.0.1:9736")
+                        .help("The admin address"),
+                )
+                .arg(
+                    Arg::new("ready")
+                        .long("ready")
+                        .action(clap::ArgAction::SetTrue)
+                        .help("Ask /readyz (recovery done, RESP served) instead of /healthz"),
+                ),
         )
         .subcommand(
             Command::new("plugin")
@@ -130,10 +149,17 @@ impl Cli {
                     sdk: n.get_one::<String>("sdk").cloned(),
                 }
             });
+        let probe = m.subcommand_matches("probe").map(|p| {
+            (
+                p.get_one::<String>("addr").cloned().unwrap_or_default(),
+                p.get_flag("ready"),
+            )
+        });
         Cli {
             config: m.get_one::<PathBuf>("config").cloned(),
             check_config: m.get_one::<PathBuf>("check-config").cloned(),
             plugin_new,
+            probe,
             overrides,
         }
     }

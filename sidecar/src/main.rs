@@ -41,6 +41,15 @@ fn main() -> std::process::ExitCode {
     if let Some(path) = &cli.check_config {
         return check_config(path);
     }
+    if let Some((addr, ready)) = &cli.probe {
+        return match admin::probe(addr, *ready, std::time::Duration::from_secs(2)) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("caskade probe: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(new) = &cli.plugin_new {
         return match scaffold::write(new.kind, &new.name, &new.dir, new.sdk.as_deref()) {
             Ok(()) => {
