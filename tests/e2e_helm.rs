@@ -1,8 +1,11 @@
 //! The Helm chart, checked offline (tests/helm_check.py): lint, render with the default
 //! values and every documented variant, validate each manifest against the Kubernetes
-//! schemas, refuse bad values through values.schema.json, and run the rendered caskade
-//! configuration through the real binary's `--check-config`. tests/run.sh installs the
-//! pinned Python packages it needs.
+//! schemas (and ServiceMonitor, PodMonitor, PrometheusRule against the Prometheus
+//! Operator's CRD schemas, with Node.js), refuse bad values through values.schema.json
+//! and the templates, render an application chart that depends on caskade
+//! (tests/helm/parent-app) and check its pod's every reference exists, and run the
+//! rendered caskade configuration through the real binary's `--check-config`.
+//! tests/run.sh installs the pinned Python and npm packages it needs.
 
 use std::process::Command;
 

@@ -1,186 +1,148 @@
 {{/*
-Names and labels.
+Every caskade template takes an explicit context, never the caller's top level:
+
+  (dict "values" <caskade's values> "root" $)
+
+From this chart's own templates that is (dict "values" .Values "root" .). From an
+application chart that depends on caskade as a subchart it is
+(dict "values" .Values.caskade "root" $): Helm fills .Values.caskade with this chart's
+defaults, and names come from the constant chart name "caskade", so the sidecar your
+pod gets points at the ConfigMap, Secret and claim this chart renders for the same
+release. "caskade.ctx" in your chart can build it once; see the README.
 */}}
+
+{{/* The chart name and version every name and label is built from. */}}
+{{- define "caskade.chartName" -}}caskade{{- end }}
+{{- define "caskade.chartVersion" -}}0.1.0{{- end }}
+
 {{- define "caskade.name" -}}
-{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- default (include "caskade.chartName" .) .values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{- define "caskade.fullname" -}}
-{{- if .Values.fullnameOverride }}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- if .values.fullnameOverride }}
+{{- .values.fullnameOverride | trunc 63 | trimSuffix "-" }}
 {{- else }}
-{{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
-{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- $name := include "caskade.name" . }}
+{{- if contains $name .root.Release.Name }}
+{{- .root.Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else }}
-{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- printf "%s-%s" .root.Release.Name $name | trunc 63 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
 {{- end }}
 
 {{- define "caskade.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "caskade.name" . }}
-app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- end }}
 
 {{- define "caskade.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+helm.sh/chart: {{ printf "%s-%s" (include "caskade.chartName" .) (include "caskade.chartVersion" .) }}
 {{ include "caskade.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .values.image.tag | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end }}
+
+{{/* Names of the objects the sidecar refers to. */}}
+{{- define "caskade.configMapName" -}}{{ include "caskade.fullname" . }}-config{{- end }}
+{{- define "caskade.claimName" -}}
+{{- .values.persistence.persistentVolumeClaim.existingClaim | default (printf "%s-data" (include "caskade.fullname" .)) }}
+{{- end }}
+{{- define "caskade.serviceAccountName" -}}
+{{- if .values.serviceAccount.create }}
+{{- .values.serviceAccount.name | default (include "caskade.fullname" .) }}
+{{- else }}
+{{- .values.serviceAccount.name | default "default" }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the AUTH password, or nothing when there is no password. */}}
+{{- define "caskade.authSecretName" -}}
+{{- if .values.auth.existingSecret }}
+{{- .values.auth.existingSecret }}
+{{- else if .values.auth.generate }}
+{{- include "caskade.fullname" . }}-auth
+{{- end }}
+{{- end }}
+
+{{- define "caskade.image" -}}
+{{- if .values.image.digest }}
+{{- printf "%s@%s" .values.image.repository .values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .values.image.repository .values.image.tag }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the admin port listens only on the loopback address. */}}
+{{- define "caskade.adminLoopback" -}}
+{{- if has .values.admin.bind (list "127.0.0.1" "::1" "localhost") }}true{{- end }}
+{{- end }}
+
+{{/*
+Whether the data directory can be used by one pod at a time only (a node's directory,
+or a claim that mounts on one node): a rolling update would start the new pod while
+the old one holds the directory's LOCK file or the volume, and wait for ever.
+*/}}
+{{- define "caskade.dataIsSingleUse" -}}
+{{- $p := .values.persistence }}
+{{- if eq $p.type "hostPath" }}true
+{{- else if eq $p.type "persistentVolumeClaim" }}
+{{- if or $p.persistentVolumeClaim.existingClaim (has "ReadWriteOnce" $p.persistentVolumeClaim.accessModes) (has "ReadWriteOncePod" $p.persistentVolumeClaim.accessModes) }}true{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
 caskade's configuration file: the user's `config` with the settings the chart owns
-laid over it.
+laid over it (listeners, data directory) and JSON logs unless the user chose.
 */}}
 {{- define "caskade.configYaml" -}}
-{{- $owned := dict "port" (int .Values.respPort) "bind" .Values.bind "admin" (dict "bind" "0.0.0.0" "port" (int .Values.adminPort)) "storage" (dict "dir" "/data") }}
-{{- if .Values.unixSocket.enabled }}
-{{- $_ := set $owned "unixsocket" (printf "%s/%s" .Values.unixSocket.dir .Values.unixSocket.name) }}
+{{- $v := .values }}
+{{- $owned := dict "port" (int $v.respPort) "bind" $v.bind "admin" (dict "bind" $v.admin.bind "port" (int $v.adminPort)) "storage" (dict "dir" "/data") }}
+{{- if $v.unixSocket.enabled }}
+{{- $_ := set $owned "unixsocket" (printf "%s/%s" $v.unixSocket.dir $v.unixSocket.name) }}
 {{- end }}
-{{- $cfg := mustMergeOverwrite (deepCopy (default (dict) .Values.config)) $owned }}
+{{- $defaults := dict "log" (dict "format" "json") }}
+{{- $cfg := mustMergeOverwrite $defaults (deepCopy (default (dict) $v.config)) $owned }}
 {{- toYaml $cfg }}
 {{- end }}
 
-{{/*
-The caskade sidecar container. Include it in an application pod's `containers` (or,
-with sidecar.native, its `initContainers`), next to the volumes from
-"caskade.volumes":
-
-  containers:
-    - name: app
-      ...
-    {{- include "caskade.sidecar" . | nindent 4 }}
-  volumes:
-    {{- include "caskade.volumes" . | nindent 4 }}
-*/}}
-{{- define "caskade.sidecar" -}}
-- name: caskade
-  image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
-  imagePullPolicy: {{ .Values.image.pullPolicy }}
-  {{- if .Values.sidecar.native }}
-  restartPolicy: Always
-  {{- end }}
-  args: ["--config", "/etc/caskade/caskade.yaml"]
-  {{- if .Values.auth.existingSecret }}
-  env:
-    - name: CASKADE_REQUIREPASS
-      valueFrom:
-        secretKeyRef:
-          name: {{ .Values.auth.existingSecret }}
-          key: {{ .Values.auth.secretKey }}
-  {{- end }}
-  ports:
-    - name: resp
-      containerPort: {{ .Values.respPort }}
-      protocol: TCP
-    - name: admin
-      containerPort: {{ .Values.adminPort }}
-      protocol: TCP
-  startupProbe:
-    httpGet:
-      path: /readyz
-      port: admin
-    {{- toYaml .Values.probes.startup | nindent 4 }}
-  livenessProbe:
-    httpGet:
-      path: /healthz
-      port: admin
-    {{- toYaml .Values.probes.liveness | nindent 4 }}
-  readinessProbe:
-    httpGet:
-      path: /readyz
-      port: admin
-    {{- toYaml .Values.probes.readiness | nindent 4 }}
-  resources:
-    {{- toYaml .Values.resources | nindent 4 }}
-  securityContext:
-    {{- toYaml .Values.securityContext | nindent 4 }}
-  volumeMounts:
-    - name: caskade-config
-      mountPath: /etc/caskade
-      readOnly: true
-    - name: caskade-data
-      mountPath: /data
-    {{- if ne .Values.plugins.source "none" }}
-    - name: caskade-plugins
-      mountPath: {{ .Values.plugins.mountPath }}
-      readOnly: true
-    {{- end }}
-    {{- if .Values.unixSocket.enabled }}
-    - name: caskade-socket
-      mountPath: {{ .Values.unixSocket.dir }}
-    {{- end }}
+{{/* An HTTP probe on the admin port, or an exec probe when it is loopback-only. */}}
+{{- define "caskade.probe" -}}
+{{- if include "caskade.adminLoopback" .ctx }}
+exec:
+  command: ["/usr/local/bin/caskade", "probe", {{ if ne .path "/healthz" }}"--ready", {{ end }}"--addr", "127.0.0.1:{{ .ctx.values.adminPort }}"]
+{{- else }}
+httpGet:
+  path: {{ .path }}
+  port: caskade-admin
+{{- end }}
+{{- toYaml .settings | nindent 0 }}
 {{- end }}
 
 {{/*
-Init containers caskade needs (copying plugins out of an image), if any.
+Whether this chart renders its example (Deployment, Service, PodDisruptionBudget,
+`helm test` pod): when example.enabled and the chart is installed on its own. As a
+subchart of an application chart it renders only what the application's pods refer
+to (ConfigMap, Secret, claim) and the monitoring objects.
+Takes the chart's own top-level context.
 */}}
-{{- define "caskade.initContainers" -}}
-{{- if eq .Values.plugins.source "initContainer" }}
-- name: caskade-plugins
-  image: {{ .Values.plugins.image.reference | quote }}
-  imagePullPolicy: {{ .Values.plugins.image.pullPolicy }}
-  command: ["sh", "-c", "cp -R /plugins/. /caskade-plugins/"]
-  securityContext:
-    {{- toYaml .Values.securityContext | nindent 4 }}
-  volumeMounts:
-    - name: caskade-plugins
-      mountPath: /caskade-plugins
+{{- define "caskade.exampleOn" -}}
+{{- if and .Values.example.enabled (not (contains "/charts/" .Template.BasePath)) }}true{{- end }}
+{{- end }}
+
+{{/* The labels of the pods carrying caskade, for monitoring and network policy. */}}
+{{- define "caskade.metricsSelector" -}}
+{{- with .values.metrics.selector }}
+{{- toYaml . }}
+{{- else }}
+{{- include "caskade.selectorLabels" . }}
 {{- end }}
 {{- end }}
 
-{{/*
-The volumes the sidecar mounts.
-*/}}
-{{- define "caskade.volumes" -}}
-- name: caskade-config
-  configMap:
-    name: {{ include "caskade.fullname" . }}-config
-- name: caskade-data
-  {{- if eq .Values.persistence.type "emptyDir" }}
-  emptyDir:
-    {{- with .Values.persistence.emptyDir.medium }}
-    medium: {{ . }}
-    {{- end }}
-    sizeLimit: {{ .Values.persistence.emptyDir.sizeLimit }}
-  {{- else if eq .Values.persistence.type "hostPath" }}
-  hostPath:
-    path: {{ .Values.persistence.hostPath.path }}
-    type: {{ .Values.persistence.hostPath.type }}
-  {{- else }}
-  persistentVolumeClaim:
-    claimName: {{ .Values.persistence.persistentVolumeClaim.existingClaim | default (printf "%s-data" (include "caskade.fullname" .)) }}
-  {{- end }}
-{{- if eq .Values.plugins.source "configMap" }}
-- name: caskade-plugins
-  configMap:
-    name: {{ required "plugins.configMap.name is required when plugins.source is configMap" .Values.plugins.configMap.name }}
-{{- else if eq .Values.plugins.source "image" }}
-- name: caskade-plugins
-  image:
-    reference: {{ required "plugins.image.reference is required when plugins.source is image" .Values.plugins.image.reference | quote }}
-    pullPolicy: {{ .Values.plugins.image.pullPolicy }}
-{{- else if eq .Values.plugins.source "initContainer" }}
-- name: caskade-plugins
-  emptyDir: {}
-{{- end }}
-{{- if .Values.unixSocket.enabled }}
-- name: caskade-socket
-  emptyDir: {}
-{{- end }}
-{{- end }}
-
-{{/*
-Pod annotations: Prometheus scraping and a config checksum that restarts pods when the
-configuration changes.
-*/}}
-{{- define "caskade.podAnnotations" -}}
-checksum/caskade-config: {{ include "caskade.configYaml" . | sha256sum }}
-{{- if .Values.metrics.podAnnotations }}
-prometheus.io/scrape: "true"
-prometheus.io/port: {{ .Values.adminPort | quote }}
-prometheus.io/path: /metrics
+{{/* Monitoring needs the admin port reachable from outside the pod. */}}
+{{- define "caskade.requireScrapable" -}}
+{{- if include "caskade.adminLoopback" . }}
+{{- fail "metrics.serviceMonitor / metrics.podMonitor need the admin port reachable: set admin.bind to 0.0.0.0 (and consider networkPolicy.enabled)" }}
 {{- end }}
 {{- end }}
