@@ -8,9 +8,16 @@ use common::{Server, caskade};
 fn caskade_probe_asks_the_admin_port_for_exec_probes() {
     let s = Server::start(&[]);
     let addr = format!("127.0.0.1:{}", s.admin_port);
-    for args in [vec!["probe", "--addr", &addr], vec!["probe", "--ready", "--addr", &addr]] {
+    for args in [
+        vec!["probe", "--addr", &addr],
+        vec!["probe", "--ready", "--addr", &addr],
+    ] {
         let out = caskade(&args, &[]);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     drop(s);
     // Nothing listening: a failure that says where it looked.

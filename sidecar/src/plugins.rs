@@ -45,6 +45,15 @@ impl Slot {
         }
     }
 
+    /// The slot's field name in INFO plugins.
+    pub fn info_name(self) -> String {
+        match self {
+            Slot::Filter => "compaction_filter".into(),
+            Slot::Policy => "eviction_policy".into(),
+            Slot::Fetcher(i) => format!("route{i}_fetcher"),
+        }
+    }
+
     /// What kind of plugin the slot holds.
     pub fn kind(self) -> &'static str {
         match self {
@@ -164,11 +173,7 @@ impl Plugins {
         p.load_filter(&Arc::new(Databases::default()))?;
         p.load_policy()?;
         p.load_fetchers(&p.all_routes()).await?;
-        let loaded = p.loaded.lock();
-        Ok(p.slots()
-            .into_iter()
-            .filter_map(|(slot, _)| loaded.get(&slot).cloned())
-            .collect())
+        Ok(p.loaded())
     }
 
     fn with_runtime(
@@ -218,6 +223,15 @@ impl Plugins {
             "plugin loaded"
         );
         self.loaded.lock().insert(l.slot, l);
+    }
+
+    /// The counters of `slot`'s plugin.
+    pub fn stats(&self, slot: Slot) -> Option<&PluginStats> {
+        match slot {
+            Slot::Filter => Some(&self.filter_stats),
+            Slot::Policy => Some(&self.policy_stats),
+            Slot::Fetcher(i) => self.fetcher_stats.get(i).map(|s| &**s),
+        }
     }
 
     /// What each configured slot last loaded, in configuration order.

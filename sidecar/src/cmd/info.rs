@@ -243,49 +243,7 @@ fn sections(s: &Shared) -> Vec<Section> {
             .field("fsync", format!("{:?}", cfg.storage.fsync))
             .field("data_dir", cfg.storage.dir.display()),
     );
-    let mut plugins = Section::new("Plugins", "plugins");
-    match &s.plugins {
-        None => plugins = plugins.field("plugins_loaded", 0),
-        Some(p) => {
-            let loaded = p.loaded();
-            plugins = plugins.field("plugins_loaded", loaded.len());
-            for l in &loaded {
-                let stats = match l.slot {
-                    crate::plugins::Slot::Filter => Some(&p.filter_stats),
-                    crate::plugins::Slot::Policy => Some(&p.policy_stats),
-                    crate::plugins::Slot::Fetcher(_) => None,
-                };
-                let mut line = format!(
-                    "kind={},path={},bytes={},compile_ms={}",
-                    l.slot.kind(),
-                    l.path.display().to_string().replace([',', '\r', '\n'], "_"),
-                    l.bytes,
-                    l.compile.as_millis()
-                );
-                if let Some(st) = stats {
-                    line.push_str(&format!(
-                        ",calls={},failures={}",
-                        count(&st.calls),
-                        st.failures()
-                    ));
-                }
-                let name = match l.slot {
-                    crate::plugins::Slot::Filter => "compaction_filter".to_string(),
-                    crate::plugins::Slot::Policy => "eviction_policy".to_string(),
-                    crate::plugins::Slot::Fetcher(i) => format!("route{i}_fetcher"),
-                };
-                plugins = plugins.field(name, line);
-            }
-            plugins = plugins
-                .field("filter_calls", count(&p.filter_stats.calls))
-                .field("filter_failures", p.filter_stats.failures())
-                .field("policy_calls", count(&p.policy_stats.calls))
-                .field("policy_failures", p.policy_stats.failures())
-                .field("plugin_reloads", count(&p.reloads))
-                .field("plugin_reload_failures", count(&p.reload_failures));
-        }
-    }
-    out.push(plugins);
+    out.push(plugins_section(s));
     let mut sec = Section::new("ReadThrough", "readthrough");
     match &s.read_through {
         None => sec = sec.field("routes", 0),
@@ -309,6 +267,40 @@ fn sections(s: &Shared) -> Vec<Section> {
     }
     out.push(sec);
     out
+}
+
+/// INFO plugins: each loaded plugin (kind, file, size, compile time, calls, failures)
+/// and the reload counters.
+fn plugins_section(s: &Shared) -> Section {
+    let sec = Section::new("Plugins", "plugins");
+    let Some(p) = &s.plugins else {
+        return sec.field("plugins_loaded", 0);
+    };
+    let loaded = p.loaded();
+    let mut sec = sec.field("plugins_loaded", loaded.len());
+    for l in &loaded {
+        let mut line = format!(
+            "kind={},path={},bytes={},compile_ms={}",
+            l.slot.kind(),
+            l.path.display().to_string().replace([',', '\r', '\n'], "_"),
+            l.bytes,
+            l.compile.as_millis()
+        );
+        if let Some(st) = p.stats(l.slot) {
+            line.push_str(&format!(
+                ",calls={},failures={}",
+                count(&st.calls),
+                st.failures()
+            ));
+        }
+        sec = sec.field(l.slot.info_name(), line);
+    }
+    sec.field("filter_calls", count(&p.filter_stats.calls))
+        .field("filter_failures", p.filter_stats.failures())
+        .field("policy_calls", count(&p.policy_stats.calls))
+        .field("policy_failures", p.policy_stats.failures())
+        .field("plugin_reloads", count(&p.reloads))
+        .field("plugin_reload_failures", count(&p.reload_failures))
 }
 
 fn cpu_section() -> Section {
