@@ -495,6 +495,19 @@ with tempfile.TemporaryDirectory() as d:
     variant("parent chart: auth from a Secret", {"caskade": {"auth": {"existingSecret": "shop-cache"}}}, chart=p, expect=expect_parent)
     variant("parent chart: generated password", {"caskade": {"auth": {"generate": True}}}, chart=p, expect=expect_parent)
     variant("parent chart: global values", {"global": {"imageRegistry": "x"}}, chart=p, expect=expect_parent)
+    variant("parent chart: emptyDir", {"caskade": {"persistence": {"type": "emptyDir", "emptyDir": {"sizeLimit": "5Gi"}}}}, chart=p, expect=expect_parent)
+    variant(
+        "parent chart: custom config and a read-through route",
+        {"caskade": {"config": {"storage": {"max_keys": 100000}, "read_through": {"routes": [{
+            "prefix": "item:",
+            "fetcher": "/usr/share/caskade/plugins/http_fetcher.wasm",
+            "settings": {"base_url": "http://items:8080/", "strip_prefix": "item:"},
+            "allowed_hosts": ["items:8080"],
+        }]}}}},
+        chart=p,
+        expect=expect_parent,
+    )
+    variant("parent chart: admin port on the loopback address", {"caskade": {"admin": {"bind": "127.0.0.1"}}}, chart=p, expect=expect_parent)
     variant(
         "parent chart: pod monitor",
         {"caskade": {"metrics": {"podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}},
