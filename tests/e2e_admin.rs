@@ -81,3 +81,54 @@ fn unix_socket_serves_resp() {
     let v: String = redis::cmd("GET").arg("via").query(&mut tcp).expect("get");
     assert_eq!(v, "socket");
 }
+
+/// The hot tier serves repeated reads from memory and says so in INFO and /metrics;
+/// `--hot-bytes 0` turns it off. A write, a delete and an expiry change in between are
+/// seen at once.
+#[test]
+fn the_hot_tier_is_reported_and_never_stale() {
+    let field = |info: &str, name: &str| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("INFO lacks {name}"))
+    };
+    for (args, on) in [(vec![], true), (vec!["--hot-bytes", "0"], false)] {
+        let s = Server::start(&args);
+        let mut c = s.client();
+        let q = |c: &mut redis::Connection, a: &[&str]| -> redis::Value {
+            let mut cmd = redis::cmd(a[0]);
+            for x in &a[1..] {
+                cmd.arg(*x);
+            }
+            cmd.query(c).expect("query")
+        };
+        let get = |c: &mut redis::Connection| -> Option<String> {
+            redis::cmd("GET").arg("k").query(c).expect("get")
+        };
+        q(&mut c, &["SET", "k", "v1"]);
+        for _ in 0..3 {
+            assert_eq!(get(&mut c).as_deref(), Some("v1"));
+        }
+        q(&mut c, &["SET", "k", "v2"]);
+        assert_eq!(get(&mut c).as_deref(), Some("v2"));
+        q(&mut c, &["PEXPIRE", "k", "1"]);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(get(&mut c), None);
+        q(&mut c, &["SET", "k", "v3"]);
+        assert_eq!(get(&mut c).as_deref(), Some("v3"));
+        q(&mut c, &["DEL", "k"]);
+        assert_eq!(get(&mut c), None);
+        let info: String = redis::cmd("INFO")
+            .arg("caskade")
+            .query(&mut c)
+            .expect("info");
+        assert_eq!(field(&info, "hot_max_bytes") > 0, on, "{info}");
+        assert_eq!(field(&info, "hot_hits") > 0, on, "{info}");
+        let (_, metrics) = s.admin_get("/metrics");
+        assert!(
+            metrics.contains("caskade_hot_reads_total{result=\"hit\"}"),
+            "{metrics}"
+        );
+    }
+}

@@ -87,7 +87,6 @@ impl Engine {
             return Ok(None);
         };
         Counters::bump(&inner.counters.chunk_reads);
-        let buf = Bytes::from(buf);
         Ok(Some(buf.slice(record::value_range(&h))))
     }
 
@@ -202,6 +201,20 @@ impl Engine {
                 .families
                 .set(ns, hash, key, root.family.map(|f| (root.vtype, f, exp)));
             inner.key_written(&mut w, hash, key, old)?;
+            // Chunks and the root being read often stay in memory across the change.
+            let generation = inner.log.generation();
+            for &(id, at, len, put) in &parts {
+                if put {
+                    let rec = &buf[at..at + len];
+                    inner
+                        .hot
+                        .replace(id, seg.id, off + at as u32, generation, rec);
+                }
+            }
+            let rec = &buf[root_at..root_at + root_len];
+            inner
+                .hot
+                .replace(hash, seg.id, off + root_at as u32, generation, rec);
             w.lsn
         };
         Counters::bump(&inner.counters.puts);

@@ -15,6 +15,7 @@ use crate::options::Options;
 use crate::policy_host::PolicyHost;
 use crate::segment::Segment;
 use crate::stats::Counters;
+use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,8 @@ pub(crate) struct Inner {
     pub families: Arc<crate::families::Families>,
     /// Held while open.
     pub dir_lock: Mutex<Option<LockGuard>>,
+    /// Records read recently and often, in memory.
+    pub hot: crate::hot::HotTier,
 }
 
 /// Whether an exact expiry (Unix ms, 0 = none) has passed.
@@ -105,7 +108,21 @@ impl Inner {
         slot: &Slot,
         seg: &Segment,
         now: u64,
-    ) -> Result<Option<(Vec<u8>, Header)>> {
+    ) -> Result<Option<(Bytes, Header)>> {
+        // A record in the hot tier was checked when it was read; the entry matches only
+        // the location the index names now (and the writes since given up none).
+        let generation = self.log.generation();
+        if let Some((buf, h)) = self.hot.get(slot.hash, slot.seg, slot.off, generation) {
+            // Another key with the same 64-bit hash may have replaced this one.
+            if record::parts(&buf, h).key != key || h.ns != ns {
+                return Ok(None);
+            }
+            if exact_expired(h.expire_at_ms, now) {
+                self.drop_expired(kd, slot);
+                return Ok(None);
+            }
+            return Ok(Some((buf, h)));
+        }
         let Some(buf) = self.read_record(seg, slot)? else {
             self.drop_corrupt(ns, key, kd, slot);
             return Ok(None);
@@ -124,6 +141,9 @@ impl Inner {
             self.drop_expired(kd, slot);
             return Ok(None);
         }
+        let buf = Bytes::from(buf);
+        self.hot
+            .offer(slot.hash, slot.seg, slot.off, generation, &buf, h);
         Ok(Some((buf, h)))
     }
 

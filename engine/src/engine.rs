@@ -182,7 +182,6 @@ impl Engine {
         inner.note_read(kd, &slot);
         let value_at = record::value_range(&h);
         let meta_at = value_at.start - h.meta_len as usize..value_at.start;
-        let buf = Bytes::from(buf);
         Ok(Some(Item {
             value: buf.slice(value_at),
             meta: buf.slice(meta_at),
@@ -240,6 +239,8 @@ impl Engine {
             inner.families.dropped(&[hash]);
             let old = inner.point_at(kd, hash, &seg, off, buf.len(), exp);
             inner.key_written(&mut w, hash, key, old)?;
+            let generation = inner.log.generation();
+            inner.hot.replace(hash, seg.id, off, generation, &buf);
             w.lsn
         };
         Counters::bump(&inner.counters.puts);
@@ -492,6 +493,10 @@ impl Engine {
             inner.log.mark_dead_all(removed);
             inner.families.flushed(ns);
             inner.note_removed(&ids);
+            // Unreachable now (no slot names them): their memory goes back at once.
+            if ns == ALL_NAMESPACES {
+                inner.hot.clear();
+            }
             w.lsn
         };
         inner.log.after_write(lsn)
@@ -607,6 +612,7 @@ impl Engine {
             chunked_collections: inner.families.len() as u64,
             collection_registry_bytes: inner.families.heap_bytes() as u64,
             chunk_reads: get(&c.chunk_reads),
+            hot: inner.hot.stats(),
         }
     }
 

@@ -15,6 +15,7 @@ mod filter;
 mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+mod hot;
 mod index;
 pub mod io;
 mod keydir;
@@ -37,7 +38,10 @@ pub use error::{Error, Result};
 pub use families::{CHUNK_KEY_EXTRA, FAMILY_META_AUX_LEN, FAMILY_META_LEN, Family};
 pub use filter::{CompactionFilter, FilterRecord, Verdict};
 pub use format::record::{MAX_KEY_LEN, MAX_META_LEN, MAX_VALUE_LEN, NAMESPACES, ValueType};
-pub use options::{Fsync, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, PolicyFactory};
+pub use hot::HotStats;
+pub use options::{
+    DEFAULT_HOT_BYTES, Fsync, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, PolicyFactory,
+};
 pub use policy::{EvictionPolicy, PolicyKind};
 pub use stats::Stats;
 

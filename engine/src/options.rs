@@ -41,6 +41,9 @@ impl FromStr for Fsync {
 /// built-in one).
 pub type PolicyFactory = Arc<dyn Fn() -> Option<Box<dyn EvictionPolicy>> + Send + Sync>;
 
+/// The hot tier's default size: 64 MiB.
+pub const DEFAULT_HOT_BYTES: u64 = 64 << 20;
+
 /// Options for [`crate::Engine::open`].
 #[derive(Clone)]
 pub struct Options {
@@ -73,6 +76,8 @@ pub struct Options {
     /// A sealed segment whose garbage reaches this fraction is compacted even when
     /// there is room (0.0 ..= 1.0; 1.0 only when space is needed).
     pub compaction_garbage_ratio: f64,
+    /// Bytes of recently and often read records kept in memory (the hot tier); 0 = off.
+    pub hot_bytes: u64,
     /// Where files live; [`StdStorage`] unless a test injects faults.
     pub storage: Arc<dyn Storage>,
     /// Where time comes from.
@@ -116,6 +121,7 @@ impl Options {
             policy_factory: None,
             compaction_filter: None,
             compaction_garbage_ratio: 0.5,
+            hot_bytes: DEFAULT_HOT_BYTES,
             storage: Arc::new(StdStorage),
             clock: Arc::new(SystemClock),
         }

@@ -73,6 +73,7 @@ pub(crate) fn open(opts: Options) -> Result<Inner> {
             opts.policy_factory.as_ref().and_then(|f| f()),
         )),
         compactor: Arc::new(Compactor::new(&opts)),
+        hot: crate::hot::HotTier::new(opts.hot_bytes),
         opts,
     };
 

@@ -96,4 +96,6 @@ pub struct Stats {
     pub collection_registry_bytes: u64,
     /// Chunk reads that found their chunk.
     pub chunk_reads: u64,
+    /// The hot tier: size, hits, misses, admissions, evictions.
+    pub hot: crate::hot::HotStats,
 }

@@ -108,3 +108,92 @@ fn group_commit_shares_syncs_between_writers() {
     assert!((1..=800).contains(&syncs), "{syncs} syncs for 1600 writes");
     eprintln!("group commit: {syncs} syncs for 1600 writes");
 }
+
+/// One writer per key, each operation numbered: a put stores its number, a delete
+/// removes the key, an expiry change rewrites it. Readers note the last acknowledged
+/// operation before each read and check that a value read is not older (a put after
+/// it, or the acknowledged put itself): with the hot tier
+/// (small, so records are admitted and evicted all the time) and compaction moving
+/// records, no read may return a value an acknowledged operation replaced.
+#[test]
+fn the_hot_tier_never_serves_a_value_an_acknowledged_write_replaced() {
+    use std::sync::atomic::AtomicU64;
+    const KEYS: usize = 16;
+    for hot_bytes in [0, 16 << 10, 1 << 20] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut o = Options::new(dir.path());
+        o.segment_bytes = 64 << 10;
+        o.compaction_garbage_ratio = 0.3;
+        o.hot_bytes = hot_bytes;
+        let e = Arc::new(Engine::open(o).expect("open"));
+        // Per key: (last acknowledged operation << 1) | 1 if it was a delete.
+        let acked: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..KEYS)
+            .map(|k| {
+                let (e, acked) = (e.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    let key = format!("k{k}");
+                    for op in 1..=1500u64 {
+                        let deleted = match op % 10 {
+                            3 => {
+                                e.delete(0, key.as_bytes()).expect("delete");
+                                true
+                            }
+                            7 => {
+                                // An expiry change of an existing key: a new record.
+                                e.put(0, key.as_bytes(), &op.to_le_bytes(), None)
+                                    .expect("put");
+                                e.expire(0, key.as_bytes(), u64::MAX / 2).expect("expire");
+                                false
+                            }
+                            _ => {
+                                e.put(0, key.as_bytes(), &op.to_le_bytes(), None)
+                                    .expect("put");
+                                false
+                            }
+                        };
+                        acked[k].store(op << 1 | u64::from(deleted), Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (e, acked, stop) = (e.clone(), acked.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut reads = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for k in 0..KEYS {
+                            let floor = acked[k].load(Ordering::SeqCst);
+                            let got = e.get(0, format!("k{k}").as_bytes()).expect("get");
+                            // Absent is always possible: a delete may be in flight.
+                            if let Some(v) = got {
+                                let op = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+                                assert!(
+                                    op >= floor >> 1,
+                                    "k{k}: read op {op}, op {} was acknowledged first (hot {hot_bytes})",
+                                    floor >> 1
+                                );
+                            }
+                            reads += 1;
+                        }
+                    }
+                    reads
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            assert!(r.join().expect("reader") > 0);
+        }
+        let hot = e.stats().hot;
+        assert!(hot.bytes <= hot.max_bytes, "{hot:?}");
+        if hot_bytes > 0 {
+            assert!(hot.hits > 0 && hot.admissions > 0, "{hot:?}");
+        }
+    }
+}

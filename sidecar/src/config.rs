@@ -232,6 +232,9 @@ pub struct StorageConfig {
     pub eviction_policy: PolicyKind,
     /// A segment this much garbage (0.0–1.0) is compacted even when there is room.
     pub compaction_garbage_ratio: f64,
+    /// Bytes of often-read values kept in memory (the hot tier, e.g. `64mb`); 0 = off.
+    #[serde(deserialize_with = "de_size")]
+    pub hot_bytes: u64,
 }
 
 /// Limits on what one client may do.
@@ -388,6 +391,7 @@ impl Default for StorageConfig {
             max_keys: None,
             eviction_policy: PolicyKind::S3Fifo,
             compaction_garbage_ratio: 0.5,
+            hot_bytes: caskade_engine::DEFAULT_HOT_BYTES,
         }
     }
 }
@@ -594,6 +598,7 @@ impl Config {
         o.max_keys = s.max_keys;
         o.eviction = s.eviction_policy;
         o.compaction_garbage_ratio = s.compaction_garbage_ratio;
+        o.hot_bytes = s.hot_bytes;
         o
     }
 

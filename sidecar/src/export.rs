@@ -29,6 +29,15 @@ pub fn export(s: &Shared) {
     gauge!("caskade_engine_write_amplification").set(st.write_amplification);
     gauge!("caskade_engine_live_bytes").set(st.live_bytes as f64);
     gauge!("caskade_engine_keys").set(st.keys as f64);
+    let hot = &st.hot;
+    gauge!("caskade_hot_bytes").set(hot.bytes as f64);
+    gauge!("caskade_hot_max_bytes").set(hot.max_bytes as f64);
+    gauge!("caskade_hot_entries").set(hot.entries as f64);
+    counter!("caskade_hot_reads_total", "result" => "hit").absolute(hot.hits);
+    counter!("caskade_hot_reads_total", "result" => "miss").absolute(hot.misses);
+    counter!("caskade_hot_admissions_total").absolute(hot.admissions);
+    counter!("caskade_hot_rejections_total").absolute(hot.rejections);
+    counter!("caskade_hot_evictions_total").absolute(hot.evictions);
     if let Some(p) = &s.plugins {
         plugin_counters(
             vec![Label::new("plugin", "compaction_filter")],

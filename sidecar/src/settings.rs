@@ -257,6 +257,20 @@ pub static SETTINGS: &[Setting] = &[
         },
     },
     Setting {
+        field: "storage.hot_bytes",
+        note: " (0 = off)",
+        flag: Some("hot-bytes"),
+        env: Some("CASKADE_HOT_BYTES"),
+        redis: None,
+        live: false,
+        default_text: "64mb",
+        get: |c| c.storage.hot_bytes.to_string(),
+        set: |c, v| {
+            c.storage.hot_bytes = parse_size(v)?;
+            Ok(())
+        },
+    },
+    Setting {
         field: "limits.max_clients",
         note: "",
         flag: Some("max-clients"),

@@ -14,6 +14,10 @@ pub fn mem_options(fs: &FaultStorage, clock: &Arc<ManualClock>, fsync: Fsync) ->
     o.clock = clock.clone();
     o.fsync = fsync;
     o.segment_bytes = 4096;
+    // A hot tier small enough that records are admitted, evicted and replaced all the
+    // time, so every test that uses these options (the model, crashes, corruption)
+    // checks that it never serves a record the log no longer holds.
+    o.hot_bytes = 8 << 10;
     o
 }
 

@@ -84,6 +84,7 @@ fn memory_section(s: &Shared, st: &caskade_engine::Stats, rss: u64) -> Section {
     m.field("mem_fragmentation_ratio", format!("{ratio:.2}"))
         .field("mem_allocator", "libc")
         .field("mem_engine_index", st.index_bytes)
+        .field("mem_hot_tier", st.hot.bytes)
         .field("mem_eviction_policy", st.policy_bytes)
         .field(
             "mem_plugins",
@@ -210,6 +211,14 @@ fn sections(s: &Shared) -> Vec<Section> {
             .field("engine_live_bytes", st.live_bytes)
             .field("engine_garbage_bytes", st.garbage_bytes)
             .field("engine_index_bytes", st.index_bytes)
+            .field("hot_max_bytes", st.hot.max_bytes)
+            .field("hot_bytes", st.hot.bytes)
+            .field("hot_entries", st.hot.entries)
+            .field("hot_hits", st.hot.hits)
+            .field("hot_misses", st.hot.misses)
+            .field("hot_admissions", st.hot.admissions)
+            .field("hot_rejections", st.hot.rejections)
+            .field("hot_evictions", st.hot.evictions)
             .field("engine_bytes_written", st.bytes_written)
             .field("engine_bytes_rewritten", st.bytes_rewritten)
             .field(
