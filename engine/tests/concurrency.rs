@@ -16,6 +16,21 @@ fn value_for(key: u32, version: u32) -> Vec<u8> {
     v
 }
 
+/// Waits for the writers, stops the readers and checks each of them read something.
+fn finish(
+    writers: Vec<std::thread::JoinHandle<()>>,
+    stop: &AtomicBool,
+    readers: Vec<std::thread::JoinHandle<u64>>,
+) {
+    for w in writers {
+        w.join().expect("writer");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        assert!(r.join().expect("reader") > 0);
+    }
+}
+
 #[test]
 fn readers_only_ever_see_values_written_for_their_key() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -63,13 +78,7 @@ fn readers_only_ever_see_values_written_for_their_key() {
             })
         })
         .collect();
-    for w in writers {
-        w.join().expect("writer");
-    }
-    stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        assert!(r.join().expect("reader") > 0);
-    }
+    finish(writers, &stop, readers);
     // Compaction may have merged the segments again by now: what was written says
     // whether the readers raced segment rollovers.
     let written = e.stats().bytes_written;
@@ -183,13 +192,7 @@ fn the_hot_tier_never_serves_a_value_an_acknowledged_write_replaced() {
                 })
             })
             .collect();
-        for w in writers {
-            w.join().expect("writer");
-        }
-        stop.store(true, Ordering::Relaxed);
-        for r in readers {
-            assert!(r.join().expect("reader") > 0);
-        }
+        finish(writers, &stop, readers);
         let hot = e.stats().hot;
         assert!(hot.bytes <= hot.max_bytes, "{hot:?}");
         if hot_bytes > 0 {
