@@ -8,8 +8,8 @@
 //! cannot serve a stale value, whatever path changed the key. Old entries leave by
 //! eviction (or at once when the same key's new record is admitted).
 //!
-//! Admission is TinyLFU: a count-min sketch of 4-bit counters (halved as it fills, so
-//! it forgets) estimates how often each key was read; while the tier has room every
+//! Admission is TinyLFU: a count-min sketch of 4-bit counters, a key's four in one
+//! cache line (halved as it fills, so it forgets) estimates how often each key was read; while the tier has room every
 //! read record enters, and once it is full a record enters only if it was read more
 //! often than the entry it would evict. A scan reads each key once, so it cannot flush
 //! the keys that are read again and again. Eviction is CLOCK within each shard.
@@ -18,7 +18,7 @@ use crate::format::record::Header;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Most shards (a power of two): a read locks one. A small tier has fewer, of at least
 /// 256 KiB each, so that one shard still holds records of a few KiB.
@@ -48,10 +48,19 @@ impl Entry {
     }
 }
 
+/// Where a key's entry is, and which record it holds: a read of another record of the
+/// key is told from the table alone, without touching the entry.
+#[derive(Clone, Copy)]
+struct Place {
+    ring: u32,
+    seg: u32,
+    off: u32,
+}
+
 /// A shard: a table from key id to a place in `ring`, and the CLOCK ring.
 #[derive(Default)]
 struct Shard {
-    at: HashMap<u64, u32, IdHash>,
+    at: HashMap<u64, Place, IdHash>,
     ring: Vec<Option<Entry>>,
     free: Vec<u32>,
     hand: usize,
@@ -122,6 +131,7 @@ impl Shard {
     fn insert(&mut self, e: Entry) {
         self.bytes += e.cost();
         let id = e.id;
+        let e_seg_off = (e.seg, e.off);
         let i = match self.free.pop() {
             Some(i) => {
                 self.ring[i as usize] = Some(e);
@@ -132,62 +142,113 @@ impl Shard {
                 (self.ring.len() - 1) as u32
             }
         };
-        self.at.insert(id, i);
+        let (seg, off) = (e_seg_off.0, e_seg_off.1);
+        self.at.insert(id, Place { ring: i, seg, off });
     }
 }
 
-/// The frequency sketch: four rows of 4-bit counters (one per byte, for lock-free
-/// increments), halved after `10 ×` its width in increments.
+/// The frequency sketch: 4-bit counters in blocks of one cache line (128 counters); a
+/// key's four counters all lie in one block, so counting or estimating a key costs one
+/// cache miss, not four. Halved after `10 ×` its counters in increments, so it forgets.
 struct Sketch {
-    rows: Box<[AtomicU8]>,
+    blocks: Box<[[AtomicU64; 8]]>,
     mask: usize,
     added: AtomicU64,
     reset_at: u64,
 }
 
 impl Sketch {
-    fn new(width: usize) -> Sketch {
-        let width = width.next_power_of_two().max(1024);
+    fn new(counters: usize) -> Sketch {
+        let blocks = (counters / 128).next_power_of_two().max(64);
         Sketch {
-            rows: (0..4 * width).map(|_| AtomicU8::new(0)).collect(),
-            mask: width - 1,
+            blocks: (0..blocks)
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect(),
+            mask: blocks - 1,
             added: AtomicU64::new(0),
-            reset_at: 10 * width as u64,
+            reset_at: 10 * 128 * blocks as u64,
         }
     }
 
-    fn places(&self, id: u64) -> [usize; 4] {
-        let width = self.mask + 1;
-        let mut h = id;
-        std::array::from_fn(|row| {
-            h = (h ^ (h >> 31)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            row * width + (h as usize & self.mask)
-        })
+    /// The block of `id` and its four counters there, as (word, shift) pairs.
+    fn places(&self, id: u64) -> (&[AtomicU64; 8], [(usize, u32); 4]) {
+        let h = (id ^ (id >> 31)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let block = &self.blocks[(h >> 32) as usize & self.mask];
+        // Four 7-bit counter numbers (0..128) from the low bits.
+        let at = std::array::from_fn(|i| {
+            let n = (h >> (7 * i)) as usize & 127;
+            (n / 16, (n % 16) as u32 * 4)
+        });
+        (block, at)
     }
 
     fn estimate(&self, id: u64) -> u8 {
-        self.places(id)
-            .iter()
-            .map(|&p| self.rows[p].load(Ordering::Relaxed))
+        let (block, at) = self.places(id);
+        at.iter()
+            .map(|&(w, shift)| (block[w].load(Ordering::Relaxed) >> shift) as u8 & 15)
             .min()
             .unwrap_or(0)
     }
 
     fn add(&self, id: u64) {
-        for p in self.places(id) {
-            let c = &self.rows[p];
-            let v = c.load(Ordering::Relaxed);
-            if v < 15 {
-                // A lost increment under a race only makes the estimate lower.
-                c.store(v + 1, Ordering::Relaxed);
+        let (block, at) = self.places(id);
+        for (w, shift) in at {
+            let word = &block[w];
+            let v = word.load(Ordering::Relaxed);
+            if (v >> shift) & 15 < 15 {
+                // A lost increment under a race only makes an estimate lower.
+                word.store(v + (1 << shift), Ordering::Relaxed);
             }
         }
-        if self.added.fetch_add(1, Ordering::Relaxed) + 1 == self.reset_at {
-            for c in self.rows.iter() {
-                c.store(c.load(Ordering::Relaxed) / 2, Ordering::Relaxed);
-            }
+        if self.added.fetch_add(1, Ordering::Relaxed) + 1 >= self.reset_at {
             self.added.store(0, Ordering::Relaxed);
+            for block in self.blocks.iter() {
+                for word in block {
+                    let v = word.load(Ordering::Relaxed);
+                    word.store((v >> 1) & 0x7777_7777_7777_7777, Ordering::Relaxed);
+                }
+            }
         }
+    }
+}
+
+/// One bit per slot of a table far larger than the tier's entry count: set while a key
+/// hashing there has an entry. A read of a key whose bit is clear is a miss without
+/// locking a shard or touching its table (three cache misses on a large tier; the bits
+/// of a 64 MiB tier fit in 512 KiB). A bit cleared by another key's eviction makes a
+/// held key miss once; its next offer sets it again.
+struct Presence {
+    bits: Box<[AtomicU64]>,
+    mask: u64,
+}
+
+impl Presence {
+    fn new(slots: usize) -> Presence {
+        let slots = slots.next_power_of_two().max(1 << 12);
+        Presence {
+            bits: (0..slots / 64).map(|_| AtomicU64::new(0)).collect(),
+            mask: slots as u64 - 1,
+        }
+    }
+
+    fn place(&self, id: u64) -> (usize, u64) {
+        let n = (id ^ (id >> 33)).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) >> 20 & self.mask;
+        ((n / 64) as usize, 1 << (n % 64))
+    }
+
+    fn test(&self, id: u64) -> bool {
+        let (w, bit) = self.place(id);
+        self.bits[w].load(Ordering::Relaxed) & bit != 0
+    }
+
+    fn set(&self, id: u64) {
+        let (w, bit) = self.place(id);
+        self.bits[w].fetch_or(bit, Ordering::Relaxed);
+    }
+
+    fn clear(&self, id: u64) {
+        let (w, bit) = self.place(id);
+        self.bits[w].fetch_and(!bit, Ordering::Relaxed);
     }
 }
 
@@ -215,6 +276,9 @@ pub struct HotStats {
 /// The hot tier (see the module docs).
 pub(crate) struct HotTier {
     shards: Box<[Mutex<Shard>]>,
+    presence: Presence,
+    /// Bytes held, across shards (kept beside each shard's own count).
+    held: AtomicU64,
     sketch: Option<Sketch>,
     shard_bytes: usize,
     max_bytes: u64,
@@ -238,9 +302,18 @@ impl HotTier {
         };
         HotTier {
             shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
-            // About one counter per 256 bytes held: several per entry of small values.
-            sketch: on.then(|| Sketch::new((max_bytes / 256).min(1 << 22) as usize)),
+            // Eight slots per entry of a small value (ENTRY_OVERHEAD + 32 bytes).
+            presence: Presence::new(if on {
+                (max_bytes as usize / (ENTRY_OVERHEAD + 32))
+                    .saturating_mul(8)
+                    .min(1 << 30)
+            } else {
+                0
+            }),
+            // About one counter per 64 bytes held: several per entry of small values.
+            sketch: on.then(|| Sketch::new((max_bytes / 64).min(1 << 24) as usize)),
             shard_bytes: (max_bytes as usize) / shards.max(1),
+            held: AtomicU64::new(0),
             max_bytes,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -263,22 +336,30 @@ impl HotTier {
     pub fn get(&self, id: u64, seg: u32, off: u32, generation: u64) -> Option<(Bytes, Header)> {
         let shard = self.shard(id)?;
         let sketch = self.sketch.as_ref()?;
-        sketch.add(id);
+        if !self.presence.test(id) {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
         let mut s = shard.lock();
-        let found = s.at.get(&id).copied().and_then(|i| {
-            let e = s.ring[i as usize].as_mut()?;
-            (e.seg == seg && e.off == off && e.generation == generation).then(|| {
-                e.visited = true;
-                (e.buf.clone(), e.header)
-            })
-        });
-        drop(s);
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
+        let found = match s.at.get(&id).copied() {
+            Some(p) if p.seg == seg && p.off == off => {
+                s.ring[p.ring as usize].as_mut().and_then(|e| {
+                    (e.generation == generation).then(|| {
+                        e.visited = true;
+                        (e.buf.clone(), e.header)
+                    })
+                })
+            }
+            _ => None,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        drop(s);
+        if found.is_some() {
+            sketch.add(id);
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // Counted in the sketch by the offer that follows a read from disk.
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
         found
     }
 
@@ -303,23 +384,47 @@ impl HotTier {
         if cost > self.shard_bytes / 8 {
             return;
         }
-        let mut s = shard.lock();
-        if let Some(i) = s.at.get(&id).copied() {
-            s.remove_at(i);
-        }
+        sketch.add(id);
         let freq = sketch.estimate(id);
+        // A full tier admits only keys read before: a first read is refused without
+        // taking the shard's lock (most reads of a uniform key space end here).
+        if freq < 2 && self.held.load(Ordering::Relaxed) + cost as u64 > self.max_bytes * 15 / 16 {
+            self.rejections.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut s = shard.lock();
+        let before = s.bytes;
+        if let Some(p) = s.at.get(&id).copied() {
+            s.remove_at(p.ring);
+            self.presence.clear(id);
+        }
         while s.bytes + cost > self.shard_bytes {
             let Some(v) = s.victim() else { break };
             let victim_id = s.ring[v as usize].as_ref().map_or(0, |e| e.id);
             if freq <= sketch.estimate(victim_id) {
                 self.rejections.fetch_add(1, Ordering::Relaxed);
+                self.note_held(before, s.bytes);
                 return;
             }
             s.remove_at(v);
+            self.presence.clear(victim_id);
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
         s.insert(entry);
+        self.presence.set(id);
+        self.note_held(before, s.bytes);
         self.admissions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Brings the total in step with a shard that went from `before` to `after` bytes.
+    fn note_held(&self, before: usize, after: usize) {
+        if after >= before {
+            self.held
+                .fetch_add((after - before) as u64, Ordering::Relaxed);
+        } else {
+            self.held
+                .fetch_sub((before - after) as u64, Ordering::Relaxed);
+        }
     }
 
     /// Replaces the entry of key `id`, if the tier holds one, by its new record `rec`
@@ -327,6 +432,9 @@ impl HotTier {
     /// its writes. The record is copied (the caller's buffer may hold other records).
     pub fn replace(&self, id: u64, seg: u32, off: u32, generation: u64, rec: &[u8]) {
         let Some(shard) = self.shard(id) else { return };
+        if !self.presence.test(id) {
+            return;
+        }
         let held = shard.lock().at.contains_key(&id);
         if let (true, Some(header)) = (held, Header::parse(rec)) {
             self.offer(
@@ -345,6 +453,10 @@ impl HotTier {
         for shard in self.shards.iter() {
             *shard.lock() = Shard::default();
         }
+        for w in self.presence.bits.iter() {
+            w.store(0, Ordering::Relaxed);
+        }
+        self.held.store(0, Ordering::Relaxed);
     }
 
     /// The tier's figures.
