@@ -6,6 +6,7 @@
 # kill -9 and after SIGTERM, and the RSS after the clean restart. Prints one table.
 #
 # Usage: bench/memory.sh [N ...]   (default: 1000000 10000000)
+# CHARTS=DIR also draws DIR/rss-per-key.svg from the table (bench/charts.py).
 # Needs a release build (cargo build --release -p caskade), redis-server, redis-cli.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,8 @@ trap '[ -n "$PID" ] && kill -9 "$PID" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 calc() { python3 -c "print(f'{$1:.1f}')"; }
+# A line of the table: printed, and kept for the chart.
+row() { echo "$1" | tee -a "$WORK/table.md"; }
 
 # The SET commands for keys 0..N-1, in RESP, on stdout.
 commands() {
@@ -64,8 +67,8 @@ caskade() {
     --eviction-policy "$1" --fsync everysec
 }
 
-echo "| keys | server | RSS before MiB | RSS full MiB | growth B/key | RSS after restart B/key | restart after SIGTERM | restart after kill -9 |"
-echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+row "| keys | server | RSS before MiB | RSS full MiB | growth B/key | RSS after restart B/key | restart after SIGTERM | restart after kill -9 |"
+row "|---:|---|---:|---:|---:|---:|---:|---:|"
 for n in $COUNTS; do
   # The reference: Redis holds the values in RAM.
   redis-server --port "$PORT" --save "" --appendonly no --dir "$WORK" >/dev/null &
@@ -75,7 +78,7 @@ for n in $COUNTS; do
   fill "$n"
   full=$(rss_kib $PID)
   kill $PID; wait $PID 2>/dev/null || true; PID=
-  echo "| $n | redis-server | $(calc "$before/1024") | $(calc "$full/1024") | $(calc "($full-$before)*1024/$n") | - | - | - |"
+  row "| $n | redis-server | $(calc "$before/1024") | $(calc "$full/1024") | $(calc "($full-$before)*1024/$n") | - | - | - |"
   for policy in $POLICIES; do
     rm -rf "$WORK/data"
     start_timed caskade "$policy"
@@ -92,6 +95,9 @@ for n in $COUNTS; do
     sleep 2
     after=$(rss_kib $PID)
     kill -TERM $PID; wait $PID 2>/dev/null || true; PID=
-    echo "| $n | caskade $policy | $(calc "$before/1024") | $(calc "$full/1024") | $(calc "($full-$before)*1024/$n") | $(calc "($after-$before)*1024/$n") | $term s | $crash s |"
+    row "| $n | caskade $policy | $(calc "$before/1024") | $(calc "$full/1024") | $(calc "($full-$before)*1024/$n") | $(calc "($after-$before)*1024/$n") | $term s | $crash s |"
   done
 done
+if [ -n "${CHARTS:-}" ]; then
+  python3 bench/charts.py memory "$WORK/table.md" "$CHARTS/rss-per-key.svg"
+fi

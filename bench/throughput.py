@@ -32,6 +32,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import free_port  # noqa: E402
+from charts import pyplot  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (label, pipeline, value size, key range)
@@ -134,14 +135,7 @@ class Servers:
 
 
 def charts(svg_dir, results, latency, names):
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"], check=True)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     os.makedirs(svg_dir, exist_ok=True)
     cask = [n for n in names if n.startswith("caskade")]
     labels = [f"{op} {w}" for w, *_ in results for op in ("SET", "GET")]

@@ -5,7 +5,8 @@
 //! the policy keeps).
 //!
 //! `cargo bench -p caskade-engine --bench policies`; `CASKADE_BENCH_SCALE=0.1` for a
-//! tenth of the requests.
+//! tenth of the requests. `python3 bench/charts.py policies OUTPUT hit-ratio.svg`
+//! draws the first table (hit ratio against cache size per policy).
 
 use caskade_engine::{Engine, Fsync, Options, PolicyKind};
 use std::time::Instant;
@@ -108,7 +109,7 @@ fn main() {
     println!("| α   | cache | fifo | lru | sieve | s3-fifo |");
     println!("|-----|------:|-----:|----:|------:|--------:|");
     for alpha in [0.8, 1.0, 1.2] {
-        for frac in [0.01, 0.10] {
+        for frac in [0.005, 0.01, 0.02, 0.05, 0.10, 0.20] {
             let cap = (KEYS as f64 * frac) as u64;
             let cells: Vec<String> = policies
                 .iter()
@@ -118,7 +119,7 @@ fn main() {
                 })
                 .collect();
             println!(
-                "| {alpha:.1} | {:>4.0}% | {} |",
+                "| {alpha:.1} | {:>4}% | {} |",
                 frac * 100.0,
                 cells.join(" | ")
             );
