@@ -439,6 +439,64 @@ mod tests {
         texts(v).into_iter().collect()
     }
 
+    /// SSCAN of a chunked set, with members removed between calls (chunks merge) and
+    /// added (chunks split): every member present for the whole scan is returned.
+    #[test]
+    fn sscan_returns_every_member_present_throughout_while_chunks_merge_and_split() {
+        const KEEP: usize = 1000;
+        const CHURN: usize = 7000;
+        let (_d, store) = store();
+        for i in 0..CHURN {
+            if i < KEEP {
+                run(&store, &["SADD", "s", &format!("keep{i}")]);
+            }
+            run(&store, &["SADD", "s", &format!("churn{i}")]);
+        }
+        let chunks_before = store.engine.stats().chunks;
+        let (mut fewest, mut most) = (chunks_before, chunks_before);
+        let mut seen = BTreeSet::new();
+        let mut cursor = "0".to_string();
+        let mut round = 0;
+        loop {
+            let Reply::Array(page) = run(&store, &["SSCAN", "s", &cursor, "COUNT", "10"]) else {
+                panic!("a page")
+            };
+            let [Reply::Bulk(next), Reply::Array(items)] = &page[..] else {
+                panic!("{page:?}")
+            };
+            seen.extend(texts(items.clone()));
+            cursor = String::from_utf8(next.to_vec()).expect("utf-8");
+            if cursor == "0" {
+                break;
+            }
+            // The churn leaves (chunks merge), then comes back (chunks split).
+            for j in 0..150 {
+                let i = round * 150 + j;
+                if i < CHURN {
+                    run(&store, &["SREM", "s", &format!("churn{i}")]);
+                } else if i < 2 * CHURN {
+                    run(&store, &["SADD", "s", &format!("churn{}", i - CHURN)]);
+                }
+            }
+            round += 1;
+            let chunks = store.engine.stats().chunks;
+            (fewest, most) = (fewest.min(chunks), most.max(chunks));
+        }
+        assert!(
+            fewest * 2 < chunks_before && most >= chunks_before,
+            "chunks merged and split during the scan: {chunks_before}, down to {fewest}, up to {most}"
+        );
+        let missed: Vec<usize> = (0..KEEP)
+            .filter(|i| !seen.contains(&format!("keep{i}")))
+            .collect();
+        assert!(
+            missed.is_empty(),
+            "missed {} members, e.g. {:?}",
+            missed.len(),
+            &missed[..missed.len().min(5)]
+        );
+    }
+
     #[test]
     fn chunked_sets_combine_and_move_as_a_model_does() {
         let (_d, store) = store();

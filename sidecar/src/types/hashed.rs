@@ -104,6 +104,36 @@ pub(crate) fn bucket(h: u64, n: u32) -> u32 {
     }
 }
 
+/// A scan of a family of `n` chunks placed by [`bucket`], from `cursor` (0 to start):
+/// visits hash classes until `count` items are gathered or the walk ends, returning the
+/// next cursor (0 when done). `visit(chunk, mask, class)` adds the items of `chunk`
+/// whose hash `h` has `h & mask == class` and returns how many it added.
+///
+/// The cursor walks the classes `h mod 2^(L+1)` (`L = floor(log2 n)`) in Redis'
+/// reverse-binary order (its `dictScan`): a chunk split or merge between two calls
+/// changes `L` by at most one, like a power-of-two table growing or shrinking, so every
+/// item present for the whole scan is returned at least once. A cursor over chunk
+/// numbers missed the items a merge moved into a chunk already passed.
+pub(crate) fn scan_classes<E>(
+    n: u32,
+    cursor: u64,
+    count: usize,
+    mut visit: impl FnMut(u32, u64, u64) -> Result<usize, E>,
+) -> Result<u64, E> {
+    let mask = (2u64 << (31 - n.max(1).leading_zeros())) - 1;
+    let mut v = cursor;
+    let mut gathered = 0;
+    loop {
+        let class = v & mask;
+        gathered += visit(bucket(class, n), mask, class)?;
+        // The next class: increment the cursor's reversed bits above the mask.
+        v = ((v | !mask).reverse_bits().wrapping_add(1)).reverse_bits();
+        if v == 0 || gathered >= count.max(1) {
+            return Ok(v);
+        }
+    }
+}
+
 /// Chunks' entries by chunk number.
 type Chunks = BTreeMap<u32, Vec<Entry>>;
 
@@ -401,12 +431,17 @@ impl<'k, 'a> Hashed<'k, 'a> {
             _ => return Ok((0, self.all()?)),
         };
         let mut out = Vec::new();
-        let mut at = cursor;
-        while at < n && out.len() < count.max(1) {
-            out.extend(self.chunk_mut(at as u32)?.iter().cloned());
-            at += 1;
-        }
-        Ok((if at >= n { 0 } else { at }, out))
+        let next = scan_classes(n as u32, cursor, count, |chunk, mask, class| {
+            let before = out.len();
+            out.extend(
+                self.chunk_mut(chunk)?
+                    .iter()
+                    .filter(|(f, _)| field_hash(f) & mask == class)
+                    .cloned(),
+            );
+            Ok::<_, CmdError>(out.len() - before)
+        })?;
+        Ok((next, out))
     }
 
     /// A uniformly chosen entry, or `None` if empty.
@@ -572,6 +607,53 @@ impl<'k, 'a> Hashed<'k, 'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Items that stay for a whole scan are returned at least once, whatever splits and
+    /// merges (the chunk count going up or down by one, several times, across powers of
+    /// two) happen between the calls.
+    #[test]
+    fn a_scan_returns_every_item_through_splits_and_merges() {
+        let hashes: Vec<u64> = (0..3000u64).map(|i| field_hash(&i.to_le_bytes())).collect();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut rnd = move |m: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % m
+        };
+        for start in [1u32, 7, 16, 31, 64, 100] {
+            for _ in 0..20 {
+                let mut n = start;
+                let mut seen = vec![false; hashes.len()];
+                let mut cursor = 0;
+                let mut calls = 0;
+                loop {
+                    cursor = scan_classes(n, cursor, 1 + rnd(40) as usize, |chunk, mask, class| {
+                        let mut added = 0;
+                        for (i, &h) in hashes.iter().enumerate() {
+                            if bucket(h, n) == chunk && h & mask == class {
+                                seen[i] = true;
+                                added += 1;
+                            }
+                        }
+                        Ok::<_, ()>(added)
+                    })
+                    .expect("visit");
+                    calls += 1;
+                    if cursor == 0 {
+                        break;
+                    }
+                    // A split or a merge, or several, before the next call.
+                    for _ in 0..rnd(4) {
+                        n = if rnd(2) == 0 { n + 1 } else { (n - 1).max(1) };
+                    }
+                    assert!(calls < 100_000, "the scan ends");
+                }
+                let missed = seen.iter().filter(|s| !**s).count();
+                assert_eq!(missed, 0, "from {start} chunks");
+            }
+        }
+    }
 
     /// Applies `f` to the hash at `key` and commits.
     fn change(ks: &Keyspace<'_>, f: impl FnOnce(&mut Hashed<'_, '_>)) {

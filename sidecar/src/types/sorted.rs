@@ -28,7 +28,7 @@
 //! chunk `2j + 1`. Member-index chunk `i` of `n` holds the members whose hash gives `i`
 //! as in [`super::hashed`].
 
-use super::hashed::{bucket, field_hash};
+use super::hashed::{bucket, field_hash, scan_classes};
 use super::{Numbers, le_u32, le_u64, push_removals, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
@@ -787,18 +787,18 @@ impl<'k, 'a> Sorted<'k, 'a> {
         if self.height == 0 || !self.big {
             return Ok((0, self.all()?));
         }
-        let n = self.buckets as u64;
         let mut out = Vec::new();
-        let mut at = cursor;
-        while at < n && out.len() < count.max(1) {
+        let next = scan_classes(self.buckets, cursor, count, |chunk, mask, class| {
+            let before = out.len();
             out.extend(
-                self.bucket_mut(at as u32)?
+                self.bucket_mut(chunk)?
                     .iter()
+                    .filter(|(m, _)| field_hash(m) & mask == class)
                     .map(|(m, s)| (*s, m.clone())),
             );
-            at += 1;
-        }
-        Ok((if at >= n { 0 } else { at }, out))
+            Ok::<_, CmdError>(out.len() - before)
+        })?;
+        Ok((next, out))
     }
 
     /// Writes the changes as one atomic change of the log (removing the key once it
