@@ -370,16 +370,7 @@ impl HotTier {
         let (Some(shard), Some(sketch)) = (self.shard(id), self.sketch.as_ref()) else {
             return;
         };
-        let entry = Entry {
-            id,
-            seg,
-            off,
-            generation,
-            buf: buf.clone(),
-            header,
-            visited: false,
-        };
-        let cost = entry.cost();
+        let cost = buf.len() + ENTRY_OVERHEAD;
         // One record may take at most an eighth of its shard.
         if cost > self.shard_bytes / 8 {
             return;
@@ -410,7 +401,16 @@ impl HotTier {
             self.presence.clear(victim_id);
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
-        s.insert(entry);
+        // Cloned only now: the first clone of a buffer read from disk allocates.
+        s.insert(Entry {
+            id,
+            seg,
+            off,
+            generation,
+            buf: buf.clone(),
+            header,
+            visited: false,
+        });
         self.presence.set(id);
         self.note_held(before, s.bytes);
         self.admissions.fetch_add(1, Ordering::Relaxed);
