@@ -9,9 +9,10 @@
 //! eviction (or at once when the same key's new record is admitted).
 //!
 //! Admission is TinyLFU: a count-min sketch of 4-bit counters, a key's four in one
-//! cache line (halved as it fills, so it forgets) estimates how often each key was read; while the tier has room every
-//! read record enters, and once it is full a record enters only if it was read more
-//! often than the entry it would evict. A scan reads each key once, so it cannot flush
+//! cache line (halved as it fills, so it forgets), estimates how often each key was
+//! read. While the tier has room every read record enters; once it is full a record
+//! enters only if it was read clearly more often than the entry it would evict. A scan
+//! reads each key once, so it cannot flush
 //! the keys that are read again and again. Eviction is CLOCK within each shard.
 
 use crate::format::record::Header;
@@ -364,7 +365,7 @@ impl HotTier {
     }
 
     /// Offers the record of key `id` just read from (`seg`, `off`): admitted if there
-    /// is room, or if it was read more often than the entry it would evict. An entry of
+    /// is room, or if it was read clearly more often than the entry it would evict. An entry of
     /// an older record of the same key is replaced.
     pub fn offer(&self, id: u64, seg: u32, off: u32, generation: u64, buf: &Bytes, header: Header) {
         let (Some(shard), Some(sketch)) = (self.shard(id), self.sketch.as_ref()) else {
@@ -377,9 +378,9 @@ impl HotTier {
         }
         sketch.add(id);
         let freq = sketch.estimate(id);
-        // A full tier admits only keys read before: a first read is refused without
-        // taking the shard's lock (most reads of a uniform key space end here).
-        if freq < 2 && self.held.load(Ordering::Relaxed) + cost as u64 > self.max_bytes * 15 / 16 {
+        // A full tier admits only keys read more than twice: the rest are refused
+        // without taking the shard's lock (most reads of a uniform key space end here).
+        if freq < 3 && self.held.load(Ordering::Relaxed) + cost as u64 > self.max_bytes * 15 / 16 {
             self.rejections.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -392,7 +393,9 @@ impl HotTier {
         while s.bytes + cost > self.shard_bytes {
             let Some(v) = s.victim() else { break };
             let victim_id = s.ring[v as usize].as_ref().map_or(0, |e| e.id);
-            if freq <= sketch.estimate(victim_id) {
+            // Clearly more often than the victim: between keys read about as often
+            // (a uniform key space), swapping them is all cost and no gain.
+            if freq < sketch.estimate(victim_id).saturating_add(2) {
                 self.rejections.fetch_add(1, Ordering::Relaxed);
                 self.note_held(before, s.bytes);
                 return;
