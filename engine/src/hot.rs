@@ -12,8 +12,8 @@
 //! cache line (halved as it fills, so it forgets), estimates how often each key was
 //! read. While the tier has room every read record enters; once it is full a record
 //! enters only if it was read clearly more often than the entry it would evict. A scan
-//! reads each key once, so it cannot flush
-//! the keys that are read again and again. Eviction is CLOCK within each shard.
+//! reads each key once, so it cannot flush the keys that are read again and again.
+//! Eviction is CLOCK within each shard.
 
 use crate::format::record::Header;
 use bytes::Bytes;
