@@ -36,12 +36,30 @@ pub fn parse_f64(b: &[u8]) -> Option<f64> {
 pub struct Args<'a> {
     cmd: &'static str,
     rest: &'a [Bytes],
+    /// The command's name as the client wrote it, where known.
+    spelt: Option<&'a [u8]>,
 }
 
 impl<'a> Args<'a> {
     /// The arguments of command `cmd` (its lower-case name, for error texts).
     pub fn new(cmd: &'static str, rest: &'a [Bytes]) -> Self {
-        Args { cmd, rest }
+        Args {
+            cmd,
+            rest,
+            spelt: None,
+        }
+    }
+
+    /// The same, knowing how the client spelt the command (a few of Redis' error
+    /// texts repeat it so).
+    pub fn spelt_as(mut self, name: &'a [u8]) -> Self {
+        self.spelt = Some(name);
+        self
+    }
+
+    /// The command's name as the client wrote it (its lower-case name if unknown).
+    pub fn spelt(&self) -> &'a [u8] {
+        self.spelt.unwrap_or(self.cmd.as_bytes())
     }
 
     /// The command's name.

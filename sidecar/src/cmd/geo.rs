@@ -42,8 +42,9 @@ pub enum Cmd<'a> {
     Hash(&'a Bytes, &'a [Bytes]),
     /// The searches. Their arguments are read once the key is known, as Redis reads
     /// them: a WRONGTYPE comes before any argument's error, and FROMMEMBER's lookup
-    /// falls between the options.
-    Search(Form, &'a [Bytes]),
+    /// falls between the options. Held with the name as the client spelt it (two of
+    /// Redis' errors repeat it) and the arguments.
+    Search(Form, &'a [u8], &'a [Bytes]),
 }
 
 fn done<'a>(a: &Args<'a>, c: Cmd<'a>) -> Result<DataCmd<'a>, CmdError> {
@@ -130,8 +131,9 @@ pub fn geodist<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
 }
 
 fn search<'a>(a: &mut Args<'a>, form: Form) -> Result<DataCmd<'a>, CmdError> {
+    let spelt = a.spelt();
     let rest = a.take_rest();
-    done(a, Cmd::Search(form, rest))
+    done(a, Cmd::Search(form, spelt, rest))
 }
 
 pub fn georadius<'a>(a: &mut Args<'a>) -> Result<DataCmd<'a>, CmdError> {
@@ -239,14 +241,14 @@ impl Cmd<'_> {
                 }
                 Ok(Reply::Array(out))
             }
-            Cmd::Search(form, args) => search_apply(ks, form, args),
+            Cmd::Search(form, spelt, args) => search_apply(ks, form, spelt, args),
         }
     }
 }
 
 /// A search in Redis' order: the source's type, the centre and radius of the older
 /// forms, the options one by one, their conflicts, then the points.
-fn search_apply(ks: &Keyspace<'_>, form: Form, args: &[Bytes]) -> CmdResult {
+fn search_apply(ks: &Keyspace<'_>, form: Form, spelt: &[u8], args: &[Bytes]) -> CmdResult {
     let arg = |i: usize| args.get(i).ok_or(CmdError::Syntax);
     let (src_at, mut store) = match form {
         Form::SearchStore => (1, Some(arg(0)?.clone())),
@@ -376,11 +378,8 @@ fn search_apply(ks: &Keyspace<'_>, form: Form, args: &[Bytes]) -> CmdResult {
             format!("{who} is not compatible with WITHDIST, WITHHASH and WITHCOORD options").into(),
         ));
     }
-    // Redis names the command as the client spelt it; clients send upper case.
-    let name = match form {
-        Form::Search => "GEOSEARCH",
-        _ => "GEOSEARCHSTORE",
-    };
+    // Redis names the command as the client spelt it.
+    let name = String::from_utf8_lossy(spelt);
     if geosearch && !(from_member || from_lonlat) {
         return Err(CmdError::Err(
             format!("exactly one of FROMMEMBER or FROMLONLAT can be specified for {name}").into(),

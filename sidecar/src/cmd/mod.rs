@@ -750,7 +750,7 @@ pub async fn run(
     }
     let started = std::time::Instant::now();
     let rest = &argv[1..];
-    let mut args = Args::new(spec.name, rest);
+    let mut args = Args::new(spec.name, rest).spelt_as(&argv[0]);
     let reply = match spec.run {
         Run::Control(f) => f(shared, session, &mut args).unwrap_or_else(Reply::from),
         Run::Exec => transaction::exec(shared, session, waits_for_fsync).await,
@@ -827,7 +827,7 @@ pub fn retry(
         return Reply::NilArray;
     };
     let rest = &block.argv[1..];
-    let cmd = match parse(&mut Args::new(spec.name, rest)) {
+    let cmd = match parse(&mut Args::new(spec.name, rest).spelt_as(&block.argv[0])) {
         Ok(cmd) => cmd,
         Err(e) => return e.into(),
     };

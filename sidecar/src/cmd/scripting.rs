@@ -343,7 +343,7 @@ fn script_command(call: &mut Call<'_>, sess: &mut Session, argv: &[Bytes]) -> Re
     if call.shared.monitors.active() {
         call.shared.monitors.feed(sess.db, "lua", argv);
     }
-    let mut args = Args::new(spec.name, rest);
+    let mut args = Args::new(spec.name, rest).spelt_as(&argv[0]);
     match spec.run {
         Run::Control(f) => f(call.shared, sess, &mut args).unwrap_or_else(Reply::from),
         Run::Data(parse) => match parse(&mut args) {
