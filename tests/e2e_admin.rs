@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Server, caskade};
+use common::{Server, caskade, info_u64, q};
 
 #[test]
 fn caskade_probe_asks_the_admin_port_for_exec_probes() {
@@ -87,44 +87,25 @@ fn unix_socket_serves_resp() {
 /// seen at once.
 #[test]
 fn the_hot_tier_is_reported_and_never_stale() {
-    let field = |info: &str, name: &str| -> u64 {
-        info.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("INFO lacks {name}"))
-    };
     for (args, on) in [(vec![], true), (vec!["--hot-bytes", "0"], false)] {
         let s = Server::start(&args);
         let mut c = s.client();
-        let q = |c: &mut redis::Connection, a: &[&str]| -> redis::Value {
-            let mut cmd = redis::cmd(a[0]);
-            for x in &a[1..] {
-                cmd.arg(*x);
-            }
-            cmd.query(c).expect("query")
-        };
-        let get = |c: &mut redis::Connection| -> Option<String> {
-            redis::cmd("GET").arg("k").query(c).expect("get")
-        };
-        q(&mut c, &["SET", "k", "v1"]);
+        let get = |c: &mut redis::Connection| q::<Option<String>>(c, &["GET", "k"]);
+        let _: () = q(&mut c, &["SET", "k", "v1"]);
         for _ in 0..3 {
             assert_eq!(get(&mut c).as_deref(), Some("v1"));
         }
-        q(&mut c, &["SET", "k", "v2"]);
+        let _: () = q(&mut c, &["SET", "k", "v2"]);
         assert_eq!(get(&mut c).as_deref(), Some("v2"));
-        q(&mut c, &["PEXPIRE", "k", "1"]);
+        let _: i64 = q(&mut c, &["PEXPIRE", "k", "1"]);
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert_eq!(get(&mut c), None);
-        q(&mut c, &["SET", "k", "v3"]);
+        let _: () = q(&mut c, &["SET", "k", "v3"]);
         assert_eq!(get(&mut c).as_deref(), Some("v3"));
-        q(&mut c, &["DEL", "k"]);
+        let _: i64 = q(&mut c, &["DEL", "k"]);
         assert_eq!(get(&mut c), None);
-        let info: String = redis::cmd("INFO")
-            .arg("caskade")
-            .query(&mut c)
-            .expect("info");
-        assert_eq!(field(&info, "hot_max_bytes") > 0, on, "{info}");
-        assert_eq!(field(&info, "hot_hits") > 0, on, "{info}");
+        assert_eq!(info_u64(&mut c, &["caskade"], "hot_max_bytes") > 0, on);
+        assert_eq!(info_u64(&mut c, &["caskade"], "hot_hits") > 0, on);
         let (_, metrics) = s.admin_get("/metrics");
         assert!(
             metrics.contains("caskade_hot_reads_total{result=\"hit\"}"),

@@ -7,16 +7,12 @@
 mod common;
 
 use common::plugin_files::example;
-use common::{Server, caskade, check_config_elsewhere, q};
+use common::{Server, caskade, check_config_elsewhere, info_u64, q};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn info_field(c: &mut redis::Connection, field: &str) -> u64 {
-    let info: String = q(c, &["INFO", "caskade", "plugins"]);
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("INFO lacks {field}:\n{info}"))
+    info_u64(c, &["caskade", "plugins"], field)
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {

@@ -262,6 +262,18 @@ impl Drop for Server {
 }
 
 /// Runs one command (`args[0]` is its name), failing the test on an error reply.
+/// A numeric field of INFO `sections` (e.g. `["caskade", "plugins"]`).
+pub fn info_u64(c: &mut redis::Connection, sections: &[&str], field: &str) -> u64 {
+    let args: Vec<&str> = std::iter::once("INFO")
+        .chain(sections.iter().copied())
+        .collect();
+    let info: String = q(c, &args);
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("INFO lacks {field}:\n{info}"))
+}
+
 pub fn q<T: redis::FromRedisValue>(c: &mut redis::Connection, args: &[&str]) -> T {
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
