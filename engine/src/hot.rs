@@ -131,8 +131,7 @@ impl Shard {
 
     fn insert(&mut self, e: Entry) {
         self.bytes += e.cost();
-        let id = e.id;
-        let e_seg_off = (e.seg, e.off);
+        let (id, seg, off) = (e.id, e.seg, e.off);
         let i = match self.free.pop() {
             Some(i) => {
                 self.ring[i as usize] = Some(e);
@@ -143,7 +142,6 @@ impl Shard {
                 (self.ring.len() - 1) as u32
             }
         };
-        let (seg, off) = (e_seg_off.0, e_seg_off.1);
         self.at.insert(id, Place { ring: i, seg, off });
     }
 }
@@ -368,10 +366,29 @@ impl HotTier {
     /// is room, or if it was read clearly more often than the entry it would evict. An entry of
     /// an older record of the same key is replaced.
     pub fn offer(&self, id: u64, seg: u32, off: u32, generation: u64, buf: &Bytes, header: Header) {
+        // Cloned only once admitted: the first clone of a buffer read from disk allocates.
+        self.admit(id, seg, off, generation, buf.len(), false, || {
+            (buf.clone(), header)
+        });
+    }
+
+    /// [`HotTier::offer`]'s work: `make` builds the entry's record (of `len` bytes) once
+    /// it is admitted; with `only_if_held`, only a key the tier holds is admitted.
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &self,
+        id: u64,
+        seg: u32,
+        off: u32,
+        generation: u64,
+        len: usize,
+        only_if_held: bool,
+        make: impl FnOnce() -> (Bytes, Header),
+    ) {
         let (Some(shard), Some(sketch)) = (self.shard(id), self.sketch.as_ref()) else {
             return;
         };
-        let cost = buf.len() + ENTRY_OVERHEAD;
+        let cost = len + ENTRY_OVERHEAD;
         // One record may take at most an eighth of its shard.
         if cost > self.shard_bytes / 8 {
             return;
@@ -386,9 +403,13 @@ impl HotTier {
         }
         let mut s = shard.lock();
         let before = s.bytes;
-        if let Some(p) = s.at.get(&id).copied() {
-            s.remove_at(p.ring);
-            self.presence.clear(id);
+        match s.at.get(&id).copied() {
+            Some(p) => {
+                s.remove_at(p.ring);
+                self.presence.clear(id);
+            }
+            None if only_if_held => return,
+            None => {}
         }
         while s.bytes + cost > self.shard_bytes {
             let Some(v) = s.victim() else { break };
@@ -404,13 +425,13 @@ impl HotTier {
             self.presence.clear(victim_id);
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
-        // Cloned only now: the first clone of a buffer read from disk allocates.
+        let (buf, header) = make();
         s.insert(Entry {
             id,
             seg,
             off,
             generation,
-            buf: buf.clone(),
+            buf,
             header,
             visited: false,
         });
@@ -434,21 +455,17 @@ impl HotTier {
     /// just appended at (`seg`, `off`): a key being read often stays in memory across
     /// its writes. The record is copied (the caller's buffer may hold other records).
     pub fn replace(&self, id: u64, seg: u32, off: u32, generation: u64, rec: &[u8]) {
-        let Some(shard) = self.shard(id) else { return };
         if !self.presence.test(id) {
             return;
         }
-        let held = shard.lock().at.contains_key(&id);
-        if let (true, Some(header)) = (held, Header::parse(rec)) {
-            self.offer(
-                id,
-                seg,
-                off,
-                generation,
-                &Bytes::copy_from_slice(rec),
-                header,
-            );
-        }
+        let Some(header) = Header::parse(rec) else {
+            return;
+        };
+        // Held or not is decided under the shard's lock the admission takes anyway;
+        // the record is copied only if it enters.
+        self.admit(id, seg, off, generation, rec.len(), true, || {
+            (Bytes::copy_from_slice(rec), header)
+        });
     }
 
     /// Drops every entry (FLUSHALL, or when the data they came from is gone).
@@ -520,6 +537,13 @@ mod tests {
         let (got, _) = t.get(7, 1, 200, 0).expect("the new record");
         assert_eq!(&got[..], &buf2[..]);
         assert_eq!(t.stats().entries, 1, "the old record's entry was replaced");
+        // A write replaces a held key's entry, and admits no key the tier does not hold.
+        let (buf3, _) = rec(b"k", b"v3");
+        t.replace(7, 1, 300, 0, &buf3);
+        assert_eq!(&t.get(7, 1, 300, 0).expect("replaced").0[..], &buf3[..]);
+        t.replace(8, 1, 400, 0, &buf3);
+        assert!(t.get(8, 1, 400, 0).is_none());
+        assert_eq!(t.stats().entries, 1);
     }
 
     #[test]

@@ -115,29 +115,22 @@ pub enum ScaffoldError {
 /// Where the SDK comes from: the `caskade-plugin-sdk = { ... }` part of the manifest.
 pub fn sdk_dependency(sdk: Option<&str>) -> Result<String, ScaffoldError> {
     let quote = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    match sdk {
+    let dir = match sdk {
         Some(url) if url.contains("://") || url.starts_with("git@") => {
             // Cargo finds the package by name anywhere in the repository.
-            Ok(format!("git = \"{}\"", quote(url)))
+            return Ok(format!("git = \"{}\"", quote(url)));
         }
-        Some(path) => {
-            let p = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
-            if !p.join("Cargo.toml").exists() {
-                return Err(ScaffoldError::NoSdk(p));
-            }
-            Ok(format!("path = \"{}\"", quote(&p.display().to_string())))
-        }
+        Some(path) => std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path)),
+        // The SDK of the source tree this binary was built from, if it is still there.
         None => {
-            // The SDK of the source tree this binary was built from, if it is still there.
             let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
-            match built.canonicalize() {
-                Ok(p) if p.join("Cargo.toml").exists() => {
-                    Ok(format!("path = \"{}\"", quote(&p.display().to_string())))
-                }
-                _ => Err(ScaffoldError::NoSdk(built)),
-            }
+            built.canonicalize().unwrap_or(built)
         }
+    };
+    if !dir.join("Cargo.toml").exists() {
+        return Err(ScaffoldError::NoSdk(dir));
     }
+    Ok(format!("path = \"{}\"", quote(&dir.display().to_string())))
 }
 
 fn valid_name(name: &str) -> bool {

@@ -31,9 +31,6 @@ pub fn caskade(s: &Shared, _sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
     if !is(sub, "compact") {
         return Err(CmdError::unknown_subcommand("CASKADE", sub));
     }
-    if a.next_opt().is_some() {
-        return Err(CmdError::Syntax);
-    }
     let engine = &s.store.engine;
     let before = engine.stats();
     blocking(|| {
