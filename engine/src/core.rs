@@ -150,6 +150,11 @@ impl Inner {
     /// The whole record a slot points at; `None` if it cannot be read in full (the
     /// segment was cut short underneath us), which callers treat as corruption.
     pub fn read_record(&self, seg: &Segment, slot: &Slot) -> Result<Option<Vec<u8>>> {
+        if let Some(buf) =
+            crate::prefetch::take_lent(seg, slot.off, slot.len, self.log.generation())
+        {
+            return Ok(Some(buf));
+        }
         let mut buf = vec![0u8; slot.len as usize];
         match self.log.read_exact(seg, slot.off as u64, &mut buf) {
             Ok(()) => Ok(Some(buf)),

@@ -25,6 +25,7 @@ mod options;
 mod parallel;
 pub mod policy;
 mod policy_host;
+mod prefetch;
 mod recovery;
 mod segment;
 mod snapshot;
@@ -43,6 +44,7 @@ pub use options::{
     DEFAULT_HOT_BYTES, Fsync, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, PolicyFactory,
 };
 pub use policy::{EvictionPolicy, PolicyKind};
+pub use prefetch::{FileToken, RecordRead};
 pub use stats::Stats;
 
 /// Bytes of index memory per key slot (the figure the DRAM budget is made of).

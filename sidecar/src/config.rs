@@ -36,6 +36,53 @@ pub struct Config {
     pub scripting: ScriptingConfig,
     /// Logging.
     pub log: LogConfig,
+    /// How the server does its network and disk I/O.
+    pub server: ServerConfig,
+}
+
+/// The server's I/O.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `tokio` (readiness: epoll, and `pread` on the serving thread) or `uring`
+    /// (io_uring runtimes, one per thread, each with its own listener, and record reads
+    /// that would wait for the device submitted asynchronously).
+    pub io: IoMode,
+    /// Threads that serve clients; 0 = one per core.
+    pub threads: u32,
+}
+
+/// See [`ServerConfig::io`].
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// tokio's multi-threaded runtime.
+    #[default]
+    Tokio,
+    /// tokio-uring runtimes; falls back to `tokio`, saying why, where the kernel
+    /// refuses io_uring.
+    Uring,
+}
+
+impl IoMode {
+    /// The name the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoMode::Tokio => "tokio",
+            IoMode::Uring => "uring",
+        }
+    }
+}
+
+impl std::str::FromStr for IoMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tokio" => Ok(IoMode::Tokio),
+            "uring" => Ok(IoMode::Uring),
+            other => Err(format!("'{other}' is not one of tokio, uring")),
+        }
+    }
 }
 
 /// The admin HTTP listener.
@@ -377,6 +424,7 @@ impl Default for Config {
             limits: Limits::default(),
             scripting: ScriptingConfig::default(),
             log: LogConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -544,6 +592,9 @@ impl Config {
         }
         if self.limits.max_clients == 0 {
             return Err(bad("limits.max_clients", "must be at least 1".into()));
+        }
+        if self.server.threads > 1024 {
+            return Err(bad("server.threads", "must be at most 1024".into()));
         }
         if self.tcp_backlog == 0 {
             return Err(bad("tcp_backlog", "must be at least 1".into()));

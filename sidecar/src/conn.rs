@@ -6,11 +6,13 @@ use crate::cmd::{self, Session};
 use crate::protocol::reply::Reply;
 use crate::protocol::request::RequestParser;
 use crate::state::Shared;
-use bytes::BytesMut;
+use crate::transport::{Tokio, Transport};
+use bytes::{Bytes, BytesMut};
+use caskade_engine::RecordRead;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The most one read asks for. A connection starts with [`FIRST_CHUNK`] and doubles
 /// up to this while reads fill what it offers (pipelines), so an idle connection holds
@@ -22,11 +24,17 @@ const FIRST_CHUNK: usize = 1024;
 /// connection does not keep the memory of its largest request.
 const KEEP_BUFFER: usize = 2 * READ_CHUNK;
 
-/// Serves one client until it leaves, is killed, or breaks the protocol.
-pub async fn serve<S>(shared: Arc<Shared>, mut stream: S, addr: String)
+/// Serves one client over a tokio stream until it leaves, is killed, or breaks the
+/// protocol.
+pub async fn serve<S>(shared: Arc<Shared>, stream: S, addr: String)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    serve_on(shared, Tokio(stream), addr).await;
+}
+
+/// [`serve`] over any [`Transport`].
+pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: String) {
     let client = shared.register(addr);
     let id = client.id;
     let mut session = Session::new(&shared, client.clone());
@@ -90,7 +98,7 @@ where
                     }
                 }
                 if !out.is_empty() {
-                    if stream.write_all(&out).await.is_err() {
+                    if stream.write_all(&mut out).await.is_err() {
                         break;
                     }
                     out.clear();
@@ -103,15 +111,21 @@ where
         loop {
             match parser.next(&mut inbuf) {
                 Ok(Some(args)) => {
+                    let lent = if stream.reads_ahead() {
+                        read_ahead(&shared, &session, &args, &mut stream).await
+                    } else {
+                        Vec::new()
+                    };
                     let mut earlier = std::mem::take(&mut session.wrote);
-                    let mut reply = cmd::run(&shared, &mut session, &args, waits_for_fsync).await;
+                    let mut reply =
+                        cmd::run_with(&shared, &mut session, &args, waits_for_fsync, lent).await;
                     if let Some(block) = session.block.take() {
                         // The replies before it leave now; it answers once served.
                         session.wrote |= earlier;
                         earlier = false;
                         settle(&shared, &mut session, &mut out, &mut writes, generation);
                         if !out.is_empty() {
-                            if stream.write_all(&out).await.is_err() {
+                            if stream.write_all(&mut out).await.is_err() {
                                 break 'conn;
                             }
                             out.clear();
@@ -139,7 +153,7 @@ where
                     session.wrote |= earlier;
                     if session.quit {
                         settle(&shared, &mut session, &mut out, &mut writes, generation);
-                        let _ = stream.write_all(&out).await;
+                        let _ = stream.write_all(&mut out).await;
                         break 'conn;
                     }
                 }
@@ -147,7 +161,7 @@ where
                 Err(e) => {
                     Reply::err(format!("ERR {}", e.0)).encode(&mut out, session.resp3);
                     settle(&shared, &mut session, &mut out, &mut writes, generation);
-                    let _ = stream.write_all(&out).await;
+                    let _ = stream.write_all(&mut out).await;
                     tracing::debug!(client = id, error = %e, "protocol error; closing");
                     break 'conn;
                 }
@@ -157,13 +171,13 @@ where
             Reply::err("ERR query buffer limit exceeded; closing the connection")
                 .encode(&mut out, session.resp3);
             settle(&shared, &mut session, &mut out, &mut writes, generation);
-            let _ = stream.write_all(&out).await;
+            let _ = stream.write_all(&mut out).await;
             tracing::warn!(client = id, "query buffer limit exceeded; closing");
             break;
         }
         settle(&shared, &mut session, &mut out, &mut writes, generation);
         if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
+            if stream.write_all(&mut out).await.is_err() {
                 break;
             }
             out.clear();
@@ -176,7 +190,7 @@ where
         }
         gauge.set(inbuf.capacity() + out.capacity());
     }
-    let _ = stream.shutdown().await;
+    stream.shutdown().await;
     session.watching.clear(&shared.watches);
     shared.unregister(id);
 }
@@ -193,15 +207,12 @@ impl Wait<'_> {
     /// Waits until a write to a key it names lets it pop, its timeout passes, CLIENT
     /// UNBLOCK ends it (its reply), or the client leaves or is killed (`None`). What
     /// the client sends meanwhile is kept for after.
-    async fn run<S>(
+    async fn run<T: Transport>(
         self,
         session: &mut Session,
-        stream: &mut S,
+        stream: &mut T,
         inbuf: &mut BytesMut,
-    ) -> Option<Reply>
-    where
-        S: AsyncRead + Unpin,
-    {
+    ) -> Option<Reply> {
         let shared = self.shared;
         let client = session.client.clone();
         let waiter = Arc::new(crate::blocking::Waiter::default());
@@ -249,6 +260,25 @@ impl Wait<'_> {
         drop(registration);
         outcome
     }
+}
+
+/// The records `args`' keys need from disk, read through the transport before the
+/// command runs (so the command never waits for the device on this thread).
+async fn read_ahead<T: Transport>(
+    shared: &Shared,
+    session: &Session,
+    args: &[Bytes],
+    stream: &mut T,
+) -> Vec<RecordRead> {
+    let engine = &shared.store.engine;
+    let ns = shared.store.ns(session.db);
+    let reads: Vec<RecordRead> = cmd::read_ahead_keys(session, args)
+        .filter_map(|k| engine.prefetch(ns, k))
+        .collect();
+    if reads.iter().all(RecordRead::is_ready) {
+        return reads;
+    }
+    stream.read_records(reads).await
 }
 
 /// The next MONITOR line for this connection; never, when it does not monitor (a
@@ -343,7 +373,7 @@ fn settle(
 mod tests {
     use super::*;
     use crate::state::testing::shared;
-    use tokio::io::DuplexStream;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     /// Reads until `want` has arrived (or fails on EOF or a mismatch).
     async fn expect(c: &mut DuplexStream, want: &[u8]) {

@@ -28,8 +28,10 @@ mod server;
 mod settings;
 mod state;
 mod store;
+mod transport;
 mod types;
 mod unit;
+mod uring;
 mod watch;
 
 use anyhow::Context;
@@ -117,7 +119,15 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     logging::init(&cfg.log)?;
     let names: Vec<&'static str> = cmd::COMMANDS.iter().map(|c| c.name).collect();
     let metrics = Arc::new(metrics::Metrics::install(&names)?);
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if cfg.server.io == config::IoMode::Uring && uring::probe().is_ok() {
+        // Clients are served by the io_uring threads; this runtime keeps the admin
+        // port, timers and plugin upkeep.
+        builder.worker_threads(1);
+    } else if cfg.server.threads > 0 {
+        builder.worker_threads(cfg.server.threads as usize);
+    }
+    let rt = builder
         .enable_all()
         .thread_name("caskade-worker")
         .build()

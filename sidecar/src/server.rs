@@ -2,6 +2,7 @@
 //! beyond `max_clients`, and on SIGTERM/SIGINT stop accepting, let connections finish
 //! what they are doing, then close the engine (sync and hint files).
 
+use crate::config::{Config, IoMode};
 use crate::conn;
 use crate::state::Shared;
 use std::sync::Arc;
@@ -12,22 +13,27 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 
 /// How long shutdown waits for connections to finish their current batch.
-const DRAIN: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN: Duration = Duration::from_secs(5);
 
 /// Runs until a shutdown signal, then drains and closes. `on_ready` runs once the
 /// listeners are bound.
 pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result<()> {
     let cfg = shared.config.lock().clone();
-    let tcp = if cfg.port != 0 {
-        let addr = format!("{}:{}", cfg.bind, cfg.port);
-        let l = listen_tcp(&addr, cfg.tcp_backlog)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        tracing::info!(addr = %l.local_addr()?, "listening for RESP over TCP");
-        Some(l)
-    } else {
-        None
+    let threads = match cfg.server.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n as usize,
     };
+    let mode = match cfg.server.io {
+        IoMode::Uring => match crate::uring::probe() {
+            Ok(()) => IoMode::Uring,
+            Err(reason) => {
+                tracing::warn!(%reason, "io_uring is refused here; serving with tokio");
+                IoMode::Tokio
+            }
+        },
+        IoMode::Tokio => IoMode::Tokio,
+    };
+    let _ = shared.serving.set((mode, threads));
     let unix = match &cfg.unixsocket {
         Some(path) => {
             // A stale socket file from a previous run would make bind fail.
@@ -36,19 +42,53 @@ pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result
                     anyhow::anyhow!("cannot remove stale socket {}: {e}", path.display())
                 })?;
             }
-            let l = UnixListener::bind(path)
+            let l = std::os::unix::net::UnixListener::bind(path)
                 .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
             tracing::info!(path = %path.display(), "listening for RESP on a Unix socket");
             Some(l)
         }
         None => None,
     };
+    let r = match mode {
+        IoMode::Tokio => serve_tokio(&shared, &cfg, unix, on_ready).await,
+        IoMode::Uring => serve_uring(&shared, &cfg, unix, threads, on_ready).await,
+    };
+    if let Some(path) = &cfg.unixsocket {
+        let _ = std::fs::remove_file(path);
+    }
+    r?;
+    shared.store.engine.close()?;
+    tracing::info!("caskade stopped");
+    Ok(())
+}
+
+/// Serves on tokio's runtime (the one this runs on) until told to stop.
+async fn serve_tokio(
+    shared: &Arc<Shared>,
+    cfg: &Config,
+    unix: Option<std::os::unix::net::UnixListener>,
+    on_ready: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let tcp = if cfg.port != 0 {
+        let addr = format!("{}:{}", cfg.bind, cfg.port);
+        let l = listen_tcp(&addr, cfg.tcp_backlog)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        tracing::info!(addr = %l.local_addr()?, io = "tokio", "listening for RESP over TCP");
+        Some(l)
+    } else {
+        None
+    };
+    let unix = match unix {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            Some(UnixListener::from_std(l)?)
+        }
+        None => None,
+    };
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    on_ready();
-    // Announce readiness on stdout for scripts and tests that wait for it.
-    println!("{}", crate::logging::ready_line(cfg.log.format));
-
+    announce(cfg, on_ready);
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -60,12 +100,12 @@ pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result
             accepted = accept_tcp(tcp.as_ref()) => {
                 if let Some((stream, addr)) = accepted {
                     let _ = stream.set_nodelay(true);
-                    spawn(&shared, &mut conns, stream, addr);
+                    spawn(shared, &mut conns, stream, addr);
                 }
             }
             accepted = accept_unix(unix.as_ref()) => {
                 if let Some(stream) = accepted {
-                    spawn(&shared, &mut conns, stream, "unix".into());
+                    spawn(shared, &mut conns, stream, "unix".into());
                 }
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -74,18 +114,74 @@ pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result
     tracing::info!(clients = conns.len(), "shutting down: draining connections");
     drop(tcp);
     drop(unix);
+    tell_clients_to_finish(shared);
+    let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
+    conns.abort_all();
+    Ok(())
+}
+
+/// Serves on io_uring runtimes, one per thread, until told to stop.
+async fn serve_uring(
+    shared: &Arc<Shared>,
+    cfg: &Config,
+    unix: Option<std::os::unix::net::UnixListener>,
+    threads: usize,
+    on_ready: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let tcp = if cfg.port != 0 {
+        let addr = format!("{}:{}", cfg.bind, cfg.port);
+        let group = crate::uring::bind_tcp(&addr, cfg.tcp_backlog, threads)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        if let Some(l) = group.first() {
+            tracing::info!(addr = %l.local_addr()?, io = "uring", threads, "listening for RESP over TCP");
+        }
+        group
+    } else {
+        Vec::new()
+    };
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    let running = crate::uring::Threads::start(shared, tcp, unix.as_ref(), threads)?;
+    drop(unix);
+    announce(cfg, on_ready);
+    tokio::select! {
+        () = &mut shutdown => {}
+        () = shared.shutdown.notified() => tracing::info!("SHUTDOWN received"),
+    }
+    tracing::info!(
+        clients = shared.client_count(),
+        "shutting down: draining connections"
+    );
+    tell_clients_to_finish(shared);
+    tokio::task::spawn_blocking(move || running.stop()).await?;
+    Ok(())
+}
+
+fn announce(cfg: &Config, on_ready: impl FnOnce()) {
+    on_ready();
+    // Announce readiness on stdout for scripts and tests that wait for it.
+    println!("{}", crate::logging::ready_line(cfg.log.format));
+}
+
+/// Every connection ends after its current batch (a blocked one at once).
+fn tell_clients_to_finish(shared: &Shared) {
     for c in shared.clients.lock().values() {
         c.killed.store(true, Ordering::Release);
         c.wake.notify_one();
     }
-    let _ = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
-    conns.abort_all();
-    if let Some(path) = &cfg.unixsocket {
-        let _ = std::fs::remove_file(path);
+}
+
+/// A seat for a new connection, counted; `None` (counted as a rejection) when
+/// `max_clients` are connected. Taken where connections are accepted, not when their
+/// task registers: a burst of connections cannot all pass the check before any counts.
+pub(crate) fn seat(shared: &Shared) -> Option<crate::state::Seat> {
+    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+    let max = shared.config.lock().limits.max_clients;
+    let seat = shared.admit(max);
+    if seat.is_none() {
+        shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
     }
-    shared.store.engine.close()?;
-    tracing::info!("caskade stopped");
-    Ok(())
+    seat
 }
 
 /// Binds `addr` (a name or an address) with a listen queue of `backlog`, as Redis'
@@ -111,12 +207,7 @@ fn spawn<S>(shared: &Arc<Shared>, conns: &mut JoinSet<()>, mut stream: S, addr: 
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-    let max = shared.config.lock().limits.max_clients;
-    // Admitted here, in the accept loop, not when the connection's task registers: a
-    // burst of connections cannot all pass the check before any of them counts.
-    let Some(seat) = shared.admit(max) else {
-        shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+    let Some(seat) = seat(shared) else {
         conns.spawn(async move {
             let _ = stream
                 .write_all(b"-ERR max number of clients reached\r\n")

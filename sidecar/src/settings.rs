@@ -435,6 +435,34 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
     },
+    Setting {
+        field: "server.io",
+        note: " (`tokio`: epoll; `uring`: io_uring runtimes, one per thread, falling back to `tokio` where refused)",
+        flag: Some("io"),
+        env: Some("CASKADE_IO"),
+        redis: None,
+        live: false,
+        default_text: "tokio",
+        get: |c| c.server.io.as_str().to_string(),
+        set: |c, v| {
+            c.server.io = v.parse()?;
+            Ok(())
+        },
+    },
+    Setting {
+        field: "server.threads",
+        note: " (0 = one per core)",
+        flag: Some("threads"),
+        env: Some("CASKADE_THREADS"),
+        redis: None,
+        live: false,
+        default_text: "0",
+        get: |c| c.server.threads.to_string(),
+        set: |c, v| {
+            c.server.threads = int(v)?;
+            Ok(())
+        },
+    },
 ];
 
 /// Reads a value of a configuration as text.

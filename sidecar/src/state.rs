@@ -21,6 +21,8 @@ pub struct ServerStats {
     pub rejected: AtomicU64,
     /// Bytes the connections' read and write buffers hold (INFO `mem_clients_normal`).
     pub client_buffer_bytes: AtomicU64,
+    /// Records read ahead of a command with io_uring (they were not in the page cache).
+    pub uring_reads: AtomicU64,
 }
 
 /// What CLIENT LIST shows of one connection.
@@ -164,6 +166,8 @@ pub struct Shared {
     pub monitors: crate::monitor::Monitors,
     /// Notified by SHUTDOWN: the server drains and stops as on SIGTERM.
     pub shutdown: tokio::sync::Notify,
+    /// How clients are served (after any fallback), and by how many threads.
+    pub serving: std::sync::OnceLock<(crate::config::IoMode, usize)>,
     /// INFO commandstats and errorstats.
     pub cmdstats: crate::cmdstats::CommandStats,
     /// Function libraries (kept in the data directory).
@@ -204,6 +208,7 @@ impl Shared {
             scripts: Arc::default(),
             monitors: crate::monitor::Monitors::default(),
             shutdown: tokio::sync::Notify::new(),
+            serving: std::sync::OnceLock::new(),
             cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::COMMANDS.len()),
             functions,
         }

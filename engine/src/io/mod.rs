@@ -26,6 +26,17 @@ pub trait FileHandle: Send + Sync {
     fn size(&self) -> io::Result<u64>;
     /// Cuts (or extends with zeros) the file to `len` bytes.
     fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Fills `buf` from `offset` only if that cannot wait for the device (the bytes are
+    /// in the page cache): `Ok(false)` when it would wait, when only part was cached, or
+    /// where the file system cannot tell. Backends without a device read in full.
+    fn read_cached_at(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        self.read_exact_at(buf, offset).map(|()| true)
+    }
+    /// A descriptor of its own for the same file, for a reader that submits its own
+    /// I/O (io_uring); `None` for backends that are not an OS file.
+    fn try_clone_file(&self) -> Option<io::Result<std::fs::File>> {
+        None
+    }
 }
 
 /// How [`Storage::open`] opens a file.

@@ -30,6 +30,24 @@ impl FileHandle for StdFile {
     fn truncate(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
+    fn read_cached_at(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        use rustix::io::{Errno, ReadWriteFlags, preadv2};
+        let want = buf.len();
+        // RWF_NOWAIT: the kernel answers from the page cache or refuses with EAGAIN.
+        match preadv2(
+            &self.0,
+            &mut [io::IoSliceMut::new(buf)],
+            offset,
+            ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(n) => Ok(n == want),
+            Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+    fn try_clone_file(&self) -> Option<io::Result<File>> {
+        Some(self.0.try_clone())
+    }
 }
 
 impl Storage for StdStorage {

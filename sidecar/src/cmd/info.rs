@@ -205,6 +205,12 @@ fn sections(s: &Shared) -> Vec<Section> {
     out.push(keyspace);
     out.push(
         Section::new("Caskade", "caskade")
+            .field(
+                "io",
+                s.serving.get().map_or("tokio", |(mode, _)| mode.as_str()),
+            )
+            .field("io_threads", s.serving.get().map_or(0, |&(_, n)| n))
+            .field("uring_reads", s.stats.uring_reads.load(Ordering::Relaxed))
             .field("engine_keys", st.keys)
             .field("engine_segments", st.segments)
             .field("engine_disk_bytes", st.disk_bytes)

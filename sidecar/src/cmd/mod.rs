@@ -705,13 +705,49 @@ fn show_to_monitors(shared: &Shared, session: &Session, spec: &Spec, argv: &[Byt
     }
 }
 
+/// The keys whose records a server that reads ahead (io_uring) should fetch before
+/// running `argv`: a read-only data command's, run now (not queued in MULTI) by an
+/// authenticated client; at most [`READ_AHEAD_KEYS`] of them.
+pub fn read_ahead_keys<'a>(
+    session: &Session,
+    argv: &'a [Bytes],
+) -> impl Iterator<Item = &'a Bytes> + 'a {
+    let spec = argv.first().and_then(|n| lookup_indexed(n)).map(|(_, s)| s);
+    let wanted = spec.filter(|s| {
+        !s.is_write()
+            && matches!(s.run, Run::Data(_))
+            && session.authenticated
+            && session.multi.is_none()
+    });
+    wanted
+        .into_iter()
+        .flat_map(move |s| s.key_args(argv.get(1..).unwrap_or_default()))
+        .take(READ_AHEAD_KEYS)
+}
+
+/// The most records read ahead for one command (an MGET of more reads the rest itself).
+pub const READ_AHEAD_KEYS: usize = 64;
+
 /// Runs one command for a session: checks, parse, read-through prefetch (the one
 /// place a command waits), then the unit, and the command's counters.
+#[cfg(test)]
 pub async fn run(
     shared: &Arc<Shared>,
     session: &mut Session,
     argv: &[Bytes],
     waits_for_fsync: bool,
+) -> Reply {
+    run_with(shared, session, argv, waits_for_fsync, Vec::new()).await
+}
+
+/// [`run`] with records already read for it (see [`read_ahead_keys`]), which its reads
+/// take instead of reading the file.
+pub async fn run_with(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    argv: &[Bytes],
+    waits_for_fsync: bool,
+    lent: Vec<caskade_engine::RecordRead>,
 ) -> Reply {
     let Some(name) = argv.first() else {
         return Reply::OK;
@@ -770,7 +806,12 @@ pub async fn run(
                     }
                     _ => None,
                 };
-                let apply = || execute(shared, spec, rest, db, cmd, reads.as_mut());
+                let apply = || {
+                    let engine = &shared.store.engine;
+                    engine.with_prefetched(lent, || {
+                        execute(shared, spec, rest, db, cmd, reads.as_mut())
+                    })
+                };
                 // Under fsync always a write waits for the disk: tell the runtime, so
                 // other connections keep their worker threads meanwhile.
                 let reply = if waits_for_fsync {
