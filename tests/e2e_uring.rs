@@ -110,6 +110,14 @@ fn cold_records_are_read_with_io_uring_and_checked() {
         p.cmd("SET").arg(format!("key:{i}")).arg(value(i)).ignore();
     }
     let () = p.query(&mut c).expect("fill");
+    // Collections large enough to have chunks.
+    let mut p = redis::pipe();
+    for i in 0..5000 {
+        p.cmd("HSET").arg("h").arg(format!("f{i}")).arg(i).ignore();
+        p.cmd("ZADD").arg("z").arg(i).arg(format!("m{i}")).ignore();
+        p.cmd("RPUSH").arg("l").arg(i).ignore();
+    }
+    let () = p.query(&mut c).expect("collections");
     // Restarted (so the records are in the files, synced), then out of the page cache.
     assert!(s.stop().success(), "clean stop");
     s.restart();
@@ -119,6 +127,15 @@ fn cold_records_are_read_with_io_uring_and_checked() {
         let v: String = q(&mut c, &["GET", &format!("key:{i}")]);
         assert_eq!(v, value(i));
     }
+    drop_page_cache(s.data_dir());
+    let f: String = q(&mut c, &["HGET", "h", "f4321"]);
+    assert_eq!(f, "4321");
+    let top: Vec<String> = q(&mut c, &["ZRANGE", "z", "4995", "-1"]);
+    assert_eq!(top, ["m4995", "m4996", "m4997", "m4998", "m4999"]);
+    let mid: Vec<String> = q(&mut c, &["LRANGE", "l", "2500", "2502"]);
+    assert_eq!(mid, ["2500", "2501", "2502"]);
+    let n: i64 = q(&mut c, &["HLEN", "h"]);
+    assert_eq!(n, 5000);
     // MGET reads its keys' records side by side.
     drop_page_cache(s.data_dir());
     let keys: Vec<String> = (0..40).map(|i| format!("key:{i}")).collect();

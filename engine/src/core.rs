@@ -106,7 +106,7 @@ impl Inner {
         ns: u8,
         key: &[u8],
         slot: &Slot,
-        seg: &Segment,
+        seg: &Arc<Segment>,
         now: u64,
     ) -> Result<Option<(Bytes, Header)>> {
         // A record in the hot tier was checked when it was read; the entry matches only
@@ -123,7 +123,12 @@ impl Inner {
             }
             return Ok(Some((buf, h)));
         }
-        let Some(buf) = self.read_record(seg, slot)? else {
+        let read = match crate::prefetch::lent(seg, slot, generation) {
+            crate::prefetch::Lent::Bytes(b) => Some(b),
+            crate::prefetch::Lent::Deferred => return Ok(None),
+            crate::prefetch::Lent::Read => self.read_record(seg, slot)?,
+        };
+        let Some(buf) = read else {
             self.drop_corrupt(ns, key, kd, slot);
             return Ok(None);
         };
@@ -150,11 +155,6 @@ impl Inner {
     /// The whole record a slot points at; `None` if it cannot be read in full (the
     /// segment was cut short underneath us), which callers treat as corruption.
     pub fn read_record(&self, seg: &Segment, slot: &Slot) -> Result<Option<Vec<u8>>> {
-        if let Some(buf) =
-            crate::prefetch::take_lent(seg, slot.off, slot.len, self.log.generation())
-        {
-            return Ok(Some(buf));
-        }
         let mut buf = vec![0u8; slot.len as usize];
         match self.log.read_exact(seg, slot.off as u64, &mut buf) {
             Ok(()) => Ok(Some(buf)),

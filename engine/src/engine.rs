@@ -162,6 +162,10 @@ impl Engine {
             return Err(Error::Closed);
         }
         let found = self.lookup(ns, key)?;
+        if found.is_none() && crate::prefetch::deferring() {
+            // A read deferred by a pass without waiting: the answer is thrown away.
+            return Ok(None);
+        }
         Counters::bump(if found.is_some() {
             &inner.counters.hits
         } else {

@@ -362,24 +362,6 @@ impl HotTier {
         found
     }
 
-    /// Whether the tier holds the record of key `id` at (`seg`, `off`) from
-    /// `generation`, without counting a hit or a miss (a look ahead of the read).
-    pub fn holds(&self, id: u64, seg: u32, off: u32, generation: u64) -> bool {
-        let Some(shard) = self.shard(id) else {
-            return false;
-        };
-        if self.sketch.is_none() || !self.presence.test(id) {
-            return false;
-        }
-        let s = shard.lock();
-        match s.at.get(&id) {
-            Some(p) if p.seg == seg && p.off == off => s.ring[p.ring as usize]
-                .as_ref()
-                .is_some_and(|e| e.generation == generation),
-            _ => false,
-        }
-    }
-
     /// Offers the record of key `id` just read from (`seg`, `off`): admitted if there
     /// is room, or if it was read clearly more often than the entry it would evict. An entry of
     /// an older record of the same key is replaced.

@@ -1,10 +1,12 @@
-//! Reading a record ahead of the command that needs it, for a server that does its
-//! own asynchronous I/O: [`Engine::prefetch`] locates a key's record (and takes it from
-//! the page cache when that needs no wait), the server reads the rest however it likes,
-//! and [`Engine::with_prefetched`] lends the bytes to the synchronous command, whose
-//! usual read path checks them (CRC, key, expiry) as it checks its own reads.
+//! Reads done ahead of the command that needs them, for a server that does its own
+//! asynchronous I/O: a read-only command first runs without waiting for the device
+//! ([`Engine::run_ahead`] with `nowait`), which answers from memory and the page cache
+//! and lists the records it would have waited for; the server reads those however it
+//! likes, and runs the command again with the bytes lent, which the usual read path
+//! checks (CRC, key, expiry) as it checks its own reads.
 
 use crate::engine::Engine;
+use crate::keydir::Slot;
 use crate::segment::Segment;
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
@@ -82,92 +84,138 @@ impl RecordRead {
     }
 }
 
-thread_local! {
-    /// The records lent to the command running on this thread.
-    static LENT: RefCell<Vec<RecordRead>> = const { RefCell::new(Vec::new()) };
+/// What the command running on this thread may use instead of reading, and what it
+/// found it would have to wait for.
+#[derive(Default)]
+struct Pass {
+    /// Reads that would wait for the device are deferred (the command's answer is
+    /// then thrown away) instead of done.
+    nowait: bool,
+    lent: Vec<RecordRead>,
+    deferred: Vec<RecordRead>,
 }
 
-/// Empties this thread's lent records when the command is done, even if it panics.
-struct Lent;
+thread_local! {
+    static PASS: RefCell<Pass> = RefCell::new(Pass::default());
+}
 
-impl Drop for Lent {
+/// Empties this thread's pass when the command is done, even if it panics.
+struct PassGuard;
+
+impl Drop for PassGuard {
     fn drop(&mut self) {
-        LENT.with(|l| l.borrow_mut().clear());
+        PASS.with(|p| {
+            let mut p = p.borrow_mut();
+            p.nowait = false;
+            p.lent.clear();
+            p.deferred.clear();
+        });
     }
 }
 
-/// The bytes lent for the record at `off..off+len` of `seg`, if one was read there in
+/// The bytes lent for the record at `slot` of `seg`, if one was read there in
 /// `generation`.
-pub(crate) fn take_lent(seg: &Segment, off: u32, len: u32, generation: u64) -> Option<Vec<u8>> {
-    LENT.with(|l| {
-        let mut l = l.try_borrow_mut().ok()?;
-        if l.is_empty() {
+fn take_lent(seg: &Segment, slot: &Slot, generation: u64) -> Option<Vec<u8>> {
+    PASS.with(|p| {
+        let mut p = p.try_borrow_mut().ok()?;
+        if p.lent.is_empty() {
             return None;
         }
-        let i = l.iter().position(|r| {
+        let i = p.lent.iter().position(|r| {
             std::ptr::eq(Arc::as_ptr(&r.seg), seg)
-                && r.off == off
-                && r.len == len
+                && r.off == slot.off
+                && r.len == slot.len
                 && r.generation == generation
         })?;
-        l.swap_remove(i).data
+        p.lent.swap_remove(i).data
     })
 }
 
-impl Engine {
-    /// The read `key`'s record needs, if it is on disk: `None` when the key is absent,
-    /// in the hot tier, or still in the write buffer (nothing to wait for). The bytes
-    /// are already there ([`RecordRead::is_ready`]) when the page cache held them.
-    pub fn prefetch(&self, ns: u8, key: &[u8]) -> Option<RecordRead> {
-        let inner = &*self.inner;
-        if ns >= crate::NAMESPACES || inner.log.is_closed() {
-            return None;
-        }
-        let now = inner.now_ms();
-        let (_, slot, seg) = inner.find(ns, key, now)?;
-        let generation = inner.log.generation();
-        if inner.hot.holds(slot.hash, slot.seg, slot.off, generation) {
-            return None;
-        }
-        let end = u64::from(slot.off) + u64::from(slot.len);
-        if end > seg.written.load(std::sync::atomic::Ordering::Acquire) {
-            return None;
-        }
-        let mut buf = vec![0u8; slot.len as usize];
-        // An error here is met again, and reported, by the command's own read.
-        let data = match seg.file.read_cached_at(&mut buf, u64::from(slot.off)) {
-            Ok(true) => Some(buf),
-            Ok(false) => None,
-            Err(_) => return None,
-        };
-        Some(RecordRead {
-            seg,
-            off: slot.off,
-            len: slot.len,
-            generation,
-            data,
-        })
-    }
+/// How a read of the record at `slot` goes in the command running on this thread.
+pub(crate) enum Lent {
+    /// Read ahead, or found in the page cache: the bytes, still to be checked.
+    Bytes(Vec<u8>),
+    /// It would wait for the device, and the pass defers such reads: answer "absent"
+    /// without side effects (the answer is thrown away).
+    Deferred,
+    /// Read it as usual.
+    Read,
+}
 
-    /// Runs `f` (a command) with `reads` lent to this thread: a read of one of those
-    /// records takes the bytes instead of reading the file. Records not filled are
-    /// left to `f`'s own reads.
-    pub fn with_prefetched<R>(&self, reads: Vec<RecordRead>, f: impl FnOnce() -> R) -> R {
-        if reads.is_empty() {
-            return f();
+/// See [`Lent`].
+pub(crate) fn lent(seg: &Arc<Segment>, slot: &Slot, generation: u64) -> Lent {
+    if let Some(b) = take_lent(seg, slot, generation) {
+        return Lent::Bytes(b);
+    }
+    let nowait = PASS.with(|p| p.try_borrow().is_ok_and(|p| p.nowait));
+    let end = u64::from(slot.off) + u64::from(slot.len);
+    // A record still in the write buffer is copied from memory: nothing to wait for.
+    if !nowait || end > seg.written.load(std::sync::atomic::Ordering::Acquire) {
+        return Lent::Read;
+    }
+    let mut buf = vec![0u8; slot.len as usize];
+    match seg.file.read_cached_at(&mut buf, u64::from(slot.off)) {
+        Ok(true) => Lent::Bytes(buf),
+        Ok(false) => {
+            let read = RecordRead {
+                seg: seg.clone(),
+                off: slot.off,
+                len: slot.len,
+                generation,
+                data: None,
+            };
+            PASS.with(|p| {
+                if let Ok(mut p) = p.try_borrow_mut() {
+                    p.deferred.push(read);
+                }
+            });
+            Lent::Deferred
         }
-        LENT.with(|l| {
-            let mut l = l.borrow_mut();
-            l.clear();
-            l.extend(reads.into_iter().filter(RecordRead::is_ready));
+        // Met again, and reported, by the usual read.
+        Err(_) => Lent::Read,
+    }
+}
+
+/// Whether the command running on this thread has deferred a read (its answer will
+/// be thrown away, so it counts no hit or miss).
+pub(crate) fn deferring() -> bool {
+    PASS.with(|p| p.try_borrow().is_ok_and(|p| !p.deferred.is_empty()))
+}
+
+impl Engine {
+    /// Runs `f` (a read-only command) with `lent` records lent to this thread, and, if
+    /// `nowait`, without waiting for the device: a record neither in memory nor in the
+    /// page cache reads as absent, and is returned among the deferred reads. A caller
+    /// that gets any back throws `f`'s answer away, reads them (asynchronously), and
+    /// runs `f` again with them lent. `f` must not write: its first answer may rest on
+    /// records it did not see.
+    pub fn run_ahead<R>(
+        &self,
+        lent: Vec<RecordRead>,
+        nowait: bool,
+        f: impl FnOnce() -> R,
+    ) -> (R, Vec<RecordRead>) {
+        if lent.is_empty() && !nowait {
+            return (f(), Vec::new());
+        }
+        PASS.with(|p| {
+            let mut p = p.borrow_mut();
+            p.nowait = nowait;
+            p.lent.clear();
+            p.lent.extend(lent.into_iter().filter(RecordRead::is_ready));
+            p.deferred.clear();
         });
-        let _lent = Lent;
-        f()
+        let guard = PassGuard;
+        let r = f();
+        let deferred = PASS.with(|p| std::mem::take(&mut p.borrow_mut().deferred));
+        drop(guard);
+        (r, deferred)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::RecordRead;
     use crate::io::FaultStorage;
     use crate::{Engine, Options};
     use std::sync::Arc;
@@ -180,65 +228,99 @@ mod tests {
         (Engine::open(o).expect("open"), fs)
     }
 
-    #[test]
-    fn a_lent_record_is_used_checked_and_only_once() {
-        let (e, _fs) = engine();
-        e.put(0, b"k", b"value", None).expect("put");
+    /// What the server does with a deferred read: read the bytes (here, directly).
+    fn complete(mut reads: Vec<RecordRead>) -> Vec<RecordRead> {
+        for r in &mut reads {
+            let mut buf = vec![0u8; r.len()];
+            r.seg
+                .file
+                .read_exact_at(&mut buf, r.offset())
+                .expect("read");
+            r.fill(buf);
+        }
+        reads
+    }
+
+    fn cold_key(value: &[u8]) -> (Engine, FaultStorage) {
+        let (e, fs) = engine();
+        e.put(0, b"k", value, None).expect("put");
         e.flush_writes().expect("flush");
-        let r = e.prefetch(0, b"k").expect("on disk");
-        assert!(r.is_ready(), "in-memory storage reads at once");
-        assert_eq!(r.len(), r.len());
-        // A lent record of other bytes fails its check and reads as corrupt: proof the
-        // command took the lent bytes rather than the file's.
-        let mut bad = e.prefetch(0, b"k").expect("on disk");
-        let mut bytes = vec![0u8; bad.len()];
-        bytes[0] = 1;
-        bad.data = None;
-        bad.fill(bytes);
-        assert_eq!(
-            e.with_prefetched(vec![bad], || e.get(0, b"k")).ok(),
-            Some(None)
-        );
-        // Put back and read normally: the lent bytes were used once, then forgotten.
-        e.put(0, b"k", b"value", None).expect("put");
-        e.flush_writes().expect("flush");
-        let good = e.prefetch(0, b"k").expect("on disk");
-        let got = e
-            .with_prefetched(vec![good], || e.get(0, b"k"))
-            .expect("get");
-        assert_eq!(got.as_deref(), Some(&b"value"[..]));
-        assert_eq!(e.get(0, b"k").expect("get").as_deref(), Some(&b"value"[..]));
+        fs.set_cold(true);
+        (e, fs)
     }
 
     #[test]
-    fn nothing_to_prefetch_for_absent_buffered_or_replaced_records() {
-        let (e, _fs) = engine();
-        assert!(e.prefetch(0, b"nope").is_none());
-        e.put(0, b"k", b"old", None).expect("put");
-        // Still in the write buffer: no read to wait for.
-        assert!(e.prefetch(0, b"k").is_none());
+    fn a_cold_read_is_deferred_then_served_from_the_lent_bytes() {
+        let (e, _fs) = cold_key(b"value");
+        let before = e.stats();
+        let (first, deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        assert_eq!(first.ok(), Some(None), "answers absent, to be thrown away");
+        assert_eq!(deferred.len(), 1);
+        let after = e.stats();
+        assert_eq!(
+            (after.hits, after.misses),
+            (before.hits, before.misses),
+            "a thrown-away answer counts nothing"
+        );
+        let (second, more) = e.run_ahead(complete(deferred), true, || e.get(0, b"k"));
+        assert!(more.is_empty());
+        assert_eq!(second.expect("get").as_deref(), Some(&b"value"[..]));
+        assert_eq!(e.stats().hits, before.hits + 1);
+    }
+
+    #[test]
+    fn records_in_memory_or_cached_are_never_deferred() {
+        let (e, fs) = engine();
+        e.put(0, b"k", b"buffered", None).expect("put");
+        fs.set_cold(true);
+        // Still in the write buffer: copied from memory.
+        let (got, deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        assert_eq!(got.expect("get").as_deref(), Some(&b"buffered"[..]));
+        assert!(deferred.is_empty());
         e.flush_writes().expect("flush");
-        let old = e.prefetch(0, b"k").expect("on disk");
-        // Replaced after it was located: the lent old record is not the one the index
-        // names, so the command reads the new value.
+        fs.set_cold(false);
+        let (got, deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        assert_eq!(got.expect("get").as_deref(), Some(&b"buffered"[..]));
+        assert!(deferred.is_empty());
+        // Without `nowait`, a cold read is simply done.
+        fs.set_cold(true);
+        let (got, deferred) = e.run_ahead(Vec::new(), false, || e.get(0, b"k"));
+        assert_eq!(got.expect("get").as_deref(), Some(&b"buffered"[..]));
+        assert!(deferred.is_empty());
+    }
+
+    #[test]
+    fn lent_bytes_are_checked_used_once_and_only_for_the_current_record() {
+        let (e, _fs) = cold_key(b"value");
+        let (_, deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        let mut bad = complete(deferred);
+        // Other bytes fail the CRC: the key reads as corrupt, as from the file.
+        if let Some(d) = bad[0].data.as_mut() {
+            d[0] ^= 1;
+        }
+        let (got, _) = e.run_ahead(bad, false, || e.get(0, b"k"));
+        assert_eq!(got.ok(), Some(None));
+        assert_eq!(e.stats().corrupt_records, 1);
+
+        e.put(0, b"k", b"old", None).expect("put");
+        e.flush_writes().expect("flush");
+        let (_, deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        let old = complete(deferred);
+        // Replaced after it was deferred: the lent record is not the one the index
+        // names now, so the command reads the new value.
         e.put(0, b"k", b"new", None).expect("put");
-        let got = e
-            .with_prefetched(vec![old], || e.get(0, b"k"))
-            .expect("get");
-        assert_eq!(got.as_deref(), Some(&b"new"[..]));
+        let (got, _) = e.run_ahead(old, false, || e.get(0, b"k"));
+        assert_eq!(got.expect("get").as_deref(), Some(&b"new"[..]));
     }
 
     #[test]
     fn a_short_fill_is_ignored() {
-        let (e, _fs) = engine();
-        e.put(0, b"k", b"value", None).expect("put");
-        e.flush_writes().expect("flush");
-        let mut r = e.prefetch(0, b"k").expect("on disk");
-        r.data = None;
-        r.fill(vec![0u8; 3]);
-        assert!(!r.is_ready());
-        let got = e.with_prefetched(vec![r], || e.get(0, b"k")).expect("get");
-        assert_eq!(got.as_deref(), Some(&b"value"[..]));
+        let (e, _fs) = cold_key(b"value");
+        let (_, mut deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        deferred[0].fill(vec![0u8; 3]);
+        assert!(!deferred[0].is_ready());
+        let (got, _) = e.run_ahead(deferred, false, || e.get(0, b"k"));
+        assert_eq!(got.expect("get").as_deref(), Some(&b"value"[..]));
     }
 
     #[test]
@@ -250,17 +332,26 @@ mod tests {
         let e = Engine::open(o).expect("open");
         e.put(0, b"k", b"on disk", None).expect("put");
         e.flush_writes().expect("flush");
-        let mut r = e.prefetch(0, b"k").expect("on disk");
-        // Just written, so cached, where the file system can say so; read it again
-        // through a descriptor of its own either way, as an io_uring server does.
+        // Out of the page cache, so the pass defers it.
+        for entry in std::fs::read_dir(dir.path()).expect("dir") {
+            let f = std::fs::File::open(entry.expect("entry").path()).expect("open");
+            f.sync_all().expect("sync");
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+        }
+        let (first, mut deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        if deferred.is_empty() {
+            // A file system that cannot tell what is cached reads at once.
+            assert_eq!(first.expect("get").as_deref(), Some(&b"on disk"[..]));
+            return;
+        }
+        let r = &mut deferred[0];
+        let token = r.file_token();
+        assert!(token.names(r) && token.is_open());
         let file = r.open_file().expect("an OS file").expect("dup");
         let mut buf = vec![0u8; r.len()];
         file.read_exact_at(&mut buf, r.offset()).expect("read");
-        r.data = None;
-        let token = r.file_token();
-        assert!(token.names(&r) && token.is_open());
         r.fill(buf);
-        let got = e.with_prefetched(vec![r], || e.get(0, b"k")).expect("get");
-        assert_eq!(got.as_deref(), Some(&b"on disk"[..]));
+        let (got, _) = e.run_ahead(deferred, true, || e.get(0, b"k"));
+        assert_eq!(got.expect("get").as_deref(), Some(&b"on disk"[..]));
     }
 }

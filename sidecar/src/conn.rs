@@ -7,8 +7,7 @@ use crate::protocol::reply::Reply;
 use crate::protocol::request::RequestParser;
 use crate::state::Shared;
 use crate::transport::{Tokio, Transport};
-use bytes::{Bytes, BytesMut};
-use caskade_engine::RecordRead;
+use bytes::BytesMut;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -111,14 +110,10 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
         loop {
             match parser.next(&mut inbuf) {
                 Ok(Some(args)) => {
-                    let lent = if stream.reads_ahead() {
-                        read_ahead(&shared, &session, &args, &mut stream).await
-                    } else {
-                        Vec::new()
-                    };
                     let mut earlier = std::mem::take(&mut session.wrote);
                     let mut reply =
-                        cmd::run_with(&shared, &mut session, &args, waits_for_fsync, lent).await;
+                        cmd::run_on(&shared, &mut session, &args, waits_for_fsync, &mut stream)
+                            .await;
                     if let Some(block) = session.block.take() {
                         // The replies before it leave now; it answers once served.
                         session.wrote |= earlier;
@@ -260,25 +255,6 @@ impl Wait<'_> {
         drop(registration);
         outcome
     }
-}
-
-/// The records `args`' keys need from disk, read through the transport before the
-/// command runs (so the command never waits for the device on this thread).
-async fn read_ahead<T: Transport>(
-    shared: &Shared,
-    session: &Session,
-    args: &[Bytes],
-    stream: &mut T,
-) -> Vec<RecordRead> {
-    let engine = &shared.store.engine;
-    let ns = shared.store.ns(session.db);
-    let reads: Vec<RecordRead> = cmd::read_ahead_keys(session, args)
-        .filter_map(|k| engine.prefetch(ns, k))
-        .collect();
-    if reads.iter().all(RecordRead::is_ready) {
-        return reads;
-    }
-    stream.read_records(reads).await
 }
 
 /// The next MONITOR line for this connection; never, when it does not monitor (a

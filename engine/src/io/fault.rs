@@ -48,6 +48,8 @@ struct Faults {
     fail_write_at: AtomicU64,
     fail_sync_at: AtomicU64,
     sync_delay_us: AtomicU64,
+    /// Whether reads that must not wait find nothing in the (imaginary) page cache.
+    cold: std::sync::atomic::AtomicBool,
 }
 
 /// The in-memory, fault-injecting [`Storage`]. Cloning shares the same files.
@@ -79,6 +81,7 @@ impl FaultStorage {
                     fail_write_at: AtomicU64::new(u64::MAX),
                     fail_sync_at: AtomicU64::new(u64::MAX),
                     sync_delay_us: AtomicU64::new(0),
+                    cold: std::sync::atomic::AtomicBool::new(false),
                 }),
             }),
         }
@@ -110,6 +113,13 @@ impl FaultStorage {
             .faults
             .sync_delay_us
             .store(d.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// With `true`, a read that must not wait for the device
+    /// ([`FileHandle::read_cached_at`]) finds nothing cached, as after the page cache
+    /// was dropped.
+    pub fn set_cold(&self, cold: bool) {
+        self.shared.faults.cold.store(cold, Ordering::SeqCst);
     }
 
     /// Disarms every pending fault.
@@ -213,6 +223,13 @@ impl FileHandle for MemFile {
         }
         buf.copy_from_slice(&state.data[start..end]);
         Ok(())
+    }
+
+    fn read_cached_at(&self, buf: &mut [u8], offset: u64) -> io::Result<bool> {
+        if self.faults.cold.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
+        self.read_exact_at(buf, offset).map(|()| true)
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {

@@ -705,29 +705,6 @@ fn show_to_monitors(shared: &Shared, session: &Session, spec: &Spec, argv: &[Byt
     }
 }
 
-/// The keys whose records a server that reads ahead (io_uring) should fetch before
-/// running `argv`: a read-only data command's, run now (not queued in MULTI) by an
-/// authenticated client; at most [`READ_AHEAD_KEYS`] of them.
-pub fn read_ahead_keys<'a>(
-    session: &Session,
-    argv: &'a [Bytes],
-) -> impl Iterator<Item = &'a Bytes> + 'a {
-    let spec = argv.first().and_then(|n| lookup_indexed(n)).map(|(_, s)| s);
-    let wanted = spec.filter(|s| {
-        !s.is_write()
-            && matches!(s.run, Run::Data(_))
-            && session.authenticated
-            && session.multi.is_none()
-    });
-    wanted
-        .into_iter()
-        .flat_map(move |s| s.key_args(argv.get(1..).unwrap_or_default()))
-        .take(READ_AHEAD_KEYS)
-}
-
-/// The most records read ahead for one command (an MGET of more reads the rest itself).
-pub const READ_AHEAD_KEYS: usize = 64;
-
 /// Runs one command for a session: checks, parse, read-through prefetch (the one
 /// place a command waits), then the unit, and the command's counters.
 #[cfg(test)]
@@ -737,17 +714,20 @@ pub async fn run(
     argv: &[Bytes],
     waits_for_fsync: bool,
 ) -> Reply {
-    run_with(shared, session, argv, waits_for_fsync, Vec::new()).await
+    let mut io = crate::transport::Tokio(tokio::io::empty());
+    run_on(shared, session, argv, waits_for_fsync, &mut io).await
 }
 
-/// [`run`] with records already read for it (see [`read_ahead_keys`]), which its reads
-/// take instead of reading the file.
-pub async fn run_with(
+/// [`run`] for a connection over `io`. Where `io` reads ahead (io_uring), a read-only
+/// command runs first without waiting for the device; if it met records that were
+/// neither in memory nor in the page cache, its answer is thrown away, `io` reads
+/// them, and it runs again with them at hand.
+pub async fn run_on<T: crate::transport::Transport>(
     shared: &Arc<Shared>,
     session: &mut Session,
     argv: &[Bytes],
     waits_for_fsync: bool,
-    lent: Vec<caskade_engine::RecordRead>,
+    io: &mut T,
 ) -> Reply {
     let Some(name) = argv.first() else {
         return Reply::OK;
@@ -806,18 +786,17 @@ pub async fn run_with(
                     }
                     _ => None,
                 };
-                let apply = || {
-                    let engine = &shared.store.engine;
-                    engine.with_prefetched(lent, || {
-                        execute(shared, spec, rest, db, cmd, reads.as_mut())
-                    })
-                };
-                // Under fsync always a write waits for the disk: tell the runtime, so
-                // other connections keep their worker threads meanwhile.
-                let reply = if waits_for_fsync {
-                    blocking(apply)
+                let reply = if io.reads_ahead() && !spec.is_write() {
+                    read_ahead(shared, spec, &argv[0], rest, db, cmd, reads.as_mut(), io).await
                 } else {
-                    apply()
+                    let apply = || execute(shared, spec, rest, db, cmd, reads.as_mut());
+                    // Under fsync always a write waits for the disk: tell the runtime,
+                    // so other connections keep their worker threads meanwhile.
+                    if waits_for_fsync {
+                        blocking(apply)
+                    } else {
+                        apply()
+                    }
                 };
                 if let Some(r) = reads {
                     r.finish(&shared.store, db, !matches!(reply, Reply::Error(_)));
@@ -879,6 +858,52 @@ pub fn retry(
     } else {
         apply()
     }
+}
+
+/// How many times a read-only command runs without waiting before it is run with
+/// whatever reads it still needs done in place (a sorted set walking its chunks meets
+/// one cold chunk per run).
+const READ_AHEAD_RUNS: usize = 3;
+
+/// Runs read-only `cmd` without waiting for the device, reading what it deferred
+/// through `io` and running it again (see [`run_on`]).
+#[allow(clippy::too_many_arguments)]
+async fn read_ahead<T: crate::transport::Transport>(
+    shared: &Arc<Shared>,
+    spec: &'static Spec,
+    name: &Bytes,
+    rest: &[Bytes],
+    db: u8,
+    cmd: DataCmd<'_>,
+    mut reads: Option<&mut crate::origin::Reads>,
+    io: &mut T,
+) -> Reply {
+    let engine = &shared.store.engine;
+    let Run::Data(parse) = spec.run else {
+        return execute(shared, spec, rest, db, cmd, reads);
+    };
+    let mut lent = Vec::new();
+    let mut cmd = Some(cmd);
+    for run in 0..=READ_AHEAD_RUNS {
+        // Parsed again for each run: the parse is the argument check, and cheap.
+        let c = match cmd.take() {
+            Some(c) => c,
+            None => match parse(&mut Args::new(spec.name, rest).spelt_as(name)) {
+                Ok(c) => c,
+                Err(e) => return e.into(),
+            },
+        };
+        let nowait = run < READ_AHEAD_RUNS;
+        let (reply, deferred) = engine.run_ahead(std::mem::take(&mut lent), nowait, || {
+            execute(shared, spec, rest, db, c, reads.as_deref_mut())
+        });
+        if deferred.is_empty() {
+            return reply;
+        }
+        lent = io.read_records(deferred).await;
+    }
+    // Unreachable: the last run does not defer.
+    Reply::err("ERR the read could not complete")
 }
 
 /// Runs `f`, which may hold this thread for long (a script, a write waiting for the
