@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cold reads: `server.io: tokio` against `server.io: uring` when the records are not
+"""Cold reads: `server.io` `tokio` against `hybrid` and `uring` when the records are not
 in memory: a data set several times the hot tier, and the page cache of the data
 files dropped (posix_fadvise DONTNEED) before every measurement.
 
@@ -11,7 +11,7 @@ Usage: python3 bench/cold.py [--bin PATH] [--keys K] [--size BYTES] [-n REQUESTS
             run's reads find their page still cold)
   --rounds  interleaved rounds, best kept (default 3)
 
-Both caskades run with `fsync everysec` and the default hot tier (64 MiB), each on its
+The caskades run with `fsync everysec` and the default hot tier (64 MiB), each on its
 own data directory, prefilled once with the same keys. Each round runs
 `redis-benchmark -c 50 -t get` at -P 1 and -P 16 against each in turn (the order
 alternates), dropping that server's files from the page cache first. Redis (all in
@@ -58,7 +58,7 @@ def main():
         procs.append(subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         cli["redis"] = ["-p", str(port)]
-        for mode in ("tokio", "uring"):
+        for mode in ("tokio", "hybrid", "uring"):
             port, d = free_port(), os.path.join(work, mode)
             procs.append(subprocess.Popen(
                 [a.bin, "--port", str(port), "--admin-port", "0", "--dir", d, "--fsync", "everysec",

@@ -9,7 +9,7 @@ Usage: python3 bench/throughput.py [--bin PATH] [-n REQUESTS] [--rounds R] [--sv
   --only    workloads by index, comma-separated (0: -P 16 -d 100, 1: -P 1 -d 100,
             2: -P 16 -d 4096; default all)
   --extra   another caskade configuration to run beside, as flags in one string
-            (e.g. "--hot-bytes 0"), shown as its own column
+            (e.g. "--hot-bytes 0"), shown as its own columns; may be repeated
   --svg     write throughput.svg and latency.svg into this directory (matplotlib,
             installed with pip if missing)
 
@@ -118,8 +118,8 @@ class Servers:
                          "--appendfsync", "everysec", "--dir", d, "--unixsocket", sock,
                          "--unixsocketperm", "700"], port, sock)
         configs = [("caskade", [])]
-        if extra:
-            configs.append((f"caskade {extra}", extra.split()))
+        for e in extra:
+            configs.append((f"caskade {e}", e.split()))
         for i, (name, flags) in enumerate(configs):
             port, sock = free_port(), os.path.join(work, f"caskade{i}.sock")
             start(name, [binary, "--port", str(port), "--admin-port", "0", "--dir",
@@ -177,7 +177,7 @@ def main():
     ap.add_argument("-n", type=int, default=300_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="")
-    ap.add_argument("--extra", default="")
+    ap.add_argument("--extra", action="append", default=[])
     ap.add_argument("--svg", default="")
     a = ap.parse_args()
     workloads = [WORKLOADS[int(i)] for i in a.only.split(",")] if a.only else WORKLOADS

@@ -1,7 +1,8 @@
-//! `server.io: uring` end to end: clients over TCP (one `SO_REUSEPORT` listener per
-//! thread) and the Unix socket, pipelines and large values through completion-based
-//! reads, a blocked client woken from another thread, and records that are not in the
-//! page cache read with io_uring ahead of the command and checked like any read.
+//! `server.io: uring` and `hybrid` end to end: clients over TCP (for `uring`, one
+//! `SO_REUSEPORT` listener per thread) and the Unix socket, pipelines and large values
+//! (through completion-based reads, for `uring`), a blocked client woken from another
+//! thread, and records that are not in the page cache read with io_uring ahead of the
+//! command and checked like any read.
 
 mod common;
 
@@ -9,12 +10,12 @@ use common::{Server, info_u64, q};
 use std::io::{Read, Write};
 use std::path::Path;
 
-fn uring(extra: &[&str]) -> (Server, tempfile::TempDir, std::path::PathBuf) {
+fn uring(mode: &str, extra: &[&str]) -> (Server, tempfile::TempDir, std::path::PathBuf) {
     let sock_dir = tempfile::tempdir().expect("tempdir");
     let sock = sock_dir.path().join("caskade.sock");
     let mut args = vec![
         "--io",
-        "uring",
+        mode,
         "--threads",
         "2",
         "--unixsocket",
@@ -30,10 +31,29 @@ fn info_text(c: &mut redis::Connection) -> String {
 
 #[test]
 fn uring_serves_tcp_unix_pipelines_large_values_and_blocked_clients() {
-    let (s, _sock_dir, sock) = uring(&[]);
+    serves_tcp_unix_pipelines_large_values_and_blocked_clients("uring");
+}
+
+#[test]
+fn hybrid_serves_tcp_unix_pipelines_large_values_and_blocked_clients() {
+    serves_tcp_unix_pipelines_large_values_and_blocked_clients("hybrid");
+}
+
+#[test]
+fn uring_reads_cold_records_with_io_uring_and_checks_them() {
+    cold_records_are_read_with_io_uring_and_checked("uring");
+}
+
+#[test]
+fn hybrid_reads_cold_records_with_io_uring_and_checks_them() {
+    cold_records_are_read_with_io_uring_and_checked("hybrid");
+}
+
+fn serves_tcp_unix_pipelines_large_values_and_blocked_clients(mode: &str) {
+    let (s, _sock_dir, sock) = uring(mode, &[]);
     let mut c = s.client();
     let info = info_text(&mut c);
-    assert!(info.contains("io:uring"), "{info}");
+    assert!(info.contains(&format!("io:{mode}")), "{info}");
     assert!(info.contains("io_threads:2"), "{info}");
 
     // A pipeline of a thousand commands, answered in order.
@@ -100,9 +120,8 @@ fn drop_page_cache(dir: &Path) {
     }
 }
 
-#[test]
-fn cold_records_are_read_with_io_uring_and_checked() {
-    let (mut s, _sock_dir, _sock) = uring(&["--hot-bytes", "0"]);
+fn cold_records_are_read_with_io_uring_and_checked(mode: &str) {
+    let (mut s, _sock_dir, _sock) = uring(mode, &["--hot-bytes", "0"]);
     let mut c = s.client();
     let value = |i: usize| format!("{i:06}-{}", "v".repeat(1000));
     let mut p = redis::pipe();

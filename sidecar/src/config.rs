@@ -44,9 +44,10 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// `tokio` (readiness: epoll, and `pread` on the serving thread) or `uring`
-    /// (io_uring runtimes, one per thread, each with its own listener, and record reads
-    /// that would wait for the device submitted asynchronously).
+    /// `tokio` (epoll, and records read with `pread` on the serving thread), `hybrid`
+    /// (epoll, and records not in memory or the page cache read with io_uring on a
+    /// reader thread) or `uring` (io_uring runtimes, one per thread, each with its own
+    /// listener, reading records on the same ring).
     pub io: IoMode,
     /// Threads that serve clients; 0 = one per core.
     pub threads: u32,
@@ -57,10 +58,12 @@ pub struct ServerConfig {
 #[serde(rename_all = "lowercase")]
 pub enum IoMode {
     /// tokio's multi-threaded runtime.
-    #[default]
     Tokio,
-    /// tokio-uring runtimes; falls back to `tokio`, saying why, where the kernel
-    /// refuses io_uring.
+    /// tokio's runtime for the network, io_uring for record reads that would wait for
+    /// the device; falls back to `tokio`, saying why, where the kernel refuses io_uring.
+    #[default]
+    Hybrid,
+    /// tokio-uring runtimes for everything; falls back to `tokio` as `hybrid` does.
     Uring,
 }
 
@@ -69,6 +72,7 @@ impl IoMode {
     pub fn as_str(self) -> &'static str {
         match self {
             IoMode::Tokio => "tokio",
+            IoMode::Hybrid => "hybrid",
             IoMode::Uring => "uring",
         }
     }
@@ -79,8 +83,9 @@ impl std::str::FromStr for IoMode {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "tokio" => Ok(IoMode::Tokio),
+            "hybrid" => Ok(IoMode::Hybrid),
             "uring" => Ok(IoMode::Uring),
-            other => Err(format!("'{other}' is not one of tokio, uring")),
+            other => Err(format!("'{other}' is not one of tokio, hybrid, uring")),
         }
     }
 }

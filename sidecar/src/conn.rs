@@ -29,7 +29,8 @@ pub async fn serve<S>(shared: Arc<Shared>, stream: S, addr: String)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    serve_on(shared, Tokio(stream), addr).await;
+    let reader = shared.reader.get().cloned();
+    serve_on(shared, Tokio::with_reader(stream, reader), addr).await;
 }
 
 /// [`serve`] over any [`Transport`].

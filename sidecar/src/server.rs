@@ -24,14 +24,27 @@ pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result
         n => n as usize,
     };
     let mode = match cfg.server.io {
-        IoMode::Uring => match crate::uring::probe() {
-            Ok(()) => IoMode::Uring,
+        IoMode::Tokio => IoMode::Tokio,
+        wanted => match crate::uring::probe() {
+            Ok(()) => wanted,
             Err(reason) => {
-                tracing::warn!(%reason, "io_uring is refused here; serving with tokio");
+                tracing::warn!(%reason, io = wanted.as_str(), "io_uring is refused here; serving with tokio");
                 IoMode::Tokio
             }
         },
-        IoMode::Tokio => IoMode::Tokio,
+    };
+    let mode = match mode {
+        IoMode::Hybrid => match crate::uring::Reader::start(&shared) {
+            Ok(r) => {
+                let _ = shared.reader.set(r);
+                IoMode::Hybrid
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "cannot start the io_uring reader; serving with tokio");
+                IoMode::Tokio
+            }
+        },
+        other => other,
     };
     let _ = shared.serving.set((mode, threads));
     let unix = match &cfg.unixsocket {
@@ -50,7 +63,7 @@ pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result
         None => None,
     };
     let r = match mode {
-        IoMode::Tokio => serve_tokio(&shared, &cfg, unix, on_ready).await,
+        IoMode::Tokio | IoMode::Hybrid => serve_tokio(&shared, &cfg, unix, mode, on_ready).await,
         IoMode::Uring => serve_uring(&shared, &cfg, unix, threads, on_ready).await,
     };
     if let Some(path) = &cfg.unixsocket {
@@ -67,6 +80,7 @@ async fn serve_tokio(
     shared: &Arc<Shared>,
     cfg: &Config,
     unix: Option<std::os::unix::net::UnixListener>,
+    mode: IoMode,
     on_ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     let tcp = if cfg.port != 0 {
@@ -74,7 +88,7 @@ async fn serve_tokio(
         let l = listen_tcp(&addr, cfg.tcp_backlog)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        tracing::info!(addr = %l.local_addr()?, io = "tokio", "listening for RESP over TCP");
+        tracing::info!(addr = %l.local_addr()?, io = mode.as_str(), "listening for RESP over TCP");
         Some(l)
     } else {
         None

@@ -437,12 +437,12 @@ pub static SETTINGS: &[Setting] = &[
     },
     Setting {
         field: "server.io",
-        note: " (`tokio`: epoll; `uring`: io_uring runtimes, one per thread, falling back to `tokio` where refused)",
+        note: " (`tokio`: epoll, records read in place; `hybrid`: epoll, records not in the page cache read with io_uring; `uring`: io_uring runtimes, one per thread; the last two fall back to `tokio` where refused)",
         flag: Some("io"),
         env: Some("CASKADE_IO"),
         redis: None,
         live: false,
-        default_text: "tokio",
+        default_text: "hybrid",
         get: |c| c.server.io.as_str().to_string(),
         set: |c, v| {
             c.server.io = v.parse()?;

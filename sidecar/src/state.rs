@@ -168,6 +168,8 @@ pub struct Shared {
     pub shutdown: tokio::sync::Notify,
     /// How clients are served (after any fallback), and by how many threads.
     pub serving: std::sync::OnceLock<(crate::config::IoMode, usize)>,
+    /// The io_uring reader thread, in `hybrid` mode.
+    pub reader: std::sync::OnceLock<crate::uring::Reader>,
     /// INFO commandstats and errorstats.
     pub cmdstats: crate::cmdstats::CommandStats,
     /// Function libraries (kept in the data directory).
@@ -209,6 +211,7 @@ impl Shared {
             monitors: crate::monitor::Monitors::default(),
             shutdown: tokio::sync::Notify::new(),
             serving: std::sync::OnceLock::new(),
+            reader: std::sync::OnceLock::new(),
             cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::COMMANDS.len()),
             functions,
         }

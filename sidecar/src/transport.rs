@@ -32,23 +32,42 @@ pub trait Transport {
     fn read_records(&mut self, reads: Vec<RecordRead>) -> impl Future<Output = Vec<RecordRead>>;
 }
 
-/// A tokio stream (TCP, Unix, or an in-memory duplex in tests).
-pub struct Tokio<S>(pub S);
+/// A tokio stream (TCP, Unix, or an in-memory duplex in tests), with the io_uring
+/// reader thread when `server.io` is `hybrid`.
+pub struct Tokio<S> {
+    stream: S,
+    reader: Option<crate::uring::Reader>,
+}
+
+impl<S> Tokio<S> {
+    /// `stream`, whose commands' reads that would wait go to `reader` (or are done in
+    /// place without one).
+    pub fn with_reader(stream: S, reader: Option<crate::uring::Reader>) -> Self {
+        Tokio { stream, reader }
+    }
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Transport for Tokio<S> {
     async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        self.0.read_buf(buf).await
+        self.stream.read_buf(buf).await
     }
 
     async fn write_all(&mut self, out: &mut BytesMut) -> io::Result<()> {
-        self.0.write_all(out).await
+        self.stream.write_all(out).await
     }
 
     async fn shutdown(&mut self) {
-        let _ = self.0.shutdown().await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    fn reads_ahead(&self) -> bool {
+        self.reader.is_some()
     }
 
     async fn read_records(&mut self, reads: Vec<RecordRead>) -> Vec<RecordRead> {
-        reads
+        match &self.reader {
+            Some(r) => r.read(reads).await,
+            None => reads,
+        }
     }
 }

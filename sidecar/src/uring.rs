@@ -328,32 +328,104 @@ impl Transport for UringConn {
         true
     }
 
-    async fn read_records(&mut self, mut reads: Vec<RecordRead>) -> Vec<RecordRead> {
-        let mut tasks = Vec::new();
-        for (i, r) in reads.iter().enumerate() {
-            if r.is_ready() {
-                continue;
-            }
-            let Some(file) = files::get(r) else {
-                continue;
-            };
-            let (len, off) = (r.len(), r.offset());
-            let read = async move { file.read_exact_at(Vec::with_capacity(len), off).await };
-            tasks.push((i, tokio::task::spawn_local(read)));
+    async fn read_records(&mut self, reads: Vec<RecordRead>) -> Vec<RecordRead> {
+        read_here(reads, &self.shared).await
+    }
+}
+
+/// Reads `reads` that are not filled yet on this thread's ring, side by side. A failed
+/// read is left unfilled: the command then reads the record itself, meets the failure
+/// again and says so.
+async fn read_here(mut reads: Vec<RecordRead>, shared: &Shared) -> Vec<RecordRead> {
+    let mut tasks = Vec::new();
+    for (i, r) in reads.iter().enumerate() {
+        if r.is_ready() {
+            continue;
         }
-        for (i, task) in tasks {
-            // A failed read is left to the command, which meets it again and says so.
-            if let Ok((Ok(()), bytes)) = task.await
-                && let Some(r) = reads.get_mut(i)
-            {
-                r.fill(bytes);
-                self.shared
-                    .stats
-                    .uring_reads
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+        let Some(file) = files::get(r) else {
+            continue;
+        };
+        let (len, off) = (r.len(), r.offset());
+        let read = async move { file.read_exact_at(Vec::with_capacity(len), off).await };
+        tasks.push((i, tokio::task::spawn_local(read)));
+    }
+    for (i, task) in tasks {
+        if let Ok((Ok(()), bytes)) = task.await
+            && let Some(r) = reads.get_mut(i)
+        {
+            r.fill(bytes);
+            shared.stats.uring_reads.fetch_add(1, Ordering::Relaxed);
         }
-        reads
+    }
+    reads
+}
+
+/// The io_uring reader thread of `hybrid` mode: connections served by tokio's runtime
+/// hand it the records their commands would wait for, and await them filled. A clone
+/// is a handle to the same thread, which ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct Reader {
+    jobs: mpsc::UnboundedSender<(
+        Vec<RecordRead>,
+        tokio::sync::oneshot::Sender<Vec<RecordRead>>,
+    )>,
+}
+
+impl Reader {
+    /// Starts the thread (with its own ring).
+    pub fn start(shared: &Arc<Shared>) -> io::Result<Reader> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(
+            Vec<RecordRead>,
+            tokio::sync::oneshot::Sender<Vec<RecordRead>>,
+        )>();
+        // Weak: the thread must not keep the server's state alive after shutdown.
+        let shared = Arc::downgrade(shared);
+        let (started, up) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("caskade-reader".into())
+            .spawn(move || {
+                // The ring belongs to the thread that made it.
+                let rt = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+                    Ok(rt) => {
+                        let _ = started.send(Ok(()));
+                        rt
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let mut sweep = tokio::time::interval(Duration::from_secs(1));
+                    loop {
+                        tokio::select! {
+                            job = rx.recv() => {
+                                let Some((reads, done)) = job else { break };
+                                let Some(shared) = shared.upgrade() else { break };
+                                tokio::task::spawn_local(async move {
+                                    let _ = done.send(read_here(reads, &shared).await);
+                                });
+                            }
+                            _ = sweep.tick() => files::sweep(),
+                        }
+                    }
+                    files::clear();
+                });
+            })?;
+        up.recv()
+            .map_err(|_| io::Error::other("the reader thread ended at start"))??;
+        Ok(Reader { jobs: tx })
+    }
+
+    /// `reads`, filled where the reads succeeded.
+    pub async fn read(&self, reads: Vec<RecordRead>) -> Vec<RecordRead> {
+        let (done, filled) = tokio::sync::oneshot::channel();
+        // The job owns the reads; if the thread is gone they come back unfilled only
+        // through the command's own read of each, so none is lost either way.
+        if self.jobs.send((reads, done)).is_err() {
+            return Vec::new();
+        }
+        filled.await.unwrap_or_default()
     }
 }
 

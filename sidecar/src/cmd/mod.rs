@@ -714,7 +714,7 @@ pub async fn run(
     argv: &[Bytes],
     waits_for_fsync: bool,
 ) -> Reply {
-    let mut io = crate::transport::Tokio(tokio::io::empty());
+    let mut io = crate::transport::Tokio::with_reader(tokio::io::empty(), None);
     run_on(shared, session, argv, waits_for_fsync, &mut io).await
 }
 
