@@ -155,6 +155,27 @@ fn cold_records_are_read_with_io_uring_and_checked(mode: &str) {
     assert_eq!(mid, ["2500", "2501", "2502"]);
     let n: i64 = q(&mut c, &["HLEN", "h"]);
     assert_eq!(n, 5000);
+    // A pipeline of cold GETs (with a write in the middle that one of them reads)
+    // is answered in order, the later ones read side by side with the first.
+    drop_page_cache(s.data_dir());
+    let mut p = redis::pipe();
+    for i in 100..150 {
+        p.cmd("GET").arg(format!("key:{i}"));
+    }
+    p.cmd("SET").arg("key:160").arg("fresh").ignore();
+    for i in 150..200 {
+        p.cmd("GET").arg(format!("key:{i}"));
+    }
+    let got: Vec<String> = p.query(&mut c).expect("pipeline");
+    for (n, v) in got.iter().enumerate() {
+        let i = 100 + n;
+        let want = if i == 160 {
+            "fresh".to_string()
+        } else {
+            value(i)
+        };
+        assert_eq!(*v, want, "reply {n}");
+    }
     // MGET reads its keys' records side by side.
     drop_page_cache(s.data_dir());
     let keys: Vec<String> = (0..40).map(|i| format!("key:{i}")).collect();

@@ -183,31 +183,36 @@ pub(crate) fn deferring() -> bool {
 }
 
 impl Engine {
-    /// Runs `f` (a read-only command) with `lent` records lent to this thread, and, if
-    /// `nowait`, without waiting for the device: a record neither in memory nor in the
-    /// page cache reads as absent, and is returned among the deferred reads. A caller
-    /// that gets any back throws `f`'s answer away, reads them (asynchronously), and
-    /// runs `f` again with them lent. `f` must not write: its first answer may rest on
-    /// records it did not see.
+    /// Runs `f` (a read-only command) with the `lent` records at hand on this thread
+    /// (those it reads are taken out; the rest are left in `lent` for the commands
+    /// after it), and, if `nowait`, without waiting for the device: a record neither in
+    /// memory nor in the page cache reads as absent, and is returned among the deferred
+    /// reads. A caller that gets any back throws `f`'s answer away, reads them
+    /// (asynchronously), and runs `f` again with them lent. `f` must not write: its
+    /// first answer may rest on records it did not see.
     pub fn run_ahead<R>(
         &self,
-        lent: Vec<RecordRead>,
+        lent: &mut Vec<RecordRead>,
         nowait: bool,
         f: impl FnOnce() -> R,
     ) -> (R, Vec<RecordRead>) {
         if lent.is_empty() && !nowait {
             return (f(), Vec::new());
         }
+        lent.retain(RecordRead::is_ready);
         PASS.with(|p| {
             let mut p = p.borrow_mut();
             p.nowait = nowait;
-            p.lent.clear();
-            p.lent.extend(lent.into_iter().filter(RecordRead::is_ready));
+            std::mem::swap(&mut p.lent, lent);
             p.deferred.clear();
         });
         let guard = PassGuard;
         let r = f();
-        let deferred = PASS.with(|p| std::mem::take(&mut p.borrow_mut().deferred));
+        let deferred = PASS.with(|p| {
+            let mut p = p.borrow_mut();
+            std::mem::swap(&mut p.lent, lent);
+            std::mem::take(&mut p.deferred)
+        });
         drop(guard);
         (r, deferred)
     }
@@ -253,7 +258,7 @@ mod tests {
     fn a_cold_read_is_deferred_then_served_from_the_lent_bytes() {
         let (e, _fs) = cold_key(b"value");
         let before = e.stats();
-        let (first, deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        let (first, deferred) = e.run_ahead(&mut Vec::new(), true, || e.get(0, b"k"));
         assert_eq!(first.ok(), Some(None), "answers absent, to be thrown away");
         assert_eq!(deferred.len(), 1);
         let after = e.stats();
@@ -262,7 +267,7 @@ mod tests {
             (before.hits, before.misses),
             "a thrown-away answer counts nothing"
         );
-        let (second, more) = e.run_ahead(complete(deferred), true, || e.get(0, b"k"));
+        let (second, more) = e.run_ahead(&mut complete(deferred), true, || e.get(0, b"k"));
         assert!(more.is_empty());
         assert_eq!(second.expect("get").as_deref(), Some(&b"value"[..]));
         assert_eq!(e.stats().hits, before.hits + 1);
@@ -274,17 +279,17 @@ mod tests {
         e.put(0, b"k", b"buffered", None).expect("put");
         fs.set_cold(true);
         // Still in the write buffer: copied from memory.
-        let (got, deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        let (got, deferred) = e.run_ahead(&mut Vec::new(), true, || e.get(0, b"k"));
         assert_eq!(got.expect("get").as_deref(), Some(&b"buffered"[..]));
         assert!(deferred.is_empty());
         e.flush_writes().expect("flush");
         fs.set_cold(false);
-        let (got, deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        let (got, deferred) = e.run_ahead(&mut Vec::new(), true, || e.get(0, b"k"));
         assert_eq!(got.expect("get").as_deref(), Some(&b"buffered"[..]));
         assert!(deferred.is_empty());
         // Without `nowait`, a cold read is simply done.
         fs.set_cold(true);
-        let (got, deferred) = e.run_ahead(Vec::new(), false, || e.get(0, b"k"));
+        let (got, deferred) = e.run_ahead(&mut Vec::new(), false, || e.get(0, b"k"));
         assert_eq!(got.expect("get").as_deref(), Some(&b"buffered"[..]));
         assert!(deferred.is_empty());
     }
@@ -292,34 +297,57 @@ mod tests {
     #[test]
     fn lent_bytes_are_checked_used_once_and_only_for_the_current_record() {
         let (e, _fs) = cold_key(b"value");
-        let (_, deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        let (_, deferred) = e.run_ahead(&mut Vec::new(), true, || e.get(0, b"k"));
         let mut bad = complete(deferred);
         // Other bytes fail the CRC: the key reads as corrupt, as from the file.
         if let Some(d) = bad[0].data.as_mut() {
             d[0] ^= 1;
         }
-        let (got, _) = e.run_ahead(bad, false, || e.get(0, b"k"));
+        let (got, _) = e.run_ahead(&mut bad, false, || e.get(0, b"k"));
         assert_eq!(got.ok(), Some(None));
         assert_eq!(e.stats().corrupt_records, 1);
 
         e.put(0, b"k", b"old", None).expect("put");
         e.flush_writes().expect("flush");
-        let (_, deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
-        let old = complete(deferred);
+        let (_, deferred) = e.run_ahead(&mut Vec::new(), true, || e.get(0, b"k"));
+        let mut old = complete(deferred);
         // Replaced after it was deferred: the lent record is not the one the index
         // names now, so the command reads the new value.
         e.put(0, b"k", b"new", None).expect("put");
-        let (got, _) = e.run_ahead(old, false, || e.get(0, b"k"));
+        let (got, _) = e.run_ahead(&mut old, false, || e.get(0, b"k"));
         assert_eq!(got.expect("get").as_deref(), Some(&b"new"[..]));
+    }
+
+    #[test]
+    fn records_lent_and_not_read_stay_for_the_commands_after() {
+        let (e, fs) = engine();
+        e.put(0, b"a", b"1", None).expect("put");
+        e.put(0, b"b", b"2", None).expect("put");
+        e.flush_writes().expect("flush");
+        fs.set_cold(true);
+        // One pass finds both cold (as a probe of a batch does).
+        let (_, deferred) = e.run_ahead(&mut Vec::new(), true, || {
+            (e.get(0, b"a").ok(), e.get(0, b"b").ok())
+        });
+        assert_eq!(deferred.len(), 2);
+        let mut pool = complete(deferred);
+        let (a, more) = e.run_ahead(&mut pool, true, || e.get(0, b"a"));
+        assert!(more.is_empty());
+        assert_eq!(a.expect("get").as_deref(), Some(&b"1"[..]));
+        assert_eq!(pool.len(), 1, "b's record is kept for the next command");
+        let (b, more) = e.run_ahead(&mut pool, true, || e.get(0, b"b"));
+        assert!(more.is_empty());
+        assert_eq!(b.expect("get").as_deref(), Some(&b"2"[..]));
+        assert!(pool.is_empty());
     }
 
     #[test]
     fn a_short_fill_is_ignored() {
         let (e, _fs) = cold_key(b"value");
-        let (_, mut deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        let (_, mut deferred) = e.run_ahead(&mut Vec::new(), true, || e.get(0, b"k"));
         deferred[0].fill(vec![0u8; 3]);
         assert!(!deferred[0].is_ready());
-        let (got, _) = e.run_ahead(deferred, false, || e.get(0, b"k"));
+        let (got, _) = e.run_ahead(&mut deferred, false, || e.get(0, b"k"));
         assert_eq!(got.expect("get").as_deref(), Some(&b"value"[..]));
     }
 
@@ -338,7 +366,7 @@ mod tests {
             f.sync_all().expect("sync");
             let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
         }
-        let (first, mut deferred) = e.run_ahead(Vec::new(), true, || e.get(0, b"k"));
+        let (first, mut deferred) = e.run_ahead(&mut Vec::new(), true, || e.get(0, b"k"));
         if deferred.is_empty() {
             // A file system that cannot tell what is cached reads at once.
             assert_eq!(first.expect("get").as_deref(), Some(&b"on disk"[..]));
@@ -351,7 +379,7 @@ mod tests {
         let mut buf = vec![0u8; r.len()];
         file.read_exact_at(&mut buf, r.offset()).expect("read");
         r.fill(buf);
-        let (got, _) = e.run_ahead(deferred, true, || e.get(0, b"k"));
+        let (got, _) = e.run_ahead(&mut deferred, true, || e.get(0, b"k"));
         assert_eq!(got.expect("get").as_deref(), Some(&b"on disk"[..]));
     }
 }

@@ -52,6 +52,9 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
     let mut inbuf = BytesMut::new();
     let mut out = BytesMut::new();
     let mut writes = Vec::new();
+    // The batch's commands, and records read ahead for them (kept for their buffers).
+    let mut batch: Vec<Vec<bytes::Bytes>> = Vec::new();
+    let mut lent = Vec::new();
     let mut chunk = FIRST_CHUNK;
     let mut gauge = BufferGauge {
         total: &shared.stats.client_buffer_bytes,
@@ -108,60 +111,84 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
         }
         // Noted once per batch, before any of its writes (see `settle`).
         let mut generation = shared.store.engine.write_generation();
+        // Every complete command first: a command that reads ahead sees the rest of
+        // its batch (to read their records side by side).
+        let mut broken = None;
         loop {
             match parser.next(&mut inbuf) {
-                Ok(Some(args)) => {
-                    let mut earlier = std::mem::take(&mut session.wrote);
-                    let mut reply =
-                        cmd::run_on(&shared, &mut session, &args, waits_for_fsync, &mut stream)
-                            .await;
-                    if let Some(block) = session.block.take() {
-                        // The replies before it leave now; it answers once served.
-                        session.wrote |= earlier;
-                        earlier = false;
-                        settle(&shared, &mut session, &mut out, &mut writes, generation);
-                        if !out.is_empty() {
-                            if stream.write_all(&mut out).await.is_err() {
-                                break 'conn;
-                            }
-                            out.clear();
-                        }
-                        generation = shared.store.engine.write_generation();
-                        let wait = Wait {
-                            shared: &shared,
-                            block,
-                            waits_for_fsync,
-                            max_query,
-                        };
-                        match wait.run(&mut session, &mut stream, &mut inbuf).await {
-                            Some(r) => reply = r,
-                            None => break 'conn,
-                        }
-                    }
-                    let start = out.len();
-                    reply.encode(&mut out, session.resp3);
-                    if session.wrote && !matches!(reply, Reply::Error(_)) {
-                        writes.push(Acked {
-                            span: start..out.len(),
-                            resp3: session.resp3,
-                        });
-                    }
-                    session.wrote |= earlier;
-                    if session.quit {
-                        settle(&shared, &mut session, &mut out, &mut writes, generation);
-                        let _ = stream.write_all(&mut out).await;
-                        break 'conn;
-                    }
-                }
+                Ok(Some(args)) => batch.push(args),
                 Ok(None) => break,
                 Err(e) => {
-                    Reply::err(format!("ERR {}", e.0)).encode(&mut out, session.resp3);
-                    settle(&shared, &mut session, &mut out, &mut writes, generation);
-                    let _ = stream.write_all(&mut out).await;
-                    tracing::debug!(client = id, error = %e, "protocol error; closing");
-                    break 'conn;
+                    broken = Some(e);
+                    break;
                 }
             }
+        }
+        for i in 0..batch.len() {
+            let (Some(args), Some(upcoming)) = (batch.get(i), batch.get(i + 1..)) else {
+                break;
+            };
+            let mut ahead = cmd::ReadAhead {
+                lent: std::mem::take(&mut lent),
+                upcoming,
+            };
+            let mut earlier = std::mem::take(&mut session.wrote);
+            let mut reply = cmd::run_on(
+                &shared,
+                &mut session,
+                args,
+                waits_for_fsync,
+                &mut stream,
+                &mut ahead,
+            )
+            .await;
+            lent = ahead.lent;
+            if let Some(block) = session.block.take() {
+                // The replies before it leave now; it answers once served.
+                session.wrote |= earlier;
+                earlier = false;
+                settle(&shared, &mut session, &mut out, &mut writes, generation);
+                if !out.is_empty() {
+                    if stream.write_all(&mut out).await.is_err() {
+                        break 'conn;
+                    }
+                    out.clear();
+                }
+                generation = shared.store.engine.write_generation();
+                let wait = Wait {
+                    shared: &shared,
+                    block,
+                    waits_for_fsync,
+                    max_query,
+                };
+                match wait.run(&mut session, &mut stream, &mut inbuf).await {
+                    Some(r) => reply = r,
+                    None => break 'conn,
+                }
+            }
+            let start = out.len();
+            reply.encode(&mut out, session.resp3);
+            if session.wrote && !matches!(reply, Reply::Error(_)) {
+                writes.push(Acked {
+                    span: start..out.len(),
+                    resp3: session.resp3,
+                });
+            }
+            session.wrote |= earlier;
+            if session.quit {
+                settle(&shared, &mut session, &mut out, &mut writes, generation);
+                let _ = stream.write_all(&mut out).await;
+                break 'conn;
+            }
+        }
+        batch.clear();
+        lent.clear();
+        if let Some(e) = broken {
+            Reply::err(format!("ERR {}", e.0)).encode(&mut out, session.resp3);
+            settle(&shared, &mut session, &mut out, &mut writes, generation);
+            let _ = stream.write_all(&mut out).await;
+            tracing::debug!(client = id, error = %e, "protocol error; closing");
+            break 'conn;
         }
         if inbuf.len() + parser.pending_bytes() > max_query {
             Reply::err("ERR query buffer limit exceeded; closing the connection")

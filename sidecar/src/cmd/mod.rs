@@ -715,19 +715,33 @@ pub async fn run(
     waits_for_fsync: bool,
 ) -> Reply {
     let mut io = crate::transport::Tokio::with_reader(tokio::io::empty(), None);
-    run_on(shared, session, argv, waits_for_fsync, &mut io).await
+    let mut ahead = ReadAhead::default();
+    run_on(shared, session, argv, waits_for_fsync, &mut io, &mut ahead).await
+}
+
+/// What a connection that reads ahead keeps across one pipelined batch: records read
+/// for its commands and not used yet, and the commands still to run after this one.
+#[derive(Default)]
+pub struct ReadAhead<'b> {
+    /// Read, checked when used, used at most once.
+    pub lent: Vec<caskade_engine::RecordRead>,
+    /// The rest of the batch, probed for records when one of its commands meets a
+    /// cold one (so the batch's reads go to the device side by side).
+    pub upcoming: &'b [Vec<Bytes>],
 }
 
 /// [`run`] for a connection over `io`. Where `io` reads ahead (io_uring), a read-only
 /// command runs first without waiting for the device; if it met records that were
 /// neither in memory nor in the page cache, its answer is thrown away, `io` reads
-/// them, and it runs again with them at hand.
+/// them (and those the rest of the batch will need), and it runs again with them at
+/// hand.
 pub async fn run_on<T: crate::transport::Transport>(
     shared: &Arc<Shared>,
     session: &mut Session,
     argv: &[Bytes],
     waits_for_fsync: bool,
     io: &mut T,
+    ahead: &mut ReadAhead<'_>,
 ) -> Reply {
     let Some(name) = argv.first() else {
         return Reply::OK;
@@ -787,7 +801,13 @@ pub async fn run_on<T: crate::transport::Transport>(
                     _ => None,
                 };
                 let reply = if io.reads_ahead() && !spec.is_write() {
-                    read_ahead(shared, spec, &argv[0], rest, db, cmd, reads.as_mut(), io).await
+                    let run = Planned {
+                        spec,
+                        name: &argv[0],
+                        rest,
+                        db,
+                    };
+                    read_ahead(shared, run, cmd, reads.as_mut(), io, ahead).await
                 } else {
                     let apply = || execute(shared, spec, rest, db, cmd, reads.as_mut());
                     // Under fsync always a write waits for the disk: tell the runtime,
@@ -865,45 +885,104 @@ pub fn retry(
 /// one cold chunk per run).
 const READ_AHEAD_RUNS: usize = 3;
 
+/// A parsed command's place in the table, its arguments and database.
+#[derive(Clone, Copy)]
+struct Planned<'a> {
+    spec: &'static Spec,
+    name: &'a Bytes,
+    rest: &'a [Bytes],
+    db: u8,
+}
+
+impl<'a> Planned<'a> {
+    /// Parses the arguments again (the parse is the argument check, and cheap).
+    fn parse(&self) -> Result<DataCmd<'a>, Reply> {
+        let Run::Data(parse) = self.spec.run else {
+            return Err(Reply::err("ERR not a data command"));
+        };
+        parse(&mut Args::new(self.spec.name, self.rest).spelt_as(self.name)).map_err(Reply::from)
+    }
+}
+
+/// The most commands after a cold one probed for the records they will need.
+const PROBE_AHEAD: usize = 64;
+
 /// Runs read-only `cmd` without waiting for the device, reading what it deferred
 /// through `io` and running it again (see [`run_on`]).
-#[allow(clippy::too_many_arguments)]
 async fn read_ahead<T: crate::transport::Transport>(
     shared: &Arc<Shared>,
-    spec: &'static Spec,
-    name: &Bytes,
-    rest: &[Bytes],
-    db: u8,
+    run: Planned<'_>,
     cmd: DataCmd<'_>,
     mut reads: Option<&mut crate::origin::Reads>,
     io: &mut T,
+    ahead: &mut ReadAhead<'_>,
 ) -> Reply {
     let engine = &shared.store.engine;
-    let Run::Data(parse) = spec.run else {
-        return execute(shared, spec, rest, db, cmd, reads);
-    };
-    let mut lent = Vec::new();
     let mut cmd = Some(cmd);
-    for run in 0..=READ_AHEAD_RUNS {
-        // Parsed again for each run: the parse is the argument check, and cheap.
+    for attempt in 0..=READ_AHEAD_RUNS {
         let c = match cmd.take() {
             Some(c) => c,
-            None => match parse(&mut Args::new(spec.name, rest).spelt_as(name)) {
+            None => match run.parse() {
                 Ok(c) => c,
-                Err(e) => return e.into(),
+                Err(e) => return e,
             },
         };
-        let nowait = run < READ_AHEAD_RUNS;
-        let (reply, deferred) = engine.run_ahead(std::mem::take(&mut lent), nowait, || {
-            execute(shared, spec, rest, db, c, reads.as_deref_mut())
+        let nowait = attempt < READ_AHEAD_RUNS;
+        let (reply, mut deferred) = engine.run_ahead(&mut ahead.lent, nowait, || {
+            execute(shared, run.spec, run.rest, run.db, c, reads.as_deref_mut())
         });
         if deferred.is_empty() {
             return reply;
         }
-        lent = io.read_records(deferred).await;
+        if attempt == 0 {
+            deferred.extend(probe(shared, run.db, std::mem::take(&mut ahead.upcoming)));
+        }
+        ahead.lent.extend(io.read_records(deferred).await);
     }
     // Unreachable: the last run does not defer.
     Reply::err("ERR the read could not complete")
+}
+
+/// The records that the read-only data commands at the head of `upcoming` (up to the
+/// first other command) will need and would wait for: each runs without waiting, its
+/// answer thrown away. A guess (a SELECT or a write may come between), so a record
+/// read for nothing is simply not used.
+fn probe(shared: &Arc<Shared>, db: u8, upcoming: &[Vec<Bytes>]) -> Vec<caskade_engine::RecordRead> {
+    let engine = &shared.store.engine;
+    let mut found = Vec::new();
+    let mut none = Vec::new();
+    for argv in upcoming.iter().take(PROBE_AHEAD) {
+        let Some((name, rest)) = argv.split_first() else {
+            break;
+        };
+        let Some((_, spec)) = lookup_indexed(name) else {
+            break;
+        };
+        if spec.is_write() || spec.check_args(argv).is_err() {
+            break;
+        }
+        let routed = shared
+            .read_through
+            .as_ref()
+            .is_some_and(|rt| spec.through && rt.routes_any(spec.key_args(rest)));
+        if routed {
+            break;
+        }
+        let run = Planned {
+            spec,
+            name,
+            rest,
+            db,
+        };
+        let Ok(cmd) = run.parse() else {
+            break;
+        };
+        let (_, deferred) = engine.run_ahead(&mut none, true, || {
+            execute(shared, spec, rest, db, cmd, None)
+        });
+        found.extend(deferred);
+    }
+    found
 }
 
 /// Runs `f`, which may hold this thread for long (a script, a write waiting for the
