@@ -341,6 +341,89 @@ mod tests {
         assert!(pool.is_empty());
     }
 
+    /// Writers replace, delete and re-expire keys (and compaction moves them) while
+    /// readers defer, read and lend their records: a lent record is never served once
+    /// a later write was acknowledged.
+    #[test]
+    fn lent_records_never_serve_a_value_an_acknowledged_write_replaced() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        const KEYS: usize = 8;
+        let fs = FaultStorage::new();
+        let mut o = Options::new("/data");
+        o.storage = Arc::new(fs.clone());
+        o.segment_bytes = 64 << 10;
+        o.compaction_garbage_ratio = 0.3;
+        o.hot_bytes = 0;
+        let e = Arc::new(Engine::open(o).expect("open"));
+        fs.set_cold(true);
+        let acked: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(0)).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers: Vec<_> = (0..KEYS)
+            .map(|k| {
+                let (e, acked) = (e.clone(), acked.clone());
+                std::thread::spawn(move || {
+                    let key = format!("k{k}");
+                    for op in 1..=800u64 {
+                        if op % 10 == 3 {
+                            e.delete(0, key.as_bytes()).expect("delete");
+                        } else {
+                            e.put(0, key.as_bytes(), &op.to_le_bytes(), None)
+                                .expect("put");
+                        }
+                        // Handed to the file: a later read may be deferred.
+                        e.flush_writes().expect("flush");
+                        acked[k].store(op, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (e, acked, stop) = (e.clone(), acked.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let (mut reads, mut lent_reads) = (0u64, 0u64);
+                    while !stop.load(Ordering::Relaxed) || reads < 100 {
+                        for k in 0..KEYS {
+                            let key = format!("k{k}");
+                            let floor = acked[k].load(Ordering::SeqCst);
+                            let (got, deferred) =
+                                e.run_ahead(&mut Vec::new(), true, || e.get(0, key.as_bytes()));
+                            let got = if deferred.is_empty() {
+                                got
+                            } else {
+                                let mut lent = complete(deferred);
+                                // Let writers replace the record meanwhile.
+                                std::thread::yield_now();
+                                lent_reads += 1;
+                                e.run_ahead(&mut lent, false, || e.get(0, key.as_bytes())).0
+                            };
+                            if let Some(v) = got.expect("get") {
+                                let op = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+                                assert!(
+                                    op >= floor,
+                                    "k{k}: read op {op} after op {floor} was acknowledged"
+                                );
+                            }
+                            reads += 1;
+                        }
+                    }
+                    (reads, lent_reads)
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            let (reads, lent) = r.join().expect("reader");
+            assert!(
+                reads > 0 && lent > 0,
+                "{reads} reads, {lent} through lent records"
+            );
+        }
+    }
+
     #[test]
     fn a_short_fill_is_ignored() {
         let (e, _fs) = cold_key(b"value");
