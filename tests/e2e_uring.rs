@@ -183,6 +183,13 @@ fn cold_records_are_read_with_io_uring_and_checked(mode: &str) {
     assert!(got.iter().enumerate().all(|(i, v)| *v == value(i)));
     let reads = info_u64(&mut c, &["caskade"], "uring_reads");
     assert!(reads > 0, "no record was read with io_uring");
+    let (status, metrics) = s.admin_get("/metrics");
+    assert_eq!(status, 200);
+    let exported = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("caskade_uring_reads_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(exported.is_some_and(|n| n > 0), "{metrics}");
 
     // A record damaged on disk is caught by the same check as a synchronous read.
     assert!(s.stop().success(), "clean stop");

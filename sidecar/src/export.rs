@@ -38,6 +38,9 @@ pub fn export(s: &Shared) {
     counter!("caskade_hot_admissions_total").absolute(hot.admissions);
     counter!("caskade_hot_rejections_total").absolute(hot.rejections);
     counter!("caskade_hot_evictions_total").absolute(hot.evictions);
+    // Records read with io_uring because they were in neither the hot tier nor the
+    // page cache (server.io hybrid or uring).
+    counter!("caskade_uring_reads_total").absolute(s.stats.uring_reads.load(Ordering::Relaxed));
     if let Some(p) = &s.plugins {
         plugin_counters(
             vec![Label::new("plugin", "compaction_filter")],
