@@ -27,8 +27,8 @@ pub trait Transport {
         false
     }
 
-    /// Completes the reads the engine located for a command's keys (see
-    /// `caskade_engine::Engine::prefetch`), returning them filled where it could.
+    /// Does the reads a command deferred because they would wait for the device (see
+    /// `caskade_engine::Engine::run_ahead`), returning them filled where it could.
     fn read_records(&mut self, reads: Vec<RecordRead>) -> impl Future<Output = Vec<RecordRead>>;
 }
 

@@ -1,8 +1,9 @@
-//! The io_uring server (`server.io: uring`): one tokio-uring runtime per thread, each
-//! accepting on its own `SO_REUSEPORT` TCP listener (and on a share of the Unix
-//! socket), serving its connections with completion-based reads and writes, and
-//! reading a command's records that are neither in memory nor in the page cache with
-//! io_uring before the command runs, so a device read never holds the thread.
+//! io_uring: the server of `server.io: uring` (one tokio-uring runtime per thread,
+//! each accepting on its own `SO_REUSEPORT` TCP listener and on a share of the Unix
+//! socket, serving its connections with completion-based reads and writes), and the
+//! reader thread of `hybrid`. Both read the records a command deferred (neither in
+//! memory nor in the page cache) on a ring, so a device read never holds a thread
+//! that serves clients.
 
 use crate::conn;
 use crate::state::Shared;
