@@ -2,7 +2,9 @@
 //! `SO_REUSEPORT` listener per thread) and the Unix socket, pipelines and large values
 //! (through completion-based reads, for `uring`), a blocked client woken from another
 //! thread, and records that are not in the page cache read with io_uring ahead of the
-//! command and checked like any read.
+//! command and checked like any read; a kernel that refuses io_uring gets `tokio`.
+// The refusal is made with a seccomp filter installed between fork and exec.
+#![allow(unsafe_code)]
 
 mod common;
 
@@ -218,4 +220,122 @@ fn cold_records_are_read_with_io_uring_and_checked(mode: &str) {
     assert_eq!(info_u64(&mut c, &["caskade"], "engine_corrupt_records"), 1);
     let v: String = q(&mut c, &["GET", "key:1235"]);
     assert_eq!(v, value(1235));
+}
+
+/// Starts caskade with `io_uring_setup` refused by a seccomp filter (as Docker's and
+/// containerd's default profiles refuse it): it must serve with tokio and say why.
+#[test]
+fn a_kernel_that_refuses_io_uring_gets_tokio_and_the_reason() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("caskade.sock");
+    let filter = refuse_io_uring_setup();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_caskade"));
+    cmd.args([
+        "--io",
+        "hybrid",
+        "--port",
+        "0",
+        "--admin-port",
+        "0",
+        "--dir",
+    ])
+    .arg(dir.path().join("data"))
+    .arg("--unixsocket")
+    .arg(&sock)
+    .env("CASKADE_LOG", "warn")
+    .env("NO_COLOR", "1")
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    // SAFETY: between fork and exec the closure makes only two prctl system calls
+    // (async-signal-safe) on a filter built before the fork; it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || filter.install());
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let ready = stdout
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("caskade ready"));
+    assert!(ready, "caskade did not start");
+    let mut c = redis::Client::open(format!("redis+unix://{}", sock.display()))
+        .expect("client")
+        .get_connection()
+        .expect("connect");
+    let () = q(&mut c, &["SET", "k", "v"]);
+    let info = info_text(&mut c);
+    assert!(info.contains("io:tokio"), "{info}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut log = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut log);
+    assert!(
+        log.contains("io_uring is refused here; serving with tokio")
+            && log.contains("Operation not permitted"),
+        "{log}"
+    );
+}
+
+/// A classic BPF seccomp filter: `io_uring_setup` (425 on every architecture) fails
+/// with EPERM, every other system call is allowed.
+struct RefuseIoUring {
+    prog: Vec<libc::sock_filter>,
+}
+
+fn refuse_io_uring_setup() -> RefuseIoUring {
+    const IO_URING_SETUP: u32 = 425;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    RefuseIoUring {
+        prog: vec![
+            // The system call's number (offset 0 of struct seccomp_data).
+            stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0),
+            jeq(IO_URING_SETUP, 0, 1),
+            stmt(
+                libc::BPF_RET | libc::BPF_K,
+                libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            ),
+            stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+        ],
+    }
+}
+
+impl RefuseIoUring {
+    fn install(&self) -> std::io::Result<()> {
+        let prog = libc::sock_fprog {
+            len: self.prog.len() as u16,
+            filter: self.prog.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integers. PR_SET_SECCOMP reads the
+        // program through `prog`, which points at `self.prog`, alive for the call.
+        let ok = unsafe {
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                && libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) == 0
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
 }
