@@ -91,7 +91,8 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
         }
         match got {
             Some(Ok(0)) | Some(Err(_)) => break,
-            Some(Ok(n)) if n == offered => chunk = (chunk * 2).min(READ_CHUNK),
+            // A full read (an io_uring read may bring more than was offered).
+            Some(Ok(n)) if n >= offered => chunk = (chunk * 2).min(READ_CHUNK),
             Some(Ok(_)) => {}
             None => {
                 // Woken, or a MONITOR line to pass on (with any others queued).
