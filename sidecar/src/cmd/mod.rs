@@ -943,9 +943,9 @@ async fn read_ahead<T: crate::transport::Transport>(
     Reply::err("ERR the read could not complete")
 }
 
-/// The records that the read-only data commands at the head of `upcoming` (up to the
-/// first other command) will need and would wait for: each runs without waiting, its
-/// answer thrown away. A guess (a SELECT or a write may come between), so a record
+/// The records that the read-only data commands naming keys at the head of `upcoming`
+/// (up to the first other command) will need and would wait for: each runs without
+/// waiting, its answer thrown away. A guess (a SELECT or a write may come between), so a record
 /// read for nothing is simply not used.
 fn probe(shared: &Arc<Shared>, db: u8, upcoming: &[Vec<Bytes>]) -> Vec<caskade_engine::RecordRead> {
     let engine = &shared.store.engine;
@@ -958,7 +958,9 @@ fn probe(shared: &Arc<Shared>, db: u8, upcoming: &[Vec<Bytes>]) -> Vec<caskade_e
         let Some((_, spec)) = lookup_indexed(name) else {
             break;
         };
-        if spec.is_write() || spec.check_args(argv).is_err() {
+        // Keyless reads (KEYS, SCAN, DBSIZE ...) would run twice for no record.
+        if spec.is_write() || spec.check_args(argv).is_err() || spec.key_args(rest).next().is_none()
+        {
             break;
         }
         let routed = shared
