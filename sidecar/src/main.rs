@@ -119,8 +119,9 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     logging::init(&cfg.log)?;
     let names: Vec<&'static str> = cmd::COMMANDS.iter().map(|c| c.name).collect();
     let metrics = Arc::new(metrics::Metrics::install(&names)?);
+    let io = server::io_mode(cfg.server.io);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if cfg.server.io == config::IoMode::Uring && uring::probe().is_ok() {
+    if io == config::IoMode::Uring {
         // Clients are served by the io_uring threads; this runtime keeps the admin
         // port, timers and plugin upkeep.
         builder.worker_threads(1);
@@ -201,7 +202,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         if let Some(p) = plugins {
             tokio::spawn(p.watch(store, read_through));
         }
-        server::run(shared, || {
+        server::run(shared, io, || {
             admin
                 .ready
                 .store(true, std::sync::atomic::Ordering::Release)

@@ -15,23 +15,29 @@ use tokio::task::JoinSet;
 /// How long shutdown waits for connections to finish their current batch.
 pub(crate) const DRAIN: Duration = Duration::from_secs(5);
 
-/// Runs until a shutdown signal, then drains and closes. `on_ready` runs once the
-/// listeners are bound.
-pub async fn run(shared: Arc<Shared>, on_ready: impl FnOnce()) -> anyhow::Result<()> {
+/// The mode `wanted` can have here: `tokio` where the kernel refuses io_uring (the
+/// reason is logged). Decided once, before the runtime is built (`uring` needs fewer
+/// of its threads).
+pub fn io_mode(wanted: IoMode) -> IoMode {
+    if wanted == IoMode::Tokio {
+        return wanted;
+    }
+    match crate::uring::probe() {
+        Ok(()) => wanted,
+        Err(reason) => {
+            tracing::warn!(%reason, io = wanted.as_str(), "io_uring is refused here; serving with tokio");
+            IoMode::Tokio
+        }
+    }
+}
+
+/// Runs until a shutdown signal, then drains and closes. `mode` comes from
+/// [`io_mode`]; `on_ready` runs once the listeners are bound.
+pub async fn run(shared: Arc<Shared>, mode: IoMode, on_ready: impl FnOnce()) -> anyhow::Result<()> {
     let cfg = shared.config.lock().clone();
     let threads = match cfg.server.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n as usize,
-    };
-    let mode = match cfg.server.io {
-        IoMode::Tokio => IoMode::Tokio,
-        wanted => match crate::uring::probe() {
-            Ok(()) => wanted,
-            Err(reason) => {
-                tracing::warn!(%reason, io = wanted.as_str(), "io_uring is refused here; serving with tokio");
-                IoMode::Tokio
-            }
-        },
     };
     let mode = match mode {
         IoMode::Hybrid => match crate::uring::Reader::start(&shared) {
@@ -85,8 +91,14 @@ async fn serve_tokio(
 ) -> anyhow::Result<()> {
     let tcp = if cfg.port != 0 {
         let addr = format!("{}:{}", cfg.bind, cfg.port);
-        let l = listen_tcp(&addr, cfg.tcp_backlog)
-            .await
+        let l = bind_tcp(&addr, cfg.tcp_backlog, 1)
+            .and_then(|mut group| {
+                let l = group
+                    .pop()
+                    .ok_or_else(|| std::io::Error::other("no listener"))?;
+                l.set_nonblocking(true)?;
+                TcpListener::from_std(l)
+            })
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         tracing::info!(addr = %l.local_addr()?, io = mode.as_str(), "listening for RESP over TCP");
         Some(l)
@@ -144,7 +156,7 @@ async fn serve_uring(
 ) -> anyhow::Result<()> {
     let tcp = if cfg.port != 0 {
         let addr = format!("{}:{}", cfg.bind, cfg.port);
-        let group = crate::uring::bind_tcp(&addr, cfg.tcp_backlog, threads)
+        let group = bind_tcp(&addr, cfg.tcp_backlog, threads)
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         if let Some(l) = group.first() {
             tracing::info!(addr = %l.local_addr()?, io = "uring", threads, "listening for RESP over TCP");
@@ -198,23 +210,59 @@ pub(crate) fn seat(shared: &Shared) -> Option<crate::state::Seat> {
     seat
 }
 
-/// Binds `addr` (a name or an address) with a listen queue of `backlog`, as Redis'
-/// `tcp-backlog` does (the standard library's bind always asks for 128).
-async fn listen_tcp(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
+/// Binds `addr` (a name or an address; the first of its addresses that binds) with a
+/// listen queue of `backlog`, as Redis' `tcp-backlog` does (the standard library's
+/// bind always asks for 128). One listener, or `count` of them on the same address with
+/// `SO_REUSEPORT` (the kernel spreads connections over them, one per io_uring thread);
+/// either way an address another socket already holds is refused, even one that
+/// allows reuse (a second caskade on the same port would otherwise share the
+/// connections silently).
+pub(crate) fn bind_tcp(
+    addr: &str,
+    backlog: u32,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use std::net::ToSocketAddrs;
     let mut last = None;
-    for a in tokio::net::lookup_host(addr).await? {
-        let socket = if a.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
-            Ok(l) => return Ok(l),
+    for a in addr.to_socket_addrs()? {
+        match bind_group(a, backlog, count) {
+            Ok(group) => return Ok(group),
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("the address resolves to nothing")))
+}
+
+fn bind_group(
+    a: std::net::SocketAddr,
+    backlog: u32,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = |reuse_port: bool| -> std::io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(a), Type::STREAM, Some(Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(reuse_port)?;
+        Ok(s)
+    };
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    // The first binds without SO_REUSEPORT: it fails if anyone holds the address.
+    let first = socket(false)?;
+    first.bind(&a.into())?;
+    if count <= 1 {
+        first.listen(backlog)?;
+        return Ok(vec![first.into()]);
+    }
+    let bound = first.local_addr()?;
+    drop(first);
+    let mut group = Vec::with_capacity(count);
+    for _ in 0..count {
+        let s = socket(true)?;
+        s.bind(&bound)?;
+        s.listen(backlog)?;
+        group.push(s.into());
+    }
+    Ok(group)
 }
 
 fn spawn<S>(shared: &Arc<Shared>, conns: &mut JoinSet<()>, mut stream: S, addr: String)

@@ -14,7 +14,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -30,53 +29,6 @@ pub fn probe() -> Result<(), String> {
     io_uring::IoUring::new(8)
         .map(drop)
         .map_err(|e| e.to_string())
-}
-
-/// One TCP listener per serving thread, all on the same address with `SO_REUSEPORT`
-/// (the kernel spreads connections over them). Refuses an address another socket
-/// already holds, even one that allows reuse (a second caskade on the same port
-/// would otherwise share the connections silently).
-pub fn bind_tcp(
-    addr: &str,
-    backlog: u32,
-    threads: usize,
-) -> io::Result<Vec<std::net::TcpListener>> {
-    use std::net::ToSocketAddrs;
-    let mut last = None;
-    for a in addr.to_socket_addrs()? {
-        match bind_group(a, backlog, threads) {
-            Ok(group) => return Ok(group),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::other("the address resolves to nothing")))
-}
-
-fn bind_group(
-    a: SocketAddr,
-    backlog: u32,
-    threads: usize,
-) -> io::Result<Vec<std::net::TcpListener>> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = |reuse_port: bool| -> io::Result<Socket> {
-        let s = Socket::new(Domain::for_address(a), Type::STREAM, Some(Protocol::TCP))?;
-        s.set_reuse_address(true)?;
-        s.set_reuse_port(reuse_port)?;
-        Ok(s)
-    };
-    // The first binds without SO_REUSEPORT: it fails if anyone holds the address.
-    let first = socket(false)?;
-    first.bind(&a.into())?;
-    let bound = first.local_addr()?;
-    drop(first);
-    let mut group = Vec::with_capacity(threads);
-    for _ in 0..threads {
-        let s = socket(true)?;
-        s.bind(&bound)?;
-        s.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-        group.push(s.into());
-    }
-    Ok(group)
 }
 
 /// The serving threads, until told to stop.

@@ -919,7 +919,8 @@ async fn read_ahead<T: crate::transport::Transport>(
 ) -> Reply {
     let engine = &shared.store.engine;
     let mut cmd = Some(cmd);
-    for attempt in 0..=READ_AHEAD_RUNS {
+    let mut attempt = 0;
+    loop {
         let c = match cmd.take() {
             Some(c) => c,
             None => match run.parse() {
@@ -927,6 +928,7 @@ async fn read_ahead<T: crate::transport::Transport>(
                 Err(e) => return e,
             },
         };
+        // The last run reads what it still needs in place, so it defers nothing.
         let nowait = attempt < READ_AHEAD_RUNS;
         let (reply, mut deferred) = engine.run_ahead(&mut ahead.lent, nowait, || {
             execute(shared, run.spec, run.rest, run.db, c, reads.as_deref_mut())
@@ -938,9 +940,8 @@ async fn read_ahead<T: crate::transport::Transport>(
             deferred.extend(probe(shared, run.db, std::mem::take(&mut ahead.upcoming)));
         }
         ahead.lent.extend(io.read_records(deferred).await);
+        attempt += 1;
     }
-    // Unreachable: the last run does not defer.
-    Reply::err("ERR the read could not complete")
 }
 
 /// The records that the read-only data commands naming keys at the head of `upcoming`
