@@ -117,7 +117,19 @@ impl Engine {
         let exp = root.expire_at_ms.unwrap_or(0);
         // (chunk id, offset in `buf`, length, written or removed)
         let mut parts: Vec<(u64, usize, usize, bool)> = Vec::with_capacity(change.chunks.len());
-        let mut buf = Vec::new();
+        // Each record: its header, key and value (a chunk's key is its root's and a
+        // few bytes more), so the run is built without growing.
+        let per_record = record::HEADER_LEN + key.len() + CHUNK_KEY_EXTRA + meta.len();
+        let mut buf = Vec::with_capacity(
+            (change.chunks.len() + 1) * per_record
+                + root.value.len()
+                + change
+                    .chunks
+                    .iter()
+                    .filter_map(|c| c.value)
+                    .map(<[u8]>::len)
+                    .sum::<usize>(),
+        );
         if !change.chunks.is_empty() {
             let Some(family) = root.family else {
                 return Err(Error::BadChange("chunks written without a family"));

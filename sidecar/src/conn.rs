@@ -125,6 +125,9 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
                 }
             }
         }
+        // A key stripe the last command left held for the next (same stripe); let go
+        // before anything here that can wait.
+        let mut kept = None;
         for i in 0..batch.len() {
             let (Some(args), Some(upcoming)) = (batch.get(i), batch.get(i + 1..)) else {
                 break;
@@ -132,6 +135,7 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
             let mut ahead = cmd::ReadAhead {
                 lent: std::mem::take(&mut lent),
                 upcoming,
+                kept: kept.take(),
             };
             let mut earlier = std::mem::take(&mut session.wrote);
             let mut reply = cmd::run_on(
@@ -144,6 +148,10 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
             )
             .await;
             lent = ahead.lent;
+            kept = ahead.kept;
+            if session.block.is_some() || session.quit {
+                drop(kept.take());
+            }
             if let Some(block) = session.block.take() {
                 // The replies before it leave now; it answers once served.
                 session.wrote |= earlier;
@@ -182,6 +190,7 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
                 break 'conn;
             }
         }
+        drop(kept);
         batch.clear();
         lent.clear();
         if let Some(e) = broken {
@@ -424,6 +433,61 @@ mod tests {
         closed(&mut c).await;
         task.await.expect("served");
         assert_eq!(sh.client_count(), 0);
+    }
+
+    /// A pipeline on one key keeps its key's stripe between its own commands only:
+    /// never into a transaction, a script, a flush of every key or a blocked pop
+    /// (each of which would wait for it forever), and two connections pipelining on
+    /// one key both finish with every change applied.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stripe_kept_across_a_pipeline_is_let_go_before_anything_that_waits() {
+        let (_d, sh) = shared();
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(serve(sh.clone(), s, "one".into()));
+        let script = "EVAL \"return redis.call('incr', KEYS[1])\" 1 k\r\n";
+        let req = format!(
+            "SET k 1\r\nINCR k\r\nINCR k\r\nMULTI\r\nINCR k\r\nEXEC\r\nINCR k\r\n\
+             {script}INCR k\r\nFLUSHALL\r\nINCR k\r\nRPUSH q a\r\nLPOP q\r\nBLPOP q 0\r\nGET k\r\n"
+        );
+        c.write_all(req.as_bytes()).await.expect("write");
+        expect(
+            &mut c,
+            b"+OK\r\n:2\r\n:3\r\n+OK\r\n+QUEUED\r\n*1\r\n:4\r\n:5\r\n:6\r\n:7\r\n+OK\r\n:1\r\n:1\r\n$1\r\na\r\n",
+        )
+        .await;
+        // Blocked on `q`: another connection can still push to it.
+        let (mut other, s2) = tokio::io::duplex(1 << 16);
+        let task2 = tokio::spawn(serve(sh.clone(), s2, "two".into()));
+        other.write_all(b"RPUSH q b\r\n").await.expect("write");
+        expect(&mut other, b":1\r\n").await;
+        expect(&mut c, b"*2\r\n$1\r\nq\r\n$1\r\nb\r\n$1\r\n1\r\n").await;
+        // Both pipelining on one key at once.
+        let incrs = "INCR n\r\n".repeat(2000);
+        let (a, b) = tokio::join!(
+            async {
+                c.write_all(incrs.as_bytes()).await.expect("write");
+                c
+            },
+            async {
+                other.write_all(incrs.as_bytes()).await.expect("write");
+                other
+            }
+        );
+        let (mut c, mut other) = (a, b);
+        for conn in [&mut c, &mut other] {
+            let mut got = 0;
+            let mut buf = vec![0u8; 1 << 16];
+            while got < 2000 {
+                let n = conn.read(&mut buf).await.expect("read");
+                assert!(n > 0);
+                got += buf[..n].iter().filter(|&&b| b == b'\n').count();
+            }
+        }
+        c.write_all(b"GET n\r\n").await.expect("write");
+        expect(&mut c, b"$4\r\n4000\r\n").await;
+        drop((c, other));
+        task.await.expect("served");
+        task2.await.expect("served");
     }
 
     #[tokio::test]

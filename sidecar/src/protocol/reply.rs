@@ -159,6 +159,10 @@ pub fn format_score(d: f64) -> String {
             "0".into()
         };
     }
+    // A whole number of at most 16 digits (counters, timestamps) is its own %.17g.
+    if d.fract() == 0.0 && d.abs() < 1e16 {
+        return (d as i64).to_string();
+    }
     // %g: 17 significant digits; the exponent of the rounded value picks the style.
     let sci = format!("{d:.16e}");
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
@@ -254,6 +258,11 @@ mod tests {
             (0.00001, "1.0000000000000001e-05"),
             (-2.5, "-2.5"),
             (f64::NEG_INFINITY, "-inf"),
+            (-12345.0, "-12345"),
+            (9007199254740991.0, "9007199254740991"),
+            (9999999999999998.0, "9999999999999998"),
+            (1e16, "10000000000000000"),
+            (-9007199254740993.0, "-9007199254740992"),
         ] {
             assert_eq!(format_score(d), want, "{d}");
         }

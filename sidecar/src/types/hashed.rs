@@ -74,7 +74,8 @@ fn encode_entries(out: &mut Vec<u8>, entries: &[Entry]) {
 }
 
 fn decode_entries(b: &Bytes) -> Result<Vec<Entry>, CmdError> {
-    let mut out = Vec::new();
+    // About the entries a record of this size holds, so the vector seldom grows.
+    let mut out = Vec::with_capacity(b.len() / 24 + 1);
     let mut at = 0usize;
     while at < b.len() {
         let f = take_prefixed(b, &mut at).ok_or_else(damaged)?;
@@ -482,7 +483,13 @@ impl<'k, 'a> Hashed<'k, 'a> {
             return Ok(());
         }
         self.reshape()?;
-        let mut root = Vec::with_capacity(18);
+        let encoded = |e: &[Entry]| e.iter().map(|(f, v)| entry_bytes(f, v)).sum::<usize>();
+        let mut root = Vec::with_capacity(
+            18 + match &self.form {
+                Form::Inline(e) => encoded(e),
+                Form::Chunked { .. } => 0,
+            },
+        );
         let flags = self.big as u8;
         let mut bodies: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
         let family = match &self.form {
@@ -501,7 +508,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
                 root.extend_from_slice(&self.count.to_le_bytes());
                 root.extend_from_slice(&self.bytes.to_le_bytes());
                 for &n in dirty {
-                    let mut b = Vec::new();
+                    let mut b = Vec::with_capacity(encoded(&chunks[&n]));
                     encode_entries(&mut b, &chunks[&n]);
                     bodies.push((n, Some(b)));
                 }

@@ -112,6 +112,11 @@ impl Numbers {
         }
     }
 
+    /// The bytes [`Numbers::encode`] appends.
+    pub fn encoded_len(&self) -> usize {
+        8 + 4 * self.free.len()
+    }
+
     /// Appends the encoding to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.hi.to_le_bytes());

@@ -188,14 +188,16 @@ impl Node {
 
     fn decode(b: &Bytes, leaf: bool) -> Result<Node, CmdError> {
         let mut at = 0usize;
+        // About the entries a node of this size holds, so the vector seldom grows.
+        let guess = b.len() / 24 + 1;
         if leaf {
-            let mut v = Vec::new();
+            let mut v = Vec::with_capacity(guess);
             while at < b.len() {
                 v.push(take_elem(b, &mut at)?);
             }
             return Ok(Node::Leaf(v));
         }
-        let mut c = Vec::new();
+        let mut c = Vec::with_capacity(guess);
         while at < b.len() {
             let no = le_u32(b, at).ok_or_else(damaged)?;
             let count = le_u64(b, at + 4).ok_or_else(damaged)?;
@@ -227,7 +229,7 @@ fn take_elem(b: &Bytes, at: &mut usize) -> Result<Elem, CmdError> {
 type Bucket = Vec<(Bytes, f64)>;
 
 fn decode_bucket(b: &Bytes) -> Result<Bucket, CmdError> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(b.len() / 24 + 1);
     let mut at = 0usize;
     while at < b.len() {
         let m = take_prefixed(b, &mut at).ok_or_else(damaged)?;
@@ -515,6 +517,16 @@ impl<'k, 'a> Sorted<'k, 'a> {
             if o == score {
                 return Ok(old);
             }
+            let to = if self.big { score } else { score + 0.0 };
+            if self.height > 0 && self.move_in_leaf(&(o, member.clone()), &(to, member.clone()))? {
+                let i = bucket(field_hash(member), self.buckets);
+                if let Some(e) = self.bucket_mut(i)?.iter_mut().find(|(m, _)| m == member) {
+                    e.1 = to;
+                }
+                self.dirty_buckets.insert(i);
+                self.changed = true;
+                return Ok(old);
+            }
             self.tree_remove(&(o, member.clone()))?;
         } else {
             self.count += 1;
@@ -612,6 +624,59 @@ impl<'k, 'a> Sorted<'k, 'a> {
         self.nodes.insert(no, right);
         self.touch(no);
         Ok(Some(Child { no, ..child }))
+    }
+
+    /// Moves `from` to `to` (the same member, a new score) in place when both belong
+    /// in the same leaf: no subtree's count changes, so only the leaf is rewritten
+    /// (and its parents' first entries, when its first element changed). Whether it
+    /// did; if not, nothing was changed.
+    fn move_in_leaf(&mut self, from: &Elem, to: &Elem) -> Result<bool, CmdError> {
+        let mut path: Vec<(u32, usize)> = Vec::with_capacity(self.height as usize);
+        let mut id = TOP;
+        let leaf = loop {
+            match self.node(id)? {
+                Node::Leaf(_) => break id,
+                Node::Inner(cs) => {
+                    if cs.is_empty() {
+                        return Err(damaged());
+                    }
+                    let i = child_for(cs, from);
+                    if child_for(cs, to) != i {
+                        return Ok(false);
+                    }
+                    path.push((id, i));
+                    id = cs[i].no;
+                }
+            }
+        };
+        let Node::Leaf(v) = self.node(leaf)? else {
+            return Err(damaged());
+        };
+        let Ok(pos) = v.binary_search_by(|x| order(x, from)) else {
+            return Err(damaged());
+        };
+        let first_before = v.first().cloned();
+        v.remove(pos);
+        let at = v.partition_point(|x| lt(x, to));
+        v.insert(at, to.clone());
+        let first = v.first().cloned().ok_or_else(damaged)?;
+        self.touch(leaf);
+        if first_before.is_some_and(|f| f.1 == first.1 && f.0.to_bits() == first.0.to_bits()) {
+            return Ok(true);
+        }
+        // The leaf's first element changed: so does its entry above, and the entry
+        // above that while it is the first child.
+        for &(parent, i) in path.iter().rev() {
+            let Node::Inner(cs) = self.node(parent)? else {
+                return Err(damaged());
+            };
+            cs[i].first = first.clone();
+            self.touch(parent);
+            if i > 0 {
+                break;
+            }
+        }
+        Ok(true)
     }
 
     fn tree_remove(&mut self, e: &Elem) -> Result<(), CmdError> {
@@ -833,7 +898,8 @@ impl<'k, 'a> Sorted<'k, 'a> {
             self.settle_top()?;
             self.settle_index()?;
         }
-        let mut root = Vec::with_capacity(64);
+        let top_bytes = self.nodes.get(&TOP).map_or(0, Node::bytes);
+        let mut root = Vec::with_capacity(64 + self.numbers.encoded_len() + top_bytes);
         root.extend_from_slice(&[u8::from(self.height > 0), u8::from(self.big)]);
         root.extend_from_slice(&self.count.to_le_bytes());
         root.extend_from_slice(&self.bytes.to_le_bytes());
@@ -846,13 +912,15 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 let chunks = (2 * self.buckets).max(2 * self.numbers.hi());
                 for &j in &self.dirty_nodes {
                     let node = self.nodes.get(&j).ok_or_else(damaged)?;
-                    let mut b = vec![u8::from(matches!(node, Node::Inner(_)))];
+                    let mut b = Vec::with_capacity(1 + node.bytes());
+                    b.push(u8::from(matches!(node, Node::Inner(_))));
                     node.encode(&mut b);
                     bodies.push((node_chunk(j), Some(b)));
                 }
                 for &i in &self.dirty_buckets {
-                    let mut b = Vec::new();
-                    encode_bucket(&mut b, self.index.get(&i).ok_or_else(damaged)?);
+                    let entries = self.index.get(&i).ok_or_else(damaged)?;
+                    let mut b = Vec::with_capacity(entries.iter().map(|e| elem_bytes(&e.0)).sum());
+                    encode_bucket(&mut b, entries);
                     bodies.push((bucket_chunk(i), Some(b)));
                 }
                 push_removals(&mut bodies, &self.freed, chunks);
@@ -997,8 +1065,33 @@ mod tests {
         v
     }
 
+    /// Walks the subtree of `id`: its element count and first element, asserting
+    /// that every entry above a node names that node's count and first element.
+    fn walk(z: &mut Sorted<'_, '_>, id: u32) -> (u64, Option<Elem>) {
+        let kids = match z.node(id).expect("node") {
+            Node::Leaf(v) => return (v.len() as u64, v.first().cloned()),
+            Node::Inner(cs) => cs.clone(),
+        };
+        let mut total = 0;
+        for c in &kids {
+            let (n, first) = walk(z, c.no);
+            assert_eq!(n, c.count, "the count above node {}", c.no);
+            let first = first.expect("no empty node");
+            assert!(
+                first.1 == c.first.1 && first.0.to_bits() == c.first.0.to_bits(),
+                "the first element above node {}",
+                c.no
+            );
+            total += n;
+        }
+        (total, kids.first().map(|c| c.first.clone()))
+    }
+
     fn check(ks: &Keyspace<'_>, model: &BTreeMap<Bytes, f64>) {
         let mut z = Sorted::open(ks, b"z").expect("open");
+        if z.exists() {
+            assert_eq!(walk(&mut z, TOP).0, z.len());
+        }
         assert_eq!(z.len(), model.len() as u64);
         let want = ordered(model);
         assert_eq!(z.all().expect("all"), want);
@@ -1109,6 +1202,45 @@ mod tests {
             }
             check(&ks, &model);
         }
+    }
+
+    #[test]
+    fn a_score_that_keeps_its_member_in_its_leaf_rewrites_the_leaf_alone() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        let mut model = BTreeMap::new();
+        let member = |i: u64| Bytes::from(format!("member:{i:06}"));
+        change(&ks, |z| {
+            for i in 0..20_000u64 {
+                z.set(&member(i), i as f64).expect("set");
+                model.insert(member(i), i as f64);
+            }
+        });
+        // ZINCRBY 1 on scattered members: most stay in their leaf (among them leaves'
+        // first elements, whose entries above change), some pass a neighbour into
+        // the next leaf.
+        let (mut small, mut changes) = (0, 0);
+        for round in 0..3u64 {
+            for i in (round..20_000).step_by(157) {
+                let by = if i % 4 == 0 { 2.5 } else { 1.0 };
+                change(&ks, |z| {
+                    let s = z.score(&member(i)).expect("score").expect("there");
+                    z.set(&member(i), s + by).expect("set");
+                    assert!(z.height >= 2);
+                    // The leaf alone (beside a member-index chunk and the root).
+                    if z.dirty_nodes.len() == 1 {
+                        small += 1;
+                    }
+                });
+                *model.get_mut(&member(i)).expect("model") += by;
+                changes += 1;
+            }
+            check(&ks, &model);
+        }
+        assert!(
+            small * 10 >= changes * 9,
+            "{small} of {changes} changes rewrote the leaf alone"
+        );
     }
 
     #[test]
