@@ -248,6 +248,51 @@ fn encode_bucket(out: &mut Vec<u8>, b: &Bucket) {
     }
 }
 
+/// Where `e` goes among the entries of an inner node as stored (`b`, past its kind
+/// byte): as [`child_for`], without decoding them.
+fn route_raw(b: &[u8], e: &Elem) -> Result<(usize, u32), CmdError> {
+    let (mut at, mut k) = (0usize, 0usize);
+    let mut found = None;
+    while at < b.len() {
+        let no = le_u32(b, at).ok_or_else(damaged)?;
+        let score = f64::from_bits(le_u64(b, at + 12).ok_or_else(damaged)?);
+        let len = le_u32(b, at + 20).ok_or_else(damaged)? as usize;
+        let member = b.get(at + 24..at + 24 + len).ok_or_else(damaged)?;
+        let before =
+            e.0.partial_cmp(&score)
+                .unwrap_or(Ordering::Equal)
+                .then_with(|| e.1[..].cmp(member))
+                == Ordering::Less;
+        if before && found.is_some() {
+            break;
+        }
+        // The first child takes what sorts before every entry.
+        if !before || found.is_none() {
+            found = Some((k, no));
+        }
+        at += 24 + len;
+        k += 1;
+    }
+    found.ok_or_else(damaged)
+}
+
+/// Where the score of `member` is in a member-index chunk as stored.
+fn find_raw(b: &[u8], member: &[u8]) -> Result<Option<usize>, CmdError> {
+    let mut at = 0usize;
+    while at < b.len() {
+        let len = le_u32(b, at).ok_or_else(damaged)? as usize;
+        let m = b.get(at + 4..at + 4 + len).ok_or_else(damaged)?;
+        if b.len() < at + 4 + len + 8 {
+            return Err(damaged());
+        }
+        if m == member {
+            return Ok(Some(at + 4 + len));
+        }
+        at += 4 + len + 8;
+    }
+    Ok(None)
+}
+
 fn node_chunk(j: u32) -> u32 {
     2 * j + 1
 }
@@ -279,7 +324,12 @@ pub struct Sorted<'k, 'a> {
     /// The node numbers in use.
     numbers: Numbers,
     nodes: HashMap<u32, Node>,
+    /// Node chunks read but not decoded (a descent reads its inner nodes in place).
+    raw_nodes: HashMap<u32, Bytes>,
     index: HashMap<u32, Bucket>,
+    /// Member-index chunks read but not decoded, as read or with scores changed in
+    /// place (a score change finds and rewrites 8 bytes instead of decoding them).
+    raw_index: HashMap<u32, Vec<u8>>,
     dirty_nodes: BTreeSet<u32>,
     dirty_buckets: BTreeSet<u32>,
     /// Chunk numbers whose records go (unless written again).
@@ -312,7 +362,9 @@ impl<'k, 'a> Sorted<'k, 'a> {
             buckets: 0,
             numbers: Numbers::default(),
             nodes: HashMap::from([(TOP, Node::Leaf(Vec::new()))]),
+            raw_nodes: HashMap::new(),
             index: HashMap::new(),
+            raw_index: HashMap::new(),
             dirty_nodes: BTreeSet::new(),
             dirty_buckets: BTreeSet::new(),
             freed: BTreeSet::new(),
@@ -434,13 +486,45 @@ impl<'k, 'a> Sorted<'k, 'a> {
         self.bytes
     }
 
+    /// Node `id`'s chunk as read (not decoded).
+    fn read_node(&mut self, id: u32) -> Result<Bytes, CmdError> {
+        if let Some(b) = self.raw_nodes.get(&id) {
+            return Ok(b.clone());
+        }
+        let family = self.family.ok_or_else(damaged)?;
+        let b = self
+            .ks
+            .chunk(self.key, family, node_chunk(id))?
+            .ok_or_else(damaged)?;
+        self.raw_nodes.insert(id, b.clone());
+        Ok(b)
+    }
+
+    /// Where `e` goes below node `id`: `None` if it is a leaf, else the child's
+    /// position and number; an inner node not decoded yet is read in place.
+    fn route(&mut self, id: u32, e: &Elem) -> Result<Option<(usize, u32)>, CmdError> {
+        if let Some(node) = self.nodes.get(&id) {
+            return match node {
+                Node::Leaf(_) => Ok(None),
+                Node::Inner(cs) if cs.is_empty() => Err(damaged()),
+                Node::Inner(cs) => {
+                    let i = child_for(cs, e);
+                    Ok(Some((i, cs[i].no)))
+                }
+            };
+        }
+        let b = self.read_node(id)?;
+        match b.first() {
+            Some(0) => Ok(None),
+            Some(1) => route_raw(&b[1..], e).map(Some),
+            _ => Err(damaged()),
+        }
+    }
+
     fn node(&mut self, id: u32) -> Result<&mut Node, CmdError> {
         if !self.nodes.contains_key(&id) {
-            let family = self.family.ok_or_else(damaged)?;
-            let b = self
-                .ks
-                .chunk(self.key, family, node_chunk(id))?
-                .ok_or_else(damaged)?;
+            let b = self.read_node(id)?;
+            self.raw_nodes.remove(&id);
             let node = match b.first() {
                 Some(0) => Node::decode(&b.slice(1..), true)?,
                 Some(1) => Node::decode(&b.slice(1..), false)?,
@@ -466,6 +550,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
 
     fn release(&mut self, id: u32) {
         self.nodes.remove(&id);
+        self.raw_nodes.remove(&id);
         self.dirty_nodes.remove(&id);
         self.freed.insert(node_chunk(id));
         self.numbers.give_back(id);
@@ -473,14 +558,53 @@ impl<'k, 'a> Sorted<'k, 'a> {
 
     fn bucket_mut(&mut self, i: u32) -> Result<&mut Bucket, CmdError> {
         if !self.index.contains_key(&i) {
-            let family = self.family.ok_or_else(damaged)?;
-            let b = match self.ks.chunk(self.key, family, bucket_chunk(i))? {
-                Some(b) => decode_bucket(&b)?,
-                None => Vec::new(),
+            let b = match self.raw_index.remove(&i) {
+                Some(raw) => decode_bucket(&Bytes::from(raw))?,
+                None => {
+                    let family = self.family.ok_or_else(damaged)?;
+                    match self.ks.chunk(self.key, family, bucket_chunk(i))? {
+                        Some(b) => decode_bucket(&b)?,
+                        None => Vec::new(),
+                    }
+                }
             };
             self.index.insert(i, b);
         }
         self.index.get_mut(&i).ok_or_else(damaged)
+    }
+
+    /// Member-index chunk `i` as read (with any scores changed in place), unless it
+    /// is decoded already.
+    fn raw_bucket(&mut self, i: u32) -> Result<Option<&mut Vec<u8>>, CmdError> {
+        if self.index.contains_key(&i) {
+            return Ok(None);
+        }
+        if !self.raw_index.contains_key(&i) {
+            let family = self.family.ok_or_else(damaged)?;
+            let b = self.ks.chunk(self.key, family, bucket_chunk(i))?;
+            self.raw_index
+                .insert(i, b.map_or_else(Vec::new, |b| b.to_vec()));
+        }
+        Ok(self.raw_index.get_mut(&i))
+    }
+
+    /// Sets the score of `member`, which member-index chunk `i` holds, in place;
+    /// `false` if it is not there.
+    fn rescore(&mut self, i: u32, member: &[u8], score: f64) -> Result<bool, CmdError> {
+        if let Some(raw) = self.raw_bucket(i)? {
+            let Some(at) = find_raw(raw, member)? else {
+                return Ok(false);
+            };
+            raw[at..at + 8].copy_from_slice(&score.to_le_bytes());
+        } else {
+            let b = self.bucket_mut(i)?;
+            let Some(e) = b.iter_mut().find(|(m, _)| m == member) else {
+                return Ok(false);
+            };
+            e.1 = score;
+        }
+        self.dirty_buckets.insert(i);
+        Ok(true)
     }
 
     /// The score of `member`.
@@ -495,6 +619,12 @@ impl<'k, 'a> Sorted<'k, 'a> {
             return Ok(v.iter().find(|e| e.1 == member).map(|e| e.0));
         }
         let i = bucket(field_hash(member), self.buckets);
+        if let Some(raw) = self.raw_bucket(i)? {
+            return Ok(match find_raw(raw, member)? {
+                Some(at) => le_u64(raw, at).map(f64::from_bits),
+                None => None,
+            });
+        }
         let b = self.bucket_mut(i)?;
         Ok(b.iter().find(|(m, _)| m == member).map(|(_, s)| *s))
     }
@@ -520,10 +650,9 @@ impl<'k, 'a> Sorted<'k, 'a> {
             let to = if self.big { score } else { score + 0.0 };
             if self.height > 0 && self.move_in_leaf(&(o, member.clone()), &(to, member.clone()))? {
                 let i = bucket(field_hash(member), self.buckets);
-                if let Some(e) = self.bucket_mut(i)?.iter_mut().find(|(m, _)| m == member) {
-                    e.1 = to;
+                if !self.rescore(i, member, to)? {
+                    return Err(damaged());
                 }
-                self.dirty_buckets.insert(i);
                 self.changed = true;
                 return Ok(old);
             }
@@ -540,12 +669,10 @@ impl<'k, 'a> Sorted<'k, 'a> {
         self.tree_insert(&(score, member.clone()))?;
         if self.height > 0 {
             let i = bucket(field_hash(member), self.buckets);
-            let b = self.bucket_mut(i)?;
-            match b.iter_mut().find(|(m, _)| m == member) {
-                Some(e) => e.1 = score,
-                None => b.push((member.clone(), score)),
+            if !self.rescore(i, member, score)? {
+                self.bucket_mut(i)?.push((member.clone(), score));
+                self.dirty_buckets.insert(i);
             }
-            self.dirty_buckets.insert(i);
         }
         self.exists = true;
         self.changed = true;
@@ -634,20 +761,14 @@ impl<'k, 'a> Sorted<'k, 'a> {
         let mut path: Vec<(u32, usize)> = Vec::with_capacity(self.height as usize);
         let mut id = TOP;
         let leaf = loop {
-            match self.node(id)? {
-                Node::Leaf(_) => break id,
-                Node::Inner(cs) => {
-                    if cs.is_empty() {
-                        return Err(damaged());
-                    }
-                    let i = child_for(cs, from);
-                    if child_for(cs, to) != i {
-                        return Ok(false);
-                    }
-                    path.push((id, i));
-                    id = cs[i].no;
-                }
+            let Some((i, no)) = self.route(id, from)? else {
+                break id;
+            };
+            if self.route(id, to)? != Some((i, no)) {
+                return Ok(false);
             }
+            path.push((id, i));
+            id = no;
         };
         let Node::Leaf(v) = self.node(leaf)? else {
             return Err(damaged());
@@ -918,6 +1039,10 @@ impl<'k, 'a> Sorted<'k, 'a> {
                     bodies.push((node_chunk(j), Some(b)));
                 }
                 for &i in &self.dirty_buckets {
+                    if let Some(raw) = self.raw_index.get(&i) {
+                        bodies.push((bucket_chunk(i), Some(raw.clone())));
+                        continue;
+                    }
                     let entries = self.index.get(&i).ok_or_else(damaged)?;
                     let mut b = Vec::with_capacity(entries.iter().map(|e| elem_bytes(&e.0)).sum());
                     encode_bucket(&mut b, entries);
@@ -1241,6 +1366,36 @@ mod tests {
             small * 10 >= changes * 9,
             "{small} of {changes} changes rewrote the leaf alone"
         );
+    }
+
+    proptest::proptest! {
+        /// Reading a node or a member-index chunk in place finds what decoding it finds.
+        #[test]
+        fn reading_in_place_agrees_with_decoding(
+            firsts in proptest::collection::btree_set((-3i8..3, 0u16..40), 1..30),
+            probe in (-4i8..4, 0u16..45),
+        ) {
+            let elem = |(s, m): (i8, u16)| (f64::from(s), Bytes::from(format!("m{m}")));
+            let mut kids: Vec<Child> = firsts
+                .iter()
+                .enumerate()
+                .map(|(k, &f)| Child { no: k as u32 * 3, count: 1, first: elem(f) })
+                .collect();
+            kids.sort_by(|a, b| order(&a.first, &b.first));
+            let mut b = Vec::new();
+            Node::Inner(kids.clone()).encode(&mut b);
+            let e = elem(probe);
+            let i = child_for(&kids, &e);
+            proptest::prop_assert_eq!(route_raw(&b, &e).expect("route"), (i, kids[i].no));
+            let bucket: Bucket = kids.iter().map(|c| (c.first.1.clone(), c.first.0)).collect();
+            let mut raw = Vec::new();
+            encode_bucket(&mut raw, &bucket);
+            let found = find_raw(&raw, &e.1)
+                .expect("find")
+                .and_then(|at| le_u64(&raw, at).map(f64::from_bits));
+            let want = bucket.iter().find(|(m, _)| *m == e.1).map(|(_, s)| *s);
+            proptest::prop_assert_eq!(found, want);
+        }
     }
 
     #[test]
