@@ -1054,7 +1054,7 @@ fn rand_member(ks: &Keyspace<'_>, key: &Bytes, count: Option<i64>, scores: bool)
 /// One input of ZUNION/ZINTER/ZDIFF: a sorted set, or a set (every score 1).
 enum Source<'k, 'a> {
     Missing,
-    Sorted(Sorted<'k, 'a>),
+    Sorted(Box<Sorted<'k, 'a>>),
     Set(Hashed<'k, 'a>),
 }
 
@@ -1089,7 +1089,11 @@ fn source<'k, 'a>(ks: &'k Keyspace<'a>, key: &'k [u8]) -> Result<Source<'k, 'a>,
         return Ok(Source::Missing);
     };
     match item.vtype {
-        ValueType::ZSet => Ok(Source::Sorted(Sorted::from_item(ks, key, Some(item))?)),
+        ValueType::ZSet => Ok(Source::Sorted(Box::new(Sorted::from_item(
+            ks,
+            key,
+            Some(item),
+        )?))),
         ValueType::Set => Ok(Source::Set(Hashed::from_item(
             ks,
             key,
