@@ -125,9 +125,6 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
                 }
             }
         }
-        // A key stripe the last command left held for the next (same stripe); let go
-        // before anything here that can wait.
-        let mut kept = None;
         for i in 0..batch.len() {
             let (Some(args), Some(upcoming)) = (batch.get(i), batch.get(i + 1..)) else {
                 break;
@@ -135,7 +132,6 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
             let mut ahead = cmd::ReadAhead {
                 lent: std::mem::take(&mut lent),
                 upcoming,
-                kept: kept.take(),
             };
             let mut earlier = std::mem::take(&mut session.wrote);
             let mut reply = cmd::run_on(
@@ -148,10 +144,6 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
             )
             .await;
             lent = ahead.lent;
-            kept = ahead.kept;
-            if session.block.is_some() || session.quit {
-                drop(kept.take());
-            }
             if let Some(block) = session.block.take() {
                 // The replies before it leave now; it answers once served.
                 session.wrote |= earlier;
@@ -190,7 +182,6 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
                 break 'conn;
             }
         }
-        drop(kept);
         batch.clear();
         lent.clear();
         if let Some(e) = broken {
@@ -435,12 +426,12 @@ mod tests {
         assert_eq!(sh.client_count(), 0);
     }
 
-    /// A pipeline on one key keeps its key's stripe between its own commands only:
-    /// never into a transaction, a script, a flush of every key or a blocked pop
-    /// (each of which would wait for it forever), and two connections pipelining on
-    /// one key both finish with every change applied.
+    /// A pipeline on one key with a transaction, a script, a flush of every key and
+    /// a blocked pop among its commands answers each in order (none waits on a lock
+    /// another step holds), a push from another connection wakes the pop, and two
+    /// connections pipelining on one key at once both finish with every change applied.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stripe_kept_across_a_pipeline_is_let_go_before_anything_that_waits() {
+    async fn pipelines_on_one_key_interleave_with_units_that_lock_and_wait() {
         let (_d, sh) = shared();
         let (mut c, s) = tokio::io::duplex(1 << 16);
         let task = tokio::spawn(serve(sh.clone(), s, "one".into()));

@@ -45,33 +45,6 @@ impl StripeGuard<'_> {
     }
 }
 
-/// One stripe a connection keeps between the commands of a pipelined batch that name
-/// keys of it (see `cmd::run_on`), so a pipeline on one key takes its lock once instead
-/// of handing it to another thread between each two commands. Never kept across a
-/// wait: the connection drops it before anything that can suspend.
-#[must_use = "the stripe is released when this is dropped"]
-pub struct Kept<'a> {
-    stripe: usize,
-    /// Commands run under it so far (bounded, so others waiting get their turn).
-    runs: u32,
-    _guard: MutexGuard<'a, ()>,
-}
-
-/// The most consecutive commands one [`Kept`] stripe serves.
-const KEPT_RUNS: u32 = 32;
-
-impl Kept<'_> {
-    /// Whether it is stripe `stripe` and may serve one more command.
-    pub fn serves(&self, stripe: usize) -> bool {
-        self.stripe == stripe && self.runs < KEPT_RUNS
-    }
-
-    /// Counts one more command run under it.
-    pub fn ran(&mut self) {
-        self.runs += 1;
-    }
-}
-
 impl Default for KeyLocks {
     fn default() -> Self {
         KeyLocks {
@@ -120,24 +93,6 @@ impl KeyLocks {
             if let Some(g) = stripe.try_lock_for(std::time::Duration::from_millis(20)) {
                 return Some(StripeGuard {
                     _held: Held::One { _guard: g },
-                });
-            }
-            if give_up() {
-                return None;
-            }
-        }
-    }
-
-    /// Stripe `stripe`, to keep across commands (see [`Kept`]), unless `give_up()`
-    /// turns true while it waits.
-    pub fn keep_unless(&self, stripe: usize, give_up: impl Fn() -> bool) -> Option<Kept<'_>> {
-        let lock = &self.stripes[stripe % STRIPES];
-        loop {
-            if let Some(g) = lock.try_lock_for(std::time::Duration::from_millis(20)) {
-                return Some(Kept {
-                    stripe: stripe % STRIPES,
-                    runs: 0,
-                    _guard: g,
                 });
             }
             if give_up() {

@@ -722,15 +722,12 @@ pub async fn run(
 /// What a connection that reads ahead keeps across one pipelined batch: records read
 /// for its commands and not used yet, and the commands still to run after this one.
 #[derive(Default)]
-pub struct ReadAhead<'b, 'l> {
+pub struct ReadAhead<'b> {
     /// Read, checked when used, used at most once.
     pub lent: Vec<caskade_engine::RecordRead>,
     /// The rest of the batch, probed for records when one of its commands meets a
     /// cold one (so the batch's reads go to the device side by side).
     pub upcoming: &'b [Vec<Bytes>],
-    /// The key stripe the command before left held for this one (it names a key of
-    /// the same stripe): see [`crate::store::Kept`].
-    pub kept: Option<crate::store::Kept<'l>>,
 }
 
 /// [`run`] for a connection over `io`. Where `io` reads ahead (io_uring), a read-only
@@ -738,17 +735,14 @@ pub struct ReadAhead<'b, 'l> {
 /// neither in memory nor in the page cache, its answer is thrown away, `io` reads
 /// them (and those the rest of the batch will need), and it runs again with them at
 /// hand.
-pub async fn run_on<'l, T: crate::transport::Transport>(
-    shared: &'l Arc<Shared>,
+pub async fn run_on<T: crate::transport::Transport>(
+    shared: &Arc<Shared>,
     session: &mut Session,
     argv: &[Bytes],
     waits_for_fsync: bool,
     io: &mut T,
-    ahead: &mut ReadAhead<'_, 'l>,
+    ahead: &mut ReadAhead<'_>,
 ) -> Reply {
-    // Only a data command of one key runs under the stripe kept for it; anything
-    // else (and every return before the command runs) lets it go here.
-    let mut kept = ahead.kept.take();
     let Some(name) = argv.first() else {
         return Reply::OK;
     };
@@ -787,9 +781,6 @@ pub async fn run_on<'l, T: crate::transport::Transport>(
     let started = std::time::Instant::now();
     let rest = &argv[1..];
     let mut args = Args::new(spec.name, rest).spelt_as(&argv[0]);
-    if !matches!(spec.run, Run::Data(_)) {
-        drop(kept.take());
-    }
     let reply = match spec.run {
         Run::Control(f) => f(shared, session, &mut args).unwrap_or_else(Reply::from),
         Run::Exec => transaction::exec(shared, session, waits_for_fsync).await,
@@ -804,20 +795,10 @@ pub async fn run_on<'l, T: crate::transport::Transport>(
                 };
                 let mut reads = match &shared.read_through {
                     Some(rt) if spec.through && rt.routes_any(spec.key_args(rest)) => {
-                        // A fill takes the key's stripe itself, and waits.
-                        drop(kept.take());
                         // Boxed: the fetch's state stays off the common path's future.
                         Some(Box::pin(rt.prefetch(&shared.store, db, spec.key_args(rest))).await)
                     }
                     _ => None,
-                };
-                // Whether the next command of the batch may find this one's stripe held.
-                let keep = blocks.is_none() && reads.is_none();
-                let unit = Unit {
-                    spec,
-                    rest,
-                    db,
-                    next: if keep { ahead.upcoming.first() } else { None },
                 };
                 let reply = if io.reads_ahead() && !spec.is_write() {
                     let run = Planned {
@@ -826,9 +807,9 @@ pub async fn run_on<'l, T: crate::transport::Transport>(
                         rest,
                         db,
                     };
-                    read_ahead(shared, run, unit, cmd, reads.as_mut(), io, ahead, &mut kept).await
+                    read_ahead(shared, run, cmd, reads.as_mut(), io, ahead).await
                 } else {
-                    let apply = || unit.execute(shared, cmd, reads.as_mut(), &mut kept);
+                    let apply = || execute(shared, spec, rest, db, cmd, reads.as_mut());
                     // Under fsync always a write waits for the disk: tell the runtime,
                     // so other connections keep their worker threads meanwhile.
                     if waits_for_fsync {
@@ -837,7 +818,6 @@ pub async fn run_on<'l, T: crate::transport::Transport>(
                         apply()
                     }
                 };
-                ahead.kept = kept;
                 if let Some(r) = reads {
                     r.finish(&shared.store, db, !matches!(reply, Reply::Error(_)));
                 }
@@ -929,16 +909,13 @@ const PROBE_AHEAD: usize = 64;
 
 /// Runs read-only `cmd` without waiting for the device, reading what it deferred
 /// through `io` and running it again (see [`run_on`]).
-#[allow(clippy::too_many_arguments)]
-async fn read_ahead<'l, T: crate::transport::Transport>(
-    shared: &'l Arc<Shared>,
+async fn read_ahead<T: crate::transport::Transport>(
+    shared: &Arc<Shared>,
     run: Planned<'_>,
-    unit: Unit<'_>,
     cmd: DataCmd<'_>,
     mut reads: Option<&mut crate::origin::Reads>,
     io: &mut T,
-    ahead: &mut ReadAhead<'_, 'l>,
-    kept: &mut Option<crate::store::Kept<'l>>,
+    ahead: &mut ReadAhead<'_>,
 ) -> Reply {
     let engine = &shared.store.engine;
     let mut cmd = Some(cmd);
@@ -954,13 +931,11 @@ async fn read_ahead<'l, T: crate::transport::Transport>(
         // The last run reads what it still needs in place, so it defers nothing.
         let nowait = attempt < READ_AHEAD_RUNS;
         let (reply, mut deferred) = engine.run_ahead(&mut ahead.lent, nowait, || {
-            unit.execute(shared, c, reads.as_deref_mut(), kept)
+            execute(shared, run.spec, run.rest, run.db, c, reads.as_deref_mut())
         });
         if deferred.is_empty() {
             return reply;
         }
-        // The probe locks stripes of its own, and the reads wait.
-        drop(kept.take());
         if attempt == 0 {
             deferred.extend(probe(shared, run.db, std::mem::take(&mut ahead.upcoming)));
         }
@@ -1046,66 +1021,6 @@ fn allowed_while_busy(spec: &Spec, argv: &[Bytes]) -> bool {
         "shutdown" | "multi" | "discard" | "watch" | "unwatch" | "reset" | "quit" => true,
         _ => false,
     }
-}
-
-/// A data command of a connection's batch, run as its own unit, and the batch's next
-/// command (`None`: none, or this one may not leave its stripe held for it).
-#[derive(Clone, Copy)]
-struct Unit<'a> {
-    spec: &'static Spec,
-    rest: &'a [Bytes],
-    db: u8,
-    next: Option<&'a Vec<Bytes>>,
-}
-
-impl Unit<'_> {
-    /// [`execute`], but a command naming one key runs under the stripe `kept` holds
-    /// when it is that key's, and leaves its stripe in `kept` when the next command
-    /// names a key of it: a pipeline on one key takes the lock once, where taking it
-    /// per command hands it between threads (a futex wake-up each time) whenever two
-    /// connections pipeline on one key. `kept` is empty otherwise.
-    fn execute<'l>(
-        &self,
-        shared: &'l Shared,
-        cmd: DataCmd<'_>,
-        reads: Option<&mut Reads>,
-        kept: &mut Option<crate::store::Kept<'l>>,
-    ) -> Reply {
-        let Span::One(key) = self.spec.span(self.rest, false) else {
-            drop(kept.take());
-            return execute(shared, self.spec, self.rest, self.db, cmd, reads);
-        };
-        let stripe = crate::store::KeyLocks::stripe(key);
-        let mut held = match kept.take() {
-            Some(k) if k.serves(stripe) => k,
-            other => {
-                drop(other);
-                let busy_now = || shared.scripts.is_busy();
-                match shared.store.locks.keep_unless(stripe, busy_now) {
-                    Some(k) => k,
-                    None => return busy(),
-                }
-            }
-        };
-        held.ran();
-        let reply = apply_data(shared, self.db, cmd, reads);
-        if self.next.is_some_and(|next| names_one_key_of(next, stripe)) {
-            *kept = Some(held);
-        }
-        reply
-    }
-}
-
-/// Whether `argv` is a data command naming one key, of stripe `stripe`.
-fn names_one_key_of(argv: &[Bytes], stripe: usize) -> bool {
-    let Some((name, rest)) = argv.split_first() else {
-        return false;
-    };
-    let Some(spec) = lookup(name) else {
-        return false;
-    };
-    matches!(spec.run, Run::Data(_))
-        && matches!(spec.span(rest, false), Span::One(k) if crate::store::KeyLocks::stripe(k) == stripe)
 }
 
 /// Runs a parsed data command as its own unit: holding its keys' stripes, applied to
