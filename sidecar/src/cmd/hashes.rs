@@ -191,7 +191,7 @@ impl Cmd<'_> {
             }
             Cmd::SetNx(key, f, v) => {
                 let mut h = open(ks, key)?;
-                if h.get(f)?.is_some() {
+                if h.contains(f)? {
                     return Ok(Reply::Int(0));
                 }
                 h.set(f, v)?;
@@ -228,7 +228,7 @@ impl Cmd<'_> {
                 h.commit()?;
                 Ok(Reply::Int(n))
             }
-            Cmd::Exists(key, f) => Ok(Reply::Int(point(ks, key)?.get(f)?.is_some() as i64)),
+            Cmd::Exists(key, f) => Ok(Reply::Int(point(ks, key)?.contains(f)? as i64)),
             Cmd::Len(key) => Ok(Reply::Int(open(ks, key)?.len() as i64)),
             Cmd::StrLen(key, f) => Ok(Reply::Int(
                 point(ks, key)?.get(f)?.map_or(0, |v| v.len() as i64),

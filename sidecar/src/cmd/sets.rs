@@ -229,7 +229,7 @@ impl Cmd<'_> {
                 let mut h = open(ks, key)?;
                 let mut added = 0;
                 for m in members {
-                    if h.get(m)?.is_none() {
+                    if !h.contains(m)? {
                         h.set(m, &Bytes::new())?;
                         added += 1;
                     }
@@ -247,12 +247,12 @@ impl Cmd<'_> {
                 Ok(Reply::Int(n))
             }
             Cmd::Members(key) => Ok(Reply::Set(bulks(members(&mut open(ks, key)?)?))),
-            Cmd::IsMember(key, m) => Ok(Reply::Int(point(ks, key)?.get(m)?.is_some() as i64)),
+            Cmd::IsMember(key, m) => Ok(Reply::Int(point(ks, key)?.contains(m)? as i64)),
             Cmd::MIsMember(key, ms) => {
                 let mut h = point(ks, key)?;
                 let mut out = Vec::with_capacity(ms.len());
                 for m in ms {
-                    out.push(Reply::Int(h.get(m)?.is_some() as i64));
+                    out.push(Reply::Int(h.contains(m)? as i64));
                 }
                 Ok(Reply::Array(out))
             }
@@ -305,7 +305,7 @@ fn combined(ks: &Keyspace<'_>, op: Op, keys: &[Bytes], limit: u64) -> Result<Vec
             let mut out = Vec::new();
             'member: for m in members(&mut first)? {
                 for s in sets.iter_mut() {
-                    if s.get(&m)?.is_none() {
+                    if !s.contains(&m)? {
                         continue 'member;
                     }
                 }
@@ -337,7 +337,7 @@ fn combined(ks: &Keyspace<'_>, op: Op, keys: &[Bytes], limit: u64) -> Result<Vec
             let mut out = Vec::new();
             'member: for m in members(&mut first)? {
                 for s in rest.iter_mut() {
-                    if s.get(&m)?.is_some() {
+                    if s.contains(&m)? {
                         continue 'member;
                     }
                 }
@@ -409,14 +409,14 @@ fn move_member(ks: &Keyspace<'_>, src: &Bytes, dst: &Bytes, m: &Bytes) -> CmdRes
     if ks.type_of(dst)?.is_some_and(|t| t != ValueType::Set) {
         return Err(CmdError::WrongType);
     }
-    if from.get(m)?.is_none() {
+    if !from.contains(m)? {
         return Ok(Reply::Int(0));
     }
     if src == dst {
         return Ok(Reply::Int(1));
     }
     let mut to = open(ks, dst)?;
-    if to.get(m)?.is_none() {
+    if !to.contains(m)? {
         to.set(m, &Bytes::new())?;
         to.commit()?;
     }

@@ -57,6 +57,33 @@ fn damaged() -> CmdError {
     CmdError::err("list record is damaged")
 }
 
+/// One record's elements as stored, one by one from element `skip` (those before it
+/// are stepped over by their lengths, not sliced).
+fn raw_elems(b: &Bytes, skip: usize) -> impl Iterator<Item = Result<Bytes, CmdError>> + '_ {
+    let mut at = 0usize;
+    let mut skip = skip;
+    std::iter::from_fn(move || {
+        while skip > 0 && at < b.len() {
+            skip -= 1;
+            match le_u32(b, at).and_then(|n| (at + 4).checked_add(n as usize)) {
+                Some(end) if end <= b.len() => at = end,
+                _ => {
+                    at = b.len();
+                    return Some(Err(damaged()));
+                }
+            }
+        }
+        if at >= b.len() {
+            return None;
+        }
+        let e = take_prefixed(b, &mut at).ok_or_else(damaged);
+        if e.is_err() {
+            at = b.len();
+        }
+        Some(e)
+    })
+}
+
 fn decode_elems(b: &Bytes) -> Result<VecDeque<Bytes>, CmdError> {
     let mut out = VecDeque::new();
     let mut at = 0usize;
@@ -184,6 +211,10 @@ impl Chunked {
 }
 
 enum Form {
+    /// One record's elements as read: indexes and ranges are read in place, and the
+    /// first change decodes them (decoding every element of a small list for an
+    /// LINDEX cost a reference count each).
+    Raw(Bytes),
     Inline(VecDeque<Bytes>),
     Chunked(Box<Chunked>),
 }
@@ -234,10 +265,9 @@ impl<'k, 'a> Listed<'k, 'a> {
         let v = &item.value;
         match v.first() {
             Some(0) => {
-                let elems = decode_elems(&v.slice(5.min(v.len())..))?;
-                l.count = elems.len() as u64;
-                l.bytes = elems.iter().map(|e| elem_bytes(e) as u64).sum();
-                l.form = Form::Inline(elems);
+                l.count = u64::from(le_u32(v, 1).ok_or_else(damaged)?);
+                l.bytes = (v.len() - 5) as u64;
+                l.form = Form::Raw(v.slice(5..));
             }
             Some(1) => {
                 // The directory of one level: every chunk in the root, on no page yet.
@@ -336,7 +366,7 @@ impl<'k, 'a> Listed<'k, 'a> {
     fn ch(&mut self) -> Result<&mut Chunked, CmdError> {
         match &mut self.form {
             Form::Chunked(c) => Ok(c),
-            Form::Inline(_) => Err(damaged()),
+            Form::Raw(_) | Form::Inline(_) => Err(damaged()),
         }
     }
 
@@ -490,8 +520,17 @@ impl<'k, 'a> Listed<'k, 'a> {
         Ok(())
     }
 
+    /// One record's elements decoded, for a change.
+    fn decode(&mut self) -> Result<(), CmdError> {
+        if let Form::Raw(b) = &self.form {
+            self.form = Form::Inline(decode_elems(b)?);
+        }
+        Ok(())
+    }
+
     /// Adds `v` at the head (`front`) or the tail.
     pub fn push(&mut self, front: bool, v: Bytes) -> Result<(), CmdError> {
+        self.decode()?;
         self.count += 1;
         self.bytes += elem_bytes(&v) as u64;
         self.exists = true;
@@ -549,8 +588,10 @@ impl<'k, 'a> Listed<'k, 'a> {
         if i >= self.count {
             return Ok(None);
         }
-        if let Form::Inline(e) = &self.form {
-            return Ok(e.get(i as usize).cloned());
+        match &self.form {
+            Form::Raw(b) => return raw_elems(b, i as usize).next().transpose(),
+            Form::Inline(e) => return Ok(e.get(i as usize).cloned()),
+            Form::Chunked(_) => {}
         }
         let (p, at) = self.locate(i)?;
         let slot = self.ch()?.node(p)?.slot;
@@ -559,6 +600,7 @@ impl<'k, 'a> Listed<'k, 'a> {
 
     /// Replaces element `i` (< len).
     pub fn set(&mut self, i: u64, v: Bytes) -> Result<(), CmdError> {
+        self.decode()?;
         self.changed = true;
         if let Form::Inline(e) = &mut self.form {
             let old = e.get_mut(i as usize).ok_or_else(damaged)?;
@@ -582,6 +624,7 @@ impl<'k, 'a> Listed<'k, 'a> {
         if i >= self.count {
             return self.push(false, v);
         }
+        self.decode()?;
         self.changed = true;
         if let Form::Inline(e) = &mut self.form {
             self.count += 1;
@@ -602,6 +645,7 @@ impl<'k, 'a> Listed<'k, 'a> {
 
     /// Removes and returns element `i` (< len).
     pub fn remove(&mut self, i: u64) -> Result<Bytes, CmdError> {
+        self.decode()?;
         self.changed = true;
         let v = if let Form::Inline(e) = &mut self.form {
             e.remove(i as usize).ok_or_else(damaged)?
@@ -623,8 +667,14 @@ impl<'k, 'a> Listed<'k, 'a> {
     /// and chunks that hold them.
     pub fn range(&mut self, start: u64, stop: u64) -> Result<Vec<Bytes>, CmdError> {
         let want = (stop - start + 1) as usize;
-        if let Form::Inline(e) = &self.form {
-            return Ok(e.iter().skip(start as usize).take(want).cloned().collect());
+        match &self.form {
+            Form::Raw(b) => {
+                return raw_elems(b, start as usize).take(want).collect();
+            }
+            Form::Inline(e) => {
+                return Ok(e.iter().skip(start as usize).take(want).cloned().collect());
+            }
+            Form::Chunked(_) => {}
         }
         let (mut p, at) = self.locate(start)?;
         let mut out = Vec::with_capacity(want.min(1 << 16));
@@ -662,6 +712,7 @@ impl<'k, 'a> Listed<'k, 'a> {
         if start == 0 && stop == self.count - 1 {
             return Ok(());
         }
+        self.decode()?;
         self.changed = true;
         if let Form::Inline(e) = &mut self.form {
             e.truncate(stop as usize + 1);
@@ -731,6 +782,7 @@ impl<'k, 'a> Listed<'k, 'a> {
     /// or (`from_tail`) the tail; how many went. Only chunks that change are written.
     pub fn remove_equal(&mut self, v: &[u8], limit: u64, from_tail: bool) -> Result<u64, CmdError> {
         let mut gone = 0u64;
+        self.decode()?;
         if let Form::Inline(e) = &mut self.form {
             let idx: Vec<usize> = if from_tail {
                 (0..e.len()).rev().collect()
@@ -821,6 +873,12 @@ impl<'k, 'a> Listed<'k, 'a> {
         let mut root = Vec::new();
         let mut bodies: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
         let family = match &mut self.form {
+            Form::Raw(b) => {
+                root.push(0);
+                root.extend_from_slice(&(self.count as u32).to_le_bytes());
+                root.extend_from_slice(b);
+                None
+            }
             Form::Inline(e) => {
                 root.push(0);
                 root.extend_from_slice(&(e.len() as u32).to_le_bytes());
@@ -864,6 +922,9 @@ impl<'k, 'a> Listed<'k, 'a> {
     /// into its successor when both fit one.
     fn reshape(&mut self) -> Result<(), CmdError> {
         let bytes = self.bytes as usize;
+        if bytes > INLINE_MAX {
+            self.decode()?;
+        }
         match &mut self.form {
             Form::Inline(e) if bytes > INLINE_MAX => {
                 let elems = std::mem::take(e);
@@ -915,7 +976,7 @@ impl<'k, 'a> Listed<'k, 'a> {
                     self.merge_forward(slot)?;
                 }
             }
-            Form::Inline(_) => {}
+            Form::Raw(_) | Form::Inline(_) => {}
         }
         Ok(())
     }
@@ -1032,6 +1093,63 @@ impl Chunked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elements_read_in_place_are_those_decoding_finds() {
+        let elems: Vec<Bytes> = (0..12).map(|i| Bytes::from("e".repeat(i * 3))).collect();
+        let mut raw = Vec::new();
+        encode_elems(&mut raw, elems.iter());
+        let raw = Bytes::from(raw);
+        for skip in 0..14 {
+            let got: Vec<Bytes> = raw_elems(&raw, skip)
+                .collect::<Result<_, _>>()
+                .expect("read");
+            assert_eq!(got, elems.get(skip..).unwrap_or_default(), "from {skip}");
+        }
+        // Cut anywhere inside an element: an error where the cut is reached, never a panic.
+        for cut in 1..raw.len() {
+            let part = raw.slice(..cut);
+            let whole = decode_elems(&part).is_ok();
+            for skip in 0..13 {
+                let read: Result<Vec<Bytes>, _> = raw_elems(&part, skip).collect();
+                if whole {
+                    assert!(read.is_ok(), "cut {cut} from {skip}");
+                }
+            }
+            if !whole {
+                assert!(raw_elems(&part, 0).collect::<Result<Vec<_>, _>>().is_err());
+                assert!(raw_elems(&part, 12).collect::<Result<Vec<_>, _>>().is_err());
+            }
+        }
+    }
+
+    /// A small list read, then changed, then read again in one open: the change
+    /// starts from every element.
+    #[test]
+    fn a_small_list_read_in_place_then_changed_keeps_every_element() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        change(&ks, |l| {
+            for i in 0..5 {
+                l.push(false, Bytes::from(format!("e{i}"))).expect("push");
+            }
+        });
+        change(&ks, |l| {
+            assert_eq!(l.get(4).expect("get"), Some(Bytes::from("e4")));
+            assert_eq!(
+                l.range(1, 2).expect("range"),
+                vec![Bytes::from("e1"), Bytes::from("e2")]
+            );
+            l.push(true, Bytes::from("h")).expect("push");
+            assert_eq!(l.get(0).expect("get"), Some(Bytes::from("h")));
+        });
+        let mut l = Listed::open(&ks, b"l").expect("open");
+        let want: Vec<Bytes> = ["h", "e0", "e1", "e2", "e3", "e4"]
+            .map(Bytes::from)
+            .to_vec();
+        assert_eq!(l.all().expect("all"), want);
+        assert_eq!(l.len(), 6);
+    }
 
     fn change(ks: &Keyspace<'_>, f: impl FnOnce(&mut Listed<'_, '_>)) {
         let mut l = Listed::open(ks, b"l").expect("open");

@@ -249,12 +249,15 @@ fn encode_bucket(out: &mut Vec<u8>, b: &Bucket) {
 }
 
 /// Where `e` goes among the entries of an inner node as stored (`b`, past its kind
-/// byte): as [`child_for`], without decoding them.
-fn route_raw(b: &[u8], e: &Elem) -> Result<(usize, u32), CmdError> {
+/// byte): as [`child_for`], without decoding them; with the elements in the children
+/// before it.
+fn route_raw(b: &[u8], e: &Elem) -> Result<(usize, u32, u64), CmdError> {
     let (mut at, mut k) = (0usize, 0usize);
     let mut found = None;
+    let (mut before_found, mut seen) = (0u64, 0u64);
     while at < b.len() {
         let no = le_u32(b, at).ok_or_else(damaged)?;
+        let count = le_u64(b, at + 4).ok_or_else(damaged)?;
         let score = f64::from_bits(le_u64(b, at + 12).ok_or_else(damaged)?);
         let len = le_u32(b, at + 20).ok_or_else(damaged)? as usize;
         let member = b.get(at + 24..at + 24 + len).ok_or_else(damaged)?;
@@ -269,11 +272,52 @@ fn route_raw(b: &[u8], e: &Elem) -> Result<(usize, u32), CmdError> {
         // The first child takes what sorts before every entry.
         if !before || found.is_none() {
             found = Some((k, no));
+            before_found = seen;
         }
+        seen = seen.saturating_add(count);
         at += 24 + len;
         k += 1;
     }
-    found.ok_or_else(damaged)
+    found
+        .map(|(k, no)| (k, no, before_found))
+        .ok_or_else(damaged)
+}
+
+/// How many of one leaf's elements as stored (`b`, past its kind byte) sort before `e`.
+fn count_below_raw(b: &[u8], e: &Elem) -> Result<u64, CmdError> {
+    let (mut at, mut k) = (0usize, 0u64);
+    while at < b.len() {
+        let score = f64::from_bits(le_u64(b, at).ok_or_else(damaged)?);
+        let len = le_u32(b, at + 8).ok_or_else(damaged)? as usize;
+        let member = b.get(at + 12..at + 12 + len).ok_or_else(damaged)?;
+        let before = score
+            .partial_cmp(&e.0)
+            .unwrap_or(Ordering::Equal)
+            .then_with(|| member.cmp(&e.1[..]))
+            == Ordering::Less;
+        if !before {
+            break;
+        }
+        at += 12 + len;
+        k += 1;
+    }
+    Ok(k)
+}
+
+/// The position and score of `member` among one record's elements as stored.
+fn find_elem_raw(b: &[u8], member: &[u8]) -> Result<Option<(u64, f64)>, CmdError> {
+    let (mut at, mut k) = (0usize, 0u64);
+    while at < b.len() {
+        let score = le_u64(b, at).ok_or_else(damaged)?;
+        let len = le_u32(b, at + 8).ok_or_else(damaged)? as usize;
+        let m = b.get(at + 12..at + 12 + len).ok_or_else(damaged)?;
+        if m == member {
+            return Ok(Some((k, f64::from_bits(score))));
+        }
+        at += 12 + len;
+        k += 1;
+    }
+    Ok(None)
 }
 
 /// Where the score of `member` is in a member-index chunk as stored.
@@ -324,6 +368,10 @@ pub struct Sorted<'k, 'a> {
     /// The node numbers in use.
     numbers: Numbers,
     nodes: HashMap<u32, Node>,
+    /// One record's elements (height 0) as read, until something needs them decoded:
+    /// a ZSCORE or ZRANK of a small set finds its member in place (decoding every
+    /// element cost a reference count each). The top is in `nodes` once decoded.
+    raw_top: Option<Bytes>,
     /// Node chunks read but not decoded (a descent reads its inner nodes in place).
     raw_nodes: HashMap<u32, Bytes>,
     index: HashMap<u32, Bucket>,
@@ -361,7 +409,8 @@ impl<'k, 'a> Sorted<'k, 'a> {
             family: None,
             buckets: 0,
             numbers: Numbers::default(),
-            nodes: HashMap::from([(TOP, Node::Leaf(Vec::new()))]),
+            nodes: HashMap::new(),
+            raw_top: None,
             raw_nodes: HashMap::new(),
             index: HashMap::new(),
             raw_index: HashMap::new(),
@@ -371,6 +420,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
             changed: false,
         };
         let Some(item) = item else {
+            z.nodes.insert(TOP, Node::Leaf(Vec::new()));
             return Ok(z);
         };
         if item.vtype != ValueType::ZSet {
@@ -387,7 +437,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
         z.bytes = le_u64(v, 10).ok_or_else(damaged)?;
         match v[0] {
             0 => {
-                z.nodes.insert(TOP, Node::decode(&v.slice(18..), true)?);
+                z.raw_top = Some(v.slice(18..));
             }
             1 => {
                 let family = Family::decode(&item.meta).ok_or_else(damaged)?;
@@ -503,6 +553,10 @@ impl<'k, 'a> Sorted<'k, 'a> {
     /// Where `e` goes below node `id`: `None` if it is a leaf, else the child's
     /// position and number; an inner node not decoded yet is read in place.
     fn route(&mut self, id: u32, e: &Elem) -> Result<Option<(usize, u32)>, CmdError> {
+        if id == TOP && self.raw_top.is_some() {
+            // Only one record's top is kept raw: a leaf.
+            return Ok(None);
+        }
         if let Some(node) = self.nodes.get(&id) {
             return match node {
                 Node::Leaf(_) => Ok(None),
@@ -516,12 +570,17 @@ impl<'k, 'a> Sorted<'k, 'a> {
         let b = self.read_node(id)?;
         match b.first() {
             Some(0) => Ok(None),
-            Some(1) => route_raw(&b[1..], e).map(Some),
+            Some(1) => route_raw(&b[1..], e).map(|(k, no, _)| Some((k, no))),
             _ => Err(damaged()),
         }
     }
 
     fn node(&mut self, id: u32) -> Result<&mut Node, CmdError> {
+        if id == TOP
+            && let Some(b) = self.raw_top.take()
+        {
+            self.nodes.insert(TOP, Node::decode(&b, true)?);
+        }
         if !self.nodes.contains_key(&id) {
             let b = self.read_node(id)?;
             self.raw_nodes.remove(&id);
@@ -611,6 +670,9 @@ impl<'k, 'a> Sorted<'k, 'a> {
     pub fn score(&mut self, member: &[u8]) -> Result<Option<f64>, CmdError> {
         if !self.exists {
             return Ok(None);
+        }
+        if let Some(b) = &self.raw_top {
+            return Ok(find_elem_raw(b, member)?.map(|(_, s)| s));
         }
         if self.height == 0 {
             let Node::Leaf(v) = self.node(TOP)? else {
@@ -904,11 +966,43 @@ impl<'k, 'a> Sorted<'k, 'a> {
 
     /// The 0-based rank of `member` in ascending order, with its score.
     pub fn rank(&mut self, member: &[u8]) -> Result<Option<(u64, f64)>, CmdError> {
+        if let Some(b) = &self.raw_top {
+            // One record's elements are in order: the position is the rank.
+            return find_elem_raw(b, member);
+        }
         let Some(s) = self.score(member)? else {
             return Ok(None);
         };
         let e = (s, Bytes::copy_from_slice(member));
-        Ok(Some((self.count_below(&|x| lt(x, &e))?, s)))
+        // A descent like a change's: nodes not decoded yet are read in place, summing
+        // the counts of the children before the way down.
+        let (mut id, mut acc) = (TOP, 0u64);
+        loop {
+            if let Some(node) = self.nodes.get(&id) {
+                match node {
+                    Node::Leaf(v) => {
+                        return Ok(Some((acc + v.partition_point(|x| lt(x, &e)) as u64, s)));
+                    }
+                    Node::Inner(cs) if cs.is_empty() => return Err(damaged()),
+                    Node::Inner(cs) => {
+                        let i = child_for(cs, &e);
+                        acc += cs[..i].iter().map(|c| c.count).sum::<u64>();
+                        id = cs[i].no;
+                    }
+                }
+                continue;
+            }
+            let b = self.read_node(id)?;
+            match b.first() {
+                Some(0) => return Ok(Some((acc + count_below_raw(&b[1..], &e)?, s))),
+                Some(1) => {
+                    let (_, no, before) = route_raw(&b[1..], &e)?;
+                    acc += before;
+                    id = no;
+                }
+                _ => return Err(damaged()),
+            }
+        }
     }
 
     /// The elements of ranks `from..to` (ascending), reading only the nodes that hold them.
@@ -994,6 +1088,8 @@ impl<'k, 'a> Sorted<'k, 'a> {
         if !self.changed {
             return Ok(());
         }
+        // What follows reads the top decoded.
+        self.node(TOP)?;
         if self.count == 0 {
             if self.exists {
                 self.ks.delete(self.key)?;
@@ -1379,14 +1475,15 @@ mod tests {
             let mut kids: Vec<Child> = firsts
                 .iter()
                 .enumerate()
-                .map(|(k, &f)| Child { no: k as u32 * 3, count: 1, first: elem(f) })
+                .map(|(k, &f)| Child { no: k as u32 * 3, count: k as u64 % 5 + 1, first: elem(f) })
                 .collect();
             kids.sort_by(|a, b| order(&a.first, &b.first));
             let mut b = Vec::new();
             Node::Inner(kids.clone()).encode(&mut b);
             let e = elem(probe);
             let i = child_for(&kids, &e);
-            proptest::prop_assert_eq!(route_raw(&b, &e).expect("route"), (i, kids[i].no));
+            let before: u64 = kids[..i].iter().map(|c| c.count).sum();
+            proptest::prop_assert_eq!(route_raw(&b, &e).expect("route"), (i, kids[i].no, before));
             let bucket: Bucket = kids.iter().map(|c| (c.first.1.clone(), c.first.0)).collect();
             let mut raw = Vec::new();
             encode_bucket(&mut raw, &bucket);
@@ -1395,6 +1492,14 @@ mod tests {
                 .and_then(|at| le_u64(&raw, at).map(f64::from_bits));
             let want = bucket.iter().find(|(m, _)| *m == e.1).map(|(_, s)| *s);
             proptest::prop_assert_eq!(found, want);
+            // One record's elements, in order: the position found is the rank.
+            let leaf: Vec<Elem> = kids.iter().map(|c| c.first.clone()).collect();
+            let mut raw = Vec::new();
+            Node::Leaf(leaf.clone()).encode(&mut raw);
+            let want = leaf.iter().position(|x| x.1 == e.1).map(|k| (k as u64, leaf[k].0));
+            proptest::prop_assert_eq!(find_elem_raw(&raw, &e.1).expect("find"), want);
+            let below = leaf.iter().filter(|x| lt(x, &e)).count() as u64;
+            proptest::prop_assert_eq!(count_below_raw(&raw, &e).expect("count"), below);
         }
     }
 
