@@ -775,6 +775,9 @@ impl<'k, 'a> Listed<'k, 'a> {
         self.changed = true;
         self.count = 0;
         self.bytes = 0;
+        // Whatever follows in this change starts from no elements (the old record and
+        // chunks go with the root's next write).
+        self.form = Form::Inline(VecDeque::new());
         Ok(())
     }
 
@@ -1136,6 +1139,32 @@ mod tests {
                 assert!(raw_elems(&part, 0).collect::<Result<Vec<_>, _>>().is_err());
                 assert!(raw_elems(&part, 12).collect::<Result<Vec<_>, _>>().is_err());
             }
+        }
+    }
+
+    #[test]
+    fn a_list_cleared_then_pushed_to_in_one_change_holds_only_the_new_element() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        for n in [5usize, 3000] {
+            change(&ks, |l| {
+                for i in 0..n {
+                    l.push(false, Bytes::from(format!("element:{i:08}")))
+                        .expect("push");
+                }
+            });
+            change(&ks, |l| {
+                l.clear().expect("clear");
+                l.push(false, Bytes::from("new")).expect("push");
+            });
+            let mut l = Listed::open(&ks, b"l").expect("open");
+            assert_eq!(
+                l.all().expect("all"),
+                vec![Bytes::from("new")],
+                "{n} elements before"
+            );
+            assert_eq!(l.len(), 1);
+            change(&ks, |l| l.clear().expect("clear"));
         }
     }
 
