@@ -475,7 +475,8 @@ fn move_elem(ks: &Keyspace<'_>, src: &Bytes, dst: &Bytes, from: End, to: End) ->
     if !source.exists() {
         return Ok(Reply::Nil);
     }
-    if ks.type_of(dst)?.is_some_and(|t| t != ValueType::List) {
+    // A rotation's destination is the list just read.
+    if src != dst && ks.type_of(dst)?.is_some_and(|t| t != ValueType::List) {
         return Err(CmdError::WrongType);
     }
     let i = if from.front() { 0 } else { source.len() - 1 };

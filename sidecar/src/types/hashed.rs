@@ -500,7 +500,14 @@ impl<'k, 'a> Hashed<'k, 'a> {
 
     /// Sets `field` to `value`; whether the field is new.
     pub fn set(&mut self, field: &Bytes, value: &Bytes) -> Result<bool, CmdError> {
+        let again = self.changed;
         let (entries, n) = self.place(field)?;
+        if again {
+            // A command's first change splices the stored entries; one of many fields
+            // works on them decoded, so it costs a search per field, not a copy of the
+            // record per field.
+            entries.decoded()?;
+        }
         let (grow, new) = entries.set(field, value)?;
         self.mark(n);
         self.bytes = (self.bytes as i64 + grow).max(0) as u64;
@@ -518,7 +525,11 @@ impl<'k, 'a> Hashed<'k, 'a> {
         if !self.exists {
             return Ok(false);
         }
+        let again = self.changed;
         let (entries, n) = self.place(field)?;
+        if again {
+            entries.decoded()?;
+        }
         // Order is kept: a small collection answers in insertion order, as Redis' does.
         let Some(gone) = entries.remove(field)? else {
             return Ok(false);
