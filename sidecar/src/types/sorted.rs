@@ -46,11 +46,15 @@ const INLINE_MIN: usize = INLINE_MAX / 4;
 /// A node past this many bytes splits; one under a quarter of it merges with a
 /// neighbour when the two fit in one. Small, since a change rewrites a node per level:
 /// bytes written per change against chunks the index holds (`bench/collections.py`).
+/// At 512 bytes a 100,000-member set was 5 levels deep, fewer score changes kept their
+/// member in its leaf, and ZINCRBY under churn ran at a third of 1 KiB's rate.
 const NODE_MAX: usize = 1 << 10;
 /// The top node (in the root) past this many bytes moves down a level.
 const TOP_MAX: usize = 1 << 10;
-/// Member-index chunks average at most this many bytes.
-const BUCKET_TARGET: usize = 1 << 10;
+/// Member-index chunks average at most this many bytes. A score change rewrites one:
+/// at 512 bytes a ZINCRBY on 100,000 members wrote 1.5 KB against 2.1 KB at 1 KiB, as
+/// fast (same session, interleaved), for 1 more byte of index per member.
+const BUCKET_TARGET: usize = 1 << 9;
 /// Redis keeps a sorted set in a listpack up to this many elements...
 pub const LISTPACK_ENTRIES: usize = 128;
 /// ...each member at most this long.
