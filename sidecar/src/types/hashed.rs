@@ -21,7 +21,7 @@
 //! whose hash `h` gives `h mod 2^(L+1) = i` (or `h mod 2^L = i` where `h mod 2^(L+1) >= n`),
 //! with `L = floor(log2 n)`.
 
-use super::{le_u32, take_prefixed};
+use super::{le_u32, prefixed, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::Bytes;
@@ -92,20 +92,13 @@ fn decode_entries(b: &Bytes) -> Result<Vec<Entry>, CmdError> {
 fn locate(b: &[u8], field: &[u8]) -> Result<Option<(usize, usize, usize)>, CmdError> {
     let mut at = 0usize;
     while at < b.len() {
-        let flen = le_u32(b, at).ok_or_else(damaged)? as usize;
-        let fend = (at + 4)
-            .checked_add(flen)
-            .filter(|&e| e <= b.len())
-            .ok_or_else(damaged)?;
-        let vlen = le_u32(b, fend).ok_or_else(damaged)? as usize;
-        let end = (fend + 4)
-            .checked_add(vlen)
-            .filter(|&e| e <= b.len())
-            .ok_or_else(damaged)?;
-        if flen == field.len() && b[at + 4..fend] == *field {
-            return Ok(Some((at, fend, end)));
+        let start = at;
+        let f = prefixed(b, &mut at).ok_or_else(damaged)?;
+        let value_at = at;
+        prefixed(b, &mut at).ok_or_else(damaged)?;
+        if b[f] == *field {
+            return Ok(Some((start, value_at, at)));
         }
-        at = end;
     }
     Ok(None)
 }
@@ -482,6 +475,18 @@ impl<'k, 'a> Hashed<'k, 'a> {
         }
     }
 
+    /// [`Hashed::place`] for a change. A command's first change splices the stored
+    /// entries; one of many fields works on them decoded, so it costs a search per
+    /// field, not a copy of the record per field.
+    fn place_to_change(&mut self, field: &[u8]) -> Result<(&mut Entries, Option<u32>), CmdError> {
+        let again = self.changed;
+        let (entries, n) = self.place(field)?;
+        if again {
+            entries.decoded()?;
+        }
+        Ok((entries, n))
+    }
+
     /// The value of `field`.
     pub fn get(&mut self, field: &[u8]) -> Result<Option<Bytes>, CmdError> {
         if !self.exists {
@@ -500,14 +505,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
 
     /// Sets `field` to `value`; whether the field is new.
     pub fn set(&mut self, field: &Bytes, value: &Bytes) -> Result<bool, CmdError> {
-        let again = self.changed;
-        let (entries, n) = self.place(field)?;
-        if again {
-            // A command's first change splices the stored entries; one of many fields
-            // works on them decoded, so it costs a search per field, not a copy of the
-            // record per field.
-            entries.decoded()?;
-        }
+        let (entries, n) = self.place_to_change(field)?;
         let (grow, new) = entries.set(field, value)?;
         self.mark(n);
         self.bytes = (self.bytes as i64 + grow).max(0) as u64;
@@ -525,11 +523,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
         if !self.exists {
             return Ok(false);
         }
-        let again = self.changed;
-        let (entries, n) = self.place(field)?;
-        if again {
-            entries.decoded()?;
-        }
+        let (entries, n) = self.place_to_change(field)?;
         // Order is kept: a small collection answers in insertion order, as Redis' does.
         let Some(gone) = entries.remove(field)? else {
             return Ok(false);

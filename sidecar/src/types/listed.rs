@@ -28,7 +28,7 @@
 //! back.
 
 use super::hashed::INLINE_MAX;
-use super::{Numbers, le_u32, le_u64, push_removals, take_prefixed};
+use super::{Numbers, le_u32, le_u64, prefixed, push_removals, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::Bytes;
@@ -65,12 +65,9 @@ fn raw_elems(b: &Bytes, skip: usize) -> impl Iterator<Item = Result<Bytes, CmdEr
     std::iter::from_fn(move || {
         while skip > 0 && at < b.len() {
             skip -= 1;
-            match le_u32(b, at).and_then(|n| (at + 4).checked_add(n as usize)) {
-                Some(end) if end <= b.len() => at = end,
-                _ => {
-                    at = b.len();
-                    return Some(Err(damaged()));
-                }
+            if prefixed(b, &mut at).is_none() {
+                at = b.len();
+                return Some(Err(damaged()));
             }
         }
         if at >= b.len() {

@@ -48,11 +48,17 @@ pub(crate) fn write_change(
 /// The length-prefixed bytes at `*at` of `b` (a 4-byte little-endian length, then
 /// that many bytes), moving `*at` past them; `None` if `b` ends first.
 pub(crate) fn take_prefixed(b: &Bytes, at: &mut usize) -> Option<Bytes> {
+    prefixed(b, at).map(|r| b.slice(r))
+}
+
+/// Where the length-prefixed bytes at `*at` of `b` are, moving `*at` past them: as
+/// [`take_prefixed`], for readers that step over or compare in place.
+pub(crate) fn prefixed(b: &[u8], at: &mut usize) -> Option<std::ops::Range<usize>> {
     let len_end = at.checked_add(4).filter(|&e| e <= b.len())?;
     let len = u32::from_le_bytes(b[*at..len_end].try_into().ok()?) as usize;
     let end = len_end.checked_add(len).filter(|&e| e <= b.len())?;
     *at = end;
-    Some(b.slice(len_end..end))
+    Some(len_end..end)
 }
 
 /// The little-endian `u32` at `at` of `b`, if `b` holds it.

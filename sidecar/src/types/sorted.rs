@@ -31,7 +31,7 @@
 //! as in [`super::hashed`].
 
 use super::hashed::{bucket, field_hash, scan_classes};
-use super::{Numbers, le_u32, le_u64, push_removals, take_prefixed};
+use super::{Numbers, le_u32, le_u64, prefixed, push_removals, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::Bytes;
@@ -289,13 +289,32 @@ fn route_raw(b: &[u8], e: &Elem) -> Result<(usize, u32, u64), CmdError> {
         .ok_or_else(damaged)
 }
 
+/// A leaf's elements as stored (`b`, past any kind byte), in order, as (score, member)
+/// read in place; an error where they are damaged, and nothing after it.
+fn raw_elems(b: &[u8]) -> impl Iterator<Item = Result<(f64, &[u8]), CmdError>> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at >= b.len() {
+            return None;
+        }
+        let score = le_u64(b, at).map(f64::from_bits);
+        at += 8;
+        let member = prefixed(b, &mut at).map(|r| &b[r]);
+        match score.zip(member) {
+            Some(e) => Some(Ok(e)),
+            None => {
+                at = b.len();
+                Some(Err(damaged()))
+            }
+        }
+    })
+}
+
 /// How many of one leaf's elements as stored (`b`, past its kind byte) sort before `e`.
 fn count_below_raw(b: &[u8], e: &Elem) -> Result<u64, CmdError> {
-    let (mut at, mut k) = (0usize, 0u64);
-    while at < b.len() {
-        let score = f64::from_bits(le_u64(b, at).ok_or_else(damaged)?);
-        let len = le_u32(b, at + 8).ok_or_else(damaged)? as usize;
-        let member = b.get(at + 12..at + 12 + len).ok_or_else(damaged)?;
+    let mut k = 0u64;
+    for x in raw_elems(b) {
+        let (score, member) = x?;
         let before = score
             .partial_cmp(&e.0)
             .unwrap_or(Ordering::Equal)
@@ -304,7 +323,6 @@ fn count_below_raw(b: &[u8], e: &Elem) -> Result<u64, CmdError> {
         if !before {
             break;
         }
-        at += 12 + len;
         k += 1;
     }
     Ok(k)
@@ -312,16 +330,11 @@ fn count_below_raw(b: &[u8], e: &Elem) -> Result<u64, CmdError> {
 
 /// The position and score of `member` among one record's elements as stored.
 fn find_elem_raw(b: &[u8], member: &[u8]) -> Result<Option<(u64, f64)>, CmdError> {
-    let (mut at, mut k) = (0usize, 0u64);
-    while at < b.len() {
-        let score = le_u64(b, at).ok_or_else(damaged)?;
-        let len = le_u32(b, at + 8).ok_or_else(damaged)? as usize;
-        let m = b.get(at + 12..at + 12 + len).ok_or_else(damaged)?;
+    for (k, x) in raw_elems(b).enumerate() {
+        let (score, m) = x?;
         if m == member {
-            return Ok(Some((k, f64::from_bits(score))));
+            return Ok(Some((k as u64, score)));
         }
-        at += 12 + len;
-        k += 1;
     }
     Ok(None)
 }
