@@ -56,58 +56,64 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
     let mut batch: Vec<Vec<bytes::Bytes>> = Vec::new();
     let mut lent = Vec::new();
     let mut chunk = FIRST_CHUNK;
+    // Bytes a blocked command's wait read (commands pipelined behind it) are parsed
+    // before the next read: nothing more may come until they are answered.
+    let mut carried = false;
     let mut gauge = BufferGauge {
         total: &shared.stats.client_buffer_bytes,
         reported: 0,
     };
     'conn: loop {
-        if inbuf.capacity() - inbuf.len() < chunk / 4 {
-            inbuf.reserve(chunk);
-        }
-        let offered = inbuf.capacity() - inbuf.len();
-        let monitor = session.monitor.as_mut();
-        let read = async {
-            tokio::select! {
-                r = stream.read_buf(&mut inbuf) => Some(r),
-                () = client.wake.notified() => None,
-                line = next_line(monitor) => {
-                    if let Some(line) = line {
-                        out.extend_from_slice(&line);
-                    }
-                    None
-                }
+        // What a blocked command's wait read is parsed as if just read.
+        if !std::mem::take(&mut carried) {
+            if inbuf.capacity() - inbuf.len() < chunk / 4 {
+                inbuf.reserve(chunk);
             }
-        };
-        let got = if idle > 0 {
-            match tokio::time::timeout(Duration::from_secs(idle), read).await {
-                Ok(r) => r,
-                Err(_) => break 'conn,
+            let offered = inbuf.capacity() - inbuf.len();
+            let monitor = session.monitor.as_mut();
+            let read = async {
+                tokio::select! {
+                    r = stream.read_buf(&mut inbuf) => Some(r),
+                    () = client.wake.notified() => None,
+                    line = next_line(monitor) => {
+                        if let Some(line) = line {
+                            out.extend_from_slice(&line);
+                        }
+                        None
+                    }
+                }
+            };
+            let got = if idle > 0 {
+                match tokio::time::timeout(Duration::from_secs(idle), read).await {
+                    Ok(r) => r,
+                    Err(_) => break 'conn,
+                }
+            } else {
+                read.await
+            };
+            if client.killed.load(Ordering::Acquire) {
+                break;
             }
-        } else {
-            read.await
-        };
-        if client.killed.load(Ordering::Acquire) {
-            break;
-        }
-        match got {
-            Some(Ok(0)) | Some(Err(_)) => break,
-            // A full read (an io_uring read may bring more than was offered).
-            Some(Ok(n)) if n >= offered => chunk = (chunk * 2).min(READ_CHUNK),
-            Some(Ok(_)) => {}
-            None => {
-                // Woken, or a MONITOR line to pass on (with any others queued).
-                if let Some(m) = session.monitor.as_mut() {
-                    while let Ok(line) = m.rx.try_recv() {
-                        out.extend_from_slice(&line);
+            match got {
+                Some(Ok(0)) | Some(Err(_)) => break,
+                // A full read (an io_uring read may bring more than was offered).
+                Some(Ok(n)) if n >= offered => chunk = (chunk * 2).min(READ_CHUNK),
+                Some(Ok(_)) => {}
+                None => {
+                    // Woken, or a MONITOR line to pass on (with any others queued).
+                    if let Some(m) = session.monitor.as_mut() {
+                        while let Ok(line) = m.rx.try_recv() {
+                            out.extend_from_slice(&line);
+                        }
                     }
-                }
-                if !out.is_empty() {
-                    if stream.write_all(&mut out).await.is_err() {
-                        break;
+                    if !out.is_empty() {
+                        if stream.write_all(&mut out).await.is_err() {
+                            break;
+                        }
+                        out.clear();
                     }
-                    out.clear();
+                    continue;
                 }
-                continue;
             }
         }
         // Noted once per batch, before any of its writes (see `settle`).
@@ -162,10 +168,12 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
                     waits_for_fsync,
                     max_query,
                 };
+                let before = inbuf.len();
                 match wait.run(&mut session, &mut stream, &mut inbuf).await {
                     Some(r) => reply = r,
                     None => break 'conn,
                 }
+                carried |= inbuf.len() > before;
             }
             let start = out.len();
             reply.encode(&mut out, session.resp3);
@@ -476,6 +484,37 @@ mod tests {
         }
         c.write_all(b"GET n\r\n").await.expect("write");
         expect(&mut c, b"$4\r\n4000\r\n").await;
+        drop((c, other));
+        task.await.expect("served");
+        task2.await.expect("served");
+    }
+
+    /// Commands sent while a pop is blocked (read by its wait) are answered once it
+    /// is served, without waiting for more input (CI once saw LLEN left unanswered).
+    #[tokio::test]
+    async fn commands_sent_while_blocked_are_answered_after_the_pop() {
+        let (_d, sh) = shared();
+        let (mut c, s) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(serve(sh.clone(), s, "one".into()));
+        c.write_all(b"BLMOVE src dst RIGHT LEFT 0\r\n")
+            .await
+            .expect("write");
+        while sh.blocked.count() == 0 {
+            tokio::task::yield_now().await;
+        }
+        c.write_all(b"LLEN dst\r\n").await.expect("write");
+        // Let the wait read it before the push.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        let (mut other, s2) = tokio::io::duplex(1 << 16);
+        let task2 = tokio::spawn(serve(sh.clone(), s2, "two".into()));
+        other.write_all(b"RPUSH src m n\r\n").await.expect("write");
+        expect(&mut other, b":2\r\n").await;
+        let answered = expect(&mut c, b"$1\r\nn\r\n:1\r\n");
+        tokio::time::timeout(Duration::from_secs(5), answered)
+            .await
+            .expect("LLEN answered without more input");
         drop((c, other));
         task.await.expect("served");
         task2.await.expect("served");
