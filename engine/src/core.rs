@@ -148,7 +148,7 @@ impl Inner {
         }
         let buf = Bytes::from(buf);
         self.hot
-            .offer(slot.hash, slot.seg, slot.off, generation, &buf, h);
+            .offer(slot.hash, slot.seg, slot.off, generation, &buf);
         Ok(Some((buf, h)))
     }
 

@@ -154,6 +154,18 @@ impl Engine {
         }
     }
 
+    /// A hint that `key` is about to be read or written: its index entry (and what the
+    /// hot tier checks first) start loading into the CPU's cache. For a pipeline, whose
+    /// next command's key is known while the current one runs.
+    pub fn prefetch(&self, ns: u8, key: &[u8]) {
+        let inner = &*self.inner;
+        if let Some(kd) = inner.index.get(ns) {
+            let id = inner.index.key_id(ns, key);
+            kd.prefetch(id);
+            inner.hot.prefetch(id);
+        }
+    }
+
     /// The record of `key` whatever it holds (a collection's root, for a collection).
     pub fn get_typed(&self, ns: u8, key: &[u8]) -> Result<Option<Item>> {
         check_ns(ns)?;

@@ -28,19 +28,24 @@ const SHARDS: usize = 64;
 /// allocation header (an estimate, counted so the bound holds for small values).
 const ENTRY_OVERHEAD: usize = 96;
 
-/// One cached record.
+/// Records up to this long are copied out on a hit rather than shared: the copy reads
+/// only the record's own bytes, where sharing writes a reference count that lives in a
+/// cache line of its own (often last written by another thread).
+const COPY_MAX: usize = 1 << 10;
+
+/// One cached record, held in its shard's table itself: a hit touches the table's
+/// slot and the record's bytes, nothing between.
 struct Entry {
-    /// The key id (the index's hash, database included).
-    id: u64,
     seg: u32,
     off: u32,
-    /// The log's generation when it was read (see [`HotTier::get`]).
-    generation: u64,
-    /// The whole record, as read and checked.
-    buf: Bytes,
-    header: Header,
+    /// Its place in the CLOCK ring.
+    ring: u32,
     /// Read since the clock hand last passed.
     visited: bool,
+    /// The log's generation when it was read (see [`HotTier::get`]).
+    generation: u64,
+    /// The whole record, as read and checked (its header is parsed again on a hit).
+    buf: Bytes,
 }
 
 impl Entry {
@@ -49,20 +54,11 @@ impl Entry {
     }
 }
 
-/// Where a key's entry is, and which record it holds: a read of another record of the
-/// key is told from the table alone, without touching the entry.
-#[derive(Clone, Copy)]
-struct Place {
-    ring: u32,
-    seg: u32,
-    off: u32,
-}
-
-/// A shard: a table from key id to a place in `ring`, and the CLOCK ring.
+/// A shard: a table from key id to its entry, and the CLOCK ring of key ids.
 #[derive(Default)]
 struct Shard {
-    at: HashMap<u64, Place, IdHash>,
-    ring: Vec<Option<Entry>>,
+    at: HashMap<u64, Entry, IdHash>,
+    ring: Vec<Option<u64>>,
     free: Vec<u32>,
     hand: usize,
     bytes: usize,
@@ -99,17 +95,19 @@ impl std::hash::Hasher for IdHasher {
 }
 
 impl Shard {
-    fn remove_at(&mut self, i: u32) -> Option<Entry> {
-        let e = self.ring.get_mut(i as usize)?.take()?;
-        self.at.remove(&e.id);
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let e = self.at.remove(&id)?;
+        if let Some(r) = self.ring.get_mut(e.ring as usize) {
+            *r = None;
+        }
+        self.free.push(e.ring);
         self.bytes -= e.cost();
-        self.free.push(i);
         Some(e)
     }
 
-    /// The entry the CLOCK hand stops at (clearing visited marks on the way); `None`
-    /// if the shard is empty.
-    fn victim(&mut self) -> Option<u32> {
+    /// The key the CLOCK hand stops at (clearing visited marks on the way); `None` if
+    /// the shard is empty.
+    fn victim(&mut self) -> Option<u64> {
         if self.at.is_empty() {
             return None;
         }
@@ -118,31 +116,29 @@ impl Shard {
         for _ in 0..2 * n + 1 {
             let i = self.hand % n;
             self.hand = (i + 1) % n;
-            if let Some(e) = &mut self.ring[i] {
-                if e.visited {
-                    e.visited = false;
-                } else {
-                    return Some(i as u32);
-                }
+            let Some(id) = self.ring[i] else { continue };
+            match self.at.get_mut(&id) {
+                Some(e) if e.visited => e.visited = false,
+                Some(_) => return Some(id),
+                None => {}
             }
         }
         None
     }
 
-    fn insert(&mut self, e: Entry) {
+    fn insert(&mut self, id: u64, mut e: Entry) {
         self.bytes += e.cost();
-        let (id, seg, off) = (e.id, e.seg, e.off);
-        let i = match self.free.pop() {
+        e.ring = match self.free.pop() {
             Some(i) => {
-                self.ring[i as usize] = Some(e);
+                self.ring[i as usize] = Some(id);
                 i
             }
             None => {
-                self.ring.push(Some(e));
+                self.ring.push(Some(id));
                 (self.ring.len() - 1) as u32
             }
         };
-        self.at.insert(id, Place { ring: i, seg, off });
+        self.at.insert(id, e);
     }
 }
 
@@ -233,6 +229,12 @@ impl Presence {
     fn place(&self, id: u64) -> (usize, u64) {
         let n = (id ^ (id >> 33)).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) >> 20 & self.mask;
         ((n / 64) as usize, 1 << (n % 64))
+    }
+
+    fn prefetch(&self, id: u64) {
+        if let Some(w) = self.bits.get(self.place(id).0) {
+            crate::cache_hint::prefetch(w);
+        }
     }
 
     fn test(&self, id: u64) -> bool {
@@ -340,13 +342,16 @@ impl HotTier {
             return None;
         }
         let mut s = shard.lock();
-        let found = match s.at.get(&id).copied() {
-            Some(p) if p.seg == seg && p.off == off => {
-                s.ring[p.ring as usize].as_mut().and_then(|e| {
-                    (e.generation == generation).then(|| {
-                        e.visited = true;
-                        (e.buf.clone(), e.header)
-                    })
+        let found = match s.at.get_mut(&id) {
+            Some(e) if e.seg == seg && e.off == off && e.generation == generation => {
+                e.visited = true;
+                Header::parse(&e.buf).map(|h| {
+                    let buf = if e.buf.len() <= COPY_MAX {
+                        Bytes::copy_from_slice(&e.buf)
+                    } else {
+                        e.buf.clone()
+                    };
+                    (buf, h)
                 })
             }
             _ => None,
@@ -362,14 +367,19 @@ impl HotTier {
         found
     }
 
+    /// Starts loading what a read of key `id` looks at first.
+    pub fn prefetch(&self, id: u64) {
+        if self.sketch.is_some() {
+            self.presence.prefetch(id);
+        }
+    }
+
     /// Offers the record of key `id` just read from (`seg`, `off`): admitted if there
     /// is room, or if it was read clearly more often than the entry it would evict. An entry of
     /// an older record of the same key is replaced.
-    pub fn offer(&self, id: u64, seg: u32, off: u32, generation: u64, buf: &Bytes, header: Header) {
+    pub fn offer(&self, id: u64, seg: u32, off: u32, generation: u64, buf: &Bytes) {
         // Cloned only once admitted: the first clone of a buffer read from disk allocates.
-        self.admit(id, seg, off, generation, buf.len(), false, || {
-            (buf.clone(), header)
-        });
+        self.admit(id, seg, off, generation, buf.len(), false, || buf.clone());
     }
 
     /// [`HotTier::offer`]'s work: `make` builds the entry's record (of `len` bytes) once
@@ -383,7 +393,7 @@ impl HotTier {
         generation: u64,
         len: usize,
         only_if_held: bool,
-        make: impl FnOnce() -> (Bytes, Header),
+        make: impl FnOnce() -> Bytes,
     ) {
         let (Some(shard), Some(sketch)) = (self.shard(id), self.sketch.as_ref()) else {
             return;
@@ -403,17 +413,13 @@ impl HotTier {
         }
         let mut s = shard.lock();
         let before = s.bytes;
-        match s.at.get(&id).copied() {
-            Some(p) => {
-                s.remove_at(p.ring);
-                self.presence.clear(id);
-            }
-            None if only_if_held => return,
-            None => {}
+        if s.remove(id).is_some() {
+            self.presence.clear(id);
+        } else if only_if_held {
+            return;
         }
         while s.bytes + cost > self.shard_bytes {
-            let Some(v) = s.victim() else { break };
-            let victim_id = s.ring[v as usize].as_ref().map_or(0, |e| e.id);
+            let Some(victim_id) = s.victim() else { break };
             // Clearly more often than the victim: between keys read about as often
             // (a uniform key space), swapping them is all cost and no gain.
             if freq < sketch.estimate(victim_id).saturating_add(2) {
@@ -421,20 +427,19 @@ impl HotTier {
                 self.note_held(before, s.bytes);
                 return;
             }
-            s.remove_at(v);
+            s.remove(victim_id);
             self.presence.clear(victim_id);
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
-        let (buf, header) = make();
-        s.insert(Entry {
-            id,
+        let entry = Entry {
             seg,
             off,
-            generation,
-            buf,
-            header,
+            ring: 0,
             visited: false,
-        });
+            generation,
+            buf: make(),
+        };
+        s.insert(id, entry);
         self.presence.set(id);
         self.note_held(before, s.bytes);
         self.admissions.fetch_add(1, Ordering::Relaxed);
@@ -458,13 +463,13 @@ impl HotTier {
         if !self.presence.test(id) {
             return;
         }
-        let Some(header) = Header::parse(rec) else {
+        if Header::parse(rec).is_none() {
             return;
-        };
+        }
         // Held or not is decided under the shard's lock the admission takes anyway;
         // the record is copied only if it enters.
         self.admit(id, seg, off, generation, rec.len(), true, || {
-            (Bytes::copy_from_slice(rec), header)
+            Bytes::copy_from_slice(rec)
         });
     }
 
@@ -525,15 +530,15 @@ mod tests {
     #[test]
     fn an_entry_serves_only_the_location_it_was_read_from() {
         let t = HotTier::new(1 << 20);
-        let (buf, h) = rec(b"k", b"v1");
-        t.offer(7, 1, 100, 0, &buf, h);
+        let (buf, _) = rec(b"k", b"v1");
+        t.offer(7, 1, 100, 0, &buf);
         assert!(t.get(7, 1, 100, 0).is_some());
         assert!(t.get(7, 1, 100, 1).is_none(), "writes given up since");
         // The key was rewritten elsewhere: the entry is not matched.
         assert!(t.get(7, 1, 200, 0).is_none());
         assert!(t.get(7, 2, 100, 0).is_none());
-        let (buf2, h2) = rec(b"k", b"v2");
-        t.offer(7, 1, 200, 0, &buf2, h2);
+        let (buf2, _) = rec(b"k", b"v2");
+        t.offer(7, 1, 200, 0, &buf2);
         let (got, _) = t.get(7, 1, 200, 0).expect("the new record");
         assert_eq!(&got[..], &buf2[..]);
         assert_eq!(t.stats().entries, 1, "the old record's entry was replaced");
@@ -557,8 +562,8 @@ mod tests {
         for round in 0..10 {
             for (i, &id) in hot.iter().enumerate() {
                 if t.get(id, 1, i as u32, 0).is_none() {
-                    let (buf, h) = rec(&id.to_le_bytes(), &value);
-                    t.offer(id, 1, i as u32, 0, &buf, h);
+                    let (buf, _) = rec(&id.to_le_bytes(), &value);
+                    t.offer(id, 1, i as u32, 0, &buf);
                 }
                 let _ = round;
             }
@@ -572,8 +577,8 @@ mod tests {
         for j in 0..20_000u64 {
             let id = (j + 1_000_000).wrapping_mul(0xD6E8_FEB8_6659_FD93);
             if t.get(id, 2, j as u32, 0).is_none() {
-                let (buf, h) = rec(&id.to_le_bytes(), &value);
-                t.offer(id, 2, j as u32, 0, &buf, h);
+                let (buf, _) = rec(&id.to_le_bytes(), &value);
+                t.offer(id, 2, j as u32, 0, &buf);
             }
         }
         let after = hot
@@ -592,10 +597,32 @@ mod tests {
     }
 
     #[test]
+    fn small_records_are_copied_out_and_large_ones_shared_alike() {
+        let t = HotTier::new(1 << 24);
+        for (id, len) in [
+            (1u64, 10usize),
+            (2, COPY_MAX),
+            (3, COPY_MAX + 1),
+            (4, 8 * COPY_MAX),
+        ] {
+            let (buf, h) = rec(&id.to_le_bytes(), &vec![id as u8; len]);
+            t.offer(id, 1, id as u32, 0, &buf);
+            // Prefetching is a hint: asked for held and unknown keys alike.
+            t.prefetch(id);
+            t.prefetch(id + 100);
+            let (got, gh) = t.get(id, 1, id as u32, 0).expect("held");
+            assert_eq!(&got[..], &buf[..], "{len}");
+            assert_eq!((gh.key_len, gh.value_len), (h.key_len, h.value_len));
+            assert_eq!(got.as_ptr() == buf.as_ptr(), buf.len() > COPY_MAX, "{len}");
+        }
+        assert_eq!(t.stats().entries, 4);
+    }
+
+    #[test]
     fn off_means_nothing_is_kept() {
         let t = HotTier::new(0);
-        let (buf, h) = rec(b"k", b"v");
-        t.offer(1, 1, 1, 0, &buf, h);
+        let (buf, _) = rec(b"k", b"v");
+        t.offer(1, 1, 1, 0, &buf);
         assert!(t.get(1, 1, 1, 0).is_none());
         assert_eq!(t.stats(), HotStats::default());
     }

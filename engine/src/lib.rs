@@ -3,6 +3,7 @@
 //! fast restarts, and fsync policies with group commit. Synchronous and thread-safe;
 //! no async runtime inside. All file I/O goes through [`io::Storage`].
 
+mod cache_hint;
 mod clock;
 mod collection;
 mod compaction;

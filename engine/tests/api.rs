@@ -35,6 +35,19 @@ fn put_get_overwrite_delete() {
 }
 
 #[test]
+fn prefetch_is_a_hint_for_any_key_in_any_namespace() {
+    let (_d, _o, _c, e) = tmp_engine();
+    // Nothing written yet, a namespace never written, one out of range.
+    for ns in [0, 3, 255] {
+        e.prefetch(ns, b"k");
+    }
+    e.put(0, b"k", b"v", None).expect("put");
+    e.prefetch(0, b"k");
+    e.prefetch(0, b"");
+    assert_eq!(get(&e, 0, b"k").as_deref(), Some(&b"v"[..]));
+}
+
+#[test]
 fn empty_values_and_binary_keys_round_trip() {
     let (_d, _o, _c, e) = tmp_engine();
     let key = [0u8, 255, b'\r', b'\n', 0];

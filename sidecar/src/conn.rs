@@ -135,6 +135,14 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
             let (Some(args), Some(upcoming)) = (batch.get(i), batch.get(i + 1..)) else {
                 break;
             };
+            // The next command's first argument is its key for nearly every command
+            // that has one: its index entry loads while this one runs (a hint only).
+            if let Some(key) = upcoming.first().and_then(|next| next.get(1)) {
+                shared
+                    .store
+                    .engine
+                    .prefetch(shared.store.ns(session.db), key);
+            }
             let mut ahead = cmd::ReadAhead {
                 lent: std::mem::take(&mut lent),
                 upcoming,

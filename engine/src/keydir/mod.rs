@@ -204,6 +204,14 @@ impl Keydir {
         self.shard(hash).read().get(hash)
     }
 
+    /// Starts loading the entry of `hash` into the cache (skipped while a writer
+    /// holds its shard).
+    pub fn prefetch(&self, hash: u64) {
+        if let Some(t) = self.shard(hash).try_read() {
+            t.prefetch(hash);
+        }
+    }
+
     /// Keys whose policy bits are [`TAGGED`].
     pub fn tagged(&self) -> usize {
         self.tagged.load(Ordering::Relaxed)

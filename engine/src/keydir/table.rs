@@ -150,6 +150,13 @@ impl Table {
         self.slots.len() * std::mem::size_of::<Entry>()
     }
 
+    /// Starts loading the entry where `hash` is looked for first.
+    pub fn prefetch(&self, hash: u64) {
+        if let Some(e) = self.slots.get(self.home(hash & LOW_MASK)) {
+            crate::cache_hint::prefetch(e);
+        }
+    }
+
     /// Where `low` (a hash's bits below the shard bits) is looked for first.
     fn home(&self, low: u64) -> usize {
         // The shard bits are constant within a shard, so only the low bits place an
