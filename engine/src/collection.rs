@@ -42,6 +42,10 @@ pub struct CollectionWrite<'a> {
     pub root: Option<RootWrite<'a>>,
     /// Chunks of the root's family written or removed.
     pub chunks: Vec<ChunkWrite<'a>>,
+    /// The caller read the root as `root` says it is now (its value unchanged): only
+    /// the chunks are appended, if the key still holds that family with that expiry
+    /// (else the root is written too, as without this).
+    pub root_unchanged: bool,
 }
 
 fn check(ns: u8, key: &[u8]) -> Result<()> {
@@ -169,22 +173,36 @@ impl Engine {
             }
         }
         let root_at = buf.len();
-        record::encode_typed(
-            &mut buf,
-            Kind::Put as u8,
-            root.vtype,
-            ns,
-            key,
-            meta,
-            root.value,
-            exp,
-        );
-        let root_len = buf.len() - root_at;
+        let root_len = record::HEADER_LEN + key.len() + meta.len() + root.value.len();
         let hash = inner.index.key_id(ns, key);
-        inner.compactor.wait_for_space(&inner.log, buf.len())?;
+        inner
+            .compactor
+            .wait_for_space(&inner.log, buf.len() + root_len)?;
         let lsn = {
             let mut w = inner.writer()?;
             inner.families.settle();
+            // Decided under the writer: nothing can drop or replace the key meanwhile.
+            let keep_root = change.root_unchanged
+                && root_at > 0
+                && root.family.is_some_and(|f| {
+                    inner.families.get(ns, hash, now) == Some((root.vtype, f, exp))
+                });
+            if keep_root {
+                // The run ends on its last chunk, which recovery applies it up to.
+                let last = parts.last().map_or(0, |p| p.1);
+                record::clear_continued(&mut buf[last..]);
+            } else {
+                record::encode_typed(
+                    &mut buf,
+                    Kind::Put as u8,
+                    root.vtype,
+                    ns,
+                    key,
+                    meta,
+                    root.value,
+                    exp,
+                );
+            }
             let (seg, off) = inner.log.append_locked(&mut w, &buf)?;
             if !parts.is_empty() {
                 let kd = inner.index.keydir(shadow);
@@ -207,12 +225,17 @@ impl Engine {
                 }
                 inner.log.mark_dead_all(dead);
             }
-            let kd = inner.index.keydir(ns);
-            let old = inner.point_at(kd, hash, &seg, off + root_at as u32, root_len, exp);
-            inner
-                .families
-                .set(ns, hash, key, root.family.map(|f| (root.vtype, f, exp)));
-            inner.key_written(&mut w, hash, key, old)?;
+            if keep_root {
+                // A change of the collection all the same, for the eviction policy.
+                inner.note_overwrite(hash);
+            } else {
+                let kd = inner.index.keydir(ns);
+                let old = inner.point_at(kd, hash, &seg, off + root_at as u32, root_len, exp);
+                inner
+                    .families
+                    .set(ns, hash, key, root.family.map(|f| (root.vtype, f, exp)));
+                inner.key_written(&mut w, hash, key, old)?;
+            }
             // Chunks and the root being read often stay in memory across the change.
             let generation = inner.log.generation();
             for &(id, at, len, put) in &parts {
@@ -223,10 +246,11 @@ impl Engine {
                         .replace(id, seg.id, off + at as u32, generation, rec);
                 }
             }
-            let rec = &buf[root_at..root_at + root_len];
-            inner
-                .hot
-                .replace(hash, seg.id, off + root_at as u32, generation, rec);
+            if let Some(rec) = buf.get(root_at..).filter(|r| !r.is_empty()) {
+                inner
+                    .hot
+                    .replace(hash, seg.id, off + root_at as u32, generation, rec);
+            }
             w.lsn
         };
         Counters::bump(&inner.counters.puts);

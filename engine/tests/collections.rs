@@ -35,6 +35,7 @@ fn write(e: &Engine, key: &[u8], family: Family, tag: &str, exp: Option<u64>) {
                 value: Some(v),
             })
             .collect(),
+        root_unchanged: false,
     };
     e.write_collection(0, key, &change).expect("write");
 }
@@ -176,5 +177,132 @@ fn a_change_torn_by_a_crash_is_before_or_after_never_between() {
     assert!(
         seen.contains("before"),
         "some crashes cut the change: {seen:?}"
+    );
+}
+
+/// Chunks `ns` of `key` written as `body(i)`, its root kept as `root` says.
+fn change_chunks(e: &Engine, key: &[u8], root: RootWrite<'_>, kept: bool, ns: &[u32], tag: &str) {
+    let bodies: Vec<Vec<u8>> = ns
+        .iter()
+        .map(|i| format!("{tag}:{i}").into_bytes())
+        .collect();
+    let change = CollectionWrite {
+        root: Some(root),
+        chunks: ns
+            .iter()
+            .zip(&bodies)
+            .map(|(&n, b)| ChunkWrite { n, value: Some(b) })
+            .collect(),
+        root_unchanged: kept,
+    };
+    e.write_collection(0, key, &change).expect("write");
+}
+
+fn chunk_text(e: &Engine, key: &[u8], family: Family, n: u32) -> String {
+    let c = e.chunk(0, key, family, n).expect("chunk").expect("present");
+    String::from_utf8(c.to_vec()).expect("utf8")
+}
+
+#[test]
+fn a_change_that_keeps_its_root_writes_its_chunks_alone_and_is_whole_after_a_crash() {
+    let root = |family| RootWrite {
+        vtype: ValueType::Hash,
+        value: b"the root",
+        family: Some(family),
+        expire_at_ms: None,
+    };
+    let f = fam(3, 4);
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..40u64 {
+        let (fs, clock) = setup();
+        let mut o = mem_options(&fs, &clock, Fsync::Never);
+        o.segment_bytes = 1 << 20;
+        let e = open(&o);
+        change_chunks(&e, b"h", root(f), false, &[0, 1, 2, 3], "old");
+        // The same change with and without the root: only the root's record differs.
+        let at = e.stats().bytes_written;
+        change_chunks(&e, b"h", root(f), false, &[1, 2], "mid");
+        let full = e.stats().bytes_written - at;
+        let at = e.stats().bytes_written;
+        e.sync().expect("sync");
+        change_chunks(&e, b"h", root(f), true, &[1, 2], "new");
+        let kept = e.stats().bytes_written - at;
+        assert!(
+            full >= kept + b"the root".len() as u64 + 2,
+            "{full} against {kept}"
+        );
+        assert_eq!(
+            e.get_typed(0, b"h").expect("get").map(|r| r.value.to_vec()),
+            Some(b"the root".to_vec())
+        );
+        assert_eq!(e.family(0, b"h").map(|(_, fm, _)| fm), Some(f));
+        assert_eq!(chunk_text(&e, b"h", f, 1), "new:1");
+        // A crash keeps both chunks of the kept-root change or neither.
+        e.flush_writes().expect("flush");
+        let crashed = fs.crash(CrashMode::TornTail { seed });
+        std::mem::forget(e);
+        let e2 = open(&mem_options(&crashed, &clock, Fsync::Never));
+        assert_eq!(e2.family(0, b"h").map(|(_, fm, _)| fm), Some(f));
+        let both = (chunk_text(&e2, b"h", f, 1), chunk_text(&e2, b"h", f, 2));
+        assert!(
+            both == ("new:1".into(), "new:2".into()) || both == ("mid:1".into(), "mid:2".into()),
+            "{both:?}"
+        );
+        assert_eq!(chunk_text(&e2, b"h", f, 0), "old:0");
+        seen.insert(both.0);
+    }
+    assert!(
+        seen.contains("mid:1"),
+        "some crashes cut the change: {seen:?}"
+    );
+}
+
+#[test]
+fn a_kept_root_is_written_after_all_when_the_key_no_longer_holds_it() {
+    let (fs, clock) = setup();
+    let o = mem_options(&fs, &clock, Fsync::Never);
+    let e = open(&o);
+    let root = |family, exp| RootWrite {
+        vtype: ValueType::Hash,
+        value: b"r",
+        family: Some(family),
+        expire_at_ms: exp,
+    };
+    let f = fam(5, 2);
+    // Gone meanwhile (deleted, evicted, expired): the change brings its root back, so
+    // no chunk is left without one.
+    change_chunks(&e, b"h", root(f, None), false, &[0, 1], "a");
+    assert!(e.delete(0, b"h").expect("delete"));
+    change_chunks(&e, b"h", root(f, None), true, &[0, 1], "b");
+    assert_eq!(
+        e.get_typed(0, b"h").expect("get").map(|r| r.value.to_vec()),
+        Some(b"r".to_vec())
+    );
+    assert_eq!(chunk_text(&e, b"h", f, 1), "b:1");
+    // Another family or expiry than the key holds: the root is written with them.
+    let g = fam(5, 3);
+    change_chunks(&e, b"h", root(g, None), true, &[0, 1, 2], "c");
+    assert_eq!(e.family(0, b"h").map(|(_, fm, _)| fm), Some(g));
+    change_chunks(&e, b"h", root(g, Some(T0 + 500)), true, &[2], "d");
+    assert_eq!(e.family(0, b"h").map(|(_, _, x)| x), Some(Some(T0 + 500)));
+    drop(e);
+    let e = open(&o);
+    assert_eq!(
+        e.family(0, b"h").map(|(_, fm, x)| (fm, x)),
+        Some((g, Some(T0 + 500)))
+    );
+    assert_eq!(chunk_text(&e, b"h", g, 2), "d:2");
+    assert_eq!(e.stats().chunks, 3);
+    // Kept, and read back after a restart.
+    let at = e.stats().bytes_written;
+    change_chunks(&e, b"h", root(g, Some(T0 + 500)), true, &[0], "e");
+    assert!(e.stats().bytes_written - at < 40, "one small chunk record");
+    drop(e);
+    let e = open(&o);
+    assert_eq!(chunk_text(&e, b"h", g, 0), "e:0");
+    assert_eq!(chunk_text(&e, b"h", g, 2), "d:2");
+    assert_eq!(
+        e.get_typed(0, b"h").expect("get").map(|r| r.value.to_vec()),
+        Some(b"r".to_vec())
     );
 }

@@ -300,6 +300,9 @@ pub struct Hashed<'k, 'a> {
     bytes: u64,
     form: Form,
     changed: bool,
+    /// A chunked collection's root as read: a change that leaves its count and bytes
+    /// as they were (a value replaced by one as long) writes its chunks alone.
+    root_was: Option<Bytes>,
 }
 
 impl<'k, 'a> Hashed<'k, 'a> {
@@ -327,6 +330,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
             bytes: 0,
             form: Form::Inline(Entries::default()),
             changed: false,
+            root_was: None,
         };
         let Some(item) = item else {
             return Ok(h);
@@ -356,6 +360,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
                     chunks: BTreeMap::new(),
                     dirty: BTreeSet::new(),
                 };
+                h.root_was = Some(v.clone());
             }
             _ => return Err(bad()),
         }
@@ -415,6 +420,7 @@ impl<'k, 'a> Hashed<'k, 'a> {
                 dirty: BTreeSet::new(),
             },
             changed: false,
+            root_was: None,
         })
     }
 
@@ -664,7 +670,8 @@ impl<'k, 'a> Hashed<'k, 'a> {
             }
         };
         let (vtype, exp) = (self.vtype, self.expire_at_ms);
-        super::write_change(self.ks, self.key, vtype, &root, family, exp, &bodies)
+        let was = self.root_was.as_deref();
+        super::write_change(self.ks, self.key, vtype, &root, was, family, exp, &bodies)
     }
 
     /// Moves between the inline and chunked forms, and splits or merges chunks.
@@ -817,6 +824,54 @@ mod tests {
         let mut h = Hashed::open(ks, b"h", ValueType::Hash).expect("open");
         f(&mut h);
         h.commit().expect("commit");
+    }
+
+    #[test]
+    fn a_chunked_change_that_keeps_count_and_bytes_does_not_write_its_root() {
+        let (_d, store) = crate::store::testing::store();
+        let ks = Keyspace::new(&store, 0);
+        let field = |i: u32| Bytes::from(format!("field:{i}"));
+        change(&ks, |h| {
+            for i in 0..2000u32 {
+                h.set(&field(i), &Bytes::from_static(b"aaaa")).expect("set");
+            }
+        });
+        let written = || store.engine.stats().bytes_written;
+        // The same change, with its root kept and with it written.
+        let mut deltas = [0; 2];
+        for (d, value) in [&b"bbbb"[..], b"cccc"].into_iter().enumerate() {
+            let at = written();
+            change(&ks, |h| {
+                h.set(&field(7), &Bytes::copy_from_slice(value))
+                    .expect("set");
+                if d == 1 {
+                    h.root_was = None;
+                }
+            });
+            deltas[d] = written() - at;
+        }
+        assert!(deltas[0] < deltas[1], "{deltas:?}");
+        // A value of another length changes the root's byte count: it is written.
+        change(&ks, |h| {
+            h.set(&field(8), &Bytes::from_static(b"longer"))
+                .expect("set");
+        });
+        let mut h = Hashed::open(&ks, b"h", ValueType::Hash).expect("open");
+        assert_eq!(h.len(), 2000);
+        assert_eq!(h.stored_bytes(), 2000 * 8 + field_bytes_sum(2000) + 2);
+        assert_eq!(
+            h.get(&field(7)).expect("get"),
+            Some(Bytes::from_static(b"cccc"))
+        );
+        assert_eq!(
+            h.get(&field(8)).expect("get"),
+            Some(Bytes::from_static(b"longer"))
+        );
+    }
+
+    /// Bytes of fields `field:0` .. `field:{n-1}` and of their four-byte values.
+    fn field_bytes_sum(n: u32) -> u64 {
+        (0..n).map(|i| format!("field:{i}").len() as u64 + 4).sum()
     }
 
     #[test]

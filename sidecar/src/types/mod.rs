@@ -16,17 +16,22 @@ use std::collections::BTreeSet;
 
 /// Writes one change of the collection at `key` as one atomic change of the log: the
 /// root's value, its family (`None`: no chunks) and expiry, and each changed chunk's
-/// new body (`None`: the chunk is removed).
+/// new body (`None`: the chunk is removed). `was`: the root's value as the change read
+/// it, if the caller kept it; a root left as it was is not written again (the engine
+/// checks that the key still holds that family and expiry).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_change(
     ks: &Keyspace<'_>,
     key: &[u8],
     vtype: ValueType,
     root: &[u8],
+    was: Option<&[u8]>,
     family: Option<Family>,
     expire_at_ms: Option<u64>,
     chunks: &[(u32, Option<Vec<u8>>)],
 ) -> Result<(), CmdError> {
     let change = CollectionWrite {
+        root_unchanged: was == Some(root),
         root: Some(RootWrite {
             vtype,
             value: root,
@@ -194,7 +199,7 @@ pub fn copy_value(
     }
     if Family::decode(&item.meta).is_none() {
         let (vtype, exp) = (item.vtype, item.expire_at_ms);
-        return write_change(to, dst, vtype, &item.value, None, exp, &[]);
+        return write_change(to, dst, vtype, &item.value, None, None, exp, &[]);
     }
     let vtype = item.vtype;
     let exp = item.expire_at_ms;

@@ -402,6 +402,9 @@ pub struct Sorted<'k, 'a> {
     /// Chunk numbers whose records go (unless written again).
     freed: BTreeSet<u32>,
     changed: bool,
+    /// A chunked set's root as read: a change that leaves it as it was (a score change
+    /// inside one leaf) writes its chunks alone.
+    root_was: Option<Bytes>,
 }
 
 impl<'k, 'a> Sorted<'k, 'a> {
@@ -437,6 +440,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
             dirty_buckets: BTreeSet::new(),
             freed: BTreeSet::new(),
             changed: false,
+            root_was: None,
         };
         let Some(item) = item else {
             z.nodes.insert(TOP, Node::Leaf(Vec::new()));
@@ -469,6 +473,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 }
                 z.family = Some(family);
                 z.nodes.insert(TOP, Node::decode(&v.slice(at..), false)?);
+                z.root_was = Some(v.clone());
             }
             _ => return Err(damaged()),
         }
@@ -1179,6 +1184,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
             self.key,
             ValueType::ZSet,
             &root,
+            self.root_was.as_deref(),
             family,
             exp,
             &bodies,
@@ -1293,7 +1299,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn change(ks: &Keyspace<'_>, f: impl FnOnce(&mut Sorted<'_, '_>)) {
-        let mut z = Sorted::open(ks, b"z").expect("open");
+        change_at(ks, b"z", f);
+    }
+
+    fn change_at(ks: &Keyspace<'_>, key: &[u8], f: impl FnOnce(&mut Sorted<'_, '_>)) {
+        let mut z = Sorted::open(ks, key).expect("open");
         f(&mut z);
         z.commit().expect("commit");
     }
@@ -1450,28 +1460,44 @@ mod tests {
         let ks = Keyspace::new(&store, 0);
         let mut model = BTreeMap::new();
         let member = |i: u64| Bytes::from(format!("member:{i:06}"));
-        change(&ks, |z| {
-            for i in 0..20_000u64 {
-                z.set(&member(i), i as f64).expect("set");
-                model.insert(member(i), i as f64);
-            }
-        });
+        // `z`, and its twin `t` whose changes always write their root.
+        for key in [&b"z"[..], b"t"] {
+            change_at(&ks, key, |z| {
+                for i in 0..20_000u64 {
+                    z.set(&member(i), i as f64).expect("set");
+                    model.insert(member(i), i as f64);
+                }
+            });
+        }
         // ZINCRBY 1 on scattered members: most stay in their leaf (among them leaves'
         // first elements, whose entries above change), some pass a neighbour into
         // the next leaf.
-        let (mut small, mut changes) = (0, 0);
+        let written = || store.engine.stats().bytes_written;
+        let (mut small, mut kept, mut changes) = (0, 0, 0);
         for round in 0..3u64 {
             for i in (round..20_000).step_by(157) {
                 let by = if i % 4 == 0 { 2.5 } else { 1.0 };
-                change(&ks, |z| {
-                    let s = z.score(&member(i)).expect("score").expect("there");
-                    z.set(&member(i), s + by).expect("set");
-                    assert!(z.height >= 2);
-                    // The leaf alone (beside a member-index chunk and the root).
-                    if z.dirty_nodes.len() == 1 {
-                        small += 1;
-                    }
-                });
+                let mut alone = false;
+                let mut deltas = [0; 2];
+                for (d, key) in [&b"z"[..], b"t"].into_iter().enumerate() {
+                    let at = written();
+                    change_at(&ks, key, |z| {
+                        let s = z.score(&member(i)).expect("score").expect("there");
+                        z.set(&member(i), s + by).expect("set");
+                        assert!(z.height >= 2);
+                        // The leaf alone (beside a member-index chunk and the root).
+                        alone = z.dirty_nodes.len() == 1;
+                        if d == 1 {
+                            z.root_was = None;
+                        }
+                    });
+                    deltas[d] = written() - at;
+                }
+                small += u32::from(alone);
+                // The root is not written again when it did not change: always for a
+                // change of the leaf alone, and for some that rewrote a node above it.
+                kept += u32::from(deltas[0] < deltas[1]);
+                assert!(!alone || deltas[0] < deltas[1], "{deltas:?}");
                 *model.get_mut(&member(i)).expect("model") += by;
                 changes += 1;
             }
@@ -1480,6 +1506,10 @@ mod tests {
         assert!(
             small * 10 >= changes * 9,
             "{small} of {changes} changes rewrote the leaf alone"
+        );
+        assert!(
+            kept >= small,
+            "{kept} kept their root, {small} rewrote the leaf alone"
         );
     }
 
