@@ -13,7 +13,10 @@ Usage: python3 bench/chaos/chaos.py [--bin PATH] [--short] CAMPAIGN...
 `collections` kills caskade under pipelined multi-element HSET, SADD, ZADD and RPUSH on
 chunked collections: every acknowledged element must be there, and no command may be
 half applied (all of its fields, members or elements, or none; a list a prefix of what
-was pushed, in order).
+was pushed, in order). Beside them, ZINCRBY 1 and HSET of a value as long as the one it
+replaces (changes that leave a chunked collection's root as it was, so they append
+their chunks alone): every score counts exactly the increments of a prefix of those
+sent, and no value is older than the last acknowledged one.
 
 Each campaign prints one line per round and a summary: rounds, operations, lost,
 wrong, older; it exits non-zero if anything was lost, wrong or older. `diskfull`
@@ -236,6 +239,7 @@ def collection_writer(srv, wid, rnd, stop, sent, acked, counter):
     r = srv.client()
     ver = 0
     h, s, l, z = f"h{rnd}:{wid}", f"s{rnd}:{wid}", f"l{rnd}:{wid}", f"z{rnd}:{wid}"
+    c, k = f"c{rnd}:{wid}", f"k{rnd}:{wid}"
     while not stop.is_set():
         pipe = r.pipeline(transaction=False)
         staged = []
@@ -245,6 +249,8 @@ def collection_writer(srv, wid, rnd, stop, sent, acked, counter):
             pipe.sadd(s, *(f"m:{ver}:{x}" for x in "abc"))
             pipe.rpush(l, f"{ver}:a", f"{ver}:b")
             pipe.zadd(z, {f"m:{ver}:{x}": ver for x in "abc"})
+            pipe.zincrby(c, 1, f"p:{ver % COUNTERS}")
+            pipe.hset(k, f"p:{ver % COUNTERS}", f"{ver:010d}")
             sent.append(ver)
             staged.append(ver)
         try:
@@ -252,7 +258,57 @@ def collection_writer(srv, wid, rnd, stop, sent, acked, counter):
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             return
         acked.update(staged)
-        counter[0] += 4 * len(staged)
+        counter[0] += 6 * len(staged)
+
+
+# Members of the sorted set that ZINCRBY counts in, and fields HSET replaces in place.
+COUNTERS = 2000
+SPACING = 1000
+
+
+def check_in_place(r, c, k, sent, acked, tally):
+    """The ZINCRBY counters at `c` and the HSET values at `k` (see collection_writer):
+    the increments applied are those of the first n versions sent, for one n at least
+    every acknowledged one; each value is the prefill or a version sent for its field,
+    never older than the last acknowledged one."""
+    # Each counter starts at 1000 times its number: an increment keeps it in its leaf.
+    scores = {}
+    for m, s in r.zrange(c, 0, -1, withscores=True):
+        j = int(m.decode().split(":")[1])
+        scores[j] = int(s) - SPACING * j
+    n = sum(scores.values())
+    if n < len(acked):
+        tally.lost += len(acked) - n
+        tally.notes.append(f"{c}: {n} increments applied, {len(acked)} acknowledged")
+    if n > len(sent):
+        tally.wrong += 1
+        tally.notes.append(f"{c}: {n} increments applied, {len(sent)} sent")
+    want = {}
+    for ver in sent[:n]:
+        want[ver % COUNTERS] = want.get(ver % COUNTERS, 0) + 1
+    for j in range(COUNTERS):
+        if scores.get(j) != want.get(j, 0):
+            tally.wrong += 1
+            tally.notes.append(f"{c}: p:{j} counts {scores.get(j)}, not {want.get(j, 0)}")
+            break
+    values = {f.decode(): v.decode() for f, v in r.hgetall(k).items()}
+    last_acked = {}
+    sent_for = {}
+    for ver in sent:
+        sent_for.setdefault(ver % COUNTERS, set()).add(ver)
+        if ver in acked:
+            last_acked[ver % COUNTERS] = ver
+    for j in range(COUNTERS):
+        v = values.get(f"p:{j}")
+        ver = int(v) if v is not None and v.isdigit() else None
+        if ver is None or (ver != 0 and ver not in sent_for.get(j, ())):
+            tally.wrong += 1
+            tally.notes.append(f"{k}: p:{j} holds {v!r}")
+            break
+        if ver < last_acked.get(j, 0):
+            tally.older += 1
+            tally.notes.append(f"{k}: p:{j} holds version {ver}, {last_acked[j]} was acknowledged")
+            break
 
 
 def check_collection(names, sent, acked, tally, what):
@@ -323,6 +379,8 @@ def collections_campaign(binary, work, rounds, short, fsync):
             r.sadd(f"s{rnd}:{w}", *(f"p:{i}" for i in range(1500)))
             r.rpush(f"l{rnd}:{w}", *(f"p:{i}" for i in range(3000)))
             r.zadd(f"z{rnd}:{w}", {f"p:{i}": -i for i in range(3000)})
+            r.zadd(f"c{rnd}:{w}", {f"p:{i}": SPACING * i for i in range(COUNTERS)})
+            r.hset(f"k{rnd}:{w}", mapping={f"p:{i}": "0" * 10 for i in range(COUNTERS)})
         r.close()
         stop = threading.Event()
         counter = [0]
@@ -339,6 +397,7 @@ def collections_campaign(binary, work, rounds, short, fsync):
             check_collection(r.hkeys(f"h{rnd}:{w}"), sent[w], acked[w], t, f"h{rnd}:{w}")
             check_collection(r.smembers(f"s{rnd}:{w}"), sent[w], acked[w], t, f"s{rnd}:{w}")
             check_sorted(r, f"z{rnd}:{w}", sent[w], acked[w], t)
+            check_in_place(r, f"c{rnd}:{w}", f"k{rnd}:{w}", sent[w], acked[w], t)
             got = [e.decode() for e in r.lrange(f"l{rnd}:{w}", 0, -1)]
             prefill = [f"p:{i}" for i in range(3000)]
             if got[:3000] != prefill:
