@@ -173,11 +173,12 @@ impl Engine {
             }
         }
         let root_at = buf.len();
-        let root_len = record::HEADER_LEN + key.len() + meta.len() + root.value.len();
         let hash = inner.index.key_id(ns, key);
+        // Room for the root too, written or not (decided below).
+        let root_max = record::HEADER_LEN + key.len() + meta.len() + root.value.len();
         inner
             .compactor
-            .wait_for_space(&inner.log, buf.len() + root_len)?;
+            .wait_for_space(&inner.log, buf.len() + root_max)?;
         let lsn = {
             let mut w = inner.writer()?;
             inner.families.settle();
@@ -203,6 +204,7 @@ impl Engine {
                     exp,
                 );
             }
+            let root_len = buf.len() - root_at;
             let (seg, off) = inner.log.append_locked(&mut w, &buf)?;
             if !parts.is_empty() {
                 let kd = inner.index.keydir(shadow);
@@ -246,7 +248,8 @@ impl Engine {
                         .replace(id, seg.id, off + at as u32, generation, rec);
                 }
             }
-            if let Some(rec) = buf.get(root_at..).filter(|r| !r.is_empty()) {
+            if !keep_root {
+                let rec = &buf[root_at..root_at + root_len];
                 inner
                     .hot
                     .replace(hash, seg.id, off + root_at as u32, generation, rec);

@@ -1,7 +1,8 @@
 //! A collection of unique fields with values, on the log (hashes; sets with empty
 //! values): one record while small, in insertion order; past [`INLINE_MAX`] bytes, a
 //! family of chunks chosen by linear hashing of the field, each change rewriting only
-//! the chunks it touches (and at most one split or merge) plus a small root.
+//! the chunks it touches (and at most one split or merge) plus a small root (not when
+//! its count and bytes stay, as when a value is replaced by one as long).
 //!
 //! | root value (inline)  | size | meaning                                        |
 //! |----------------------|-----:|------------------------------------------------|

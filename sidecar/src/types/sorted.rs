@@ -3,9 +3,9 @@
 //! element counts of its subtrees (so ranks need no leaf but the one they end in), and
 //! a member index (chunks by linear hashing of the member) that finds a member's score
 //! with one read. A change rewrites the leaf and the nodes above it, one index chunk
-//! and the root (a score change that keeps its member in its leaf: the leaf, the
-//! chunk and the root); a small set is one record (a tree of height 0: the top is its
-//! leaf).
+//! and the root (a score change that keeps its member in its leaf: the leaf and the
+//! chunk, and the root only if the leaf's first element moved); a small set is one
+//! record (a tree of height 0: the top is its leaf).
 //!
 //! | root value           | size | meaning                                        |
 //! |----------------------|-----:|------------------------------------------------|
