@@ -115,6 +115,9 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
                     continue;
                 }
             }
+        } else if client.killed.load(Ordering::Acquire) {
+            // Killed as its pop was served: what it sent meanwhile is not run.
+            break;
         }
         // Noted once per batch, before any of its writes (see `settle`).
         let mut generation = shared.store.engine.write_generation();
