@@ -183,14 +183,16 @@ impl Engine {
             let mut w = inner.writer()?;
             inner.families.settle();
             // Decided under the writer: nothing can drop or replace the key meanwhile.
-            let keep_root = change.root_unchanged
-                && root_at > 0
-                && root.family.is_some_and(|f| {
-                    inner.families.get(ns, hash, now) == Some((root.vtype, f, exp))
-                });
-            if keep_root {
-                // The run ends on its last chunk, which recovery applies it up to.
-                let last = parts.last().map_or(0, |p| p.1);
+            // A run without its root ends on its last chunk record (at `ends_at`).
+            let ends_at = parts.last().map(|p| p.1).filter(|_| {
+                change.root_unchanged
+                    && root.family.is_some_and(|f| {
+                        inner.families.get(ns, hash, now) == Some((root.vtype, f, exp))
+                    })
+            });
+            let keep_root = ends_at.is_some();
+            if let Some(last) = ends_at {
+                // Recovery applies a run up to the record without the mark.
                 record::clear_continued(&mut buf[last..]);
             } else {
                 record::encode_typed(

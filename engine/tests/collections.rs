@@ -180,7 +180,7 @@ fn a_change_torn_by_a_crash_is_before_or_after_never_between() {
     );
 }
 
-/// Chunks `ns` of `key` written as `body(i)`, its root kept as `root` says.
+/// Chunks `ns` of `key` written as `{tag}:{n}`, under `root` (`kept`: as it was).
 fn change_chunks(e: &Engine, key: &[u8], root: RootWrite<'_>, kept: bool, ns: &[u32], tag: &str) {
     let bodies: Vec<Vec<u8>> = ns
         .iter()
