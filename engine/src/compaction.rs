@@ -314,7 +314,9 @@ impl Worker {
             if failure.is_some() {
                 return;
             }
-            if let Found::Record(r) = found {
+            if let Found::Record(r) = found
+                && !self.superseded(seg, off, &r)
+            {
                 batch.push(Pending {
                     off: off as u32,
                     header: r.header,
@@ -365,6 +367,21 @@ impl Worker {
         });
         self.compactor.space_freed();
         Ok(())
+    }
+
+    /// Whether the record at `off` of `seg` is a put the index has moved away from and
+    /// that never expires: nothing of it is copied or carried forward, so it is not
+    /// even read into a batch (a churned key's old versions are most of a segment).
+    /// An index entry never comes back to an older record, so this stays true.
+    fn superseded(&self, seg: &Segment, off: u64, r: &record::RecordRef<'_>) -> bool {
+        let h = &r.header;
+        if h.kind != Kind::Put || h.ns >= ALL_NS || h.expire_at_ms != 0 {
+            return false;
+        }
+        let id = self.index.key_id(h.ns, r.key);
+        self.index
+            .slot(h.ns, id)
+            .is_none_or(|s| s.seg != seg.id || u64::from(s.off) != off)
     }
 
     /// Keys the index still points into `seg` although the walk found no intact record

@@ -40,8 +40,6 @@ pub struct ClientInfo {
     pub lib_name: String,
     /// See `lib_name`.
     pub lib_ver: String,
-    /// Last command's name.
-    pub last_cmd: &'static str,
 }
 
 /// One connected client, as the registry holds it.
@@ -60,6 +58,9 @@ pub struct ClientHandle {
     pub blocked: AtomicBool,
     /// Set by CLIENT UNBLOCK: how the blocked command ends (see [`Unblock`]).
     pub unblock: std::sync::atomic::AtomicU8,
+    /// The last command's place in the command table, plus one (0: none yet). Kept
+    /// apart from `info`: every command sets it, and a store costs no lock.
+    pub last_cmd: std::sync::atomic::AtomicU16,
 }
 
 /// How CLIENT UNBLOCK ends a blocked command.
@@ -243,6 +244,7 @@ impl Shared {
             wake: tokio::sync::Notify::new(),
             blocked: AtomicBool::new(false),
             unblock: std::sync::atomic::AtomicU8::new(0),
+            last_cmd: std::sync::atomic::AtomicU16::new(0),
         });
         self.clients.lock().insert(id, h.clone());
         h

@@ -215,10 +215,11 @@ fn client_line(c: &ClientHandle) -> String {
             "N"
         },
         info.db,
-        if info.last_cmd.is_empty() {
-            "NULL"
-        } else {
-            info.last_cmd
+        match c.last_cmd.load(Ordering::Relaxed).checked_sub(1) {
+            Some(i) => super::COMMANDS
+                .get(usize::from(i))
+                .map_or("NULL", |s| s.name),
+            None => "NULL",
         },
         info.resp,
         info.lib_name,

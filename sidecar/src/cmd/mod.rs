@@ -671,29 +671,48 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
     lookup_indexed(name).map(|(_, s)| s)
 }
 
-/// [`lookup`] with the command's position in [`COMMANDS`].
+/// [`lookup`] with the command's position in [`COMMANDS`]. Every command makes this
+/// lookup, so it is one hash of the name and (almost always) one comparison.
 fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static Spec)> {
-    const LONGEST: usize = 24;
-    if name.len() > LONGEST {
-        return None;
+    let table = &*BY_NAME;
+    let mut at = name_hash(name) as usize & (BY_NAME_SLOTS - 1);
+    loop {
+        let i = table[at];
+        if i == NO_COMMAND {
+            return None;
+        }
+        let spec = &COMMANDS[i as usize];
+        if spec.name.len() == name.len() && spec.name.as_bytes().eq_ignore_ascii_case(name) {
+            return Some((i as usize, spec));
+        }
+        at = (at + 1) & (BY_NAME_SLOTS - 1);
     }
-    let mut buf = [0u8; LONGEST];
-    let lower = &mut buf[..name.len()];
-    lower.copy_from_slice(name);
-    lower.make_ascii_lowercase();
-    let by_name = &*BY_NAME;
-    let at = by_name
-        .binary_search_by(|&i| COMMANDS[i].name.as_bytes().cmp(lower))
-        .ok()?;
-    let i = by_name[at];
-    Some((i, &COMMANDS[i]))
 }
 
-/// [`COMMANDS`]' positions in name order, for the lookup every command makes.
-static BY_NAME: std::sync::LazyLock<Vec<usize>> = std::sync::LazyLock::new(|| {
-    let mut v: Vec<usize> = (0..COMMANDS.len()).collect();
-    v.sort_by_key(|&i| COMMANDS[i].name);
-    v
+/// Slots of [`BY_NAME`]: a power of two, at least four times the commands, so a probe
+/// rarely goes past its first slot.
+const BY_NAME_SLOTS: usize = 2048;
+const NO_COMMAND: u16 = u16::MAX;
+
+/// FNV-1a over the name's lowercase bytes: any spelling of a name hashes alike.
+fn name_hash(name: &[u8]) -> u64 {
+    name.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// [`COMMANDS`]' positions in an open-addressing table keyed by [`name_hash`].
+static BY_NAME: std::sync::LazyLock<Box<[u16]>> = std::sync::LazyLock::new(|| {
+    assert!(COMMANDS.len() * 4 <= BY_NAME_SLOTS && COMMANDS.len() < NO_COMMAND as usize);
+    let mut table = vec![NO_COMMAND; BY_NAME_SLOTS].into_boxed_slice();
+    for (i, spec) in COMMANDS.iter().enumerate() {
+        let mut at = name_hash(spec.name.as_bytes()) as usize & (BY_NAME_SLOTS - 1);
+        while table[at] != NO_COMMAND {
+            at = (at + 1) & (BY_NAME_SLOTS - 1);
+        }
+        table[at] = i as u16;
+    }
+    table
 });
 
 /// Shows a client's command to the MONITOR clients, after it ran as Redis 7 does;
@@ -754,8 +773,11 @@ pub async fn run_on<T: crate::transport::Transport>(
         }
         return reply;
     };
-    // A static name: CLIENT LIST's cmd= field costs no allocation per command.
-    session.client.info.lock().last_cmd = spec.name;
+    // CLIENT LIST's cmd= field: an atomic store, no lock and no allocation per command.
+    session
+        .client
+        .last_cmd
+        .store(index as u16 + 1, std::sync::atomic::Ordering::Relaxed);
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
         let e = CmdError::Coded("NOAUTH Authentication required.".into());
         return rejected(
@@ -1153,7 +1175,11 @@ mod tests {
             assert!(spec.through == matches!(spec.name, "get" | "mget" | "getex"));
             assert_eq!(spec.write, spec.flags.contains(&"write"), "{}", spec.name);
         }
-        assert!(lookup(b"getx").is_none() && lookup(b"").is_none());
+        assert!(std::ptr::eq(
+            lookup(b"GeT").expect("found"),
+            lookup(b"get").expect("found")
+        ));
+        assert!(lookup(b"getx").is_none() && lookup(b"").is_none() && lookup(b"ge").is_none());
         assert!(lookup(&[b'g'; 100]).is_none());
     }
 }

@@ -51,6 +51,11 @@ impl RequestParser {
     /// Takes the next complete command out of `buf`. `Ok(None)` means more bytes are
     /// needed; an empty command (blank inline line, `*0`) is skipped.
     pub fn next(&mut self, buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if self.remaining == 0
+            && let Some(args) = self.whole(buf)
+        {
+            return Ok(Some(args));
+        }
         loop {
             if self.remaining == 0 {
                 let Some(&first) = buf.first() else {
@@ -121,10 +126,74 @@ impl RequestParser {
     }
 }
 
+/// Arguments a command may have for [`RequestParser::whole`]; longer ones take the
+/// step-by-step path.
+const WHOLE_MAX_ARGS: usize = 16;
+
+impl RequestParser {
+    /// The common case, a well-formed multibulk command received whole: found in one
+    /// pass over the bytes, then split out of `buf` once, its arguments sliced from
+    /// that. `None` (and `buf` untouched) for anything else (a partial command, an
+    /// error, many arguments), which the step-by-step path then handles as before.
+    fn whole(&mut self, buf: &mut BytesMut) -> Option<Vec<Bytes>> {
+        let b = &buf[..];
+        let (n, mut at) = len_line(b, 0, b'*')?;
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|&n| n > 0 && n <= WHOLE_MAX_ARGS)?;
+        if n > self.max_args {
+            return None;
+        }
+        let mut spans = [(0usize, 0usize); WHOLE_MAX_ARGS];
+        for span in &mut spans[..n] {
+            let (len, start) = len_line(b, at, b'$')?;
+            let len = usize::try_from(len).ok().filter(|&l| l <= self.max_bulk)?;
+            // The two bytes after an argument are skipped unread, as step by step.
+            let end = start.checked_add(len)?;
+            if end.checked_add(2)? > b.len() {
+                return None;
+            }
+            *span = (start, end);
+            at = end + 2;
+        }
+        let whole = buf.split_to(at).freeze();
+        Some(spans[..n].iter().map(|&(s, e)| whole.slice(s..e)).collect())
+    }
+}
+
+/// The number on the line at `b[at..]` that starts with `prefix` and the offset after
+/// the line, as [`read_len_line`] reads it; `None` if incomplete or not a number.
+fn len_line(b: &[u8], at: usize, prefix: u8) -> Option<(i64, usize)> {
+    if *b.get(at)? != prefix {
+        return None;
+    }
+    let line = b.get(at + 1..)?;
+    // A length is a few plain digits: read while the line's end is looked for. At most
+    // 18 of them, which no i64 overflows; a lone 0 but no leading zero.
+    let mut n: i64 = 0;
+    for (i, &c) in line.iter().enumerate().take(19) {
+        match c {
+            b'0'..=b'9' if i < 18 => n = n * 10 + i64::from(c - b'0'),
+            b'\r' if i == 1 || (i > 1 && line[0] != b'0') => {
+                let cr = at + 1 + i;
+                return (cr + 1 < b.len()).then_some((n, cr + 2));
+            }
+            _ => break,
+        }
+    }
+    // Anything else (a sign, a leading zero, many digits, no line end yet): in full.
+    let cr = at + 1 + line.iter().position(|&c| c == b'\r')?;
+    if cr + 1 >= b.len() {
+        return None;
+    }
+    Some((redis_int(&b[at + 1..cr])?, cr + 2))
+}
+
 /// Reads `*N\r\n` or `$N\r\n` (the prefix byte is at `buf[0]`); `Ok(None)` when the
 /// line is incomplete, `Ok(Some(None))` when it is not a number.
 fn read_len_line(buf: &mut BytesMut, what: &str) -> Result<Option<Option<i64>>, ProtocolError> {
-    let Some(cr) = buf.iter().position(|&b| b == b'\r') else {
+    // The scan starts after the prefix byte, so the number's range is never reversed.
+    let Some(cr) = buf.iter().skip(1).position(|&b| b == b'\r').map(|i| i + 1) else {
         if buf.len() > INLINE_MAX {
             return Err(err(&format!("too big {what} string")));
         }
@@ -133,23 +202,42 @@ fn read_len_line(buf: &mut BytesMut, what: &str) -> Result<Option<Option<i64>>, 
     if cr + 1 >= buf.len() {
         return Ok(None);
     }
-    let n = buf.get(1..cr).and_then(redis_int);
+    let n = redis_int(&buf[1..cr]);
     buf.advance(cr + 2);
     Ok(Some(n))
 }
 
 /// Parses an integer as Redis' `string2ll` does: digits with an optional `-`, no `+`,
 /// no spaces, no leading zeros (so `01` and `$00004` are refused, as Redis refuses them).
+/// Every length line and every integer argument goes through here: one pass, no UTF-8
+/// check, no intermediate string.
 pub fn redis_int(b: &[u8]) -> Option<i64> {
-    let s = std::str::from_utf8(b).ok()?;
-    if s.is_empty() || s.starts_with('+') || s.len() > 20 {
-        return None;
+    let (neg, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, b),
+    };
+    match digits {
+        [] => return None,
+        [b'0'] => return (!neg).then_some(0),
+        [b'0', ..] => return None,
+        // 19 digits hold every i64; more always overflow.
+        _ if digits.len() > 19 => return None,
+        _ => {}
     }
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || s == "-0" {
-        return None;
+    let mut n: u64 = 0;
+    for &d in digits {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(d))?;
     }
-    s.parse().ok()
+    if neg {
+        // i64::MIN's magnitude is one more than i64::MAX.
+        (n <= i64::MAX as u64 + 1).then(|| (n as i64).wrapping_neg())
+    } else {
+        i64::try_from(n).ok()
+    }
 }
 
 /// Parses one inline command line (`SET k "a b"\r\n`), with Redis' quoting rules.
@@ -302,6 +390,151 @@ mod strict_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Redis' `string2ll` rules spelt out over the standard library's parser.
+    fn string2ll_model(b: &[u8]) -> Option<i64> {
+        let s = std::str::from_utf8(b).ok()?;
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        if digits.is_empty()
+            || !digits.bytes().all(|c| c.is_ascii_digit())
+            || (digits.len() > 1 && digits.starts_with('0'))
+            || s == "-0"
+        {
+            return None;
+        }
+        s.parse().ok()
+    }
+
+    #[test]
+    fn length_lines_read_as_the_general_rule_reads_them() {
+        for line in [
+            "$0\r\n",
+            "$7\r\n",
+            "$10\r\n",
+            "$00\r\n",
+            "$01\r\n",
+            "$-1\r\n",
+            "$+1\r\n",
+            "$999999999999999999\r\n",
+            "$9999999999999999999\r\n",
+            "$9223372036854775807\r\n",
+            "$9223372036854775808\r\n",
+            "$1 \r\n",
+            "$\r\n",
+            "$12\r",
+            "$12",
+            "$",
+            "*3\r\n",
+            "$1\rx",
+        ] {
+            let b = line.as_bytes();
+            let general = b.iter().position(|&c| c == b'\r').and_then(|cr| {
+                (b[0] == b'$' && cr + 1 < b.len()).then_some(())?;
+                Some((redis_int(&b[1..cr])?, cr + 2))
+            });
+            assert_eq!(len_line(b, 0, b'$'), general, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn integers_follow_string2ll_at_the_edges() {
+        for s in [
+            "0",
+            "-0",
+            "00",
+            "01",
+            "-01",
+            "7",
+            "-7",
+            "+7",
+            " 7",
+            "7 ",
+            "",
+            "-",
+            "--1",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "-99999999999999999999",
+            "1a",
+            "a1",
+            "\u{661}",
+        ] {
+            assert_eq!(
+                redis_int(s.as_bytes()),
+                string2ll_model(s.as_bytes()),
+                "{s:?}"
+            );
+        }
+        assert_eq!(redis_int(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(redis_int(b"9223372036854775807"), Some(i64::MAX));
+    }
+
+    proptest! {
+        #[test]
+        fn integers_match_the_model(b in proptest::collection::vec(
+            prop_oneof![Just(b'-'), Just(b'+'), Just(b'0'), b'0'..=b'9', any::<u8>()], 0..24)) {
+            prop_assert_eq!(redis_int(&b), string2ll_model(&b));
+        }
+
+        #[test]
+        fn integers_round_trip(n in any::<i64>()) {
+            prop_assert_eq!(redis_int(n.to_string().as_bytes()), Some(n));
+        }
+
+        /// Commands received whole (the one-pass path) and a byte at a time (step by
+        /// step) come out the same, errors included, for well-formed and damaged input.
+        #[test]
+        fn whole_and_piecemeal_parses_agree(
+            cmds in proptest::collection::vec(
+                proptest::collection::vec(proptest::collection::vec(
+                    prop_oneof![Just(b'\r'), Just(b'\n'), Just(b'$'), any::<u8>()], 0..6), 0..20),
+                1..5),
+            damage in proptest::option::of((any::<prop::sample::Index>(), any::<u8>())),
+        ) {
+            let mut input = Vec::new();
+            for c in &cmds {
+                input.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
+                for a in c {
+                    input.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                    input.extend_from_slice(a);
+                    input.extend_from_slice(b"\r\n");
+                }
+            }
+            if let Some((i, b)) = damage {
+                let i = i.index(input.len());
+                input[i] = b;
+            }
+            let mut p = RequestParser::new(8, 12);
+            let at_once = all(&mut p, &input);
+            let mut p = RequestParser::new(8, 12);
+            let mut buf = BytesMut::new();
+            let mut piecemeal = Ok(Vec::new());
+            'feed: for &b in &input {
+                buf.extend_from_slice(&[b]);
+                loop {
+                    match p.next(&mut buf) {
+                        Ok(Some(cmd)) => {
+                            if let Ok(v) = &mut piecemeal {
+                                v.push(cmd);
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            piecemeal = Err(e);
+                            break 'feed;
+                        }
+                    }
+                }
+            }
+            prop_assert_eq!(at_once, piecemeal);
+        }
+    }
 
     fn parser() -> RequestParser {
         RequestParser::new(512 << 20, 1 << 20)
