@@ -201,7 +201,9 @@ pub async fn serve_on<T: Transport>(shared: Arc<Shared>, mut stream: T, addr: St
                 break 'conn;
             }
         }
-        batch.clear();
+        for args in batch.drain(..) {
+            parser.recycle(args);
+        }
         lent.clear();
         if let Some(e) = broken {
             Reply::err(format!("ERR {}", e.0)).encode(&mut out, session.resp3);

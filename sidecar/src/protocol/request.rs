@@ -28,7 +28,15 @@ pub struct RequestParser {
     args: Vec<Bytes>,
     /// Length of the bulk argument whose header has been read.
     bulk_len: Option<usize>,
+    /// Argument lists given back once their commands ran (emptied), reused so a
+    /// command costs no allocation of its own.
+    spare: Vec<Vec<Bytes>>,
 }
+
+/// Argument lists a parser keeps for reuse, and the largest it keeps (in arguments):
+/// a pipelined batch's worth of ordinary commands.
+const SPARE_LISTS: usize = 64;
+const SPARE_ARGS: usize = 64;
 
 impl RequestParser {
     /// A parser refusing bulk strings over `max_bulk` bytes and commands with more than
@@ -40,6 +48,27 @@ impl RequestParser {
             remaining: 0,
             args: Vec::new(),
             bulk_len: None,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Takes back a command's arguments once it ran, for a later command to reuse.
+    pub fn recycle(&mut self, mut args: Vec<Bytes>) {
+        if self.spare.len() < SPARE_LISTS && args.capacity() <= SPARE_ARGS {
+            args.clear();
+            self.spare.push(args);
+        }
+    }
+
+    /// An empty argument list with room for `n` (capped: never trust the count).
+    fn list(&mut self, n: usize) -> Vec<Bytes> {
+        let n = n.min(1024);
+        match self.spare.pop() {
+            Some(mut v) => {
+                v.reserve(n);
+                v
+            }
+            None => Vec::with_capacity(n),
         }
     }
 
@@ -82,8 +111,7 @@ impl RequestParser {
                     return Err(err("invalid multibulk length"));
                 }
                 self.remaining = n as usize;
-                // Never trust the count for allocation.
-                self.args = Vec::with_capacity(self.remaining.min(1024));
+                self.args = self.list(self.remaining);
             }
             while self.remaining > 0 {
                 let len = match self.bulk_len {
@@ -157,7 +185,9 @@ impl RequestParser {
             at = end + 2;
         }
         let whole = buf.split_to(at).freeze();
-        Some(spans[..n].iter().map(|&(s, e)| whole.slice(s..e)).collect())
+        let mut args = self.list(n);
+        args.extend(spans[..n].iter().map(|&(s, e)| whole.slice(s..e)));
+        Some(args)
     }
 }
 
@@ -571,6 +601,25 @@ mod tests {
             strs(got),
             vec![vec!["GET", "k"], vec!["PING"], vec!["PING"]]
         );
+    }
+
+    #[test]
+    fn recycled_argument_lists_come_back_empty_and_are_reused() {
+        let mut p = parser();
+        let mut buf = BytesMut::from(&b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"[..]);
+        let first = p.next(&mut buf).expect("ok").expect("whole");
+        let at = first.as_ptr();
+        p.recycle(first);
+        buf.extend_from_slice(b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$1");
+        let second = p.next(&mut buf).expect("ok").expect("whole");
+        assert_eq!(strs(vec![second.clone()]), vec![vec!["PING"]]);
+        assert_eq!(second.as_ptr(), at, "the list was reused");
+        // A list handed back while another command is in progress (step by step).
+        p.recycle(second);
+        assert!(p.next(&mut buf).expect("ok").is_none());
+        buf.extend_from_slice(b"\r\nk\r\n");
+        let third = p.next(&mut buf).expect("ok").expect("complete");
+        assert_eq!(strs(vec![third]), vec![vec!["GET", "k"]]);
     }
 
     #[test]
