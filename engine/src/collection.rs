@@ -87,11 +87,11 @@ impl Engine {
         let Some((kd, slot, seg)) = inner.find(shadow, &ck, now) else {
             return Ok(None);
         };
-        let Some((buf, h)) = inner.read_live(kd, shadow, &ck, &slot, &seg, now)? else {
+        let Some(p) = inner.read_live_parts(kd, shadow, &ck, &slot, &seg, now)? else {
             return Ok(None);
         };
         Counters::bump(&inner.counters.chunk_reads);
-        Ok(Some(buf.slice(record::value_range(&h))))
+        Ok(Some(p.value))
     }
 
     /// Applies one change of the collection at `key`: every chunk record and the root

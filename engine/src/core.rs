@@ -23,6 +23,13 @@ use std::time::Duration;
 /// How often write attempts may retry refused writes.
 const RETRY_ON_WRITE: Duration = Duration::from_millis(100);
 
+/// A live record's value and meta, apart (see [`Inner::read_live_parts`]).
+pub(crate) struct Parts {
+    pub value: Bytes,
+    pub meta: Bytes,
+    pub header: Header,
+}
+
 pub(crate) struct Inner {
     pub opts: Options,
     /// The keydirs and the key hash.
@@ -123,6 +130,83 @@ impl Inner {
             }
             return Ok(Some((buf, h)));
         }
+        self.read_cold(kd, ns, key, slot, seg, now, generation)
+    }
+
+    /// [`Inner::read_live`] as the value and meta bytes apart. A record in the hot tier
+    /// is looked at where it lies and only those two are copied out (one allocation for
+    /// a string's value), where slicing a copy of the whole record cost two.
+    pub fn read_live_parts(
+        &self,
+        kd: &Keydir,
+        ns: u8,
+        key: &[u8],
+        slot: &Slot,
+        seg: &Arc<Segment>,
+        now: u64,
+    ) -> Result<Option<Parts>> {
+        let generation = self.log.generation();
+        let hot = self
+            .hot
+            .visit(slot.hash, slot.seg, slot.off, generation, |buf, h| {
+                // Another key with the same 64-bit hash may have replaced this one.
+                if record::parts(buf, h).key != key || h.ns != ns {
+                    return None;
+                }
+                if exact_expired(h.expire_at_ms, now) {
+                    return Some(None);
+                }
+                let value = record::value_range(&h);
+                let meta = value.start - h.meta_len as usize..value.start;
+                let copy = |r: std::ops::Range<usize>| {
+                    if r.is_empty() {
+                        Bytes::new()
+                    } else if buf.len() <= crate::hot::COPY_MAX {
+                        Bytes::copy_from_slice(&buf[r])
+                    } else {
+                        buf.slice(r)
+                    }
+                };
+                Some(Some(Parts {
+                    value: copy(value),
+                    meta: copy(meta),
+                    header: h,
+                }))
+            });
+        match hot {
+            Some(None) => return Ok(None),
+            Some(Some(None)) => {
+                self.drop_expired(kd, slot);
+                return Ok(None);
+            }
+            Some(Some(parts)) => return Ok(parts),
+            None => {}
+        }
+        let Some((buf, h)) = self.read_cold(kd, ns, key, slot, seg, now, generation)? else {
+            return Ok(None);
+        };
+        let value = record::value_range(&h);
+        let meta = value.start - h.meta_len as usize..value.start;
+        Ok(Some(Parts {
+            value: buf.slice(value),
+            meta: buf.slice(meta),
+            header: h,
+        }))
+    }
+
+    /// [`Inner::read_live`] past the hot tier: the record from the file (or as read
+    /// ahead), checked, and offered to the tier.
+    #[allow(clippy::too_many_arguments)]
+    fn read_cold(
+        &self,
+        kd: &Keydir,
+        ns: u8,
+        key: &[u8],
+        slot: &Slot,
+        seg: &Arc<Segment>,
+        now: u64,
+        generation: u64,
+    ) -> Result<Option<(Bytes, Header)>> {
         let read = match crate::prefetch::lent(seg, slot, generation) {
             crate::prefetch::Lent::Bytes(b) => Some(b),
             crate::prefetch::Lent::Deferred => return Ok(None),

@@ -192,15 +192,14 @@ impl Engine {
         let Some((kd, slot, seg)) = inner.find(ns, key, now) else {
             return Ok(None);
         };
-        let Some((buf, h)) = inner.read_live(kd, ns, key, &slot, &seg, now)? else {
+        let Some(p) = inner.read_live_parts(kd, ns, key, &slot, &seg, now)? else {
             return Ok(None);
         };
         inner.note_read(kd, &slot);
-        let value_at = record::value_range(&h);
-        let meta_at = value_at.start - h.meta_len as usize..value_at.start;
+        let h = p.header;
         Ok(Some(Item {
-            value: buf.slice(value_at),
-            meta: buf.slice(meta_at),
+            value: p.value,
+            meta: p.meta,
             expire_at_ms: (h.expire_at_ms != 0).then_some(h.expire_at_ms),
             vtype: h.vtype,
         }))

@@ -31,7 +31,7 @@ const ENTRY_OVERHEAD: usize = 96;
 /// Records up to this long are copied out on a hit rather than shared: the copy reads
 /// only the record's own bytes, where sharing writes a reference count that lives in a
 /// cache line of its own (often last written by another thread).
-const COPY_MAX: usize = 1 << 10;
+pub(crate) const COPY_MAX: usize = 1 << 10;
 
 /// One cached record, held in its shard's table itself: a hit touches the table's
 /// slot and the record's bytes, nothing between.
@@ -335,6 +335,26 @@ impl HotTier {
     /// a later record take the same place, so an entry of an earlier generation is not
     /// matched.
     pub fn get(&self, id: u64, seg: u32, off: u32, generation: u64) -> Option<(Bytes, Header)> {
+        self.visit(id, seg, off, generation, |rec, h| {
+            let buf = if rec.len() <= COPY_MAX {
+                Bytes::copy_from_slice(rec)
+            } else {
+                rec.clone()
+            };
+            (buf, h)
+        })
+    }
+
+    /// [`HotTier::get`] that hands the record to `f` where it lies (under its shard's
+    /// lock: `f` must be short), so a caller copies out only what it needs.
+    pub fn visit<R>(
+        &self,
+        id: u64,
+        seg: u32,
+        off: u32,
+        generation: u64,
+        f: impl FnOnce(&Bytes, Header) -> R,
+    ) -> Option<R> {
         let shard = self.shard(id)?;
         let sketch = self.sketch.as_ref()?;
         if !self.presence.test(id) {
@@ -345,14 +365,7 @@ impl HotTier {
         let found = match s.at.get_mut(&id) {
             Some(e) if e.seg == seg && e.off == off && e.generation == generation => {
                 e.visited = true;
-                Header::parse(&e.buf).map(|h| {
-                    let buf = if e.buf.len() <= COPY_MAX {
-                        Bytes::copy_from_slice(&e.buf)
-                    } else {
-                        e.buf.clone()
-                    };
-                    (buf, h)
-                })
+                Header::parse(&e.buf).map(|h| f(&e.buf, h))
             }
             _ => None,
         };

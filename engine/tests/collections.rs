@@ -83,6 +83,44 @@ fn chunks_are_read_back_and_survive_a_restart() {
     assert_eq!(e.scan(0, 0, 100).expect("scan").keys.len(), 1);
 }
 
+/// A root (value and meta) and its chunks read alike from the hot tier, where only
+/// their bytes are copied out, and from the file: for a small record and one past the
+/// tier's copy limit (shared, not copied), and not at all once expired.
+#[test]
+fn roots_and_chunks_read_alike_from_memory_and_from_the_file() {
+    let (fs, clock) = setup();
+    let mut o = mem_options(&fs, &clock, Fsync::Never);
+    o.hot_bytes = 64 << 20;
+    let e = open(&o);
+    let big_root = "r".repeat(3000);
+    for (key, tag) in [(&b"small"[..], "s"), (&b"big"[..], big_root.as_str())] {
+        write(&e, key, fam(9, 3), tag, None);
+        // Read until admitted (the tier admits what is read again).
+        for _ in 0..3 {
+            assert_eq!(read(&e, key).as_deref(), Some(tag));
+        }
+        let before = e.stats().hot.hits;
+        assert_eq!(read(&e, key).as_deref(), Some(tag), "from memory");
+        let after = e.stats().hot;
+        assert!(
+            after.hits >= before + 4,
+            "root and chunks were hot: {before} {after:?}"
+        );
+    }
+    write(&e, b"short", fam(8, 2), "x", Some(T0 + 1000));
+    assert_eq!(read(&e, b"short").as_deref(), Some("x"));
+    clock.advance(2000);
+    assert!(
+        e.get_typed(0, b"short").expect("get").is_none(),
+        "expired in memory"
+    );
+    drop(e);
+    let e = open(&o);
+    assert_eq!(read(&e, b"small").as_deref(), Some("s"), "from the file");
+    assert_eq!(read(&e, b"big").as_deref(), Some(big_root.as_str()));
+    assert!(e.get_typed(0, b"short").expect("get").is_none());
+}
+
 #[test]
 fn every_way_a_root_goes_takes_its_chunks() {
     let (fs, clock) = setup();
