@@ -116,19 +116,10 @@ impl Inner {
         seg: &Arc<Segment>,
         now: u64,
     ) -> Result<Option<(Bytes, Header)>> {
-        // A record in the hot tier was checked when it was read; the entry matches only
-        // the location the index names now (and the writes since given up none).
         let generation = self.log.generation();
-        if let Some((buf, h)) = self.hot.get(slot.hash, slot.seg, slot.off, generation) {
-            // Another key with the same 64-bit hash may have replaced this one.
-            if record::parts(&buf, h).key != key || h.ns != ns {
-                return Ok(None);
-            }
-            if exact_expired(h.expire_at_ms, now) {
-                self.drop_expired(kd, slot);
-                return Ok(None);
-            }
-            return Ok(Some((buf, h)));
+        let whole = |buf: &Bytes, h| (crate::hot::copy_out(buf, 0..buf.len()), h);
+        if let Some(hit) = self.hot_answer(kd, ns, key, slot, now, generation, whole) {
+            return Ok(hit);
         }
         self.read_cold(kd, ns, key, slot, seg, now, generation)
     }
@@ -146,52 +137,55 @@ impl Inner {
         now: u64,
     ) -> Result<Option<Parts>> {
         let generation = self.log.generation();
-        let hot = self
+        let parts = |buf: &Bytes, h: Header| {
+            let value = record::value_range(&h);
+            let meta = value.start - h.meta_len as usize..value.start;
+            Parts {
+                value: crate::hot::copy_out(buf, value),
+                meta: crate::hot::copy_out(buf, meta),
+                header: h,
+            }
+        };
+        if let Some(hit) = self.hot_answer(kd, ns, key, slot, now, generation, parts) {
+            return Ok(hit);
+        }
+        Ok(self
+            .read_cold(kd, ns, key, slot, seg, now, generation)?
+            .map(|(buf, h)| parts(&buf, h)))
+    }
+
+    /// The answer of the hot tier for `key` at `slot`, taken out of its record by
+    /// `take`: `None` if the tier does not hold it. A record there was checked when it
+    /// was read; the entry matches only the location the index names now (and the
+    /// writes since given up none).
+    #[allow(clippy::too_many_arguments)]
+    fn hot_answer<T>(
+        &self,
+        kd: &Keydir,
+        ns: u8,
+        key: &[u8],
+        slot: &Slot,
+        now: u64,
+        generation: u64,
+        take: impl FnOnce(&Bytes, Header) -> T,
+    ) -> Option<Option<T>> {
+        // Under the tier's shard lock: a comparison and a copy, nothing that locks.
+        let hit = self
             .hot
             .visit(slot.hash, slot.seg, slot.off, generation, |buf, h| {
                 // Another key with the same 64-bit hash may have replaced this one.
                 if record::parts(buf, h).key != key || h.ns != ns {
-                    return None;
+                    Some(None)
+                } else if exact_expired(h.expire_at_ms, now) {
+                    None
+                } else {
+                    Some(Some(take(buf, h)))
                 }
-                if exact_expired(h.expire_at_ms, now) {
-                    return Some(None);
-                }
-                let value = record::value_range(&h);
-                let meta = value.start - h.meta_len as usize..value.start;
-                let copy = |r: std::ops::Range<usize>| {
-                    if r.is_empty() {
-                        Bytes::new()
-                    } else if buf.len() <= crate::hot::COPY_MAX {
-                        Bytes::copy_from_slice(&buf[r])
-                    } else {
-                        buf.slice(r)
-                    }
-                };
-                Some(Some(Parts {
-                    value: copy(value),
-                    meta: copy(meta),
-                    header: h,
-                }))
-            });
-        match hot {
-            Some(None) => return Ok(None),
-            Some(Some(None)) => {
-                self.drop_expired(kd, slot);
-                return Ok(None);
-            }
-            Some(Some(parts)) => return Ok(parts),
-            None => {}
+            })?;
+        if hit.is_none() {
+            self.drop_expired(kd, slot);
         }
-        let Some((buf, h)) = self.read_cold(kd, ns, key, slot, seg, now, generation)? else {
-            return Ok(None);
-        };
-        let value = record::value_range(&h);
-        let meta = value.start - h.meta_len as usize..value.start;
-        Ok(Some(Parts {
-            value: buf.slice(value),
-            meta: buf.slice(meta),
-            header: h,
-        }))
+        Some(hit.flatten())
     }
 
     /// [`Inner::read_live`] past the hot tier: the record from the file (or as read

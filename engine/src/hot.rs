@@ -31,7 +31,7 @@ const ENTRY_OVERHEAD: usize = 96;
 /// Records up to this long are copied out on a hit rather than shared: the copy reads
 /// only the record's own bytes, where sharing writes a reference count that lives in a
 /// cache line of its own (often last written by another thread).
-pub(crate) const COPY_MAX: usize = 1 << 10;
+const COPY_MAX: usize = 1 << 10;
 
 /// One cached record, held in its shard's table itself: a hit touches the table's
 /// slot and the record's bytes, nothing between.
@@ -253,6 +253,19 @@ impl Presence {
     }
 }
 
+/// Bytes `r` of a record held in the tier, for a reader: copied if the record is small
+/// (sharing it would make every hit write its reference count, a cache line of its
+/// own), shared if large. An empty range costs nothing.
+pub(crate) fn copy_out(rec: &Bytes, r: std::ops::Range<usize>) -> Bytes {
+    if r.is_empty() {
+        Bytes::new()
+    } else if rec.len() <= COPY_MAX {
+        Bytes::copy_from_slice(&rec[r])
+    } else {
+        rec.slice(r)
+    }
+}
+
 /// The hot tier's figures, for INFO and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HotStats {
@@ -330,23 +343,19 @@ impl HotTier {
         self.shards.get((id >> 58) as usize & n.wrapping_sub(1))
     }
 
-    /// The record of key `id` if the tier holds the one at (`seg`, `off`), read while
-    /// the log's generation was `generation`: writes given up after a failure may let
-    /// a later record take the same place, so an entry of an earlier generation is not
-    /// matched.
+    /// The record of key `id` (whole, as a reader gets it): for tests.
+    #[cfg(test)]
     pub fn get(&self, id: u64, seg: u32, off: u32, generation: u64) -> Option<(Bytes, Header)> {
         self.visit(id, seg, off, generation, |rec, h| {
-            let buf = if rec.len() <= COPY_MAX {
-                Bytes::copy_from_slice(rec)
-            } else {
-                rec.clone()
-            };
-            (buf, h)
+            (copy_out(rec, 0..rec.len()), h)
         })
     }
 
-    /// [`HotTier::get`] that hands the record to `f` where it lies (under its shard's
-    /// lock: `f` must be short), so a caller copies out only what it needs.
+    /// `f` of the record of key `id` if the tier holds the one at (`seg`, `off`), read
+    /// while the log's generation was `generation`: writes given up after a failure may
+    /// let a later record take the same place, so an entry of an earlier generation is
+    /// not matched. The record is handed over where it lies, under its shard's lock
+    /// (`f` must be short), so a reader copies out only what it needs.
     pub fn visit<R>(
         &self,
         id: u64,
