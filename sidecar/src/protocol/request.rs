@@ -160,8 +160,7 @@ const WHOLE_MAX_ARGS: usize = 16;
 
 impl RequestParser {
     /// The common case, a well-formed multibulk command received whole: found in one
-    /// pass over the bytes, then split out of `buf` once, its arguments sliced from
-    /// that. `None` (and `buf` untouched) for anything else (a partial command, an
+    /// pass over the bytes, then its arguments split out of `buf`. `None` (and `buf` untouched) for anything else (a partial command, an
     /// error, many arguments), which the step-by-step path then handles as before.
     fn whole(&mut self, buf: &mut BytesMut) -> Option<Vec<Bytes>> {
         let b = &buf[..];
@@ -184,9 +183,16 @@ impl RequestParser {
             *span = (start, end);
             at = end + 2;
         }
-        let whole = buf.split_to(at).freeze();
+        // Each argument split out on its own: one reference count taken per argument,
+        // none for the command as a whole.
         let mut args = self.list(n);
-        args.extend(spans[..n].iter().map(|&(s, e)| whole.slice(s..e)));
+        let mut done = 0;
+        for &(start, end) in &spans[..n] {
+            buf.advance(start - done);
+            args.push(buf.split_to(end - start).freeze());
+            done = end;
+        }
+        buf.advance(at - done);
         Some(args)
     }
 }
