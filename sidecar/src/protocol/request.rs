@@ -160,8 +160,9 @@ const WHOLE_MAX_ARGS: usize = 16;
 
 impl RequestParser {
     /// The common case, a well-formed multibulk command received whole: found in one
-    /// pass over the bytes, then its arguments split out of `buf`. `None` (and `buf` untouched) for anything else (a partial command, an
-    /// error, many arguments), which the step-by-step path then handles as before.
+    /// pass over the bytes, then its arguments split out of `buf`. `None` (and `buf`
+    /// untouched) for anything else (a partial command, an error, many arguments),
+    /// which the step-by-step path then handles as before.
     fn whole(&mut self, buf: &mut BytesMut) -> Option<Vec<Bytes>> {
         let b = &buf[..];
         let (n, mut at) = len_line(b, 0, b'*')?;
