@@ -17,6 +17,7 @@ use crate::segment::Segment;
 use crate::stats::Counters;
 use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,21 +138,24 @@ impl Inner {
         now: u64,
     ) -> Result<Option<Parts>> {
         let generation = self.log.generation();
-        let parts = |buf: &Bytes, h: Header| {
+        // `cut` takes a range out of the record: copied (or shared) out of the tier's
+        // entry, sliced out of a buffer just read for this reader.
+        let parts = |buf: &Bytes, h: Header, cut: fn(&Bytes, Range<usize>) -> Bytes| {
             let value = record::value_range(&h);
             let meta = value.start - h.meta_len as usize..value.start;
             Parts {
-                value: crate::hot::copy_out(buf, value),
-                meta: crate::hot::copy_out(buf, meta),
+                value: cut(buf, value),
+                meta: cut(buf, meta),
                 header: h,
             }
         };
-        if let Some(hit) = self.hot_answer(kd, ns, key, slot, now, generation, parts) {
+        let hot = |buf: &Bytes, h| parts(buf, h, crate::hot::copy_out);
+        if let Some(hit) = self.hot_answer(kd, ns, key, slot, now, generation, hot) {
             return Ok(hit);
         }
         Ok(self
             .read_cold(kd, ns, key, slot, seg, now, generation)?
-            .map(|(buf, h)| parts(&buf, h)))
+            .map(|(buf, h)| parts(&buf, h, |b, r| b.slice(r))))
     }
 
     /// The answer of the hot tier for `key` at `slot`, taken out of its record by

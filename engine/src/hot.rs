@@ -42,7 +42,7 @@ struct Entry {
     ring: u32,
     /// Read since the clock hand last passed.
     visited: bool,
-    /// The log's generation when it was read (see [`HotTier::get`]).
+    /// The log's generation when it was read (see [`HotTier::visit`]).
     generation: u64,
     /// The whole record, as read and checked (its header is parsed again on a hit).
     buf: Bytes,
