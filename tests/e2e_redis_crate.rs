@@ -293,6 +293,16 @@ fn client_info_and_introspection() {
         list.contains(&format!("id={id} ")) && list.contains("name=tester"),
         "{list}"
     );
+    // Each line names the last command its client ran.
+    let mut other = s.client();
+    let other_id: i64 = q(&mut other, &["CLIENT", "ID"]);
+    let _: Option<String> = q(&mut other, &["GET", "nothing"]);
+    let list: String = q(&mut c, &["CLIENT", "LIST"]);
+    let line = list
+        .lines()
+        .find(|l| l.starts_with(&format!("id={other_id} ")))
+        .expect("the other client's line");
+    assert!(line.contains(" cmd=get "), "{line}");
     let info: String = q(&mut c, &["INFO"]);
     for field in [
         "redis_version:7.",
