@@ -230,10 +230,13 @@ impl Builtin {
                     hand.left[(e & 0xFF) as usize] += 1;
                     HandStep::Pass
                 } else if self.kind == PolicyKind::Sieve && m & VISITED != 0 {
-                    // Stays where it is: restamped with the window's last epoch, so
-                    // the epochs behind the hand merge and the next cycle's windows
-                    // are as full as the first.
-                    let at = hand.hi;
+                    // Stays where it is: restamped with the epoch just behind the
+                    // window, so the epochs behind the hand merge and the next cycle's
+                    // windows are as full as the first. Not one inside the window: a
+                    // write that moves the entry past the hand (a probe run shifting
+                    // back over the table's end, a table growing) would show it to
+                    // this revolution again, its bit spent, and it would go.
+                    let at = hand.lo;
                     hand.left[(at & 0xFF) as usize] += 1;
                     HandStep::Set(
                         (m & !(VISITED | STAMP_MASK)) | ((at & 0xFF) as u16) << STAMP_SHIFT,
@@ -284,10 +287,11 @@ impl Builtin {
         if windowed {
             let hand = &mut hands[0];
             hand.now = self.epoch.load(Ordering::Relaxed) as i64;
-            // Stamps name the 256 epochs up to now: a window further back (a fresh
-            // hand over slots restored with their epoch) starts at the oldest of them.
-            if hand.hi <= hand.now - 256 {
-                hand.lo = hand.now - 256;
+            // Stamps name the 256 epochs up to now, and the window's lower bound is
+            // one of them (spared keys are stamped with it): a window further back (a
+            // fresh hand over slots restored with their epoch) starts at the oldest.
+            if hand.lo <= hand.now - 256 {
+                hand.lo = hand.now - 255;
                 hand.hi = hand.lo + 1;
             }
         }
@@ -486,6 +490,52 @@ mod tests {
         p.evict(&index, 20, &mut out);
         assert_eq!(out.len(), 20);
         assert_eq!(index.total_len(), 0);
+    }
+
+    /// A key spared by the hand is not taken later in the same revolution when a
+    /// write moves it past the hand: here its shard's table grows between evictions
+    /// (positions scale with the capacity), as at a key limit under inserts.
+    #[test]
+    fn sieve_spares_a_visited_key_that_a_growing_table_moves_past_the_hand() {
+        let p = Builtin::new(PolicyKind::Sieve);
+        p.set_epoch(3);
+        let index = Index::new(1);
+        let kd = index.keydir(0);
+        // Keys of one shard, spread over its positions: 48 of epoch 1, every other one
+        // visited; the ones added later are of epoch 2, outside the hand's window.
+        let id = |low: u64| (7u64 << 54) | (low & ((1 << 54) - 1) & !0xF);
+        let add = |low: u64, meta: u16| {
+            let s = Slot {
+                meta,
+                ..slot(id(low), 1)
+            };
+            kd.insert_with(s, |_| meta);
+        };
+        for i in 0..48 {
+            add(
+                i << 47,
+                1 << STAMP_SHIFT | if i % 2 == 1 { VISITED } else { 0 },
+            );
+        }
+        let mut out = Vec::new();
+        for n in 0..20u64 {
+            p.evict(&index, 1, &mut out);
+            // Three more keys into the same shard: the table grows every few rounds.
+            for j in 0..3 {
+                add(
+                    (3 * n + j + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    2 << STAMP_SHIFT,
+                );
+            }
+        }
+        assert_eq!(out.len(), 20);
+        let visited_gone: Vec<u64> = (0..48)
+            .filter(|&i| i % 2 == 1 && kd.get(id(i << 47)).is_none())
+            .collect();
+        assert!(
+            visited_gone.is_empty(),
+            "visited keys evicted: {visited_gone:?}"
+        );
     }
 
     #[test]
