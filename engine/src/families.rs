@@ -179,41 +179,36 @@ impl Families {
     /// gone). Chunks the old family had and the new one does not are dropped. Called
     /// with the writer held.
     pub fn set(&self, ns: u8, id: u64, key: &[u8], now: Option<(ValueType, Family, u64)>) {
+        // Naming none is a drop (nothing to look up while no collection is chunked).
+        let Some((vtype, family, expire_at_ms)) = now else {
+            self.dropped(&[id]);
+            return;
+        };
         let old = {
             let mut shard = self.shard(id).lock();
-            match now {
-                Some((vtype, family, expire_at_ms)) => {
-                    let key = match shard.get(&id) {
-                        Some(e) if &*e.key == key => e.key.clone(),
-                        _ => Arc::from(key),
-                    };
-                    let old = shard.insert(
-                        id,
-                        Entry {
-                            key,
-                            vtype,
-                            family,
-                            expire_at_ms,
-                        },
-                    );
-                    if old.is_none() {
-                        self.len.fetch_add(1, Ordering::Relaxed);
-                    }
-                    old.map(|o| (o, Some(family)))
-                }
-                None => {
-                    let old = shard.remove(&id);
-                    if old.is_some() {
-                        self.len.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    old.map(|o| (o, None))
-                }
+            let key = match shard.get(&id) {
+                Some(e) if &*e.key == key => e.key.clone(),
+                _ => Arc::from(key),
+            };
+            let old = shard.insert(
+                id,
+                Entry {
+                    key,
+                    vtype,
+                    family,
+                    expire_at_ms,
+                },
+            );
+            if old.is_none() {
+                self.len.fetch_add(1, Ordering::Relaxed);
             }
+            old
         };
-        if let Some((old, new)) = old {
-            let keep = match new {
-                Some(f) if f.version == old.family.version && *old.key == *key => f.chunks,
-                _ => 0,
+        if let Some(old) = old {
+            let keep = if family.version == old.family.version && *old.key == *key {
+                family.chunks
+            } else {
+                0
             };
             self.reap(ns, &old, keep);
         }
