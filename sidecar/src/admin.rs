@@ -108,10 +108,11 @@ async fn respond(
     let ready = state.ready.load(Ordering::Acquire);
     let (status, ctype, body) = match (method, path) {
         (b"GET", b"/metrics") => ("200 OK", "text/plain; version=0.0.4", {
-            if let Some(s) = state.shared.get() {
+            let shared = state.shared.get();
+            if let Some(s) = shared {
                 crate::export::export(s);
             }
-            metrics.render()
+            metrics.render(shared.map(|s| &s.cmdstats))
         }),
         (b"GET", b"/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         (b"GET", b"/readyz") if ready => ("200 OK", "text/plain", "ready\n".to_string()),

@@ -1,46 +1,129 @@
-//! Per-command and per-error figures for INFO `commandstats` and `errorstats`: calls,
-//! time, rejections (refused before running) and failures (an error reply), and
-//! error replies counted by their code.
+//! Per-command figures for INFO `commandstats` and `/metrics`: calls, time, a latency
+//! histogram, rejections (refused before running) and failures (an error reply), kept
+//! in one stripe per thread so that commands on two threads never write one cache line;
+//! and error replies counted by their code (rare: behind a lock).
 
 use parking_lot::Mutex;
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// One command's figures.
+/// Upper bounds of the latency histogram's buckets, in nanoseconds: 10 µs to 1 s (one
+/// more bucket counts the rest).
+pub const BUCKETS_NS: [u64; 16] = [
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+];
+
+/// Most stripes: threads beyond this many share them (still exact, only slower).
+const MAX_STRIPES: usize = 16;
+
+/// One command's figures in one stripe, on cache lines of its own.
+#[repr(align(64))]
 #[derive(Default)]
-pub struct CommandStat {
+struct Slot {
+    calls: AtomicU64,
+    nanos: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+    /// Calls by duration, per bucket of [`BUCKETS_NS`] (not cumulative), and over it.
+    buckets: [AtomicU64; BUCKETS_NS.len() + 1],
+}
+
+/// One command's figures, summed over the stripes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Figures {
     /// Times it ran.
-    pub calls: AtomicU64,
+    pub calls: u64,
     /// Microseconds it ran for, in all.
-    pub usec: AtomicU64,
+    pub usec: u64,
     /// Times it was refused before running (arity, authentication, busy).
-    pub rejected: AtomicU64,
+    pub rejected: u64,
     /// Times it ran and answered an error.
-    pub failed: AtomicU64,
+    pub failed: u64,
+}
+
+/// One command's latency histogram since the start (never reset: Prometheus counters
+/// only grow).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    pub calls: u64,
+    pub nanos: u64,
+    /// Per bucket of [`BUCKETS_NS`], cumulative, then every call (`+Inf`).
+    pub cumulative: Vec<u64>,
 }
 
 /// Every command's figures (by the command table's index) and the error counts.
 pub struct CommandStats {
-    commands: Box<[CommandStat]>,
+    /// `stripes[s][i]`: command `i` as counted by the threads of stripe `s`.
+    stripes: Box<[Box<[Slot]>]>,
+    /// What INFO showed as zero at the last CONFIG RESETSTAT, by command (the figures
+    /// themselves only grow, for `/metrics`), and the processed count then.
+    base: Mutex<(Vec<Figures>, u64)>,
     errors: Mutex<BTreeMap<String, u64>>,
     total_errors: AtomicU64,
 }
 
+thread_local! {
+    /// This thread's stripe number (before reduction), given at its first command.
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// The next stripe number to give a thread.
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
 impl CommandStats {
     /// Figures for `n` commands.
     pub fn new(n: usize) -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let stripes = threads.next_power_of_two().clamp(1, MAX_STRIPES);
         CommandStats {
-            commands: (0..n).map(|_| CommandStat::default()).collect(),
+            stripes: (0..stripes)
+                .map(|_| (0..n).map(|_| Slot::default()).collect())
+                .collect(),
+            base: Mutex::new((vec![Figures::default(); n], 0)),
             errors: Mutex::new(BTreeMap::new()),
             total_errors: AtomicU64::new(0),
         }
     }
 
-    /// Command `index` ran for `usec`; `error` is its error reply, if it answered one.
-    pub fn ran(&self, index: usize, usec: u64, error: Option<&str>) {
-        if let Some(c) = self.commands.get(index) {
+    /// Command `index`'s slot in this thread's stripe.
+    fn slot(&self, index: usize) -> Option<&Slot> {
+        let s = STRIPE.with(|s| {
+            if s.get() == usize::MAX {
+                // Numbers in the order threads first run a command: the worker threads
+                // come first and get stripes of their own.
+                s.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed));
+            }
+            s.get()
+        });
+        self.stripes[s & (self.stripes.len() - 1)].get(index)
+    }
+
+    /// Command `index` ran for `nanos`; `error` is its error reply, if it answered one.
+    pub fn ran(&self, index: usize, nanos: u64, error: Option<&str>) {
+        if let Some(c) = self.slot(index) {
             c.calls.fetch_add(1, Ordering::Relaxed);
-            c.usec.fetch_add(usec, Ordering::Relaxed);
+            c.nanos.fetch_add(nanos, Ordering::Relaxed);
+            let b = BUCKETS_NS
+                .iter()
+                .position(|&bound| nanos <= bound)
+                .unwrap_or(BUCKETS_NS.len());
+            c.buckets[b].fetch_add(1, Ordering::Relaxed);
             if error.is_some() {
                 c.failed.fetch_add(1, Ordering::Relaxed);
             }
@@ -52,7 +135,7 @@ impl CommandStats {
 
     /// Command `index` (if known) was refused with `error` before it ran.
     pub fn rejected(&self, index: Option<usize>, error: &str) {
-        if let Some(c) = index.and_then(|i| self.commands.get(i)) {
+        if let Some(c) = index.and_then(|i| self.slot(i)) {
             c.rejected.fetch_add(1, Ordering::Relaxed);
         }
         self.error(error);
@@ -83,18 +166,79 @@ impl CommandStats {
             .collect()
     }
 
-    /// Command `index`'s figures.
-    pub fn command(&self, index: usize) -> Option<&CommandStat> {
-        self.commands.get(index)
+    /// Command `index`'s figures since the start.
+    fn total(&self, index: usize) -> Option<(Figures, u64)> {
+        let mut f = Figures::default();
+        let mut nanos = 0;
+        for stripe in self.stripes.iter() {
+            let c = stripe.get(index)?;
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            f.calls += get(&c.calls);
+            nanos += get(&c.nanos);
+            f.rejected += get(&c.rejected);
+            f.failed += get(&c.failed);
+        }
+        f.usec = nanos / 1000;
+        Some((f, nanos))
     }
 
-    /// CONFIG RESETSTAT.
-    pub fn reset(&self) {
-        for c in self.commands.iter() {
-            for f in [&c.calls, &c.usec, &c.rejected, &c.failed] {
-                f.store(0, Ordering::Relaxed);
+    /// Command `index`'s figures since the last CONFIG RESETSTAT.
+    pub fn command(&self, index: usize) -> Option<Figures> {
+        let (now, _) = self.total(index)?;
+        let base = self.base.lock().0.get(index).copied().unwrap_or_default();
+        Some(Figures {
+            calls: now.calls.saturating_sub(base.calls),
+            usec: now.usec.saturating_sub(base.usec),
+            rejected: now.rejected.saturating_sub(base.rejected),
+            failed: now.failed.saturating_sub(base.failed),
+        })
+    }
+
+    /// Commands that ran since the last CONFIG RESETSTAT (INFO's
+    /// `total_commands_processed`).
+    pub fn processed(&self) -> u64 {
+        let all: u64 = (0..self.commands())
+            .filter_map(|i| self.total(i))
+            .map(|(f, _)| f.calls)
+            .sum();
+        all.saturating_sub(self.base.lock().1)
+    }
+
+    /// How many commands there are figures for.
+    pub fn commands(&self) -> usize {
+        self.stripes.first().map_or(0, |s| s.len())
+    }
+
+    /// Command `index`'s latency histogram since the start.
+    pub fn histogram(&self, index: usize) -> Option<Histogram> {
+        let (f, nanos) = self.total(index)?;
+        let mut cumulative = vec![0u64; BUCKETS_NS.len() + 1];
+        for stripe in self.stripes.iter() {
+            let c = stripe.get(index)?;
+            for (sum, b) in cumulative.iter_mut().zip(&c.buckets) {
+                *sum += b.load(Ordering::Relaxed);
             }
         }
+        let mut running = 0;
+        for n in cumulative.iter_mut() {
+            running += *n;
+            *n = running;
+        }
+        Some(Histogram {
+            calls: f.calls,
+            nanos,
+            cumulative,
+        })
+    }
+
+    /// CONFIG RESETSTAT: INFO counts from zero again (`/metrics` does not).
+    pub fn reset(&self) {
+        let n = self.commands();
+        let now: Vec<Figures> = (0..n)
+            .map(|i| self.total(i).map(|(f, _)| f).unwrap_or_default())
+            .collect();
+        let processed = now.iter().map(|f| f.calls).sum();
+        *self.base.lock() = (now, processed);
         self.errors.lock().clear();
         self.total_errors.store(0, Ordering::Relaxed);
     }
@@ -107,18 +251,14 @@ mod tests {
     #[test]
     fn calls_failures_rejections_and_error_codes_are_counted() {
         let s = CommandStats::new(2);
-        s.ran(0, 10, None);
-        s.ran(0, 5, Some("WRONGTYPE Operation against a key"));
+        s.ran(0, 10_000, None);
+        s.ran(0, 5_999, Some("WRONGTYPE Operation against a key"));
         s.rejected(Some(1), "ERR wrong number of arguments");
         s.rejected(None, "ERR unknown command");
         let c = s.command(0).expect("stat");
-        assert_eq!(c.calls.load(Ordering::Relaxed), 2);
-        assert_eq!(c.usec.load(Ordering::Relaxed), 15);
-        assert_eq!(c.failed.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            s.command(1).expect("stat").rejected.load(Ordering::Relaxed),
-            1
-        );
+        assert_eq!((c.calls, c.usec, c.failed, c.rejected), (2, 15, 1, 0));
+        assert_eq!(s.command(1).expect("stat").rejected, 1);
+        assert_eq!(s.processed(), 2);
         assert_eq!(
             s.errors(),
             vec![("ERR".to_string(), 2), ("WRONGTYPE".to_string(), 1)]
@@ -127,5 +267,36 @@ mod tests {
         s.reset();
         assert_eq!(s.total_errors(), 0);
         assert!(s.errors().is_empty());
+        assert_eq!(s.command(0), Some(Figures::default()));
+        assert_eq!(s.processed(), 0);
+        // The histogram keeps counting across a reset.
+        s.ran(0, 2_000_000_000, None);
+        assert_eq!(s.command(0).expect("stat").calls, 1);
+        let h = s.histogram(0).expect("histogram");
+        assert_eq!((h.calls, h.nanos), (3, 2_000_015_999));
+        assert_eq!(h.cumulative[0], 2, "10 µs and under");
+        assert_eq!(h.cumulative[BUCKETS_NS.len() - 1], 2, "1 s and under");
+        assert_eq!(h.cumulative[BUCKETS_NS.len()], 3, "+Inf");
+        assert!(s.command(2).is_none() && s.histogram(2).is_none());
+    }
+
+    /// Threads count into stripes of their own; the sums see every call.
+    #[test]
+    fn calls_from_many_threads_all_count() {
+        let s = CommandStats::new(1);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..1000 {
+                        s.ran(0, 30_000, None);
+                    }
+                });
+            }
+        });
+        let h = s.histogram(0).expect("histogram");
+        assert_eq!(h.calls, 8000);
+        assert_eq!(h.cumulative[1], 0);
+        assert_eq!(h.cumulative[2], 8000, "25 µs < 30 µs <= 50 µs");
+        assert_eq!(s.command(0).expect("stat").usec, 8000 * 30);
     }
 }

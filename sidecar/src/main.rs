@@ -117,8 +117,7 @@ fn check_config(path: &std::path::Path) -> std::process::ExitCode {
 fn run(cli: &cli::Cli) -> anyhow::Result<()> {
     let cfg = cli.resolve()?;
     logging::init(&cfg.log)?;
-    let names: Vec<&'static str> = cmd::COMMANDS.iter().map(|c| c.name).collect();
-    let metrics = Arc::new(metrics::Metrics::install(&names)?);
+    let metrics = Arc::new(metrics::Metrics::install()?);
     let io = server::io_mode(cfg.server.io);
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if io == config::IoMode::Uring {
@@ -186,7 +185,6 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         let shared = Arc::new(state::Shared::new(
             store.clone(),
             cfg,
-            metrics,
             plugins.clone(),
             read_through.clone(),
         ));

@@ -13,8 +13,6 @@ use std::time::Instant;
 /// Server-wide counters for INFO.
 #[derive(Default)]
 pub struct ServerStats {
-    /// Commands processed.
-    pub commands: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
     /// Connections refused at max_clients.
@@ -151,8 +149,6 @@ pub struct Shared {
     pub last_save: AtomicU64,
     /// SLOWLOG.
     pub slowlog: SlowLog,
-    /// Prometheus handles.
-    pub metrics: Arc<crate::metrics::Metrics>,
     /// The WebAssembly plugins, if any are configured.
     pub plugins: Option<Arc<crate::plugins::Plugins>>,
     /// Read-through routes, if any are configured.
@@ -185,7 +181,6 @@ impl Shared {
     pub fn new(
         store: Arc<Store>,
         config: Config,
-        metrics: Arc<crate::metrics::Metrics>,
         plugins: Option<Arc<crate::plugins::Plugins>>,
         read_through: Option<Arc<crate::origin::ReadThrough>>,
     ) -> Self {
@@ -203,7 +198,6 @@ impl Shared {
             started: Instant::now(),
             last_save: AtomicU64::new(started_ms / 1000),
             slowlog: SlowLog::default(),
-            metrics,
             plugins,
             read_through,
             watches: crate::watch::Watches::default(),
@@ -302,14 +296,6 @@ pub mod testing {
     }
 
     fn over(store: crate::store::Store) -> Arc<Shared> {
-        let names: Vec<&'static str> = crate::cmd::COMMANDS.iter().map(|c| c.name).collect();
-        let metrics = Arc::new(crate::metrics::Metrics::unregistered(&names));
-        Arc::new(Shared::new(
-            Arc::new(store),
-            Config::default(),
-            metrics,
-            None,
-            None,
-        ))
+        Arc::new(Shared::new(Arc::new(store), Config::default(), None, None))
     }
 }

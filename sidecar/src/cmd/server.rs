@@ -8,7 +8,6 @@ use crate::glob;
 use crate::protocol::reply::Reply;
 use crate::state::Shared;
 use bytes::Bytes;
-use std::sync::atomic::Ordering;
 
 pub fn config(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult {
     let a = args.take_rest();
@@ -40,7 +39,6 @@ pub fn config(s: &Shared, sess: &mut Session, args: &mut Args<'_>) -> CmdResult 
         }
         config_set(s, &a[1..])
     } else if is(sub, "resetstat") && a.len() == 1 {
-        s.stats.commands.store(0, Ordering::Relaxed);
         s.cmdstats.reset();
         Ok(Reply::OK)
     } else if is(sub, "rewrite") && a.len() == 1 {

@@ -204,11 +204,8 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
                 Run::Exec => Reply::err("ERR EXEC inside EXEC"),
             };
             super::show_to_monitors(shared, sess, spec, argv);
-            let took = started.elapsed();
-            shared.metrics.command(index, took.as_secs_f64());
-            shared
-                .cmdstats
-                .ran(index, took.as_micros() as u64, super::error_text(&reply));
+            let nanos = started.elapsed().as_nanos() as u64;
+            shared.cmdstats.ran(index, nanos, super::error_text(&reply));
             replies.push(reply);
         }
         sess.holding = None;
@@ -223,10 +220,6 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
         r.finish(&shared.store, db, !matches!(reply, Reply::Error(_)));
     }
     sess.watching.clear(&shared.watches);
-    shared
-        .stats
-        .commands
-        .fetch_add(steps.len() as u64, std::sync::atomic::Ordering::Relaxed);
     reply
 }
 
