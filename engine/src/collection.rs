@@ -84,10 +84,10 @@ impl Engine {
         let shadow = ns + NAMESPACES;
         let ck = chunk_key(key, family.version, n);
         let now = inner.now_ms();
-        let Some((kd, slot, seg)) = inner.find(shadow, &ck, now) else {
+        let Some((kd, slot)) = inner.find_slot(shadow, &ck, now) else {
             return Ok(None);
         };
-        let Some(p) = inner.read_live_parts(kd, shadow, &ck, &slot, &seg, now)? else {
+        let Some(p) = inner.read_live_parts(kd, shadow, &ck, &slot, now)? else {
             return Ok(None);
         };
         Counters::bump(&inner.counters.chunk_reads);

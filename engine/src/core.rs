@@ -96,13 +96,22 @@ impl Inner {
     /// The slot and segment of `key`, unless it is absent or its coarse expiry says it
     /// has expired (then it is dropped from the index on the way).
     pub fn find(&self, ns: u8, key: &[u8], now: u64) -> Option<(&Keydir, Slot, Arc<Segment>)> {
+        let (kd, slot) = self.find_slot(ns, key, now)?;
+        let (slot, seg) = self.stable_slot(kd, slot.hash)?;
+        Some((kd, slot, seg))
+    }
+
+    /// [`Inner::find`] without the segment: a read the hot tier answers needs none, and
+    /// looking it up locks the segment map and counts a reference, two writes to cache
+    /// lines every reading thread shares.
+    pub fn find_slot(&self, ns: u8, key: &[u8], now: u64) -> Option<(&Keydir, Slot)> {
         let kd = self.index.get(ns)?;
-        let (slot, seg) = self.stable_slot(kd, self.index.key_id(ns, key))?;
+        let slot = kd.get(self.index.key_id(ns, key))?;
         if slot.liveness(now) == Liveness::Expired {
             self.drop_expired(kd, &slot);
             return None;
         }
-        Some((kd, slot, seg))
+        Some((kd, slot))
     }
 
     /// The bytes and header of the live record of exactly `key` at `slot`. A corrupt
@@ -114,7 +123,6 @@ impl Inner {
         ns: u8,
         key: &[u8],
         slot: &Slot,
-        seg: &Arc<Segment>,
         now: u64,
     ) -> Result<Option<(Bytes, Header)>> {
         let generation = self.log.generation();
@@ -122,7 +130,7 @@ impl Inner {
         if let Some(hit) = self.hot_answer(kd, ns, key, slot, now, generation, whole) {
             return Ok(hit);
         }
-        self.read_cold(kd, ns, key, slot, seg, now, generation)
+        self.read_cold(kd, ns, key, slot, now, generation)
     }
 
     /// [`Inner::read_live`] as the value and meta bytes apart. A record in the hot tier
@@ -134,7 +142,6 @@ impl Inner {
         ns: u8,
         key: &[u8],
         slot: &Slot,
-        seg: &Arc<Segment>,
         now: u64,
     ) -> Result<Option<Parts>> {
         let generation = self.log.generation();
@@ -154,7 +161,7 @@ impl Inner {
             return Ok(hit);
         }
         Ok(self
-            .read_cold(kd, ns, key, slot, seg, now, generation)?
+            .read_cold(kd, ns, key, slot, now, generation)?
             .map(|(buf, h)| parts(&buf, h, |b, r| b.slice(r))))
     }
 
@@ -193,18 +200,30 @@ impl Inner {
     }
 
     /// [`Inner::read_live`] past the hot tier: the record from the file (or as read
-    /// ahead), checked, and offered to the tier.
-    #[allow(clippy::too_many_arguments)]
+    /// ahead), checked, and offered to the tier. Its segment is looked up here; if
+    /// compaction dropped it since `slot` was read, the key has moved, and its slot is
+    /// read again.
     fn read_cold(
         &self,
         kd: &Keydir,
         ns: u8,
         key: &[u8],
         slot: &Slot,
-        seg: &Arc<Segment>,
         now: u64,
         generation: u64,
     ) -> Result<Option<(Bytes, Header)>> {
+        let moved;
+        let (slot, seg) = match self.log.segment(slot.seg) {
+            Some(seg) => (slot, seg),
+            None => {
+                let Some((now_at, seg)) = self.stable_slot(kd, slot.hash) else {
+                    return Ok(None);
+                };
+                moved = now_at;
+                (&moved, seg)
+            }
+        };
+        let seg = &seg;
         let read = match crate::prefetch::lent(seg, slot, generation) {
             crate::prefetch::Lent::Bytes(b) => Some(b),
             crate::prefetch::Lent::Deferred => return Ok(None),

@@ -189,10 +189,10 @@ impl Engine {
     fn lookup(&self, ns: u8, key: &[u8]) -> Result<Option<Item>> {
         let inner = &*self.inner;
         let now = inner.now_ms();
-        let Some((kd, slot, seg)) = inner.find(ns, key, now) else {
+        let Some((kd, slot)) = inner.find_slot(ns, key, now) else {
             return Ok(None);
         };
-        let Some(p) = inner.read_live_parts(kd, ns, key, &slot, &seg, now)? else {
+        let Some(p) = inner.read_live_parts(kd, ns, key, &slot, now)? else {
             return Ok(None);
         };
         inner.note_read(kd, &slot);
@@ -347,11 +347,13 @@ impl Engine {
         };
         let hash = inner.index.key_id(ns, key);
         loop {
-            let Some((slot, seg)) = inner.stable_slot(kd, hash) else {
+            let Some(slot) = kd.get(hash) else {
                 return Ok(false);
             };
             let now = inner.now_ms();
-            let Some((buf, h)) = inner.read_live(kd, ns, key, &slot, &seg, now)? else {
+            // A slot that moved meanwhile is read where it is now, and the change below
+            // then finds the slot changed and goes round again.
+            let Some((buf, h)) = inner.read_live(kd, ns, key, &slot, now)? else {
                 return Ok(false);
             };
             let current = h.expire_at_ms;
@@ -598,10 +600,10 @@ impl Engine {
             disk_bytes,
             garbage_bytes,
             index_bytes: index_bytes as u64,
-            puts: get(&c.puts),
-            deletes: get(&c.deletes),
-            hits: get(&c.hits),
-            misses: get(&c.misses),
+            puts: c.puts.get(),
+            deletes: c.deletes.get(),
+            hits: c.hits.get(),
+            misses: c.misses.get(),
             expired_keys: get(&c.expired),
             corrupt_records: get(&c.corrupt),
             syncs: get(&lc.syncs),
@@ -626,7 +628,7 @@ impl Engine {
             chunks: inner.index.chunk_len() as u64,
             chunked_collections: inner.families.len() as u64,
             collection_registry_bytes: inner.families.heap_bytes() as u64,
-            chunk_reads: get(&c.chunk_reads),
+            chunk_reads: c.chunk_reads.get(),
             hot: inner.hot.stats(),
         }
     }

@@ -16,6 +16,7 @@
 //! Eviction is CLOCK within each shard.
 
 use crate::format::record::Header;
+use crate::stats::Striped;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -148,7 +149,10 @@ impl Shard {
 struct Sketch {
     blocks: Box<[[AtomicU64; 8]]>,
     mask: usize,
-    added: AtomicU64,
+    /// Counts added, per thread: each stripe halves the counters every `reset_at` of
+    /// its own, which for the whole is every `reset_at` (one shared count was a cache
+    /// line every hit wrote).
+    added: Striped,
     reset_at: u64,
 }
 
@@ -160,7 +164,7 @@ impl Sketch {
                 .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
             mask: blocks - 1,
-            added: AtomicU64::new(0),
+            added: Striped::default(),
             reset_at: 10 * 128 * blocks as u64,
         }
     }
@@ -195,8 +199,7 @@ impl Sketch {
                 word.store(v + (1 << shift), Ordering::Relaxed);
             }
         }
-        if self.added.fetch_add(1, Ordering::Relaxed) + 1 >= self.reset_at {
-            self.added.store(0, Ordering::Relaxed);
+        if self.added.add(1).is_multiple_of(self.reset_at) {
             for block in self.blocks.iter() {
                 for word in block {
                     let v = word.load(Ordering::Relaxed);
@@ -296,10 +299,10 @@ pub(crate) struct HotTier {
     sketch: Option<Sketch>,
     shard_bytes: usize,
     max_bytes: u64,
-    hits: AtomicU64,
-    misses: AtomicU64,
-    admissions: AtomicU64,
-    rejections: AtomicU64,
+    hits: Striped,
+    misses: Striped,
+    admissions: Striped,
+    rejections: Striped,
     evictions: AtomicU64,
 }
 
@@ -329,10 +332,10 @@ impl HotTier {
             shard_bytes: (max_bytes as usize) / shards.max(1),
             held: AtomicU64::new(0),
             max_bytes,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-            admissions: AtomicU64::new(0),
-            rejections: AtomicU64::new(0),
+            hits: Striped::default(),
+            misses: Striped::default(),
+            admissions: Striped::default(),
+            rejections: Striped::default(),
             evictions: AtomicU64::new(0),
         }
     }
@@ -367,7 +370,7 @@ impl HotTier {
         let shard = self.shard(id)?;
         let sketch = self.sketch.as_ref()?;
         if !self.presence.test(id) {
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.misses.add(1);
             return None;
         }
         let mut s = shard.lock();
@@ -381,10 +384,10 @@ impl HotTier {
         drop(s);
         if found.is_some() {
             sketch.add(id);
-            self.hits.fetch_add(1, Ordering::Relaxed);
+            self.hits.add(1);
         } else {
             // Counted in the sketch by the offer that follows a read from disk.
-            self.misses.fetch_add(1, Ordering::Relaxed);
+            self.misses.add(1);
         }
         found
     }
@@ -428,7 +431,7 @@ impl HotTier {
         // A full tier admits only keys read more than twice: the rest are refused
         // without taking the shard's lock (most reads of a uniform key space end here).
         if freq < 3 && self.held.load(Ordering::Relaxed) + cost as u64 > self.max_bytes * 15 / 16 {
-            self.rejections.fetch_add(1, Ordering::Relaxed);
+            self.rejections.add(1);
             return;
         }
         let mut s = shard.lock();
@@ -441,7 +444,7 @@ impl HotTier {
             // Clearly more often than the victim: between keys read about as often
             // (a uniform key space), swapping them is all cost and no gain.
             if freq < sketch.estimate(victim_id).saturating_add(2) {
-                self.rejections.fetch_add(1, Ordering::Relaxed);
+                self.rejections.add(1);
                 self.note_held(before, s.bytes);
                 return;
             }
@@ -460,7 +463,7 @@ impl HotTier {
         s.insert(id, entry);
         self.presence.set(id);
         self.note_held(before, s.bytes);
-        self.admissions.fetch_add(1, Ordering::Relaxed);
+        self.admissions.add(1);
     }
 
     /// Brings the total in step with a shard that went from `before` to `after` bytes.
@@ -544,10 +547,10 @@ impl HotTier {
             max_bytes: self.max_bytes,
             bytes,
             entries,
-            hits: get(&self.hits),
-            misses: get(&self.misses),
-            admissions: get(&self.admissions),
-            rejections: get(&self.rejections),
+            hits: self.hits.get(),
+            misses: self.misses.get(),
+            admissions: self.admissions.get(),
+            rejections: self.rejections.get(),
             evictions: get(&self.evictions),
         }
     }

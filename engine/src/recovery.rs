@@ -645,8 +645,8 @@ type FoundRoot = (u64, ValueType, Family, u64);
 
 /// The family a live collection root at `key` names.
 fn read_root(inner: &Inner, ns: u8, key: &[u8], now: u64) -> Option<FoundRoot> {
-    let (kd, slot, seg) = inner.find(ns, key, now)?;
-    let (buf, h) = inner.read_live(kd, ns, key, &slot, &seg, now).ok()??;
+    let (kd, slot) = inner.find_slot(ns, key, now)?;
+    let (buf, h) = inner.read_live(kd, ns, key, &slot, now).ok()??;
     if h.vtype == ValueType::String {
         return None;
     }

@@ -1,14 +1,90 @@
-//! Engine figures: counters bumped on the hot paths (relaxed atomics) and the snapshot
-//! [`Stats`] that `Engine::stats` assembles for INFO and metrics.
+//! Engine figures: counters bumped on the hot paths (relaxed atomics; those every read
+//! or write bumps kept per thread) and the snapshot [`Stats`] that `Engine::stats`
+//! assembles for INFO and metrics.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Most stripes of a [`Striped`] counter: threads beyond this many share them.
+const MAX_STRIPES: usize = 16;
+
+thread_local! {
+    /// This thread's stripe number (before reduction), given at its first count.
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// The next stripe number to give a thread.
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+/// This thread's stripe number, among `n` (a power of two).
+fn stripe(n: usize) -> usize {
+    STRIPE.with(|s| {
+        if s.get() == usize::MAX {
+            s.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed));
+        }
+        s.get()
+    }) & (n - 1)
+}
+
+/// One stripe's count, on a cache line of its own.
+#[repr(align(64))]
+#[derive(Default)]
+struct Padded(AtomicU64);
+
+/// A counter that threads bump without writing a cache line another thread writes: a
+/// count per stripe (threads take stripes in the order they first count), summed when
+/// read. A single shared counter bumped on every read made the two worker threads pass
+/// its cache line back and forth.
+pub(crate) struct Striped {
+    cells: Box<[Padded]>,
+}
+
+impl Default for Striped {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let n = threads.next_power_of_two().clamp(1, MAX_STRIPES);
+        Striped {
+            cells: (0..n).map(|_| Padded::default()).collect(),
+        }
+    }
+}
+
+impl Striped {
+    /// Adds `n`; returns this thread's stripe's count after it.
+    pub fn add(&self, n: u64) -> u64 {
+        let c = &self.cells[stripe(self.cells.len())].0;
+        c.fetch_add(n, Ordering::Relaxed) + n
+    }
+
+    /// The total.
+    pub fn get(&self) -> u64 {
+        self.cells.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A counter [`Counters::bump`] and [`Counters::add`] work on.
+pub(crate) trait Count {
+    fn add_n(&self, n: u64);
+}
+
+impl Count for AtomicU64 {
+    fn add_n(&self, n: u64) {
+        self.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Count for Striped {
+    fn add_n(&self, n: u64) {
+        self.add(n);
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub puts: AtomicU64,
-    pub deletes: AtomicU64,
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
+    pub puts: Striped,
+    pub deletes: Striped,
+    pub hits: Striped,
+    pub misses: Striped,
     pub expired: AtomicU64,
     pub corrupt: AtomicU64,
     pub evicted_max_keys: AtomicU64,
@@ -19,15 +95,15 @@ pub(crate) struct Counters {
     pub full_compactions: AtomicU64,
     pub reclaims: AtomicU64,
     pub bytes_rewritten: AtomicU64,
-    pub chunk_reads: AtomicU64,
+    pub chunk_reads: Striped,
 }
 
 impl Counters {
-    pub fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
+    pub fn bump(c: &impl Count) {
+        c.add_n(1);
     }
-    pub fn add(c: &AtomicU64, n: u64) {
-        c.fetch_add(n, Ordering::Relaxed);
+    pub fn add(c: &impl Count, n: u64) {
+        c.add_n(n);
     }
 }
 
@@ -98,4 +174,25 @@ pub struct Stats {
     pub chunk_reads: u64,
     /// The hot tier: size, hits, misses, admissions, evictions.
     pub hot: crate::hot::HotStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_striped_count_sums_every_thread() {
+        let c = Striped::default();
+        assert_eq!(c.add(2), 2, "this thread's stripe after the add");
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        Counters::bump(&c);
+                    }
+                });
+            }
+        });
+        assert_eq!(c.get(), 8002);
+    }
 }
