@@ -25,7 +25,7 @@
 use super::{le_u32, prefixed, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use caskade_engine::{Family, Item, ValueType};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -349,7 +349,11 @@ impl<'k, 'a> Hashed<'k, 'a> {
                 // Read in place, the count as stored: nothing is decoded until needed.
                 h.count = u64::from(le_u32(v, 2).ok_or_else(bad)?);
                 h.bytes = (v.len() - 6) as u64;
-                h.form = Form::Inline(Entries::Raw(v.slice(6..)));
+                // Moved past the header, not sliced: a slice of a buffer held alone
+                // allocates to share it (and frees that again at the end).
+                let mut entries = item.value;
+                entries.advance(6);
+                h.form = Form::Inline(Entries::Raw(entries));
             }
             Some(1) if v.len() >= 18 => {
                 h.big = v[1] & 1 != 0;

@@ -31,7 +31,7 @@ use super::hashed::INLINE_MAX;
 use super::{Numbers, le_u32, le_u64, prefixed, push_removals, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use caskade_engine::{Family, Item, ValueType};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -264,7 +264,10 @@ impl<'k, 'a> Listed<'k, 'a> {
             Some(0) => {
                 l.count = u64::from(le_u32(v, 1).ok_or_else(damaged)?);
                 l.bytes = (v.len() - 5) as u64;
-                l.form = Form::Raw(v.slice(5..));
+                // Moved past the header, not sliced (see `Hashed::from_item`).
+                let mut raw = item.value;
+                raw.advance(5);
+                l.form = Form::Raw(raw);
             }
             Some(1) => {
                 // The directory of one level: every chunk in the root, on no page yet.

@@ -34,7 +34,7 @@ use super::hashed::{bucket, field_hash, scan_classes};
 use super::{Numbers, le_u32, le_u64, prefixed, push_removals, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use caskade_engine::{Family, Item, ValueType};
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
@@ -460,7 +460,10 @@ impl<'k, 'a> Sorted<'k, 'a> {
         z.bytes = le_u64(v, 10).ok_or_else(damaged)?;
         match v[0] {
             0 => {
-                z.raw_top = Some(v.slice(18..));
+                // Moved past the header, not sliced (see `Hashed::from_item`).
+                let mut top = item.value;
+                top.advance(18);
+                z.raw_top = Some(top);
             }
             1 => {
                 let family = Family::decode(&item.meta).ok_or_else(damaged)?;
