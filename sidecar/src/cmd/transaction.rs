@@ -188,7 +188,7 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
         sess.holding = Some(holding);
         let mut replies = Vec::with_capacity(steps.len());
         for &(index, spec, rest, argv) in &steps {
-            let started = std::time::Instant::now();
+            let started = quanta::Instant::now();
             let mut args = Args::new(spec.name, rest).spelt_as(&argv[0]);
             let reply = match spec.run {
                 Run::Control(f) => f(shared, sess, &mut args).unwrap_or_else(Reply::from),
