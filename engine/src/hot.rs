@@ -376,7 +376,11 @@ impl HotTier {
         let mut s = shard.lock();
         let found = match s.at.get_mut(&id) {
             Some(e) if e.seg == seg && e.off == off && e.generation == generation => {
-                e.visited = true;
+                // Written only when it changes: a hot key's entry stays clean in the
+                // cache of a core that reads it after another core did.
+                if !e.visited {
+                    e.visited = true;
+                }
                 Header::parse(&e.buf).map(|h| f(&e.buf, h))
             }
             _ => None,
