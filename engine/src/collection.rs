@@ -122,17 +122,21 @@ impl Engine {
         // (chunk id, offset in `buf`, length, written or removed)
         let mut parts: Vec<(u64, usize, usize, bool)> = Vec::with_capacity(change.chunks.len());
         // Each record: its header, key and value (a chunk's key is its root's and a
-        // few bytes more), so the run is built without growing.
-        let per_record = record::HEADER_LEN + key.len() + CHUNK_KEY_EXTRA + meta.len();
+        // few bytes more, its meta empty), so the run is built without growing; a run
+        // of the root alone fills its buffer exactly, which the hot tier then keeps.
+        let per_chunk = record::HEADER_LEN + key.len() + CHUNK_KEY_EXTRA;
         let mut buf = Vec::with_capacity(
-            (change.chunks.len() + 1) * per_record
-                + root.value.len()
+            change.chunks.len() * per_chunk
                 + change
                     .chunks
                     .iter()
                     .filter_map(|c| c.value)
                     .map(<[u8]>::len)
-                    .sum::<usize>(),
+                    .sum::<usize>()
+                + record::HEADER_LEN
+                + key.len()
+                + meta.len()
+                + root.value.len(),
         );
         if !change.chunks.is_empty() {
             let Some(family) = root.family else {
@@ -251,10 +255,17 @@ impl Engine {
                 }
             }
             if !keep_root {
-                let rec = &buf[root_at..root_at + root_len];
-                inner
-                    .hot
-                    .replace(hash, seg.id, off + root_at as u32, generation, rec);
+                let at = off + root_at as u32;
+                if root_at == 0 {
+                    // A run of the root alone (a small collection): the tier keeps
+                    // the buffer itself.
+                    inner
+                        .hot
+                        .replace_owned(hash, seg.id, at, generation, Bytes::from(buf));
+                } else {
+                    let rec = &buf[root_at..root_at + root_len];
+                    inner.hot.replace(hash, seg.id, at, generation, rec);
+                }
             }
             w.lsn
         };

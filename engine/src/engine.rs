@@ -255,7 +255,10 @@ impl Engine {
             let old = inner.point_at(kd, hash, &seg, off, buf.len(), exp);
             inner.key_written(&mut w, hash, key, old)?;
             let generation = inner.log.generation();
-            inner.hot.replace(hash, seg.id, off, generation, &buf);
+            // The buffer holds this record alone: the tier keeps it, uncopied.
+            inner
+                .hot
+                .replace_owned(hash, seg.id, off, generation, Bytes::from(buf));
             w.lsn
         };
         Counters::bump(&inner.counters.puts);

@@ -491,14 +491,41 @@ impl HotTier {
     /// write instead of a removal, an admission and a re-insertion (a ninth of an
     /// HSET's instructions). A write is not a read: the frequency sketch is not told.
     pub fn replace(&self, id: u64, seg: u32, off: u32, generation: u64, rec: &[u8]) {
+        debug_assert!(Header::parse(rec).is_some(), "a record just encoded parses");
+        self.replace_with(id, seg, off, generation, rec.len(), || {
+            Bytes::copy_from_slice(rec)
+        });
+    }
+
+    /// [`HotTier::replace`] with a record the caller gives up (a write's own buffer,
+    /// holding that record alone): kept as it is, not copied.
+    pub fn replace_owned(&self, id: u64, seg: u32, off: u32, generation: u64, rec: Bytes) {
+        debug_assert!(
+            Header::parse(&rec).is_some(),
+            "a record just encoded parses"
+        );
+        let len = rec.len();
+        self.replace_with(id, seg, off, generation, len, || rec);
+    }
+
+    /// [`HotTier::replace`]'s work: `make` gives the record (`len` bytes) once it is
+    /// kept.
+    fn replace_with(
+        &self,
+        id: u64,
+        seg: u32,
+        off: u32,
+        generation: u64,
+        len: usize,
+        make: impl FnOnce() -> Bytes,
+    ) {
         if !self.presence.test(id) {
             return;
         }
-        debug_assert!(Header::parse(rec).is_some(), "a record just encoded parses");
         let Some(shard) = self.shard(id) else {
             return;
         };
-        let cost = rec.len() + ENTRY_OVERHEAD;
+        let cost = len + ENTRY_OVERHEAD;
         let mut s = shard.lock();
         let Some(old) = s.at.get(&id).map(Entry::cost) else {
             return;
@@ -512,16 +539,14 @@ impl HotTier {
             self.presence.clear(id);
             self.note_held(before, s.bytes);
             drop(s);
-            self.admit(id, seg, off, generation, rec.len(), || {
-                Bytes::copy_from_slice(rec)
-            });
+            self.admit(id, seg, off, generation, len, make);
             return;
         }
         if let Some(e) = s.at.get_mut(&id) {
             e.seg = seg;
             e.off = off;
             e.generation = generation;
-            e.buf = Bytes::copy_from_slice(rec);
+            e.buf = make();
         }
         s.bytes = after;
         self.note_held(before, after);
@@ -624,6 +649,15 @@ mod tests {
         assert_eq!(&t.get(7, 1, 200, 3).expect("in place").0[..], &bigger[..]);
         t.replace(7, 1, 300, 3, &small);
         assert_eq!(t.stats().bytes, base);
+        // A write's own buffer is kept as it is.
+        let (owned, _) = rec(b"k", b"w");
+        let at = owned.as_ptr();
+        t.replace_owned(7, 1, 350, 3, owned.clone());
+        t.visit(7, 1, 350, 3, |buf, _| {
+            assert_eq!(buf.as_ptr(), at, "not copied")
+        })
+        .expect("held");
+        t.replace(7, 1, 300, 3, &small);
         // Past an eighth of its shard: dropped, not kept at its old location.
         let (huge, _) = rec(b"k", &vec![b'x'; (1 << 20) / 8]);
         t.replace(7, 1, 400, 3, &huge);
