@@ -27,7 +27,10 @@ pub struct ChunkWrite<'a> {
 pub struct RootWrite<'a> {
     /// What the key holds.
     pub vtype: ValueType,
-    /// The root's value (the whole collection, when it has no chunks).
+    /// The first bytes of the root's value (may be empty): given apart so that a
+    /// small collection's header and its entries as read need not be joined first.
+    pub head: &'a [u8],
+    /// The rest of the root's value (the whole collection, when it has no chunks).
     pub value: &'a [u8],
     /// Its chunks' family, if it has chunks.
     pub family: Option<Family>,
@@ -111,8 +114,9 @@ impl Engine {
         };
         let max = inner.opts.max_value_bytes;
         let too_long = |len: usize| Error::ValueTooLong { len, max };
-        if root.value.len() > max {
-            return Err(too_long(root.value.len()));
+        let root_value_len = root.head.len() + root.value.len();
+        if root_value_len > max {
+            return Err(too_long(root_value_len));
         }
         let meta = root.family.map(|f| f.encode());
         let meta: &[u8] = meta.as_ref().map_or(&[], |m| &m[..]);
@@ -136,7 +140,7 @@ impl Engine {
                 + record::HEADER_LEN
                 + key.len()
                 + meta.len()
-                + root.value.len(),
+                + root_value_len,
         );
         if !change.chunks.is_empty() {
             let Some(family) = root.family else {
@@ -179,10 +183,29 @@ impl Engine {
         let root_at = buf.len();
         let hash = inner.index.key_id(ns, key);
         // Room for the root too, written or not (decided below).
-        let root_max = record::HEADER_LEN + key.len() + meta.len() + root.value.len();
+        let root_max = record::HEADER_LEN + key.len() + meta.len() + root_value_len;
+        let encode_root = |buf: &mut Vec<u8>| {
+            record::encode_typed_parts(
+                buf,
+                Kind::Put as u8,
+                root.vtype,
+                ns,
+                key,
+                meta,
+                root.head,
+                root.value,
+                exp,
+            );
+        };
+        // A run without chunks is its root alone: encoded (and its CRC taken) before
+        // the writer is held, which other threads' writes wait for.
+        let root_first = parts.is_empty();
+        if root_first {
+            encode_root(&mut buf);
+        }
         inner
             .compactor
-            .wait_for_space(&inner.log, buf.len() + root_max)?;
+            .wait_for_space(&inner.log, root_at + root_max)?;
         let lsn = {
             let mut w = inner.writer()?;
             inner.families.settle();
@@ -198,17 +221,8 @@ impl Engine {
             if let Some(last) = ends_at {
                 // Recovery applies a run up to the record without the mark.
                 record::clear_continued(&mut buf[last..]);
-            } else {
-                record::encode_typed(
-                    &mut buf,
-                    Kind::Put as u8,
-                    root.vtype,
-                    ns,
-                    key,
-                    meta,
-                    root.value,
-                    exp,
-                );
+            } else if !root_first {
+                encode_root(&mut buf);
             }
             let root_len = buf.len() - root_at;
             let (seg, off) = inner.log.append_locked(&mut w, &buf)?;

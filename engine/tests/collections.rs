@@ -23,6 +23,7 @@ fn write(e: &Engine, key: &[u8], family: Family, tag: &str, exp: Option<u64>) {
     let change = CollectionWrite {
         root: Some(RootWrite {
             vtype: ValueType::Hash,
+            head: &[],
             value: tag.as_bytes(),
             family: Some(family),
             expire_at_ms: exp,
@@ -245,6 +246,7 @@ fn chunk_text(e: &Engine, key: &[u8], family: Family, n: u32) -> String {
 fn a_change_that_keeps_its_root_writes_its_chunks_alone_and_is_whole_after_a_crash() {
     let root = |family| RootWrite {
         vtype: ValueType::Hash,
+        head: &[],
         value: b"the root",
         family: Some(family),
         expire_at_ms: None,
@@ -302,6 +304,7 @@ fn a_kept_root_is_written_after_all_when_the_key_no_longer_holds_it() {
     let e = open(&o);
     let root = |family, exp| RootWrite {
         vtype: ValueType::Hash,
+        head: &[],
         value: b"r",
         family: Some(family),
         expire_at_ms: exp,

@@ -220,19 +220,38 @@ pub(crate) fn encode_typed(
     value: &[u8],
     expire_at_ms: u64,
 ) {
+    encode_typed_parts(buf, kind, vtype, ns, key, meta, &[], value, expire_at_ms);
+}
+
+/// [`encode_typed`] of a value given in two parts, `head` then `value` (a collection's
+/// root header before its entries as they were read), so it is not joined first.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn encode_typed_parts(
+    buf: &mut Vec<u8>,
+    kind: u8,
+    vtype: ValueType,
+    ns: u8,
+    key: &[u8],
+    meta: &[u8],
+    head: &[u8],
+    value: &[u8],
+    expire_at_ms: u64,
+) {
     debug_assert!(key.len() <= MAX_KEY_LEN && meta.len() <= MAX_META_LEN);
     let start = buf.len();
-    buf.reserve(HEADER_LEN + key.len() + meta.len() + value.len());
+    let value_len = head.len() + value.len();
+    buf.reserve(HEADER_LEN + key.len() + meta.len() + value_len);
     buf.extend_from_slice(&[0; 4]);
     buf.push(kind);
     buf.push(ns);
     buf.push(meta.len() as u8);
     buf.push(vtype as u8);
     buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
-    buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&(value_len as u32).to_le_bytes());
     buf.extend_from_slice(&expire_at_ms.to_le_bytes());
     buf.extend_from_slice(key);
     buf.extend_from_slice(meta);
+    buf.extend_from_slice(head);
     buf.extend_from_slice(value);
     let crc = crc32fast::hash(&buf[start + 4..]);
     buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());

@@ -642,21 +642,30 @@ impl<'k, 'a> Hashed<'k, 'a> {
             return Ok(());
         }
         self.reshape()?;
-        let mut root = Vec::with_capacity(
-            18 + match &self.form {
-                Form::Inline(e) => e.encoded_len(),
-                Form::Chunked { .. } => 0,
-            },
-        );
         let flags = self.big as u8;
+        let (vtype, exp) = (self.vtype, self.expire_at_ms);
+        if let Form::Inline(e) = &self.form {
+            // The header, then the entries as they are (spliced ones are not copied
+            // again into a root value first).
+            let mut head = [0, flags, 0, 0, 0, 0];
+            head[2..].copy_from_slice(&(self.count as u32).to_le_bytes());
+            let decoded;
+            let rest: &[u8] = match e {
+                Entries::Raw(b) => b,
+                Entries::Decoded(_) => {
+                    let mut v = Vec::with_capacity(e.encoded_len());
+                    e.encode_into(&mut v);
+                    decoded = v;
+                    &decoded
+                }
+            };
+            let root = super::RootValue { head: &head, rest };
+            return super::write_change_parts(self.ks, self.key, vtype, root, None, None, exp, &[]);
+        }
+        let mut root = Vec::with_capacity(18);
         let mut bodies: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
         let family = match &self.form {
-            Form::Inline(e) => {
-                root.extend_from_slice(&[0, flags]);
-                root.extend_from_slice(&(self.count as u32).to_le_bytes());
-                e.encode_into(&mut root);
-                None
-            }
+            Form::Inline(_) => None,
             Form::Chunked {
                 family,
                 chunks,
@@ -674,7 +683,6 @@ impl<'k, 'a> Hashed<'k, 'a> {
                 Some(*family)
             }
         };
-        let (vtype, exp) = (self.vtype, self.expire_at_ms);
         let was = self.root_was.as_deref();
         super::write_change(self.ks, self.key, vtype, &root, was, family, exp, &bodies)
     }

@@ -30,10 +30,40 @@ pub(crate) fn write_change(
     expire_at_ms: Option<u64>,
     chunks: &[(u32, Option<Vec<u8>>)],
 ) -> Result<(), CmdError> {
+    let root = RootValue {
+        head: &[],
+        rest: root,
+    };
+    write_change_parts(ks, key, vtype, root, was, family, expire_at_ms, chunks)
+}
+
+/// A root's value in two parts, `head` then `rest` (a small collection's header, then
+/// its entries as they were read): written without joining them first.
+#[derive(Clone, Copy)]
+pub(crate) struct RootValue<'a> {
+    pub head: &'a [u8],
+    pub rest: &'a [u8],
+}
+
+/// [`write_change`] with the root's value in two parts.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_change_parts(
+    ks: &Keyspace<'_>,
+    key: &[u8],
+    vtype: ValueType,
+    root: RootValue<'_>,
+    was: Option<&[u8]>,
+    family: Option<Family>,
+    expire_at_ms: Option<u64>,
+    chunks: &[(u32, Option<Vec<u8>>)],
+) -> Result<(), CmdError> {
+    let RootValue { head, rest: root } = root;
     let change = CollectionWrite {
-        root_unchanged: was == Some(root),
+        // A caller that kept the root as read gives it whole.
+        root_unchanged: head.is_empty() && was == Some(root),
         root: Some(RootWrite {
             vtype,
+            head,
             value: root,
             family,
             expire_at_ms,
