@@ -800,8 +800,8 @@ pub async fn run_on<T: crate::transport::Transport>(
     if session.multi.is_some() && !transaction::runs_at_once(spec.name) {
         return transaction::queue(session, index, argv);
     }
-    // The TSC where it is invariant: cheaper than the two clock_gettime calls it
-    // replaces (the histogram wants microseconds, not a wall-clock time).
+    // Timed by the TSC where it is invariant: cheaper than the two clock_gettime calls
+    // it replaces (calibrated at start, in `main`).
     let started = quanta::Instant::now();
     let rest = &argv[1..];
     let mut args = Args::new(spec.name, rest).spelt_as(&argv[0]);
