@@ -33,7 +33,8 @@ use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::{Buf, Bytes};
 use caskade_engine::{Family, Item, ValueType};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use super::NumMap;
+use std::collections::{BTreeSet, VecDeque};
 
 /// A chunk past this many bytes takes no more pushes; one past twice this is split.
 const CHUNK_TARGET: usize = 1 << 10;
@@ -165,7 +166,7 @@ impl Chunk {
 struct Chunked {
     family: Family,
     dir: Vec<Entry>,
-    chunks: HashMap<u32, Chunk>,
+    chunks: NumMap<Chunk>,
     /// Chunks rewritten by this change.
     dirty: BTreeSet<u32>,
     /// Pages (by tag) whose chunks changed.
@@ -280,7 +281,7 @@ impl<'k, 'a> Listed<'k, 'a> {
                     numbers: Numbers::from_used(&used, family.chunks),
                     family,
                     dir: nodes.into_iter().map(Entry::Node).collect(),
-                    chunks: HashMap::new(),
+                    chunks: NumMap::default(),
                     dirty: BTreeSet::new(),
                     dirty_pages: BTreeSet::from([NEW_PAGE]),
                     known_pages: Vec::new(),
@@ -312,7 +313,7 @@ impl<'k, 'a> Listed<'k, 'a> {
                 l.form = Form::Chunked(Box::new(Chunked {
                     family,
                     dir,
-                    chunks: HashMap::new(),
+                    chunks: NumMap::default(),
                     dirty: BTreeSet::new(),
                     dirty_pages: BTreeSet::new(),
                     known_pages: known,
@@ -940,7 +941,7 @@ impl<'k, 'a> Listed<'k, 'a> {
             Form::Inline(e) if bytes > INLINE_MAX => {
                 let elems = std::mem::take(e);
                 let mut dir = Vec::new();
-                let mut chunks = HashMap::new();
+                let mut chunks = NumMap::default();
                 let mut cur = VecDeque::new();
                 let mut cur_bytes = 0;
                 let mut cut = |cur: &mut VecDeque<Bytes>, dir: &mut Vec<Entry>| {

@@ -37,7 +37,8 @@ use crate::keyspace::Keyspace;
 use bytes::{Buf, Bytes};
 use caskade_engine::{Family, Item, ValueType};
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, HashMap};
+use super::NumMap;
+use std::collections::BTreeSet;
 
 /// Above this many encoded bytes a sorted set is chunked...
 const INLINE_MAX: usize = super::hashed::INLINE_MAX;
@@ -386,17 +387,17 @@ pub struct Sorted<'k, 'a> {
     buckets: u32,
     /// The node numbers in use.
     numbers: Numbers,
-    nodes: HashMap<u32, Node>,
+    nodes: NumMap<Node>,
     /// One record's elements (height 0) as read, until something needs them decoded:
     /// a ZSCORE or ZRANK of a small set finds its member in place (decoding every
     /// element cost a reference count each). The top is in `nodes` once decoded.
     raw_top: Option<Bytes>,
     /// Node chunks read but not decoded (a descent reads its inner nodes in place).
-    raw_nodes: HashMap<u32, Bytes>,
-    index: HashMap<u32, Bucket>,
+    raw_nodes: NumMap<Bytes>,
+    index: NumMap<Bucket>,
     /// Member-index chunks read but not decoded, as read or with scores changed in
     /// place (a score change finds and rewrites 8 bytes instead of decoding them).
-    raw_index: HashMap<u32, Vec<u8>>,
+    raw_index: NumMap<Vec<u8>>,
     dirty_nodes: BTreeSet<u32>,
     dirty_buckets: BTreeSet<u32>,
     /// Chunk numbers whose records go (unless written again).
@@ -431,11 +432,11 @@ impl<'k, 'a> Sorted<'k, 'a> {
             family: None,
             buckets: 0,
             numbers: Numbers::default(),
-            nodes: HashMap::new(),
+            nodes: NumMap::default(),
             raw_top: None,
-            raw_nodes: HashMap::new(),
-            index: HashMap::new(),
-            raw_index: HashMap::new(),
+            raw_nodes: NumMap::default(),
+            index: NumMap::default(),
+            raw_index: NumMap::default(),
             dirty_nodes: BTreeSet::new(),
             dirty_buckets: BTreeSet::new(),
             freed: BTreeSet::new(),
@@ -498,7 +499,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 height: 1,
                 buckets: family.aux,
                 family: Some(family),
-                nodes: HashMap::new(),
+                nodes: NumMap::default(),
                 ..Sorted::from_item(ks, key, None)?
             },
             _ => Sorted::open(ks, key)?,
@@ -1134,7 +1135,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 exists: true,
                 changed: true,
                 expire_at_ms: self.expire_at_ms,
-                nodes: HashMap::from([(TOP, Node::Leaf(all))]),
+                nodes: NumMap::from_iter([(TOP, Node::Leaf(all))]),
                 ..Sorted::from_item(self.ks, self.key, None)?
             };
         }
@@ -1208,7 +1209,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
             chunks: 0,
             aux: n,
         });
-        let mut index: HashMap<u32, Bucket> = (0..n).map(|i| (i, Vec::new())).collect();
+        let mut index: NumMap<Bucket> = (0..n).map(|i| (i, Vec::new())).collect();
         for (s, m) in &elems {
             let b = bucket(field_hash(m), n);
             index.entry(b).or_default().push((m.clone(), *s));
