@@ -27,13 +27,13 @@
 //! freed below the family's count gets a removed record, so a restart cannot bring it
 //! back.
 
+use super::NumMap;
 use super::hashed::INLINE_MAX;
 use super::{Numbers, le_u32, le_u64, prefixed, push_removals, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
 use bytes::{Buf, Bytes};
 use caskade_engine::{Family, Item, ValueType};
-use super::NumMap;
 use std::collections::{BTreeSet, VecDeque};
 
 /// A chunk past this many bytes takes no more pushes; one past twice this is split.

@@ -30,6 +30,7 @@
 //! chunk `2j + 1`. Member-index chunk `i` of `n` holds the members whose hash gives `i`
 //! as in [`super::hashed`].
 
+use super::NumMap;
 use super::hashed::{bucket, field_hash, scan_classes};
 use super::{Numbers, le_u32, le_u64, prefixed, push_removals, take_prefixed};
 use crate::cmd::CmdError;
@@ -37,7 +38,6 @@ use crate::keyspace::Keyspace;
 use bytes::{Buf, Bytes};
 use caskade_engine::{Family, Item, ValueType};
 use std::cmp::Ordering;
-use super::NumMap;
 use std::collections::BTreeSet;
 
 /// Above this many encoded bytes a sorted set is chunked...
