@@ -303,6 +303,12 @@ fn client_info_and_introspection() {
         .find(|l| l.starts_with(&format!("id={other_id} ")))
         .expect("the other client's line");
     assert!(line.contains(" cmd=get "), "{line}");
+    // A subcommand by its full name, as Redis 7 gives it: this very CLIENT LIST.
+    let own = list
+        .lines()
+        .find(|l| l.starts_with(&format!("id={id} ")))
+        .expect("this client's line");
+    assert!(own.contains(" cmd=client|list "), "{own}");
     let info: String = q(&mut c, &["INFO"]);
     for field in [
         "redis_version:7.",

@@ -56,9 +56,11 @@ pub struct ClientHandle {
     pub blocked: AtomicBool,
     /// Set by CLIENT UNBLOCK: how the blocked command ends (see [`Unblock`]).
     pub unblock: std::sync::atomic::AtomicU8,
-    /// The last command's place in the command table, plus one (0: none yet). Kept
-    /// apart from `info`: every command sets it, and a store costs no lock.
-    pub last_cmd: std::sync::atomic::AtomicU16,
+    /// The last command's place in the command table, plus one (0: none yet), and in
+    /// the upper 16 bits its subcommand's place among its container's, plus one (see
+    /// [`crate::cmd::docs::subcommand_at`]). Kept apart from `info`: every command
+    /// sets it, and a store costs no lock.
+    pub last_cmd: std::sync::atomic::AtomicU32,
 }
 
 /// How CLIENT UNBLOCK ends a blocked command.
@@ -238,7 +240,7 @@ impl Shared {
             wake: tokio::sync::Notify::new(),
             blocked: AtomicBool::new(false),
             unblock: std::sync::atomic::AtomicU8::new(0),
-            last_cmd: std::sync::atomic::AtomicU16::new(0),
+            last_cmd: std::sync::atomic::AtomicU32::new(0),
         });
         self.clients.lock().insert(id, h.clone());
         h

@@ -201,6 +201,21 @@ pub fn select(_s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
 }
 
 /// One CLIENT LIST / CLIENT INFO line.
+/// CLIENT LIST's `cmd=`: the last command's name as Redis 7 gives it (`client|list`
+/// for a subcommand), from its `last_cmd` (`NULL` before the first).
+fn last_command(last: u32) -> &'static str {
+    let Some(spec) = (last & 0xFFFF)
+        .checked_sub(1)
+        .and_then(|i| super::COMMANDS.get(i as usize))
+    else {
+        return "NULL";
+    };
+    match (last >> 16).checked_sub(1) {
+        Some(sub) => super::docs::subcommand_at(spec.name, sub).unwrap_or(spec.name),
+        None => spec.name,
+    }
+}
+
 fn client_line(c: &ClientHandle) -> String {
     let info = c.info.lock();
     format!(
@@ -215,12 +230,7 @@ fn client_line(c: &ClientHandle) -> String {
             "N"
         },
         info.db,
-        match c.last_cmd.load(Ordering::Relaxed).checked_sub(1) {
-            Some(i) => super::COMMANDS
-                .get(usize::from(i))
-                .map_or("NULL", |s| s.name),
-            None => "NULL",
-        },
+        last_command(c.last_cmd.load(Ordering::Relaxed)),
         info.resp,
         info.lib_name,
         info.lib_ver

@@ -86,6 +86,31 @@ pub fn arity_fits(arity: i32, n: usize) -> bool {
     if arity >= 0 { n == arity } else { n >= -arity }
 }
 
+/// The place of `argv`'s subcommand among `container`'s (its documentation's order),
+/// if it has that one; up to 0xFFFF.
+pub fn subcommand_place(container: &str, argv: &[Bytes]) -> Option<u32> {
+    let sub = argv.get(1)?;
+    let doc = find(container)?;
+    doc.subcommands
+        .iter()
+        .position(|s| {
+            s.name
+                .split_once('|')
+                .is_some_and(|(_, n)| n.as_bytes().eq_ignore_ascii_case(sub))
+        })
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|&n| n < 0xFFFF)
+}
+
+/// The full name of subcommand `place` of `container` (`client|list`), as Redis 7
+/// names it in CLIENT LIST.
+pub fn subcommand_at(container: &str, place: u32) -> Option<&'static str> {
+    let doc = find(container)?;
+    doc.subcommands
+        .get(usize::try_from(place).ok()?)
+        .map(|s| s.name)
+}
+
 /// Redis' checks of the subcommand of `container` (before the command runs or is
 /// queued): it is one the command has, or HELP, and its arity fits.
 pub fn check_subcommand(container: &'static str, argv: &[Bytes]) -> Result<(), CmdError> {
