@@ -55,12 +55,14 @@ impl Metrics {
 }
 
 /// Appends `caskade_commands_total{cmd}` and the `caskade_command_duration_seconds{cmd}`
-/// histograms, every command of the table (zeros included, so every series exists
-/// from the first scrape).
+/// histograms: every command of the table (zeros included, so every series exists
+/// from the first scrape), and each subcommand that ran (`client|list`).
 fn render_commands(out: &mut String, stats: &CommandStats) {
-    let names = crate::cmd::COMMANDS.iter().map(|c| c.name).enumerate();
-    let all: Vec<_> = names
-        .filter_map(|(i, name)| Some((name, stats.histogram(i)?)))
+    let commands = crate::cmd::COMMANDS.len();
+    let all: Vec<_> = (0..stats.commands())
+        .filter_map(|i| Some((i, crate::cmd::stat_name(i)?, stats.histogram(i)?)))
+        .filter(|(i, _, h)| *i < commands || h.calls > 0)
+        .map(|(_, name, h)| (name, h))
         .collect();
     if !out.is_empty() && !out.ends_with("\n\n") {
         out.push('\n');

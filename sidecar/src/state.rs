@@ -209,7 +209,7 @@ impl Shared {
             shutdown: tokio::sync::Notify::new(),
             serving: std::sync::OnceLock::new(),
             reader: std::sync::OnceLock::new(),
-            cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::COMMANDS.len()),
+            cmdstats: crate::cmdstats::CommandStats::new(crate::cmd::stat_slots()),
             functions,
         }
     }

@@ -111,6 +111,51 @@ pub fn subcommand_at(container: &str, place: u32) -> Option<&'static str> {
         .map(|s| s.name)
 }
 
+/// Where each command's subcommands start among the figures' slots (INFO commandstats,
+/// `/metrics`): the table's commands first, then every container's subcommands.
+static SUB_BASE: LazyLock<(Vec<usize>, usize)> = LazyLock::new(|| {
+    let mut next = super::COMMANDS.len();
+    let bases = super::COMMANDS
+        .iter()
+        .map(|c| {
+            let base = next;
+            if c.subcommands {
+                next += find(c.name).map_or(0, |d| d.subcommands.len());
+            }
+            base
+        })
+        .collect();
+    (bases, next)
+});
+
+/// How many slots the command figures have: one per command and per subcommand.
+pub fn stat_slots() -> usize {
+    SUB_BASE.1
+}
+
+/// The figures' slot of command `index` of the table run as its subcommand `sub`
+/// (its place plus one, 0: none), as Redis 7 counts `client|list` apart.
+pub fn stat_slot(index: usize, sub: u32) -> usize {
+    let base = SUB_BASE.0.get(index).copied();
+    match (sub.checked_sub(1), base) {
+        (Some(place), Some(base)) if base + (place as usize) < SUB_BASE.1 => base + place as usize,
+        _ => index,
+    }
+}
+
+/// The name of figures' slot `slot`: a command's, or a subcommand's full name.
+pub fn stat_name(slot: usize) -> Option<&'static str> {
+    if let Some(c) = super::COMMANDS.get(slot) {
+        return Some(c.name);
+    }
+    let index = SUB_BASE.0.partition_point(|&b| b <= slot).checked_sub(1)?;
+    let container = super::COMMANDS.get(index)?;
+    subcommand_at(
+        container.name,
+        u32::try_from(slot - SUB_BASE.0[index]).ok()?,
+    )
+}
+
 /// Redis' checks of the subcommand of `container` (before the command runs or is
 /// queued): it is one the command has, or HELP, and its arity fits.
 pub fn check_subcommand(container: &'static str, argv: &[Bytes]) -> Result<(), CmdError> {
@@ -688,6 +733,36 @@ impl Parser {
 mod tests {
     use super::*;
     use crate::cmd::COMMANDS;
+
+    /// Every command and every subcommand has a figures' slot of its own, named after it.
+    #[test]
+    fn each_subcommand_has_a_slot_of_its_own() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, c) in COMMANDS.iter().enumerate() {
+            assert_eq!(stat_slot(i, 0), i);
+            assert_eq!(stat_name(i), Some(c.name));
+            assert!(seen.insert(i));
+            let subs = find(c.name).map_or(&[][..], |d| &d.subcommands[..]);
+            for (place, s) in subs.iter().enumerate().filter(|_| c.subcommands) {
+                let slot = stat_slot(i, place as u32 + 1);
+                assert!(slot >= COMMANDS.len() && seen.insert(slot), "{}", s.name);
+                assert_eq!(stat_name(slot), Some(s.name));
+                let argv = [
+                    Bytes::from(c.name),
+                    Bytes::from(
+                        s.name
+                            .split_once('|')
+                            .unwrap_or_default()
+                            .1
+                            .to_ascii_uppercase(),
+                    ),
+                ];
+                assert_eq!(subcommand_place(c.name, &argv), Some(place as u32));
+            }
+        }
+        assert_eq!(seen.len(), stat_slots());
+        assert!(seen.iter().any(|&s| stat_name(s) == Some("client|list")));
+    }
 
     #[test]
     fn the_file_parses_and_documents_every_command_once() {

@@ -21,6 +21,7 @@ mod blocking;
 mod compact;
 mod connection;
 mod docs;
+pub use docs::{stat_name, stat_slots};
 mod error;
 mod functions;
 mod geo;
@@ -784,24 +785,18 @@ pub async fn run_on<T: crate::transport::Transport>(
         (index as u32 + 1) | sub << 16,
         std::sync::atomic::Ordering::Relaxed,
     );
+    // Its figures' slot: a subcommand is counted apart (`cmdstat_client|list`).
+    let slot = docs::stat_slot(index, sub);
     if !session.authenticated && !spec.flags.contains(&"no_auth") {
         let e = CmdError::Coded("NOAUTH Authentication required.".into());
-        return rejected(
-            shared,
-            index,
-            transaction::refused(shared, session, spec, e),
-        );
+        return rejected(shared, slot, transaction::refused(shared, session, spec, e));
     }
     if let Err(e) = spec.check_args(argv) {
-        return rejected(
-            shared,
-            index,
-            transaction::refused(shared, session, spec, e),
-        );
+        return rejected(shared, slot, transaction::refused(shared, session, spec, e));
     }
     if shared.scripts.is_busy() && !allowed_while_busy(spec, argv) {
         transaction::flag(session);
-        return rejected(shared, index, busy());
+        return rejected(shared, slot, busy());
     }
     if session.multi.is_some() && !transaction::runs_at_once(spec.name) {
         return transaction::queue(session, index, argv);
@@ -869,7 +864,7 @@ pub async fn run_on<T: crate::transport::Transport>(
     };
     show_to_monitors(shared, session, spec, argv);
     let nanos = started.elapsed().as_nanos() as u64;
-    shared.cmdstats.ran(index, nanos, error_text(&reply));
+    shared.cmdstats.ran(slot, nanos, error_text(&reply));
     let micros = nanos / 1000;
     if micros >= crate::state::SLOWLOG_SLOWER_THAN_US {
         record_slow(shared, session, argv, micros);
@@ -1023,10 +1018,10 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// A refusal before the command ran, counted for INFO.
-fn rejected(shared: &Shared, index: usize, reply: Reply) -> Reply {
+/// A refusal before the command ran, counted for INFO (in figures' slot `slot`).
+fn rejected(shared: &Shared, slot: usize, reply: Reply) -> Reply {
     if let Some(e) = error_text(&reply) {
-        shared.cmdstats.rejected(Some(index), e);
+        shared.cmdstats.rejected(Some(slot), e);
     }
     reply
 }

@@ -205,7 +205,12 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
             };
             super::show_to_monitors(shared, sess, spec, argv);
             let nanos = started.elapsed().as_nanos() as u64;
-            shared.cmdstats.ran(index, nanos, super::error_text(&reply));
+            let sub = match spec.subcommands {
+                true => super::docs::subcommand_place(spec.name, argv).map_or(0, |n| n + 1),
+                false => 0,
+            };
+            let slot = super::docs::stat_slot(index, sub);
+            shared.cmdstats.ran(slot, nanos, super::error_text(&reply));
             replies.push(reply);
         }
         sess.holding = None;
