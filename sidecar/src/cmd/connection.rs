@@ -200,7 +200,6 @@ pub fn select(_s: &Shared, sess: &mut Session, a: &mut Args<'_>) -> CmdResult {
     Ok(Reply::OK)
 }
 
-/// One CLIENT LIST / CLIENT INFO line.
 /// CLIENT LIST's `cmd=`: the last command's name as Redis 7 gives it (`client|list`
 /// for a subcommand), from its `last_cmd` (`NULL` before the first).
 fn last_command(last: u32) -> &'static str {
@@ -216,6 +215,7 @@ fn last_command(last: u32) -> &'static str {
     }
 }
 
+/// One CLIENT LIST / CLIENT INFO line.
 fn client_line(c: &ClientHandle) -> String {
     let info = c.info.lock();
     format!(

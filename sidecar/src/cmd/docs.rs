@@ -86,6 +86,15 @@ pub fn arity_fits(arity: i32, n: usize) -> bool {
     if arity >= 0 { n == arity } else { n >= -arity }
 }
 
+/// Which subcommand `argv` runs of the command `spec`: its place among the command's
+/// plus one, 0 for a command without subcommands (or an unknown one).
+pub fn subcommand_of(spec: &Spec, argv: &[Bytes]) -> u32 {
+    if !spec.subcommands {
+        return 0;
+    }
+    subcommand_place(spec.name, argv).map_or(0, |n| n + 1)
+}
+
 /// The place of `argv`'s subcommand among `container`'s (its documentation's order),
 /// if it has that one; up to 0xFFFF.
 pub fn subcommand_place(container: &str, argv: &[Bytes]) -> Option<u32> {

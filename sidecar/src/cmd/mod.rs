@@ -777,10 +777,7 @@ pub async fn run_on<T: crate::transport::Transport>(
     // CLIENT LIST's cmd= field: an atomic store, no lock and no allocation per command
     // (a container's subcommand, such as CLIENT LIST's own `client|list`, is looked up
     // among its few).
-    let sub = match spec.subcommands {
-        true => docs::subcommand_place(spec.name, argv).map_or(0, |n| n + 1),
-        false => 0,
-    };
+    let sub = docs::subcommand_of(spec, argv);
     session.client.last_cmd.store(
         (index as u32 + 1) | sub << 16,
         std::sync::atomic::Ordering::Relaxed,

@@ -205,11 +205,7 @@ pub async fn exec(shared: &Arc<Shared>, sess: &mut Session, waits_for_fsync: boo
             };
             super::show_to_monitors(shared, sess, spec, argv);
             let nanos = started.elapsed().as_nanos() as u64;
-            let sub = match spec.subcommands {
-                true => super::docs::subcommand_place(spec.name, argv).map_or(0, |n| n + 1),
-                false => 0,
-            };
-            let slot = super::docs::stat_slot(index, sub);
+            let slot = super::docs::stat_slot(index, super::docs::subcommand_of(spec, argv));
             shared.cmdstats.ran(slot, nanos, super::error_text(&reply));
             replies.push(reply);
         }
