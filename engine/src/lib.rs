@@ -46,7 +46,7 @@ pub use options::{
 };
 pub use policy::{EvictionPolicy, PolicyKind};
 pub use prefetch::{FileToken, RecordRead};
-pub use stats::Stats;
+pub use stats::{Stats, stripe_count, thread_stripe};
 
 /// Bytes of index memory per key slot (the figure the DRAM budget is made of).
 pub const INDEX_SLOT_BYTES: usize = std::mem::size_of::<keydir::Slot>();

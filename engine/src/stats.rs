@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Most stripes of a [`Striped`] counter: threads beyond this many share them.
+/// Most stripes: threads beyond this many share them.
 const MAX_STRIPES: usize = 16;
 
 thread_local! {
@@ -16,8 +16,18 @@ thread_local! {
 /// The next stripe number to give a thread.
 static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
 
-/// This thread's stripe number, among `n` (a power of two).
-fn stripe(n: usize) -> usize {
+/// How many stripes a figure counted per thread has: the cores, rounded up to a power
+/// of two (at most 16). For the engine's counters and for its users' (the server's
+/// per-command figures), so that both number threads alike.
+pub fn stripe_count() -> usize {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    threads.next_power_of_two().clamp(1, MAX_STRIPES)
+}
+
+/// This thread's stripe among `n` (a power of two, such as [`stripe_count`]): threads
+/// take numbers in the order they first count, so the serving threads, which count
+/// first and most, get stripes of their own.
+pub fn thread_stripe(n: usize) -> usize {
     STRIPE.with(|s| {
         if s.get() == usize::MAX {
             s.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed));
@@ -41,10 +51,8 @@ pub(crate) struct Striped {
 
 impl Default for Striped {
     fn default() -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let n = threads.next_power_of_two().clamp(1, MAX_STRIPES);
         Striped {
-            cells: (0..n).map(|_| Padded::default()).collect(),
+            cells: (0..stripe_count()).map(|_| Padded::default()).collect(),
         }
     }
 }
@@ -52,7 +60,7 @@ impl Default for Striped {
 impl Striped {
     /// Adds `n`; returns this thread's stripe's count after it.
     pub fn add(&self, n: u64) -> u64 {
-        let c = &self.cells[stripe(self.cells.len())].0;
+        let c = &self.cells[thread_stripe(self.cells.len())].0;
         c.fetch_add(n, Ordering::Relaxed) + n
     }
 

@@ -3,10 +3,10 @@
 //! in one stripe per thread so that commands on two threads never write one cache line;
 //! and error replies counted by their code (rare: behind a lock).
 
+use caskade_engine::{stripe_count, thread_stripe};
 use parking_lot::Mutex;
-use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Upper bounds of the latency histogram's buckets, in nanoseconds: 10 µs to 1 s (one
 /// more bucket counts the rest).
@@ -28,9 +28,6 @@ pub const BUCKETS_NS: [u64; 16] = [
     500_000_000,
     1_000_000_000,
 ];
-
-/// Most stripes: threads beyond this many share them (still exact, only slower).
-const MAX_STRIPES: usize = 16;
 
 /// One command's figures in one stripe, on cache lines of its own.
 #[repr(align(64))]
@@ -78,21 +75,11 @@ pub struct CommandStats {
     total_errors: AtomicU64,
 }
 
-thread_local! {
-    /// This thread's stripe number (before reduction), given at its first command.
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-
-/// The next stripe number to give a thread.
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
-
 impl CommandStats {
     /// Figures for `n` commands.
     pub fn new(n: usize) -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let stripes = threads.next_power_of_two().clamp(1, MAX_STRIPES);
         CommandStats {
-            stripes: (0..stripes)
+            stripes: (0..stripe_count())
                 .map(|_| (0..n).map(|_| Slot::default()).collect())
                 .collect(),
             base: Mutex::new((vec![Figures::default(); n], 0)),
@@ -103,15 +90,7 @@ impl CommandStats {
 
     /// Command `index`'s slot in this thread's stripe.
     fn slot(&self, index: usize) -> Option<&Slot> {
-        let s = STRIPE.with(|s| {
-            if s.get() == usize::MAX {
-                // Numbers in the order threads first run a command: the worker threads
-                // come first and get stripes of their own.
-                s.set(NEXT_STRIPE.fetch_add(1, Ordering::Relaxed));
-            }
-            s.get()
-        });
-        self.stripes[s & (self.stripes.len() - 1)].get(index)
+        self.stripes[thread_stripe(self.stripes.len())].get(index)
     }
 
     /// Command `index` ran for `nanos`; `error` is its error reply, if it answered one.
