@@ -97,8 +97,17 @@ impl Inner {
     /// has expired (then it is dropped from the index on the way).
     pub fn find(&self, ns: u8, key: &[u8], now: u64) -> Option<(&Keydir, Slot, Arc<Segment>)> {
         let (kd, slot) = self.find_slot(ns, key, now)?;
-        let (slot, seg) = self.stable_slot(kd, slot.hash)?;
+        let (slot, seg) = self.segment_of(kd, slot)?;
         Some((kd, slot, seg))
+    }
+
+    /// The segment `slot` points into, with `slot`; if compaction dropped that segment
+    /// since `slot` was read, the key has moved: its slot now and that one's segment.
+    fn segment_of(&self, kd: &Keydir, slot: Slot) -> Option<(Slot, Arc<Segment>)> {
+        match self.log.segment(slot.seg) {
+            Some(seg) => Some((slot, seg)),
+            None => self.stable_slot(kd, slot.hash),
+        }
     }
 
     /// [`Inner::find`] without the segment: a read the hot tier answers needs none, and
@@ -212,18 +221,10 @@ impl Inner {
         now: u64,
         generation: u64,
     ) -> Result<Option<(Bytes, Header)>> {
-        let moved;
-        let (slot, seg) = match self.log.segment(slot.seg) {
-            Some(seg) => (slot, seg),
-            None => {
-                let Some((now_at, seg)) = self.stable_slot(kd, slot.hash) else {
-                    return Ok(None);
-                };
-                moved = now_at;
-                (&moved, seg)
-            }
+        let Some((slot, seg)) = self.segment_of(kd, *slot) else {
+            return Ok(None);
         };
-        let seg = &seg;
+        let (slot, seg) = (&slot, &seg);
         let read = match crate::prefetch::lent(seg, slot, generation) {
             crate::prefetch::Lent::Bytes(b) => Some(b),
             crate::prefetch::Lent::Deferred => return Ok(None),
