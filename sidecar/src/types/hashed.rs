@@ -644,47 +644,48 @@ impl<'k, 'a> Hashed<'k, 'a> {
         self.reshape()?;
         let flags = self.big as u8;
         let (vtype, exp) = (self.vtype, self.expire_at_ms);
-        if let Form::Inline(e) = &self.form {
-            // The header, then the entries as they are (spliced ones are not copied
-            // again into a root value first).
-            let mut head = [0, flags, 0, 0, 0, 0];
-            head[2..].copy_from_slice(&(self.count as u32).to_le_bytes());
-            let decoded;
-            let rest: &[u8] = match e {
-                Entries::Raw(b) => b,
-                Entries::Decoded(_) => {
-                    let mut v = Vec::with_capacity(e.encoded_len());
-                    e.encode_into(&mut v);
-                    decoded = v;
-                    &decoded
-                }
-            };
-            let root = super::RootValue { head: &head, rest };
-            return super::write_change_parts(self.ks, self.key, vtype, root, None, None, exp, &[]);
-        }
-        let mut root = Vec::with_capacity(18);
-        let mut bodies: Vec<(u32, Option<Vec<u8>>)> = Vec::new();
-        let family = match &self.form {
-            Form::Inline(_) => None,
+        match &self.form {
+            Form::Inline(e) => {
+                // The header, then the entries as they are (spliced ones are not copied
+                // again into a root value first).
+                let mut head = [0, flags, 0, 0, 0, 0];
+                head[2..].copy_from_slice(&(self.count as u32).to_le_bytes());
+                let decoded;
+                let rest: &[u8] = match e {
+                    Entries::Raw(b) => b,
+                    Entries::Decoded(_) => {
+                        let mut v = Vec::with_capacity(e.encoded_len());
+                        e.encode_into(&mut v);
+                        decoded = v;
+                        &decoded
+                    }
+                };
+                let root = super::RootValue { head: &head, rest };
+                super::write_change_parts(self.ks, self.key, vtype, root, None, None, exp, &[])
+            }
             Form::Chunked {
                 family,
                 chunks,
                 dirty,
             } => {
+                let mut root = Vec::with_capacity(18);
                 root.extend_from_slice(&[1, flags]);
                 root.extend_from_slice(&self.count.to_le_bytes());
                 root.extend_from_slice(&self.bytes.to_le_bytes());
-                for &n in dirty {
-                    let c = &chunks[&n];
-                    let mut b = Vec::with_capacity(c.encoded_len());
-                    c.encode_into(&mut b);
-                    bodies.push((n, Some(b)));
-                }
-                Some(*family)
+                let bodies: Vec<(u32, Option<Vec<u8>>)> = dirty
+                    .iter()
+                    .map(|&n| {
+                        let c = &chunks[&n];
+                        let mut b = Vec::with_capacity(c.encoded_len());
+                        c.encode_into(&mut b);
+                        (n, Some(b))
+                    })
+                    .collect();
+                let was = self.root_was.as_deref();
+                let family = Some(*family);
+                super::write_change(self.ks, self.key, vtype, &root, was, family, exp, &bodies)
             }
-        };
-        let was = self.root_was.as_deref();
-        super::write_change(self.ks, self.key, vtype, &root, was, family, exp, &bodies)
+        }
     }
 
     /// Moves between the inline and chunked forms, and splits or merges chunks.
