@@ -290,6 +290,99 @@ fn route_raw(b: &[u8], e: &Elem) -> Result<(usize, u32, u64), CmdError> {
         .ok_or_else(damaged)
 }
 
+/// Where `e` goes among the entries of an inner node as stored (`b`, past its kind
+/// byte), as [`route_raw`], and whether `to` goes to the same child: one pass for both
+/// ends of a score change.
+fn route_raw_both(b: &[u8], e: &Elem, to: &Elem) -> Result<(usize, u32, bool), CmdError> {
+    // The firsts are in order, so "sorts before this entry" turns true once for each:
+    // an element's child is the last entry it does not sort before (or the first).
+    let (mut at, mut k) = (0usize, 0usize);
+    let (mut e_child, mut to_child, mut no) = (0usize, 0usize, None);
+    while at < b.len() {
+        let n = le_u32(b, at).ok_or_else(damaged)?;
+        let score = f64::from_bits(le_u64(b, at + 12).ok_or_else(damaged)?);
+        let len = le_u32(b, at + 20).ok_or_else(damaged)? as usize;
+        let member = b.get(at + 24..at + 24 + len).ok_or_else(damaged)?;
+        let before = |x: &Elem| {
+            x.0.partial_cmp(&score)
+                .unwrap_or(Ordering::Equal)
+                .then_with(|| x.1[..].cmp(member))
+                == Ordering::Less
+        };
+        let (e_before, to_before) = (before(e), before(to));
+        if k > 0 && e_before && to_before {
+            break;
+        }
+        if !e_before || k == 0 {
+            e_child = k;
+            no = Some(n);
+        }
+        if !to_before {
+            to_child = k;
+        }
+        at += 24 + len;
+        k += 1;
+    }
+    let no = no.ok_or_else(damaged)?;
+    Ok((e_child, no, e_child == to_child))
+}
+
+/// A leaf as stored (`b`, past its kind byte) with `from` moved to `to` (the same
+/// member, another score): the leaf's new bytes, kind byte first, and its first
+/// element if that changed.
+fn move_raw(b: &[u8], from: &Elem, to: &Elem) -> Result<(Vec<u8>, Option<Elem>), CmdError> {
+    let (mut at, mut from_at, mut ins_at) = (0usize, None, None);
+    while at < b.len() {
+        let start = at;
+        let score = f64::from_bits(le_u64(b, at).ok_or_else(damaged)?);
+        at += 8;
+        let member = &b[prefixed(b, &mut at).ok_or_else(damaged)?];
+        if from_at.is_none() && score.to_bits() == from.0.to_bits() && member == &from.1[..] {
+            from_at = Some((start, at));
+            continue;
+        }
+        if ins_at.is_none() && !lt_raw((score, member), to) {
+            ins_at = Some(start);
+        }
+        if from_at.is_some() && ins_at.is_some() {
+            break;
+        }
+    }
+    let (fa, fe) = from_at.ok_or_else(damaged)?;
+    let ins = ins_at.unwrap_or(b.len());
+    let mut out = Vec::with_capacity(1 + b.len() + 8);
+    out.push(0);
+    if ins <= fa {
+        out.extend_from_slice(&b[..ins]);
+        encode_elem(&mut out, to);
+        out.extend_from_slice(&b[ins..fa]);
+        out.extend_from_slice(&b[fe..]);
+    } else {
+        out.extend_from_slice(&b[..fa]);
+        out.extend_from_slice(&b[fe..ins]);
+        encode_elem(&mut out, to);
+        out.extend_from_slice(&b[ins..]);
+    }
+    // The first element changed only if it was `from` or `to` went before it.
+    let first = if fa == 0 || ins == 0 {
+        let score = f64::from_bits(le_u64(&out, 1).ok_or_else(damaged)?);
+        let mut at = 9usize;
+        let member = prefixed(&out, &mut at).ok_or_else(damaged)?;
+        Some((score, Bytes::copy_from_slice(&out[member])))
+    } else {
+        None
+    };
+    Ok((out, first))
+}
+
+/// Whether an element as stored sorts before `e`.
+fn lt_raw(x: (f64, &[u8]), e: &Elem) -> bool {
+    x.0.partial_cmp(&e.0)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| x.1.cmp(&e.1[..]))
+        == Ordering::Less
+}
+
 /// A leaf's elements as stored (`b`, past any kind byte), in order, as (score, member)
 /// read in place; an error where they are damaged, and nothing after it.
 fn raw_elems(b: &[u8]) -> impl Iterator<Item = Result<(f64, &[u8]), CmdError>> {
@@ -315,13 +408,7 @@ fn raw_elems(b: &[u8]) -> impl Iterator<Item = Result<(f64, &[u8]), CmdError>> {
 fn count_below_raw(b: &[u8], e: &Elem) -> Result<u64, CmdError> {
     let mut k = 0u64;
     for x in raw_elems(b) {
-        let (score, member) = x?;
-        let before = score
-            .partial_cmp(&e.0)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| member.cmp(&e.1[..]))
-            == Ordering::Less;
-        if !before {
+        if !lt_raw(x?, e) {
             break;
         }
         k += 1;
@@ -388,11 +475,13 @@ pub struct Sorted<'k, 'a> {
     /// The node numbers in use.
     numbers: Numbers,
     nodes: NumMap<Node>,
-    /// One record's elements (height 0) as read, until something needs them decoded:
-    /// a ZSCORE or ZRANK of a small set finds its member in place (decoding every
-    /// element cost a reference count each). The top is in `nodes` once decoded.
+    /// The top node as read, until something needs it decoded: one record's elements
+    /// (height 0), where a ZSCORE or ZRANK of a small set finds its member in place
+    /// (decoding every element cost a reference count each), or the root's inner node,
+    /// which a descent routes through in place. The top is in `nodes` once decoded.
     raw_top: Option<Bytes>,
-    /// Node chunks read but not decoded (a descent reads its inner nodes in place).
+    /// Node chunks not decoded (kind byte first): as read, which a descent reads in
+    /// place, or, when dirty, as a score change within one leaf rewrote them.
     raw_nodes: NumMap<Bytes>,
     index: NumMap<Bucket>,
     /// Member-index chunks read but not decoded, as read or with scores changed in
@@ -476,8 +565,10 @@ impl<'k, 'a> Sorted<'k, 'a> {
                     return Err(damaged());
                 }
                 z.family = Some(family);
-                z.nodes.insert(TOP, Node::decode(&v.slice(at..), false)?);
-                z.root_was = Some(v.clone());
+                z.root_was = Some(item.value.clone());
+                let mut top = item.value;
+                top.advance(at);
+                z.raw_top = Some(top);
             }
             _ => return Err(damaged()),
         }
@@ -578,12 +669,22 @@ impl<'k, 'a> Sorted<'k, 'a> {
         Ok(b)
     }
 
-    /// Where `e` goes below node `id`: `None` if it is a leaf, else the child's
-    /// position and number; an inner node not decoded yet is read in place.
-    fn route(&mut self, id: u32, e: &Elem) -> Result<Option<(usize, u32)>, CmdError> {
-        if id == TOP && self.raw_top.is_some() {
-            // Only one record's top is kept raw: a leaf.
-            return Ok(None);
+    /// Where `e` goes below node `id` (`None` if it is a leaf, else the child's
+    /// position and number) and whether `to` goes to the same child; an inner node
+    /// not decoded yet is read in place.
+    fn route_both(
+        &mut self,
+        id: u32,
+        e: &Elem,
+        to: &Elem,
+    ) -> Result<Option<(usize, u32, bool)>, CmdError> {
+        if id == TOP
+            && let Some(b) = &self.raw_top
+        {
+            if self.height == 0 {
+                return Ok(None);
+            }
+            return route_raw_both(b, e, to).map(Some);
         }
         if let Some(node) = self.nodes.get(&id) {
             return match node {
@@ -591,14 +692,14 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 Node::Inner(cs) if cs.is_empty() => Err(damaged()),
                 Node::Inner(cs) => {
                     let i = child_for(cs, e);
-                    Ok(Some((i, cs[i].no)))
+                    Ok(Some((i, cs[i].no, child_for(cs, to) == i)))
                 }
             };
         }
         let b = self.read_node(id)?;
         match b.first() {
             Some(0) => Ok(None),
-            Some(1) => route_raw(&b[1..], e).map(|(k, no, _)| Some((k, no))),
+            Some(1) => route_raw_both(&b[1..], e, to).map(Some),
             _ => Err(damaged()),
         }
     }
@@ -607,7 +708,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
         if id == TOP
             && let Some(b) = self.raw_top.take()
         {
-            self.nodes.insert(TOP, Node::decode(&b, true)?);
+            self.nodes.insert(TOP, Node::decode(&b, self.height == 0)?);
         }
         if !self.nodes.contains_key(&id) {
             let b = self.read_node(id)?;
@@ -699,7 +800,9 @@ impl<'k, 'a> Sorted<'k, 'a> {
         if !self.exists {
             return Ok(None);
         }
-        if let Some(b) = &self.raw_top {
+        if self.height == 0
+            && let Some(b) = &self.raw_top
+        {
             return Ok(find_elem_raw(b, member)?.map(|(_, s)| s));
         }
         if self.height == 0 {
@@ -851,15 +954,30 @@ impl<'k, 'a> Sorted<'k, 'a> {
         let mut path: Vec<(u32, usize)> = Vec::with_capacity(self.height as usize);
         let mut id = TOP;
         let leaf = loop {
-            let Some((i, no)) = self.route(id, from)? else {
+            let Some((i, no, same)) = self.route_both(id, from, to)? else {
                 break id;
             };
-            if self.route(id, to)? != Some((i, no)) {
+            if !same {
                 return Ok(false);
             }
             path.push((id, i));
             id = no;
         };
+        if leaf != TOP && !self.nodes.contains_key(&leaf) {
+            // Moved in the leaf's bytes: decoding and encoding its elements cost more
+            // than the rest of a ZINCRBY on a large set.
+            let b = self.read_node(leaf)?;
+            if b.first() != Some(&0) {
+                return Err(damaged());
+            }
+            let (moved, first) = move_raw(&b[1..], from, to)?;
+            self.raw_nodes.insert(leaf, Bytes::from(moved));
+            self.touch(leaf);
+            if let Some(first) = first {
+                self.new_first(&path, first)?;
+            }
+            return Ok(true);
+        }
         let Node::Leaf(v) = self.node(leaf)? else {
             return Err(damaged());
         };
@@ -875,8 +993,14 @@ impl<'k, 'a> Sorted<'k, 'a> {
         if first_before.is_some_and(|f| f.1 == first.1 && f.0.to_bits() == first.0.to_bits()) {
             return Ok(true);
         }
-        // The leaf's first element changed: so does its entry above, and the entry
-        // above that while it is the first child.
+        self.new_first(&path, first)?;
+        Ok(true)
+    }
+
+    /// A leaf's first element changed to `first`: so does its entry above (the last
+    /// step of `path`, the way down to it), and the entry above that while it is the
+    /// first child.
+    fn new_first(&mut self, path: &[(u32, usize)], first: Elem) -> Result<(), CmdError> {
         for &(parent, i) in path.iter().rev() {
             let Node::Inner(cs) = self.node(parent)? else {
                 return Err(damaged());
@@ -887,7 +1011,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 break;
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     fn tree_remove(&mut self, e: &Elem) -> Result<(), CmdError> {
@@ -994,7 +1118,9 @@ impl<'k, 'a> Sorted<'k, 'a> {
 
     /// The 0-based rank of `member` in ascending order, with its score.
     pub fn rank(&mut self, member: &[u8]) -> Result<Option<(u64, f64)>, CmdError> {
-        if let Some(b) = &self.raw_top {
+        if self.height == 0
+            && let Some(b) = &self.raw_top
+        {
             // One record's elements are in order: the position is the rank.
             return find_elem_raw(b, member);
         }
@@ -1006,6 +1132,14 @@ impl<'k, 'a> Sorted<'k, 'a> {
         // the counts of the children before the way down.
         let (mut id, mut acc) = (TOP, 0u64);
         loop {
+            if id == TOP
+                && let Some(b) = &self.raw_top
+            {
+                let (_, no, before) = route_raw(b, &e)?;
+                acc += before;
+                id = no;
+                continue;
+            }
             if let Some(node) = self.nodes.get(&id) {
                 match node {
                     Node::Leaf(v) => {
@@ -1116,8 +1250,6 @@ impl<'k, 'a> Sorted<'k, 'a> {
         if !self.changed {
             return Ok(());
         }
-        // What follows reads the top decoded.
-        self.node(TOP)?;
         if self.count == 0 {
             if self.exists {
                 self.ks.delete(self.key)?;
@@ -1143,7 +1275,10 @@ impl<'k, 'a> Sorted<'k, 'a> {
             self.settle_top()?;
             self.settle_index()?;
         }
-        let top_bytes = self.nodes.get(&TOP).map_or(0, Node::bytes);
+        let top_bytes = match &self.raw_top {
+            Some(b) => b.len(),
+            None => self.nodes.get(&TOP).map_or(0, Node::bytes),
+        };
         let mut root = Vec::with_capacity(64 + self.numbers.encoded_len() + top_bytes);
         root.extend_from_slice(&[u8::from(self.height > 0), u8::from(self.big)]);
         root.extend_from_slice(&self.count.to_le_bytes());
@@ -1155,16 +1290,22 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 root.push(self.height);
                 self.numbers.encode(&mut root);
                 let chunks = (2 * self.buckets).max(2 * self.numbers.hi());
-                for &j in &self.dirty_nodes {
-                    let node = self.nodes.get(&j).ok_or_else(damaged)?;
+                for j in std::mem::take(&mut self.dirty_nodes) {
+                    let Some(node) = self.nodes.get(&j) else {
+                        // Changed in place: its bytes as they are (not copied when
+                        // nothing else holds them).
+                        let raw = self.raw_nodes.remove(&j).ok_or_else(damaged)?;
+                        bodies.push((node_chunk(j), Some(Vec::from(raw))));
+                        continue;
+                    };
                     let mut b = Vec::with_capacity(1 + node.bytes());
                     b.push(u8::from(matches!(node, Node::Inner(_))));
                     node.encode(&mut b);
                     bodies.push((node_chunk(j), Some(b)));
                 }
-                for &i in &self.dirty_buckets {
-                    if let Some(raw) = self.raw_index.get(&i) {
-                        bodies.push((bucket_chunk(i), Some(raw.clone())));
+                for i in std::mem::take(&mut self.dirty_buckets) {
+                    if let Some(raw) = self.raw_index.remove(&i) {
+                        bodies.push((bucket_chunk(i), Some(raw)));
                         continue;
                     }
                     let entries = self.index.get(&i).ok_or_else(damaged)?;
@@ -1181,7 +1322,10 @@ impl<'k, 'a> Sorted<'k, 'a> {
             }
             _ => None,
         };
-        self.nodes.get(&TOP).ok_or_else(damaged)?.encode(&mut root);
+        match &self.raw_top {
+            Some(b) => root.extend_from_slice(b),
+            None => self.nodes.get(&TOP).ok_or_else(damaged)?.encode(&mut root),
+        }
         let exp = self.expire_at_ms;
         super::write_change(
             self.ks,
@@ -1198,6 +1342,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
     /// One record becomes chunks: leaves of about half a node, the member index at
     /// its target size, under a top node split as often as it needs.
     fn chunk_up(&mut self) -> Result<(), CmdError> {
+        self.node(TOP)?;
         let top = self.nodes.remove(&TOP).ok_or_else(damaged)?;
         let Node::Leaf(elems) = top else {
             return Err(damaged());
@@ -1242,6 +1387,14 @@ impl<'k, 'a> Sorted<'k, 'a> {
     /// Keeps the top node small (moving its entries a level down) and never a lone
     /// child above another node.
     fn settle_top(&mut self) -> Result<(), CmdError> {
+        if let Some(b) = &self.raw_top {
+            // Left as read: small enough, and more than one child (an inner entry is
+            // 24 bytes and its member) unless the top is all there is below the root.
+            let lone = le_u32(b, 20).is_some_and(|len| b.len() == 24 + len as usize);
+            if b.len() <= TOP_MAX && (self.height <= 1 || !lone) {
+                return Ok(());
+            }
+        }
         // Each round leaves the top fewer entries (pieces hold two or more), so it ends
         // even when a few large members alone make the top large.
         while self.node(TOP)?.bytes() > TOP_MAX && self.node(TOP)?.len() > 1 {
@@ -1553,6 +1706,50 @@ mod tests {
             proptest::prop_assert_eq!(find_elem_raw(&raw, &e.1).expect("find"), want);
             let below = leaf.iter().filter(|x| lt(x, &e)).count() as u64;
             proptest::prop_assert_eq!(count_below_raw(&raw, &e).expect("count"), below);
+        }
+
+        /// A score change made in a node's bytes routes and moves as the decoded node.
+        #[test]
+        fn changing_in_place_agrees_with_decoding(
+            firsts in proptest::collection::btree_set((-3i8..3, 0u16..40), 1..30),
+            pick in 0usize..30,
+            to in -4i8..4,
+            probe in (-4i8..4, 0u16..45),
+        ) {
+            let elem = |(s, m): (i8, u16)| (f64::from(s), Bytes::from(format!("m{m}")));
+            // Members unique, as in a set.
+            let mut seen = std::collections::HashSet::new();
+            let mut leaf: Vec<Elem> = firsts.iter().filter(|f| seen.insert(f.1)).map(|&f| elem(f)).collect();
+            leaf.sort_by(order);
+            let from = leaf[pick % leaf.len()].clone();
+            let to = (f64::from(to) + 0.5, from.1.clone());
+            // Routing both ends in one pass finds what routing each finds.
+            let kids: Vec<Child> = leaf
+                .iter()
+                .enumerate()
+                .map(|(k, f)| Child { no: k as u32 * 3, count: 1, first: f.clone() })
+                .collect();
+            let mut b = Vec::new();
+            Node::Inner(kids.clone()).encode(&mut b);
+            let e = elem(probe);
+            let i = child_for(&kids, &e);
+            proptest::prop_assert_eq!(
+                route_raw_both(&b, &e, &to).expect("route"),
+                (i, kids[i].no, child_for(&kids, &to) == i)
+            );
+            // Moving in the bytes leaves what moving the decoded elements leaves.
+            let mut raw = Vec::new();
+            Node::Leaf(leaf.clone()).encode(&mut raw);
+            let (moved, first) = move_raw(&raw, &from, &to).expect("move");
+            let mut want = leaf.clone();
+            want.retain(|x| x.1 != from.1);
+            want.push(to.clone());
+            want.sort_by(order);
+            let mut encoded = vec![0];
+            Node::Leaf(want.clone()).encode(&mut encoded);
+            proptest::prop_assert_eq!(&moved, &encoded);
+            let changed = (want[0].0.to_bits(), &want[0].1) != (leaf[0].0.to_bits(), &leaf[0].1);
+            proptest::prop_assert_eq!(first, changed.then(|| want[0].clone()));
         }
     }
 
