@@ -90,7 +90,7 @@ impl Engine {
         let Some((kd, slot)) = inner.find_slot(shadow, &ck, now) else {
             return Ok(None);
         };
-        let Some(p) = inner.read_live_parts(kd, shadow, &ck, &slot, now)? else {
+        let Some(p) = inner.read_live_parts(kd, shadow, &ck, &slot, now, true)? else {
             return Ok(None);
         };
         Counters::bump(&inner.counters.chunk_reads);
@@ -142,13 +142,30 @@ impl Engine {
                 + meta.len()
                 + root_value_len,
         );
+        let hash = inner.index.key_id(ns, key);
+        // Whether the run can end on its last chunk, the root left as it is: decided
+        // again under the writer, but guessed now so that the last chunk's CRC is taken
+        // once, here, and not again while the writer is held.
+        let unchanged = || {
+            change.root_unchanged
+                && root.family.is_some_and(|f| {
+                    inner.families.get(ns, hash, now) == Some((root.vtype, f, exp))
+                })
+        };
+        let guess_kept = !change.chunks.is_empty() && unchanged();
         if !change.chunks.is_empty() {
             let Some(family) = root.family else {
                 return Err(Error::BadChange("chunks written without a family"));
             };
-            for c in &change.chunks {
+            let last = change.chunks.len() - 1;
+            for (i, c) in change.chunks.iter().enumerate() {
                 let ck = chunk_key(key, family.version, c.n);
                 let at = buf.len();
+                let mark = if guess_kept && i == last {
+                    0
+                } else {
+                    CONTINUED
+                };
                 match c.value {
                     Some(v) => {
                         if v.len() > max {
@@ -156,7 +173,7 @@ impl Engine {
                         }
                         record::encode_typed(
                             &mut buf,
-                            Kind::Put as u8 | CONTINUED,
+                            Kind::Put as u8 | mark,
                             ValueType::String,
                             shadow,
                             &ck,
@@ -167,7 +184,7 @@ impl Engine {
                     }
                     None => record::encode_typed(
                         &mut buf,
-                        Kind::Tombstone as u8 | CONTINUED,
+                        Kind::Tombstone as u8 | mark,
                         ValueType::String,
                         shadow,
                         &ck,
@@ -181,7 +198,6 @@ impl Engine {
             }
         }
         let root_at = buf.len();
-        let hash = inner.index.key_id(ns, key);
         // Room for the root too, written or not (decided below).
         let root_max = record::HEADER_LEN + key.len() + meta.len() + root_value_len;
         let encode_root = |buf: &mut Vec<u8>| {
@@ -211,18 +227,22 @@ impl Engine {
             inner.families.settle();
             // Decided under the writer: nothing can drop or replace the key meanwhile.
             // A run without its root ends on its last chunk record (at `ends_at`).
-            let ends_at = parts.last().map(|p| p.1).filter(|_| {
-                change.root_unchanged
-                    && root.family.is_some_and(|f| {
-                        inner.families.get(ns, hash, now) == Some((root.vtype, f, exp))
-                    })
-            });
+            let ends_at = parts.last().map(|p| p.1).filter(|_| unchanged());
             let keep_root = ends_at.is_some();
-            if let Some(last) = ends_at {
-                // Recovery applies a run up to the record without the mark.
-                record::clear_continued(&mut buf[last..]);
-            } else if !root_first {
-                encode_root(&mut buf);
+            // Recovery applies a run up to the record without the mark: the last
+            // chunk's mark is fixed where the guess was wrong (an expiry or an
+            // eviction in between).
+            match ends_at {
+                Some(last) if !guess_kept => record::set_continued(&mut buf[last..], false),
+                Some(_) => {}
+                None => {
+                    if guess_kept && let Some(&(_, last, _, _)) = parts.last() {
+                        record::set_continued(&mut buf[last..], true);
+                    }
+                    if !root_first {
+                        encode_root(&mut buf);
+                    }
+                }
             }
             let root_len = buf.len() - root_at;
             let (seg, off) = inner.log.append_locked(&mut w, &buf)?;

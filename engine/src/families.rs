@@ -19,6 +19,7 @@
 
 use crate::core::exact_expired;
 use crate::format::record::{NAMESPACES, ValueType};
+use crate::idhash::IdHash;
 use crate::index::Index;
 use crate::keydir::Slot;
 use crate::log::Log;
@@ -130,7 +131,7 @@ const SHARDS: usize = 64;
 pub(crate) struct Families {
     index: Arc<Index>,
     log: Arc<Log>,
-    shards: Box<[Mutex<HashMap<u64, Entry>>]>,
+    shards: Box<[Mutex<HashMap<u64, Entry, IdHash>>]>,
     len: AtomicUsize,
     /// Roots removed without the writer held (expiry): their chunks are dropped at
     /// the next write or tick, under the writer, unless a write re-created the root.
@@ -142,13 +143,15 @@ impl Families {
         Families {
             index,
             log,
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
             len: AtomicUsize::new(0),
             pending: Mutex::new(Vec::new()),
         }
     }
 
-    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Entry>> {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Entry, IdHash>> {
         &self.shards[(id >> 4) as usize % SHARDS]
     }
 

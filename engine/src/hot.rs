@@ -16,6 +16,7 @@
 //! Eviction is CLOCK within each shard.
 
 use crate::format::record::Header;
+use crate::idhash::IdHash;
 use crate::stats::Striped;
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -63,36 +64,6 @@ struct Shard {
     free: Vec<u32>,
     hand: usize,
     bytes: usize,
-}
-
-/// Key ids are uniform hashes already: the table uses them as they are.
-#[derive(Default, Clone, Copy)]
-struct IdHash;
-
-impl std::hash::BuildHasher for IdHash {
-    type Hasher = IdHasher;
-    fn build_hasher(&self) -> IdHasher {
-        IdHasher(0)
-    }
-}
-
-/// See [`IdHash`].
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl std::hash::Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        // Mixed once more: the low bits carry the database.
-        self.0 = (v ^ (v >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    }
 }
 
 impl Shard {

@@ -17,6 +17,7 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hot;
+mod idhash;
 mod index;
 pub mod io;
 mod keydir;

@@ -315,8 +315,14 @@ pub(crate) fn parts(b: &[u8], header: Header) -> RecordRef<'_> {
 /// Clears the [`CONTINUED`] mark of the encoded record `b` (a copy made by compaction
 /// stands alone), fixing its CRC.
 pub(crate) fn clear_continued(b: &mut [u8]) {
-    if b.len() > HEADER_LEN && b[4] & CONTINUED != 0 {
-        b[4] &= !CONTINUED;
+    set_continued(b, false);
+}
+
+/// Sets or clears the [`CONTINUED`] mark of the encoded record `b`, fixing its CRC
+/// where the mark changes.
+pub(crate) fn set_continued(b: &mut [u8], on: bool) {
+    if b.len() > HEADER_LEN && (b[4] & CONTINUED != 0) != on {
+        b[4] ^= CONTINUED;
         let crc = crc32fast::hash(&b[4..]);
         b[..4].copy_from_slice(&crc.to_le_bytes());
     }
@@ -402,9 +408,18 @@ mod tests {
             (ValueType::ZSet, true)
         );
         assert_eq!(r.header.kind, Kind::Put);
+        let marked = b.clone();
         clear_continued(&mut b);
         let r = decode(&b).expect("still decodes");
         assert!(!r.header.continued);
+        // Marking it again gives the record as first encoded, CRC and all.
+        let cleared = b.clone();
+        set_continued(&mut b, true);
+        assert_eq!(b, marked);
+        set_continued(&mut b, true);
+        assert_eq!(b, marked, "a mark already there changes nothing");
+        set_continued(&mut b, false);
+        assert_eq!(b, cleared);
         let mut bad = b.clone();
         bad[7] = 9;
         assert!(Header::parse(&bad).is_none(), "an unknown type is refused");

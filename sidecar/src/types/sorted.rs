@@ -30,8 +30,8 @@
 //! chunk `2j + 1`. Member-index chunk `i` of `n` holds the members whose hash gives `i`
 //! as in [`super::hashed`].
 
-use super::NumMap;
 use super::hashed::{bucket, field_hash, scan_classes};
+use super::{NumHash, NumMap};
 use super::{Numbers, le_u32, le_u64, prefixed, push_removals, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
@@ -486,7 +486,8 @@ pub struct Sorted<'k, 'a> {
     index: NumMap<Bucket>,
     /// Member-index chunks read but not decoded, as read or with scores changed in
     /// place (a score change finds and rewrites 8 bytes instead of decoding them).
-    raw_index: NumMap<Vec<u8>>,
+    /// Kept as read until a score changes: a ZSCORE copies nothing.
+    raw_index: NumMap<Bytes>,
     dirty_nodes: BTreeSet<u32>,
     dirty_buckets: BTreeSet<u32>,
     /// Chunk numbers whose records go (unless written again).
@@ -565,6 +566,9 @@ impl<'k, 'a> Sorted<'k, 'a> {
                     return Err(damaged());
                 }
                 z.family = Some(family);
+                // Room for a way down and a second one (a score that moves), so
+                // the table is not grown while a change walks.
+                z.raw_nodes = NumMap::with_capacity_and_hasher(2 * usize::from(z.height), NumHash);
                 z.root_was = Some(item.value.clone());
                 let mut top = item.value;
                 top.advance(at);
@@ -655,18 +659,26 @@ impl<'k, 'a> Sorted<'k, 'a> {
         self.bytes
     }
 
-    /// Node `id`'s chunk as read (not decoded).
+    /// Node `id`'s chunk as read (not decoded), kept for the rest of the command.
     fn read_node(&mut self, id: u32) -> Result<Bytes, CmdError> {
         if let Some(b) = self.raw_nodes.get(&id) {
             return Ok(b.clone());
         }
-        let family = self.family.ok_or_else(damaged)?;
-        let b = self
-            .ks
-            .chunk(self.key, family, node_chunk(id))?
-            .ok_or_else(damaged)?;
+        let b = self.peek_node(id)?;
         self.raw_nodes.insert(id, b.clone());
         Ok(b)
+    }
+
+    /// [`Sorted::read_node`] without keeping it: a descent that passes a node once
+    /// (a rank) pays for no table of what it read.
+    fn peek_node(&self, id: u32) -> Result<Bytes, CmdError> {
+        if let Some(b) = self.raw_nodes.get(&id) {
+            return Ok(b.clone());
+        }
+        let family = self.family.ok_or_else(damaged)?;
+        self.ks
+            .chunk(self.key, family, node_chunk(id))?
+            .ok_or_else(damaged)
     }
 
     /// Where `e` goes below node `id` (`None` if it is a leaf, else the child's
@@ -747,7 +759,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
     fn bucket_mut(&mut self, i: u32) -> Result<&mut Bucket, CmdError> {
         if !self.index.contains_key(&i) {
             let b = match self.raw_index.remove(&i) {
-                Some(raw) => decode_bucket(&Bytes::from(raw))?,
+                Some(raw) => decode_bucket(&raw)?,
                 None => {
                     let family = self.family.ok_or_else(damaged)?;
                     match self.ks.chunk(self.key, family, bucket_chunk(i))? {
@@ -763,15 +775,14 @@ impl<'k, 'a> Sorted<'k, 'a> {
 
     /// Member-index chunk `i` as read (with any scores changed in place), unless it
     /// is decoded already.
-    fn raw_bucket(&mut self, i: u32) -> Result<Option<&mut Vec<u8>>, CmdError> {
+    fn raw_bucket(&mut self, i: u32) -> Result<Option<&mut Bytes>, CmdError> {
         if self.index.contains_key(&i) {
             return Ok(None);
         }
         if !self.raw_index.contains_key(&i) {
             let family = self.family.ok_or_else(damaged)?;
             let b = self.ks.chunk(self.key, family, bucket_chunk(i))?;
-            self.raw_index
-                .insert(i, b.map_or_else(Vec::new, |b| b.to_vec()));
+            self.raw_index.insert(i, b.unwrap_or_default());
         }
         Ok(self.raw_index.get_mut(&i))
     }
@@ -783,7 +794,11 @@ impl<'k, 'a> Sorted<'k, 'a> {
             let Some(at) = find_raw(raw, member)? else {
                 return Ok(false);
             };
-            raw[at..at + 8].copy_from_slice(&score.to_le_bytes());
+            // Its own bytes from here on (taken over, not copied, when nothing else
+            // shares them).
+            let mut v = Vec::from(std::mem::take(raw));
+            v[at..at + 8].copy_from_slice(&score.to_le_bytes());
+            *raw = Bytes::from(v);
         } else {
             let b = self.bucket_mut(i)?;
             let Some(e) = b.iter_mut().find(|(m, _)| m == member) else {
@@ -1154,7 +1169,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 }
                 continue;
             }
-            let b = self.read_node(id)?;
+            let b = self.peek_node(id)?;
             match b.first() {
                 Some(0) => return Ok(Some((acc + count_below_raw(&b[1..], &e)?, s))),
                 Some(1) => {
@@ -1305,7 +1320,7 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 }
                 for i in std::mem::take(&mut self.dirty_buckets) {
                     if let Some(raw) = self.raw_index.remove(&i) {
-                        bodies.push((bucket_chunk(i), Some(raw)));
+                        bodies.push((bucket_chunk(i), Some(Vec::from(raw))));
                         continue;
                     }
                     let entries = self.index.get(&i).ok_or_else(damaged)?;
