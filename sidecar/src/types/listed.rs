@@ -206,6 +206,67 @@ impl Chunked {
             _ => Err(damaged()),
         }
     }
+
+    /// The directory entry holding index `i` of a list of `count` (`i < count`) and
+    /// the index within it, walked from whichever end is nearer: an index near the
+    /// tail walks few entries.
+    fn entry_at(&self, i: u64, count: u64) -> Result<(usize, u64), CmdError> {
+        if i < count / 2 {
+            let mut at = 0u64;
+            for (p, e) in self.dir.iter().enumerate() {
+                if i < at + e.count() {
+                    return Ok((p, i - at));
+                }
+                at += e.count();
+            }
+        } else {
+            let mut end = count;
+            for (p, e) in self.dir.iter().enumerate().rev() {
+                let start = end.checked_sub(e.count()).ok_or_else(damaged)?;
+                if i >= start {
+                    return Ok((p, i - start));
+                }
+                end = start;
+            }
+        }
+        Err(damaged())
+    }
+
+    /// Appends to `out` up to `want` elements of chunk `slot` from its element `skip`
+    /// on: from the chunk decoded if this command has it, else read in place (a read
+    /// decodes no chunk and keeps none).
+    fn take_from(
+        &self,
+        ks: &Keyspace<'_>,
+        key: &[u8],
+        slot: u32,
+        skip: usize,
+        want: usize,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), CmdError> {
+        let room = want.saturating_sub(out.len());
+        if let Some(c) = self.chunks.get(&slot) {
+            out.extend(c.items.iter().skip(skip).take(room).cloned());
+            return Ok(());
+        }
+        let b = ks.chunk(key, self.family, slot)?.ok_or_else(damaged)?;
+        for e in raw_elems(&b, skip).take(room) {
+            out.push(e?);
+        }
+        Ok(())
+    }
+}
+
+/// The chunks a page lists as stored, in order: (number, elements) each.
+fn page_nodes(b: &[u8]) -> Result<impl DoubleEndedIterator<Item = (u32, u64)> + '_, CmdError> {
+    if !b.len().is_multiple_of(NODE_BYTES) {
+        return Err(damaged());
+    }
+    Ok(b.chunks_exact(NODE_BYTES).map(|n| {
+        let slot = le_u32(n, 0).unwrap_or_default();
+        let count = le_u32(n, 4).unwrap_or_default();
+        (slot, u64::from(count))
+    }))
 }
 
 enum Form {
@@ -420,36 +481,46 @@ impl<'k, 'a> Listed<'k, 'a> {
     /// page that lists it.
     fn locate(&mut self, i: u64) -> Result<(usize, usize), CmdError> {
         let count = self.count;
-        // From whichever end is nearer: an index near the tail walks few entries.
         loop {
             let c = self.ch()?;
-            let mut found = None;
-            if i < count / 2 {
-                let mut at = 0u64;
-                for (p, e) in c.dir.iter().enumerate() {
-                    if i < at + e.count() {
-                        found = Some((p, i - at, matches!(e, Entry::Page(_))));
-                        break;
-                    }
-                    at += e.count();
-                }
-            } else {
-                let mut end = count;
-                for (p, e) in c.dir.iter().enumerate().rev() {
-                    let start = end.checked_sub(e.count()).ok_or_else(damaged)?;
-                    if i >= start {
-                        found = Some((p, i - start, matches!(e, Entry::Page(_))));
-                        break;
-                    }
-                    end = start;
-                }
-            }
-            match found {
-                None => return Err(damaged()),
-                Some((p, _, true)) => self.expand(p)?,
-                Some((p, at, false)) => return Ok((p, at as usize)),
+            let (p, at) = c.entry_at(i, count)?;
+            match c.dir[p] {
+                Entry::Page(_) => self.expand(p)?,
+                Entry::Node(_) => return Ok((p, at as usize)),
             }
         }
+    }
+
+    /// The chunk holding index `i` (< len) and the index within it, for a read: a
+    /// page not read yet is looked through as stored, not put in the directory.
+    fn find(&mut self, i: u64) -> Result<(u32, usize), CmdError> {
+        let (ks, key, count) = (self.ks, self.key, self.count);
+        let c = self.ch()?;
+        let (p, mut within) = c.entry_at(i, count)?;
+        let page = match c.dir[p] {
+            Entry::Node(n) => return Ok((n.slot, within as usize)),
+            Entry::Page(page) => page,
+        };
+        let b = ks.chunk(key, c.family, page.slot)?.ok_or_else(damaged)?;
+        let nodes = page_nodes(&b)?;
+        if within < page.count / 2 {
+            for (slot, n) in nodes {
+                if within < n {
+                    return Ok((slot, within as usize));
+                }
+                within -= n;
+            }
+        } else {
+            let mut end = page.count;
+            for (slot, n) in nodes.rev() {
+                let start = end.checked_sub(n).ok_or_else(damaged)?;
+                if within >= start {
+                    return Ok((slot, (within - start) as usize));
+                }
+                end = start;
+            }
+        }
+        Err(damaged())
     }
 
     fn touched(&mut self, slot: u32) {
@@ -594,9 +665,11 @@ impl<'k, 'a> Listed<'k, 'a> {
             Form::Inline(e) => return Ok(e.get(i as usize).cloned()),
             Form::Chunked(_) => {}
         }
-        let (p, at) = self.locate(i)?;
-        let slot = self.ch()?.node(p)?.slot;
-        Ok(self.chunk(slot)?.items.get(at).cloned())
+        let (slot, at) = self.find(i)?;
+        let (ks, key) = (self.ks, self.key);
+        let mut out = Vec::with_capacity(1);
+        self.ch()?.take_from(ks, key, slot, at, 1, &mut out)?;
+        out.pop().map(Some).ok_or_else(damaged)
     }
 
     /// Replaces element `i` (< len).
@@ -677,19 +750,35 @@ impl<'k, 'a> Listed<'k, 'a> {
             }
             Form::Chunked(_) => {}
         }
-        let (mut p, at) = self.locate(start)?;
+        let (ks, key, count) = (self.ks, self.key, self.count);
+        let c = self.ch()?;
+        let (mut p, mut skip) = c.entry_at(start, count)?;
         let mut out = Vec::with_capacity(want.min(1 << 16));
-        let mut skip = at;
-        while out.len() < want {
-            if p >= self.ch()?.dir.len() {
-                break;
+        // Pages are looked through as stored and chunks read in place: a range
+        // decodes nothing it does not answer with.
+        while out.len() < want && p < c.dir.len() {
+            match c.dir[p] {
+                Entry::Node(n) => c.take_from(ks, key, n.slot, skip as usize, want, &mut out)?,
+                Entry::Page(page) => {
+                    let b = ks.chunk(key, c.family, page.slot)?.ok_or_else(damaged)?;
+                    for (slot, n) in page_nodes(&b)? {
+                        if out.len() >= want {
+                            break;
+                        }
+                        if skip >= n {
+                            skip -= n;
+                            continue;
+                        }
+                        c.take_from(ks, key, slot, skip as usize, want, &mut out)?;
+                        skip = 0;
+                    }
+                }
             }
-            self.expand(p)?;
-            let slot = self.ch()?.node(p)?.slot;
-            let c = self.chunk(slot)?;
-            out.extend(c.items.iter().skip(skip).take(want - out.len()).cloned());
             skip = 0;
             p += 1;
+        }
+        if out.len() < want && start + (out.len() as u64) < count {
+            return Err(damaged());
         }
         Ok(out)
     }
@@ -1217,6 +1306,28 @@ mod tests {
         );
         for i in [0, model.len() / 2, model.len().saturating_sub(1)] {
             assert_eq!(l.get(i as u64).expect("get").as_ref(), model.get(i));
+        }
+        // Indexes and ranges read in place from a list just opened (no page read yet),
+        // from either end, across chunks and pages.
+        let n = model.len();
+        for i in (0..n).step_by(n / 7 + 1).chain([n.saturating_sub(2)]) {
+            let mut l = Listed::open(ks, b"l").expect("open");
+            assert_eq!(l.get(i as u64).expect("get").as_ref(), model.get(i), "{i}");
+        }
+        for (start, len) in [
+            (0, 10),
+            (n / 2, 50),
+            (n.saturating_sub(3), 3),
+            (n / 3, n / 3 + 1),
+        ] {
+            if start >= n {
+                continue;
+            }
+            let stop = (start + len).min(n) - 1;
+            let mut l = Listed::open(ks, b"l").expect("open");
+            let got = l.range(start as u64, stop as u64).expect("range");
+            let want: Vec<Bytes> = model.range(start..=stop).cloned().collect();
+            assert!(got == want, "range {start}..={stop} of {n}");
         }
     }
 
