@@ -165,7 +165,11 @@ impl Chunk {
 /// A chunked list's state while a command works on it.
 struct Chunked {
     family: Family,
+    /// The directory; empty while `raw_pages` holds it.
     dir: Vec<Entry>,
+    /// The root's pages as stored, until a change needs them in `dir`: a read walks
+    /// them in place (decoding a long list's pages cost half of an LINDEX).
+    raw_pages: Option<Bytes>,
     chunks: NumMap<Chunk>,
     /// Chunks rewritten by this change.
     dirty: BTreeSet<u32>,
@@ -180,6 +184,47 @@ struct Chunked {
 }
 
 impl Chunked {
+    /// Puts the pages as stored in the directory.
+    fn decode_pages(&mut self) {
+        let Some(pages) = self.raw_pages.take() else {
+            return;
+        };
+        let n = pages.len() / PAGE_BYTES;
+        self.dir.reserve(n);
+        self.known_pages.reserve(n);
+        for b in pages.chunks_exact(PAGE_BYTES) {
+            let page = parse_page(b);
+            self.known_pages.push(page.slot);
+            self.dir.push(Entry::Page(page));
+        }
+    }
+
+    /// Entries in the directory.
+    fn len(&self) -> usize {
+        match &self.raw_pages {
+            Some(b) => b.len() / PAGE_BYTES,
+            None => self.dir.len(),
+        }
+    }
+
+    /// Directory entry `p`.
+    fn entry(&self, p: usize) -> Option<Entry> {
+        match &self.raw_pages {
+            Some(b) => b
+                .get(p * PAGE_BYTES..(p + 1) * PAGE_BYTES)
+                .map(|b| Entry::Page(parse_page(b))),
+            None => self.dir.get(p).copied(),
+        }
+    }
+
+    /// Elements under directory entry `p` (< `len`).
+    fn count_at(&self, p: usize) -> u64 {
+        match &self.raw_pages {
+            Some(b) => le_u64(b, p * PAGE_BYTES + 8).unwrap_or_default(),
+            None => self.dir[p].count(),
+        }
+    }
+
     fn alloc(&mut self) -> u32 {
         let n = self.numbers.take();
         self.freed.remove(&n);
@@ -213,16 +258,17 @@ impl Chunked {
     fn entry_at(&self, i: u64, count: u64) -> Result<(usize, u64), CmdError> {
         if i < count / 2 {
             let mut at = 0u64;
-            for (p, e) in self.dir.iter().enumerate() {
-                if i < at + e.count() {
+            for p in 0..self.len() {
+                let n = self.count_at(p);
+                if i < at + n {
                     return Ok((p, i - at));
                 }
-                at += e.count();
+                at += n;
             }
         } else {
             let mut end = count;
-            for (p, e) in self.dir.iter().enumerate().rev() {
-                let start = end.checked_sub(e.count()).ok_or_else(damaged)?;
+            for p in (0..self.len()).rev() {
+                let start = end.checked_sub(self.count_at(p)).ok_or_else(damaged)?;
                 if i >= start {
                     return Ok((p, i - start));
                 }
@@ -254,6 +300,16 @@ impl Chunked {
             out.push(e?);
         }
         Ok(())
+    }
+}
+
+/// A page's entry in the root as stored ([`PAGE_BYTES`] bytes).
+fn parse_page(b: &[u8]) -> Page {
+    Page {
+        slot: le_u32(b, 0).unwrap_or_default(),
+        nodes: le_u32(b, 4).unwrap_or_default(),
+        count: le_u64(b, 8).unwrap_or_default(),
+        bytes: le_u64(b, 16).unwrap_or_default(),
     }
 }
 
@@ -342,6 +398,7 @@ impl<'k, 'a> Listed<'k, 'a> {
                     numbers: Numbers::from_used(&used, family.chunks),
                     family,
                     dir: nodes.into_iter().map(Entry::Node).collect(),
+                    raw_pages: None,
                     chunks: NumMap::default(),
                     dirty: BTreeSet::new(),
                     dirty_pages: BTreeSet::from([NEW_PAGE]),
@@ -354,30 +411,20 @@ impl<'k, 'a> Listed<'k, 'a> {
                 l.bytes = le_u64(v, 9).ok_or_else(damaged)?;
                 let mut at = 17usize;
                 let numbers = Numbers::decode(v, &mut at).ok_or_else(damaged)?;
-                let pages = v.get(at..).ok_or_else(damaged)?;
-                if !pages.len().is_multiple_of(PAGE_BYTES) {
+                if at > v.len() || !(v.len() - at).is_multiple_of(PAGE_BYTES) {
                     return Err(damaged());
                 }
-                let mut dir = Vec::with_capacity(pages.len() / PAGE_BYTES);
-                let mut known = Vec::with_capacity(pages.len() / PAGE_BYTES);
-                for p in (0..pages.len()).step_by(PAGE_BYTES) {
-                    let page = Page {
-                        slot: le_u32(pages, p).ok_or_else(damaged)?,
-                        nodes: le_u32(pages, p + 4).ok_or_else(damaged)?,
-                        count: le_u64(pages, p + 8).ok_or_else(damaged)?,
-                        bytes: le_u64(pages, p + 16).ok_or_else(damaged)?,
-                    };
-                    known.push(page.slot);
-                    dir.push(Entry::Page(page));
-                }
                 let family = Family::decode(&item.meta).ok_or_else(damaged)?;
+                let mut pages = item.value;
+                pages.advance(at);
                 l.form = Form::Chunked(Box::new(Chunked {
                     family,
-                    dir,
+                    dir: Vec::new(),
+                    raw_pages: Some(pages),
                     chunks: NumMap::default(),
                     dirty: BTreeSet::new(),
                     dirty_pages: BTreeSet::new(),
-                    known_pages: known,
+                    known_pages: Vec::new(),
                     freed: BTreeSet::new(),
                     numbers,
                 }));
@@ -425,8 +472,20 @@ impl<'k, 'a> Listed<'k, 'a> {
         "quicklist"
     }
 
+    /// The chunked state, its directory decoded (for a change).
     fn ch(&mut self) -> Result<&mut Chunked, CmdError> {
         match &mut self.form {
+            Form::Chunked(c) => {
+                c.decode_pages();
+                Ok(c)
+            }
+            Form::Raw(_) | Form::Inline(_) => Err(damaged()),
+        }
+    }
+
+    /// The chunked state as read (for a read: pages may still be as stored).
+    fn chunked(&self) -> Result<&Chunked, CmdError> {
+        match &self.form {
             Form::Chunked(c) => Ok(c),
             Form::Raw(_) | Form::Inline(_) => Err(damaged()),
         }
@@ -493,11 +552,11 @@ impl<'k, 'a> Listed<'k, 'a> {
 
     /// The chunk holding index `i` (< len) and the index within it, for a read: a
     /// page not read yet is looked through as stored, not put in the directory.
-    fn find(&mut self, i: u64) -> Result<(u32, usize), CmdError> {
+    fn find(&self, i: u64) -> Result<(u32, usize), CmdError> {
         let (ks, key, count) = (self.ks, self.key, self.count);
-        let c = self.ch()?;
+        let c = self.chunked()?;
         let (p, mut within) = c.entry_at(i, count)?;
-        let page = match c.dir[p] {
+        let page = match c.entry(p).ok_or_else(damaged)? {
             Entry::Node(n) => return Ok((n.slot, within as usize)),
             Entry::Page(page) => page,
         };
@@ -668,7 +727,7 @@ impl<'k, 'a> Listed<'k, 'a> {
         let (slot, at) = self.find(i)?;
         let (ks, key) = (self.ks, self.key);
         let mut out = Vec::with_capacity(1);
-        self.ch()?.take_from(ks, key, slot, at, 1, &mut out)?;
+        self.chunked()?.take_from(ks, key, slot, at, 1, &mut out)?;
         out.pop().map(Some).ok_or_else(damaged)
     }
 
@@ -751,13 +810,13 @@ impl<'k, 'a> Listed<'k, 'a> {
             Form::Chunked(_) => {}
         }
         let (ks, key, count) = (self.ks, self.key, self.count);
-        let c = self.ch()?;
+        let c = self.chunked()?;
         let (mut p, mut skip) = c.entry_at(start, count)?;
         let mut out = Vec::with_capacity(want.min(1 << 16));
         // Pages are looked through as stored and chunks read in place: a range
         // decodes nothing it does not answer with.
-        while out.len() < want && p < c.dir.len() {
-            match c.dir[p] {
+        while out.len() < want && p < c.len() {
+            match c.entry(p).ok_or_else(damaged)? {
                 Entry::Node(n) => c.take_from(ks, key, n.slot, skip as usize, want, &mut out)?,
                 Entry::Page(page) => {
                     let b = ks.chunk(key, c.family, page.slot)?.ok_or_else(damaged)?;
@@ -956,6 +1015,9 @@ impl<'k, 'a> Listed<'k, 'a> {
         if !self.changed {
             return Ok(());
         }
+        if let Form::Chunked(c) = &mut self.form {
+            c.decode_pages();
+        }
         if self.count == 0 {
             if self.exists {
                 self.ks.delete(self.key)?;
@@ -1062,6 +1124,7 @@ impl<'k, 'a> Listed<'k, 'a> {
                     dirty_pages: BTreeSet::from([NEW_PAGE]),
                     known_pages: Vec::new(),
                     dir,
+                    raw_pages: None,
                     chunks,
                     freed: BTreeSet::new(),
                     numbers: Numbers::from_used(&(0..n).collect(), 0),
