@@ -1199,6 +1199,14 @@ impl<'k, 'a> Sorted<'k, 'a> {
         to: u64,
         out: &mut Vec<Elem>,
     ) -> Result<(), CmdError> {
+        let decoded = if id == TOP {
+            self.raw_top.is_none()
+        } else {
+            self.nodes.contains_key(&id)
+        };
+        if !decoded {
+            return self.collect_raw(id, from, to, out);
+        }
         let kids: Vec<(u32, u64, u64)> = match self.node(id)? {
             Node::Leaf(v) => {
                 let (a, b) = (from as usize, (to as usize).min(v.len()));
@@ -1225,6 +1233,53 @@ impl<'k, 'a> Sorted<'k, 'a> {
         };
         for (no, a, b) in kids {
             self.collect(no, a, b, out)?;
+        }
+        Ok(())
+    }
+
+    /// [`Sorted::collect`] below a node not decoded: read in place, its members
+    /// shared with the bytes read (a ZRANGE 0 9 of a large set decodes no node).
+    fn collect_raw(
+        &mut self,
+        id: u32,
+        from: u64,
+        to: u64,
+        out: &mut Vec<Elem>,
+    ) -> Result<(), CmdError> {
+        let (b, leaf) = if id == TOP {
+            (self.raw_top.clone().ok_or_else(damaged)?, self.height == 0)
+        } else {
+            let b = self.peek_node(id)?;
+            let leaf = match b.first() {
+                Some(0) => true,
+                Some(1) => false,
+                _ => return Err(damaged()),
+            };
+            (b.slice(1..), leaf)
+        };
+        if leaf {
+            let take = to.saturating_sub(from) as usize;
+            for x in raw_elems(&b).skip(from as usize).take(take) {
+                let (score, member) = x?;
+                out.push((score, b.slice_ref(member)));
+            }
+            return Ok(());
+        }
+        let (mut at, mut seen) = (0usize, 0u64);
+        let mut kids = Vec::new();
+        while at < b.len() && seen < to {
+            let no = le_u32(&b, at).ok_or_else(damaged)?;
+            let count = le_u64(&b, at + 4).ok_or_else(damaged)?;
+            let len = le_u32(&b, at + 20).ok_or_else(damaged)? as usize;
+            let end = seen + count;
+            if end > from {
+                kids.push((no, from.saturating_sub(seen), to.min(end) - seen));
+            }
+            seen = end;
+            at += 24 + len;
+        }
+        for (no, a, z) in kids {
+            self.collect(no, a, z, out)?;
         }
         Ok(())
     }
@@ -1510,12 +1565,22 @@ mod tests {
     }
 
     fn check(ks: &Keyspace<'_>, model: &BTreeMap<Bytes, f64>) {
+        // Read in place, from a set just opened (no node decoded).
+        let want = ordered(model);
+        assert_eq!(
+            Sorted::open(ks, b"z").expect("open").all().expect("all"),
+            want
+        );
+        for r in (0..want.len()).step_by(want.len() / 5 + 1) {
+            let mut z = Sorted::open(ks, b"z").expect("open");
+            let got = z.range(r as u64, r as u64 + 40).expect("range");
+            assert_eq!(got, want[r..(r + 40).min(want.len())]);
+        }
         let mut z = Sorted::open(ks, b"z").expect("open");
         if z.exists() {
             assert_eq!(walk(&mut z, TOP).0, z.len());
         }
         assert_eq!(z.len(), model.len() as u64);
-        let want = ordered(model);
         assert_eq!(z.all().expect("all"), want);
         for (r, e) in want.iter().enumerate().step_by(97) {
             assert_eq!(z.rank(&e.1).expect("rank"), Some((r as u64, e.0)));
