@@ -1204,82 +1204,70 @@ impl<'k, 'a> Sorted<'k, 'a> {
         } else {
             self.nodes.contains_key(&id)
         };
-        if !decoded {
-            return self.collect_raw(id, from, to, out);
-        }
-        let kids: Vec<(u32, u64, u64)> = match self.node(id)? {
-            Node::Leaf(v) => {
-                let (a, b) = (from as usize, (to as usize).min(v.len()));
-                if a < b {
-                    out.extend_from_slice(&v[a..b]);
+        let kids: Vec<(u32, u64, u64)> = if !decoded {
+            // Read in place, members shared with the bytes read: a ZRANGE 0 9 of a
+            // large set decodes no node.
+            let (b, leaf) = if id == TOP {
+                (self.raw_top.clone().ok_or_else(damaged)?, self.height == 0)
+            } else {
+                let b = self.peek_node(id)?;
+                let leaf = match b.first() {
+                    Some(0) => true,
+                    Some(1) => false,
+                    _ => return Err(damaged()),
+                };
+                (b.slice(1..), leaf)
+            };
+            if leaf {
+                let take = to.saturating_sub(from) as usize;
+                for x in raw_elems(&b).skip(from as usize).take(take) {
+                    let (score, member) = x?;
+                    out.push((score, b.slice_ref(member)));
                 }
                 return Ok(());
             }
-            Node::Inner(cs) => {
-                let mut at = 0u64;
-                let mut kids = Vec::new();
-                for c in cs.iter() {
-                    let end = at + c.count;
-                    if end > from && at < to {
-                        kids.push((c.no, from.saturating_sub(at), to.min(end) - at));
-                    }
-                    at = end;
-                    if at >= to {
-                        break;
-                    }
+            let (mut at, mut seen) = (0usize, 0u64);
+            let mut kids = Vec::new();
+            while at < b.len() && seen < to {
+                let no = le_u32(&b, at).ok_or_else(damaged)?;
+                let count = le_u64(&b, at + 4).ok_or_else(damaged)?;
+                let len = le_u32(&b, at + 20).ok_or_else(damaged)? as usize;
+                let end = seen + count;
+                if end > from {
+                    kids.push((no, from.saturating_sub(seen), to.min(end) - seen));
                 }
-                kids
+                seen = end;
+                at += 24 + len;
+            }
+            kids
+        } else {
+            match self.node(id)? {
+                Node::Leaf(v) => {
+                    let (a, b) = (from as usize, (to as usize).min(v.len()));
+                    if a < b {
+                        out.extend_from_slice(&v[a..b]);
+                    }
+                    return Ok(());
+                }
+                Node::Inner(cs) => {
+                    let mut at = 0u64;
+                    let mut kids = Vec::new();
+                    for c in cs.iter() {
+                        let end = at + c.count;
+                        if end > from && at < to {
+                            kids.push((c.no, from.saturating_sub(at), to.min(end) - at));
+                        }
+                        at = end;
+                        if at >= to {
+                            break;
+                        }
+                    }
+                    kids
+                }
             }
         };
         for (no, a, b) in kids {
             self.collect(no, a, b, out)?;
-        }
-        Ok(())
-    }
-
-    /// [`Sorted::collect`] below a node not decoded: read in place, its members
-    /// shared with the bytes read (a ZRANGE 0 9 of a large set decodes no node).
-    fn collect_raw(
-        &mut self,
-        id: u32,
-        from: u64,
-        to: u64,
-        out: &mut Vec<Elem>,
-    ) -> Result<(), CmdError> {
-        let (b, leaf) = if id == TOP {
-            (self.raw_top.clone().ok_or_else(damaged)?, self.height == 0)
-        } else {
-            let b = self.peek_node(id)?;
-            let leaf = match b.first() {
-                Some(0) => true,
-                Some(1) => false,
-                _ => return Err(damaged()),
-            };
-            (b.slice(1..), leaf)
-        };
-        if leaf {
-            let take = to.saturating_sub(from) as usize;
-            for x in raw_elems(&b).skip(from as usize).take(take) {
-                let (score, member) = x?;
-                out.push((score, b.slice_ref(member)));
-            }
-            return Ok(());
-        }
-        let (mut at, mut seen) = (0usize, 0u64);
-        let mut kids = Vec::new();
-        while at < b.len() && seen < to {
-            let no = le_u32(&b, at).ok_or_else(damaged)?;
-            let count = le_u64(&b, at + 4).ok_or_else(damaged)?;
-            let len = le_u32(&b, at + 20).ok_or_else(damaged)? as usize;
-            let end = seen + count;
-            if end > from {
-                kids.push((no, from.saturating_sub(seen), to.min(end) - seen));
-            }
-            seen = end;
-            at += 24 + len;
-        }
-        for (no, a, z) in kids {
-            self.collect(no, a, z, out)?;
         }
         Ok(())
     }
