@@ -90,7 +90,7 @@ impl Engine {
         let Some((kd, slot)) = inner.find_slot(shadow, &ck, now) else {
             return Ok(None);
         };
-        let Some(p) = inner.read_live_parts(kd, shadow, &ck, &slot, now, true)? else {
+        let Some(p) = inner.read_live_parts(kd, shadow, &ck, &slot, now)? else {
             return Ok(None);
         };
         Counters::bump(&inner.counters.chunk_reads);

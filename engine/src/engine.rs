@@ -192,7 +192,7 @@ impl Engine {
         let Some((kd, slot)) = inner.find_slot(ns, key, now) else {
             return Ok(None);
         };
-        let Some(p) = inner.read_live_parts(kd, ns, key, &slot, now, false)? else {
+        let Some(p) = inner.read_live_parts(kd, ns, key, &slot, now)? else {
             return Ok(None);
         };
         inner.note_read(kd, &slot);
