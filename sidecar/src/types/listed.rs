@@ -314,7 +314,10 @@ fn parse_page(b: &[u8]) -> Page {
 }
 
 /// The chunks a page lists as stored, in order: (number, elements) each.
-fn page_nodes(b: &[u8]) -> Result<impl DoubleEndedIterator<Item = (u32, u64)> + '_, CmdError> {
+fn page_nodes(
+    b: &[u8],
+) -> Result<impl DoubleEndedIterator<Item = (u32, u64)> + ExactSizeIterator + Clone + '_, CmdError>
+{
     if !b.len().is_multiple_of(NODE_BYTES) {
         return Err(damaged());
     }
@@ -562,6 +565,12 @@ impl<'k, 'a> Listed<'k, 'a> {
         };
         let b = ks.chunk(key, c.family, page.slot)?.ok_or_else(damaged)?;
         let nodes = page_nodes(&b)?;
+        // The same check as a page put in the directory gets.
+        if nodes.len() != page.nodes as usize
+            || nodes.clone().map(|n| n.1).sum::<u64>() != page.count
+        {
+            return Err(damaged());
+        }
         if within < page.count / 2 {
             for (slot, n) in nodes {
                 if within < n {

@@ -337,7 +337,8 @@ fn move_raw(b: &[u8], from: &Elem, to: &Elem) -> Result<(Vec<u8>, Option<Elem>),
         let score = f64::from_bits(le_u64(b, at).ok_or_else(damaged)?);
         at += 8;
         let member = &b[prefixed(b, &mut at).ok_or_else(damaged)?];
-        if from_at.is_none() && score.to_bits() == from.0.to_bits() && member == &from.1[..] {
+        // Found as the decoded leaf's search finds it: by value (-0 is 0).
+        if from_at.is_none() && score == from.0 && member == &from.1[..] {
             from_at = Some((start, at));
             continue;
         }
