@@ -19,8 +19,8 @@
 
 use crate::core::exact_expired;
 use crate::format::record::{NAMESPACES, ValueType};
-use crate::idhash::IdHash;
 use crate::index::Index;
+use crate::inthash::IntHash;
 use crate::keydir::Slot;
 use crate::log::Log;
 use parking_lot::Mutex;
@@ -131,7 +131,7 @@ const SHARDS: usize = 64;
 pub(crate) struct Families {
     index: Arc<Index>,
     log: Arc<Log>,
-    shards: Box<[Mutex<HashMap<u64, Entry, IdHash>>]>,
+    shards: Box<[Mutex<HashMap<u64, Entry, IntHash>>]>,
     len: AtomicUsize,
     /// Roots removed without the writer held (expiry): their chunks are dropped at
     /// the next write or tick, under the writer, unless a write re-created the root.
@@ -151,7 +151,7 @@ impl Families {
         }
     }
 
-    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Entry, IdHash>> {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Entry, IntHash>> {
         &self.shards[(id >> 4) as usize % SHARDS]
     }
 

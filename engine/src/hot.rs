@@ -16,7 +16,7 @@
 //! Eviction is CLOCK within each shard.
 
 use crate::format::record::Header;
-use crate::idhash::IdHash;
+use crate::inthash::IntHash;
 use crate::stats::Striped;
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -59,7 +59,7 @@ impl Entry {
 /// A shard: a table from key id to its entry, and the CLOCK ring of key ids.
 #[derive(Default)]
 struct Shard {
-    at: HashMap<u64, Entry, IdHash>,
+    at: HashMap<u64, Entry, IntHash>,
     ring: Vec<Option<u64>>,
     free: Vec<u32>,
     hand: usize,

@@ -17,8 +17,8 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hot;
-mod idhash;
 mod index;
+mod inthash;
 pub mod io;
 mod keydir;
 mod log;
@@ -42,6 +42,7 @@ pub use families::{CHUNK_KEY_EXTRA, FAMILY_META_AUX_LEN, FAMILY_META_LEN, Family
 pub use filter::{CompactionFilter, FilterRecord, Verdict};
 pub use format::record::{MAX_KEY_LEN, MAX_META_LEN, MAX_VALUE_LEN, NAMESPACES, ValueType};
 pub use hot::HotStats;
+pub use inthash::{IntHash, IntHasher};
 pub use options::{
     DEFAULT_HOT_BYTES, Fsync, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES, Options, PolicyFactory,
 };

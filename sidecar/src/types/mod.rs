@@ -80,40 +80,10 @@ pub(crate) fn write_change_parts(
     Ok(())
 }
 
-/// A map keyed by a collection's own numbers (chunk, node and bucket numbers): hashed
-/// by one multiplication, where std's SipHash was a tenth of a ZINCRBY on a large
-/// sorted set. The numbers are the collection's, not a client's bytes.
-pub(crate) type NumMap<V> = std::collections::HashMap<u32, V, NumHash>;
-
-/// See [`NumMap`].
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct NumHash;
-
-impl std::hash::BuildHasher for NumHash {
-    type Hasher = NumHasher;
-    fn build_hasher(&self) -> NumHasher {
-        NumHasher(0)
-    }
-}
-
-/// See [`NumMap`]: the key spread over all 64 bits (the table takes its control bits
-/// from the top).
-#[derive(Debug, Default)]
-pub(crate) struct NumHasher(u64);
-
-impl std::hash::Hasher for NumHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u32(&mut self, n: u32) {
-        self.0 = (u64::from(n) ^ self.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
+/// A map keyed by a collection's own numbers (chunk, node and bucket numbers), hashed
+/// by the engine's one-multiplication hasher: the numbers are the collection's, not a
+/// client's bytes.
+pub(crate) type NumMap<V> = std::collections::HashMap<u32, V, caskade_engine::IntHash>;
 
 /// The length-prefixed bytes at `*at` of `b` (a 4-byte little-endian length, then
 /// that many bytes), moving `*at` past them; `None` if `b` ends first.

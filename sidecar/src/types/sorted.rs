@@ -30,8 +30,8 @@
 //! chunk `2j + 1`. Member-index chunk `i` of `n` holds the members whose hash gives `i`
 //! as in [`super::hashed`].
 
+use super::NumMap;
 use super::hashed::{bucket, field_hash, scan_classes};
-use super::{NumHash, NumMap};
 use super::{Numbers, le_u32, le_u64, prefixed, push_removals, take_prefixed};
 use crate::cmd::CmdError;
 use crate::keyspace::Keyspace;
@@ -569,7 +569,10 @@ impl<'k, 'a> Sorted<'k, 'a> {
                 z.family = Some(family);
                 // Room for a way down and a second one (a score that moves), so
                 // the table is not grown while a change walks.
-                z.raw_nodes = NumMap::with_capacity_and_hasher(2 * usize::from(z.height), NumHash);
+                z.raw_nodes = NumMap::with_capacity_and_hasher(
+                    2 * usize::from(z.height),
+                    caskade_engine::IntHash,
+                );
                 z.root_was = Some(item.value.clone());
                 let mut top = item.value;
                 top.advance(at);
