@@ -133,20 +133,69 @@ impl Entry {
     }
 }
 
-fn decode_nodes(b: &[u8], page: u32) -> Result<Vec<Node>, CmdError> {
+/// The chunks a page (or a form-1 root) lists as stored in `b`, in order, tagged with
+/// `page`.
+fn stored_nodes(
+    b: &[u8],
+    page: u32,
+) -> Result<impl DoubleEndedIterator<Item = Node> + ExactSizeIterator + Clone + '_, CmdError> {
     if !b.len().is_multiple_of(NODE_BYTES) {
         return Err(damaged());
     }
-    let mut out = Vec::with_capacity(b.len() / NODE_BYTES);
-    for at in (0..b.len()).step_by(NODE_BYTES) {
-        out.push(Node {
-            slot: le_u32(b, at).ok_or_else(damaged)?,
-            count: le_u32(b, at + 4).ok_or_else(damaged)?,
-            bytes: le_u32(b, at + 8).ok_or_else(damaged)?,
-            page,
-        });
+    Ok(b.chunks_exact(NODE_BYTES).map(move |n| Node {
+        slot: le_u32(n, 0).unwrap_or_default(),
+        count: le_u32(n, 4).unwrap_or_default(),
+        bytes: le_u32(n, 8).unwrap_or_default(),
+        page,
+    }))
+}
+
+fn decode_nodes(b: &[u8], page: u32) -> Result<Vec<Node>, CmdError> {
+    Ok(stored_nodes(b, page)?.collect())
+}
+
+/// The chunks page `page` lists as stored in `b`, checked against what the root says
+/// the page holds (read in place or put in the directory alike).
+fn page_nodes<'b>(
+    b: &'b [u8],
+    page: &Page,
+) -> Result<impl DoubleEndedIterator<Item = Node> + ExactSizeIterator + Clone + 'b, CmdError> {
+    let nodes = stored_nodes(b, page.slot)?;
+    if nodes.len() != page.nodes as usize
+        || nodes.clone().map(|n| u64::from(n.count)).sum::<u64>() != page.count
+    {
+        return Err(damaged());
     }
-    Ok(out)
+    Ok(nodes)
+}
+
+/// Which of consecutive runs of `counts` elements (`total` in all) holds index `i`
+/// (< `total`), and the index within it, walked from whichever end is nearer: an index
+/// near the tail walks few runs.
+fn run_at(
+    counts: impl DoubleEndedIterator<Item = u64> + ExactSizeIterator,
+    total: u64,
+    i: u64,
+) -> Result<(usize, u64), CmdError> {
+    if i < total / 2 {
+        let mut at = 0u64;
+        for (k, n) in counts.enumerate() {
+            if i < at + n {
+                return Ok((k, i - at));
+            }
+            at += n;
+        }
+    } else {
+        let mut end = total;
+        for (k, n) in counts.enumerate().rev() {
+            let start = end.checked_sub(n).ok_or_else(damaged)?;
+            if i >= start {
+                return Ok((k, i - start));
+            }
+            end = start;
+        }
+    }
+    Err(damaged())
 }
 
 /// A chunk read (or made), with its encoded size.
@@ -256,26 +305,7 @@ impl Chunked {
     /// the index within it, walked from whichever end is nearer: an index near the
     /// tail walks few entries.
     fn entry_at(&self, i: u64, count: u64) -> Result<(usize, u64), CmdError> {
-        if i < count / 2 {
-            let mut at = 0u64;
-            for p in 0..self.len() {
-                let n = self.count_at(p);
-                if i < at + n {
-                    return Ok((p, i - at));
-                }
-                at += n;
-            }
-        } else {
-            let mut end = count;
-            for p in (0..self.len()).rev() {
-                let start = end.checked_sub(self.count_at(p)).ok_or_else(damaged)?;
-                if i >= start {
-                    return Ok((p, i - start));
-                }
-                end = start;
-            }
-        }
-        Err(damaged())
+        run_at((0..self.len()).map(|p| self.count_at(p)), count, i)
     }
 
     /// Appends to `out` up to `want` elements of chunk `slot` from its element `skip`
@@ -311,21 +341,6 @@ fn parse_page(b: &[u8]) -> Page {
         count: le_u64(b, 8).unwrap_or_default(),
         bytes: le_u64(b, 16).unwrap_or_default(),
     }
-}
-
-/// The chunks a page lists as stored, in order: (number, elements) each.
-fn page_nodes(
-    b: &[u8],
-) -> Result<impl DoubleEndedIterator<Item = (u32, u64)> + ExactSizeIterator + Clone + '_, CmdError>
-{
-    if !b.len().is_multiple_of(NODE_BYTES) {
-        return Err(damaged());
-    }
-    Ok(b.chunks_exact(NODE_BYTES).map(|n| {
-        let slot = le_u32(n, 0).unwrap_or_default();
-        let count = le_u32(n, 4).unwrap_or_default();
-        (slot, u64::from(count))
-    }))
 }
 
 enum Form {
@@ -519,12 +534,7 @@ impl<'k, 'a> Listed<'k, 'a> {
             return Ok(());
         };
         let b = ks.chunk(key, c.family, page.slot)?.ok_or_else(damaged)?;
-        let nodes = decode_nodes(&b, page.slot)?;
-        if nodes.len() != page.nodes as usize
-            || nodes.iter().map(|n| u64::from(n.count)).sum::<u64>() != page.count
-        {
-            return Err(damaged());
-        }
+        let nodes: Vec<Node> = page_nodes(&b, &page)?.collect();
         c.dir.splice(p..=p, nodes.into_iter().map(Entry::Node));
         Ok(())
     }
@@ -558,37 +568,20 @@ impl<'k, 'a> Listed<'k, 'a> {
     fn find(&self, i: u64) -> Result<(u32, usize), CmdError> {
         let (ks, key, count) = (self.ks, self.key, self.count);
         let c = self.chunked()?;
-        let (p, mut within) = c.entry_at(i, count)?;
+        let (p, within) = c.entry_at(i, count)?;
         let page = match c.entry(p).ok_or_else(damaged)? {
             Entry::Node(n) => return Ok((n.slot, within as usize)),
             Entry::Page(page) => page,
         };
         let b = ks.chunk(key, c.family, page.slot)?.ok_or_else(damaged)?;
-        let nodes = page_nodes(&b)?;
-        // The same check as a page put in the directory gets.
-        if nodes.len() != page.nodes as usize
-            || nodes.clone().map(|n| n.1).sum::<u64>() != page.count
-        {
-            return Err(damaged());
-        }
-        if within < page.count / 2 {
-            for (slot, n) in nodes {
-                if within < n {
-                    return Ok((slot, within as usize));
-                }
-                within -= n;
-            }
-        } else {
-            let mut end = page.count;
-            for (slot, n) in nodes.rev() {
-                let start = end.checked_sub(n).ok_or_else(damaged)?;
-                if within >= start {
-                    return Ok((slot, (within - start) as usize));
-                }
-                end = start;
-            }
-        }
-        Err(damaged())
+        let mut nodes = page_nodes(&b, &page)?;
+        let (k, at) = run_at(
+            nodes.clone().map(|n| u64::from(n.count)),
+            page.count,
+            within,
+        )?;
+        let node = nodes.nth(k).ok_or_else(damaged)?;
+        Ok((node.slot, at as usize))
     }
 
     fn touched(&mut self, slot: u32) {
@@ -829,15 +822,16 @@ impl<'k, 'a> Listed<'k, 'a> {
                 Entry::Node(n) => c.take_from(ks, key, n.slot, skip as usize, want, &mut out)?,
                 Entry::Page(page) => {
                     let b = ks.chunk(key, c.family, page.slot)?.ok_or_else(damaged)?;
-                    for (slot, n) in page_nodes(&b)? {
+                    for node in page_nodes(&b, &page)? {
                         if out.len() >= want {
                             break;
                         }
+                        let n = u64::from(node.count);
                         if skip >= n {
                             skip -= n;
                             continue;
                         }
-                        c.take_from(ks, key, slot, skip as usize, want, &mut out)?;
+                        c.take_from(ks, key, node.slot, skip as usize, want, &mut out)?;
                         skip = 0;
                     }
                 }
